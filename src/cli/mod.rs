@@ -1,0 +1,121 @@
+//! The command line: argument definitions, config loading, logging set-up, and
+//! dispatch to one submodule per group of commands. Errors are reported here,
+//! at the edge, with context; exit codes are documented in `README.md`.
+
+pub mod crm;
+pub mod serve;
+pub mod setup;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::config::{default_config_path, Config};
+
+/// Exit code for an error in what the user asked (bad file, unknown id, bad config).
+pub const EXIT_USER_ERROR: u8 = 1;
+/// Exit code when something outside could not be reached (upstream down, store locked).
+pub const EXIT_UNAVAILABLE: u8 = 3;
+/// Exit code when `doctor` found problems.
+pub const EXIT_CHECK_FAILED: u8 = 4;
+
+#[derive(Debug, Parser)]
+#[command(name = "crmproxy", version, about = "CRM email tracking for any IMAP client")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalOpts {
+    /// Data directory (store, certificates). Default: ~/.local/share/crmproxy.
+    #[arg(long, global = true, env = "CRMPROXY_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Config file. Default: <data-dir>/crmproxy.toml when it exists, else built-in defaults.
+    #[arg(long, global = true, env = "CRMPROXY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a config file and create the local CA and localhost certificate.
+    Init(setup::InitArgs),
+    /// Run the proxy (and the pane and sync worker).
+    Serve(serve::ServeArgs),
+    /// Check config, certificates and the upstream server, and say what to fix.
+    Doctor(setup::DoctorArgs),
+    /// Manage CRM users: add, list, grant, revoke, delegate.
+    User(crm::UserArgs),
+    /// Import contacts, accounts or leads (CSV, vCard) or a JSON export.
+    Import(crm::ImportArgs),
+    /// Export the whole CRM as JSON.
+    Export(crm::ExportArgs),
+    /// Search the CRM.
+    Search(crm::SearchArgs),
+    /// Show one record or activity by id.
+    Show(crm::ShowArgs),
+}
+
+impl GlobalOpts {
+    /// The effective configuration: file (explicit, or the data dir's), then flags.
+    pub fn load_config(&self) -> anyhow::Result<Config> {
+        let explicit = self.config.clone();
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(crate::config::default_data_dir);
+        let path = explicit
+            .clone()
+            .unwrap_or_else(|| default_config_path(&data_dir));
+        let mut cfg = if explicit.is_some() || path.exists() {
+            Config::load(&path).with_context(|| "fix the config file or pass --config")?
+        } else {
+            Config::default()
+        };
+        if let Some(d) = &self.data_dir {
+            cfg.data_dir = d.clone();
+        } else if !path.exists() || explicit.is_none() {
+            // A config found inside the data dir keeps that data dir unless it names one.
+            if cfg.data_dir == crate::config::default_data_dir() {
+                cfg.data_dir = data_dir;
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Init(a) => setup::init(a, &cli.global),
+        Command::Serve(a) => serve::run(a, &cli.global),
+        Command::Doctor(a) => setup::doctor(a, &cli.global),
+        Command::User(a) => crm::user(a, &cli.global),
+        Command::Import(a) => crm::import(a, &cli.global),
+        Command::Export(a) => crm::export(a, &cli.global),
+        Command::Search(a) => crm::search(a, &cli.global),
+        Command::Show(a) => crm::show(a, &cli.global),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_USER_ERROR)
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! Configuration: the TOML file, its defaults, and the command-line overrides.
+//!
+//! Every setting has a default so that `crmproxy serve` runs with no file at all;
+//! `config/crmproxy.example.toml` documents each one and must stay in step with
+//! this module (a unit test parses it).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Errors while reading or checking a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid setting {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// How the proxy talks TLS to the upstream IMAP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamTls {
+    /// TLS from the first byte (IMAPS, usually port 993).
+    Implicit,
+    /// Plain connection upgraded with STARTTLS before anything else is sent.
+    Starttls,
+    /// No TLS at all: only sensible for a server on this machine.
+    Plain,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the store, the certificates and recordings live.
+    pub data_dir: PathBuf,
+    pub proxy: ProxyConfig,
+    pub upstream: UpstreamConfig,
+    pub tls: TlsConfig,
+    pub pane: PaneConfig,
+    pub tracking: TrackingConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Listener for IMAP with STARTTLS (and plain, where allowed). Empty: off.
+    pub imap: Option<SocketAddr>,
+    /// Listener for IMAPS (implicit TLS). Empty: off.
+    pub imaps: Option<SocketAddr>,
+    /// Allow LOGIN/AUTHENTICATE without TLS on the IMAP listener when the client
+    /// connects from a loopback address. Off means LOGINDISABLED until STARTTLS.
+    pub allow_plaintext_on_loopback: bool,
+    /// Longest line (without literals) the proxy parses, in bytes. Longer client
+    /// lines get a BAD; longer server lines are streamed through unparsed.
+    pub max_line_bytes: usize,
+    /// Largest header section the proxy buffers when it rewrites one.
+    pub max_header_bytes: usize,
+    /// Seconds of silence from the client before the proxy closes the session.
+    /// RFC 9051 asks for at least 30 minutes; lower values are raised to that.
+    pub idle_timeout_secs: u64,
+    /// Write a redacted transcript of each session into this directory.
+    pub record_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Host name (or address) of the real IMAP server.
+    pub host: String,
+    pub port: u16,
+    pub tls: UpstreamTls,
+    /// Extra PEM CA bundle trusted for the upstream certificate, besides the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Name checked against the upstream certificate; defaults to `host`.
+    pub server_name: Option<String>,
+    /// Accept any upstream certificate. Dangerous: logged loudly at every start.
+    pub insecure_skip_verify: bool,
+    /// Seconds allowed for the TCP connect and TLS handshake to the upstream.
+    pub connect_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Directory holding the local CA and the localhost certificate (made by `init`).
+    /// Relative paths are taken from `data_dir`.
+    pub cert_dir: PathBuf,
+    /// Renew the localhost certificate when fewer than this many days are left.
+    pub renew_before_days: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaneConfig {
+    /// HTTPS listener of the pane. Empty: off.
+    pub addr: Option<SocketAddr>,
+    /// Extra host names (besides loopback names) the pane answers to.
+    pub extra_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrackingConfig {
+    /// Keyword a client sets to ask for tracking.
+    pub request_keyword: String,
+    /// Keyword the proxy sets once a message is tracked.
+    pub tracked_keyword: String,
+    /// Keyword the proxy sets while a request is pending.
+    pub pending_keyword: String,
+    /// Copying, moving or appending into this folder tracks the message.
+    pub track_folder: String,
+    /// More tracking folders, each tracking regarding a record: folder → "type:uuid".
+    pub folder_regarding: BTreeMap<String, String>,
+    /// Minutes between sweeps of the sync worker.
+    pub sync_interval_minutes: u64,
+    /// Recognise a `CRM:` + digits tracking token in subjects.
+    pub subject_tracking_token: bool,
+    /// Load the demo CRM from fixtures on the first run, when the store is empty.
+    pub load_demo_on_first_run: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: default_data_dir(),
+            proxy: ProxyConfig::default(),
+            upstream: UpstreamConfig::default(),
+            tls: TlsConfig::default(),
+            pane: PaneConfig::default(),
+            tracking: TrackingConfig::default(),
+        }
+    }
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            imap: Some(SocketAddr::from(([127, 0, 0, 1], 1143))),
+            imaps: Some(SocketAddr::from(([127, 0, 0, 1], 1993))),
+            allow_plaintext_on_loopback: true,
+            max_line_bytes: 64 * 1024,
+            max_header_bytes: 1024 * 1024,
+            idle_timeout_secs: 31 * 60,
+            record_dir: None,
+        }
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            host: "localhost".into(),
+            port: 993,
+            tls: UpstreamTls::Implicit,
+            ca_file: None,
+            server_name: None,
+            insecure_skip_verify: false,
+            connect_timeout_secs: 15,
+        }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert_dir: PathBuf::from("certs"),
+            renew_before_days: 30,
+        }
+    }
+}
+
+impl Default for PaneConfig {
+    fn default() -> Self {
+        PaneConfig {
+            addr: Some(SocketAddr::from(([127, 0, 0, 1], 8443))),
+            extra_hosts: Vec::new(),
+        }
+    }
+}
+
+impl Default for TrackingConfig {
+    fn default() -> Self {
+        TrackingConfig {
+            request_keyword: "$CRM_Track".into(),
+            tracked_keyword: "$CRM_Tracked".into(),
+            pending_keyword: "$CRM_Pending".into(),
+            track_folder: "CRM/Track".into(),
+            folder_regarding: BTreeMap::new(),
+            sync_interval_minutes: 15,
+            subject_tracking_token: false,
+            load_demo_on_first_run: true,
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/crmproxy`, else `~/.local/share/crmproxy`, else `./crmproxy-data`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("crmproxy");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".local/share/crmproxy");
+    }
+    PathBuf::from("crmproxy-data")
+}
+
+/// The default config file location: `<data_dir>/crmproxy.toml`.
+pub fn default_config_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("crmproxy.toml")
+}
+
+impl Config {
+    /// Parse a config from TOML text; `path` only names it in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Read a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_owned(),
+            source: e,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Check values that serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.upstream.host.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "upstream.host",
+                reason: "must not be empty".into(),
+            });
+        }
+        if self.upstream.port == 0 {
+            return Err(ConfigError::Invalid {
+                key: "upstream.port",
+                reason: "must be between 1 and 65535".into(),
+            });
+        }
+        if self.proxy.max_line_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                key: "proxy.max_line_bytes",
+                reason: "must be at least 1024".into(),
+            });
+        }
+        if self.proxy.max_header_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                key: "proxy.max_header_bytes",
+                reason: "must be at least 1024".into(),
+            });
+        }
+        for kw in [
+            &self.tracking.request_keyword,
+            &self.tracking.tracked_keyword,
+            &self.tracking.pending_keyword,
+        ] {
+            if kw.is_empty() || !kw.bytes().all(is_atom_char) {
+                return Err(ConfigError::Invalid {
+                    key: "tracking keywords",
+                    reason: format!("{kw:?} is not an IMAP keyword (atom characters only)"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The certificate directory, resolved against `data_dir`.
+    pub fn cert_dir(&self) -> PathBuf {
+        if self.tls.cert_dir.is_absolute() {
+            self.tls.cert_dir.clone()
+        } else {
+            self.data_dir.join(&self.tls.cert_dir)
+        }
+    }
+
+    /// The store directory inside `data_dir`.
+    pub fn store_dir(&self) -> PathBuf {
+        self.data_dir.join("store")
+    }
+
+    /// Session idle timeout, never below the 30 minutes of RFC 9051.
+    pub fn idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.proxy.idle_timeout_secs.max(30 * 60))
+    }
+}
+
+/// IMAP `ATOM-CHAR`: any CHAR except atom-specials.
+fn is_atom_char(b: u8) -> bool {
+    (0x21..0x7f).contains(&b) && !b"(){ %*\"\\]".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_loopback() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert!(c.proxy.imap.unwrap().ip().is_loopback());
+        assert!(c.proxy.imaps.unwrap().ip().is_loopback());
+        assert!(c.pane.addr.unwrap().ip().is_loopback());
+    }
+
+    #[test]
+    fn example_file_parses_and_matches_defaults() {
+        let text = include_str!("../config/crmproxy.example.toml");
+        let c = Config::from_toml(text, Path::new("example")).unwrap();
+        let d = Config::default();
+        assert_eq!(c.proxy.imap, d.proxy.imap);
+        assert_eq!(c.upstream.tls, d.upstream.tls);
+        assert_eq!(c.tracking.request_keyword, d.tracking.request_keyword);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let err = Config::from_toml("[proxy]\nimapp = \"127.0.0.1:1\"\n", Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("imapp"), "{err}");
+    }
+
+    #[test]
+    fn bad_keyword_is_an_error() {
+        let err = Config::from_toml("[tracking]\nrequest_keyword = \"a b\"\n", Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("keyword"), "{err}");
+    }
+
+    #[test]
+    fn idle_timeout_never_below_thirty_minutes() {
+        let mut c = Config::default();
+        c.proxy.idle_timeout_secs = 5;
+        assert_eq!(c.idle_timeout().as_secs(), 1800);
+    }
+}

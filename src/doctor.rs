@@ -1,0 +1,1 @@
+//! `crmproxy doctor`: checks of config, certificates and the upstream server.

@@ -1,0 +1,12 @@
+//! crmproxy: a local IMAP proxy that brings CRM email tracking to any IMAP client.
+//!
+//! Dependencies point one way: `cli` → `proxy` → (tracking engine) → `store`;
+//! `wire` is the IMAP framing that `proxy` uses, and knows nothing of sessions.
+
+pub mod cli;
+pub mod config;
+pub mod doctor;
+pub mod proxy;
+pub mod store;
+pub mod tls;
+pub mod wire;

@@ -1,0 +1,5 @@
+//! The `crmproxy` binary: all the work is in the library; this only reports errors.
+
+fn main() -> std::process::ExitCode {
+    crmproxy::cli::main()
+}

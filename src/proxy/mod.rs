@@ -1,0 +1,1 @@
+//! The proxy: listeners, per-connection sessions, upstream connections, session state.

@@ -1,0 +1,1 @@
+//! The CRM store: records, activities, tracking records, indexes, import/export.

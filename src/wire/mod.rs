@@ -1,0 +1,1 @@
+//! IMAP wire framing: streaming, structural, generic over AsyncRead/AsyncWrite.
