@@ -30,6 +30,8 @@ pub struct ProxyOptions {
     pub env: Vec<(String, String)>,
     /// Skip waiting for listening lines (for start-up failures).
     pub expect_failure: bool,
+    /// Do not pass `--upstream-ca`: only the system roots are trusted.
+    pub without_upstream_ca: bool,
 }
 
 impl Default for ProxyOptions {
@@ -40,6 +42,7 @@ impl Default for ProxyOptions {
             data_dir: None,
             env: Vec::new(),
             expect_failure: false,
+            without_upstream_ca: false,
         }
     }
 }
@@ -89,8 +92,6 @@ impl Proxy {
             .arg(&upstream)
             .arg("--upstream-tls")
             .arg(mode)
-            .arg("--upstream-ca")
-            .arg(&dv.ca_file)
             .args([
                 "--imap",
                 "127.0.0.1:0",
@@ -104,6 +105,9 @@ impl Proxy {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if !opts.without_upstream_ca {
+            cmd.arg("--upstream-ca").arg(&dv.ca_file);
+        }
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
