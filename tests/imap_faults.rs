@@ -88,7 +88,7 @@ fn client_vanishing_mid_literal_leaves_proxy_up_and_nothing_appended() {
         c.send(b"a9 APPEND INBOX {100000}\r\n");
         let cont = c.read_line().unwrap();
         assert!(cont.starts_with('+'), "{cont}");
-        c.send(&common::sample_message(1, 40)[..3000]);
+        c.send(&common::sample_message(1, 100)[..3000]);
         // Dropped here: the connection closes with 97 000 bytes of literal missing.
     }
     let mut c = RawImap::login(proxy.imap, &user, PASSWORD);
@@ -97,7 +97,7 @@ fn client_vanishing_mid_literal_leaves_proxy_up_and_nothing_appended() {
     {
         let mut c2 = RawImap::login(proxy.imap, &user, PASSWORD);
         c2.send(b"a9 APPEND INBOX {100000+}\r\n");
-        c2.send(&common::sample_message(2, 40)[..2000]);
+        c2.send(&common::sample_message(2, 100)[..2000]);
     }
     assert_serves(&proxy);
     std::thread::sleep(Duration::from_millis(200));
@@ -150,6 +150,8 @@ fn upstream_refusing_tls_gives_a_clear_bye() {
         ProxyOptions {
             upstream_mode: Upstream::Starttls,
             upstream: Some(format!("localhost:{}", dv.imaps_port)),
+            // The server never greets: the proxy gives up after the connect timeout.
+            config_toml: Some("[upstream]\nconnect_timeout_secs = 2\n".into()),
             ..Default::default()
         },
     );

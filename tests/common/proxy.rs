@@ -30,6 +30,8 @@ pub struct ProxyOptions {
     pub env: Vec<(String, String)>,
     /// Skip waiting for listening lines (for start-up failures).
     pub expect_failure: bool,
+    /// Written to `<data_dir>/crmproxy.toml` before the start, when set.
+    pub config_toml: Option<String>,
     /// Do not pass `--upstream-ca`: only the system roots are trusted.
     pub without_upstream_ca: bool,
 }
@@ -43,6 +45,7 @@ impl Default for ProxyOptions {
             env: Vec::new(),
             expect_failure: false,
             without_upstream_ca: false,
+            config_toml: None,
         }
     }
 }
@@ -78,6 +81,9 @@ impl Proxy {
                 (Some(t), p)
             }
         };
+        if let Some(text) = &opts.config_toml {
+            std::fs::write(data_dir.join("crmproxy.toml"), text).unwrap();
+        }
         let (mode, default_up) = match opts.upstream_mode {
             Upstream::Plain => ("plain", format!("127.0.0.1:{}", dv.imap_port)),
             Upstream::Starttls => ("starttls", format!("localhost:{}", dv.imap_port)),

@@ -61,14 +61,16 @@ def step(name, result):
     print(f"{name}: {norm(result)}", flush=True)
 
 
-def connect(a):
+def connect(a, quiet=False):
     if a.tls == "imaps":
         ctx = ssl.create_default_context(cafile=a.cafile)
         return imaplib.IMAP4_SSL(a.host, a.port, ssl_context=ctx)
     c = imaplib.IMAP4(a.host, a.port)
     if a.tls == "starttls":
         ctx = ssl.create_default_context(cafile=a.cafile)
-        step("STARTTLS", c.starttls(ssl_context=ctx))
+        result = c.starttls(ssl_context=ctx)
+        if not quiet:
+            step("STARTTLS", result)
     return c
 
 
@@ -99,7 +101,7 @@ def idle_with_arrival(c, a):
     c.send(tag + b" IDLE\r\n")
     cont = c._get_line()
     step("IDLE start", cont[:1])
-    other = connect(a)
+    other = connect(a, quiet=True)
     other.login(a.user, os.environ["IMAP_PASSWORD"])
     step("IDLE other APPEND", other.append("INBOX", None, FIXED_DATE, msg(9)))
     other.logout()
@@ -134,7 +136,12 @@ def main():
     step("LOGIN", c.login(a.user, password))
     typ, dat = c.capability()
     step("CAPABILITY", typ)
-    print(f"CAPS post-login: {' '.join(sorted(dat[0].decode().upper().split()))}", flush=True)
+    # Dovecot sends an untagged CAPABILITY inside a successful LOGIN's response (to
+    # clients that asked CAPABILITY before); imaplib collects it with the answer to
+    # the CAPABILITY command: the first is the login's, the last the command's.
+    if len(dat) > 1:
+        print(f"CAPS login-response: {' '.join(sorted(dat[0].decode().upper().split()))}", flush=True)
+    print(f"CAPS post-login: {' '.join(sorted(dat[-1].decode().upper().split()))}", flush=True)
     step("LIST", c.list())
     if a.short:
         step("SELECT", c.select("INBOX"))
