@@ -93,9 +93,16 @@ impl Dovecot {
     }
 
     fn start_once() -> Result<Dovecot, String> {
+        // Under /tmp rather than $TMPDIR: Dovecot's unprivileged users must be able to
+        // walk down to the Maildirs, and a private TMPDIR (e.g. under /root) forbids it.
+        let base = if Path::new("/tmp").is_dir() {
+            PathBuf::from("/tmp")
+        } else {
+            std::env::temp_dir()
+        };
         let dir = tempfile::Builder::new()
             .prefix("crmproxy-dovecot-")
-            .tempdir()
+            .tempdir_in(base)
             .map_err(|e| e.to_string())?
             .keep();
         // Dovecot's unprivileged processes must be able to reach the Maildirs.
