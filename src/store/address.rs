@@ -65,7 +65,7 @@ impl EmailAddress {
             return Err(err("invalid character in the domain"));
         }
         let ascii_domain =
-            idna::domain_to_ascii(domain).map_err(|_| err("the domain is not a valid (IDN) name"))?;
+            idna::domain_to_ascii_strict(domain).map_err(|_| err("the domain is not a valid (IDN) name"))?;
         if ascii_domain.is_empty() {
             return Err(err("no domain after the @"));
         }
