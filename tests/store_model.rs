@@ -21,7 +21,11 @@ fn contact(first: &str, last: &str, email: &str) -> Contact {
         department: String::new(),
         company: String::new(),
         account: None,
-        emails: if email.is_empty() { vec![] } else { vec![addr(email)] },
+        emails: if email.is_empty() {
+            vec![]
+        } else {
+            vec![addr(email)]
+        },
         business_phone: String::new(),
         mobile_phone: String::new(),
         address: PostalAddress::default(),
@@ -53,7 +57,13 @@ fn user(name: &str, login: &str) -> SystemUser {
     }
 }
 
-fn email(owner: UserId, msgid: &str, subject: &str, regarding: Option<RecordRef>, day: u32) -> Activity {
+fn email(
+    owner: UserId,
+    msgid: &str,
+    subject: &str,
+    regarding: Option<RecordRef>,
+    day: u32,
+) -> Activity {
     Activity {
         id: ActivityId::new(),
         stamps: Stamps::default(),
@@ -87,13 +97,21 @@ fn open() -> (tempfile::TempDir, SledStore) {
 #[test]
 fn writes_are_stamped_and_read_back() {
     let (_d, s) = open();
-    let c = s.put_record(Record::Contact(contact("Ada", "Lovelace", "ada@example.com"))).unwrap();
+    let c = s
+        .put_record(Record::Contact(contact(
+            "Ada",
+            "Lovelace",
+            "ada@example.com",
+        )))
+        .unwrap();
     assert_eq!(c.title(), "Ada Lovelace");
     let back = s.record(c.id()).unwrap().unwrap();
     assert_eq!(back, c);
     let created = c.stamps().created;
     std::thread::sleep(std::time::Duration::from_millis(5));
-    let Record::Contact(mut c2) = back else { panic!() };
+    let Record::Contact(mut c2) = back else {
+        panic!()
+    };
     c2.job_title = "Analyst".into();
     let c2 = s.put_record(Record::Contact(c2)).unwrap();
     assert_eq!(c2.stamps().created, created);
@@ -112,7 +130,16 @@ fn links_must_exist_and_linked_records_cannot_be_deleted() {
     let mut c = contact("Nancy", "Davolio", "nancy@contoso.example");
     c.account = Some(AccountId::new());
     let e = s.put_record(Record::Contact(c.clone())).unwrap_err();
-    assert!(matches!(e, StoreError::MissingLink { kind: Kind::Account, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            StoreError::MissingLink {
+                kind: Kind::Account,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(s.record(c.id.uuid()).unwrap().is_none(), "nothing written");
 
     let a = s.put_record(Record::Account(account("Contoso"))).unwrap();
@@ -124,25 +151,46 @@ fn links_must_exist_and_linked_records_cannot_be_deleted() {
     s.delete_record(c.id()).unwrap();
     s.delete_record(a.id()).unwrap();
     assert!(s.is_empty().unwrap());
-    assert!(matches!(s.delete_record(a.id()), Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        s.delete_record(a.id()),
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 #[test]
 fn regarding_must_exist_and_keeps_its_record_alive() {
     let (_d, s) = open();
-    let u = s.put_record(Record::User(user("Alice", "alice@example.test"))).unwrap();
+    let u = s
+        .put_record(Record::User(user("Alice", "alice@example.test")))
+        .unwrap();
     let uid = UserId::from_uuid(u.id());
-    let ghost = RecordRef { kind: Kind::Opportunity, id: Uuid::now_v7() };
-    let e = s.put_activity(email(uid, "<m1@x.example>", "Hi", Some(ghost), 1)).unwrap_err();
+    let ghost = RecordRef {
+        kind: Kind::Opportunity,
+        id: Uuid::now_v7(),
+    };
+    let e = s
+        .put_activity(email(uid, "<m1@x.example>", "Hi", Some(ghost), 1))
+        .unwrap_err();
     assert!(e.to_string().contains("regarding"), "{e}");
-    assert!(s.activity_by_message_id(&MessageId::parse("m1@x.example").unwrap()).unwrap().is_none());
+    assert!(s
+        .activity_by_message_id(&MessageId::parse("m1@x.example").unwrap())
+        .unwrap()
+        .is_none());
 
     let a = s.put_record(Record::Account(account("Fabrikam"))).unwrap();
-    let act = s.put_activity(email(uid, "<m1@x.example>", "Hi", Some(a.as_ref()), 1)).unwrap();
-    assert!(matches!(s.delete_record(a.id()), Err(StoreError::InUse { .. })));
+    let act = s
+        .put_activity(email(uid, "<m1@x.example>", "Hi", Some(a.as_ref()), 1))
+        .unwrap();
+    assert!(matches!(
+        s.delete_record(a.id()),
+        Err(StoreError::InUse { .. })
+    ));
     // An activity cannot be regarding a user or a template.
     let bad = email(uid, "<m2@x.example>", "Hi", Some(u.as_ref()), 1);
-    assert!(matches!(s.put_activity(bad), Err(StoreError::Invalid { .. })));
+    assert!(matches!(
+        s.put_activity(bad),
+        Err(StoreError::Invalid { .. })
+    ));
     s.delete_activity(act.id).unwrap();
     s.delete_record(a.id()).unwrap();
 }
@@ -150,12 +198,19 @@ fn regarding_must_exist_and_keeps_its_record_alive() {
 #[test]
 fn duplicates_are_refused() {
     let (_d, s) = open();
-    let u = s.put_record(Record::User(user("Alice", "alice@example.test"))).unwrap();
-    let e = s.put_record(Record::User(user("Other Alice", "ALICE@example.test"))).unwrap_err();
+    let u = s
+        .put_record(Record::User(user("Alice", "alice@example.test")))
+        .unwrap();
+    let e = s
+        .put_record(Record::User(user("Other Alice", "ALICE@example.test")))
+        .unwrap_err();
     assert!(matches!(e, StoreError::Duplicate(_)), "{e}");
     let uid = UserId::from_uuid(u.id());
-    s.put_activity(email(uid, "<same@x.example>", "One", None, 1)).unwrap();
-    let e = s.put_activity(email(uid, "<same@x.example>", "Two", None, 2)).unwrap_err();
+    s.put_activity(email(uid, "<same@x.example>", "One", None, 1))
+        .unwrap();
+    let e = s
+        .put_activity(email(uid, "<same@x.example>", "Two", None, 2))
+        .unwrap_err();
     assert!(e.to_string().contains("Message-ID"), "{e}");
     let acc = s.put_record(Record::Account(account("Contoso"))).unwrap();
     let inv = |n: &str| Invoice {
@@ -163,12 +218,18 @@ fn duplicates_are_refused() {
         stamps: Stamps::default(),
         number: n.into(),
         customer: acc.as_ref(),
-        amount: Money { minor: 100, currency: "EUR".into() },
+        amount: Money {
+            minor: 100,
+            currency: "EUR".into(),
+        },
         due: None,
         status: InvoiceStatus::Active,
     };
     s.put_record(Record::Invoice(inv("INV-1"))).unwrap();
-    assert!(matches!(s.put_record(Record::Invoice(inv("inv-1"))), Err(StoreError::Duplicate(_))));
+    assert!(matches!(
+        s.put_record(Record::Invoice(inv("inv-1"))),
+        Err(StoreError::Duplicate(_))
+    ));
 }
 
 #[test]
@@ -177,17 +238,45 @@ fn addresses_resolve_case_and_idn_insensitively_in_order() {
     let mut a = account("Bücher AG");
     a.emails = vec![addr("info@bücher.example")];
     let a = s.put_record(Record::Account(a)).unwrap();
-    let c = s.put_record(Record::Contact(contact("Zoë", "Müller", "Info@Bücher.Example"))).unwrap();
-    let u = s.put_record(Record::User(user("Info Desk", "info@xn--bcher-kva.example"))).unwrap();
-    let got = s.resolve_address(&addr("INFO@xn--bcher-kva.EXAMPLE")).unwrap();
+    let c = s
+        .put_record(Record::Contact(contact(
+            "Zoë",
+            "Müller",
+            "Info@Bücher.Example",
+        )))
+        .unwrap();
+    let u = s
+        .put_record(Record::User(user(
+            "Info Desk",
+            "info@xn--bcher-kva.example",
+        )))
+        .unwrap();
+    let got = s
+        .resolve_address(&addr("INFO@xn--bcher-kva.EXAMPLE"))
+        .unwrap();
     assert_eq!(got, vec![u.as_ref(), c.as_ref(), a.as_ref()]);
-    assert!(s.resolve_address(&addr("nobody@bücher.example")).unwrap().is_empty());
+    assert!(s
+        .resolve_address(&addr("nobody@bücher.example"))
+        .unwrap()
+        .is_empty());
     // Changing the address moves the index entry.
-    let Record::Contact(mut cc) = c.clone() else { panic!() };
+    let Record::Contact(mut cc) = c.clone() else {
+        panic!()
+    };
     cc.emails = vec![addr("zoe@bücher.example")];
     s.put_record(Record::Contact(cc)).unwrap();
-    assert_eq!(s.resolve_address(&addr("info@bücher.example")).unwrap(), vec![u.as_ref(), a.as_ref()]);
-    assert_eq!(s.user_by_login(&addr("INFO@bücher.example")).unwrap().unwrap().id.uuid(), u.id());
+    assert_eq!(
+        s.resolve_address(&addr("info@bücher.example")).unwrap(),
+        vec![u.as_ref(), a.as_ref()]
+    );
+    assert_eq!(
+        s.user_by_login(&addr("INFO@bücher.example"))
+            .unwrap()
+            .unwrap()
+            .id
+            .uuid(),
+        u.id()
+    );
 }
 
 #[test]
@@ -200,12 +289,24 @@ fn search_folds_accents_matches_prefixes_filters_and_ranks() {
     let mut other = contact("Max", "Mustermann", "");
     other.company = "Müller Logistics".into();
     let other = s.put_record(Record::Contact(other)).unwrap();
-    let fab = s.put_record(Record::Account(account("Fabrikam Möbel"))).unwrap();
+    let fab = s
+        .put_record(Record::Account(account("Fabrikam Möbel")))
+        .unwrap();
 
-    let q = |t: &str, kinds: Vec<Kind>| s.search(&SearchQuery { text: t.into(), kinds, limit: 0 }).unwrap();
+    let q = |t: &str, kinds: Vec<Kind>| {
+        s.search(&SearchQuery {
+            text: t.into(),
+            kinds,
+            limit: 0,
+        })
+        .unwrap()
+    };
     // Name beats company for the same word.
     let hits = q("muller", vec![]);
-    assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), vec![zoe.id(), other.id()]);
+    assert_eq!(
+        hits.iter().map(|h| h.id).collect::<Vec<_>>(),
+        vec![zoe.id(), other.id()]
+    );
     // Prefixes and accents.
     assert_eq!(q("ZOE MÜL", vec![])[0].id, zoe.id());
     assert_eq!(q("geschaftsf", vec![])[0].id, zoe.id());
@@ -227,14 +328,28 @@ fn search_folds_accents_matches_prefixes_filters_and_ranks() {
 #[test]
 fn timelines_are_newest_first_and_follow_changes() {
     let (_d, s) = open();
-    let u = s.put_record(Record::User(user("Alice", "alice@example.test"))).unwrap();
+    let u = s
+        .put_record(Record::User(user("Alice", "alice@example.test")))
+        .unwrap();
     let uid = UserId::from_uuid(u.id());
     let a = s.put_record(Record::Account(account("Contoso"))).unwrap();
     let b = s.put_record(Record::Account(account("Northwind"))).unwrap();
-    let old = s.put_activity(email(uid, "<1@x.example>", "old", Some(a.as_ref()), 1)).unwrap();
-    let new = s.put_activity(email(uid, "<2@x.example>", "new", Some(a.as_ref()), 9)).unwrap();
-    let mid = s.put_activity(email(uid, "<3@x.example>", "mid", Some(a.as_ref()), 5)).unwrap();
-    let subjects = |id| s.activities_of(id, 10).unwrap().into_iter().map(|x| x.subject).collect::<Vec<_>>();
+    let old = s
+        .put_activity(email(uid, "<1@x.example>", "old", Some(a.as_ref()), 1))
+        .unwrap();
+    let new = s
+        .put_activity(email(uid, "<2@x.example>", "new", Some(a.as_ref()), 9))
+        .unwrap();
+    let mid = s
+        .put_activity(email(uid, "<3@x.example>", "mid", Some(a.as_ref()), 5))
+        .unwrap();
+    let subjects = |id| {
+        s.activities_of(id, 10)
+            .unwrap()
+            .into_iter()
+            .map(|x| x.subject)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(subjects(a.id()), ["new", "mid", "old"]);
     assert_eq!(subjects(u.id()), ["new", "mid", "old"]);
     let mut moved = mid.clone();
@@ -249,14 +364,26 @@ fn timelines_are_newest_first_and_follow_changes() {
 #[test]
 fn tracking_records_share_one_activity_and_check_delegation() {
     let (_d, s) = open();
-    let alice = s.put_record(Record::User(user("Alice", "alice@example.test"))).unwrap();
-    let bob = s.put_record(Record::User(user("Bob", "bob@example.test"))).unwrap();
-    let carol = s.put_record(Record::User(user("Carol", "carol@example.test"))).unwrap();
-    let (a, b, c) = (UserId::from_uuid(alice.id()), UserId::from_uuid(bob.id()), UserId::from_uuid(carol.id()));
+    let alice = s
+        .put_record(Record::User(user("Alice", "alice@example.test")))
+        .unwrap();
+    let bob = s
+        .put_record(Record::User(user("Bob", "bob@example.test")))
+        .unwrap();
+    let carol = s
+        .put_record(Record::User(user("Carol", "carol@example.test")))
+        .unwrap();
+    let (a, b, c) = (
+        UserId::from_uuid(alice.id()),
+        UserId::from_uuid(bob.id()),
+        UserId::from_uuid(carol.id()),
+    );
     let m = MessageId::parse("<shared@x.example>").unwrap();
 
     // Carol may not act for Alice until she is a delegate.
-    let e = s.put_tracking(TrackingRecord::pending(a, m.clone(), c)).unwrap_err();
+    let e = s
+        .put_tracking(TrackingRecord::pending(a, m.clone(), c))
+        .unwrap_err();
     assert!(e.to_string().contains("delegates"), "{e}");
     assert!(!s.may_act_for(c, a).unwrap());
     s.set_delegate(a, c, true).unwrap();
@@ -266,16 +393,30 @@ fn tracking_records_share_one_activity_and_check_delegation() {
     let mut bobs = TrackingRecord::pending(b, m.clone(), b);
     bobs.requested_at = first.requested_at + chrono::Duration::seconds(1);
     s.put_tracking(bobs.clone()).unwrap();
-    assert_eq!(s.pending_tracking(10).unwrap(), vec![first.clone(), bobs.clone()]);
+    assert_eq!(
+        s.pending_tracking(10).unwrap(),
+        vec![first.clone(), bobs.clone()]
+    );
 
     // Tracked needs an activity with the same Message-ID.
     let mut t = first.clone();
     t.status = TrackStatus::Tracked;
-    assert!(matches!(s.put_tracking(t.clone()), Err(StoreError::Invalid { .. })));
-    let act = s.put_activity(email(a, "<shared@x.example>", "Shared", None, 3)).unwrap();
-    let wrong = s.put_activity(email(a, "<other@x.example>", "Other", None, 3)).unwrap();
+    assert!(matches!(
+        s.put_tracking(t.clone()),
+        Err(StoreError::Invalid { .. })
+    ));
+    let act = s
+        .put_activity(email(a, "<shared@x.example>", "Shared", None, 3))
+        .unwrap();
+    let wrong = s
+        .put_activity(email(a, "<other@x.example>", "Other", None, 3))
+        .unwrap();
     t.activity = Some(wrong.id);
-    assert!(s.put_tracking(t.clone()).unwrap_err().to_string().contains("not <shared@x.example>"));
+    assert!(s
+        .put_tracking(t.clone())
+        .unwrap_err()
+        .to_string()
+        .contains("not <shared@x.example>"));
     t.activity = Some(act.id);
     s.put_tracking(t.clone()).unwrap();
     let mut tb = bobs.clone();
@@ -287,7 +428,10 @@ fn tracking_records_share_one_activity_and_check_delegation() {
     assert_eq!(s.tracking_of_message(&m).unwrap().len(), 2);
 
     // The activity cannot be deleted while tracked; untracking keeps it.
-    assert!(matches!(s.delete_activity(act.id), Err(StoreError::InUse { count: 2, .. })));
+    assert!(matches!(
+        s.delete_activity(act.id),
+        Err(StoreError::InUse { count: 2, .. })
+    ));
     assert!(s.delete_tracking(a, &m).unwrap());
     assert!(!s.delete_tracking(a, &m).unwrap());
     assert!(s.tracking(a, &m).unwrap().is_none());
@@ -297,14 +441,18 @@ fn tracking_records_share_one_activity_and_check_delegation() {
     let mut f = TrackingRecord::pending(a, MessageId::parse("f@x.example").unwrap(), a);
     f.status = TrackStatus::Failed { reason: " ".into() };
     assert!(s.put_tracking(f.clone()).is_err());
-    f.status = TrackStatus::Failed { reason: "message vanished from INBOX".into() };
+    f.status = TrackStatus::Failed {
+        reason: "message vanished from INBOX".into(),
+    };
     s.put_tracking(f).unwrap();
 }
 
 #[test]
 fn privileges_settings_and_blobs() {
     let (_d, s) = open();
-    let u = s.put_record(Record::User(user("Dave", "dave@example.test"))).unwrap();
+    let u = s
+        .put_record(Record::User(user("Dave", "dave@example.test")))
+        .unwrap();
     let id = UserId::from_uuid(u.id());
     assert!(s.may_act_for(id, id).unwrap());
     let u = s.set_privilege(id, Privilege::UseApp, false).unwrap();
@@ -313,9 +461,11 @@ fn privileges_settings_and_blobs() {
     assert!(s.set_delegate(id, id, true).is_err());
 
     assert_eq!(s.settings().unwrap(), OrgSettings::default());
-    let mut st = OrgSettings::default();
-    st.track_appointments_from_non_organizer = true;
-    st.org_domains = vec!["example.test".into()];
+    let mut st = OrgSettings {
+        track_appointments_from_non_organizer: true,
+        org_domains: vec!["example.test".into()],
+        ..Default::default()
+    };
     s.put_settings(st.clone()).unwrap();
     assert_eq!(s.settings().unwrap(), st);
     st.sync_interval_minutes = 0;
@@ -330,11 +480,25 @@ fn everything_survives_reopening() {
     let d = tempfile::tempdir().unwrap();
     let id = {
         let s = SledStore::open(d.path()).unwrap();
-        s.put_record(Record::Contact(contact("Kept", "Person", "kept@example.com"))).unwrap().id()
+        s.put_record(Record::Contact(contact(
+            "Kept",
+            "Person",
+            "kept@example.com",
+        )))
+        .unwrap()
+        .id()
     };
     let s = SledStore::open(d.path()).unwrap();
     assert_eq!(s.record(id).unwrap().unwrap().title(), "Kept Person");
-    assert_eq!(s.search(&SearchQuery { text: "kept".into(), ..Default::default() }).unwrap().len(), 1);
+    assert_eq!(
+        s.search(&SearchQuery {
+            text: "kept".into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .len(),
+        1
+    );
 }
 
 #[test]
@@ -353,20 +517,44 @@ fn a_v1_store_is_migrated_on_open() {
     let id = Uuid::now_v7();
     {
         let db = sled::open(d.path().join("db")).unwrap();
-        db.open_tree("meta").unwrap().insert("schema_version", &1u32.to_be_bytes()).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", &1u32.to_be_bytes())
+            .unwrap();
         let row = serde_json::json!({
             "type": "contact", "id": id, "created": "2025-01-01T00:00:00Z", "modified": "2025-01-01T00:00:00Z",
             "first_name": "Old", "last_name": "Timer", "full_name": "Old Timer", "email": "old.timer@example.com"
         });
-        db.open_tree("records").unwrap().insert(id.as_bytes(), serde_json::to_vec(&row).unwrap()).unwrap();
+        db.open_tree("records")
+            .unwrap()
+            .insert(id.as_bytes(), serde_json::to_vec(&row).unwrap())
+            .unwrap();
         db.flush().unwrap();
     }
     let s = SledStore::open(d.path()).unwrap();
-    assert_eq!(crmproxy::store::migrate::stored_version(&s).unwrap(), Some(2));
-    let Some(Record::Contact(c)) = s.record(id).unwrap() else { panic!("contact lost") };
+    assert_eq!(
+        crmproxy::store::migrate::stored_version(&s).unwrap(),
+        Some(2)
+    );
+    let Some(Record::Contact(c)) = s.record(id).unwrap() else {
+        panic!("contact lost")
+    };
     assert_eq!(c.emails, vec![addr("old.timer@example.com")]);
-    assert_eq!(s.resolve_address(&addr("OLD.TIMER@example.com")).unwrap().len(), 1);
-    assert_eq!(s.search(&SearchQuery { text: "timer".into(), ..Default::default() }).unwrap()[0].id, id);
+    assert_eq!(
+        s.resolve_address(&addr("OLD.TIMER@example.com"))
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.search(&SearchQuery {
+            text: "timer".into(),
+            ..Default::default()
+        })
+        .unwrap()[0]
+            .id,
+        id
+    );
 }
 
 #[test]
@@ -374,11 +562,17 @@ fn a_newer_store_is_refused() {
     let d = tempfile::tempdir().unwrap();
     {
         let db = sled::open(d.path().join("db")).unwrap();
-        db.open_tree("meta").unwrap().insert("schema_version", &99u32.to_be_bytes()).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", &99u32.to_be_bytes())
+            .unwrap();
         db.flush().unwrap();
     }
     let e = SledStore::open(d.path()).unwrap_err();
-    assert!(matches!(e, StoreError::NewerSchema { found: 99, .. }), "{e}");
+    assert!(
+        matches!(e, StoreError::NewerSchema { found: 99, .. }),
+        "{e}"
+    );
 }
 
 #[test]
@@ -387,21 +581,41 @@ fn demo_loads_once_and_is_consistent() {
     let summary = demo::load_if_empty(&s).unwrap().expect("loaded");
     assert!(summary.created > 20);
     assert!(demo::load_if_empty(&s).unwrap().is_none());
-    let alice = s.user_by_login(&addr("alice@example.test")).unwrap().unwrap();
-    let carol = s.user_by_login(&addr("carol@example.test")).unwrap().unwrap();
-    let dave = s.user_by_login(&addr("dave@example.test")).unwrap().unwrap();
+    let alice = s
+        .user_by_login(&addr("alice@example.test"))
+        .unwrap()
+        .unwrap();
+    let carol = s
+        .user_by_login(&addr("carol@example.test"))
+        .unwrap()
+        .unwrap();
+    let dave = s
+        .user_by_login(&addr("dave@example.test"))
+        .unwrap()
+        .unwrap();
     assert!(s.may_act_for(carol.id, alice.id).unwrap());
     assert!(!s.may_act_for(dave.id, dave.id).unwrap());
     let lit = s.records(Some(Kind::SalesLiterature)).unwrap();
     for r in &lit {
-        let Record::SalesLiterature(l) = r else { panic!() };
+        let Record::SalesLiterature(l) = r else {
+            panic!()
+        };
         for f in &l.files {
             assert_eq!(s.blob(&f.blob).unwrap().len() as u64, f.blob.size);
         }
     }
-    let hits = s.search(&SearchQuery { text: "zoe".into(), kinds: vec![Kind::Contact], limit: 5 }).unwrap();
+    let hits = s
+        .search(&SearchQuery {
+            text: "zoe".into(),
+            kinds: vec![Kind::Contact],
+            limit: 5,
+        })
+        .unwrap();
     assert_eq!(hits[0].title, "Zoë Müller");
     let m = MessageId::parse("demo-0001@mail.contoso.example").unwrap();
     assert!(s.activity_by_message_id(&m).unwrap().is_some());
-    assert_eq!(s.tracking(alice.id, &m).unwrap().unwrap().requested_by, carol.id);
+    assert_eq!(
+        s.tracking(alice.id, &m).unwrap().unwrap().requested_by,
+        carol.id
+    );
 }

@@ -21,7 +21,11 @@ pub const EXIT_UNAVAILABLE: u8 = 3;
 pub const EXIT_CHECK_FAILED: u8 = 4;
 
 #[derive(Debug, Parser)]
-#[command(name = "crmproxy", version, about = "CRM email tracking for any IMAP client")]
+#[command(
+    name = "crmproxy",
+    version,
+    about = "CRM email tracking for any IMAP client"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOpts,
