@@ -15,16 +15,26 @@ use tokio::sync::oneshot;
 /// Generous bound so that a broken proxy fails the test instead of hanging it.
 pub const STEP: Duration = Duration::from_secs(10);
 
+/// Any stream a test peer talks over (TCP or TLS).
+pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
 /// One end of a connection, read line by line or byte by byte.
 pub struct Peer {
-    pub io: BufReader<TcpStream>,
+    pub io: BufReader<Box<dyn Stream>>,
 }
 
 impl Peer {
-    pub fn new(s: TcpStream) -> Self {
+    pub fn new(s: impl Stream + 'static) -> Self {
         Peer {
-            io: BufReader::new(s),
+            io: BufReader::new(Box::new(s)),
         }
+    }
+
+    /// The stream underneath, for a TLS upgrade (nothing may be buffered).
+    pub fn into_stream(self) -> Box<dyn Stream> {
+        assert!(self.io.buffer().is_empty(), "bytes buffered before TLS");
+        self.io.into_inner()
     }
 
     pub async fn connect(addr: SocketAddr) -> Self {
@@ -32,7 +42,9 @@ impl Peer {
     }
 
     pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
-        self.io.get_mut().write_all(bytes.as_ref()).await.unwrap();
+        let w = self.io.get_mut();
+        w.write_all(bytes.as_ref()).await.unwrap();
+        w.flush().await.unwrap();
     }
 
     /// The next line, CRLF included (empty at end of stream).
@@ -79,19 +91,26 @@ impl FakeUpstream {
 
     /// Accept the proxy's connection and send `greeting`.
     pub async fn accept(&self, greeting: &str) -> Peer {
+        let mut p = Peer::new(self.accept_tcp().await);
+        p.send(greeting).await;
+        p
+    }
+}
+
+impl FakeUpstream {
+    pub async fn accept_tcp(&self) -> TcpStream {
         let (s, _) = tokio::time::timeout(STEP, self.listener.accept())
             .await
             .expect("proxy did not connect upstream")
             .unwrap();
-        let mut p = Peer::new(s);
-        p.send(greeting).await;
-        p
+        s
     }
 }
 
 /// A proxy running in-process; dropping `stop` (or sending) shuts it down.
 pub struct RunningProxy {
     pub imap: SocketAddr,
+    pub imaps: Option<SocketAddr>,
     pub stop: Option<oneshot::Sender<()>>,
     pub done: tokio::task::JoinHandle<()>,
 }
@@ -132,6 +151,7 @@ pub async fn start_proxy(cfg: Config, hook: Option<Arc<dyn Hook>>) -> RunningPro
 pub async fn start_proxy_with(cfg: Config, opts: ServerOptions) -> RunningProxy {
     let server = Server::bind(&cfg, opts).await.unwrap();
     let imap = server.imap_addr().unwrap();
+    let imaps = server.imaps_addr();
     let (tx, rx) = oneshot::channel::<()>();
     let done = tokio::spawn(async move {
         server
@@ -143,6 +163,7 @@ pub async fn start_proxy_with(cfg: Config, opts: ServerOptions) -> RunningProxy 
     });
     RunningProxy {
         imap,
+        imaps,
         stop: Some(tx),
         done,
     }
