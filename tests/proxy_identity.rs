@@ -265,3 +265,47 @@ async fn hook_prefix_extends_a_fetch_body_literal() {
     assert_eq!(&got[..10], b"X-CRM: 1\r\n");
     assert!(got[10..] == body[..]);
 }
+
+/// Sends its own NOOP upstream when the client says `NOOP` with tag `trigger`.
+#[derive(Default)]
+struct OwnCommands {
+    answers: Mutex<Vec<(String, String)>>,
+}
+
+impl Hook for OwnCommands {
+    fn on_command(&self, cx: &HookContext<'_>, command: &Command<'_>) {
+        if command.tag.inner() == "trigger" {
+            cx.upstream.send_command("NOOP").unwrap();
+        }
+    }
+
+    fn on_own_response(&self, _cx: &HookContext<'_>, tag: &str, response: &[u8]) {
+        self.answers
+            .lock()
+            .unwrap()
+            .push((tag.into(), String::from_utf8_lossy(response).into()));
+    }
+}
+
+#[tokio::test]
+async fn hook_commands_go_upstream_and_their_answers_stay_in_the_proxy() {
+    let hook = Arc::new(OwnCommands::default());
+    let mut s = setup(Some(hook.clone() as Arc<dyn Hook>)).await;
+    s.client.send("trigger NOOP\r\n").await;
+    assert_eq!(s.server.line().await, "trigger NOOP\r\n");
+    assert_eq!(s.server.line().await, "CRMPX1 NOOP\r\n");
+    s.server
+        .send("trigger OK\r\n* 5 EXISTS\r\nCRMPX1 OK own done\r\n")
+        .await;
+    assert_eq!(s.client.line().await, "trigger OK\r\n");
+    assert_eq!(s.client.line().await, "* 5 EXISTS\r\n");
+    s.client.send("u NOOP\r\n").await;
+    assert_eq!(s.server.line().await, "u NOOP\r\n");
+    s.server.send("u OK\r\n").await;
+    // The own command's tagged answer never reached the client.
+    assert_eq!(s.client.line().await, "u OK\r\n");
+    assert_eq!(
+        hook.answers.lock().unwrap().clone(),
+        vec![("CRMPX1".to_string(), "CRMPX1 OK own done\r\n".to_string())]
+    );
+}

@@ -270,3 +270,15 @@ async fn shutdown_says_bye_to_idle_sessions() {
     assert!(client.closed().await);
     stop.await.unwrap();
 }
+
+#[tokio::test]
+async fn over_long_tagged_refusal_still_cancels_the_sync_literal() {
+    let mut s = setup(None).await;
+    s.client.send("a APPEND INBOX {5}\r\n").await;
+    assert_eq!(s.server.line().await, "a APPEND INBOX {5}\r\n");
+    let refusal = format!("a NO {}\r\n", "n".repeat(3000));
+    s.server.send(&refusal).await;
+    assert_eq!(s.client.line().await, refusal);
+    s.client.send("b NOOP\r\n").await;
+    assert_eq!(s.server.line().await, "b NOOP\r\n");
+}
