@@ -335,6 +335,11 @@ service imap-login {{
   client_limit = 5000
   process_min_avail = 1
 }}
+# COMPRESS=DEFLATE is offered, so the tests can see the proxy remove it.
+mail_plugins = zlib
+protocol imap {{
+  mail_plugins = zlib imap_zlib
+}}
 service imap {{
   process_limit = 5000
 }}
