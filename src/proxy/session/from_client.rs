@@ -79,6 +79,20 @@ impl Ctx {
                         }
                     }
                 }
+                Frame::LongLinePart(_) if self.sasl_active().is_some() => {
+                    // A SASL response too long to relay: cancel the exchange
+                    // upstream (RFC 9051 `*`), whose tagged answer the client gets.
+                    loop {
+                        match framer.next().await? {
+                            Some(Frame::LongLineEnd { .. }) => break,
+                            Some(_) => continue,
+                            None => return Ok(ClientEnd::Eof),
+                        }
+                    }
+                    framer.cancel_literal();
+                    up.write_all(b"*\r\n").await?;
+                    up.flush().await?;
+                }
                 Frame::LongLinePart(first) => {
                     let tag = first_token(&first);
                     let tag = if is_valid_tag(tag) {

@@ -9,20 +9,17 @@ impl Ctx {
     pub(super) async fn upstream_to_client(
         &self,
         mut framer: Framer<ReadHalf<BoxedIo>>,
-    ) -> UpstreamEnded {
+    ) -> UpstreamEnd {
         loop {
             let first = match framer.next().await {
                 Ok(Some(f)) => f,
-                Ok(None) | Err(_) => return UpstreamEnded { at_boundary: true },
+                Ok(None) | Err(_) => return UpstreamEnd::Closed { at_boundary: true },
             };
             match self.relay_response(&mut framer, first).await {
                 Ok(()) => {}
-                Err(Relay::Upstream) => return UpstreamEnded { at_boundary: false },
-                Err(Relay::UpstreamAtBoundary) => return UpstreamEnded { at_boundary: true },
-                Err(Relay::Client) => {
-                    // The client is gone: stop reading; the client side ends the session.
-                    std::future::pending::<()>().await;
-                }
+                Err(Relay::Upstream) => return UpstreamEnd::Closed { at_boundary: false },
+                Err(Relay::UpstreamAtBoundary) => return UpstreamEnd::Closed { at_boundary: true },
+                Err(Relay::Client) => return UpstreamEnd::ClientGone,
             }
         }
     }
