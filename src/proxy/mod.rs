@@ -34,6 +34,8 @@ pub enum ProxyError {
     },
     #[error("upstream server: {0}")]
     Upstream(String),
+    #[error("proxy configuration: {0}")]
+    Config(String),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
