@@ -111,3 +111,34 @@ fn slow_reader_of_a_big_fetch_keeps_proxy_memory_bounded() {
         peak - rss_before
     );
 }
+
+#[test]
+fn bulk_fetch_of_a_mailbox_is_byte_identical_to_direct() {
+    let dv = dovecot();
+    let user = unique_user("bulk");
+    dv.fill_inbox(
+        &user,
+        (0..400).map(|n| {
+            if n % 50 == 0 {
+                common::big_message(300_000 + n)
+            } else {
+                common::sample_message(n, 5 + n % 120)
+            }
+        }),
+    );
+    let proxy = Proxy::start(dv);
+    let mut answers = Vec::new();
+    for addr in [dv.imap_addr(), proxy.imap] {
+        let mut c = RawImap::login(addr, &user, PASSWORD);
+        assert!(c.cmd("EXAMINE INBOX").ok());
+        let r = c.cmd("UID FETCH 1:* (UID RFC822.SIZE FLAGS BODY.PEEK[])");
+        assert!(r.ok(), "{}", r.tagged);
+        let tagged_end = r.bytes.len() - r.tagged.len() - 2;
+        answers.push(r.bytes[..tagged_end].to_vec());
+    }
+    assert!(answers[0].len() > 3_000_000, "{}", answers[0].len());
+    assert!(
+        answers[0] == answers[1],
+        "the proxy changed bytes of a bulk FETCH"
+    );
+}

@@ -402,3 +402,47 @@ p5 UID STORE 1 +FLAGS (\\Answered)\r\np6 NOOP\r\np7 UID SEARCH UNSEEN\r\np8 UID 
     }
     assert_same_text(&answers[0].0, &answers[1].0, "pipelined answers differ");
 }
+
+#[test]
+fn plaintext_login_disabled_until_starttls_when_configured() {
+    let dv = dovecot();
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_with(
+        dv,
+        ProxyOptions {
+            data_dir: Some(data.path().to_owned()),
+            config_toml: Some("[proxy]\nallow_plaintext_on_loopback = false\n".into()),
+            ..Default::default()
+        },
+    );
+    let user = unique_user("logindisabled");
+    let mut c = common::RawImap::connect(proxy.imap).unwrap();
+    let caps = c.cmd("CAPABILITY").text();
+    assert!(
+        caps.contains("LOGINDISABLED") && caps.contains("STARTTLS"),
+        "{caps}"
+    );
+    let r = c.cmd(&format!("LOGIN {user} {PASSWORD}"));
+    assert!(!r.ok(), "LOGIN accepted in plain text: {}", r.tagged);
+    // After STARTTLS the same client logs in.
+    let ca = proxy.ca_file();
+    let (ok, out, err) = clients::run_python(
+        "session.py",
+        proxy.imap,
+        ClientTls::Starttls,
+        Some(&ca),
+        &user,
+        PASSWORD,
+        &["--short"],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("LOGIN: [b'OK'"), "{out}");
+    let pre = out
+        .lines()
+        .find(|l| l.starts_with("CAPS pre-login"))
+        .unwrap();
+    assert!(
+        !pre.contains("LOGINDISABLED") && !pre.contains("STARTTLS"),
+        "{pre}"
+    );
+}
