@@ -232,11 +232,13 @@ fn sigterm_exits_gracefully_with_code_zero() {
         .terminate(Duration::from_secs(60))
         .expect("crmproxy did not exit after SIGTERM");
     assert_eq!(status.code(), Some(0), "stderr:\n{}", proxy.stderr());
-    // The idle client was told (BYE) or at least disconnected; it does not hang.
+    // The idle client was told with a BYE and disconnected; it does not hang.
     idle.set_read_timeout(Some(Duration::from_secs(10)));
     let mut rest = Vec::new();
     let r = idle.stream().try_clone().unwrap().read_to_end(&mut rest);
     assert!(r.is_ok(), "client not disconnected: {r:?}");
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("* BYE"), "idle client got no BYE: {rest:?}");
 }
 
 #[test]
