@@ -91,6 +91,11 @@ fn client_vanishing_mid_literal_leaves_proxy_up_and_nothing_appended() {
         c.send(&common::sample_message(1, 100)[..3000]);
         // Dropped here: the connection closes with 97 000 bytes of literal missing.
     }
+    assert_eq!(
+        dv.wait_sessions_gone(&user),
+        0,
+        "the upstream session outlived its client"
+    );
     let mut c = RawImap::login(proxy.imap, &user, PASSWORD);
     assert!(c.cmd("NOOP").ok());
     // The same with LITERAL+ (no continuation to wait for).
@@ -103,6 +108,64 @@ fn client_vanishing_mid_literal_leaves_proxy_up_and_nothing_appended() {
     std::thread::sleep(Duration::from_millis(200));
     let r = c.cmd("STATUS INBOX (MESSAGES)");
     assert!(r.text().contains("MESSAGES 0"), "{}", r.text());
+}
+
+#[test]
+fn client_vanishing_mid_fetch_leaves_proxy_up() {
+    let dv = dovecot();
+    let user = unique_user("midfetch");
+    dv.fill_inbox(
+        &user,
+        std::iter::once(common::big_message(20 * 1024 * 1024)),
+    );
+    let mut proxy = Proxy::start(dv);
+    {
+        let mut c = RawImap::login(proxy.imap, &user, PASSWORD);
+        assert!(c.cmd("SELECT INBOX").ok());
+        c.send(b"f1 UID FETCH 1 BODY.PEEK[]\r\n");
+        let mut some = [0u8; 64 * 1024];
+        let n = c.stream().try_clone().unwrap().read(&mut some).unwrap();
+        assert!(n > 0);
+        assert_eq!(dv.sessions(&user), 1);
+        // Dropped with ~20 MB of the answer still to come.
+    }
+    assert!(proxy.alive());
+    assert_eq!(
+        dv.wait_sessions_gone(&user),
+        0,
+        "the upstream session outlived its client"
+    );
+    assert_serves(&proxy);
+}
+
+#[test]
+fn many_concurrent_sessions_all_complete() {
+    let dv = dovecot();
+    let proxy = Proxy::start(dv);
+    let addr = proxy.imap;
+    let workers: Vec<_> = (0..16)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let user = unique_user(&format!("concurrent{i}"));
+                let mut c = RawImap::login(addr, &user, PASSWORD);
+                for n in 0..10 {
+                    let m = common::sample_message(n, 10 + i);
+                    assert!(c.append("INBOX", &m).ok());
+                }
+                assert!(c.cmd("SELECT INBOX").ok());
+                for uid in 1..=10u32 {
+                    assert_eq!(
+                        c.fetch_body(uid),
+                        common::sample_message(uid as usize - 1, 10 + i)
+                    );
+                }
+                assert!(c.cmd("LOGOUT").ok());
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("a session failed");
+    }
 }
 
 #[test]

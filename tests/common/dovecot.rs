@@ -269,6 +269,32 @@ impl Dovecot {
         );
     }
 
+    /// How many IMAP sessions `user` has open on this Dovecot (`doveadm who -1`).
+    pub fn sessions(&self, user: &str) -> usize {
+        let out = Command::new(doveadm_bin())
+            .arg("-c")
+            .arg(&self.conf)
+            .args(["who", "-1", user])
+            .output()
+            .expect("run doveadm");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.split_whitespace().next() == Some(user))
+            .count()
+    }
+
+    /// Wait (bounded) until `user` has no session left; returns the count then.
+    pub fn wait_sessions_gone(&self, user: &str) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let n = self.sessions(user);
+            if n == 0 || Instant::now() > deadline {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The Dovecot log so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("dovecot.log")).unwrap_or_default()
