@@ -25,8 +25,10 @@ pub struct TestPane {
 
 /// A config whose data lives in `dir`, with the pane on `port` (0: any).
 pub fn config_in(dir: &std::path::Path, port: u16) -> Config {
-    let mut cfg = Config::default();
-    cfg.data_dir = dir.to_owned();
+    let mut cfg = Config {
+        data_dir: dir.to_owned(),
+        ..Config::default()
+    };
     cfg.pane.addr = Some(SocketAddr::from(([127, 0, 0, 1], port)));
     cfg
 }
