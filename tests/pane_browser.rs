@@ -62,7 +62,10 @@ async fn http(port: u16, method: &str, path: &str, body: Option<Value>) -> Value
     let status = resp.status();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    assert!(status.is_success(), "WebDriver {method} {path}: {status} {v}");
+    assert!(
+        status.is_success(),
+        "WebDriver {method} {path}: {status} {v}"
+    );
     v["value"].clone()
 }
 
@@ -120,7 +123,10 @@ impl Driver {
             _profile: profile,
         };
         let v = http(port, "POST", "/session", Some(caps)).await;
-        d.session = v["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {v}")).to_owned();
+        d.session = v["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {v}"))
+            .to_owned();
         d
     }
 
@@ -134,19 +140,48 @@ impl Driver {
     }
 
     async fn url(&self) -> String {
-        self.cmd("GET", "/url", None).await.as_str().unwrap().to_owned()
+        self.cmd("GET", "/url", None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Wait (polling) until the page's URL satisfies `ok`: a click's navigation may
+    /// still be under way when the click command returns.
+    async fn wait_for_url(&self, ok: impl Fn(&str) -> bool) -> String {
+        let mut last = String::new();
+        for _ in 0..300 {
+            last = self.url().await;
+            if ok(&last) && self.script("return document.readyState").await == "complete" {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the page never reached the expected URL; last: {last}");
     }
 
     async fn size(&self, width: u32, height: u32) {
-        self.cmd("POST", "/window/rect", Some(json!({ "width": width, "height": height })))
-            .await;
+        self.cmd(
+            "POST",
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await;
     }
 
     async fn find(&self, css: &str) -> String {
         let v = self
-            .cmd("POST", "/element", Some(json!({ "using": "css selector", "value": css })))
+            .cmd(
+                "POST",
+                "/element",
+                Some(json!({ "using": "css selector", "value": css })),
+            )
             .await;
-        v[ELEMENT].as_str().unwrap_or_else(|| panic!("find {css}: {v}")).to_owned()
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("find {css}: {v}"))
+            .to_owned()
     }
 
     async fn text(&self, css: &str) -> String {
@@ -157,18 +192,27 @@ impl Driver {
 
     async fn type_into(&self, css: &str, text: &str) {
         let e = self.find(css).await;
-        self.cmd("POST", &format!("/element/{e}/value"), Some(json!({ "text": text })))
-            .await;
+        self.cmd(
+            "POST",
+            &format!("/element/{e}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
     }
 
     async fn click(&self, css: &str) {
         let e = self.find(css).await;
-        self.cmd("POST", &format!("/element/{e}/click"), Some(json!({}))).await;
+        self.cmd("POST", &format!("/element/{e}/click"), Some(json!({})))
+            .await;
     }
 
     async fn script(&self, js: &str) -> Value {
-        self.cmd("POST", "/execute/sync", Some(json!({ "script": js, "args": [] })))
-            .await
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": js, "args": [] })),
+        )
+        .await
     }
 
     /// Wait (polling) until the page's `css` element contains `needle`.
@@ -201,7 +245,9 @@ impl Driver {
 
     /// The browser console: CSP violations and script errors show up here.
     async fn console(&self) -> Vec<String> {
-        let v = self.cmd("POST", "/se/log", Some(json!({ "type": "browser" }))).await;
+        let v = self
+            .cmd("POST", "/se/log", Some(json!({ "type": "browser" })))
+            .await;
         v.as_array()
             .map(|a| {
                 a.iter()
@@ -212,7 +258,13 @@ impl Driver {
     }
 
     async fn quit(&self) {
-        let _ = http(self.port, "DELETE", &format!("/session/{}", self.session), None).await;
+        let _ = http(
+            self.port,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            None,
+        )
+        .await;
     }
 }
 
@@ -226,8 +278,16 @@ async fn browser_signs_in_follows_live_events_and_submits_forms() {
 
     // Some history so the home page has content.
     for (id, subject, from) in [
-        ("q3-review@contoso.example", "Q3 review: pricing for 250 seats", "Jim Glynn <jim@contoso.example>"),
-        ("intro@fabrikam.example", "Introduction: Fabrikam purchasing", "Nancy Anderson <nancy@fabrikam.example>"),
+        (
+            "q3-review@contoso.example",
+            "Q3 review: pricing for 250 seats",
+            "Jim Glynn <jim@contoso.example>",
+        ),
+        (
+            "intro@fabrikam.example",
+            "Introduction: Fabrikam purchasing",
+            "Nancy Anderson <nancy@fabrikam.example>",
+        ),
     ] {
         let mut ev = crmproxy::pane::MessageOpened::new(id);
         ev.subject = Some(subject.into());
@@ -246,16 +306,24 @@ async fn browser_signs_in_follows_live_events_and_submits_forms() {
 
     // The one-time link signs in and lands on Home.
     let token = crmproxy::pane::link::issue(&pane.cfg.data_dir, user).unwrap();
-    driver.goto(&format!("{origin}/signin/link?token={token}")).await;
+    driver
+        .goto(&format!("{origin}/signin/link?token={token}"))
+        .await;
     assert_eq!(driver.url().await, format!("{origin}/"));
     assert_eq!(driver.text("h1").await, "Home");
     assert_eq!(driver.text("header .user").await, user);
     assert!(driver.text("main").await.contains("Q3 review"));
-    assert_eq!(driver.script("return document.cookie").await, "", "HttpOnly cookie");
+    assert_eq!(
+        driver.script("return document.cookie").await,
+        "",
+        "HttpOnly cookie"
+    );
     driver.screenshot("home-350.png").await;
 
     // The link is spent: a second visit shows the refusal page.
-    driver.goto(&format!("{origin}/signin/link?token={token}")).await;
+    driver
+        .goto(&format!("{origin}/signin/link?token={token}"))
+        .await;
     assert!(driver.text("main").await.contains("already been used"));
 
     // Current message follows the mail client live (SSE + pane.js under the CSP).
@@ -277,20 +345,31 @@ async fn browser_signs_in_follows_live_events_and_submits_forms() {
     }
     assert!(delivered > 0, "the page opened a live stream");
     let shown = driver
-        .wait_for_text("[data-live=current]", "Contract renewal <draft> & next steps")
+        .wait_for_text(
+            "[data-live=current]",
+            "Contract renewal <draft> & next steps",
+        )
         .await;
     assert!(shown.contains("renewal-7781@northwind.example"));
     driver.screenshot("current-350.png").await;
 
     // A form with the CSRF token: look a message up, then make it current (POST).
     driver.goto(&format!("{origin}/")).await;
-    driver.type_into("#mid", "order-42@adventure-works.example").await;
+    driver
+        .type_into("#mid", "order-42@adventure-works.example")
+        .await;
     driver.click("form[action='/message'] button").await;
-    assert!(driver.url().await.contains("/message?id=order-42%40adventure-works.example"));
+    driver
+        .wait_for_url(|u| u.contains("/message?id=order-42%40adventure-works.example"))
+        .await;
     driver.screenshot("message-350.png").await;
     driver.click("form[action='/current'] button").await;
-    assert_eq!(driver.url().await, format!("{origin}/current"));
-    assert!(driver.text("main").await.contains("order-42@adventure-works.example"));
+    let current = format!("{origin}/current");
+    driver.wait_for_url(|u| u == current).await;
+    assert!(driver
+        .text("main")
+        .await
+        .contains("order-42@adventure-works.example"));
     assert_eq!(
         pane.events.current(user).unwrap().message_id,
         "order-42@adventure-works.example"
@@ -305,7 +384,9 @@ async fn browser_signs_in_follows_live_events_and_submits_forms() {
 
     // Keyboard: the skip link is the first stop and leads to the content.
     let first = driver
-        .script("document.body.focus(); return document.querySelector('a.skip').getAttribute('href')")
+        .script(
+            "document.body.focus(); return document.querySelector('a.skip').getAttribute('href')",
+        )
         .await;
     assert_eq!(first, "#main");
 
@@ -320,7 +401,8 @@ async fn browser_signs_in_follows_live_events_and_submits_forms() {
 
     // Sign out (a POST with the token) and the pane is closed again.
     driver.click("form.signout button").await;
-    assert!(driver.url().await.starts_with(&format!("{origin}/signin")));
+    let signin = format!("{origin}/signin");
+    driver.wait_for_url(|u| u.starts_with(&signin)).await;
     driver.goto(&format!("{origin}/current")).await;
     assert!(driver.url().await.contains("/signin?next=%2Fcurrent"));
     driver.quit().await;

@@ -19,12 +19,13 @@ pub enum Nav {
     Documents,
 }
 
-const NAV: [(Nav, &str, &str); 5] = [
-    (Nav::Home, "/", "Home"),
-    (Nav::Current, "/current", "Current message"),
-    (Nav::Search, "/search", "Search"),
-    (Nav::Contacts, "/contacts", "Contacts"),
-    (Nav::Documents, "/documents", "Documents"),
+/// (entry, path, label, shorter label for a narrow pane)
+const NAV: [(Nav, &str, &str, &str); 5] = [
+    (Nav::Home, "/", "Home", "Home"),
+    (Nav::Current, "/current", "Current message", "Message"),
+    (Nav::Search, "/search", "Search", "Search"),
+    (Nav::Contacts, "/contacts", "Contacts", "Contacts"),
+    (Nav::Documents, "/documents", "Documents", "Documents"),
 ];
 
 /// What every signed-in page needs for its chrome.
@@ -72,12 +73,15 @@ pub fn layout(chrome: &Chrome<'_>, active: Option<Nav>, title: &str, body: Marku
                 }
                 nav.menu aria-label="Pane" {
                     ul {
-                        @for (nav, href, label) in NAV {
+                        @for (nav, href, label, short) in NAV {
                             li {
-                                @if Some(nav) == active {
-                                    a href=(href) aria-current="page" { (label) }
-                                } @else {
-                                    a href=(href) { (label) }
+                                a href=(href) aria-current=[(Some(nav) == active).then_some("page")] {
+                                    @if label == short {
+                                        (label)
+                                    } @else {
+                                        span.wide { (label) }
+                                        span.narrow aria-hidden="true" { (short) }
+                                    }
                                 }
                             }
                         }
@@ -193,7 +197,7 @@ fn recent_list(recent: &[MessageOpened]) -> Markup {
             ul.list {
                 @for m in recent {
                     li {
-                        a href=(message_href(m)) { (m.subject.as_deref().unwrap_or("(no subject)")) }
+                        a href=(message_href(m)) { (m.subject.as_deref().unwrap_or(&m.message_id)) }
                         span.meta { @if let Some(f) = &m.from { (f) " · " } (m.opened_at.format("%H:%M")) }
                     }
                 }
