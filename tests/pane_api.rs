@@ -32,10 +32,10 @@ async fn api_post(
 #[tokio::test]
 async fn api_errors_are_json_with_the_right_status() {
     let pane = TestPane::start().await;
-    let mut c = pane.signed_in("ann@example.test").await;
+    let mut c = pane.signed_in("alice@example.test").await;
     let s = c.get("/api/session").await;
     assert_eq!(s.status, 200);
-    assert_eq!(s.json()["user"], "ann@example.test");
+    assert_eq!(s.json()["user"], "alice@example.test");
     let csrf = s.json()["csrf_token"].as_str().unwrap().to_owned();
 
     let r = api_post(
@@ -128,7 +128,7 @@ async fn api_errors_are_json_with_the_right_status() {
     .await;
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(ok.json()["current"]["message_id"], "ok@example.test");
-    let cur = pane.events.current("ann@example.test").unwrap();
+    let cur = pane.events.current("alice@example.test").unwrap();
     assert_eq!(cur.subject.as_deref(), Some("Quote"));
 }
 
@@ -193,7 +193,7 @@ async fn live_events_reach_the_users_own_stream() {
 #[tokio::test]
 async fn signing_out_ends_the_live_stream() {
     let pane = TestPane::start().await;
-    let mut c = pane.signed_in("gus@example.test").await;
+    let mut c = pane.signed_in("alice@example.test").await;
     let csrf = c.get("/").await.csrf();
     let mut body = c.open("GET", "/events", &[], vec![]).await.into_body();
     assert_eq!(
@@ -201,7 +201,7 @@ async fn signing_out_ends_the_live_stream() {
         303
     );
     pane.events.publish_opened(
-        "gus@example.test",
+        "alice@example.test",
         crmproxy::pane::MessageOpened::new("<after@x>"),
     );
     let rest = tokio::time::timeout(Duration::from_secs(30), read_until(&mut body, "after@x"))
@@ -213,7 +213,7 @@ async fn signing_out_ends_the_live_stream() {
 #[tokio::test]
 async fn shutdown_stops_the_pane_even_with_open_streams() {
     let mut pane = TestPane::start().await;
-    let mut c = pane.signed_in("hal@example.test").await;
+    let mut c = pane.signed_in("alice@example.test").await;
     let mut body = c.open("GET", "/events", &[], vec![]).await.into_body();
     tokio::time::timeout(Duration::from_secs(30), pane.shutdown())
         .await
@@ -233,10 +233,16 @@ async fn starting_twice_on_one_port_is_a_clear_error() {
     let pane = TestPane::start().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_in(dir.path(), pane.port());
-    let err = crmproxy::pane::start(&cfg, Default::default(), std::future::pending())
-        .await
-        .err()
-        .expect("port in use");
+    let store = pane.store.clone();
+    let err = crmproxy::pane::start(
+        &cfg,
+        Default::default(),
+        store.clone(),
+        std::future::pending(),
+    )
+    .await
+    .err()
+    .expect("port in use");
     assert!(
         err.to_string()
             .contains(&format!("cannot listen on 127.0.0.1:{}", pane.port())),
@@ -244,7 +250,7 @@ async fn starting_twice_on_one_port_is_a_clear_error() {
     );
     let mut off = config_in(dir.path(), 0);
     off.pane.addr = None;
-    let err = crmproxy::pane::start(&off, Default::default(), std::future::pending())
+    let err = crmproxy::pane::start(&off, Default::default(), store, std::future::pending())
         .await
         .err()
         .unwrap();
@@ -273,7 +279,7 @@ async fn pane_url_command_prints_a_working_one_time_link() {
             .output()
             .unwrap()
     };
-    let out = run(&["pane-url", "--user", "ivy@example.test"]);
+    let out = run(&["pane-url", "--user", "alice@example.test"]);
     assert!(
         out.status.success(),
         "{}",
@@ -299,7 +305,7 @@ async fn pane_url_command_prints_a_working_one_time_link() {
     let mut c = pane.client();
     let r = c.get(&format!("/signin/link?token={token}")).await;
     assert_eq!(r.status, 303, "{}", r.text());
-    assert!(c.get("/").await.text().contains("ivy@example.test"));
+    assert!(c.get("/").await.text().contains("alice@example.test"));
     let mut again = pane.client();
     assert_eq!(
         again

@@ -271,7 +271,7 @@ impl Driver {
 #[tokio::test]
 async fn browser_signs_in_follows_live_events_and_submits_forms() {
     let pane = TestPane::start().await;
-    let user = "anna.lindqvist@example.test";
+    let user = "alice@example.test";
     let pin = spki_pin(&pane.cfg.cert_dir().join("localhost.pem"));
     let driver = Driver::start(&pin).await;
     let origin = pane.origin.clone();

@@ -19,6 +19,9 @@ const ALICE: &str = "alice@example.test";
 const ALICE_PW: &str = r#"pa"ss\w rd"#;
 const BOB: &str = "bob@example.test";
 const BOB_PW: &str = "pässwörd";
+/// A mailbox whose CRM user lacks `use_app` (the demo's dave).
+const DAVE: &str = "dave@example.test";
+const DAVE_PW: &str = "dave-pw";
 
 /// A private Dovecot on two loopback ports; killed (by its own pid) when dropped.
 struct Dovecot {
@@ -72,6 +75,7 @@ impl Dovecot {
         let mut passwd = std::fs::File::create(d.join("passwd")).unwrap();
         writeln!(passwd, "{ALICE}:{{PLAIN}}{ALICE_PW}::::::").unwrap();
         writeln!(passwd, "{BOB}:{{PLAIN}}{BOB_PW}::::::").unwrap();
+        writeln!(passwd, "{DAVE}:{{PLAIN}}{DAVE_PW}::::::").unwrap();
         let (user, group, root) = whoami();
         let (internal, login, mail_uid, mail_gid) = if root {
             (
@@ -269,13 +273,18 @@ async fn mailbox_credentials_sign_in_over_every_upstream_tls_mode() {
             "the password is not echoed"
         );
         assert_eq!(c.get("/").await.status, 303, "still signed out");
+        // The right mailbox password, but no `use_app` in the CRM: a clear refusal.
+        let (r, mut c) = sign_in(&pane, DAVE, DAVE_PW, "/").await;
+        assert_eq!(r.status, 403, "{mode:?}");
+        assert!(r.text().contains("Use the app"), "{}", r.text());
+        assert_eq!(c.get("/").await.status, 303, "still signed out");
     }
     let log = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
     assert!(
         log.contains("signed in to the pane"),
         "the log is captured: {log}"
     );
-    for secret in [ALICE_PW, BOB_PW, "wrong password"] {
+    for secret in [ALICE_PW, BOB_PW, DAVE_PW, "wrong password"] {
         assert!(!log.contains(secret), "password in the log");
     }
 }

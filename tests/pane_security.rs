@@ -265,7 +265,7 @@ async fn the_signin_form_is_csrf_protected_too() {
 #[tokio::test]
 async fn security_headers_everywhere() {
     let pane = TestPane::start().await;
-    let mut c = pane.signed_in("dan@example.test").await;
+    let mut c = pane.signed_in("alice@example.test").await;
     for path in [
         "/",
         "/current",
@@ -310,11 +310,11 @@ async fn security_headers_everywhere() {
 #[tokio::test]
 async fn displayed_text_is_escaped() {
     let pane = TestPane::start().await;
-    let mut c = pane.signed_in("eve@example.test").await;
+    let mut c = pane.signed_in("alice@example.test").await;
     let mut ev = crmproxy::pane::MessageOpened::new("<x\"><script>alert(1)</script>@evil>");
     ev.subject = Some("<img src=x onerror=alert(2)>".into());
     ev.from = Some("\"Mallory\" <m@evil.example>".into());
-    pane.events.publish_opened("eve@example.test", ev);
+    pane.events.publish_opened("alice@example.test", ev);
     for path in ["/", "/current"] {
         let t = c.get(path).await.text();
         assert!(!t.contains("<script>alert"), "{path}");
@@ -332,7 +332,7 @@ async fn displayed_text_is_escaped() {
 #[tokio::test]
 async fn outlook_mode_allows_office_js_only_there() {
     let pane = TestPane::start().await;
-    let mut c = pane.signed_in("fay@example.test").await;
+    let mut c = pane.signed_in("alice@example.test").await;
     let r = c.get("/?office=1").await;
     assert_eq!(r.status, 303);
     let office_cookie = r

@@ -11,7 +11,9 @@ use std::process::ExitCode;
 use super::{GlobalOpts, EXIT_UNAVAILABLE, EXIT_USER_ERROR};
 use crate::store::admin::{self, AdminRequest, ClientError};
 use crate::store::import::{self, ImportKind, Parsed, Row};
-use crate::store::{EmailAddress, ImportSummary, Kind, Privilege, SearchQuery, SledStore, StoreError};
+use crate::store::{
+    EmailAddress, ImportSummary, Kind, Privilege, SearchQuery, SledStore, StoreError,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct UserArgs {
@@ -108,16 +110,25 @@ struct Failure {
 
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
-        Failure { code: EXIT_USER_ERROR, message: format!("{e:#}") }
+        Failure {
+            code: EXIT_USER_ERROR,
+            message: format!("{e:#}"),
+        }
     }
 }
 
 fn store_failure(e: StoreError) -> Failure {
     let code = match e {
-        StoreError::Db(_) | StoreError::Corrupt(_) | StoreError::Locked { .. } | StoreError::Blob(_) => EXIT_UNAVAILABLE,
+        StoreError::Db(_)
+        | StoreError::Corrupt(_)
+        | StoreError::Locked { .. }
+        | StoreError::Blob(_) => EXIT_UNAVAILABLE,
         _ => EXIT_USER_ERROR,
     };
-    Failure { code, message: e.to_string() }
+    Failure {
+        code,
+        message: e.to_string(),
+    }
 }
 
 fn finish(r: Result<ExitCode, Failure>) -> anyhow::Result<ExitCode> {
@@ -162,10 +173,21 @@ impl Backend {
         match self {
             Backend::Local(s) => admin::handle(s, req).map_err(store_failure),
             Backend::Admin(p) => admin::request(p, &req).map_err(|e| match e {
-                ClientError::Refused { message, user_error } => {
-                    Failure { code: if user_error { EXIT_USER_ERROR } else { EXIT_UNAVAILABLE }, message }
-                }
-                other => Failure { code: EXIT_UNAVAILABLE, message: other.to_string() },
+                ClientError::Refused {
+                    message,
+                    user_error,
+                } => Failure {
+                    code: if user_error {
+                        EXIT_USER_ERROR
+                    } else {
+                        EXIT_UNAVAILABLE
+                    },
+                    message,
+                },
+                other => Failure {
+                    code: EXIT_UNAVAILABLE,
+                    message: other.to_string(),
+                },
             }),
         }
     }
@@ -177,7 +199,14 @@ fn print_json(v: &Value) {
 
 fn user_line(u: &Value) -> String {
     let list = |k: &str| {
-        u[k].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(",")).unwrap_or_default()
+        u[k].as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
     };
     format!(
         "{}  {:<24} logins={} privileges={} delegates={}",
@@ -193,9 +222,22 @@ pub fn user(a: UserArgs, g: &GlobalOpts) -> anyhow::Result<ExitCode> {
     finish((|| {
         let b = Backend::open(g)?;
         match a.action {
-            UserAction::Add { full_name, logins, privileges, json } => {
-                let v = b.call(AdminRequest::UserAdd { full_name, logins, privileges })?;
-                if json { print_json(&v) } else { println!("added user {}", user_line(&v)) }
+            UserAction::Add {
+                full_name,
+                logins,
+                privileges,
+                json,
+            } => {
+                let v = b.call(AdminRequest::UserAdd {
+                    full_name,
+                    logins,
+                    privileges,
+                })?;
+                if json {
+                    print_json(&v)
+                } else {
+                    println!("added user {}", user_line(&v))
+                }
             }
             UserAction::List { json } => {
                 let v = b.call(AdminRequest::UserList)?;
@@ -207,25 +249,46 @@ pub fn user(a: UserArgs, g: &GlobalOpts) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            UserAction::Grant { user, privileges } | UserAction::Revoke { user, privileges } if privileges.is_empty() => {
-                return Err(Failure { code: EXIT_USER_ERROR, message: format!("name a privilege for {user}") });
+            UserAction::Grant { user, privileges } | UserAction::Revoke { user, privileges }
+                if privileges.is_empty() =>
+            {
+                return Err(Failure {
+                    code: EXIT_USER_ERROR,
+                    message: format!("name a privilege for {user}"),
+                });
             }
             UserAction::Grant { user, privileges } => {
                 let mut last = Value::Null;
                 for p in privileges {
-                    last = b.call(AdminRequest::Privilege { user: user.clone(), privilege: p, on: true })?;
+                    last = b.call(AdminRequest::Privilege {
+                        user: user.clone(),
+                        privilege: p,
+                        on: true,
+                    })?;
                 }
                 println!("{}", user_line(&last));
             }
             UserAction::Revoke { user, privileges } => {
                 let mut last = Value::Null;
                 for p in privileges {
-                    last = b.call(AdminRequest::Privilege { user: user.clone(), privilege: p, on: false })?;
+                    last = b.call(AdminRequest::Privilege {
+                        user: user.clone(),
+                        privilege: p,
+                        on: false,
+                    })?;
                 }
                 println!("{}", user_line(&last));
             }
-            UserAction::Delegate { owner, delegate, remove } => {
-                let v = b.call(AdminRequest::Delegate { owner, delegate, on: !remove })?;
+            UserAction::Delegate {
+                owner,
+                delegate,
+                remove,
+            } => {
+                let v = b.call(AdminRequest::Delegate {
+                    owner,
+                    delegate,
+                    on: !remove,
+                })?;
                 println!("{}", user_line(&v));
             }
         }
@@ -238,7 +301,13 @@ fn print_summary(s: &ImportSummary, json: bool) {
         print_json(&serde_json::to_value(s).expect("json"));
         return;
     }
-    println!("created {}, updated {}, unchanged {}, skipped {}", s.created, s.updated, s.unchanged, s.skipped.len());
+    println!(
+        "created {}, updated {}, unchanged {}, skipped {}",
+        s.created,
+        s.updated,
+        s.unchanged,
+        s.skipped.len()
+    );
     for (place, why) in &s.skipped {
         println!("  skipped {place}: {why}");
     }
@@ -249,17 +318,27 @@ const PROGRESS_FROM: usize = 2_000;
 
 pub fn import(a: ImportArgs, g: &GlobalOpts) -> anyhow::Result<ExitCode> {
     finish((|| {
-        let bytes = std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
-        let parsed =
-            import::parse(&bytes, a.kind).with_context(|| format!("{} cannot be imported (nothing was changed)", a.file.display()))?;
+        let bytes =
+            std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
+        let parsed = import::parse(&bytes, a.kind).with_context(|| {
+            format!(
+                "{} cannot be imported (nothing was changed)",
+                a.file.display()
+            )
+        })?;
         let b = Backend::open(g)?;
         let summary: ImportSummary = match (&b, parsed) {
             (Backend::Local(store), Parsed::Rows { rows, .. }) if rows.len() >= PROGRESS_FROM => {
-                let n = rows.iter().filter(|r| matches!(r, Row::Record { .. })).count();
+                let n = rows
+                    .iter()
+                    .filter(|r| matches!(r, Row::Record { .. }))
+                    .count();
                 let bar = indicatif::ProgressBar::new(n as u64);
                 bar.set_style(
-                    indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} records ({per_sec}, {eta} left)")
-                        .expect("template"),
+                    indicatif::ProgressStyle::with_template(
+                        "{bar:40} {pos}/{len} records ({per_sec}, {eta} left)",
+                    )
+                    .expect("template"),
                 );
                 let s = import::apply_rows(store, rows, &mut |done, total| {
                     bar.set_length(total as u64);
@@ -269,7 +348,8 @@ pub fn import(a: ImportArgs, g: &GlobalOpts) -> anyhow::Result<ExitCode> {
                 bar.finish_and_clear();
                 s
             }
-            (b, parsed) => serde_json::from_value(b.call(AdminRequest::Import { parsed })?).context("bad import summary")?,
+            (b, parsed) => serde_json::from_value(b.call(AdminRequest::Import { parsed })?)
+                .context("bad import summary")?,
         };
         print_summary(&summary, a.json);
         Ok(ExitCode::SUCCESS)
@@ -283,7 +363,9 @@ pub fn export(a: ExportArgs, g: &GlobalOpts) -> anyhow::Result<ExitCode> {
         let bundle: crate::store::ExportBundle = serde_json::from_value(v).context("bad export")?;
         let text = bundle.to_json();
         match a.out {
-            None => std::io::stdout().write_all(text.as_bytes()).context("cannot write to standard output")?,
+            None => std::io::stdout()
+                .write_all(text.as_bytes())
+                .context("cannot write to standard output")?,
             Some(path) => {
                 let tmp = path.with_extension("tmp-export");
                 let write = || -> std::io::Result<()> {
@@ -309,7 +391,13 @@ pub fn export(a: ExportArgs, g: &GlobalOpts) -> anyhow::Result<ExitCode> {
 pub fn search(a: SearchArgs, g: &GlobalOpts) -> anyhow::Result<ExitCode> {
     finish((|| {
         let b = Backend::open(g)?;
-        let v = b.call(AdminRequest::Search { query: SearchQuery { text: a.query.clone(), kinds: a.types, limit: a.limit } })?;
+        let v = b.call(AdminRequest::Search {
+            query: SearchQuery {
+                text: a.query.clone(),
+                kinds: a.types,
+                limit: a.limit,
+            },
+        })?;
         if a.json {
             print_json(&v);
         } else {
@@ -359,13 +447,22 @@ pub fn show(a: ShowArgs, g: &GlobalOpts) -> anyhow::Result<ExitCode> {
             if !acts.is_empty() {
                 println!("activities (newest first):");
                 for x in acts {
-                    println!("  {}  {:<12} {}", x["id"].as_str().unwrap_or(""), x["details"]["type"].as_str().unwrap_or(""), x["subject"].as_str().unwrap_or(""));
+                    println!(
+                        "  {}  {:<12} {}",
+                        x["id"].as_str().unwrap_or(""),
+                        x["details"]["type"].as_str().unwrap_or(""),
+                        x["subject"].as_str().unwrap_or("")
+                    );
                 }
             }
         } else if let Some(x) = v.get("activity") {
             print_fields(x, "");
             for t in v["tracking"].as_array().into_iter().flatten() {
-                println!("tracked in mailbox of {}: {}", t["owner"].as_str().unwrap_or(""), t["status"].as_str().unwrap_or(""));
+                println!(
+                    "tracked in mailbox of {}: {}",
+                    t["owner"].as_str().unwrap_or(""),
+                    t["status"].as_str().unwrap_or("")
+                );
             }
         }
         Ok(ExitCode::SUCCESS)

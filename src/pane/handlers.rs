@@ -16,9 +16,10 @@ use tokio::sync::broadcast::error::RecvError;
 use super::errors::{Failure, PageFailure};
 use super::events::{normalize_message_id, MessageOpened, PaneEvent};
 use super::guard::{is_api, CurrentSession, OFFICE_COOKIE};
-use super::pages::{self, Chrome, Nav};
+use super::pages::{self, Chrome};
 use super::session::{self, Principal, Session};
-use super::{imap_login, link, AppState};
+use super::{crm, imap_login, link, AppState};
+use crate::store::{EmailAddress, Privilege, SystemUser};
 
 /// A request from a signed-in user. Without one, pages redirect to the sign-in form and
 /// the API answers 401.
@@ -39,22 +40,53 @@ impl SignedIn {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
+/// The CRM user behind a mailbox address, if they may use the pane (`use_app`).
+pub async fn check_crm_user(app: &AppState, email: &str) -> Result<SystemUser, Failure> {
+    let refused = |msg: String| Failure::new(StatusCode::FORBIDDEN, msg);
+    let Ok(address) = EmailAddress::parse(email) else {
+        return Err(refused(format!("{email} is not an e-mail address.")));
+    };
+    let user = crm::with_store(app, move |s| s.user_by_login(&address)).await?;
+    match user {
+        None => Err(refused(format!(
+            "{email} is not a CRM user. Ask your administrator to add you \
+             (crmproxy user add)."
+        ))),
+        Some(u) if !u.has(Privilege::UseApp) => Err(refused(format!(
+            "{email} does not have the \"Use the app\" privilege. Ask your administrator \
+             to grant it (crmproxy user grant)."
+        ))),
+        Some(u) => Ok(u),
+    }
+}
+
+impl FromRequestParts<AppState> for SignedIn {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let session = parts
             .extensions
             .get::<CurrentSession>()
             .and_then(|c| c.0.clone());
         let office = session::cookie_value(&parts.headers, OFFICE_COOKIE) == Some("1");
+        let api = is_api(parts.uri.path());
         match session {
-            Some(s) if s.user().is_some() => Ok(SignedIn {
-                user: s.user().unwrap_or_default().to_owned(),
-                session: s,
-                office,
-            }),
-            _ if is_api(parts.uri.path()) => Err(Failure::new(
+            Some(s) if s.user().is_some() => {
+                let user = s.user().unwrap_or_default().to_owned();
+                // Checked on every request, so a revoked privilege takes effect at once.
+                if let Err(f) = check_crm_user(app, &user).await {
+                    return Err(f.respond(api));
+                }
+                Ok(SignedIn {
+                    user,
+                    session: s,
+                    office,
+                })
+            }
+            _ if api => Err(Failure::new(
                 StatusCode::UNAUTHORIZED,
                 "Not signed in: open the pane and sign in first.",
             )
@@ -103,12 +135,16 @@ pub async fn home(
     user: SignedIn,
 ) -> Response {
     let recent = app.events.recent(&user.user);
+    let dashboard = match crm::dashboard(&app).await {
+        Ok(d) => d,
+        Err(f) => return f.html(),
+    };
     if q.office.as_deref() == Some("1") && !user.office {
         // Remember that this browser is Outlook's, then render with Office.js.
         let cookie = format!("{OFFICE_COOKIE}=1; Path=/; Secure; SameSite=Strict");
         return with_cookie(Redirect::to("/"), cookie);
     }
-    pages::home(&user.chrome(), &recent).into_response()
+    pages::home(&user.chrome(), &recent, crm::dashboard_cards(&dashboard)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -182,6 +218,10 @@ pub async fn signin_submit(
     }
     match imap_login::check_credentials(&app.config.upstream, &user, &form.password).await {
         Ok(()) => {
+            if let Err(f) = check_crm_user(&app, &user).await {
+                tracing::info!(user = %user, "pane sign-in refused: {}", f.message);
+                return refuse(f.status, &f.message);
+            }
             tracing::info!(user = %user, "signed in to the pane with mailbox credentials");
             let new = app.sessions.sign_in(Some(&session.id), &user);
             with_cookie(Redirect::to(&next), session::set_cookie(&new.id))
@@ -222,6 +262,10 @@ pub async fn signin_link(
     let outcome = tokio::task::spawn_blocking(move || link::consume(&data_dir, &token)).await;
     match outcome {
         Ok(Ok(user)) => {
+            if let Err(f) = check_crm_user(&app, &user).await {
+                tracing::info!(user = %user, "pane sign-in refused: {}", f.message);
+                return f.html();
+            }
             tracing::info!(user = %user, "signed in to the pane with a one-time link");
             let old = current.0 .0.as_ref().map(|s| s.id.as_str());
             let new = app.sessions.sign_in(old, &user);
@@ -324,19 +368,6 @@ pub async fn message(
     let id = valid_message_id(q.id.as_deref().unwrap_or("")).map_err(PageFailure)?;
     let found = app.events.find(&user.user, &id);
     Ok(pages::message(&user.chrome(), &id, found.as_ref()).into_response())
-}
-
-pub async fn needs_store(user: SignedIn, uri: axum::http::Uri) -> Response {
-    let (nav, title) = match uri.path() {
-        "/search" => (Nav::Search, "Search"),
-        "/contacts" => (Nav::Contacts, "Contacts"),
-        _ => (Nav::Documents, "Documents"),
-    };
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        pages::needs_store(&user.chrome(), nav, title),
-    )
-        .into_response()
 }
 
 /// `GET /events`: the signed-in user's live events as Server-Sent Events. The stream

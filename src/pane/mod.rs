@@ -8,6 +8,7 @@
 
 mod api;
 mod assets;
+mod crm;
 mod errors;
 pub mod events;
 pub mod guard;
@@ -39,6 +40,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::store::CrmStore;
 use errors::Failure;
 use session::SessionStore;
 
@@ -68,6 +70,7 @@ pub(crate) struct AppInner {
     pub config: Config,
     pub sessions: SessionStore,
     pub events: PaneEvents,
+    pub store: Arc<dyn CrmStore>,
     pub allowed_hosts: Vec<String>,
     /// `https://localhost:PORT`: what the manifest and the CLI's links point at.
     pub origin: String,
@@ -118,10 +121,12 @@ impl RunningPane {
 }
 
 /// Start the pane on `cfg.pane.addr` (certificates from `cfg`, made if missing), serving
-/// `events`, until `shutdown` completes. Returns once the listener is bound.
+/// `events` and the CRM in `store`, until `shutdown` completes. Returns once the listener
+/// is bound.
 pub async fn start(
     cfg: &Config,
     events: PaneEvents,
+    store: Arc<dyn CrmStore>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<RunningPane, PaneError> {
     let addr = cfg.pane.addr.ok_or(PaneError::Disabled)?;
@@ -146,6 +151,7 @@ pub async fn start(
         config: cfg.clone(),
         sessions: SessionStore::new(),
         events,
+        store,
         allowed_hosts: guard::allowed_hosts(local_addr.port(), &cfg.pane.extra_hosts),
         origin: origin.clone(),
         shutdown: stop_rx.clone(),
@@ -244,9 +250,10 @@ fn router(state: AppState) -> Router {
             get(handlers::current).post(handlers::set_current),
         )
         .route("/message", get(handlers::message))
-        .route("/search", get(handlers::needs_store))
-        .route("/contacts", get(handlers::needs_store))
-        .route("/documents", get(handlers::needs_store))
+        .route("/search", get(crm::search))
+        .route("/contacts", get(crm::contacts))
+        .route("/documents", get(crm::documents))
+        .route("/record/{id}", get(crm::record))
         .route("/events", get(handlers::events))
         .route("/api/session", get(api::session))
         .route("/api/current", post(api::set_current))

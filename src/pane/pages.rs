@@ -219,7 +219,7 @@ fn lookup_form() -> Markup {
 }
 
 /// Home: the current message, the recent ones, and a look-up by Message-ID.
-pub fn home(chrome: &Chrome<'_>, recent: &[MessageOpened]) -> Markup {
+pub fn home(chrome: &Chrome<'_>, recent: &[MessageOpened], dashboard: Markup) -> Markup {
     layout(
         chrome,
         Some(Nav::Home),
@@ -239,6 +239,7 @@ pub fn home(chrome: &Chrome<'_>, recent: &[MessageOpened]) -> Markup {
                 h2 #h-recent { "Recent messages" }
                 (recent_list(recent))
             }
+            (dashboard)
             section.card aria-labelledby="h-find" {
                 h2 #h-find { "Find a message" }
                 (lookup_form())
@@ -290,21 +291,6 @@ pub fn message(chrome: &Chrome<'_>, id: &str, found: Option<&MessageOpened>) -> 
                 }
             }
             section.card { h2 { "Find another message" } (lookup_form()) }
-        },
-    )
-}
-
-/// A menu entry whose page needs the CRM store, before one is connected.
-pub fn needs_store(chrome: &Chrome<'_>, nav: Nav, title: &str) -> Markup {
-    layout(
-        chrome,
-        Some(nav),
-        title,
-        html! {
-            h1 { (title) }
-            section.card.problem role="status" {
-                p { "This page needs the CRM store, which this pane is not connected to." }
-            }
         },
     )
 }

@@ -64,8 +64,8 @@ impl EmailAddress {
         if domain.contains(['<', '>', '(', ')', '[', ']', ',', ';', ':', '\\', '"']) {
             return Err(err("invalid character in the domain"));
         }
-        let ascii_domain =
-            idna::domain_to_ascii(domain).map_err(|_| err("the domain is not a valid (IDN) name"))?;
+        let ascii_domain = idna::domain_to_ascii(domain)
+            .map_err(|_| err("the domain is not a valid (IDN) name"))?;
         if ascii_domain.is_empty() {
             return Err(err("no domain after the @"));
         }
@@ -143,8 +143,12 @@ impl MessageId {
         if s.len() > 998 {
             return Err(err("Message-ID longer than a header line may be"));
         }
-        if s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>') {
-            return Err(err("Message-ID contains spaces, brackets or control characters"));
+        if s.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+        {
+            return Err(err(
+                "Message-ID contains spaces, brackets or control characters",
+            ));
         }
         Ok(MessageId(s.to_string()))
     }
@@ -205,8 +209,18 @@ mod tests {
 
     #[test]
     fn non_addresses_are_refused_with_a_reason() {
-        for bad in ["", "alice", "alice@", "@example.com", "a b@example.com", "a..b@example.com",
-            "a@b@example.com", "alice@exa mple.com", "alice@.example.com", "alice@-xn--.example"] {
+        for bad in [
+            "",
+            "alice",
+            "alice@",
+            "@example.com",
+            "a b@example.com",
+            "a..b@example.com",
+            "a@b@example.com",
+            "alice@exa mple.com",
+            "alice@.example.com",
+            "alice@-xn--.example",
+        ] {
             let e = EmailAddress::parse(bad);
             assert!(e.is_err(), "{bad:?} accepted");
         }

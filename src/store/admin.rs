@@ -30,16 +30,34 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum AdminRequest {
     Ping,
-    Import { parsed: Parsed },
+    Import {
+        parsed: Parsed,
+    },
     Export,
-    Search { query: SearchQuery },
-    Show { id: Uuid },
-    UserAdd { full_name: String, logins: Vec<EmailAddress>, privileges: Vec<Privilege> },
+    Search {
+        query: SearchQuery,
+    },
+    Show {
+        id: Uuid,
+    },
+    UserAdd {
+        full_name: String,
+        logins: Vec<EmailAddress>,
+        privileges: Vec<Privilege>,
+    },
     UserList,
     /// Grant (`on`) or revoke a privilege; `user` is a login address or an id.
-    Privilege { user: String, privilege: Privilege, on: bool },
+    Privilege {
+        user: String,
+        privilege: Privilege,
+        on: bool,
+    },
     /// Let `delegate` act on `owner`'s mailbox (`on`), or stop it.
-    Delegate { owner: String, delegate: String, on: bool },
+    Delegate {
+        owner: String,
+        delegate: String,
+        on: bool,
+    },
 }
 
 /// The answer on the wire.
@@ -54,13 +72,19 @@ fn find_user(store: &dyn CrmStore, who: &str) -> Result<SystemUser, StoreError> 
     if let Ok(id) = who.parse::<Uuid>() {
         return match store.record(id)? {
             Some(Record::User(u)) => Ok(u),
-            _ => Err(StoreError::NotFound { kind: Some(super::Kind::User), id }),
+            _ => Err(StoreError::NotFound {
+                kind: Some(super::Kind::User),
+                id,
+            }),
         };
     }
     let login = EmailAddress::parse(who)?;
-    store
-        .user_by_login(&login)?
-        .ok_or_else(|| StoreError::invalid("user", format!("no user signs in as {login}; see `crmproxy user list`")))
+    store.user_by_login(&login)?.ok_or_else(|| {
+        StoreError::invalid(
+            "user",
+            format!("no user signs in as {login}; see `crmproxy user list`"),
+        )
+    })
 }
 
 fn to_value<T: Serialize>(v: &T) -> Value {
@@ -94,7 +118,11 @@ pub fn handle(store: &dyn CrmStore, req: AdminRequest) -> Result<Value, StoreErr
             }
             Err(StoreError::NotFound { kind: None, id })
         }
-        AdminRequest::UserAdd { full_name, logins, privileges } => {
+        AdminRequest::UserAdd {
+            full_name,
+            logins,
+            privileges,
+        } => {
             let u = SystemUser {
                 id: UserId::new(),
                 stamps: Stamps::default(),
@@ -107,11 +135,19 @@ pub fn handle(store: &dyn CrmStore, req: AdminRequest) -> Result<Value, StoreErr
             Ok(to_value(&store.put_record(Record::User(u))?))
         }
         AdminRequest::UserList => Ok(to_value(&store.users()?)),
-        AdminRequest::Privilege { user, privilege, on } => {
+        AdminRequest::Privilege {
+            user,
+            privilege,
+            on,
+        } => {
             let u = find_user(store, &user)?;
             Ok(to_value(&store.set_privilege(u.id, privilege, on)?))
         }
-        AdminRequest::Delegate { owner, delegate, on } => {
+        AdminRequest::Delegate {
+            owner,
+            delegate,
+            on,
+        } => {
             let o = find_user(store, &owner)?;
             let d = find_user(store, &delegate)?;
             Ok(to_value(&store.set_delegate(o.id, d.id, on)?))
@@ -120,15 +156,27 @@ pub fn handle(store: &dyn CrmStore, req: AdminRequest) -> Result<Value, StoreErr
 }
 
 fn is_user_error(e: &StoreError) -> bool {
-    !matches!(e, StoreError::Db(_) | StoreError::Corrupt(_) | StoreError::Locked { .. } | StoreError::Blob(_))
+    !matches!(
+        e,
+        StoreError::Db(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Locked { .. }
+            | StoreError::Blob(_)
+    )
 }
 
 fn respond(store: &dyn CrmStore, line: &str) -> AdminResponse {
     match serde_json::from_str::<AdminRequest>(line) {
-        Err(e) => AdminResponse::Error { message: format!("bad admin request: {e}"), user_error: true },
+        Err(e) => AdminResponse::Error {
+            message: format!("bad admin request: {e}"),
+            user_error: true,
+        },
         Ok(req) => match handle(store, req) {
             Ok(v) => AdminResponse::Ok(v),
-            Err(e) => AdminResponse::Error { user_error: is_user_error(&e), message: e.to_string() },
+            Err(e) => AdminResponse::Error {
+                user_error: is_user_error(&e),
+                message: e.to_string(),
+            },
         },
     }
 }
@@ -159,7 +207,10 @@ pub async fn serve_admin_socket(store: Arc<dyn CrmStore>, path: PathBuf) -> std:
 }
 
 /// Accept connections on an already bound listener.
-pub async fn serve_listener(store: Arc<dyn CrmStore>, listener: tokio::net::UnixListener) -> std::io::Result<()> {
+pub async fn serve_listener(
+    store: Arc<dyn CrmStore>,
+    listener: tokio::net::UnixListener,
+) -> std::io::Result<()> {
     loop {
         let (conn, _) = listener.accept().await?;
         let store = store.clone();
@@ -171,7 +222,10 @@ pub async fn serve_listener(store: Arc<dyn CrmStore>, listener: tokio::net::Unix
     }
 }
 
-async fn serve_connection(store: Arc<dyn CrmStore>, conn: tokio::net::UnixStream) -> std::io::Result<()> {
+async fn serve_connection(
+    store: Arc<dyn CrmStore>,
+    conn: tokio::net::UnixStream,
+) -> std::io::Result<()> {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
     let (rd, mut wr) = conn.into_split();
     let mut rd = tokio::io::BufReader::new(rd.take(MAX_REQUEST_BYTES));
@@ -183,7 +237,10 @@ async fn serve_connection(store: Arc<dyn CrmStore>, conn: tokio::net::UnixStream
         let store = store.clone();
         let resp = tokio::task::spawn_blocking(move || respond(store.as_ref(), &line))
             .await
-            .unwrap_or_else(|e| AdminResponse::Error { message: format!("the request failed: {e}"), user_error: false });
+            .unwrap_or_else(|e| AdminResponse::Error {
+                message: format!("the request failed: {e}"),
+                user_error: false,
+            });
         let mut out = serde_json::to_vec(&resp).expect("response serialises");
         out.push(b'\n');
         wr.write_all(&out).await?;
@@ -194,29 +251,50 @@ async fn serve_connection(store: Arc<dyn CrmStore>, conn: tokio::net::UnixStream
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot reach the admin socket {path}: {source}")]
-    Connect { path: PathBuf, source: std::io::Error },
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the admin socket {path} broke off: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{message}")]
     Refused { message: String, user_error: bool },
 }
 
 /// Send one request over the socket (blocking) and return the answer.
 pub fn request(path: &Path, req: &AdminRequest) -> Result<Value, ClientError> {
-    let io = |source| ClientError::Io { path: path.to_path_buf(), source };
-    let mut s = std::os::unix::net::UnixStream::connect(path)
-        .map_err(|source| ClientError::Connect { path: path.to_path_buf(), source })?;
+    let io = |source| ClientError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut s =
+        std::os::unix::net::UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let mut line = serde_json::to_vec(req).expect("request serialises");
     line.push(b'\n');
     s.write_all(&line).map_err(io)?;
     let mut answer = String::new();
     BufReader::new(&s).read_line(&mut answer).map_err(io)?;
     if answer.is_empty() {
-        return Err(io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no answer")));
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "no answer",
+        )));
     }
     match serde_json::from_str(&answer) {
         Ok(AdminResponse::Ok(v)) => Ok(v),
-        Ok(AdminResponse::Error { message, user_error }) => Err(ClientError::Refused { message, user_error }),
+        Ok(AdminResponse::Error {
+            message,
+            user_error,
+        }) => Err(ClientError::Refused {
+            message,
+            user_error,
+        }),
         Err(e) => Err(io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))),
     }
 }

@@ -24,7 +24,11 @@ impl BlobRef {
         }
     }
     fn is_well_formed(&self) -> bool {
-        self.sha256.len() == 64 && self.sha256.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        self.sha256.len() == 64
+            && self
+                .sha256
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
     }
 }
 
@@ -83,8 +87,12 @@ impl BlobStore {
             f.sync_all().map_err(io_err(&tmp))?;
         }
         fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        File::open(sub).and_then(|d| d.sync_all()).map_err(io_err(sub))?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io_err(&self.dir))?;
+        File::open(sub)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(sub))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.dir))?;
         Ok(r)
     }
 
@@ -93,7 +101,9 @@ impl BlobStore {
         let path = self.path_of(r)?;
         let bytes = match fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(BlobError::Missing(r.sha256.clone())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(BlobError::Missing(r.sha256.clone()))
+            }
             Err(e) => return Err(io_err(&path)(e)),
         };
         if BlobRef::of(&bytes) != *r {
@@ -116,14 +126,20 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = BlobStore::open(d.path().join("blobs")).unwrap();
         let r = s.put(b"hello").unwrap();
-        assert_eq!(r.sha256, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(
+            r.sha256,
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
         assert_eq!(s.put(b"hello").unwrap(), r);
         assert_eq!(s.get(&r).unwrap(), b"hello");
         std::fs::write(s.path_of(&r).unwrap(), b"HELLO").unwrap();
         assert!(matches!(s.get(&r), Err(BlobError::Damaged(_))));
         let missing = BlobRef::of(b"other");
         assert!(matches!(s.get(&missing), Err(BlobError::Missing(_))));
-        let bad = BlobRef { sha256: "../../etc/passwd".into(), size: 1 };
+        let bad = BlobRef {
+            sha256: "../../etc/passwd".into(),
+            size: 1,
+        };
         assert!(matches!(s.get(&bad), Err(BlobError::BadName(_))));
     }
 }

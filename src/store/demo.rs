@@ -18,7 +18,10 @@ const FILES: [&[u8]; 3] = [
 /// The demo CRM as an export bundle, files included.
 pub fn bundle() -> Result<ExportBundle> {
     let mut b = ExportBundle::from_json(CRM_JSON)?;
-    let blobs: BTreeMap<String, Bytes> = FILES.iter().map(|f| (BlobRef::of(f).sha256, Bytes(f.to_vec()))).collect();
+    let blobs: BTreeMap<String, Bytes> = FILES
+        .iter()
+        .map(|f| (BlobRef::of(f).sha256, Bytes(f.to_vec())))
+        .collect();
     b.blobs = blobs;
     Ok(b)
 }

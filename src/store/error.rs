@@ -23,7 +23,11 @@ pub enum StoreError {
     #[error("the store at {path} is in use by another crmproxy process ({detail})")]
     Locked { path: String, detail: String },
     #[error("the store at {path} has schema version {found}, newer than this crmproxy understands ({supported}); upgrade crmproxy")]
-    NewerSchema { path: String, found: u32, supported: u32 },
+    NewerSchema {
+        path: String,
+        found: u32,
+        supported: u32,
+    },
     #[error("the store is damaged: {0}")]
     Corrupt(String),
     #[error(transparent)]

@@ -82,20 +82,26 @@ impl Default for ExportBundle {
 impl ExportBundle {
     /// Parse an export file, checking that it is one and of a version this build reads.
     pub fn from_json(text: &str) -> Result<Self> {
-        let v: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| StoreError::invalid("export file", format!("not JSON: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| StoreError::invalid("export file", format!("not JSON: {e}")))?;
         if v.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
-            return Err(StoreError::invalid("export file", format!("no \"format\": \"{FORMAT}\" field; not a crmproxy export")));
+            return Err(StoreError::invalid(
+                "export file",
+                format!("no \"format\": \"{FORMAT}\" field; not a crmproxy export"),
+            ));
         }
         match v.get("version").and_then(|f| f.as_u64()) {
             Some(n) if n as u32 == FORMAT_VERSION => {}
             Some(n) => {
-                return Err(StoreError::invalid("export file", format!("version {n}; this crmproxy reads version {FORMAT_VERSION}")))
+                return Err(StoreError::invalid(
+                    "export file",
+                    format!("version {n}; this crmproxy reads version {FORMAT_VERSION}"),
+                ))
             }
             None => return Err(StoreError::invalid("export file", "no version field")),
         }
-        let mut b: ExportBundle =
-            serde_json::from_value(v).map_err(|e| StoreError::invalid("export file", e.to_string()))?;
+        let mut b: ExportBundle = serde_json::from_value(v)
+            .map_err(|e| StoreError::invalid("export file", e.to_string()))?;
         b.sort();
         Ok(b)
     }
@@ -110,7 +116,8 @@ impl ExportBundle {
     pub fn sort(&mut self) {
         self.records.sort_by_key(|r| (r.kind(), r.id()));
         self.activities.sort_by_key(|a| a.id);
-        self.tracking.sort_by(|a, b| (a.owner, &a.message_id).cmp(&(b.owner, &b.message_id)));
+        self.tracking
+            .sort_by(|a, b| (a.owner, &a.message_id).cmp(&(b.owner, &b.message_id)));
     }
 }
 

@@ -22,7 +22,10 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 pub enum ImportError {
     #[error("the file is not UTF-8 ({detail}); save it as UTF-8 (in Outlook and Thunderbird: export as CSV (UTF-8) or vCard) and try again")]
     Encoding { line: usize, detail: String },
-    #[error("line {line} is longer than {} bytes; this is not an address book", MAX_LINE_BYTES)]
+    #[error(
+        "line {line} is longer than {} bytes; this is not an address book",
+        MAX_LINE_BYTES
+    )]
     LineTooLong { line: usize },
     #[error("line {line}: {detail}")]
     Syntax { line: usize, detail: String },
@@ -48,8 +51,15 @@ pub enum ImportKind {
 /// One row of an address book: a record to write, or the reason it is left out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Row {
-    Record { place: String, record: Record, warnings: Vec<String> },
-    Skip { place: String, reason: String },
+    Record {
+        place: String,
+        record: Record,
+        warnings: Vec<String>,
+    },
+    Skip {
+        place: String,
+        reason: String,
+    },
 }
 
 /// A parsed file, ready for the store.
@@ -61,13 +71,22 @@ pub enum Parsed {
 
 fn check_text(bytes: &[u8]) -> Result<&str, ImportError> {
     if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
-        return Err(ImportError::Encoding { line: 1, detail: "it is UTF-16".into() });
+        return Err(ImportError::Encoding {
+            line: 1,
+            detail: "it is UTF-16".into(),
+        });
     }
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let at = e.valid_up_to();
         let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
-        ImportError::Encoding { line, detail: format!("invalid byte 0x{:02X} on line {line}; perhaps Windows-1252 or Latin-1", bytes[at]) }
+        ImportError::Encoding {
+            line,
+            detail: format!(
+                "invalid byte 0x{:02X} on line {line}; perhaps Windows-1252 or Latin-1",
+                bytes[at]
+            ),
+        }
     })?;
     let mut n = 0;
     for l in text.split('\n') {
@@ -89,9 +108,14 @@ pub fn parse(bytes: &[u8], kind: Option<ImportKind>) -> Result<Parsed, ImportErr
     }
     if head.len() >= 11 && head[..11].eq_ignore_ascii_case("BEGIN:VCARD") {
         if matches!(kind, Some(ImportKind::Accounts | ImportKind::Leads)) {
-            return Err(ImportError::Unknown("a vCard file holds contacts; drop --kind or use --kind contacts".into()));
+            return Err(ImportError::Unknown(
+                "a vCard file holds contacts; drop --kind or use --kind contacts".into(),
+            ));
         }
-        return Ok(Parsed::Rows { kind: ImportKind::Contacts, rows: super::vcard::parse(text)? });
+        return Ok(Parsed::Rows {
+            kind: ImportKind::Contacts,
+            rows: super::vcard::parse(text)?,
+        });
     }
     if head.is_empty() {
         return Err(ImportError::Unknown("the file is empty".into()));
@@ -101,7 +125,10 @@ pub fn parse(bytes: &[u8], kind: Option<ImportKind>) -> Result<Parsed, ImportErr
 
 /// Header name → the field it fills ("E-mail 2 Address" → "email2address").
 fn norm_header(h: &str) -> String {
-    h.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
+    h.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 struct Columns(HashMap<String, usize>);
@@ -117,7 +144,13 @@ impl Columns {
             .unwrap_or("")
     }
     fn all<'r>(&self, row: &'r csv::StringRecord, names: &[&str]) -> Vec<&'r str> {
-        names.iter().filter_map(|n| self.0.get(*n)).filter_map(|i| row.get(*i)).map(str::trim).filter(|v| !v.is_empty()).collect()
+        names
+            .iter()
+            .filter_map(|n| self.0.get(*n))
+            .filter_map(|i| row.get(*i))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect()
     }
     fn has(&self, n: &str) -> bool {
         self.0.contains_key(n)
@@ -125,30 +158,114 @@ impl Columns {
 }
 
 const EMAILS: &[&str] = &[
-    "primaryemail", "emailaddress", "email", "email1", "email1address", "emailaddress1", "workemail", "secondaryemail",
-    "email2address", "email2", "emailaddress2", "email3address", "email3", "homeemail", "emailaddresses",
+    "primaryemail",
+    "emailaddress",
+    "email",
+    "email1",
+    "email1address",
+    "emailaddress1",
+    "workemail",
+    "secondaryemail",
+    "email2address",
+    "email2",
+    "emailaddress2",
+    "email3address",
+    "email3",
+    "homeemail",
+    "emailaddresses",
 ];
 
 fn address(c: &Columns, row: &csv::StringRecord) -> PostalAddress {
     let pick = |work: &[&str], home: &[&str]| {
         let w = c.get(row, work);
-        if w.is_empty() { c.get(row, home).to_string() } else { w.to_string() }
+        if w.is_empty() {
+            c.get(row, home).to_string()
+        } else {
+            w.to_string()
+        }
     };
-    let street1 = pick(&["businessstreet", "workaddress", "street", "address", "address1", "addressline1", "addressstreet"], &["homestreet", "homeaddress"]);
-    let street2 = pick(&["businessstreet2", "workaddress2", "address2", "addressline2"], &["homestreet2", "homeaddress2"]);
+    let street1 = pick(
+        &[
+            "businessstreet",
+            "workaddress",
+            "street",
+            "address",
+            "address1",
+            "addressline1",
+            "addressstreet",
+        ],
+        &["homestreet", "homeaddress"],
+    );
+    let street2 = pick(
+        &[
+            "businessstreet2",
+            "workaddress2",
+            "address2",
+            "addressline2",
+        ],
+        &["homestreet2", "homeaddress2"],
+    );
     PostalAddress {
-        street: [street1, street2].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(", "),
-        city: pick(&["businesscity", "workcity", "city", "addresscity"], &["homecity"]),
-        state: pick(&["businessstate", "workstate", "state", "region", "stateprovince", "addressstate"], &["homestate"]),
-        postal_code: pick(&["businesspostalcode", "workzipcode", "zipcode", "postalcode", "zip", "addresspostalcode"], &["homezipcode", "homepostalcode"]),
-        country: pick(&["businesscountryregion", "workcountry", "country", "countryregion", "addresscountry"], &["homecountry", "homecountryregion"]),
+        street: [street1, street2]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(", "),
+        city: pick(
+            &["businesscity", "workcity", "city", "addresscity"],
+            &["homecity"],
+        ),
+        state: pick(
+            &[
+                "businessstate",
+                "workstate",
+                "state",
+                "region",
+                "stateprovince",
+                "addressstate",
+            ],
+            &["homestate"],
+        ),
+        postal_code: pick(
+            &[
+                "businesspostalcode",
+                "workzipcode",
+                "zipcode",
+                "postalcode",
+                "zip",
+                "addresspostalcode",
+            ],
+            &["homezipcode", "homepostalcode"],
+        ),
+        country: pick(
+            &[
+                "businesscountryregion",
+                "workcountry",
+                "country",
+                "countryregion",
+                "addresscountry",
+            ],
+            &["homecountry", "homecountryregion"],
+        ),
     }
 }
 
 fn parse_csv(text: &str, kind: Option<ImportKind>) -> Result<Parsed, ImportError> {
-    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
-    let headers = rdr.headers().map_err(|e| ImportError::Syntax { line: 1, detail: format!("the CSV header row cannot be read: {e}") })?.clone();
-    let mut named: Vec<(String, usize)> = headers.iter().enumerate().map(|(i, h)| (norm_header(h), i)).collect();
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let headers = rdr
+        .headers()
+        .map_err(|e| ImportError::Syntax {
+            line: 1,
+            detail: format!("the CSV header row cannot be read: {e}"),
+        })?
+        .clone();
+    let mut named: Vec<(String, usize)> = headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (norm_header(h), i))
+        .collect();
     named.reverse(); // the first column of a name wins
     let cols = Columns(named.into_iter().collect());
     let kind = match kind {
@@ -164,12 +281,19 @@ fn parse_csv(text: &str, kind: Option<ImportKind>) -> Result<Parsed, ImportError
         }
     };
     // Outlook's "Title" is Mr./Ms.; it is a job title only in CSVs without Outlook's columns.
-    let title_cols: &[&str] = if cols.has("jobtitle") || cols.has("middlename") { &["jobtitle"] } else { &["title"] };
+    let title_cols: &[&str] = if cols.has("jobtitle") || cols.has("middlename") {
+        &["jobtitle"]
+    } else {
+        &["title"]
+    };
     let mut rows = Vec::new();
-    let records: Vec<csv::StringRecord> = rdr
-        .records()
-        .collect::<Result<_, _>>()
-        .map_err(|e| ImportError::Syntax { line: e.position().map(|p| p.line() as usize).unwrap_or(0), detail: e.to_string() })?;
+    let records: Vec<csv::StringRecord> =
+        rdr.records()
+            .collect::<Result<_, _>>()
+            .map_err(|e| ImportError::Syntax {
+                line: e.position().map(|p| p.line() as usize).unwrap_or(0),
+                detail: e.to_string(),
+            })?;
     let count = records.len();
     for (i, rec) in records.into_iter().enumerate() {
         let line = rec.position().map(|p| p.line() as usize).unwrap_or(i + 2);
@@ -179,14 +303,31 @@ fn parse_csv(text: &str, kind: Option<ImportKind>) -> Result<Parsed, ImportError
         }
         if rec.len() != headers.len() {
             if i + 1 == count && rec.len() < headers.len() {
-                return Err(ImportError::Truncated { detail: format!("the last row (line {line}) has {} of the {} columns", rec.len(), headers.len()) });
+                return Err(ImportError::Truncated {
+                    detail: format!(
+                        "the last row (line {line}) has {} of the {} columns",
+                        rec.len(),
+                        headers.len()
+                    ),
+                });
             }
-            return Err(ImportError::Syntax { line, detail: format!("the row has {} fields but the header has {}", rec.len(), headers.len()) });
+            return Err(ImportError::Syntax {
+                line,
+                detail: format!(
+                    "the row has {} fields but the header has {}",
+                    rec.len(),
+                    headers.len()
+                ),
+            });
         }
         let mut warnings = Vec::new();
         let mut emails = Vec::new();
         for raw in cols.all(&rec, EMAILS) {
-            for part in raw.split([';', ',']).map(str::trim).filter(|s| !s.is_empty()) {
+            for part in raw
+                .split([';', ','])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
                 match EmailAddress::parse(part) {
                     Ok(a) if !emails.iter().any(|b: &EmailAddress| b.same_as(&a)) => emails.push(a),
                     Ok(_) => {}
@@ -195,9 +336,27 @@ fn parse_csv(text: &str, kind: Option<ImportKind>) -> Result<Parsed, ImportError
             }
         }
         let first = cols.get(&rec, &["firstname", "givenname"]).to_string();
-        let last = cols.get(&rec, &["lastname", "surname", "familyname"]).to_string();
-        let full = cols.get(&rec, &["displayname", "fullname", "name", "contactname", "leadname"]).to_string();
-        let company = cols.get(&rec, &["company", "organization", "organisation", "companyname", "accountname"]).to_string();
+        let last = cols
+            .get(&rec, &["lastname", "surname", "familyname"])
+            .to_string();
+        let full = cols
+            .get(
+                &rec,
+                &["displayname", "fullname", "name", "contactname", "leadname"],
+            )
+            .to_string();
+        let company = cols
+            .get(
+                &rec,
+                &[
+                    "company",
+                    "organization",
+                    "organisation",
+                    "companyname",
+                    "accountname",
+                ],
+            )
+            .to_string();
         let record = match kind {
             ImportKind::Contacts | ImportKind::Json => Record::Contact(Contact {
                 id: ContactId::new(),
@@ -210,18 +369,59 @@ fn parse_csv(text: &str, kind: Option<ImportKind>) -> Result<Parsed, ImportError
                 company,
                 account: None,
                 emails,
-                business_phone: cols.get(&rec, &["businessphone", "workphone", "phone", "telephone", "phonenumber", "primaryphone"]).to_string(),
-                mobile_phone: cols.get(&rec, &["mobilephone", "mobilenumber", "mobile", "cellphone"]).to_string(),
+                business_phone: cols
+                    .get(
+                        &rec,
+                        &[
+                            "businessphone",
+                            "workphone",
+                            "phone",
+                            "telephone",
+                            "phonenumber",
+                            "primaryphone",
+                        ],
+                    )
+                    .to_string(),
+                mobile_phone: cols
+                    .get(
+                        &rec,
+                        &["mobilephone", "mobilenumber", "mobile", "cellphone"],
+                    )
+                    .to_string(),
                 address: address(&cols, &rec),
             }),
             ImportKind::Accounts => {
-                let name = cols.get(&rec, &["accountname", "name", "company", "companyname", "organization"]).to_string();
+                let name = cols
+                    .get(
+                        &rec,
+                        &[
+                            "accountname",
+                            "name",
+                            "company",
+                            "companyname",
+                            "organization",
+                        ],
+                    )
+                    .to_string();
                 Record::Account(Account {
                     id: AccountId::new(),
                     stamps: Stamps::default(),
                     name,
-                    website: cols.get(&rec, &["website", "webpage1", "webpage", "url"]).to_string(),
-                    phone: cols.get(&rec, &["mainphone", "phone", "telephone", "businessphone", "phonenumber"]).to_string(),
+                    website: cols
+                        .get(&rec, &["website", "webpage1", "webpage", "url"])
+                        .to_string(),
+                    phone: cols
+                        .get(
+                            &rec,
+                            &[
+                                "mainphone",
+                                "phone",
+                                "telephone",
+                                "businessphone",
+                                "phonenumber",
+                            ],
+                        )
+                        .to_string(),
                     emails,
                     address: address(&cols, &rec),
                     primary_contact: None,
@@ -237,7 +437,12 @@ fn parse_csv(text: &str, kind: Option<ImportKind>) -> Result<Parsed, ImportError
                 topic: cols.get(&rec, &["topic", "subject"]).to_string(),
                 job_title: cols.get(&rec, title_cols).to_string(),
                 emails,
-                phone: cols.get(&rec, &["phone", "businessphone", "mobilephone", "telephone"]).to_string(),
+                phone: cols
+                    .get(
+                        &rec,
+                        &["phone", "businessphone", "mobilephone", "telephone"],
+                    )
+                    .to_string(),
                 address: address(&cols, &rec),
                 status: match fold(cols.get(&rec, &["status", "leadstatus"])).as_str() {
                     "contacted" => LeadStatus::Contacted,
@@ -249,7 +454,11 @@ fn parse_csv(text: &str, kind: Option<ImportKind>) -> Result<Parsed, ImportError
         };
         let mut check = record.clone();
         match super::validate::record(&mut check) {
-            Ok(()) => rows.push(Row::Record { place, record: check, warnings }),
+            Ok(()) => rows.push(Row::Record {
+                place,
+                record: check,
+                warnings,
+            }),
             Err(e) => {
                 let mut reason = e.to_string();
                 if !warnings.is_empty() {
@@ -266,7 +475,9 @@ fn parse_csv(text: &str, kind: Option<ImportKind>) -> Result<Parsed, ImportError
 fn match_key(r: &Record) -> Option<String> {
     match r {
         Record::Account(a) => Some(format!("a:{}", fold(a.name.trim()))),
-        Record::Lead(l) if l.emails.is_empty() => Some(format!("l:{}|{}", fold(&l.full_name), fold(&l.company))),
+        Record::Lead(l) if l.emails.is_empty() => {
+            Some(format!("l:{}|{}", fold(&l.full_name), fold(&l.company)))
+        }
         _ => None,
     }
 }
@@ -332,11 +543,19 @@ fn merge(existing: &Record, row: &Record) -> Record {
 /// Match rows to existing records (contacts and leads by e-mail address, accounts
 /// by name, leads without address by name and company), link contacts to the
 /// account named as their company, and write everything.
-pub fn apply_rows(store: &dyn CrmStore, rows: Vec<Row>, progress: &mut dyn FnMut(usize, usize)) -> Result<ImportSummary> {
+pub fn apply_rows(
+    store: &dyn CrmStore,
+    rows: Vec<Row>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<ImportSummary> {
     let mut summary = ImportSummary::default();
     let mut by_name: HashMap<String, Record> = HashMap::new();
     let mut account_ids: HashMap<String, AccountId> = HashMap::new();
-    for r in store.records(Some(Kind::Account))?.into_iter().chain(store.records(Some(Kind::Lead))?) {
+    for r in store
+        .records(Some(Kind::Account))?
+        .into_iter()
+        .chain(store.records(Some(Kind::Lead))?)
+    {
         if let Record::Account(a) = &r {
             account_ids.insert(fold(a.name.trim()), a.id);
         }
@@ -357,9 +576,16 @@ pub fn apply_rows(store: &dyn CrmStore, rows: Vec<Row>, progress: &mut dyn FnMut
             Row::Record { place, record, .. } => (place, record),
         };
         // The same person twice in one file: keep the first.
-        let keys: Vec<String> = record.emails().iter().map(|e| e.key().to_string()).chain(match_key(&record)).collect();
+        let keys: Vec<String> = record
+            .emails()
+            .iter()
+            .map(|e| e.key().to_string())
+            .chain(match_key(&record))
+            .collect();
         if let Some(first) = keys.iter().find_map(|k| seen_in_file.get(k)) {
-            summary.skipped.push((place, format!("same person as {first}")));
+            summary
+                .skipped
+                .push((place, format!("same person as {first}")));
             continue;
         }
         for k in &keys {
@@ -372,7 +598,11 @@ pub fn apply_rows(store: &dyn CrmStore, rows: Vec<Row>, progress: &mut dyn FnMut
         }
         let mut existing = None;
         for e in record.emails() {
-            if let Some(r) = store.resolve_address(e)?.into_iter().find(|r| r.kind == record.kind()) {
+            if let Some(r) = store
+                .resolve_address(e)?
+                .into_iter()
+                .find(|r| r.kind == record.kind())
+            {
                 existing = store.record(r.id)?;
                 break;
             }
@@ -382,7 +612,10 @@ pub fn apply_rows(store: &dyn CrmStore, rows: Vec<Row>, progress: &mut dyn FnMut
         }
         let record = match existing {
             Some(old) if written.contains(&old.id()) => {
-                summary.skipped.push((place, "updates a record that an earlier row already updated".into()));
+                summary.skipped.push((
+                    place,
+                    "updates a record that an earlier row already updated".into(),
+                ));
                 continue;
             }
             Some(old) => {
@@ -397,7 +630,10 @@ pub fn apply_rows(store: &dyn CrmStore, rows: Vec<Row>, progress: &mut dyn FnMut
             }
             None => {
                 summary.created += 1;
-                *record.stamps_mut() = Stamps { created: now, modified: now };
+                *record.stamps_mut() = Stamps {
+                    created: now,
+                    modified: now,
+                };
                 record
             }
         };

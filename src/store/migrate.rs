@@ -19,15 +19,27 @@ use super::Result;
 pub const CURRENT_VERSION: u32 = 2;
 const VERSION_KEY: &[u8] = b"schema_version";
 /// Trees that hold nothing but what can be rebuilt from the rows.
-const DERIVED: [usize; 9] =
-    [ix::EMAILS, ix::LOGINS, ix::TEXT, ix::TIMELINE, ix::MSGIDS, ix::TRACK_MSG, ix::PENDING, ix::REFCOUNT, ix::UNIQUE];
+const DERIVED: [usize; 9] = [
+    ix::EMAILS,
+    ix::LOGINS,
+    ix::TEXT,
+    ix::TIMELINE,
+    ix::MSGIDS,
+    ix::TRACK_MSG,
+    ix::PENDING,
+    ix::REFCOUNT,
+    ix::UNIQUE,
+];
 const REINDEX_CHUNK: usize = 1_000;
 
 /// The version stored, if any.
 pub fn stored_version(store: &SledStore) -> Result<Option<u32>> {
     match store.tree(ix::META).get(VERSION_KEY)? {
         Some(v) => {
-            let b: [u8; 4] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt("schema version is malformed".into()))?;
+            let b: [u8; 4] = v
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("schema version is malformed".into()))?;
             Ok(Some(u32::from_be_bytes(b)))
         }
         None => Ok(None),
@@ -70,11 +82,14 @@ fn v1_to_v2_rows(store: &SledStore) -> Result<()> {
     let tree = store.tree(ix::RECORDS);
     for item in tree.iter() {
         let (k, v) = item?;
-        let mut row: Value = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("v1 record: {e}")))?;
+        let mut row: Value = serde_json::from_slice(&v)
+            .map_err(|e| StoreError::Corrupt(format!("v1 record: {e}")))?;
         let Some(obj) = row.as_object_mut() else {
             return Err(StoreError::Corrupt("v1 record is not an object".into()));
         };
-        let Some(email) = obj.remove("email") else { continue };
+        let Some(email) = obj.remove("email") else {
+            continue;
+        };
         let mut emails = match obj.remove("emails") {
             Some(Value::Array(a)) => a,
             _ => Vec::new(),
@@ -101,18 +116,32 @@ pub fn rebuild_indexes(store: &SledStore) -> Result<()> {
         store.tree(t).clear()?;
     }
     let rows = |tree: usize| -> Result<Vec<sled::IVec>> {
-        store.tree(tree).iter().values().collect::<sled::Result<Vec<_>>>().map_err(Into::into)
+        store
+            .tree(tree)
+            .iter()
+            .values()
+            .collect::<sled::Result<Vec<_>>>()
+            .map_err(Into::into)
     };
     for chunk in rows(ix::RECORDS)?.chunks(REINDEX_CHUNK) {
-        let recs: Vec<super::Record> = chunk.iter().map(|v| decode("record", v)).collect::<Result<_>>()?;
+        let recs: Vec<super::Record> = chunk
+            .iter()
+            .map(|v| decode("record", v))
+            .collect::<Result<_>>()?;
         store.write(|tx| recs.iter().try_for_each(|r| tx.index_record(r, true)))?;
     }
     for chunk in rows(ix::ACTIVITIES)?.chunks(REINDEX_CHUNK) {
-        let acts: Vec<super::Activity> = chunk.iter().map(|v| decode("activity", v)).collect::<Result<_>>()?;
+        let acts: Vec<super::Activity> = chunk
+            .iter()
+            .map(|v| decode("activity", v))
+            .collect::<Result<_>>()?;
         store.write(|tx| acts.iter().try_for_each(|a| tx.index_activity(a, true)))?;
     }
     for chunk in rows(ix::TRACKING)?.chunks(REINDEX_CHUNK) {
-        let ts: Vec<super::TrackingRecord> = chunk.iter().map(|v| decode("tracking", v)).collect::<Result<_>>()?;
+        let ts: Vec<super::TrackingRecord> = chunk
+            .iter()
+            .map(|v| decode("tracking", v))
+            .collect::<Result<_>>()?;
         store.write(|tx| ts.iter().try_for_each(|t| tx.index_tracking(t, true)))?;
     }
     Ok(())

@@ -155,5 +155,6 @@ pub trait CrmStore: Send + Sync {
     fn import_bundle(&self, bundle: &ExportBundle) -> Result<ImportSummary>;
     /// Write many new or changed records (an address-book import) in atomic
     /// chunks, keeping stamps as given. `progress` is called with the count written.
-    fn put_records_bulk(&self, records: Vec<Record>, progress: &mut dyn FnMut(usize)) -> Result<()>;
+    fn put_records_bulk(&self, records: Vec<Record>, progress: &mut dyn FnMut(usize))
+        -> Result<()>;
 }

@@ -88,11 +88,19 @@ impl Kind {
     pub fn can_be_regarding(self) -> bool {
         matches!(
             self,
-            Kind::Account | Kind::Contact | Kind::Lead | Kind::Opportunity | Kind::Case | Kind::Invoice
+            Kind::Account
+                | Kind::Contact
+                | Kind::Lead
+                | Kind::Opportunity
+                | Kind::Case
+                | Kind::Invoice
         )
     }
     pub fn is_activity(self) -> bool {
-        matches!(self, Kind::Email | Kind::Appointment | Kind::PhoneCall | Kind::Task)
+        matches!(
+            self,
+            Kind::Email | Kind::Appointment | Kind::PhoneCall | Kind::Task
+        )
     }
 }
 
@@ -111,7 +119,9 @@ impl std::str::FromStr for Kind {
             .iter()
             .find(|k| {
                 let name = k.as_str();
-                name == norm || name.trim_end_matches('s') == norm || (name == "user" && norm == "system_user")
+                name == norm
+                    || name.trim_end_matches('s') == norm
+                    || (name == "user" && norm == "system_user")
             })
             .copied()
             .ok_or_else(|| {
@@ -130,7 +140,10 @@ pub struct RecordRef {
 
 impl RecordRef {
     pub fn new<T>(kind: Kind, id: Id<T>) -> Self {
-        RecordRef { kind, id: id.uuid() }
+        RecordRef {
+            kind,
+            id: id.uuid(),
+        }
     }
 }
 
@@ -164,18 +177,30 @@ pub struct PostalAddress {
 
 impl PostalAddress {
     pub fn is_empty(&self) -> bool {
-        [&self.street, &self.city, &self.state, &self.postal_code, &self.country]
-            .iter()
-            .all(|s| s.trim().is_empty())
+        [
+            &self.street,
+            &self.city,
+            &self.state,
+            &self.postal_code,
+            &self.country,
+        ]
+        .iter()
+        .all(|s| s.trim().is_empty())
     }
     /// One line, for lists and search.
     pub fn one_line(&self) -> String {
-        [&self.street, &self.postal_code, &self.city, &self.state, &self.country]
-            .iter()
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| s.trim())
-            .collect::<Vec<_>>()
-            .join(", ")
+        [
+            &self.street,
+            &self.postal_code,
+            &self.city,
+            &self.state,
+            &self.country,
+        ]
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim())
+        .collect::<Vec<_>>()
+        .join(", ")
     }
 }
 
@@ -532,7 +557,11 @@ impl Record {
             Record::Account(r) => r.name.clone(),
             Record::Contact(r) => r.full_name.clone(),
             Record::Lead(r) => {
-                if r.full_name.is_empty() { r.topic.clone() } else { r.full_name.clone() }
+                if r.full_name.is_empty() {
+                    r.topic.clone()
+                } else {
+                    r.full_name.clone()
+                }
             }
             Record::Opportunity(r) => r.name.clone(),
             Record::Case(r) => r.title.clone(),
@@ -557,7 +586,9 @@ impl Record {
     pub fn links(&self) -> Vec<RecordRef> {
         let mut out = Vec::new();
         match self {
-            Record::Account(r) => out.extend(r.primary_contact.map(|c| RecordRef::new(Kind::Contact, c))),
+            Record::Account(r) => {
+                out.extend(r.primary_contact.map(|c| RecordRef::new(Kind::Contact, c)))
+            }
             Record::Contact(r) => out.extend(r.account.map(|a| RecordRef::new(Kind::Account, a))),
             Record::Opportunity(r) => {
                 out.extend(r.account.map(|a| RecordRef::new(Kind::Account, a)));
@@ -565,7 +596,9 @@ impl Record {
             }
             Record::Case(r) => out.push(r.customer),
             Record::Invoice(r) => out.push(r.customer),
-            Record::User(r) => out.extend(r.delegates.iter().map(|d| RecordRef::new(Kind::User, *d))),
+            Record::User(r) => {
+                out.extend(r.delegates.iter().map(|d| RecordRef::new(Kind::User, *d)))
+            }
             _ => {}
         }
         out.sort();

@@ -17,7 +17,9 @@
 //! - `meta`      "schema_version" → u32, "settings" → JSON
 
 use chrono::{DateTime, Utc};
-use sled::transaction::{ConflictableTransactionError, ConflictableTransactionResult, TransactionalTree};
+use sled::transaction::{
+    ConflictableTransactionError, ConflictableTransactionResult, TransactionalTree,
+};
 use uuid::Uuid;
 
 use super::activity::{Activity, ActivityDetails, TrackStatus, TrackingRecord};
@@ -26,8 +28,19 @@ use super::model::{Kind, Record, RecordRef};
 use super::text::Document;
 
 pub(crate) const TREES: [&str; 13] = [
-    "records", "activities", "emails", "logins", "text", "timeline", "msgids", "tracking", "track_msg",
-    "pending", "refcount", "unique", "meta",
+    "records",
+    "activities",
+    "emails",
+    "logins",
+    "text",
+    "timeline",
+    "msgids",
+    "tracking",
+    "track_msg",
+    "pending",
+    "refcount",
+    "unique",
+    "meta",
 ];
 pub(crate) const RECORDS: usize = 0;
 pub(crate) const ACTIVITIES: usize = 1;
@@ -53,8 +66,12 @@ fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("store rows serialise")
 }
 
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what} row does not decode: {e}")))
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    what: &str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("{what} row does not decode: {e}")))
 }
 
 /// Big-endian key bytes that sort like the time.
@@ -80,10 +97,18 @@ fn timeline_key(record: Uuid, when: DateTime<Utc>, activity: Uuid) -> Vec<u8> {
     cat(&[record.as_bytes(), &inv, activity.as_bytes()])
 }
 fn pending_key(t: &TrackingRecord) -> Vec<u8> {
-    cat(&[&time_key(t.requested_at), t.owner.uuid().as_bytes(), t.message_id.as_str().as_bytes()])
+    cat(&[
+        &time_key(t.requested_at),
+        t.owner.uuid().as_bytes(),
+        t.message_id.as_str().as_bytes(),
+    ])
 }
 fn track_msg_key(t: &TrackingRecord) -> Vec<u8> {
-    cat(&[t.message_id.as_str().as_bytes(), &[0], t.owner.uuid().as_bytes()])
+    cat(&[
+        t.message_id.as_str().as_bytes(),
+        &[0],
+        t.owner.uuid().as_bytes(),
+    ])
 }
 
 /// Whether a write added, changed or left a row as it was.
@@ -146,7 +171,11 @@ impl Tx<'_> {
     fn check_links(&self, what: &str, links: &[RecordRef]) -> TxResult<()> {
         for l in links {
             if !self.exists(*l)? {
-                return abort(StoreError::MissingLink { what: what.to_string(), kind: l.kind, id: l.id });
+                return abort(StoreError::MissingLink {
+                    what: what.to_string(),
+                    kind: l.kind,
+                    id: l.id,
+                });
             }
         }
         Ok(())
@@ -177,10 +206,15 @@ impl Tx<'_> {
         if let Record::User(u) = r {
             for login in &u.logins {
                 if add {
-                    if let Some(other) = self.t(LOGINS).insert(login.key().as_bytes(), id.as_bytes())? {
+                    if let Some(other) = self
+                        .t(LOGINS)
+                        .insert(login.key().as_bytes(), id.as_bytes())?
+                    {
                         if other.as_ref() != id.as_bytes() {
                             let other = Uuid::from_slice(&other).unwrap_or_default();
-                            return abort(StoreError::Duplicate(format!("login {login} already belongs to user {other}")));
+                            return abort(StoreError::Duplicate(format!(
+                                "login {login} already belongs to user {other}"
+                            )));
                         }
                     }
                 } else {
@@ -193,7 +227,10 @@ impl Tx<'_> {
             if add {
                 if let Some(other) = self.t(UNIQUE).insert(k.as_bytes(), id.as_bytes())? {
                     if other.as_ref() != id.as_bytes() {
-                        return abort(StoreError::Duplicate(format!("invoice number {} is already used", i.number)));
+                        return abort(StoreError::Duplicate(format!(
+                            "invoice number {} is already used",
+                            i.number
+                        )));
                     }
                 }
             } else {
@@ -209,7 +246,12 @@ impl Tx<'_> {
 
     /// Create or replace a record with its index entries. `keep_stamps` keeps the
     /// record's own stamps (import); otherwise they are set now.
-    pub fn write_record(&self, r: &Record, keep_stamps: bool, check_links: bool) -> TxResult<(Record, Outcome)> {
+    pub fn write_record(
+        &self,
+        r: &Record,
+        keep_stamps: bool,
+        check_links: bool,
+    ) -> TxResult<(Record, Outcome)> {
         let mut r = r.clone();
         let old = self.record(r.id())?;
         if let Some(o) = &old {
@@ -220,12 +262,18 @@ impl Tx<'_> {
                 ));
             }
         } else if self.t(ACTIVITIES).get(r.id().as_bytes())?.is_some() {
-            return abort(StoreError::invalid(r.kind().as_str(), format!("id {} already belongs to an activity", r.id())));
+            return abort(StoreError::invalid(
+                r.kind().as_str(),
+                format!("id {} already belongs to an activity", r.id()),
+            ));
         }
         if !keep_stamps {
             let now = Utc::now();
             let created = old.as_ref().map(|o| o.stamps().created).unwrap_or(now);
-            *r.stamps_mut() = super::model::Stamps { created, modified: now };
+            *r.stamps_mut() = super::model::Stamps {
+                created,
+                modified: now,
+            };
         }
         let outcome = match &old {
             None => Outcome::Created,
@@ -253,7 +301,11 @@ impl Tx<'_> {
         };
         let count = self.refcount(id)?;
         if count > 0 {
-            return abort(StoreError::InUse { kind: old.kind(), id, count });
+            return abort(StoreError::InUse {
+                kind: old.kind(),
+                id,
+                count,
+            });
         }
         self.index_record(&old, false)?;
         self.t(RECORDS).remove(id.as_bytes())?;
@@ -274,10 +326,15 @@ impl Tx<'_> {
         let id = a.id.uuid();
         if let Some(m) = a.message_id() {
             if add {
-                if let Some(other) = self.t(MSGIDS).insert(m.as_str().as_bytes(), id.as_bytes())? {
+                if let Some(other) = self
+                    .t(MSGIDS)
+                    .insert(m.as_str().as_bytes(), id.as_bytes())?
+                {
                     if other.as_ref() != id.as_bytes() {
                         let other = Uuid::from_slice(&other).unwrap_or_default();
-                        return abort(StoreError::Duplicate(format!("Message-ID {m} already belongs to activity {other}")));
+                        return abort(StoreError::Duplicate(format!(
+                            "Message-ID {m} already belongs to activity {other}"
+                        )));
                     }
                 }
             } else {
@@ -300,12 +357,20 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub fn write_activity(&self, a: &Activity, keep_stamps: bool, check_links: bool) -> TxResult<(Activity, Outcome)> {
+    pub fn write_activity(
+        &self,
+        a: &Activity,
+        keep_stamps: bool,
+        check_links: bool,
+    ) -> TxResult<(Activity, Outcome)> {
         let mut a = a.clone();
         let id = a.id.uuid();
         let old = self.activity(id)?;
         if old.is_none() && self.t(RECORDS).get(id.as_bytes())?.is_some() {
-            return abort(StoreError::invalid(a.kind().as_str(), format!("id {id} already belongs to a record")));
+            return abort(StoreError::invalid(
+                a.kind().as_str(),
+                format!("id {id} already belongs to a record"),
+            ));
         }
         if !keep_stamps {
             let now = Utc::now();
@@ -332,7 +397,11 @@ impl Tx<'_> {
         let what = format!("{} {}", a.kind(), a.id);
         if let Some(r) = a.regarding {
             if !self.exists(r)? {
-                return abort(StoreError::MissingLink { what: format!("the regarding of {what}"), kind: r.kind, id: r.id });
+                return abort(StoreError::MissingLink {
+                    what: format!("the regarding of {what}"),
+                    kind: r.kind,
+                    id: r.id,
+                });
             }
         }
         self.check_links(&what, &Self::activity_links(a))
@@ -344,7 +413,11 @@ impl Tx<'_> {
         };
         let count = self.refcount(id)?;
         if count > 0 {
-            return abort(StoreError::InUse { kind: old.kind(), id, count });
+            return abort(StoreError::InUse {
+                kind: old.kind(),
+                id,
+                count,
+            });
         }
         self.index_activity(&old, false)?;
         self.t(ACTIVITIES).remove(id.as_bytes())?;
@@ -359,7 +432,10 @@ impl Tx<'_> {
     }
 
     fn tracking_links(t: &TrackingRecord) -> Vec<RecordRef> {
-        let mut l = vec![RecordRef::new(Kind::User, t.owner), RecordRef::new(Kind::User, t.requested_by)];
+        let mut l = vec![
+            RecordRef::new(Kind::User, t.owner),
+            RecordRef::new(Kind::User, t.requested_by),
+        ];
         if let Some(r) = t.regarding {
             l.push(r);
         }
@@ -413,18 +489,29 @@ impl Tx<'_> {
     pub fn check_tracking(&self, t: &TrackingRecord) -> TxResult<()> {
         let what = format!("tracking of {} in the mailbox of {}", t.message_id, t.owner);
         let Some(Record::User(owner)) = self.record(t.owner.uuid())? else {
-            return abort(StoreError::MissingLink { what, kind: Kind::User, id: t.owner.uuid() });
+            return abort(StoreError::MissingLink {
+                what,
+                kind: Kind::User,
+                id: t.owner.uuid(),
+            });
         };
         if t.requested_by != t.owner && !owner.delegates.contains(&t.requested_by) {
             return abort(StoreError::invalid(
                 "tracking record",
-                format!("user {} is neither the owner of mailbox {} nor one of its delegates", t.requested_by, owner.full_name),
+                format!(
+                    "user {} is neither the owner of mailbox {} nor one of its delegates",
+                    t.requested_by, owner.full_name
+                ),
             ));
         }
         self.check_links(&what, &Self::tracking_links(t))?;
         if let Some(aid) = t.activity {
             let Some(a) = self.activity(aid.uuid())? else {
-                return abort(StoreError::MissingLink { what, kind: Kind::Email, id: aid.uuid() });
+                return abort(StoreError::MissingLink {
+                    what,
+                    kind: Kind::Email,
+                    id: aid.uuid(),
+                });
             };
             if let Some(m) = a.message_id() {
                 if *m != t.message_id {

@@ -44,18 +44,32 @@ impl SledStore {
     /// A store held open by another process gives [`StoreError::Locked`].
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))?;
         let db_path = dir.join("db");
-        let db = sled::Config::new().path(&db_path).open().map_err(|e| match e {
-            sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => StoreError::Locked {
-                path: dir.display().to_string(),
-                detail: "its database lock is held".into(),
-            },
-            other => StoreError::Db(other),
-        })?;
-        let trees = ix::TREES.iter().map(|n| db.open_tree(n)).collect::<sled::Result<Vec<_>>>()?;
+        let db = sled::Config::new()
+            .path(&db_path)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    StoreError::Locked {
+                        path: dir.display().to_string(),
+                        detail: "its database lock is held".into(),
+                    }
+                }
+                other => StoreError::Db(other),
+            })?;
+        let trees = ix::TREES
+            .iter()
+            .map(|n| db.open_tree(n))
+            .collect::<sled::Result<Vec<_>>>()?;
         let blobs = BlobStore::open(dir.join("blobs"))?;
-        let store = SledStore { db, trees, blobs, dir };
+        let store = SledStore {
+            db,
+            trees,
+            blobs,
+            dir,
+        };
         migrate::bring_up_to_date(&store)?;
         Ok(store)
     }
@@ -82,7 +96,12 @@ impl SledStore {
         Ok(self.db.size_on_disk()? + dir_size(&self.dir.join("blobs")))
     }
 
-    fn get_json<T: serde::de::DeserializeOwned>(&self, tree: usize, what: &str, key: &[u8]) -> Result<Option<T>> {
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: usize,
+        what: &str,
+        key: &[u8],
+    ) -> Result<Option<T>> {
         match self.trees[tree].get(key)? {
             Some(v) => Ok(Some(decode(what, &v)?)),
             None => Ok(None),
@@ -92,19 +111,29 @@ impl SledStore {
     fn user(&self, id: UserId) -> Result<SystemUser> {
         match self.record(id.uuid())? {
             Some(Record::User(u)) => Ok(u),
-            _ => Err(StoreError::NotFound { kind: Some(Kind::User), id: id.uuid() }),
+            _ => Err(StoreError::NotFound {
+                kind: Some(Kind::User),
+                id: id.uuid(),
+            }),
         }
     }
 
     /// Postings of one query word: id → (kind, best score).
     fn postings(&self, word: &str, kinds: &[Kind]) -> Result<HashMap<Uuid, (Kind, u32)>> {
         let mut out: HashMap<Uuid, (Kind, u32)> = HashMap::new();
-        for item in self.trees[ix::TEXT].scan_prefix(word.as_bytes()).take(MAX_POSTINGS_PER_WORD) {
+        for item in self.trees[ix::TEXT]
+            .scan_prefix(word.as_bytes())
+            .take(MAX_POSTINGS_PER_WORD)
+        {
             let (k, v) = item?;
             if k.len() < 17 || v.len() != 2 {
-                return Err(StoreError::Corrupt("a search index entry is malformed".into()));
+                return Err(StoreError::Corrupt(
+                    "a search index entry is malformed".into(),
+                ));
             }
-            let Some(kind) = Kind::from_code(v[0]) else { continue };
+            let Some(kind) = Kind::from_code(v[0]) else {
+                continue;
+            };
             if !kinds.is_empty() && !kinds.contains(&kind) {
                 continue;
             }
@@ -112,7 +141,8 @@ impl SledStore {
             let exact = token_len == word.len();
             // Exact words beat prefixes; shorter completions beat longer ones.
             let score = v[1] as u32 * if exact { 4 } else { 2 } + u32::from(exact) * 2;
-            let id = Uuid::from_slice(&k[k.len() - 16..]).map_err(|_| StoreError::Corrupt("bad id in search index".into()))?;
+            let id = Uuid::from_slice(&k[k.len() - 16..])
+                .map_err(|_| StoreError::Corrupt("bad id in search index".into()))?;
             let e = out.entry(id).or_insert((kind, 0));
             e.1 = e.1.max(score);
         }
@@ -121,7 +151,10 @@ impl SledStore {
 
     fn title_of(&self, kind: Kind, id: Uuid) -> Result<String> {
         if kind.is_activity() {
-            Ok(self.activity(ActivityId::from_uuid(id))?.map(|a| a.subject).unwrap_or_default())
+            Ok(self
+                .activity(ActivityId::from_uuid(id))?
+                .map(|a| a.subject)
+                .unwrap_or_default())
         } else {
             Ok(self.record(id)?.map(|r| r.title()).unwrap_or_default())
         }
@@ -129,7 +162,9 @@ impl SledStore {
 }
 
 fn dir_size(p: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(p) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
     rd.flatten()
         .map(|e| match e.metadata() {
             Ok(m) if m.is_dir() => dir_size(&e.path()),
@@ -185,7 +220,8 @@ impl CrmStore for SledStore {
     fn activity_by_message_id(&self, message_id: &MessageId) -> Result<Option<Activity>> {
         match self.trees[ix::MSGIDS].get(message_id.as_str().as_bytes())? {
             Some(id) => {
-                let id = Uuid::from_slice(&id).map_err(|_| StoreError::Corrupt("bad id in Message-ID index".into()))?;
+                let id = Uuid::from_slice(&id)
+                    .map_err(|_| StoreError::Corrupt("bad id in Message-ID index".into()))?;
                 self.activity(ActivityId::from_uuid(id))
             }
             None => Ok(None),
@@ -194,16 +230,24 @@ impl CrmStore for SledStore {
 
     fn activities_of(&self, record: Uuid, limit: usize) -> Result<Vec<Activity>> {
         let mut out = Vec::new();
-        for item in self.trees[ix::TIMELINE].scan_prefix(record.as_bytes()).take(limit) {
+        for item in self.trees[ix::TIMELINE]
+            .scan_prefix(record.as_bytes())
+            .take(limit)
+        {
             let (k, _) = item?;
-            let id = Uuid::from_slice(&k[k.len() - 16..]).map_err(|_| StoreError::Corrupt("bad timeline key".into()))?;
+            let id = Uuid::from_slice(&k[k.len() - 16..])
+                .map_err(|_| StoreError::Corrupt("bad timeline key".into()))?;
             out.extend(self.activity(ActivityId::from_uuid(id))?);
         }
         Ok(out)
     }
 
     fn tracking(&self, owner: UserId, message_id: &MessageId) -> Result<Option<TrackingRecord>> {
-        self.get_json(ix::TRACKING, "tracking", &ix::tracking_key(owner.uuid(), message_id.as_str()))
+        self.get_json(
+            ix::TRACKING,
+            "tracking",
+            &ix::tracking_key(owner.uuid(), message_id.as_str()),
+        )
     }
 
     fn put_tracking(&self, record: TrackingRecord) -> Result<TrackingRecord> {
@@ -220,9 +264,15 @@ impl CrmStore for SledStore {
         let mut out = Vec::new();
         for item in self.trees[ix::PENDING].iter().take(limit) {
             let (k, _) = item?;
-            let owner = Uuid::from_slice(&k[8..24]).map_err(|_| StoreError::Corrupt("bad pending key".into()))?;
-            let msgid = std::str::from_utf8(&k[24..]).map_err(|_| StoreError::Corrupt("bad pending key".into()))?;
-            out.extend(self.get_json::<TrackingRecord>(ix::TRACKING, "tracking", &ix::tracking_key(owner, msgid))?);
+            let owner = Uuid::from_slice(&k[8..24])
+                .map_err(|_| StoreError::Corrupt("bad pending key".into()))?;
+            let msgid = std::str::from_utf8(&k[24..])
+                .map_err(|_| StoreError::Corrupt("bad pending key".into()))?;
+            out.extend(self.get_json::<TrackingRecord>(
+                ix::TRACKING,
+                "tracking",
+                &ix::tracking_key(owner, msgid),
+            )?);
         }
         Ok(out)
     }
@@ -233,8 +283,13 @@ impl CrmStore for SledStore {
         let mut out = Vec::new();
         for item in self.trees[ix::TRACK_MSG].scan_prefix(&prefix) {
             let (k, _) = item?;
-            let owner = Uuid::from_slice(&k[prefix.len()..]).map_err(|_| StoreError::Corrupt("bad tracking index key".into()))?;
-            out.extend(self.get_json::<TrackingRecord>(ix::TRACKING, "tracking", &ix::tracking_key(owner, message_id.as_str()))?);
+            let owner = Uuid::from_slice(&k[prefix.len()..])
+                .map_err(|_| StoreError::Corrupt("bad tracking index key".into()))?;
+            out.extend(self.get_json::<TrackingRecord>(
+                ix::TRACKING,
+                "tracking",
+                &ix::tracking_key(owner, message_id.as_str()),
+            )?);
         }
         Ok(out)
     }
@@ -245,7 +300,8 @@ impl CrmStore for SledStore {
         let mut out = Vec::new();
         for item in self.trees[ix::EMAILS].scan_prefix(&prefix) {
             let (k, v) = item?;
-            let id = Uuid::from_slice(&k[prefix.len()..]).map_err(|_| StoreError::Corrupt("bad e-mail index key".into()))?;
+            let id = Uuid::from_slice(&k[prefix.len()..])
+                .map_err(|_| StoreError::Corrupt("bad e-mail index key".into()))?;
             if let Some(kind) = v.first().and_then(|c| Kind::from_code(*c)) {
                 out.push(RecordRef { kind, id });
             }
@@ -264,7 +320,8 @@ impl CrmStore for SledStore {
     fn user_by_login(&self, login: &EmailAddress) -> Result<Option<SystemUser>> {
         match self.trees[ix::LOGINS].get(login.key().as_bytes())? {
             Some(id) => {
-                let id = Uuid::from_slice(&id).map_err(|_| StoreError::Corrupt("bad login index".into()))?;
+                let id = Uuid::from_slice(&id)
+                    .map_err(|_| StoreError::Corrupt("bad login index".into()))?;
                 Ok(self.user(UserId::from_uuid(id)).ok())
             }
             None => Ok(None),
@@ -297,16 +354,26 @@ impl CrmStore for SledStore {
                 None => false,
             });
         }
-        let mut ranked: Vec<(Uuid, Kind, u32)> = acc.into_iter().map(|(id, (k, s))| (id, k, s)).collect();
+        let mut ranked: Vec<(Uuid, Kind, u32)> =
+            acc.into_iter().map(|(id, (k, s))| (id, k, s)).collect();
         ranked.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
         let limit = if query.limit == 0 { 20 } else { query.limit };
         ranked.truncate(limit);
         let mut hits = Vec::with_capacity(ranked.len());
         for (id, kind, score) in ranked {
-            hits.push(SearchHit { kind, id, title: self.title_of(kind, id)?, score });
+            hits.push(SearchHit {
+                kind,
+                id,
+                title: self.title_of(kind, id)?,
+                score,
+            });
         }
         // Equal scores: alphabetical, as a list would show them.
-        hits.sort_by(|a, b| b.score.cmp(&a.score).then_with(|| text::fold(&a.title).cmp(&text::fold(&b.title))));
+        hits.sort_by(|a, b| {
+            b.score
+                .cmp(&a.score)
+                .then_with(|| text::fold(&a.title).cmp(&text::fold(&b.title)))
+        });
         Ok(hits)
     }
 
@@ -324,7 +391,10 @@ impl CrmStore for SledStore {
     fn set_privilege(&self, user: UserId, privilege: Privilege, on: bool) -> Result<SystemUser> {
         self.write(|tx| {
             let Some(Record::User(mut u)) = tx.record(user.uuid())? else {
-                return ix::abort(StoreError::NotFound { kind: Some(Kind::User), id: user.uuid() });
+                return ix::abort(StoreError::NotFound {
+                    kind: Some(Kind::User),
+                    id: user.uuid(),
+                });
             };
             if on {
                 u.privileges.insert(privilege);
@@ -341,11 +411,17 @@ impl CrmStore for SledStore {
 
     fn set_delegate(&self, owner: UserId, delegate: UserId, on: bool) -> Result<SystemUser> {
         if owner == delegate {
-            return Err(StoreError::invalid("delegate", "a user cannot be their own delegate"));
+            return Err(StoreError::invalid(
+                "delegate",
+                "a user cannot be their own delegate",
+            ));
         }
         self.write(|tx| {
             let Some(Record::User(mut u)) = tx.record(owner.uuid())? else {
-                return ix::abort(StoreError::NotFound { kind: Some(Kind::User), id: owner.uuid() });
+                return ix::abort(StoreError::NotFound {
+                    kind: Some(Kind::User),
+                    id: owner.uuid(),
+                });
             };
             if on {
                 u.delegates.insert(delegate);
@@ -361,18 +437,25 @@ impl CrmStore for SledStore {
     }
 
     fn settings(&self) -> Result<OrgSettings> {
-        Ok(self.get_json(ix::META, "settings", b"settings")?.unwrap_or_default())
+        Ok(self
+            .get_json(ix::META, "settings", b"settings")?
+            .unwrap_or_default())
     }
 
     fn put_settings(&self, settings: OrgSettings) -> Result<()> {
         if settings.sync_interval_minutes == 0 {
-            return Err(StoreError::invalid("settings", "the sync interval must be at least one minute"));
+            return Err(StoreError::invalid(
+                "settings",
+                "the sync interval must be at least one minute",
+            ));
         }
         for d in &settings.org_domains {
             idna::domain_to_ascii(d)
                 .ok()
                 .filter(|a| a.contains('.') || !a.is_empty())
-                .ok_or_else(|| StoreError::invalid("settings", format!("{d:?} is not a domain name")))?;
+                .ok_or_else(|| {
+                    StoreError::invalid("settings", format!("{d:?} is not a domain name"))
+                })?;
         }
         self.write(|tx| tx.put_meta("settings", &settings))
     }
@@ -404,12 +487,22 @@ impl CrmStore for SledStore {
         for (sha, data) in &bundle.blobs {
             let r = self.put_blob(data)?;
             if &r.sha256 != sha {
-                return Err(StoreError::invalid("export file", format!("file {sha} does not match its content")));
+                return Err(StoreError::invalid(
+                    "export file",
+                    format!("file {sha} does not match its content"),
+                ));
             }
         }
-        for b in records.iter().flat_map(|r| r.blobs()).chain(bundle.activities.iter().flat_map(|a| a.blobs())) {
+        for b in records
+            .iter()
+            .flat_map(|r| r.blobs())
+            .chain(bundle.activities.iter().flat_map(|a| a.blobs()))
+        {
             if !self.blobs.contains(b) {
-                return Err(StoreError::invalid("export file", format!("file {} is referred to but not included", b.sha256)));
+                return Err(StoreError::invalid(
+                    "export file",
+                    format!("file {} is referred to but not included", b.sha256),
+                ));
             }
         }
         let settings = bundle.settings.clone();
@@ -445,7 +538,11 @@ impl CrmStore for SledStore {
         })
     }
 
-    fn put_records_bulk(&self, mut records: Vec<Record>, progress: &mut dyn FnMut(usize)) -> Result<()> {
+    fn put_records_bulk(
+        &self,
+        mut records: Vec<Record>,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<()> {
         for r in &mut records {
             validate::record(r)?;
         }

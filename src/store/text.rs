@@ -148,7 +148,10 @@ mod tests {
     #[test]
     fn accents_and_case_fold() {
         assert_eq!(fold("Zoë MÜLLER Straße"), "zoe muller strase");
-        assert_eq!(tokens("Jean-François O'Neil, Ltd."), ["jean", "francois", "o", "neil", "ltd"]);
+        assert_eq!(
+            tokens("Jean-François O'Neil, Ltd."),
+            ["jean", "francois", "o", "neil", "ltd"]
+        );
     }
 
     #[test]

@@ -18,7 +18,10 @@ fn money(what: &str, m: &Money) -> Result<()> {
     if m.currency.len() != 3 || !m.currency.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(StoreError::invalid(
             what,
-            format!("currency {:?} is not a three-letter ISO 4217 code such as EUR", m.currency),
+            format!(
+                "currency {:?} is not a three-letter ISO 4217 code such as EUR",
+                m.currency
+            ),
         ));
     }
     Ok(())
@@ -26,7 +29,10 @@ fn money(what: &str, m: &Money) -> Result<()> {
 
 fn customer(what: &str, k: Kind) -> Result<()> {
     if !matches!(k, Kind::Account | Kind::Contact) {
-        return Err(StoreError::invalid(what, format!("the customer must be an account or a contact, not a {k}")));
+        return Err(StoreError::invalid(
+            what,
+            format!("the customer must be an account or a contact, not a {k}"),
+        ));
     }
     Ok(())
 }
@@ -37,11 +43,21 @@ fn placeholders(what: &str, text: &str) -> Result<()> {
     while let Some(i) = rest.find("{{") {
         let after = &rest[i + 2..];
         let Some(j) = after.find("}}") else {
-            return Err(StoreError::invalid(what, "a placeholder opened with {{ is never closed with }}"));
+            return Err(StoreError::invalid(
+                what,
+                "a placeholder opened with {{ is never closed with }}",
+            ));
         };
         let name = after[..j].trim();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
-            return Err(StoreError::invalid(what, format!("placeholder {{{{{name}}}}} is not a name like recipient.first_name")));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        {
+            return Err(StoreError::invalid(
+                what,
+                format!("placeholder {{{{{name}}}}} is not a name like recipient.first_name"),
+            ));
         }
         rest = &after[j + 2..];
     }
@@ -60,7 +76,12 @@ pub(crate) fn record(r: &mut Record) -> Result<()> {
             if c.full_name.trim().is_empty() {
                 match c.emails.first() {
                     Some(e) => c.full_name = e.as_str().to_string(),
-                    None => return Err(StoreError::invalid(what, "a contact needs a name or an e-mail address")),
+                    None => {
+                        return Err(StoreError::invalid(
+                            what,
+                            "a contact needs a name or an e-mail address",
+                        ))
+                    }
                 }
             }
         }
@@ -68,8 +89,15 @@ pub(crate) fn record(r: &mut Record) -> Result<()> {
             if l.full_name.trim().is_empty() {
                 l.full_name = join_name(&l.first_name, &l.last_name);
             }
-            if l.full_name.trim().is_empty() && l.company.trim().is_empty() && l.topic.trim().is_empty() && l.emails.is_empty() {
-                return Err(StoreError::invalid(what, "a lead needs a name, company, topic or e-mail address"));
+            if l.full_name.trim().is_empty()
+                && l.company.trim().is_empty()
+                && l.topic.trim().is_empty()
+                && l.emails.is_empty()
+            {
+                return Err(StoreError::invalid(
+                    what,
+                    "a lead needs a name, company, topic or e-mail address",
+                ));
             }
         }
         Record::Opportunity(o) => {
@@ -90,7 +118,10 @@ pub(crate) fn record(r: &mut Record) -> Result<()> {
         Record::User(u) => {
             need(what, "full name", &u.full_name)?;
             if u.logins.is_empty() {
-                return Err(StoreError::invalid(what, "a user needs at least one login e-mail address"));
+                return Err(StoreError::invalid(
+                    what,
+                    "a user needs at least one login e-mail address",
+                ));
             }
             for (i, a) in u.logins.iter().enumerate() {
                 if u.logins[..i].iter().any(|b| b.same_as(a)) {
@@ -98,7 +129,10 @@ pub(crate) fn record(r: &mut Record) -> Result<()> {
                 }
             }
             if u.delegates.contains(&u.id) {
-                return Err(StoreError::invalid(what, "a user cannot be their own delegate"));
+                return Err(StoreError::invalid(
+                    what,
+                    "a user cannot be their own delegate",
+                ));
             }
         }
         Record::EmailTemplate(t) => {
@@ -121,22 +155,37 @@ pub(crate) fn activity(a: &Activity) -> Result<()> {
     let what = a.kind().as_str();
     if let Some(r) = a.regarding {
         if !r.kind.can_be_regarding() {
-            return Err(StoreError::invalid(what, format!("an activity cannot be regarding a {}", r.kind)));
+            return Err(StoreError::invalid(
+                what,
+                format!("an activity cannot be regarding a {}", r.kind),
+            ));
         }
     }
     for p in &a.parties {
         for r in &p.records {
-            if !matches!(r.kind, Kind::User | Kind::Contact | Kind::Account | Kind::Lead) {
-                return Err(StoreError::invalid(what, format!("a party cannot resolve to a {}", r.kind)));
+            if !matches!(
+                r.kind,
+                Kind::User | Kind::Contact | Kind::Account | Kind::Lead
+            ) {
+                return Err(StoreError::invalid(
+                    what,
+                    format!("a party cannot resolve to a {}", r.kind),
+                ));
             }
         }
     }
     match &a.details {
         ActivityDetails::Appointment(ap) if ap.end < ap.start => {
-            return Err(StoreError::invalid(what, "the appointment ends before it starts"));
+            return Err(StoreError::invalid(
+                what,
+                "the appointment ends before it starts",
+            ));
         }
         ActivityDetails::Email(e) if e.correlated_with == Some(a.id) => {
-            return Err(StoreError::invalid(what, "an email cannot be correlated with itself"));
+            return Err(StoreError::invalid(
+                what,
+                "an email cannot be correlated with itself",
+            ));
         }
         _ => {}
     }
@@ -149,9 +198,10 @@ pub(crate) fn tracking(t: &TrackingRecord) -> Result<()> {
             "tracking record",
             "status tracked needs the activity it tracks as",
         )),
-        TrackStatus::Failed { reason } if reason.trim().is_empty() => {
-            Err(StoreError::invalid("tracking record", "status failed needs a reason"))
-        }
+        TrackStatus::Failed { reason } if reason.trim().is_empty() => Err(StoreError::invalid(
+            "tracking record",
+            "status failed needs a reason",
+        )),
         _ => Ok(()),
     }
 }
@@ -182,13 +232,20 @@ mod tests {
 
     #[test]
     fn contact_full_name_is_derived_or_refused() {
-        let mut r = Record::Contact(Contact { first_name: "Ada".into(), last_name: "Lovelace".into(), ..contact() });
+        let mut r = Record::Contact(Contact {
+            first_name: "Ada".into(),
+            last_name: "Lovelace".into(),
+            ..contact()
+        });
         record(&mut r).unwrap();
         assert_eq!(r.title(), "Ada Lovelace");
         let mut empty = Record::Contact(contact());
         let e = record(&mut empty).unwrap_err().to_string();
         assert!(e.contains("needs a name or an e-mail"), "{e}");
-        let mut by_mail = Record::Contact(Contact { emails: vec![EmailAddress::parse("x@example.com").unwrap()], ..contact() });
+        let mut by_mail = Record::Contact(Contact {
+            emails: vec![EmailAddress::parse("x@example.com").unwrap()],
+            ..contact()
+        });
         record(&mut by_mail).unwrap();
         assert_eq!(by_mail.title(), "x@example.com");
     }
@@ -199,18 +256,29 @@ mod tests {
             id: InvoiceId::new(),
             stamps: Stamps::default(),
             number: "INV-1".into(),
-            customer: RecordRef { kind: Kind::Lead, id: uuid::Uuid::now_v7() },
-            amount: Money { minor: 100, currency: "EUR".into() },
+            customer: RecordRef {
+                kind: Kind::Lead,
+                id: uuid::Uuid::now_v7(),
+            },
+            amount: Money {
+                minor: 100,
+                currency: "EUR".into(),
+            },
             due: None,
             status: InvoiceStatus::Active,
         };
-        let e = record(&mut Record::Invoice(inv.clone())).unwrap_err().to_string();
+        let e = record(&mut Record::Invoice(inv.clone()))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("account or a contact"), "{e}");
         let mut ok = inv.clone();
         ok.customer.kind = Kind::Account;
         record(&mut Record::Invoice(ok.clone())).unwrap();
         ok.amount.currency = "euro".into();
-        assert!(record(&mut Record::Invoice(ok)).unwrap_err().to_string().contains("ISO 4217"));
+        assert!(record(&mut Record::Invoice(ok))
+            .unwrap_err()
+            .to_string()
+            .contains("ISO 4217"));
         let t = EmailTemplate {
             id: TemplateId::new(),
             stamps: Stamps::default(),
@@ -219,7 +287,10 @@ mod tests {
             body: "Regards, {{user.full_name".into(),
             for_kind: None,
         };
-        assert!(record(&mut Record::EmailTemplate(t)).unwrap_err().to_string().contains("never closed"));
+        assert!(record(&mut Record::EmailTemplate(t))
+            .unwrap_err()
+            .to_string()
+            .contains("never closed"));
     }
 
     #[test]
@@ -229,11 +300,17 @@ mod tests {
             id: UserId::new(),
             stamps: Stamps::default(),
             full_name: "Alice".into(),
-            logins: vec![a.clone(), EmailAddress::parse("ALICE@example.test").unwrap()],
+            logins: vec![
+                a.clone(),
+                EmailAddress::parse("ALICE@example.test").unwrap(),
+            ],
             privileges: Default::default(),
             delegates: Default::default(),
             options: Default::default(),
         };
-        assert!(matches!(record(&mut Record::User(u)), Err(StoreError::Duplicate(_))));
+        assert!(matches!(
+            record(&mut Record::User(u)),
+            Err(StoreError::Duplicate(_))
+        ));
     }
 }

@@ -17,11 +17,17 @@ struct Prop {
 impl Prop {
     fn has_type(&self, t: &str) -> bool {
         self.params.iter().any(|(k, v)| {
-            (k == "TYPE" && v.split(',').any(|x| x.trim_matches('"').eq_ignore_ascii_case(t))) || (v.is_empty() && k.eq_ignore_ascii_case(t))
+            (k == "TYPE"
+                && v.split(',')
+                    .any(|x| x.trim_matches('"').eq_ignore_ascii_case(t)))
+                || (v.is_empty() && k.eq_ignore_ascii_case(t))
         })
     }
     fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -31,7 +37,10 @@ fn qp_decode(s: &str) -> Vec<u8> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'=' && i + 2 < b.len() + 1 {
-            let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
             if let Some(v) = hex {
                 out.push(v);
                 i += 3;
@@ -44,10 +53,19 @@ fn qp_decode(s: &str) -> Vec<u8> {
     out
 }
 
-fn decode_charset(bytes: Vec<u8>, charset: Option<&str>, line: usize) -> Result<String, ImportError> {
+fn decode_charset(
+    bytes: Vec<u8>,
+    charset: Option<&str>,
+    line: usize,
+) -> Result<String, ImportError> {
     match charset.map(|c| c.to_ascii_lowercase()) {
-        Some(c) if c == "iso-8859-1" || c == "windows-1252" || c == "latin1" => Ok(bytes.iter().map(|&b| b as char).collect()),
-        _ => String::from_utf8(bytes).map_err(|_| ImportError::Encoding { line, detail: "a quoted-printable value is not UTF-8 and names no other CHARSET".into() }),
+        Some(c) if c == "iso-8859-1" || c == "windows-1252" || c == "latin1" => {
+            Ok(bytes.iter().map(|&b| b as char).collect())
+        }
+        _ => String::from_utf8(bytes).map_err(|_| ImportError::Encoding {
+            line,
+            detail: "a quoted-printable value is not UTF-8 and names no other CHARSET".into(),
+        }),
     }
 }
 
@@ -70,7 +88,10 @@ fn split_unescape(v: &str, sep: char) -> Vec<String> {
 }
 
 fn parse_line(line: &str, n: usize) -> Result<Prop, ImportError> {
-    let colon = line.find(':').ok_or_else(|| ImportError::Syntax { line: n, detail: format!("{:?} is not a vCard property (no ':')", short(line)) })?;
+    let colon = line.find(':').ok_or_else(|| ImportError::Syntax {
+        line: n,
+        detail: format!("{:?} is not a vCard property (no ':')", short(line)),
+    })?;
     let (head, value) = (&line[..colon], &line[colon + 1..]);
     let mut head_parts = head.split(';');
     let name = head_parts.next().unwrap_or("");
@@ -81,7 +102,12 @@ fn parse_line(line: &str, n: usize) -> Result<Prop, ImportError> {
             None => (p.trim().to_ascii_uppercase(), String::new()),
         })
         .collect();
-    Ok(Prop { name, params, value: value.to_string(), line: n })
+    Ok(Prop {
+        name,
+        params,
+        value: value.to_string(),
+        line: n,
+    })
 }
 
 fn short(s: &str) -> String {
@@ -111,8 +137,13 @@ fn logical_lines(text: &str) -> Result<Vec<(usize, String)>, ImportError> {
         } else if !l.trim().is_empty() {
             out.push((n, l.to_string()));
         }
-        let last = &out.last().map(|x| x.1.to_ascii_uppercase()).unwrap_or_default();
-        qp_open = last.contains("QUOTED-PRINTABLE") && last.ends_with('=') && last.find(':').is_some_and(|c| c < last.len() - 1);
+        let last = &out
+            .last()
+            .map(|x| x.1.to_ascii_uppercase())
+            .unwrap_or_default();
+        qp_open = last.contains("QUOTED-PRINTABLE")
+            && last.ends_with('=')
+            && last.find(':').is_some_and(|c| c < last.len() - 1);
         if qp_open && out.last().map(|x| x.1.len()).unwrap_or(0) > MAX_LINE_BYTES {
             return Err(ImportError::LineTooLong { line: n });
         }
@@ -122,7 +153,10 @@ fn logical_lines(text: &str) -> Result<Vec<(usize, String)>, ImportError> {
 
 fn value_of(p: &Prop) -> Result<String, ImportError> {
     let enc = p.param("ENCODING").map(|e| e.to_ascii_uppercase());
-    let qp = enc.as_deref() == Some("QUOTED-PRINTABLE") || p.params.iter().any(|(k, v)| v.is_empty() && k == "QUOTED-PRINTABLE");
+    let qp = enc.as_deref() == Some("QUOTED-PRINTABLE")
+        || p.params
+            .iter()
+            .any(|(k, v)| v.is_empty() && k == "QUOTED-PRINTABLE");
     if qp {
         decode_charset(qp_decode(&p.value), p.param("CHARSET"), p.line)
     } else {
@@ -138,20 +172,34 @@ pub fn parse(text: &str) -> Result<Vec<Row>, ImportError> {
     for (n, line) in logical_lines(text)? {
         let prop = parse_line(&line, n)?;
         match (prop.name.as_str(), &mut card) {
-            ("BEGIN", None) if prop.value.trim().eq_ignore_ascii_case("VCARD") => card = Some((n, Vec::new())),
+            ("BEGIN", None) if prop.value.trim().eq_ignore_ascii_case("VCARD") => {
+                card = Some((n, Vec::new()))
+            }
             ("BEGIN", Some((start, _))) => {
-                return Err(ImportError::Syntax { line: n, detail: format!("BEGIN inside the vCard that starts on line {start} (missing END:VCARD)") })
+                return Err(ImportError::Syntax {
+                    line: n,
+                    detail: format!(
+                        "BEGIN inside the vCard that starts on line {start} (missing END:VCARD)"
+                    ),
+                })
             }
             ("END", Some(_)) if prop.value.trim().eq_ignore_ascii_case("VCARD") => {
                 let (start, props) = card.take().expect("in a card");
                 rows.push(contact_of(start, &props)?);
             }
             (_, Some((_, props))) => props.push(prop),
-            (_, None) => return Err(ImportError::Syntax { line: n, detail: format!("{:?} is outside BEGIN:VCARD … END:VCARD", short(&line)) }),
+            (_, None) => {
+                return Err(ImportError::Syntax {
+                    line: n,
+                    detail: format!("{:?} is outside BEGIN:VCARD … END:VCARD", short(&line)),
+                })
+            }
         }
     }
     if let Some((start, _)) = card {
-        return Err(ImportError::Truncated { detail: format!("the vCard starting on line {start} has no END:VCARD") });
+        return Err(ImportError::Truncated {
+            detail: format!("the vCard starting on line {start} has no END:VCARD"),
+        });
     }
     Ok(rows)
 }
@@ -207,24 +255,52 @@ fn contact_of(start: usize, props: &[Prop]) -> Result<Row, ImportError> {
             }
             "TITLE" => c.job_title = split_unescape(&v, '\u{0}').concat(),
             "ADR" => {
-                let rank = if p.has_type("work") { 3 } else if p.has_type("pref") { 2 } else { 1 };
+                let rank = if p.has_type("work") {
+                    3
+                } else if p.has_type("pref") {
+                    2
+                } else {
+                    1
+                };
                 if rank > adr_rank {
                     adr_rank = rank;
                     let a = split_unescape(&v, ';');
                     let get = |i: usize| a.get(i).cloned().unwrap_or_default();
-                    let street = [get(1), get(2)].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(", ");
-                    c.address = PostalAddress { street, city: get(3), state: get(4), postal_code: get(5), country: get(6) };
+                    let street = [get(1), get(2)]
+                        .into_iter()
+                        .filter(|s| !s.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    c.address = PostalAddress {
+                        street,
+                        city: get(3),
+                        state: get(4),
+                        postal_code: get(5),
+                        country: get(6),
+                    };
                 }
             }
             _ => {}
         }
     }
     let place = format!("vCard at line {start}");
-    if c.full_name.trim().is_empty() && c.first_name.is_empty() && c.last_name.is_empty() && c.emails.is_empty() {
-        let why = if problems.is_empty() { "no name and no e-mail address".to_string() } else { problems.join("; ") };
+    if c.full_name.trim().is_empty()
+        && c.first_name.is_empty()
+        && c.last_name.is_empty()
+        && c.emails.is_empty()
+    {
+        let why = if problems.is_empty() {
+            "no name and no e-mail address".to_string()
+        } else {
+            problems.join("; ")
+        };
         return Ok(Row::Skip { place, reason: why });
     }
-    Ok(Row::Record { place, record: Record::Contact(c), warnings: problems })
+    Ok(Row::Record {
+        place,
+        record: Record::Contact(c),
+        warnings: problems,
+    })
 }
 
 #[cfg(test)]
@@ -233,7 +309,10 @@ mod tests {
 
     fn one(text: &str) -> Contact {
         match parse(text).unwrap().remove(0) {
-            Row::Record { record: Record::Contact(c), .. } => c,
+            Row::Record {
+                record: Record::Contact(c),
+                ..
+            } => c,
             other => panic!("{other:?}"),
         }
     }

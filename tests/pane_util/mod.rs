@@ -5,6 +5,7 @@
 
 use crmproxy::config::Config;
 use crmproxy::pane::{PaneEvents, RunningPane};
+use crmproxy::store::{CrmStore, SledStore};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use rustls::pki_types::pem::PemObject;
@@ -17,6 +18,7 @@ pub struct TestPane {
     pub dir: tempfile::TempDir,
     pub cfg: Config,
     pub events: PaneEvents,
+    pub store: Arc<dyn CrmStore>,
     pub addr: SocketAddr,
     pub origin: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -31,6 +33,14 @@ pub fn config_in(dir: &std::path::Path, port: u16) -> Config {
     };
     cfg.pane.addr = Some(SocketAddr::from(([127, 0, 0, 1], port)));
     cfg
+}
+
+/// The store under `cfg`'s data dir, with the demo CRM (users alice, bob, carol with
+/// `use_app`; dave without).
+pub fn open_demo_store(cfg: &Config) -> Arc<dyn CrmStore> {
+    let store = SledStore::open(cfg.store_dir()).expect("the store opens");
+    crmproxy::store::demo::load_if_empty(&store).expect("the demo loads");
+    Arc::new(store)
 }
 
 impl TestPane {
@@ -48,8 +58,9 @@ impl TestPane {
 
     pub async fn start_cfg(dir: tempfile::TempDir, cfg: Config) -> TestPane {
         let events = PaneEvents::new();
+        let store = open_demo_store(&cfg);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let running = crmproxy::pane::start(&cfg, events.clone(), async move {
+        let running = crmproxy::pane::start(&cfg, events.clone(), store.clone(), async move {
             let _ = rx.await;
         })
         .await
@@ -60,6 +71,7 @@ impl TestPane {
             dir,
             cfg,
             events,
+            store,
             stop: Some(tx),
             running: Some(running),
         }
