@@ -65,7 +65,7 @@ async fn home_shows_counts_and_recent_records() {
     // The most recently changed record is listed first among the recent ones.
     let mut all: Vec<Record> = pane.store.records(None).unwrap();
     all.retain(|r| r.kind().can_be_regarding());
-    all.sort_by(|a, b| b.stamps().modified.cmp(&a.stamps().modified));
+    all.sort_by_key(|r| std::cmp::Reverse(r.stamps().modified));
     assert!(t.contains(&format!("/record/{}", all[0].id())));
 }
 

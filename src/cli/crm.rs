@@ -150,21 +150,23 @@ enum Backend {
 impl Backend {
     fn open(g: &GlobalOpts) -> Result<Backend, Failure> {
         let cfg = g.load_config()?;
+        let sock = admin::socket_path(&cfg.data_dir);
+        // A running `serve` answers on its socket; ask it first so as not to wait for its lock.
+        if sock.exists() && admin::request(&sock, &AdminRequest::Ping).is_ok() {
+            return Ok(Backend::Admin(sock));
+        }
         match SledStore::open(cfg.store_dir()) {
             Ok(s) => Ok(Backend::Local(s)),
-            Err(StoreError::Locked { path, .. }) => {
-                let sock = admin::socket_path(&cfg.data_dir);
-                match admin::request(&sock, &AdminRequest::Ping) {
-                    Ok(_) => Ok(Backend::Admin(sock)),
-                    Err(e) => Err(Failure {
-                        code: EXIT_UNAVAILABLE,
-                        message: format!(
-                            "the store at {path} is held by another process (crmproxy serve?), and {e}; \
-                             stop the other process or start `crmproxy serve`, which serves that socket"
-                        ),
-                    }),
-                }
-            }
+            Err(StoreError::Locked { path, .. }) => match admin::request(&sock, &AdminRequest::Ping) {
+                Ok(_) => Ok(Backend::Admin(sock)),
+                Err(e) => Err(Failure {
+                    code: EXIT_UNAVAILABLE,
+                    message: format!(
+                        "the store at {path} is held by another process (crmproxy serve?), and {e}; \
+                         stop the other process, or check that `crmproxy serve` runs with this data directory"
+                    ),
+                }),
+            },
             Err(e) => Err(store_failure(e)),
         }
     }

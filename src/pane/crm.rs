@@ -101,7 +101,7 @@ pub async fn dashboard(app: &AppState) -> Result<Dashboard, Failure> {
             counts.push((kind, label, records.len()));
             recent.extend(records);
         }
-        recent.sort_by(|a, b| b.stamps().modified.cmp(&a.stamps().modified));
+        recent.sort_by_key(|r| std::cmp::Reverse(r.stamps().modified));
         recent.truncate(RECENT_RECORDS);
         Ok(Dashboard { counts, recent })
     })

@@ -64,7 +64,7 @@ impl EmailAddress {
         if domain.contains(['<', '>', '(', ')', '[', ']', ',', ';', ':', '\\', '"']) {
             return Err(err("invalid character in the domain"));
         }
-        let ascii_domain = idna::domain_to_ascii(domain)
+        let ascii_domain = idna::domain_to_ascii_strict(domain)
             .map_err(|_| err("the domain is not a valid (IDN) name"))?;
         if ascii_domain.is_empty() {
             return Err(err("no domain after the @"));

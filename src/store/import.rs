@@ -50,16 +50,10 @@ pub enum ImportKind {
 
 /// One row of an address book: a record to write, or the reason it is left out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)] // nearly every row is a record; boxing would only add allocations
 pub enum Row {
-    Record {
-        place: String,
-        record: Record,
-        warnings: Vec<String>,
-    },
-    Skip {
-        place: String,
-        reason: String,
-    },
+    Record { place: String, record: Record },
+    Skip { place: String, reason: String },
 }
 
 /// A parsed file, ready for the store.
@@ -88,11 +82,9 @@ fn check_text(bytes: &[u8]) -> Result<&str, ImportError> {
             ),
         }
     })?;
-    let mut n = 0;
-    for l in text.split('\n') {
-        n += 1;
+    for (i, l) in text.split('\n').enumerate() {
         if l.len() > MAX_LINE_BYTES {
-            return Err(ImportError::LineTooLong { line: n });
+            return Err(ImportError::LineTooLong { line: i + 1 });
         }
     }
     Ok(text)
@@ -453,19 +445,21 @@ fn parse_csv(text: &str, kind: Option<ImportKind>) -> Result<Parsed, ImportError
             }),
         };
         let mut check = record.clone();
+        // A row with a broken address is left out whole: a contact without the
+        // address it was imported for would silently fail to match mail.
         match super::validate::record(&mut check) {
-            Ok(()) => rows.push(Row::Record {
+            Ok(()) if warnings.is_empty() => rows.push(Row::Record {
                 place,
                 record: check,
-                warnings,
             }),
-            Err(e) => {
-                let mut reason = e.to_string();
-                if !warnings.is_empty() {
-                    reason = format!("{reason} ({})", warnings.join("; "));
-                }
-                rows.push(Row::Skip { place, reason });
-            }
+            Ok(()) => rows.push(Row::Skip {
+                place,
+                reason: warnings.join("; "),
+            }),
+            Err(e) => rows.push(Row::Skip {
+                place,
+                reason: e.to_string(),
+            }),
         }
     }
     Ok(Parsed::Rows { kind, rows })

@@ -23,6 +23,8 @@ use super::{CrmStore, ImportSummary, Result, SearchHit, SearchQuery};
 
 /// Most postings read for one query word (a one-letter prefix on a huge CRM).
 const MAX_POSTINGS_PER_WORD: usize = 100_000;
+/// How long `open` waits for a lock that another process is releasing.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
 /// Records per transaction in a bulk write.
 const BULK_CHUNK: usize = 2_000;
 
@@ -47,18 +49,24 @@ impl SledStore {
         std::fs::create_dir_all(&dir)
             .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))?;
         let db_path = dir.join("db");
-        let db = sled::Config::new()
-            .path(&db_path)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    StoreError::Locked {
-                        path: dir.display().to_string(),
-                        detail: "its database lock is held".into(),
+        // A process that just closed the store may hold sled's lock for a moment
+        // (its flusher thread winds down), so a busy lock is retried briefly.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match sled::Config::new().path(&db_path).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::Locked {
+                            path: dir.display().to_string(),
+                            detail: "its database lock is held".into(),
+                        });
                     }
+                    std::thread::sleep(std::time::Duration::from_millis(25));
                 }
-                other => StoreError::Db(other),
-            })?;
+                Err(other) => return Err(StoreError::Db(other)),
+            }
+        };
         let trees = ix::TREES
             .iter()
             .map(|n| db.open_tree(n))

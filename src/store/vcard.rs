@@ -284,23 +284,20 @@ fn contact_of(start: usize, props: &[Prop]) -> Result<Row, ImportError> {
         }
     }
     let place = format!("vCard at line {start}");
-    if c.full_name.trim().is_empty()
-        && c.first_name.is_empty()
-        && c.last_name.is_empty()
-        && c.emails.is_empty()
-    {
-        let why = if problems.is_empty() {
-            "no name and no e-mail address".to_string()
-        } else {
-            problems.join("; ")
-        };
-        return Ok(Row::Skip { place, reason: why });
+    if !problems.is_empty() {
+        return Ok(Row::Skip {
+            place,
+            reason: problems.join("; "),
+        });
     }
-    Ok(Row::Record {
-        place,
-        record: Record::Contact(c),
-        warnings: problems,
-    })
+    let mut record = Record::Contact(c);
+    match super::validate::record(&mut record) {
+        Ok(()) => Ok(Row::Record { place, record }),
+        Err(e) => Ok(Row::Skip {
+            place,
+            reason: e.to_string(),
+        }),
+    }
 }
 
 #[cfg(test)]
