@@ -375,12 +375,38 @@ async fn browser_signs_in_follows_live_events_and_submits_forms() {
         "order-42@adventure-works.example"
     );
 
+    // Search with the type filter (a GET form), then open a record.
+    driver.click("nav.menu a[href='/search']").await;
+    driver.wait_for_url(|u| u.ends_with("/search")).await;
+    driver.type_into("#q", "contoso").await;
+    driver.click("#type option[value='opportunity']").await;
+    driver.click("form.search button").await;
+    driver
+        .wait_for_url(|u| u.contains("/search?q=contoso&type=opportunity"))
+        .await;
+    let results = driver.text("main").await;
+    assert!(
+        results.contains("Contoso — 150 analytics seats"),
+        "{results}"
+    );
+    assert!(!results.contains("Contoso Pharmaceuticals"), "{results}");
+    driver.screenshot("search-350.png").await;
+    driver.goto(&format!("{origin}/search?q=contoso")).await;
+    driver.click("main ul.list a").await;
+    driver.wait_for_url(|u| u.contains("/record/")).await;
+    let record_url = driver.url().await;
+    driver.screenshot("record-350.png").await;
+
     // Full width.
     driver.size(1280, 900).await;
     driver.goto(&format!("{origin}/")).await;
     driver.screenshot("home-1280.png").await;
     driver.goto(&format!("{origin}/current")).await;
     driver.screenshot("current-1280.png").await;
+    driver.goto(&format!("{origin}/search?q=contoso")).await;
+    driver.screenshot("search-1280.png").await;
+    driver.goto(&record_url).await;
+    driver.screenshot("record-1280.png").await;
 
     // Keyboard: the skip link is the first stop and leads to the content.
     let first = driver
