@@ -2,6 +2,19 @@
 //! rebinding, the session lookup, the Origin and CSRF checks on every state-changing
 //! request, the security headers, and error bodies (HTML for pages, JSON for `/api/*`)
 //! for responses that would otherwise have none.
+//!
+//! Framing: every response says `frame-ancestors 'none'` and `X-Frame-Options: DENY`.
+//! Classic Outlook on Windows shows an add-in's task pane as the top-level document
+//! of its own web view, not in a frame, so it needs no exception. Outlook on the web
+//! (and the new Outlook) would frame the pane from outlook.office.com; there the
+//! browser would not send a SameSite=Strict cookie to a cross-site frame anyway (and
+//! blocks third-party cookies), so allowing those ancestors would only open the door
+//! to clickjacking without making the pane work. Supporting them needs a different
+//! session carrier (a partitioned cookie or a token in the URL) and is left for later.
+//!
+//! Office.js is loaded from Microsoft's CDN only when the pane was opened by Outlook
+//! (`?office=1` from the manifest sets the `crmproxy-office` cookie); only then does
+//! the CSP allow that one script origin. Otherwise the CSP allows 'self' only.
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
