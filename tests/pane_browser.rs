@@ -268,6 +268,24 @@ impl Driver {
     }
 }
 
+/// A stand-in for Office.js with the surface pane.js uses, then pane.js loaded again.
+fn office_stub(message_id: &str) -> String {
+    format!(
+        r#"window.Office = {{
+  EventType: {{ ItemChanged: "olkItemSelectedChanged" }},
+  context: {{ mailbox: {{
+    item: {{ internetMessageId: "<{message_id}>", subject: "Pricing question",
+             from: {{ emailAddress: "nancy.davolio@contoso.example" }} }},
+    addHandlerAsync: function (type, handler) {{ window.__crmItemChanged = handler; }}
+  }} }},
+  onReady: function (callback) {{ callback({{ host: "Outlook" }}); }}
+}};
+var s = document.createElement("script");
+s.src = "/assets/pane.js";
+document.head.appendChild(s);"#
+    )
+}
+
 #[tokio::test]
 async fn browser_signs_in_follows_live_events_and_submits_forms() {
     let pane = TestPane::start().await;
@@ -396,6 +414,37 @@ async fn browser_signs_in_follows_live_events_and_submits_forms() {
     driver.wait_for_url(|u| u.contains("/record/")).await;
     let record_url = driver.url().await;
     driver.screenshot("record-350.png").await;
+
+    // Outlook: with Office.js present, pane.js follows the selected item. Office.js only
+    // loads inside Outlook, so a stand-in with the same surface is put on the page.
+    driver.goto(&format!("{origin}/search")).await;
+    driver
+        .script(&office_stub("office-item-1@contoso.example"))
+        .await;
+    driver
+        .wait_for_url(|u| u.contains("/message?id=office-item-1%40contoso.example"))
+        .await;
+    assert!(driver.text("main").await.contains("Pricing question"));
+    let cur = pane.events.current(user).unwrap();
+    assert_eq!(cur.message_id, "office-item-1@contoso.example");
+    assert_eq!(cur.from.as_deref(), Some("nancy.davolio@contoso.example"));
+    // The same item again (another page of the pane): the user is not pulled back.
+    driver.goto(&format!("{origin}/search")).await;
+    driver
+        .script(&office_stub("office-item-1@contoso.example"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(driver.url().await.ends_with("/search"));
+    // Outlook selects another item: the pane follows.
+    driver
+        .script(
+            "window.Office.context.mailbox.item = { internetMessageId: '<office-item-2@contoso.example>', \
+             subject: 'Second', from: null }; window.__crmItemChanged();",
+        )
+        .await;
+    driver
+        .wait_for_url(|u| u.contains("/message?id=office-item-2%40contoso.example"))
+        .await;
 
     // Full width.
     driver.size(1280, 900).await;

@@ -16,13 +16,19 @@
     });
   }
 
-  // Inside Outlook (Office.js is loaded only there): follow the selected item.
+  // Inside Outlook (Office.js is loaded only there): follow the selected item. An item
+  // already followed in this pane is not followed again, so that the user can move
+  // around the pane freely until Outlook selects another item.
   if (!csrf || !window.Office || !window.Office.onReady) { return; }
   function follow() {
     var mailbox = window.Office.context && window.Office.context.mailbox;
     var item = mailbox && mailbox.item;
     if (!item || !item.internetMessageId) { return; }
     var id = item.internetMessageId.replace(/^<|>$/g, "");
+    var seen = null;
+    try { seen = window.sessionStorage.getItem("crmproxy-item"); } catch (err) { /* storage off */ }
+    if (seen === id) { return; }
+    try { window.sessionStorage.setItem("crmproxy-item", id); } catch (err) { /* storage off */ }
     var target = "/message?id=" + encodeURIComponent(id);
     var body = { message_id: id, subject: item.subject || null,
                  from: item.from ? item.from.emailAddress : null };
