@@ -268,6 +268,16 @@ impl Driver {
     }
 }
 
+/// The demo CRM's tracked email, as the proxy would report its opening.
+fn demo_message() -> crmproxy::pane::MessageOpened {
+    let mut m = crmproxy::pane::MessageOpened::new("<demo-0001@mail.contoso.example>");
+    m.subject = Some("Re: Seats for the analytics roll-out".into());
+    m.from = Some("Nancy Davolio <nancy.davolio@contoso.example>".into());
+    m.mailbox = Some("INBOX".into());
+    m.uid = Some(4212);
+    m
+}
+
 /// A stand-in for Office.js with the surface pane.js uses, then pane.js loaded again.
 fn office_stub(message_id: &str) -> String {
     format!(
@@ -348,11 +358,7 @@ async fn browser_signs_in_follows_live_events_and_submits_forms() {
     driver.goto(&format!("{origin}/current")).await;
     assert!(driver.text("main").await.contains("Introduction: Fabrikam"));
     // Give the page's EventSource time to connect, then publish until it is delivered.
-    let mut live = crmproxy::pane::MessageOpened::new("<renewal-7781@northwind.example>");
-    live.subject = Some("Contract renewal <draft> & next steps".into());
-    live.from = Some("Maria Campbell <maria@northwind.example>".into());
-    live.mailbox = Some("INBOX".into());
-    live.uid = Some(4212);
+    let live = demo_message();
     let mut delivered = 0;
     for _ in 0..200 {
         delivered = pane.events.publish_opened(user, live.clone());
@@ -365,10 +371,16 @@ async fn browser_signs_in_follows_live_events_and_submits_forms() {
     let shown = driver
         .wait_for_text(
             "[data-live=current]",
-            "Contract renewal <draft> & next steps",
+            "Re: Seats for the analytics roll-out",
         )
         .await;
-    assert!(shown.contains("renewal-7781@northwind.example"));
+    assert!(shown.contains("demo-0001@mail.contoso.example"));
+    // Its CRM side: tracked regarding the opportunity, the sender a contact.
+    driver.script("location.reload()").await;
+    driver.wait_for_text("main", "Tracked regarding").await;
+    let main = driver.text("main").await;
+    assert!(main.contains("Contoso — 150 analytics seats"), "{main}");
+    assert!(main.contains("Nancy Davolio"), "{main}");
     driver.screenshot("current-350.png").await;
 
     // A form with the CSRF token: look a message up, then make it current (POST).
@@ -446,7 +458,8 @@ async fn browser_signs_in_follows_live_events_and_submits_forms() {
         .wait_for_url(|u| u.contains("/message?id=office-item-2%40contoso.example"))
         .await;
 
-    // Full width.
+    // Full width, on the tracked demo message.
+    pane.events.publish_opened(user, demo_message());
     driver.size(1280, 900).await;
     driver.goto(&format!("{origin}/")).await;
     driver.screenshot("home-1280.png").await;

@@ -176,3 +176,57 @@ async fn contacts_and_documents_list_the_store() {
         assert!(t.contains(title), "{title}");
     }
 }
+
+#[tokio::test]
+async fn the_message_pages_show_track_status_and_people() {
+    use crmproxy::pane::MessageOpened;
+    use crmproxy::store::{MessageId, TrackingRecord};
+    let pane = TestPane::start().await;
+
+    // Alice tracked demo-0001 regarding the Contoso opportunity.
+    let mut alice = pane.signed_in("alice@example.test").await;
+    let mut ev = MessageOpened::new("<demo-0001@mail.contoso.example>");
+    ev.from = Some("Nancy Davolio <nancy.davolio@contoso.example>".into());
+    pane.events.publish_opened("alice@example.test", ev);
+    let t = alice.get("/current").await.text();
+    assert!(t.contains("Tracked regarding"), "{t}");
+    assert!(t.contains("/record/0193a1b2-c3d4-7010-8000-000000000010"));
+    assert!(
+        t.contains(&format!("/record/{NANCY}")),
+        "the sender is a contact"
+    );
+    assert!(t.contains("CRM user"), "alice, a recipient, is a CRM user");
+
+    // The same message is not tracked in Bob's mailbox; its people are still known.
+    let mut bob = pane.signed_in("bob@example.test").await;
+    let t = bob
+        .get("/message?id=demo-0001%40mail.contoso.example")
+        .await
+        .text();
+    assert!(
+        t.contains("Not tracked") && !t.contains("Tracked regarding"),
+        "{t}"
+    );
+    assert!(t.contains("Nancy Davolio"));
+
+    // A pending request in Bob's mailbox.
+    let bob_id =
+        UserId::from_uuid(Uuid::parse_str("0193a1b2-c3d4-7002-8000-000000000002").unwrap());
+    let mid = MessageId::parse("pending-1@fabrikam.example").unwrap();
+    pane.store
+        .put_tracking(TrackingRecord::pending(bob_id, mid, bob_id))
+        .unwrap();
+    let mut ev = MessageOpened::new("pending-1@fabrikam.example");
+    ev.from = Some("Zoë Müller <zoe.mueller@fabrikam.example>".into());
+    pane.events.publish_opened("bob@example.test", ev);
+    let t = bob.get("/current").await.text();
+    assert!(t.contains("Track pending"), "{t}");
+    assert!(t.contains("Zoë Müller") && t.contains(">Contact<"), "{t}");
+
+    // A stranger's message: not tracked, sender unknown.
+    let mut ev = MessageOpened::new("x1@elsewhere.example");
+    ev.from = Some("Someone <someone@elsewhere.example>".into());
+    pane.events.publish_opened("bob@example.test", ev);
+    let t = bob.get("/current").await.text();
+    assert!(t.contains("Not tracked") && t.contains("Unknown"), "{t}");
+}

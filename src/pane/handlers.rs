@@ -18,13 +18,15 @@ use super::events::{normalize_message_id, MessageOpened, PaneEvent};
 use super::guard::{is_api, CurrentSession, OFFICE_COOKIE};
 use super::pages::{self, Chrome};
 use super::session::{self, Principal, Session};
-use super::{crm, imap_login, link, AppState};
+use super::{crm, imap_login, link, message_view, AppState};
 use crate::store::{EmailAddress, Privilege, SystemUser};
 
 /// A request from a signed-in user. Without one, pages redirect to the sign-in form and
 /// the API answers 401.
 pub struct SignedIn {
     pub user: String,
+    /// The CRM user this mailbox belongs to (with `use_app`).
+    pub crm_user: SystemUser,
     pub session: Session,
     /// The page runs inside Outlook (see [`OFFICE_COOKIE`]).
     pub office: bool,
@@ -77,11 +79,13 @@ impl FromRequestParts<AppState> for SignedIn {
             Some(s) if s.user().is_some() => {
                 let user = s.user().unwrap_or_default().to_owned();
                 // Checked on every request, so a revoked privilege takes effect at once.
-                if let Err(f) = check_crm_user(app, &user).await {
-                    return Err(f.respond(api));
-                }
+                let crm_user = match check_crm_user(app, &user).await {
+                    Ok(u) => u,
+                    Err(f) => return Err(f.respond(api)),
+                };
                 Ok(SignedIn {
                     user,
+                    crm_user,
                     session: s,
                     office,
                 })
@@ -294,9 +298,18 @@ pub async fn signout(
     with_cookie(Redirect::to("/signin"), session::clear_cookie())
 }
 
-pub async fn current(State(app): State<AppState>, user: SignedIn) -> Response {
+pub async fn current(State(app): State<AppState>, user: SignedIn) -> Result<Response, PageFailure> {
     let current = app.events.current(&user.user);
-    pages::current(&user.chrome(), current.as_ref()).into_response()
+    let panels = match &current {
+        Some(m) => {
+            let crm = message_view::lookup(&app, &user.crm_user, m)
+                .await
+                .map_err(PageFailure)?;
+            Some(message_view::panels(&crm))
+        }
+        None => None,
+    };
+    Ok(pages::current(&user.chrome(), current.as_ref(), panels).into_response())
 }
 
 #[derive(Deserialize)]
@@ -367,7 +380,12 @@ pub async fn message(
 ) -> Result<Response, PageFailure> {
     let id = valid_message_id(q.id.as_deref().unwrap_or("")).map_err(PageFailure)?;
     let found = app.events.find(&user.user, &id);
-    Ok(pages::message(&user.chrome(), &id, found.as_ref()).into_response())
+    let probe = found.clone().unwrap_or_else(|| MessageOpened::new(&id));
+    let crm = message_view::lookup(&app, &user.crm_user, &probe)
+        .await
+        .map_err(PageFailure)?;
+    let panels = message_view::panels(&crm);
+    Ok(pages::message(&user.chrome(), &id, found.as_ref(), panels).into_response())
 }
 
 /// `GET /events`: the signed-in user's live events as Server-Sent Events. The stream

@@ -16,6 +16,7 @@ mod handlers;
 pub mod imap_login;
 pub mod link;
 pub mod manifest;
+mod message_view;
 mod pages;
 pub mod session;
 

@@ -249,7 +249,11 @@ pub fn home(chrome: &Chrome<'_>, recent: &[MessageOpened], dashboard: Markup) ->
 }
 
 /// The message the user last opened; live-updated by `pane.js` through `/events`.
-pub fn current(chrome: &Chrome<'_>, current: Option<&MessageOpened>) -> Markup {
+pub fn current(
+    chrome: &Chrome<'_>,
+    current: Option<&MessageOpened>,
+    crm_panels: Option<Markup>,
+) -> Markup {
     let shown = current.map(|m| m.message_id.as_str()).unwrap_or("");
     layout(
         chrome,
@@ -264,13 +268,19 @@ pub fn current(chrome: &Chrome<'_>, current: Option<&MessageOpened>) -> Markup {
                     p.empty { "No message opened yet. Open a message in your mail client: it appears here by itself." }
                 }
             }
+            @if let Some(p) = crm_panels { (p) }
             p.hint { "This page follows the message you open in your mail client." }
         },
     )
 }
 
 /// One message by Message-ID, with a form to make it the current one.
-pub fn message(chrome: &Chrome<'_>, id: &str, found: Option<&MessageOpened>) -> Markup {
+pub fn message(
+    chrome: &Chrome<'_>,
+    id: &str,
+    found: Option<&MessageOpened>,
+    crm_panels: Markup,
+) -> Markup {
     layout(
         chrome,
         None,
@@ -290,6 +300,7 @@ pub fn message(chrome: &Chrome<'_>, id: &str, found: Option<&MessageOpened>) -> 
                     button.primary type="submit" { "Show as current message" }
                 }
             }
+            (crm_panels)
             section.card { h2 { "Find another message" } (lookup_form()) }
         },
     )
