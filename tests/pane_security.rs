@@ -233,6 +233,16 @@ async fn the_signin_form_is_csrf_protected_too() {
         !form.text().contains("evil.example"),
         "open redirect dropped"
     );
+    for next in [
+        "%2F%09%2Fevil.example",
+        "%2F%0A%2Fevil.example",
+        "https%3A%2F%2Fevil.example",
+    ] {
+        let mut other = pane.client();
+        let f = other.get(&format!("/signin?next={next}")).await;
+        assert_eq!(f.status, 200);
+        assert!(f.text().contains("name=\"next\" value=\"/\""), "{next}");
+    }
     let csrf = form.csrf();
     let fields = [("user", "a@example.test"), ("password", "x")];
     let r = c.post_form("/signin", &fields).await;
