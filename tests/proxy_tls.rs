@@ -191,3 +191,25 @@ async fn untrusted_upstream_certificate_gives_bye_unavailable() {
     let bye = c.line().await;
     assert!(bye.starts_with("* BYE [UNAVAILABLE] "), "{bye}");
 }
+
+#[tokio::test]
+async fn plaintext_pipelined_after_starttls_is_never_relayed() {
+    let p = pki();
+    let upstream = FakeUpstream::start().await;
+    let proxy = start_proxy_with(config_for(upstream.addr), opts(Some(&p))).await;
+    let mut c = Peer::connect(proxy.imap).await;
+    let mut u = upstream.accept(GREETING).await;
+    c.line().await;
+    // An injection attempt: a command hidden behind STARTTLS in the same packet.
+    c.send("s STARTTLS\r\nx DELETE INBOX\r\n").await;
+    assert_eq!(c.line().await, "s OK Begin TLS negotiation now\r\n");
+    let name = ServerName::try_from("localhost").unwrap();
+    if let Ok(tls) = client_connector(&p).connect(name, c.into_stream()).await {
+        let mut c = Peer::new(tls);
+        c.send("a NOOP\r\n").await;
+        assert_eq!(u.line().await, "a NOOP\r\n");
+    } else {
+        // The proxy read the plaintext as a broken handshake: also refused.
+        assert!(u.closed().await);
+    }
+}

@@ -101,8 +101,11 @@ enum ClientEnd {
 }
 
 /// Ends of the upstream direction: `true` when at a message boundary.
-struct UpstreamEnded {
-    at_boundary: bool,
+enum UpstreamEnd {
+    /// The upstream closed; `at_boundary`: nothing partial was sent to the client.
+    Closed { at_boundary: bool },
+    /// Writing to the client failed.
+    ClientGone,
 }
 
 fn lock(m: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
@@ -149,10 +152,15 @@ pub async fn run(client: BoxedIo, upstream: Upstream, p: SessionParams) {
         }
         end = &mut upstream_dir => {
             let saw_bye = lock(&cx.shared).saw_bye;
-            if end.at_boundary && !saw_bye {
-                let _ = cx.write_client(b"* BYE upstream server closed the connection\r\n").await;
+            match end {
+                UpstreamEnd::Closed { at_boundary } => {
+                    if at_boundary && !saw_bye {
+                        let _ = cx.write_client(b"* BYE upstream server closed the connection\r\n").await;
+                    }
+                    tracing::info!("upstream ended the session");
+                }
+                UpstreamEnd::ClientGone => tracing::info!("client connection lost"),
             }
-            tracing::info!("upstream ended the session");
         }
     }
     let writer = cx.client_w.lock().await.take();
