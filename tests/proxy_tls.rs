@@ -84,6 +84,40 @@ async fn client_starttls_is_done_by_the_proxy() {
     assert_eq!(u.line().await, "b LOGIN alice pw\r\n");
 }
 
+/// Dovecot answers a LOGIN with an untagged CAPABILITY before its tagged OK: that
+/// list, like every later one, must not offer STARTTLS (valid only before login).
+#[tokio::test]
+async fn starttls_is_offered_only_before_login() {
+    let p = pki();
+    let upstream = FakeUpstream::start().await;
+    let opts = ServerOptions {
+        tls: Some(p.server.clone()),
+        hook: Arc::new(NoopHook),
+    };
+    let proxy = start_proxy_with(config_for(upstream.addr), opts).await;
+    let mut c = Peer::connect(proxy.imap).await;
+    let mut u = upstream
+        .accept("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n")
+        .await;
+    assert_eq!(
+        c.line().await,
+        "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN STARTTLS] hi\r\n"
+    );
+    c.send("l LOGIN alice pw\r\n").await;
+    assert_eq!(u.line().await, "l LOGIN alice pw\r\n");
+    u.send("* CAPABILITY IMAP4rev1 IDLE\r\nl OK [CAPABILITY IMAP4rev1 IDLE MOVE] in\r\n")
+        .await;
+    assert_eq!(c.line().await, "* CAPABILITY IMAP4rev1 IDLE\r\n");
+    assert_eq!(
+        c.line().await,
+        "l OK [CAPABILITY IMAP4rev1 IDLE MOVE] in\r\n"
+    );
+    c.send("c CAPABILITY\r\n").await;
+    assert_eq!(u.line().await, "c CAPABILITY\r\n");
+    u.send("* CAPABILITY IMAP4rev1 IDLE\r\nc OK\r\n").await;
+    assert_eq!(c.line().await, "* CAPABILITY IMAP4rev1 IDLE\r\n");
+}
+
 fn opts(p: Option<&Pki>) -> ServerOptions {
     ServerOptions {
         tls: p.map(|p| p.server.clone()),

@@ -171,12 +171,16 @@ pub async fn run(client: BoxedIo, upstream: Upstream, p: SessionParams) {
 
 impl Ctx {
     fn policy(&self) -> CapabilityPolicy {
-        let (tls, authenticated) = {
+        let (tls, authenticating) = {
             let sh = lock(&self.shared);
-            (sh.client_tls, sh.authenticated)
+            // Dovecot sends an untagged CAPABILITY before a LOGIN's tagged OK: once a
+            // login is under way, STARTTLS (valid only before it) is not offered.
+            let login_in_flight =
+                sh.sasl.is_some() || sh.pending.values().any(|p| matches!(p, Pending::Login(_)));
+            (sh.client_tls, sh.authenticated || login_in_flight)
         };
         CapabilityPolicy {
-            offer_starttls: !tls && !authenticated && self.p.starttls.is_some(),
+            offer_starttls: !tls && !authenticating && self.p.starttls.is_some(),
             login_disabled: !tls && !self.p.plaintext_login,
         }
     }
