@@ -276,6 +276,43 @@ fn wrong_password_no_passes_through_and_session_goes_on() {
 }
 
 #[test]
+fn delegate_login_with_authzid_reaches_the_owners_mailbox() {
+    let dv = dovecot();
+    let proxy = Proxy::start(dv);
+    let owner = unique_user("owner");
+    let delegate = unique_user("delegate");
+    let creds = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{owner}\0{delegate}\0{}",
+        common::dovecot::MASTER_PASSWORD
+    ));
+    // SASL-IR.
+    let mut c = RawImap::connect(proxy.imap).unwrap();
+    let r = c.cmd(&format!("AUTHENTICATE PLAIN {creds}"));
+    assert!(r.ok(), "{}", r.tagged);
+    assert!(c.append("INBOX", &common::sample_message(42, 3)).ok());
+    // Without SASL-IR: the credentials follow the server's continuation.
+    let mut c = RawImap::connect(proxy.imap).unwrap();
+    c.send(b"a1 AUTHENTICATE PLAIN\r\n");
+    assert!(c.read_line().unwrap().starts_with('+'));
+    c.send(format!("{creds}\r\n").as_bytes());
+    assert!(read_until(&mut c, |l| l.starts_with("a1 "))
+        .unwrap()
+        .starts_with("a1 OK"));
+    // The message is in the owner's mailbox.
+    let mut d = RawImap::login(dv.imap_addr(), &owner, PASSWORD);
+    assert!(d.cmd("SELECT INBOX").ok());
+    assert_eq!(d.fetch_body(1), common::sample_message(42, 3));
+    // The proxy knows who is who (owner and delegate), without the password.
+    let log = proxy.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("logged in") && l.contains(&owner))
+        .unwrap_or_else(|| panic!("no login of {owner} in the log:\n{log}"));
+    assert!(line.contains(&delegate), "delegate not recognised: {line}");
+    assert!(!log.contains(common::dovecot::MASTER_PASSWORD));
+}
+
+#[test]
 fn append_to_a_missing_mailbox_gets_the_servers_no_not_a_proxy_continuation() {
     let dv = dovecot();
     let proxy = Proxy::start(dv);

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 /// The one password the private Dovecot accepts, for every user name.
 pub const PASSWORD: &str = "dv-Secret-9f3kQ2";
 
+/// The password of every delegate ("master user") for SASL PLAIN with an authzid.
+pub const MASTER_PASSWORD: &str = "dv-Delegate-4kR8";
+
 /// Where the Dovecot binary is (Debian puts it in /usr/sbin, often not on PATH).
 fn dovecot_bin() -> PathBuf {
     let sbin = PathBuf::from("/usr/sbin/dovecot");
@@ -325,6 +328,15 @@ verbose_proctitle = yes
 mail_max_userip_connections = 5000
 default_process_limit = 5000
 default_client_limit = 20000
+# Delegates: SASL PLAIN with authzid = owner, authcid = any name, and MASTER_PASSWORD
+# (or LOGIN "owner*delegate") logs in to the owner's mailbox.
+auth_master_user_separator = *
+passdb {{
+  driver = static
+  args = password={MASTER_PASSWORD}
+  master = yes
+  result_success = continue
+}}
 passdb {{
   driver = static
   args = password={PASSWORD}
