@@ -18,6 +18,7 @@ pub mod ids;
 pub mod import;
 pub mod migrate;
 pub mod model;
+mod search_index;
 pub mod settings;
 mod sled_index;
 pub mod sled_store;
@@ -107,6 +108,17 @@ pub trait CrmStore: Send + Sync {
     /// requester is the owner or one of the owner's delegates, and that a tracked
     /// record points to an existing activity with that Message-ID.
     fn put_tracking(&self, record: TrackingRecord) -> Result<TrackingRecord>;
+    /// Track in one atomic change: create or update the activity (if given) and
+    /// put the mailbox's tracking record. Returns the activity as stored.
+    fn track(
+        &self,
+        activity: Option<Activity>,
+        tracking: TrackingRecord,
+    ) -> Result<Option<Activity>>;
+    /// Many [`track`](CrmStore::track)s as one atomic, durable change (bulk
+    /// tracking, e.g. a gateway's backlog): all are written or none. The caller
+    /// picks the batch size (a few hundred is plenty).
+    fn track_batch(&self, items: Vec<(Option<Activity>, TrackingRecord)>) -> Result<()>;
     /// Untrack in one mailbox; the activity stays. Returns whether there was one.
     fn delete_tracking(&self, owner: UserId, message_id: &MessageId) -> Result<bool>;
     /// Pending requests, oldest request first.
