@@ -619,3 +619,66 @@ fn demo_loads_once_and_is_consistent() {
         carol.id
     );
 }
+
+#[test]
+fn track_writes_activity_and_tracking_together_or_not_at_all() {
+    let (_d, s) = open();
+    let alice = UserId::from_uuid(
+        s.put_record(Record::User(user("Alice", "alice@example.test")))
+            .unwrap()
+            .id(),
+    );
+    let mallory = UserId::from_uuid(
+        s.put_record(Record::User(user("Mallory", "mallory@example.test")))
+            .unwrap()
+            .id(),
+    );
+    let m = MessageId::parse("<t1@x.example>").unwrap();
+    let act = email(alice, "<t1@x.example>", "Tracked together", None, 2);
+    let tracked = |by: UserId, a: &Activity, m: &MessageId| TrackingRecord {
+        status: TrackStatus::Tracked,
+        activity: Some(a.id),
+        ..TrackingRecord::pending(alice, m.clone(), by)
+    };
+    // Mallory is not Alice's delegate: neither the activity nor the record is written.
+    assert!(s
+        .track(Some(act.clone()), tracked(mallory, &act, &m))
+        .is_err());
+    assert!(s.activity(act.id).unwrap().is_none());
+    assert!(s.activity_by_message_id(&m).unwrap().is_none());
+    let stored = s
+        .track(Some(act.clone()), tracked(alice, &act, &m))
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.subject, "Tracked together");
+    assert_eq!(
+        s.tracking(alice, &m).unwrap().unwrap().activity,
+        Some(act.id)
+    );
+
+    // A batch with one bad item writes nothing.
+    let good = email(alice, "<t2@x.example>", "Good", None, 3);
+    let m2 = MessageId::parse("t2@x.example").unwrap();
+    let dup = email(alice, "<t1@x.example>", "Duplicate Message-ID", None, 3);
+    let e = s
+        .track_batch(vec![
+            (Some(good.clone()), tracked(alice, &good, &m2)),
+            (Some(dup.clone()), tracked(alice, &dup, &m)),
+        ])
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Duplicate(_)), "{e}");
+    assert!(s.activity(good.id).unwrap().is_none());
+    s.track_batch(vec![(Some(good.clone()), tracked(alice, &good, &m2))])
+        .unwrap();
+    assert!(s.activity(good.id).unwrap().is_some());
+    assert_eq!(
+        s.search(&SearchQuery {
+            text: "good".into(),
+            kinds: vec![Kind::Email],
+            limit: 0
+        })
+        .unwrap()[0]
+            .id,
+        good.id.uuid()
+    );
+}

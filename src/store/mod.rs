@@ -77,6 +77,12 @@ pub struct ImportSummary {
 /// message fit for a user. Methods are blocking: call them from
 /// `tokio::task::spawn_blocking` (or `block_in_place`) in async code.
 pub trait CrmStore: Send + Sync {
+    /// Load caches (the search index) now rather than on first use; `serve`
+    /// calls this once at start, in the background.
+    fn warm_up(&self) -> Result<()> {
+        Ok(())
+    }
+
     // --- records ---------------------------------------------------------------
     /// A record by id.
     fn record(&self, id: Uuid) -> Result<Option<Record>>;

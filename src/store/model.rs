@@ -112,22 +112,59 @@ impl std::fmt::Display for Kind {
 
 impl std::str::FromStr for Kind {
     type Err = String;
+    /// Accepts names as a user types them: `contacts`, `Opportunities`,
+    /// `phone-call`, `system user`.
     fn from_str(s: &str) -> Result<Self, String> {
         let norm = s.trim().to_ascii_lowercase().replace(['-', ' '], "_");
-        let norm = norm.trim_end_matches('s');
+        let singular = if let Some(stem) = norm.strip_suffix("ies") {
+            format!("{stem}y")
+        } else if let Some(stem) = norm.strip_suffix('s') {
+            stem.to_string()
+        } else {
+            norm.clone()
+        };
         Kind::ALL
             .iter()
             .find(|k| {
                 let name = k.as_str();
                 name == norm
-                    || name.trim_end_matches('s') == norm
-                    || (name == "user" && norm == "system_user")
+                    || name == singular
+                    || (*k == &Kind::User
+                        && (singular == "system_user" || singular == "systemuser"))
             })
             .copied()
             .ok_or_else(|| {
                 let names: Vec<_> = Kind::ALL.iter().map(|k| k.as_str()).collect();
                 format!("unknown record type {s:?}; one of: {}", names.join(", "))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_parse_as_users_type_them() {
+        for (text, kind) in [
+            ("contacts", Kind::Contact),
+            ("Opportunities", Kind::Opportunity),
+            ("case", Kind::Case),
+            ("phone-call", Kind::PhoneCall),
+            ("sales literature", Kind::SalesLiterature),
+            ("system user", Kind::User),
+            ("email_templates", Kind::EmailTemplate),
+        ] {
+            assert_eq!(text.parse::<Kind>().unwrap(), kind, "{text}");
+        }
+        assert!("planet"
+            .parse::<Kind>()
+            .unwrap_err()
+            .contains("one of: account"));
+        for k in Kind::ALL {
+            assert_eq!(Kind::from_code(k.code()), Some(k));
+            assert_eq!(k.as_str().parse::<Kind>().unwrap(), k);
+        }
     }
 }
 

@@ -214,6 +214,10 @@ fn dir_size(p: &Path) -> u64 {
 }
 
 impl CrmStore for SledStore {
+    fn warm_up(&self) -> Result<()> {
+        self.warm_search_index()
+    }
+
     fn record(&self, id: Uuid) -> Result<Option<Record>> {
         self.get_json(ix::RECORDS, "record", id.as_bytes())
     }
