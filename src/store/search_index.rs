@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
+use super::error::StoreError;
 use super::model::Kind;
 
 /// One posting change made by a committed transaction.
@@ -33,6 +34,28 @@ pub(crate) struct MemIndex {
 }
 
 impl MemIndex {
+    /// Load from the sled `text` tree (keys `token 0 id`, values `[kind, weight]`).
+    pub fn load(text: &sled::Tree) -> Result<MemIndex, StoreError> {
+        let mut index = MemIndex::default();
+        for item in text.iter() {
+            let (k, v) = item?;
+            if k.len() < 17 || v.len() != 2 {
+                return Err(StoreError::Corrupt(
+                    "a search index entry is malformed".into(),
+                ));
+            }
+            let token = std::str::from_utf8(&k[..k.len() - 17])
+                .map_err(|_| StoreError::Corrupt("a search token is not UTF-8".into()))?;
+            let id = Uuid::from_slice(&k[k.len() - 16..])
+                .map_err(|_| StoreError::Corrupt("bad id in search index".into()))?;
+            let Some(kind) = Kind::from_code(v[0]) else {
+                continue;
+            };
+            index.insert(token, id, kind, v[1]);
+        }
+        Ok(index)
+    }
+
     /// Add a posting. The store never adds a (token, id) pair twice: an update
     /// removes the old postings first, as the sled keys are unique.
     pub fn insert(&mut self, token: &str, id: Uuid, kind: Kind, weight: u8) {

@@ -17,7 +17,7 @@ use super::migrate;
 use super::model::{Kind, Privilege, Record, RecordRef, SystemUser, UserId};
 use super::search_index::MemIndex;
 use super::settings::OrgSettings;
-use super::sled_index::{self as ix, decode, Outcome, Tx};
+use super::sled_index::{self as ix, decode, Tx};
 use super::text;
 use super::validate;
 use super::{CrmStore, ImportSummary, Result, SearchHit, SearchQuery};
@@ -88,6 +88,10 @@ impl SledStore {
         Ok(store)
     }
 
+    pub(crate) fn has_blob(&self, b: &BlobRef) -> bool {
+        self.blobs.contains(b)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -140,23 +144,7 @@ impl SledStore {
         if slot.is_some() {
             return Ok(());
         }
-        let mut index = MemIndex::default();
-        for item in self.trees[ix::TEXT].iter() {
-            let (k, v) = item?;
-            if k.len() < 17 || v.len() != 2 {
-                return Err(StoreError::Corrupt(
-                    "a search index entry is malformed".into(),
-                ));
-            }
-            let token = std::str::from_utf8(&k[..k.len() - 17])
-                .map_err(|_| StoreError::Corrupt("a search token is not UTF-8".into()))?;
-            let id = Uuid::from_slice(&k[k.len() - 16..])
-                .map_err(|_| StoreError::Corrupt("bad id in search index".into()))?;
-            let Some(kind) = Kind::from_code(v[0]) else {
-                continue;
-            };
-            index.insert(token, id, kind, v[1]);
-        }
+        let index = MemIndex::load(&self.trees[ix::TEXT])?;
         *slot = Some(index);
         Ok(())
     }
@@ -551,69 +539,7 @@ impl CrmStore for SledStore {
     }
 
     fn import_bundle(&self, bundle: &ExportBundle) -> Result<ImportSummary> {
-        let mut records = bundle.records.clone();
-        for r in &mut records {
-            validate::record(r)?;
-        }
-        for a in &bundle.activities {
-            validate::activity(a)?;
-        }
-        for t in &bundle.tracking {
-            validate::tracking(t)?;
-        }
-        // Files first: a record never points to a blob that is not on disk.
-        for (sha, data) in &bundle.blobs {
-            let r = self.put_blob(data)?;
-            if &r.sha256 != sha {
-                return Err(StoreError::invalid(
-                    "export file",
-                    format!("file {sha} does not match its content"),
-                ));
-            }
-        }
-        for b in records
-            .iter()
-            .flat_map(|r| r.blobs())
-            .chain(bundle.activities.iter().flat_map(|a| a.blobs()))
-        {
-            if !self.blobs.contains(b) {
-                return Err(StoreError::invalid(
-                    "export file",
-                    format!("file {} is referred to but not included", b.sha256),
-                ));
-            }
-        }
-        let settings = bundle.settings.clone();
-        self.write(|tx| {
-            let mut s = ImportSummary::default();
-            let mut count = |o: Outcome| match o {
-                Outcome::Created => s.created += 1,
-                Outcome::Updated => s.updated += 1,
-                Outcome::Unchanged => s.unchanged += 1,
-            };
-            // Write everything, then check links, so rows may refer to each other
-            // in any order (an account's primary contact and the contact's account).
-            for r in &records {
-                count(tx.write_record(r, true, false)?.1);
-            }
-            for a in &bundle.activities {
-                count(tx.write_activity(a, true, false)?.1);
-            }
-            for t in &bundle.tracking {
-                count(tx.write_tracking(t, false)?);
-            }
-            for r in &records {
-                tx.check_record_links(r)?;
-            }
-            for a in &bundle.activities {
-                tx.check_activity_links(a)?;
-            }
-            for t in &bundle.tracking {
-                tx.check_tracking(t)?;
-            }
-            tx.put_meta("settings", &settings)?;
-            Ok(s)
-        })
+        super::export::import(self, bundle)
     }
 
     fn put_records_bulk(
