@@ -444,7 +444,11 @@ pub fn show(a: ShowArgs, g: &GlobalOpts) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         if let Some(r) = v.get("record") {
-            print_fields(r, "");
+            let rec: Option<crate::store::Record> = serde_json::from_value(r.clone()).ok();
+            if let Some(rec) = rec {
+                println!("{} {}", rec.kind(), rec.title());
+            }
+            print_fields(r, "  ");
             let acts = v["activities"].as_array().cloned().unwrap_or_default();
             if !acts.is_empty() {
                 println!("activities (newest first):");
@@ -458,7 +462,12 @@ pub fn show(a: ShowArgs, g: &GlobalOpts) -> anyhow::Result<ExitCode> {
                 }
             }
         } else if let Some(x) = v.get("activity") {
-            print_fields(x, "");
+            println!(
+                "{} {}",
+                x["details"]["type"].as_str().unwrap_or("activity"),
+                x["subject"].as_str().unwrap_or("")
+            );
+            print_fields(x, "  ");
             for t in v["tracking"].as_array().into_iter().flatten() {
                 println!(
                     "tracked in mailbox of {}: {}",
