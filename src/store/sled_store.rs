@@ -23,7 +23,7 @@ use super::validate;
 use super::{CrmStore, ImportSummary, Result, SearchHit, SearchQuery};
 
 /// How long `open` waits for a lock that another process is releasing.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// Records per transaction in a bulk write.
 const BULK_CHUNK: usize = 2_000;
 
