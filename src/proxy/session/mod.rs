@@ -133,33 +133,38 @@ pub async fn run(client: BoxedIo, upstream: Upstream, p: SessionParams) {
     if cx.write_client(greeting).await.is_err() {
         return;
     }
-    let client_dir = cx.client_to_upstream(
-        Framer::new(client_r, cx.p.max_line),
-        upstream.writer,
-        own_rx,
-    );
-    let upstream_dir = cx.upstream_to_client(upstream.reader);
-    tokio::pin!(client_dir, upstream_dir);
-    tokio::select! {
-        end = &mut client_dir => {
-            match end {
-                Ok(ClientEnd::Eof) => {
-                    let _ = tokio::time::timeout(DRAIN_TIMEOUT, &mut upstream_dir).await;
-                }
-                Ok(ClientEnd::Said(why)) => tracing::info!("session ended: {why}"),
-                Err(e) => tracing::info!("client connection ended: {e}"),
-            }
-        }
-        end = &mut upstream_dir => {
-            let saw_bye = lock(&cx.shared).saw_bye;
-            match end {
-                UpstreamEnd::Closed { at_boundary } => {
-                    if at_boundary && !saw_bye {
-                        let _ = cx.write_client(b"* BYE upstream server closed the connection\r\n").await;
+    // Both directions live in this block: leaving it drops them, and with them any
+    // lock on the client writer that a direction held mid-literal when the other
+    // side ended (else the lock below would wait forever).
+    {
+        let client_dir = cx.client_to_upstream(
+            Framer::new(client_r, cx.p.max_line),
+            upstream.writer,
+            own_rx,
+        );
+        let upstream_dir = cx.upstream_to_client(upstream.reader);
+        tokio::pin!(client_dir, upstream_dir);
+        tokio::select! {
+            end = &mut client_dir => {
+                match end {
+                    Ok(ClientEnd::Eof) => {
+                        let _ = tokio::time::timeout(DRAIN_TIMEOUT, &mut upstream_dir).await;
                     }
-                    tracing::info!("upstream ended the session");
+                    Ok(ClientEnd::Said(why)) => tracing::info!("session ended: {why}"),
+                    Err(e) => tracing::info!("client connection ended: {e}"),
                 }
-                UpstreamEnd::ClientGone => tracing::info!("client connection lost"),
+            }
+            end = &mut upstream_dir => {
+                let saw_bye = lock(&cx.shared).saw_bye;
+                match end {
+                    UpstreamEnd::Closed { at_boundary } => {
+                        if at_boundary && !saw_bye {
+                            let _ = cx.write_client(b"* BYE upstream server closed the connection\r\n").await;
+                        }
+                        tracing::info!("upstream ended the session");
+                    }
+                    UpstreamEnd::ClientGone => tracing::info!("client connection lost"),
+                }
             }
         }
     }
