@@ -1,1 +1,41 @@
-//! The proxy: listeners, per-connection sessions, upstream connections, session state.
+//! The proxy: listeners, per-connection sessions, upstream connections, session
+//! state, identity, and the hook point for the tracking layer.
+//!
+//! Start it in-process with [`Server::bind`] then [`Server::run`].
+
+pub mod hook;
+pub mod identity;
+mod server;
+pub mod session;
+pub mod state;
+pub mod upstream;
+
+pub use hook::{Hook, HookContext, NoopHook, UpstreamHandle};
+pub use identity::Identity;
+pub use server::{Server, ServerOptions};
+pub use state::SessionState;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Any byte stream a session runs on (TCP, TLS over TCP, an in-memory pipe).
+pub trait AsyncStream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> AsyncStream for T {}
+
+/// A boxed stream, so that plain and TLS connections share one session type.
+pub type BoxedIo = Box<dyn AsyncStream>;
+
+/// Errors of the proxy library.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("upstream server: {0}")]
+    Upstream(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

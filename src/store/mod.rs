@@ -1,1 +1,160 @@
 //! The CRM store: records, activities, tracking records, indexes, import/export.
+//!
+//! [`CrmStore`] is the interface the tracking engine, the pane and the CLI use;
+//! [`SledStore`] implements it on an embedded sled database plus a directory of
+//! content-addressed blobs. A server database can implement the same trait later.
+//!
+//! Layout of a store directory (`Config::store_dir()`):
+//! `db/` (sled), `blobs/ab/ab…` (SHA-256 named files).
+
+pub mod activity;
+pub mod address;
+pub mod admin;
+pub mod blobs;
+pub mod demo;
+pub mod error;
+pub mod export;
+pub mod ids;
+pub mod import;
+pub mod migrate;
+pub mod model;
+pub mod settings;
+mod sled_index;
+pub mod sled_store;
+pub mod text;
+mod validate;
+pub mod vcard;
+
+pub use activity::*;
+pub use address::{AddressError, EmailAddress, MessageId};
+pub use blobs::{BlobRef, BlobStore};
+pub use error::StoreError;
+pub use export::ExportBundle;
+pub use ids::Id;
+pub use model::*;
+pub use settings::{AutoTrack, OrgSettings, UserOptions};
+pub use sled_store::SledStore;
+
+use uuid::Uuid;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A full-text search request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SearchQuery {
+    /// Words; each must match a word of the record (as a prefix), accents and case ignored.
+    pub text: String,
+    /// Only these kinds; empty means every kind.
+    #[serde(default)]
+    pub kinds: Vec<Kind>,
+    /// At most this many hits (0: the default of 20).
+    #[serde(default)]
+    pub limit: usize,
+}
+
+/// One search result, best first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SearchHit {
+    pub kind: Kind,
+    pub id: Uuid,
+    pub title: String,
+    pub score: u32,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImportSummary {
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    /// (where, why) for each item left out.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// The CRM as the rest of crmproxy sees it. Every write is atomic and durable
+/// when it returns; every write validates and returns [`StoreError`] with a
+/// message fit for a user. Methods are blocking: call them from
+/// `tokio::task::spawn_blocking` (or `block_in_place`) in async code.
+pub trait CrmStore: Send + Sync {
+    // --- records ---------------------------------------------------------------
+    /// A record by id.
+    fn record(&self, id: Uuid) -> Result<Option<Record>>;
+    /// Create (new id) or replace (existing id) a record; stamps `created`/`modified`.
+    /// Returns the record as stored.
+    fn put_record(&self, record: Record) -> Result<Record>;
+    /// Delete a record; refused with [`StoreError::InUse`] while anything links to it.
+    fn delete_record(&self, id: Uuid) -> Result<()>;
+    /// All records of one kind (or all), in id (creation) order.
+    fn records(&self, kind: Option<Kind>) -> Result<Vec<Record>>;
+    /// Is there no record at all?
+    fn is_empty(&self) -> Result<bool>;
+
+    // --- activities ------------------------------------------------------------
+    fn activity(&self, id: ActivityId) -> Result<Option<Activity>>;
+    /// Create or replace an activity. An email activity's Message-ID is unique:
+    /// a second activity with the same one is refused ([`StoreError::Duplicate`]).
+    fn put_activity(&self, activity: Activity) -> Result<Activity>;
+    /// Delete an activity; refused while a mailbox tracks it or an email correlates to it.
+    fn delete_activity(&self, id: ActivityId) -> Result<()>;
+    /// The (email or appointment) activity for a Message-ID.
+    fn activity_by_message_id(&self, message_id: &MessageId) -> Result<Option<Activity>>;
+    /// A record's activities (as regarding, party or owner), newest first.
+    fn activities_of(&self, record: Uuid, limit: usize) -> Result<Vec<Activity>>;
+
+    // --- tracking --------------------------------------------------------------
+    fn tracking(&self, owner: UserId, message_id: &MessageId) -> Result<Option<TrackingRecord>>;
+    /// Create or replace the tracking record of (owner, Message-ID). Checks that the
+    /// requester is the owner or one of the owner's delegates, and that a tracked
+    /// record points to an existing activity with that Message-ID.
+    fn put_tracking(&self, record: TrackingRecord) -> Result<TrackingRecord>;
+    /// Untrack in one mailbox; the activity stays. Returns whether there was one.
+    fn delete_tracking(&self, owner: UserId, message_id: &MessageId) -> Result<bool>;
+    /// Pending requests, oldest request first.
+    fn pending_tracking(&self, limit: usize) -> Result<Vec<TrackingRecord>>;
+    /// Every mailbox's tracking record for one Message-ID.
+    fn tracking_of_message(&self, message_id: &MessageId) -> Result<Vec<TrackingRecord>>;
+
+    // --- lookups ---------------------------------------------------------------
+    /// Records with this e-mail address, ordered user, contact, account, lead.
+    fn resolve_address(&self, address: &EmailAddress) -> Result<Vec<RecordRef>>;
+    /// The user who signs in with this address.
+    fn user_by_login(&self, login: &EmailAddress) -> Result<Option<SystemUser>>;
+    fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>>;
+
+    // --- users -----------------------------------------------------------------
+    fn users(&self) -> Result<Vec<SystemUser>>;
+    /// Grant (`on`) or revoke a privilege; returns the user as stored.
+    fn set_privilege(&self, user: UserId, privilege: Privilege, on: bool) -> Result<SystemUser>;
+    /// Allow (`on`) or stop `delegate` acting on `owner`'s mailbox.
+    fn set_delegate(&self, owner: UserId, delegate: UserId, on: bool) -> Result<SystemUser>;
+    /// May `actor` act on `owner`'s mailbox (it is the owner or a delegate with `use_app`)?
+    fn may_act_for(&self, actor: UserId, owner: UserId) -> Result<bool> {
+        let Some(Record::User(o)) = self.record(owner.uuid())? else {
+            return Ok(false);
+        };
+        let Some(Record::User(a)) = self.record(actor.uuid())? else {
+            return Ok(false);
+        };
+        Ok(a.has(Privilege::UseApp) && (actor == owner || o.delegates.contains(&actor)))
+    }
+
+    // --- settings --------------------------------------------------------------
+    fn settings(&self) -> Result<OrgSettings>;
+    fn put_settings(&self, settings: OrgSettings) -> Result<()>;
+
+    // --- files -----------------------------------------------------------------
+    /// Store bytes durably as a blob (before writing the record that points to it).
+    fn put_blob(&self, bytes: &[u8]) -> Result<BlobRef>;
+    fn blob(&self, blob: &BlobRef) -> Result<Vec<u8>>;
+
+    // --- bulk ------------------------------------------------------------------
+    /// Everything, in a stable order (see [`ExportBundle`]).
+    fn export(&self) -> Result<ExportBundle>;
+    /// Write a whole bundle as one atomic change: records and activities are
+    /// matched by id (created, updated, or unchanged), stamps kept as given.
+    fn import_bundle(&self, bundle: &ExportBundle) -> Result<ImportSummary>;
+    /// Write many new or changed records (an address-book import) in atomic
+    /// chunks, keeping stamps as given. `progress` is called with the count written.
+    fn put_records_bulk(&self, records: Vec<Record>, progress: &mut dyn FnMut(usize))
+        -> Result<()>;
+}

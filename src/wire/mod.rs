@@ -1,1 +1,13 @@
-//! IMAP wire framing: streaming, structural, generic over AsyncRead/AsyncWrite.
+//! IMAP wire framing: streaming, structural, generic over `AsyncRead`; plus the
+//! few byte-level helpers the proxy needs (first-token classification,
+//! capability filtering). Knows nothing of sessions.
+
+pub mod caps;
+pub mod framer;
+pub mod token;
+
+pub use caps::{filter_capabilities, CapabilityPolicy};
+pub use framer::{
+    parse_literal_announcement, set_literal_len, Frame, Framer, Literal, LITERAL_CHUNK,
+};
+pub use token::{command_start, response_start, CommandName, ResponseStart};

@@ -1,0 +1,113 @@
+//! The hook point: how a layer above the proxy (the tracking engine) sees and
+//! adjusts a session's traffic. The session calls the hook with every decoded
+//! client command and server response, and at the start of every literal in a
+//! FETCH response. [`NoopHook`] does nothing; `serve` uses it until tracking exists.
+//!
+//! Hooks run inline on the session's task while it holds the session state:
+//! they must be quick and must not block (hand slow work to another task).
+
+use bytes::Bytes;
+use imap_codec::imap_types::command::Command;
+use imap_codec::imap_types::response::Response;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc;
+
+use super::identity::Identity;
+use super::state::SessionState;
+use crate::wire::Literal;
+
+/// Tag prefix of commands a hook sends upstream; their tagged answers are not
+/// relayed to the client but given to [`Hook::on_own_response`].
+pub const OWN_TAG_PREFIX: &str = "CRMPX";
+
+/// What a hook sees of the session at each call.
+pub struct HookContext<'a> {
+    pub session_id: u64,
+    /// The session's owner, once its LOGIN/AUTHENTICATE got a tagged OK.
+    pub identity: Option<&'a Identity>,
+    pub state: &'a SessionState,
+    /// Send commands of the hook's own upstream.
+    pub upstream: &'a UpstreamHandle,
+}
+
+/// The calls a session makes. Every method has a do-nothing default.
+pub trait Hook: Send + Sync + 'static {
+    /// A complete client command, decoded from its exact bytes, just before its
+    /// last line goes upstream (STORE keywords, COPY/MOVE targets, APPEND, …).
+    /// Commands that do not decode are relayed without this call.
+    fn on_command(&self, _cx: &HookContext<'_>, _command: &Command<'_>) {}
+
+    /// A complete server response (held whole because it is small), after the
+    /// session updated its state. Return a replacement to relay instead (it is
+    /// re-encoded); `None` relays the original bytes. Large FETCH responses that
+    /// are streamed are not seen here.
+    fn on_response(
+        &self,
+        _cx: &HookContext<'_>,
+        _response: &Response<'_>,
+    ) -> Option<Response<'static>> {
+        None
+    }
+
+    /// A literal begins inside the FETCH response for message `seq`; `line` is
+    /// the line announcing it (e.g. `* 3 FETCH (UID 7 BODY[] {2048}`). Bytes
+    /// returned are sent first as part of the literal; the session raises the
+    /// announced count. The payload itself is streamed, never buffered.
+    fn fetch_literal_prefix(
+        &self,
+        _cx: &HookContext<'_>,
+        _seq: u32,
+        _line: &[u8],
+        _literal: Literal,
+    ) -> Option<Bytes> {
+        None
+    }
+
+    /// The tagged answer to a command sent with [`UpstreamHandle::send_command`].
+    fn on_own_response(&self, _cx: &HookContext<'_>, _tag: &str, _response: &[u8]) {}
+}
+
+/// The hook that does nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopHook;
+
+impl Hook for NoopHook {}
+
+/// Queue of the hook's own commands for the upstream. Bounded: a full queue is
+/// an error for the caller, never unbounded memory.
+#[derive(Debug, Clone)]
+pub struct UpstreamHandle {
+    tx: mpsc::Sender<Bytes>,
+    next: std::sync::Arc<AtomicU64>,
+}
+
+/// The queue of own commands is full or the session has ended.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot queue a command for the upstream: {0}")]
+pub struct SendError(&'static str);
+
+impl UpstreamHandle {
+    pub(crate) fn new(capacity: usize) -> (Self, mpsc::Receiver<Bytes>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let next = std::sync::Arc::new(AtomicU64::new(1));
+        (UpstreamHandle { tx, next }, rx)
+    }
+
+    /// Send `command` (without tag or CRLF, e.g. `UID STORE 5 +FLAGS ($X)`) between
+    /// two client commands. Returns the tag it will carry.
+    pub fn send_command(&self, command: &str) -> Result<String, SendError> {
+        if command.contains(['\r', '\n']) {
+            return Err(SendError("the command must be one line"));
+        }
+        let tag = format!(
+            "{OWN_TAG_PREFIX}{}",
+            self.next.fetch_add(1, Ordering::Relaxed)
+        );
+        let bytes = Bytes::from(format!("{tag} {command}\r\n"));
+        self.tx.try_send(bytes).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SendError("queue full"),
+            mpsc::error::TrySendError::Closed(_) => SendError("session ended"),
+        })?;
+        Ok(tag)
+    }
+}

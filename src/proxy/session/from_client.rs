@@ -1,0 +1,357 @@
+//! Client → upstream: commands relayed as they arrive, sync literals held until
+//! the upstream's go-ahead, STARTTLS/COMPRESS/over-long lines answered locally.
+
+use super::*;
+
+impl Ctx {
+    // ---------------------------------------------------------------- client → upstream
+
+    pub(super) async fn client_to_upstream(
+        &self,
+        mut framer: Framer<ReadHalf<BoxedIo>>,
+        mut up: WriteHalf<BoxedIo>,
+        mut own_rx: mpsc::Receiver<Bytes>,
+    ) -> io::Result<ClientEnd> {
+        let mut shutdown = self.p.shutdown.clone();
+        loop {
+            let frame = tokio::select! {
+                biased;
+                _ = shutdown.changed() => {
+                    let _ = self.write_client(b"* BYE [UNAVAILABLE] crmproxy is shutting down\r\n").await;
+                    return Ok(ClientEnd::Said("proxy shutting down"));
+                }
+                Some(cmd) = own_rx.recv(), if self.own_commands_allowed() => {
+                    up.write_all(&cmd).await?;
+                    up.flush().await?;
+                    continue;
+                }
+                r = tokio::time::timeout(self.p.idle_timeout, framer.next()) => match r {
+                    Err(_) => {
+                        let _ = self.write_client(b"* BYE idle timeout\r\n").await;
+                        return Ok(ClientEnd::Said("idle timeout"));
+                    }
+                    Ok(Ok(None)) => {
+                        let _ = up.shutdown().await;
+                        return Ok(ClientEnd::Eof);
+                    }
+                    Ok(r) => r?.expect("checked above"),
+                }
+            };
+            match frame {
+                Frame::Line { bytes, literal } => {
+                    let start = command_start(&bytes);
+                    let local = match start {
+                        Some((tag, name)) if self.sasl_active().is_none() => {
+                            if name.is("STARTTLS") {
+                                Some(Local::StartTls(tag.to_vec()))
+                            } else if name.is("COMPRESS") {
+                                Some(Local::Answer(
+                                    tag.to_vec(),
+                                    "NO COMPRESS is not available through crmproxy",
+                                ))
+                            } else if (name.is("LOGIN") || name.is("AUTHENTICATE"))
+                                && !self.plain_login_ok()
+                            {
+                                Some(Local::Answer(
+                                    tag.to_vec(),
+                                    "NO [PRIVACYREQUIRED] use STARTTLS first",
+                                ))
+                            } else {
+                                None
+                            }
+                        }
+                        _ => None,
+                    };
+                    match local {
+                        None => {
+                            self.forward_command(&mut framer, &mut up, bytes, literal)
+                                .await?
+                        }
+                        Some(Local::Answer(tag, text)) => {
+                            if literal.is_some_and(|l| !l.sync) {
+                                discard_rest(&mut framer, literal).await?;
+                            }
+                            framer.cancel_literal();
+                            self.answer(&tag, text).await?;
+                        }
+                        Some(Local::StartTls(tag)) => {
+                            framer = self.start_tls(framer, &tag).await?;
+                        }
+                    }
+                }
+                Frame::LongLinePart(first) => {
+                    let tag = first_token(&first);
+                    let tag = if is_valid_tag(tag) {
+                        tag.to_vec()
+                    } else {
+                        b"*".to_vec()
+                    };
+                    let lit = loop {
+                        match framer.next().await? {
+                            Some(Frame::LongLineEnd { literal, .. }) => break literal,
+                            Some(_) => continue,
+                            None => return Ok(ClientEnd::Eof),
+                        }
+                    };
+                    if lit.is_some_and(|l| !l.sync) {
+                        discard_rest(&mut framer, lit).await?;
+                    }
+                    framer.cancel_literal();
+                    self.answer(&tag, "BAD command line too long").await?;
+                }
+                // Payload the client sent although its literal was refused: not a command.
+                Frame::LiteralData { .. } | Frame::LongLineEnd { .. } => {}
+            }
+        }
+    }
+
+    /// The hook's own commands go upstream only between client commands, never
+    /// inside IDLE or an AUTHENTICATE exchange.
+    fn own_commands_allowed(&self) -> bool {
+        let sh = lock(&self.shared);
+        sh.idle.is_none() && sh.sasl.is_none() && sh.literal_wait.is_none()
+    }
+
+    fn sasl_active(&self) -> Option<Box<[u8]>> {
+        lock(&self.shared).sasl.as_ref().map(|(t, _)| t.clone())
+    }
+
+    fn plain_login_ok(&self) -> bool {
+        self.p.plaintext_login || lock(&self.shared).client_tls
+    }
+
+    async fn answer(&self, tag: &[u8], text: &str) -> io::Result<()> {
+        let mut line = Vec::with_capacity(tag.len() + text.len() + 3);
+        line.extend_from_slice(tag);
+        line.push(b' ');
+        line.extend_from_slice(text.as_bytes());
+        line.extend_from_slice(b"\r\n");
+        self.write_client(&line).await
+    }
+
+    async fn start_tls(
+        &self,
+        framer: Framer<ReadHalf<BoxedIo>>,
+        tag: &[u8],
+    ) -> io::Result<Framer<ReadHalf<BoxedIo>>> {
+        let tls_active = lock(&self.shared).client_tls;
+        let acceptor = match (&self.p.starttls, tls_active) {
+            (Some(a), false) => a.clone(),
+            (_, true) => {
+                self.answer(tag, "BAD TLS is already active").await?;
+                return Ok(framer);
+            }
+            (None, false) => {
+                self.answer(tag, "BAD STARTTLS is not available").await?;
+                return Ok(framer);
+            }
+        };
+        let mut w = self.client_w.lock().await;
+        let mut writer = w.take().ok_or_else(|| io::Error::other("client closed"))?;
+        let mut ok = tag.to_vec();
+        ok.extend_from_slice(b" OK Begin TLS negotiation now\r\n");
+        writer.write_all(&ok).await?;
+        writer.flush().await?;
+        // Plaintext pipelined after STARTTLS is refused: it is dropped unread.
+        let (reader, _pipelined) = framer.into_parts();
+        let io = reader.unsplit(writer);
+        let tls = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        let (r, wr) = split(Box::new(tls) as BoxedIo);
+        *w = Some(wr);
+        lock(&self.shared).client_tls = true;
+        tracing::debug!("client upgraded to TLS");
+        Ok(Framer::new(r, self.p.max_line))
+    }
+
+    /// Forward one client message: its lines and literals, waiting for the
+    /// upstream's go-ahead before each synchronising literal.
+    async fn forward_command(
+        &self,
+        framer: &mut Framer<ReadHalf<BoxedIo>>,
+        up: &mut WriteHalf<BoxedIo>,
+        first: Bytes,
+        first_literal: Option<crate::wire::Literal>,
+    ) -> io::Result<()> {
+        let sasl = {
+            let mut sh = lock(&self.shared);
+            sh.sasl
+                .as_mut()
+                .map(|(tag, mech)| (tag.clone(), mech.take()))
+        };
+        if let Some((tag, mech)) = sasl {
+            // A SASL response line: relayed, never decoded as a command, never logged.
+            if let Some(id) = mech.and_then(|m| identity::from_sasl_line(m, &first)) {
+                lock(&self.shared)
+                    .pending
+                    .insert(tag, Pending::Login(LoginAttempt::Known(id)));
+            }
+            if first_literal.is_none() {
+                up.write_all(&first).await?;
+                return up.flush().await;
+            }
+        }
+        let tag: Box<[u8]> = first_token(&first).into();
+        let cap = self.p.message_cap;
+        let mut copy: Option<Vec<u8>> = Some(first.to_vec());
+        let mut line = first;
+        let mut literal = first_literal;
+        loop {
+            let Some(lit) = literal else {
+                if let Some(msg) = copy.as_deref() {
+                    self.command_complete(msg);
+                }
+                up.write_all(&line).await?;
+                return up.flush().await;
+            };
+            if lit.sync {
+                let (tx, rx) = oneshot::channel();
+                lock(&self.shared).literal_wait = Some((tag.clone(), tx));
+                up.write_all(&line).await?;
+                up.flush().await?;
+                match rx.await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        framer.cancel_literal();
+                        return Ok(());
+                    }
+                    Err(_) => return Err(io::Error::other("upstream ended")),
+                }
+            } else {
+                up.write_all(&line).await?;
+            }
+            let mut remaining = lit.len;
+            while remaining > 0 {
+                match framer.next().await? {
+                    Some(Frame::LiteralData {
+                        bytes,
+                        remaining: r,
+                    }) => {
+                        if let Some(c) = copy.as_mut() {
+                            if c.len() + bytes.len() <= cap {
+                                c.extend_from_slice(&bytes);
+                            } else {
+                                copy = None;
+                            }
+                        }
+                        up.write_all(&bytes).await?;
+                        remaining = r;
+                    }
+                    _ => return Err(io::ErrorKind::UnexpectedEof.into()),
+                }
+            }
+            match framer.next().await? {
+                Some(Frame::Line { bytes, literal: l }) => {
+                    if let Some(c) = copy.as_mut() {
+                        c.extend_from_slice(&bytes);
+                    }
+                    line = bytes;
+                    literal = l;
+                }
+                Some(Frame::LongLinePart(_)) => {
+                    // Too long to relay: end the command so the upstream rejects it.
+                    let lit = loop {
+                        match framer.next().await? {
+                            Some(Frame::LongLineEnd { literal, .. }) => break literal,
+                            Some(_) => continue,
+                            None => return Err(io::ErrorKind::UnexpectedEof.into()),
+                        }
+                    };
+                    if lit.is_some_and(|l| !l.sync) {
+                        discard_rest(framer, lit).await?;
+                    }
+                    framer.cancel_literal();
+                    up.write_all(b"\r\n").await?;
+                    return up.flush().await;
+                }
+                _ => return Err(io::ErrorKind::UnexpectedEof.into()),
+            }
+        }
+    }
+
+    /// A whole client command is known: decode it (when it decodes) for the
+    /// session state, identity and hook, before its last line goes upstream.
+    fn command_complete(&self, msg: &[u8]) {
+        let Ok((rest, cmd)) = CommandCodec::default().decode(msg) else {
+            tracing::debug!(command = %identity::redact_client_message(msg, false, 120), "relayed undecoded");
+            return;
+        };
+        if !rest.is_empty() {
+            return;
+        }
+        tracing::debug!(command = %identity::redact_client_message(msg, false, 120), "command");
+        let tag: Box<[u8]> = cmd.tag.inner().as_bytes().into();
+        self.with_hook(|hook, hcx| hook.on_command(hcx, &cmd));
+        let mut sh = lock(&self.shared);
+        let pending = match &cmd.body {
+            CommandBody::Login { .. } | CommandBody::Authenticate { .. } => {
+                let attempt = identity::login_attempt(&cmd).unwrap_or(LoginAttempt::Opaque);
+                if matches!(cmd.body, CommandBody::Authenticate { .. }) {
+                    let awaiting = match attempt {
+                        LoginAttempt::AwaitingResponse(m) => Some(m),
+                        _ => None,
+                    };
+                    sh.sasl = Some((tag.clone(), awaiting));
+                }
+                Some(Pending::Login(attempt))
+            }
+            CommandBody::Select { mailbox, .. } => {
+                sh.state.begin_select(mailbox_name(mailbox), false);
+                Some(Pending::Select)
+            }
+            CommandBody::Examine { mailbox, .. } => {
+                sh.state.begin_select(mailbox_name(mailbox), true);
+                Some(Pending::Select)
+            }
+            CommandBody::Close | CommandBody::Unselect => Some(Pending::Deselect),
+            CommandBody::Idle => {
+                sh.idle = Some(tag.clone());
+                None
+            }
+            _ => None,
+        };
+        if let Some(p) = pending {
+            sh.pending.insert(tag, p);
+        }
+    }
+}
+
+enum Local {
+    StartTls(Vec<u8>),
+    Answer(Vec<u8>, &'static str),
+}
+
+fn mailbox_name(m: &ImapMailbox<'_>) -> String {
+    match m {
+        ImapMailbox::Inbox => "INBOX".into(),
+        ImapMailbox::Other(o) => String::from_utf8_lossy(o.as_ref()).into_owned(),
+    }
+}
+
+/// Skip the rest of a refused client message whose last line announced `literal`
+/// (non-synchronising literals keep coming; a sync one stops the client).
+async fn discard_rest(
+    framer: &mut Framer<ReadHalf<BoxedIo>>,
+    mut literal: Option<crate::wire::Literal>,
+) -> io::Result<()> {
+    while let Some(lit) = literal.filter(|l| !l.sync) {
+        let mut remaining = lit.len;
+        while remaining > 0 {
+            match framer.next().await? {
+                Some(Frame::LiteralData { remaining: r, .. }) => remaining = r,
+                _ => return Err(io::ErrorKind::UnexpectedEof.into()),
+            }
+        }
+        literal = loop {
+            match framer.next().await? {
+                Some(Frame::Line { literal, .. }) | Some(Frame::LongLineEnd { literal, .. }) => {
+                    break literal
+                }
+                Some(_) => continue,
+                None => return Err(io::ErrorKind::UnexpectedEof.into()),
+            }
+        };
+    }
+    Ok(())
+}

@@ -1,0 +1,340 @@
+//! Upstream → client: small responses held whole (decoded, learned from,
+//! filtered, offered to the hook), big ones streamed; upstream loss detection.
+
+use super::*;
+
+impl Ctx {
+    // ---------------------------------------------------------------- upstream → client
+
+    pub(super) async fn upstream_to_client(
+        &self,
+        mut framer: Framer<ReadHalf<BoxedIo>>,
+    ) -> UpstreamEnded {
+        loop {
+            let first = match framer.next().await {
+                Ok(Some(f)) => f,
+                Ok(None) | Err(_) => return UpstreamEnded { at_boundary: true },
+            };
+            match self.relay_response(&mut framer, first).await {
+                Ok(()) => {}
+                Err(Relay::Upstream) => return UpstreamEnded { at_boundary: false },
+                Err(Relay::UpstreamAtBoundary) => return UpstreamEnded { at_boundary: true },
+                Err(Relay::Client) => {
+                    // The client is gone: stop reading; the client side ends the session.
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+
+    async fn relay_response(
+        &self,
+        framer: &mut Framer<ReadHalf<BoxedIo>>,
+        first: Frame,
+    ) -> Result<(), Relay> {
+        let (line, mut literal) = match first {
+            Frame::Line { bytes, literal } => (bytes, literal),
+            Frame::LongLinePart(b) => {
+                // Too long to parse, but its start still says what it answers.
+                match response_start(&b) {
+                    ResponseStart::Continuation => self.continuation_seen(),
+                    ResponseStart::Tagged(tag) => {
+                        let rest = b.get(tag.len() + 1..).unwrap_or_default();
+                        self.tagged_complete(tag, first_token(rest).eq_ignore_ascii_case(b"OK"));
+                    }
+                    ResponseStart::Untagged => {}
+                }
+                return self
+                    .stream_rest(framer, Vec::from(&b[..]), None, true)
+                    .await;
+            }
+            // Cannot happen at a message boundary; relay rather than drop.
+            Frame::LongLineEnd { bytes, .. } | Frame::LiteralData { bytes, .. } => {
+                return self.write_client(&bytes).await.map_err(|_| Relay::Client);
+            }
+        };
+        if literal.is_none() {
+            return self.response_complete(line.to_vec()).await;
+        }
+        let fetch_seq = fetch_seq(&line);
+        let mut msg = line.to_vec();
+        let mut line_start = 0;
+        while let Some(lit) = literal {
+            let mut lit_len = lit.len;
+            let prefix = fetch_seq.and_then(|seq| {
+                self.with_hook(|h, hcx| h.fetch_literal_prefix(hcx, seq, &msg[line_start..], lit))
+            });
+            if let Some(p) = &prefix {
+                lit_len += p.len() as u64;
+                if let Some(new) = crate::wire::set_literal_len(&msg[line_start..], lit_len) {
+                    msg.truncate(line_start);
+                    msg.extend_from_slice(&new);
+                }
+            }
+            if msg.len() as u64 + lit_len > self.p.message_cap as u64 {
+                return self
+                    .stream_rest(framer, msg, Some((lit, prefix)), false)
+                    .await;
+            }
+            if let Some(p) = prefix {
+                msg.extend_from_slice(&p);
+            }
+            read_literal(framer, lit.len, |b| msg.extend_from_slice(b)).await?;
+            match framer.next().await {
+                Ok(Some(Frame::Line { bytes, literal: l })) => {
+                    line_start = msg.len();
+                    msg.extend_from_slice(&bytes);
+                    literal = l;
+                }
+                Ok(Some(Frame::LongLinePart(b))) => {
+                    msg.extend_from_slice(&b);
+                    return self.stream_rest(framer, msg, None, true).await;
+                }
+                _ => return Err(Relay::UpstreamAtBoundary),
+            }
+        }
+        self.response_complete(msg).await
+    }
+
+    /// Stream the rest of a response that is too big to hold: `head` first,
+    /// then (if given) the literal just announced, then whatever follows.
+    async fn stream_rest(
+        &self,
+        framer: &mut Framer<ReadHalf<BoxedIo>>,
+        head: Vec<u8>,
+        mut literal: Option<(crate::wire::Literal, Option<Bytes>)>,
+        mut in_long_line: bool,
+    ) -> Result<(), Relay> {
+        let mut g = self.client_w.lock().await;
+        let w = g.as_mut().ok_or(Relay::Client)?;
+        w.write_all(&head).await.map_err(|_| Relay::Client)?;
+        loop {
+            if in_long_line {
+                loop {
+                    match framer.next().await {
+                        Ok(Some(Frame::LongLinePart(b))) => {
+                            w.write_all(&b).await.map_err(|_| Relay::Client)?
+                        }
+                        Ok(Some(Frame::LongLineEnd { bytes, literal: l })) => {
+                            w.write_all(&bytes).await.map_err(|_| Relay::Client)?;
+                            literal = l.map(|l| (l, None));
+                            break;
+                        }
+                        _ => return Err(Relay::Upstream),
+                    }
+                }
+                in_long_line = false;
+            }
+            let Some((lit, prefix)) = literal.take() else {
+                return w.flush().await.map_err(|_| Relay::Client);
+            };
+            if let Some(p) = prefix {
+                w.write_all(&p).await.map_err(|_| Relay::Client)?;
+            }
+            let mut remaining = lit.len;
+            while remaining > 0 {
+                match framer.next().await {
+                    Ok(Some(Frame::LiteralData {
+                        bytes,
+                        remaining: r,
+                    })) => {
+                        w.write_all(&bytes).await.map_err(|_| Relay::Client)?;
+                        remaining = r;
+                    }
+                    _ => return Err(Relay::Upstream),
+                }
+            }
+            match framer.next().await {
+                Ok(Some(Frame::Line { bytes, literal: l })) => {
+                    w.write_all(&bytes).await.map_err(|_| Relay::Client)?;
+                    literal = l.map(|l| (l, None));
+                }
+                Ok(Some(Frame::LongLinePart(b))) => {
+                    w.write_all(&b).await.map_err(|_| Relay::Client)?;
+                    in_long_line = true;
+                }
+                _ => return Err(Relay::Upstream),
+            }
+        }
+    }
+
+    /// A whole (small) response: coordinate, learn, filter, hook, relay.
+    async fn response_complete(&self, msg: Vec<u8>) -> Result<(), Relay> {
+        let mut swallow = false;
+        match response_start(&msg) {
+            ResponseStart::Continuation => self.continuation_seen(),
+            ResponseStart::Tagged(tag) => {
+                let ok = first_token(msg.get(tag.len() + 1..).unwrap_or_default())
+                    .eq_ignore_ascii_case(b"OK");
+                self.tagged_complete(tag, ok);
+                if tag.starts_with(OWN_TAG_PREFIX.as_bytes()) {
+                    swallow = true;
+                    let t = String::from_utf8_lossy(tag).into_owned();
+                    self.with_hook(|h, hcx| h.on_own_response(hcx, &t, &msg));
+                }
+            }
+            ResponseStart::Untagged => {}
+        }
+        // After the tagged answer is applied: a LOGIN's OK [CAPABILITY …] drops STARTTLS.
+        let mut out = self.filter_caps(&msg);
+        if !matches!(response_start(&msg), ResponseStart::Continuation) {
+            if let Ok((rest, resp)) = ResponseCodec::default().decode(&msg) {
+                if rest.is_empty() {
+                    self.learn(&resp);
+                    if !swallow {
+                        if let Some(new) = self.with_hook(|h, hcx| h.on_response(hcx, &resp)) {
+                            let bytes = ResponseCodec::default().encode(&new).dump();
+                            out = Some(self.filter_caps(&bytes).unwrap_or(bytes));
+                        }
+                    }
+                }
+            } else if msg.len() >= 5 && msg[..5].eq_ignore_ascii_case(b"* BYE") {
+                lock(&self.shared).saw_bye = true;
+            }
+        }
+        if swallow {
+            return Ok(());
+        }
+        self.write_client(out.as_deref().unwrap_or(&msg))
+            .await
+            .map_err(|_| Relay::Client)
+    }
+
+    /// A `+` from the upstream: a waiting sync literal may go.
+    fn continuation_seen(&self) {
+        if let Some((_, tx)) = lock(&self.shared).literal_wait.take() {
+            let _ = tx.send(true);
+        }
+    }
+
+    fn tagged_complete(&self, tag: &[u8], ok: bool) {
+        let mut sh = lock(&self.shared);
+        if sh.idle.as_ref().is_some_and(|t| &**t == tag) {
+            sh.idle = None;
+        }
+        if sh.literal_wait.as_ref().is_some_and(|(t, _)| &**t == tag) {
+            if let Some((_, tx)) = sh.literal_wait.take() {
+                let _ = tx.send(false);
+            }
+        }
+        if sh.sasl.as_ref().is_some_and(|(t, _)| &**t == tag) {
+            sh.sasl = None;
+        }
+        match sh.pending.remove(tag) {
+            Some(Pending::Login(attempt)) if ok => {
+                sh.authenticated = true;
+                if let LoginAttempt::Known(id) = attempt {
+                    tracing::info!(user = %id.user, delegate = ?id.delegate, "logged in");
+                    sh.identity = Some(id);
+                }
+            }
+            Some(Pending::Select) => sh.state.finish_select(ok),
+            Some(Pending::Deselect) if ok => sh.state.deselect(),
+            _ => {}
+        }
+    }
+
+    fn learn(&self, resp: &Response<'_>) {
+        let mut sh = lock(&self.shared);
+        let st = &mut sh.state;
+        match resp {
+            Response::Data(Data::Exists(n)) => st.on_exists(*n),
+            Response::Data(Data::Expunge(seq)) => st.on_expunge(seq.get()),
+            Response::Data(Data::Vanished {
+                earlier,
+                known_uids,
+            }) => {
+                let ranges: Vec<(u32, u32)> = known_uids
+                    .0
+                    .as_ref()
+                    .iter()
+                    .map(|s| match s {
+                        Sequence::Single(v) => (seq_value(v), seq_value(v)),
+                        Sequence::Range(a, b) => {
+                            let (a, b) = (seq_value(a), seq_value(b));
+                            (a.min(b), a.max(b))
+                        }
+                    })
+                    .collect();
+                st.on_vanished(&ranges, *earlier);
+            }
+            Response::Data(Data::Fetch { seq, items }) => {
+                let mut uid = None;
+                let mut mid = None;
+                for item in items.as_ref() {
+                    match item {
+                        MessageDataItem::Uid(u) => uid = Some(u.get()),
+                        MessageDataItem::Envelope(env) => {
+                            if let Some(m) = env.message_id.0.as_ref() {
+                                mid = Some(String::from_utf8_lossy(m.as_ref()).into_owned());
+                            }
+                        }
+                        MessageDataItem::BodyExt { data, .. } if mid.is_none() => {
+                            if let Some(d) = data.0.as_ref() {
+                                mid = message_id_from_header(d.as_ref());
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                st.on_fetch(seq.get(), uid, mid);
+            }
+            Response::Status(Status::Untagged(body)) => {
+                if let Some(Code::UidValidity(v)) = &body.code {
+                    st.on_uid_validity(v.get());
+                }
+            }
+            Response::Status(Status::Bye(_)) => sh.saw_bye = true,
+            _ => {}
+        }
+    }
+}
+
+/// Why relaying a response stopped.
+enum Relay {
+    /// The upstream ended inside a message.
+    Upstream,
+    /// The upstream ended, nothing partial was sent to the client.
+    UpstreamAtBoundary,
+    /// Writing to the client failed.
+    Client,
+}
+
+fn seq_value(v: &SeqOrUid) -> u32 {
+    match v {
+        SeqOrUid::Value(n) => n.get(),
+        SeqOrUid::Asterisk => u32::MAX,
+    }
+}
+
+/// `* <n> FETCH …` → n.
+fn fetch_seq(line: &[u8]) -> Option<u32> {
+    let rest = line.strip_prefix(b"* ")?;
+    let n = first_token(rest);
+    let after = rest.get(n.len() + 1..)?;
+    if !first_token(after).eq_ignore_ascii_case(b"FETCH") {
+        return None;
+    }
+    std::str::from_utf8(n).ok()?.parse().ok()
+}
+
+async fn read_literal(
+    framer: &mut Framer<ReadHalf<BoxedIo>>,
+    len: u64,
+    mut sink: impl FnMut(&[u8]),
+) -> Result<(), Relay> {
+    let mut remaining = len;
+    while remaining > 0 {
+        match framer.next().await {
+            Ok(Some(Frame::LiteralData {
+                bytes,
+                remaining: r,
+            })) => {
+                sink(&bytes);
+                remaining = r;
+            }
+            _ => return Err(Relay::UpstreamAtBoundary),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,293 @@
+//! Activities (email, appointment, phone call, task) with owner, regarding and
+//! parties; and tracking records: (owner mailbox, Message-ID) → activity.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::address::{EmailAddress, MessageId};
+use super::blobs::BlobRef;
+use super::ids::Id;
+use super::model::{Kind, RecordRef, Stamps, UserId};
+
+pub type ActivityId = Id<Activity>;
+
+/// The part a person plays in an activity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartyRole {
+    Sender,
+    To,
+    Cc,
+    Bcc,
+    Organizer,
+    RequiredAttendee,
+    OptionalAttendee,
+    /// The other side of a phone call or the person a task concerns.
+    Participant,
+}
+
+/// One person in an activity: the address as seen, and the records it resolved to
+/// (system user, contact, account, lead; possibly several, possibly none).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Party {
+    pub role: PartyRole,
+    #[serde(default)]
+    pub address: Option<EmailAddress>,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub records: Vec<RecordRef>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    #[default]
+    Incoming,
+    Outgoing,
+}
+
+/// How a tracked email found its regarding record (SPEC section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Correlation {
+    InReplyTo,
+    TrackingToken,
+    ThreadIndex,
+    FolderMapping,
+    Explicit,
+    #[default]
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentMeta {
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+}
+
+/// What the message says about S/MIME (no cryptography is done by the store).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SmimeMeta {
+    pub signed: bool,
+    pub encrypted: bool,
+    pub signer: Option<String>,
+    pub signing_time: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailActivity {
+    pub message_id: MessageId,
+    pub date: DateTime<Utc>,
+    #[serde(default)]
+    pub direction: Direction,
+    #[serde(default)]
+    pub body_text: String,
+    #[serde(default)]
+    pub in_reply_to: Option<MessageId>,
+    #[serde(default)]
+    pub references: Vec<MessageId>,
+    #[serde(default)]
+    pub thread_index: Option<String>,
+    #[serde(default)]
+    pub attachments: Vec<AttachmentMeta>,
+    /// The whole message as received, in the blob store.
+    #[serde(default)]
+    pub raw: Option<BlobRef>,
+    #[serde(default)]
+    pub smime: Option<SmimeMeta>,
+    #[serde(default)]
+    pub correlation: Correlation,
+    /// The tracked email this one was correlated with.
+    #[serde(default)]
+    pub correlated_with: Option<ActivityId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppointmentActivity {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    #[serde(default)]
+    pub location: String,
+    /// iCalendar UID of the invitation.
+    #[serde(default)]
+    pub uid: Option<String>,
+    /// The RRULE of a recurring meeting.
+    #[serde(default)]
+    pub recurrence: Option<String>,
+    #[serde(default)]
+    pub raw_invitation: Option<BlobRef>,
+    #[serde(default)]
+    pub message_id: Option<MessageId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhoneCallActivity {
+    pub at: DateTime<Utc>,
+    #[serde(default)]
+    pub direction: Direction,
+    #[serde(default)]
+    pub phone_number: String,
+    #[serde(default)]
+    pub duration_minutes: u32,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    #[default]
+    Open,
+    Completed,
+    Canceled,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskActivity {
+    #[serde(default)]
+    pub due: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub state: TaskState,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// The kind-specific part of an activity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ActivityDetails {
+    Email(EmailActivity),
+    Appointment(AppointmentActivity),
+    PhoneCall(PhoneCallActivity),
+    Task(TaskActivity),
+}
+
+/// Something that happened, owned by a CRM user, maybe regarding one record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Activity {
+    pub id: ActivityId,
+    #[serde(flatten)]
+    pub stamps: Stamps,
+    pub owner: UserId,
+    pub subject: String,
+    #[serde(default)]
+    pub regarding: Option<RecordRef>,
+    #[serde(default)]
+    pub parties: Vec<Party>,
+    pub details: ActivityDetails,
+}
+
+impl Activity {
+    pub fn kind(&self) -> Kind {
+        match self.details {
+            ActivityDetails::Email(_) => Kind::Email,
+            ActivityDetails::Appointment(_) => Kind::Appointment,
+            ActivityDetails::PhoneCall(_) => Kind::PhoneCall,
+            ActivityDetails::Task(_) => Kind::Task,
+        }
+    }
+    pub fn as_ref(&self) -> RecordRef {
+        RecordRef::new(self.kind(), self.id)
+    }
+    /// The time the activity is filed under in a record's timeline.
+    pub fn when(&self) -> DateTime<Utc> {
+        match &self.details {
+            ActivityDetails::Email(e) => e.date,
+            ActivityDetails::Appointment(a) => a.start,
+            ActivityDetails::PhoneCall(p) => p.at,
+            ActivityDetails::Task(t) => t.due.unwrap_or(self.stamps.created),
+        }
+    }
+    /// The Message-ID that identifies this activity across mailboxes, if any.
+    pub fn message_id(&self) -> Option<&MessageId> {
+        match &self.details {
+            ActivityDetails::Email(e) => Some(&e.message_id),
+            ActivityDetails::Appointment(a) => a.message_id.as_ref(),
+            _ => None,
+        }
+    }
+    /// The records whose timelines show this activity: regarding, the owner, and
+    /// every record a party resolved to.
+    pub fn timeline_records(&self) -> Vec<RecordRef> {
+        let mut out: Vec<RecordRef> = self.regarding.iter().copied().collect();
+        out.push(RecordRef::new(Kind::User, self.owner));
+        out.extend(self.parties.iter().flat_map(|p| p.records.iter().copied()));
+        out.sort();
+        out.dedup();
+        out
+    }
+    pub fn blobs(&self) -> Vec<&BlobRef> {
+        match &self.details {
+            ActivityDetails::Email(e) => e.raw.iter().collect(),
+            ActivityDetails::Appointment(a) => a.raw_invitation.iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Where a tracking request stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum TrackStatus {
+    /// Asked for, not complete yet (the sync worker completes it).
+    Pending,
+    /// The activity exists.
+    Tracked,
+    /// Given up after retries.
+    Failed { reason: String },
+}
+
+/// Where the sync worker can find the message again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageLocation {
+    pub folder: String,
+    pub uid_validity: u32,
+    pub uid: u32,
+}
+
+/// One mailbox's tracking of one message. Many mailboxes may track the same
+/// Message-ID; they all point to the one activity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackingRecord {
+    /// The user whose mailbox holds the message.
+    pub owner: UserId,
+    pub message_id: MessageId,
+    #[serde(flatten)]
+    pub status: TrackStatus,
+    /// Set once tracked; may be set while pending when the activity exists already.
+    #[serde(default)]
+    pub activity: Option<ActivityId>,
+    /// Regarding asked for (applied when the pending request completes).
+    #[serde(default)]
+    pub regarding: Option<RecordRef>,
+    /// The owner, or one of the owner's delegates.
+    pub requested_by: UserId,
+    pub requested_at: DateTime<Utc>,
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub location: Option<MessageLocation>,
+}
+
+impl TrackingRecord {
+    /// A new pending request made now.
+    pub fn pending(owner: UserId, message_id: MessageId, requested_by: UserId) -> Self {
+        TrackingRecord {
+            owner,
+            message_id,
+            status: TrackStatus::Pending,
+            activity: None,
+            regarding: None,
+            requested_by,
+            requested_at: Utc::now(),
+            updated_at: None,
+            attempts: 0,
+            location: None,
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! The admin endpoint: the CLI's store commands, as one JSON request and one JSON
+//! response per line over a Unix-domain socket in the data directory. `serve`
+//! holds sled's lock on the store, so while it runs the CLI talks to it here;
+//! without `serve` the CLI opens the store itself and calls [`handle`] directly,
+//! so both paths run the same code.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use uuid::Uuid;
+
+use super::address::EmailAddress;
+use super::import::{self, Parsed};
+use super::model::{Privilege, Record, Stamps, SystemUser, UserId};
+use super::{ActivityId, CrmStore, SearchQuery, StoreError};
+
+/// The socket's file name inside the data directory.
+pub const SOCKET_NAME: &str = "admin.sock";
+/// Longest request line accepted (an export file being imported).
+const MAX_REQUEST_BYTES: u64 = 1 << 30;
+
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET_NAME)
+}
+
+/// One thing the CLI asks of the store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum AdminRequest {
+    Ping,
+    Import {
+        parsed: Parsed,
+    },
+    Export,
+    Search {
+        query: SearchQuery,
+    },
+    Show {
+        id: Uuid,
+    },
+    UserAdd {
+        full_name: String,
+        logins: Vec<EmailAddress>,
+        privileges: Vec<Privilege>,
+    },
+    UserList,
+    /// Grant (`on`) or revoke a privilege; `user` is a login address or an id.
+    Privilege {
+        user: String,
+        privilege: Privilege,
+        on: bool,
+    },
+    /// Let `delegate` act on `owner`'s mailbox (`on`), or stop it.
+    Delegate {
+        owner: String,
+        delegate: String,
+        on: bool,
+    },
+}
+
+/// The answer on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminResponse {
+    Ok(Value),
+    Error { message: String, user_error: bool },
+}
+
+fn find_user(store: &dyn CrmStore, who: &str) -> Result<SystemUser, StoreError> {
+    if let Ok(id) = who.parse::<Uuid>() {
+        return match store.record(id)? {
+            Some(Record::User(u)) => Ok(u),
+            _ => Err(StoreError::NotFound {
+                kind: Some(super::Kind::User),
+                id,
+            }),
+        };
+    }
+    let login = EmailAddress::parse(who)?;
+    store.user_by_login(&login)?.ok_or_else(|| {
+        StoreError::invalid(
+            "user",
+            format!("no user signs in as {login}; see `crmproxy user list`"),
+        )
+    })
+}
+
+fn to_value<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("store values serialise")
+}
+
+/// Carry out one request against a store.
+pub fn handle(store: &dyn CrmStore, req: AdminRequest) -> Result<Value, StoreError> {
+    match req {
+        AdminRequest::Ping => Ok(json!("pong")),
+        AdminRequest::Import { parsed } => {
+            let summary = match parsed {
+                Parsed::Bundle(b) => store.import_bundle(&b)?,
+                Parsed::Rows { rows, .. } => import::apply_rows(store, rows, &mut |_, _| {})?,
+            };
+            Ok(to_value(&summary))
+        }
+        AdminRequest::Export => Ok(to_value(&store.export()?)),
+        AdminRequest::Search { query } => Ok(to_value(&store.search(&query)?)),
+        AdminRequest::Show { id } => {
+            if let Some(r) = store.record(id)? {
+                let acts = store.activities_of(id, 50)?;
+                return Ok(json!({ "record": r, "activities": acts }));
+            }
+            if let Some(a) = store.activity(ActivityId::from_uuid(id))? {
+                let tracking = match a.message_id() {
+                    Some(m) => store.tracking_of_message(m)?,
+                    None => Vec::new(),
+                };
+                return Ok(json!({ "activity": a, "tracking": tracking }));
+            }
+            Err(StoreError::NotFound { kind: None, id })
+        }
+        AdminRequest::UserAdd {
+            full_name,
+            logins,
+            privileges,
+        } => {
+            let u = SystemUser {
+                id: UserId::new(),
+                stamps: Stamps::default(),
+                full_name,
+                logins,
+                privileges: privileges.into_iter().collect(),
+                delegates: Default::default(),
+                options: Default::default(),
+            };
+            Ok(to_value(&store.put_record(Record::User(u))?))
+        }
+        AdminRequest::UserList => Ok(to_value(&store.users()?)),
+        AdminRequest::Privilege {
+            user,
+            privilege,
+            on,
+        } => {
+            let u = find_user(store, &user)?;
+            Ok(to_value(&store.set_privilege(u.id, privilege, on)?))
+        }
+        AdminRequest::Delegate {
+            owner,
+            delegate,
+            on,
+        } => {
+            let o = find_user(store, &owner)?;
+            let d = find_user(store, &delegate)?;
+            Ok(to_value(&store.set_delegate(o.id, d.id, on)?))
+        }
+    }
+}
+
+fn is_user_error(e: &StoreError) -> bool {
+    !matches!(
+        e,
+        StoreError::Db(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Locked { .. }
+            | StoreError::Blob(_)
+    )
+}
+
+fn respond(store: &dyn CrmStore, line: &str) -> AdminResponse {
+    match serde_json::from_str::<AdminRequest>(line) {
+        Err(e) => AdminResponse::Error {
+            message: format!("bad admin request: {e}"),
+            user_error: true,
+        },
+        Ok(req) => match handle(store, req) {
+            Ok(v) => AdminResponse::Ok(v),
+            Err(e) => AdminResponse::Error {
+                user_error: is_user_error(&e),
+                message: e.to_string(),
+            },
+        },
+    }
+}
+
+/// Bind the admin socket at `path` (mode 0600). A stale socket file left by a
+/// crashed process is replaced; a live one is an `AddrInUse` error.
+pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("another process already serves {}", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let l = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+/// Serve the admin socket until the task is dropped. `serve` spawns this:
+/// `tokio::spawn(store::admin::serve_admin_socket(store.clone(), admin::socket_path(&cfg.data_dir)))`.
+pub async fn serve_admin_socket(store: Arc<dyn CrmStore>, path: PathBuf) -> std::io::Result<()> {
+    let listener = bind(&path)?;
+    serve_listener(store, listener).await
+}
+
+/// Accept connections on an already bound listener.
+pub async fn serve_listener(
+    store: Arc<dyn CrmStore>,
+    listener: tokio::net::UnixListener,
+) -> std::io::Result<()> {
+    loop {
+        let (conn, _) = listener.accept().await?;
+        let store = store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_connection(store, conn).await {
+                tracing::debug!(error = %e, "admin connection ended");
+            }
+        });
+    }
+}
+
+async fn serve_connection(
+    store: Arc<dyn CrmStore>,
+    conn: tokio::net::UnixStream,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let (rd, mut wr) = conn.into_split();
+    let mut rd = tokio::io::BufReader::new(rd.take(MAX_REQUEST_BYTES));
+    loop {
+        let mut line = String::new();
+        if rd.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let store = store.clone();
+        let resp = tokio::task::spawn_blocking(move || respond(store.as_ref(), &line))
+            .await
+            .unwrap_or_else(|e| AdminResponse::Error {
+                message: format!("the request failed: {e}"),
+                user_error: false,
+            });
+        let mut out = serde_json::to_vec(&resp).expect("response serialises");
+        out.push(b'\n');
+        wr.write_all(&out).await?;
+    }
+}
+
+/// Why the CLI could not get an answer over the socket.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the admin socket {path}: {source}")]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the admin socket {path} broke off: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{message}")]
+    Refused { message: String, user_error: bool },
+}
+
+/// Send one request over the socket (blocking) and return the answer.
+pub fn request(path: &Path, req: &AdminRequest) -> Result<Value, ClientError> {
+    let io = |source| ClientError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut s =
+        std::os::unix::net::UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let mut line = serde_json::to_vec(req).expect("request serialises");
+    line.push(b'\n');
+    s.write_all(&line).map_err(io)?;
+    let mut answer = String::new();
+    BufReader::new(&s).read_line(&mut answer).map_err(io)?;
+    if answer.is_empty() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "no answer",
+        )));
+    }
+    match serde_json::from_str(&answer) {
+        Ok(AdminResponse::Ok(v)) => Ok(v),
+        Ok(AdminResponse::Error {
+            message,
+            user_error,
+        }) => Err(ClientError::Refused {
+            message,
+            user_error,
+        }),
+        Err(e) => Err(io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))),
+    }
+}

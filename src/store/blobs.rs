@@ -1,0 +1,145 @@
+//! Content-addressed files beside sled: raw messages, invitations, sales
+//! literature. A blob is named by the SHA-256 of its bytes, written to a temporary
+//! name, fsynced, renamed into place, and its directory fsynced, so a blob that a
+//! record points to is always whole.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// A pointer to a blob: its SHA-256 (lower-case hex) and size.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BlobRef {
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl BlobRef {
+    pub fn of(bytes: &[u8]) -> BlobRef {
+        BlobRef {
+            sha256: hex::encode(Sha256::digest(bytes)),
+            size: bytes.len() as u64,
+        }
+    }
+    fn is_well_formed(&self) -> bool {
+        self.sha256.len() == 64
+            && self
+                .sha256
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blob {0} is not in the store")]
+    Missing(String),
+    #[error("blob {0} is damaged: its content does not match its name")]
+    Damaged(String),
+    #[error("{0:?} is not a blob name (64 lower-case hex digits)")]
+    BadName(String),
+    #[error("blob store I/O at {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// The directory of blobs: `<dir>/ab/abcdef…` (two-level fan-out).
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    dir: PathBuf,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
+    move |source| BlobError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl BlobStore {
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, BlobError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        Ok(BlobStore { dir })
+    }
+
+    fn path_of(&self, r: &BlobRef) -> Result<PathBuf, BlobError> {
+        if !r.is_well_formed() {
+            return Err(BlobError::BadName(r.sha256.clone()));
+        }
+        Ok(self.dir.join(&r.sha256[..2]).join(&r.sha256))
+    }
+
+    /// Store `bytes` durably and return their reference. Idempotent.
+    pub fn put(&self, bytes: &[u8]) -> Result<BlobRef, BlobError> {
+        let r = BlobRef::of(bytes);
+        let path = self.path_of(&r)?;
+        if path.exists() {
+            return Ok(r);
+        }
+        let sub = path.parent().expect("blob path has a parent");
+        fs::create_dir_all(sub).map_err(io_err(sub))?;
+        let tmp = sub.join(format!(".{}.{}.tmp", r.sha256, std::process::id()));
+        {
+            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+            f.write_all(bytes).map_err(io_err(&tmp))?;
+            f.sync_all().map_err(io_err(&tmp))?;
+        }
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        File::open(sub)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(sub))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.dir))?;
+        Ok(r)
+    }
+
+    /// Read a blob back, checking it against its name.
+    pub fn get(&self, r: &BlobRef) -> Result<Vec<u8>, BlobError> {
+        let path = self.path_of(r)?;
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(BlobError::Missing(r.sha256.clone()))
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        if BlobRef::of(&bytes) != *r {
+            return Err(BlobError::Damaged(r.sha256.clone()));
+        }
+        Ok(bytes)
+    }
+
+    pub fn contains(&self, r: &BlobRef) -> bool {
+        self.path_of(r).map(|p| p.exists()).unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_and_damage_detection() {
+        let d = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(d.path().join("blobs")).unwrap();
+        let r = s.put(b"hello").unwrap();
+        assert_eq!(
+            r.sha256,
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(s.put(b"hello").unwrap(), r);
+        assert_eq!(s.get(&r).unwrap(), b"hello");
+        std::fs::write(s.path_of(&r).unwrap(), b"HELLO").unwrap();
+        assert!(matches!(s.get(&r), Err(BlobError::Damaged(_))));
+        let missing = BlobRef::of(b"other");
+        assert!(matches!(s.get(&missing), Err(BlobError::Missing(_))));
+        let bad = BlobRef {
+            sha256: "../../etc/passwd".into(),
+            size: 1,
+        };
+        assert!(matches!(s.get(&bad), Err(BlobError::BadName(_))));
+    }
+}

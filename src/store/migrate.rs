@@ -1,0 +1,148 @@
+//! Schema versions and migration on open.
+//!
+//! - v1: contacts and leads had one `email` string; there was no full-text index
+//!   (`text`) and no per-record timeline (`timeline`).
+//! - v2 (current): `emails` lists; every derived index present.
+//!
+//! A migration is restartable: rows are converted in place (idempotently), every
+//! derived index is rebuilt from the rows, and only then is the new version
+//! written and flushed. A crash half-way leaves version 1, and the next open
+//! starts again.
+
+use serde_json::Value;
+
+use super::error::StoreError;
+use super::sled_index::{self as ix, decode};
+use super::sled_store::SledStore;
+use super::Result;
+
+pub const CURRENT_VERSION: u32 = 2;
+const VERSION_KEY: &[u8] = b"schema_version";
+/// Trees that hold nothing but what can be rebuilt from the rows.
+const DERIVED: [usize; 9] = [
+    ix::EMAILS,
+    ix::LOGINS,
+    ix::TEXT,
+    ix::TIMELINE,
+    ix::MSGIDS,
+    ix::TRACK_MSG,
+    ix::PENDING,
+    ix::REFCOUNT,
+    ix::UNIQUE,
+];
+const REINDEX_CHUNK: usize = 1_000;
+
+/// The version stored, if any.
+pub fn stored_version(store: &SledStore) -> Result<Option<u32>> {
+    match store.tree(ix::META).get(VERSION_KEY)? {
+        Some(v) => {
+            let b: [u8; 4] = v
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("schema version is malformed".into()))?;
+            Ok(Some(u32::from_be_bytes(b)))
+        }
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn set_version(store: &SledStore, v: u32) -> Result<()> {
+    store.tree(ix::META).insert(VERSION_KEY, &v.to_be_bytes())?;
+    store.db().flush()?;
+    Ok(())
+}
+
+pub(crate) fn bring_up_to_date(store: &SledStore) -> Result<()> {
+    let found = match stored_version(store)? {
+        Some(v) => v,
+        None if store.tree(ix::RECORDS).is_empty() && store.tree(ix::ACTIVITIES).is_empty() => {
+            return set_version(store, CURRENT_VERSION);
+        }
+        // Rows without a version: the first layout.
+        None => 1,
+    };
+    if found > CURRENT_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: store.dir().display().to_string(),
+            found,
+            supported: CURRENT_VERSION,
+        });
+    }
+    if found < 2 {
+        tracing::info!(from = found, to = 2, "migrating the CRM store");
+        v1_to_v2_rows(store)?;
+        rebuild_indexes(store)?;
+        set_version(store, 2)?;
+    }
+    Ok(())
+}
+
+/// v1 → v2: `email: "a@b"` becomes `emails: ["a@b"]` on contacts and leads.
+fn v1_to_v2_rows(store: &SledStore) -> Result<()> {
+    let tree = store.tree(ix::RECORDS);
+    for item in tree.iter() {
+        let (k, v) = item?;
+        let mut row: Value = serde_json::from_slice(&v)
+            .map_err(|e| StoreError::Corrupt(format!("v1 record: {e}")))?;
+        let Some(obj) = row.as_object_mut() else {
+            return Err(StoreError::Corrupt("v1 record is not an object".into()));
+        };
+        let Some(email) = obj.remove("email") else {
+            continue;
+        };
+        let mut emails = match obj.remove("emails") {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        };
+        if let Value::String(s) = &email {
+            if !s.trim().is_empty() && !emails.contains(&email) {
+                if super::EmailAddress::parse(s).is_ok() {
+                    emails.insert(0, email.clone());
+                } else {
+                    tracing::warn!(address = %s, "dropping an invalid e-mail address while migrating");
+                }
+            }
+        }
+        obj.insert("emails".into(), Value::Array(emails));
+        tree.insert(k, serde_json::to_vec(&row).expect("json"))?;
+    }
+    store.db().flush()?;
+    Ok(())
+}
+
+/// Clear and rebuild every derived index from the rows.
+pub fn rebuild_indexes(store: &SledStore) -> Result<()> {
+    for t in DERIVED {
+        store.tree(t).clear()?;
+    }
+    let rows = |tree: usize| -> Result<Vec<sled::IVec>> {
+        store
+            .tree(tree)
+            .iter()
+            .values()
+            .collect::<sled::Result<Vec<_>>>()
+            .map_err(Into::into)
+    };
+    for chunk in rows(ix::RECORDS)?.chunks(REINDEX_CHUNK) {
+        let recs: Vec<super::Record> = chunk
+            .iter()
+            .map(|v| decode("record", v))
+            .collect::<Result<_>>()?;
+        store.write(|tx| recs.iter().try_for_each(|r| tx.index_record(r, true)))?;
+    }
+    for chunk in rows(ix::ACTIVITIES)?.chunks(REINDEX_CHUNK) {
+        let acts: Vec<super::Activity> = chunk
+            .iter()
+            .map(|v| decode("activity", v))
+            .collect::<Result<_>>()?;
+        store.write(|tx| acts.iter().try_for_each(|a| tx.index_activity(a, true)))?;
+    }
+    for chunk in rows(ix::TRACKING)?.chunks(REINDEX_CHUNK) {
+        let ts: Vec<super::TrackingRecord> = chunk
+            .iter()
+            .map(|v| decode("tracking", v))
+            .collect::<Result<_>>()?;
+        store.write(|tx| ts.iter().try_for_each(|t| tx.index_tracking(t, true)))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,541 @@
+//! The sled layout (one tree per concern) and the transactional writes that keep
+//! each row and its index entries in step: every change to a row goes through
+//! these functions inside one multi-tree transaction.
+//!
+//! Trees and keys (`id` = 16 UUID bytes, `0` = a NUL separator):
+//! - `records`   id → JSON record;  `activities` id → JSON activity
+//! - `emails`    address key 0 id → kind code      (address → records)
+//! - `logins`    address key → user id              (unique among users)
+//! - `text`      token 0 id → [kind code, weight]  (full-text postings)
+//! - `timeline`  record id, !time (8), activity id → ()   (newest first)
+//! - `msgids`    Message-ID → activity id           (one activity per Message-ID)
+//! - `tracking`  owner id, Message-ID → JSON tracking record
+//! - `track_msg` Message-ID 0 owner id → ()
+//! - `pending`   time (8), owner id, Message-ID → () (oldest request first)
+//! - `refcount`  id → u64: how many rows link to this one (deletes are refused above 0)
+//! - `unique`    "invoice:" number → id
+//! - `meta`      "schema_version" → u32, "settings" → JSON
+
+use chrono::{DateTime, Utc};
+use sled::transaction::{
+    ConflictableTransactionError, ConflictableTransactionResult, TransactionalTree,
+};
+use uuid::Uuid;
+
+use super::activity::{Activity, ActivityDetails, TrackStatus, TrackingRecord};
+use super::error::StoreError;
+use super::model::{Kind, Record, RecordRef};
+use super::text::Document;
+
+pub(crate) const TREES: [&str; 13] = [
+    "records",
+    "activities",
+    "emails",
+    "logins",
+    "text",
+    "timeline",
+    "msgids",
+    "tracking",
+    "track_msg",
+    "pending",
+    "refcount",
+    "unique",
+    "meta",
+];
+pub(crate) const RECORDS: usize = 0;
+pub(crate) const ACTIVITIES: usize = 1;
+pub(crate) const EMAILS: usize = 2;
+pub(crate) const LOGINS: usize = 3;
+pub(crate) const TEXT: usize = 4;
+pub(crate) const TIMELINE: usize = 5;
+pub(crate) const MSGIDS: usize = 6;
+pub(crate) const TRACKING: usize = 7;
+pub(crate) const TRACK_MSG: usize = 8;
+pub(crate) const PENDING: usize = 9;
+pub(crate) const REFCOUNT: usize = 10;
+pub(crate) const UNIQUE: usize = 11;
+pub(crate) const META: usize = 12;
+
+pub(crate) type TxResult<T> = ConflictableTransactionResult<T, StoreError>;
+
+pub(crate) fn abort<T>(e: StoreError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("store rows serialise")
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    what: &str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("{what} row does not decode: {e}")))
+}
+
+/// Big-endian key bytes that sort like the time.
+pub(crate) fn time_key(t: DateTime<Utc>) -> [u8; 8] {
+    ((t.timestamp_millis() as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+pub(crate) fn email_key(addr_key: &str, id: Uuid) -> Vec<u8> {
+    cat(&[addr_key.as_bytes(), &[0], id.as_bytes()])
+}
+pub(crate) fn text_key(token: &str, id: Uuid) -> Vec<u8> {
+    cat(&[token.as_bytes(), &[0], id.as_bytes()])
+}
+pub(crate) fn tracking_key(owner: Uuid, msgid: &str) -> Vec<u8> {
+    cat(&[owner.as_bytes(), msgid.as_bytes()])
+}
+fn timeline_key(record: Uuid, when: DateTime<Utc>, activity: Uuid) -> Vec<u8> {
+    let inv: Vec<u8> = time_key(when).iter().map(|b| !b).collect();
+    cat(&[record.as_bytes(), &inv, activity.as_bytes()])
+}
+fn pending_key(t: &TrackingRecord) -> Vec<u8> {
+    cat(&[
+        &time_key(t.requested_at),
+        t.owner.uuid().as_bytes(),
+        t.message_id.as_str().as_bytes(),
+    ])
+}
+fn track_msg_key(t: &TrackingRecord) -> Vec<u8> {
+    cat(&[
+        t.message_id.as_str().as_bytes(),
+        &[0],
+        t.owner.uuid().as_bytes(),
+    ])
+}
+
+/// Whether a write added, changed or left a row as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// The trees of one transaction, in `TREES` order.
+pub(crate) struct Tx<'a>(pub &'a [TransactionalTree]);
+
+impl Tx<'_> {
+    fn t(&self, i: usize) -> &TransactionalTree {
+        &self.0[i]
+    }
+
+    pub fn record(&self, id: Uuid) -> TxResult<Option<Record>> {
+        match self.t(RECORDS).get(id.as_bytes())? {
+            Some(v) => Ok(Some(decode("record", &v).or_else(abort)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn activity(&self, id: Uuid) -> TxResult<Option<Activity>> {
+        match self.t(ACTIVITIES).get(id.as_bytes())? {
+            Some(v) => Ok(Some(decode("activity", &v).or_else(abort)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn exists(&self, r: RecordRef) -> TxResult<bool> {
+        if r.kind.is_activity() {
+            Ok(self.activity(r.id)?.is_some_and(|a| a.kind() == r.kind))
+        } else {
+            Ok(self.record(r.id)?.is_some_and(|x| x.kind() == r.kind))
+        }
+    }
+
+    pub fn refcount(&self, id: Uuid) -> TxResult<u64> {
+        Ok(self
+            .t(REFCOUNT)
+            .get(id.as_bytes())?
+            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
+            .unwrap_or(0))
+    }
+
+    fn adjust_ref(&self, id: Uuid, add: bool) -> TxResult<()> {
+        let n = self.refcount(id)?;
+        let n = if add { n + 1 } else { n.saturating_sub(1) };
+        if n == 0 {
+            self.t(REFCOUNT).remove(id.as_bytes())?;
+        } else {
+            self.t(REFCOUNT).insert(id.as_bytes(), &n.to_be_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn check_links(&self, what: &str, links: &[RecordRef]) -> TxResult<()> {
+        for l in links {
+            if !self.exists(*l)? {
+                return abort(StoreError::MissingLink {
+                    what: what.to_string(),
+                    kind: l.kind,
+                    id: l.id,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn postings(&self, doc: &Document, kind: Kind, id: Uuid, add: bool) -> TxResult<()> {
+        for (token, w) in &doc.0 {
+            let k = text_key(token, id);
+            if add {
+                self.t(TEXT).insert(k, &[kind.code(), *w])?;
+            } else {
+                self.t(TEXT).remove(k)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn index_record(&self, r: &Record, add: bool) -> TxResult<()> {
+        let id = r.id();
+        for e in r.emails() {
+            let k = email_key(e.key(), id);
+            if add {
+                self.t(EMAILS).insert(k, &[r.kind().code()])?;
+            } else {
+                self.t(EMAILS).remove(k)?;
+            }
+        }
+        if let Record::User(u) = r {
+            for login in &u.logins {
+                if add {
+                    if let Some(other) = self
+                        .t(LOGINS)
+                        .insert(login.key().as_bytes(), id.as_bytes())?
+                    {
+                        if other.as_ref() != id.as_bytes() {
+                            let other = Uuid::from_slice(&other).unwrap_or_default();
+                            return abort(StoreError::Duplicate(format!(
+                                "login {login} already belongs to user {other}"
+                            )));
+                        }
+                    }
+                } else {
+                    self.t(LOGINS).remove(login.key().as_bytes())?;
+                }
+            }
+        }
+        if let Record::Invoice(i) = r {
+            let k = format!("invoice:{}", i.number.trim().to_lowercase());
+            if add {
+                if let Some(other) = self.t(UNIQUE).insert(k.as_bytes(), id.as_bytes())? {
+                    if other.as_ref() != id.as_bytes() {
+                        return abort(StoreError::Duplicate(format!(
+                            "invoice number {} is already used",
+                            i.number
+                        )));
+                    }
+                }
+            } else {
+                self.t(UNIQUE).remove(k.as_bytes())?;
+            }
+        }
+        self.postings(&Document::of_record(r), r.kind(), id, add)?;
+        for l in r.links() {
+            self.adjust_ref(l.id, add)?;
+        }
+        Ok(())
+    }
+
+    /// Create or replace a record with its index entries. `keep_stamps` keeps the
+    /// record's own stamps (import); otherwise they are set now.
+    pub fn write_record(
+        &self,
+        r: &Record,
+        keep_stamps: bool,
+        check_links: bool,
+    ) -> TxResult<(Record, Outcome)> {
+        let mut r = r.clone();
+        let old = self.record(r.id())?;
+        if let Some(o) = &old {
+            if o.kind() != r.kind() {
+                return abort(StoreError::invalid(
+                    r.kind().as_str(),
+                    format!("id {} already belongs to a {}", r.id(), o.kind()),
+                ));
+            }
+        } else if self.t(ACTIVITIES).get(r.id().as_bytes())?.is_some() {
+            return abort(StoreError::invalid(
+                r.kind().as_str(),
+                format!("id {} already belongs to an activity", r.id()),
+            ));
+        }
+        if !keep_stamps {
+            let now = Utc::now();
+            let created = old.as_ref().map(|o| o.stamps().created).unwrap_or(now);
+            *r.stamps_mut() = super::model::Stamps {
+                created,
+                modified: now,
+            };
+        }
+        let outcome = match &old {
+            None => Outcome::Created,
+            Some(o) if *o == r => return Ok((r, Outcome::Unchanged)),
+            Some(_) => Outcome::Updated,
+        };
+        if let Some(o) = &old {
+            self.index_record(o, false)?;
+        }
+        self.index_record(&r, true)?;
+        if check_links {
+            self.check_record_links(&r)?;
+        }
+        self.t(RECORDS).insert(r.id().as_bytes(), json(&r))?;
+        Ok((r, outcome))
+    }
+
+    pub fn check_record_links(&self, r: &Record) -> TxResult<()> {
+        self.check_links(&format!("{} {}", r.kind(), r.id()), &r.links())
+    }
+
+    pub fn delete_record(&self, id: Uuid) -> TxResult<()> {
+        let Some(old) = self.record(id)? else {
+            return abort(StoreError::NotFound { kind: None, id });
+        };
+        let count = self.refcount(id)?;
+        if count > 0 {
+            return abort(StoreError::InUse {
+                kind: old.kind(),
+                id,
+                count,
+            });
+        }
+        self.index_record(&old, false)?;
+        self.t(RECORDS).remove(id.as_bytes())?;
+        Ok(())
+    }
+
+    fn activity_links(a: &Activity) -> Vec<RecordRef> {
+        let mut links = a.timeline_records();
+        if let ActivityDetails::Email(e) = &a.details {
+            links.extend(e.correlated_with.map(|c| RecordRef::new(Kind::Email, c)));
+        }
+        links.sort();
+        links.dedup();
+        links
+    }
+
+    pub(crate) fn index_activity(&self, a: &Activity, add: bool) -> TxResult<()> {
+        let id = a.id.uuid();
+        if let Some(m) = a.message_id() {
+            if add {
+                if let Some(other) = self
+                    .t(MSGIDS)
+                    .insert(m.as_str().as_bytes(), id.as_bytes())?
+                {
+                    if other.as_ref() != id.as_bytes() {
+                        let other = Uuid::from_slice(&other).unwrap_or_default();
+                        return abort(StoreError::Duplicate(format!(
+                            "Message-ID {m} already belongs to activity {other}"
+                        )));
+                    }
+                }
+            } else {
+                self.t(MSGIDS).remove(m.as_str().as_bytes())?;
+            }
+        }
+        self.postings(&Document::of_activity(a), a.kind(), id, add)?;
+        let when = a.when();
+        for r in a.timeline_records() {
+            let k = timeline_key(r.id, when, id);
+            if add {
+                self.t(TIMELINE).insert(k, &[])?;
+            } else {
+                self.t(TIMELINE).remove(k)?;
+            }
+        }
+        for l in Self::activity_links(a) {
+            self.adjust_ref(l.id, add)?;
+        }
+        Ok(())
+    }
+
+    pub fn write_activity(
+        &self,
+        a: &Activity,
+        keep_stamps: bool,
+        check_links: bool,
+    ) -> TxResult<(Activity, Outcome)> {
+        let mut a = a.clone();
+        let id = a.id.uuid();
+        let old = self.activity(id)?;
+        if old.is_none() && self.t(RECORDS).get(id.as_bytes())?.is_some() {
+            return abort(StoreError::invalid(
+                a.kind().as_str(),
+                format!("id {id} already belongs to a record"),
+            ));
+        }
+        if !keep_stamps {
+            let now = Utc::now();
+            a.stamps.created = old.as_ref().map(|o| o.stamps.created).unwrap_or(now);
+            a.stamps.modified = now;
+        }
+        let outcome = match &old {
+            None => Outcome::Created,
+            Some(o) if *o == a => return Ok((a, Outcome::Unchanged)),
+            Some(_) => Outcome::Updated,
+        };
+        if let Some(o) = &old {
+            self.index_activity(o, false)?;
+        }
+        self.index_activity(&a, true)?;
+        if check_links {
+            self.check_activity_links(&a)?;
+        }
+        self.t(ACTIVITIES).insert(id.as_bytes(), json(&a))?;
+        Ok((a, outcome))
+    }
+
+    pub fn check_activity_links(&self, a: &Activity) -> TxResult<()> {
+        let what = format!("{} {}", a.kind(), a.id);
+        if let Some(r) = a.regarding {
+            if !self.exists(r)? {
+                return abort(StoreError::MissingLink {
+                    what: format!("the regarding of {what}"),
+                    kind: r.kind,
+                    id: r.id,
+                });
+            }
+        }
+        self.check_links(&what, &Self::activity_links(a))
+    }
+
+    pub fn delete_activity(&self, id: Uuid) -> TxResult<()> {
+        let Some(old) = self.activity(id)? else {
+            return abort(StoreError::NotFound { kind: None, id });
+        };
+        let count = self.refcount(id)?;
+        if count > 0 {
+            return abort(StoreError::InUse {
+                kind: old.kind(),
+                id,
+                count,
+            });
+        }
+        self.index_activity(&old, false)?;
+        self.t(ACTIVITIES).remove(id.as_bytes())?;
+        Ok(())
+    }
+
+    pub fn tracking(&self, owner: Uuid, msgid: &str) -> TxResult<Option<TrackingRecord>> {
+        match self.t(TRACKING).get(tracking_key(owner, msgid))? {
+            Some(v) => Ok(Some(decode("tracking", &v).or_else(abort)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn tracking_links(t: &TrackingRecord) -> Vec<RecordRef> {
+        let mut l = vec![
+            RecordRef::new(Kind::User, t.owner),
+            RecordRef::new(Kind::User, t.requested_by),
+        ];
+        if let Some(r) = t.regarding {
+            l.push(r);
+        }
+        l.sort();
+        l.dedup();
+        l
+    }
+
+    pub(crate) fn index_tracking(&self, t: &TrackingRecord, add: bool) -> TxResult<()> {
+        let links = Self::tracking_links(t);
+        for l in &links {
+            self.adjust_ref(l.id, add)?;
+        }
+        if let Some(a) = t.activity {
+            self.adjust_ref(a.uuid(), add)?;
+        }
+        if add {
+            self.t(TRACK_MSG).insert(track_msg_key(t), &[])?;
+        } else {
+            self.t(TRACK_MSG).remove(track_msg_key(t))?;
+        }
+        if t.status == TrackStatus::Pending {
+            if add {
+                self.t(PENDING).insert(pending_key(t), &[])?;
+            } else {
+                self.t(PENDING).remove(pending_key(t))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn write_tracking(&self, t: &TrackingRecord, check_links: bool) -> TxResult<Outcome> {
+        let key = tracking_key(t.owner.uuid(), t.message_id.as_str());
+        let old = self.tracking(t.owner.uuid(), t.message_id.as_str())?;
+        let outcome = match &old {
+            None => Outcome::Created,
+            Some(o) if o == t => return Ok(Outcome::Unchanged),
+            Some(_) => Outcome::Updated,
+        };
+        if let Some(o) = &old {
+            self.index_tracking(o, false)?;
+        }
+        self.index_tracking(t, true)?;
+        if check_links {
+            self.check_tracking(t)?;
+        }
+        self.t(TRACKING).insert(key, json(t))?;
+        Ok(outcome)
+    }
+
+    pub fn check_tracking(&self, t: &TrackingRecord) -> TxResult<()> {
+        let what = format!("tracking of {} in the mailbox of {}", t.message_id, t.owner);
+        let Some(Record::User(owner)) = self.record(t.owner.uuid())? else {
+            return abort(StoreError::MissingLink {
+                what,
+                kind: Kind::User,
+                id: t.owner.uuid(),
+            });
+        };
+        if t.requested_by != t.owner && !owner.delegates.contains(&t.requested_by) {
+            return abort(StoreError::invalid(
+                "tracking record",
+                format!(
+                    "user {} is neither the owner of mailbox {} nor one of its delegates",
+                    t.requested_by, owner.full_name
+                ),
+            ));
+        }
+        self.check_links(&what, &Self::tracking_links(t))?;
+        if let Some(aid) = t.activity {
+            let Some(a) = self.activity(aid.uuid())? else {
+                return abort(StoreError::MissingLink {
+                    what,
+                    kind: Kind::Email,
+                    id: aid.uuid(),
+                });
+            };
+            if let Some(m) = a.message_id() {
+                if *m != t.message_id {
+                    return abort(StoreError::invalid(
+                        "tracking record",
+                        format!("activity {aid} is for Message-ID {m}, not {}", t.message_id),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn delete_tracking(&self, owner: Uuid, msgid: &str) -> TxResult<bool> {
+        let Some(old) = self.tracking(owner, msgid)? else {
+            return Ok(false);
+        };
+        self.index_tracking(&old, false)?;
+        self.t(TRACKING).remove(tracking_key(owner, msgid))?;
+        Ok(true)
+    }
+
+    pub fn put_meta<T: serde::Serialize>(&self, key: &str, v: &T) -> TxResult<()> {
+        self.t(META).insert(key.as_bytes(), json(v))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,570 @@
+//! [`SledStore`]: the embedded implementation of [`CrmStore`]. Each logical change
+//! is one multi-tree sled transaction over the row and its index entries, and the
+//! database is flushed before the call returns.
+
+use sled::transaction::Transactional;
+use sled::Tree;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use uuid::Uuid;
+
+use super::activity::{Activity, ActivityId, TrackingRecord};
+use super::address::{EmailAddress, MessageId};
+use super::blobs::{BlobRef, BlobStore};
+use super::error::StoreError;
+use super::export::ExportBundle;
+use super::migrate;
+use super::model::{Kind, Privilege, Record, RecordRef, SystemUser, UserId};
+use super::settings::OrgSettings;
+use super::sled_index::{self as ix, decode, Outcome, Tx};
+use super::text;
+use super::validate;
+use super::{CrmStore, ImportSummary, Result, SearchHit, SearchQuery};
+
+/// Most postings read for one query word (a one-letter prefix on a huge CRM).
+const MAX_POSTINGS_PER_WORD: usize = 100_000;
+/// How long `open` waits for a lock that another process is releasing.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+/// Records per transaction in a bulk write.
+const BULK_CHUNK: usize = 2_000;
+
+pub struct SledStore {
+    db: sled::Db,
+    trees: Vec<Tree>,
+    blobs: BlobStore,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore").field("dir", &self.dir).finish()
+    }
+}
+
+impl SledStore {
+    /// Open (creating if needed) the store in `dir`, migrating an older layout.
+    /// A store held open by another process gives [`StoreError::Locked`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))?;
+        let db_path = dir.join("db");
+        // A process that just closed the store may hold sled's lock for a moment
+        // (its flusher thread winds down), so a busy lock is retried briefly.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match sled::Config::new().path(&db_path).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::Locked {
+                            path: dir.display().to_string(),
+                            detail: "its database lock is held".into(),
+                        });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                Err(other) => return Err(StoreError::Db(other)),
+            }
+        };
+        let trees = ix::TREES
+            .iter()
+            .map(|n| db.open_tree(n))
+            .collect::<sled::Result<Vec<_>>>()?;
+        let blobs = BlobStore::open(dir.join("blobs"))?;
+        let store = SledStore {
+            db,
+            trees,
+            blobs,
+            dir,
+        };
+        migrate::bring_up_to_date(&store)?;
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+    pub(crate) fn tree(&self, i: usize) -> &Tree {
+        &self.trees[i]
+    }
+
+    /// Run one atomic change and make it durable.
+    pub(crate) fn write<A>(&self, f: impl Fn(&Tx) -> ix::TxResult<A>) -> Result<A> {
+        let out = self.trees.as_slice().transaction(|t| f(&Tx(t)))?;
+        self.db.flush()?;
+        Ok(out)
+    }
+
+    /// Bytes on disk of the database and blobs (for benchmarks and `doctor`).
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()? + dir_size(&self.dir.join("blobs")))
+    }
+
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: usize,
+        what: &str,
+        key: &[u8],
+    ) -> Result<Option<T>> {
+        match self.trees[tree].get(key)? {
+            Some(v) => Ok(Some(decode(what, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn user(&self, id: UserId) -> Result<SystemUser> {
+        match self.record(id.uuid())? {
+            Some(Record::User(u)) => Ok(u),
+            _ => Err(StoreError::NotFound {
+                kind: Some(Kind::User),
+                id: id.uuid(),
+            }),
+        }
+    }
+
+    /// Postings of one query word: id → (kind, best score).
+    fn postings(&self, word: &str, kinds: &[Kind]) -> Result<HashMap<Uuid, (Kind, u32)>> {
+        let mut out: HashMap<Uuid, (Kind, u32)> = HashMap::new();
+        for item in self.trees[ix::TEXT]
+            .scan_prefix(word.as_bytes())
+            .take(MAX_POSTINGS_PER_WORD)
+        {
+            let (k, v) = item?;
+            if k.len() < 17 || v.len() != 2 {
+                return Err(StoreError::Corrupt(
+                    "a search index entry is malformed".into(),
+                ));
+            }
+            let Some(kind) = Kind::from_code(v[0]) else {
+                continue;
+            };
+            if !kinds.is_empty() && !kinds.contains(&kind) {
+                continue;
+            }
+            let token_len = k.len() - 17;
+            let exact = token_len == word.len();
+            // Exact words beat prefixes; shorter completions beat longer ones.
+            let score = v[1] as u32 * if exact { 4 } else { 2 } + u32::from(exact) * 2;
+            let id = Uuid::from_slice(&k[k.len() - 16..])
+                .map_err(|_| StoreError::Corrupt("bad id in search index".into()))?;
+            let e = out.entry(id).or_insert((kind, 0));
+            e.1 = e.1.max(score);
+        }
+        Ok(out)
+    }
+
+    fn title_of(&self, kind: Kind, id: Uuid) -> Result<String> {
+        if kind.is_activity() {
+            Ok(self
+                .activity(ActivityId::from_uuid(id))?
+                .map(|a| a.subject)
+                .unwrap_or_default())
+        } else {
+            Ok(self.record(id)?.map(|r| r.title()).unwrap_or_default())
+        }
+    }
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+impl CrmStore for SledStore {
+    fn record(&self, id: Uuid) -> Result<Option<Record>> {
+        self.get_json(ix::RECORDS, "record", id.as_bytes())
+    }
+
+    fn put_record(&self, mut record: Record) -> Result<Record> {
+        validate::record(&mut record)?;
+        self.write(|tx| tx.write_record(&record, false, true).map(|(r, _)| r))
+    }
+
+    fn delete_record(&self, id: Uuid) -> Result<()> {
+        self.write(|tx| tx.delete_record(id))
+    }
+
+    fn records(&self, kind: Option<Kind>) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        for item in self.trees[ix::RECORDS].iter() {
+            let (_, v) = item?;
+            let r: Record = decode("record", &v)?;
+            if kind.is_none_or(|k| k == r.kind()) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    fn is_empty(&self) -> Result<bool> {
+        Ok(self.trees[ix::RECORDS].is_empty() && self.trees[ix::ACTIVITIES].is_empty())
+    }
+
+    fn activity(&self, id: ActivityId) -> Result<Option<Activity>> {
+        self.get_json(ix::ACTIVITIES, "activity", id.uuid().as_bytes())
+    }
+
+    fn put_activity(&self, activity: Activity) -> Result<Activity> {
+        validate::activity(&activity)?;
+        self.write(|tx| tx.write_activity(&activity, false, true).map(|(a, _)| a))
+    }
+
+    fn delete_activity(&self, id: ActivityId) -> Result<()> {
+        self.write(|tx| tx.delete_activity(id.uuid()))
+    }
+
+    fn activity_by_message_id(&self, message_id: &MessageId) -> Result<Option<Activity>> {
+        match self.trees[ix::MSGIDS].get(message_id.as_str().as_bytes())? {
+            Some(id) => {
+                let id = Uuid::from_slice(&id)
+                    .map_err(|_| StoreError::Corrupt("bad id in Message-ID index".into()))?;
+                self.activity(ActivityId::from_uuid(id))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn activities_of(&self, record: Uuid, limit: usize) -> Result<Vec<Activity>> {
+        let mut out = Vec::new();
+        for item in self.trees[ix::TIMELINE]
+            .scan_prefix(record.as_bytes())
+            .take(limit)
+        {
+            let (k, _) = item?;
+            let id = Uuid::from_slice(&k[k.len() - 16..])
+                .map_err(|_| StoreError::Corrupt("bad timeline key".into()))?;
+            out.extend(self.activity(ActivityId::from_uuid(id))?);
+        }
+        Ok(out)
+    }
+
+    fn tracking(&self, owner: UserId, message_id: &MessageId) -> Result<Option<TrackingRecord>> {
+        self.get_json(
+            ix::TRACKING,
+            "tracking",
+            &ix::tracking_key(owner.uuid(), message_id.as_str()),
+        )
+    }
+
+    fn put_tracking(&self, record: TrackingRecord) -> Result<TrackingRecord> {
+        validate::tracking(&record)?;
+        self.write(|tx| tx.write_tracking(&record, true))?;
+        Ok(record)
+    }
+
+    fn delete_tracking(&self, owner: UserId, message_id: &MessageId) -> Result<bool> {
+        self.write(|tx| tx.delete_tracking(owner.uuid(), message_id.as_str()))
+    }
+
+    fn pending_tracking(&self, limit: usize) -> Result<Vec<TrackingRecord>> {
+        let mut out = Vec::new();
+        for item in self.trees[ix::PENDING].iter().take(limit) {
+            let (k, _) = item?;
+            let owner = Uuid::from_slice(&k[8..24])
+                .map_err(|_| StoreError::Corrupt("bad pending key".into()))?;
+            let msgid = std::str::from_utf8(&k[24..])
+                .map_err(|_| StoreError::Corrupt("bad pending key".into()))?;
+            out.extend(self.get_json::<TrackingRecord>(
+                ix::TRACKING,
+                "tracking",
+                &ix::tracking_key(owner, msgid),
+            )?);
+        }
+        Ok(out)
+    }
+
+    fn tracking_of_message(&self, message_id: &MessageId) -> Result<Vec<TrackingRecord>> {
+        let mut prefix = message_id.as_str().as_bytes().to_vec();
+        prefix.push(0);
+        let mut out = Vec::new();
+        for item in self.trees[ix::TRACK_MSG].scan_prefix(&prefix) {
+            let (k, _) = item?;
+            let owner = Uuid::from_slice(&k[prefix.len()..])
+                .map_err(|_| StoreError::Corrupt("bad tracking index key".into()))?;
+            out.extend(self.get_json::<TrackingRecord>(
+                ix::TRACKING,
+                "tracking",
+                &ix::tracking_key(owner, message_id.as_str()),
+            )?);
+        }
+        Ok(out)
+    }
+
+    fn resolve_address(&self, address: &EmailAddress) -> Result<Vec<RecordRef>> {
+        let mut prefix = address.key().as_bytes().to_vec();
+        prefix.push(0);
+        let mut out = Vec::new();
+        for item in self.trees[ix::EMAILS].scan_prefix(&prefix) {
+            let (k, v) = item?;
+            let id = Uuid::from_slice(&k[prefix.len()..])
+                .map_err(|_| StoreError::Corrupt("bad e-mail index key".into()))?;
+            if let Some(kind) = v.first().and_then(|c| Kind::from_code(*c)) {
+                out.push(RecordRef { kind, id });
+            }
+        }
+        let rank = |k: Kind| match k {
+            Kind::User => 0,
+            Kind::Contact => 1,
+            Kind::Account => 2,
+            Kind::Lead => 3,
+            _ => 4,
+        };
+        out.sort_by_key(|r| (rank(r.kind), r.id));
+        Ok(out)
+    }
+
+    fn user_by_login(&self, login: &EmailAddress) -> Result<Option<SystemUser>> {
+        match self.trees[ix::LOGINS].get(login.key().as_bytes())? {
+            Some(id) => {
+                let id = Uuid::from_slice(&id)
+                    .map_err(|_| StoreError::Corrupt("bad login index".into()))?;
+                Ok(self.user(UserId::from_uuid(id)).ok())
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>> {
+        let mut words = text::tokens(&query.text);
+        words.sort();
+        words.dedup();
+        // Drop words that are prefixes of other words: "jo john" means "john".
+        let all = words.clone();
+        words.retain(|w| !all.iter().any(|o| o != w && o.starts_with(w.as_str())));
+        // Longest (most selective) first, so later words only filter.
+        words.sort_by_key(|w| std::cmp::Reverse(w.len()));
+        let Some((first, rest)) = words.split_first() else {
+            return Ok(Vec::new());
+        };
+        let mut acc = self.postings(first, &query.kinds)?;
+        for w in rest {
+            if acc.is_empty() {
+                break;
+            }
+            let next = self.postings(w, &query.kinds)?;
+            acc.retain(|id, (_, s)| match next.get(id) {
+                Some((_, s2)) => {
+                    *s += s2;
+                    true
+                }
+                None => false,
+            });
+        }
+        let mut ranked: Vec<(Uuid, Kind, u32)> =
+            acc.into_iter().map(|(id, (k, s))| (id, k, s)).collect();
+        ranked.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+        let limit = if query.limit == 0 { 20 } else { query.limit };
+        ranked.truncate(limit);
+        let mut hits = Vec::with_capacity(ranked.len());
+        for (id, kind, score) in ranked {
+            hits.push(SearchHit {
+                kind,
+                id,
+                title: self.title_of(kind, id)?,
+                score,
+            });
+        }
+        // Equal scores: alphabetical, as a list would show them.
+        hits.sort_by(|a, b| {
+            b.score
+                .cmp(&a.score)
+                .then_with(|| text::fold(&a.title).cmp(&text::fold(&b.title)))
+        });
+        Ok(hits)
+    }
+
+    fn users(&self) -> Result<Vec<SystemUser>> {
+        Ok(self
+            .records(Some(Kind::User))?
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::User(u) => Some(u),
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn set_privilege(&self, user: UserId, privilege: Privilege, on: bool) -> Result<SystemUser> {
+        self.write(|tx| {
+            let Some(Record::User(mut u)) = tx.record(user.uuid())? else {
+                return ix::abort(StoreError::NotFound {
+                    kind: Some(Kind::User),
+                    id: user.uuid(),
+                });
+            };
+            if on {
+                u.privileges.insert(privilege);
+            } else {
+                u.privileges.remove(&privilege);
+            }
+            let (r, _) = tx.write_record(&Record::User(u), false, true)?;
+            match r {
+                Record::User(u) => Ok(u),
+                _ => unreachable!("a user stays a user"),
+            }
+        })
+    }
+
+    fn set_delegate(&self, owner: UserId, delegate: UserId, on: bool) -> Result<SystemUser> {
+        if owner == delegate {
+            return Err(StoreError::invalid(
+                "delegate",
+                "a user cannot be their own delegate",
+            ));
+        }
+        self.write(|tx| {
+            let Some(Record::User(mut u)) = tx.record(owner.uuid())? else {
+                return ix::abort(StoreError::NotFound {
+                    kind: Some(Kind::User),
+                    id: owner.uuid(),
+                });
+            };
+            if on {
+                u.delegates.insert(delegate);
+            } else {
+                u.delegates.remove(&delegate);
+            }
+            let (r, _) = tx.write_record(&Record::User(u), false, true)?;
+            match r {
+                Record::User(u) => Ok(u),
+                _ => unreachable!("a user stays a user"),
+            }
+        })
+    }
+
+    fn settings(&self) -> Result<OrgSettings> {
+        Ok(self
+            .get_json(ix::META, "settings", b"settings")?
+            .unwrap_or_default())
+    }
+
+    fn put_settings(&self, settings: OrgSettings) -> Result<()> {
+        if settings.sync_interval_minutes == 0 {
+            return Err(StoreError::invalid(
+                "settings",
+                "the sync interval must be at least one minute",
+            ));
+        }
+        for d in &settings.org_domains {
+            idna::domain_to_ascii(d)
+                .ok()
+                .filter(|a| a.contains('.') || !a.is_empty())
+                .ok_or_else(|| {
+                    StoreError::invalid("settings", format!("{d:?} is not a domain name"))
+                })?;
+        }
+        self.write(|tx| tx.put_meta("settings", &settings))
+    }
+
+    fn put_blob(&self, bytes: &[u8]) -> Result<BlobRef> {
+        Ok(self.blobs.put(bytes)?)
+    }
+
+    fn blob(&self, blob: &BlobRef) -> Result<Vec<u8>> {
+        Ok(self.blobs.get(blob)?)
+    }
+
+    fn export(&self) -> Result<ExportBundle> {
+        super::export::collect(self)
+    }
+
+    fn import_bundle(&self, bundle: &ExportBundle) -> Result<ImportSummary> {
+        let mut records = bundle.records.clone();
+        for r in &mut records {
+            validate::record(r)?;
+        }
+        for a in &bundle.activities {
+            validate::activity(a)?;
+        }
+        for t in &bundle.tracking {
+            validate::tracking(t)?;
+        }
+        // Files first: a record never points to a blob that is not on disk.
+        for (sha, data) in &bundle.blobs {
+            let r = self.put_blob(data)?;
+            if &r.sha256 != sha {
+                return Err(StoreError::invalid(
+                    "export file",
+                    format!("file {sha} does not match its content"),
+                ));
+            }
+        }
+        for b in records
+            .iter()
+            .flat_map(|r| r.blobs())
+            .chain(bundle.activities.iter().flat_map(|a| a.blobs()))
+        {
+            if !self.blobs.contains(b) {
+                return Err(StoreError::invalid(
+                    "export file",
+                    format!("file {} is referred to but not included", b.sha256),
+                ));
+            }
+        }
+        let settings = bundle.settings.clone();
+        self.write(|tx| {
+            let mut s = ImportSummary::default();
+            let mut count = |o: Outcome| match o {
+                Outcome::Created => s.created += 1,
+                Outcome::Updated => s.updated += 1,
+                Outcome::Unchanged => s.unchanged += 1,
+            };
+            // Write everything, then check links, so rows may refer to each other
+            // in any order (an account's primary contact and the contact's account).
+            for r in &records {
+                count(tx.write_record(r, true, false)?.1);
+            }
+            for a in &bundle.activities {
+                count(tx.write_activity(a, true, false)?.1);
+            }
+            for t in &bundle.tracking {
+                count(tx.write_tracking(t, false)?);
+            }
+            for r in &records {
+                tx.check_record_links(r)?;
+            }
+            for a in &bundle.activities {
+                tx.check_activity_links(a)?;
+            }
+            for t in &bundle.tracking {
+                tx.check_tracking(t)?;
+            }
+            tx.put_meta("settings", &settings)?;
+            Ok(s)
+        })
+    }
+
+    fn put_records_bulk(
+        &self,
+        mut records: Vec<Record>,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<()> {
+        for r in &mut records {
+            validate::record(r)?;
+        }
+        let mut done = 0;
+        for chunk in records.chunks(BULK_CHUNK) {
+            self.write(|tx| {
+                for r in chunk {
+                    tx.write_record(r, true, true)?;
+                }
+                Ok(())
+            })?;
+            done += chunk.len();
+            progress(done);
+        }
+        Ok(())
+    }
+}

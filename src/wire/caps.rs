@@ -1,0 +1,130 @@
+//! Capability filtering on the wire: wherever the server lists capabilities
+//! (greeting `[CAPABILITY …]`, `* CAPABILITY …`, tagged/untagged OK `[CAPABILITY …]`)
+//! the proxy removes what cannot cross it and sets STARTTLS/LOGINDISABLED for
+//! the client's side of the connection. Everything else stays, in order.
+
+/// The client side's TLS situation, which decides STARTTLS and LOGINDISABLED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapabilityPolicy {
+    /// Offer STARTTLS (client on a plain connection to a listener that can upgrade).
+    pub offer_starttls: bool,
+    /// Announce LOGINDISABLED (client on plain text where login is not allowed).
+    pub login_disabled: bool,
+}
+
+/// Whether a capability atom must never reach the client.
+fn always_removed(cap: &[u8]) -> bool {
+    let upper = cap.to_ascii_uppercase();
+    upper.starts_with(b"COMPRESS=")
+        || (upper.starts_with(b"AUTH=") && upper.ends_with(b"-PLUS"))
+        || upper == b"STARTTLS"
+        || upper == b"LOGINDISABLED"
+}
+
+/// Filter the capability list in `line`, if it holds one. `None`: unchanged
+/// (forward the original bytes).
+pub fn filter_capabilities(line: &[u8], policy: CapabilityPolicy) -> Option<Vec<u8>> {
+    let (start, end) = capability_span(line)?;
+    let list = &line[start..end];
+    let mut out_caps: Vec<&[u8]> = list
+        .split(|&b| b == b' ')
+        .filter(|c| !c.is_empty() && !always_removed(c))
+        .collect();
+    if policy.offer_starttls {
+        out_caps.push(b"STARTTLS");
+    }
+    if policy.login_disabled {
+        out_caps.push(b"LOGINDISABLED");
+    }
+    let joined = out_caps.join(&b' ');
+    if joined == list {
+        return None;
+    }
+    let mut out = Vec::with_capacity(line.len() + 24);
+    out.extend_from_slice(&line[..start]);
+    out.extend_from_slice(&joined);
+    out.extend_from_slice(&line[end..]);
+    Some(out)
+}
+
+/// Byte range of the capability atoms in `line` (after `CAPABILITY `), if any.
+fn capability_span(line: &[u8]) -> Option<(usize, usize)> {
+    let body_end = line.len()
+        - if line.ends_with(b"\r\n") {
+            2
+        } else if line.ends_with(b"\n") {
+            1
+        } else {
+            0
+        };
+    let tag_end = memchr::memchr(b' ', line)?;
+    let rest = &line[tag_end + 1..body_end];
+    if starts_with_ci(rest, b"CAPABILITY ") && &line[..tag_end] == b"*" {
+        let start = tag_end + 1 + b"CAPABILITY ".len();
+        return Some((start, body_end));
+    }
+    for status in [&b"OK ["[..], b"PREAUTH [", b"BYE ["] {
+        if starts_with_ci(rest, status) && starts_with_ci(&rest[status.len()..], b"CAPABILITY ") {
+            let start = tag_end + 1 + status.len() + b"CAPABILITY ".len();
+            let close = memchr::memchr(b']', &line[start..body_end])?;
+            return Some((start, start + close));
+        }
+    }
+    None
+}
+
+fn starts_with_ci(s: &[u8], prefix: &[u8]) -> bool {
+    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLAIN: CapabilityPolicy = CapabilityPolicy {
+        offer_starttls: true,
+        login_disabled: false,
+    };
+    const TLS: CapabilityPolicy = CapabilityPolicy {
+        offer_starttls: false,
+        login_disabled: false,
+    };
+
+    fn f(line: &str, p: CapabilityPolicy) -> String {
+        String::from_utf8(filter_capabilities(line.as_bytes(), p).unwrap_or(line.into())).unwrap()
+    }
+
+    #[test]
+    fn greeting_untagged_and_tagged() {
+        assert_eq!(
+            f("* OK [CAPABILITY IMAP4rev1 SASL-IR STARTTLS AUTH=PLAIN AUTH=SCRAM-SHA-256-PLUS COMPRESS=DEFLATE ID] ready\r\n", TLS),
+            "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN ID] ready\r\n"
+        );
+        assert_eq!(
+            f(
+                "* CAPABILITY IMAP4rev1 compress=deflate IDLE X-UNKNOWN\r\n",
+                PLAIN
+            ),
+            "* CAPABILITY IMAP4rev1 IDLE X-UNKNOWN STARTTLS\r\n"
+        );
+        assert_eq!(
+            f(
+                "a1 OK [CAPABILITY IMAP4rev1 LOGINDISABLED IDLE] Logged in\r\n",
+                CapabilityPolicy {
+                    offer_starttls: true,
+                    login_disabled: true
+                }
+            ),
+            "a1 OK [CAPABILITY IMAP4rev1 IDLE STARTTLS LOGINDISABLED] Logged in\r\n"
+        );
+    }
+
+    #[test]
+    fn unchanged_lines_are_not_rewritten() {
+        assert!(filter_capabilities(b"* CAPABILITY IMAP4rev1 IDLE\r\n", TLS).is_none());
+        assert!(filter_capabilities(b"* OK [UIDVALIDITY 3] x\r\n", TLS).is_none());
+        assert!(filter_capabilities(b"* 1 FETCH (FLAGS ())\r\n", TLS).is_none());
+        assert!(filter_capabilities(b"a OK CAPABILITY completed\r\n", TLS).is_none());
+        assert!(filter_capabilities(b"* CAPABILITY IMAP4rev1 STARTTLS\r\n", PLAIN).is_none());
+    }
+}

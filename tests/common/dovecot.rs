@@ -1,0 +1,374 @@
+//! A private Dovecot (Debian's dovecot-imapd 2.3) for one test binary: its own
+//! config, base_dir, state, log, Maildirs and TLS certificate in a temp dir, an IMAP
+//! listener (STARTTLS offered) and an IMAPS listener on free loopback ports.
+//!
+//! Any user name logs in with [`PASSWORD`]; each test uses its own user name, so its
+//! mailbox starts empty with INBOX, Drafts, Sent and Trash (SPECIAL-USE).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The one password the private Dovecot accepts, for every user name.
+pub const PASSWORD: &str = "dv-Secret-9f3kQ2";
+
+/// Where the Dovecot binary is (Debian puts it in /usr/sbin, often not on PATH).
+fn dovecot_bin() -> PathBuf {
+    let sbin = PathBuf::from("/usr/sbin/dovecot");
+    if sbin.exists() {
+        sbin
+    } else {
+        PathBuf::from("dovecot")
+    }
+}
+
+fn doveadm_bin() -> PathBuf {
+    let bin = PathBuf::from("/usr/bin/doveadm");
+    if bin.exists() {
+        bin
+    } else {
+        PathBuf::from("doveadm")
+    }
+}
+
+/// A running private Dovecot.
+pub struct Dovecot {
+    /// Temp dir holding everything of this instance; removed at exit unless
+    /// CRMPROXY_KEEP_DOVECOT is set (to read a failing test's dovecot.log).
+    pub dir: PathBuf,
+    pub imap_port: u16,
+    pub imaps_port: u16,
+    /// The CA that signed Dovecot's certificate (for `--upstream-ca`).
+    pub ca_file: PathBuf,
+    pub conf: PathBuf,
+    pub pid: u32,
+}
+
+static DOVECOT: OnceLock<Dovecot> = OnceLock::new();
+
+/// The private Dovecot of this test binary, started on first use.
+pub fn dovecot() -> &'static Dovecot {
+    DOVECOT.get_or_init(|| {
+        let d = Dovecot::start().unwrap_or_else(|e| panic!("{e}"));
+        // SAFETY: registering a plain extern "C" function.
+        unsafe {
+            libc::atexit(stop_at_exit);
+        }
+        d
+    })
+}
+
+/// Stop Dovecot and remove its directory when the test binary exits (the death
+/// signal alone would stop it, but leave its Maildirs behind).
+extern "C" fn stop_at_exit() {
+    if let Some(d) = DOVECOT.get() {
+        // SAFETY: signalling the child we started.
+        unsafe {
+            libc::kill(d.pid as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Path::new(&format!("/proc/{}", d.pid)).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if std::env::var_os("CRMPROXY_KEEP_DOVECOT").is_none() {
+            let _ = std::fs::remove_dir_all(&d.dir);
+        }
+    }
+}
+
+impl Dovecot {
+    fn start() -> Result<Dovecot, String> {
+        let mut last_err = String::new();
+        // A port taken between choosing and binding makes Dovecot fail: try again.
+        for _ in 0..3 {
+            match Self::start_once() {
+                Ok(d) => return Ok(d),
+                Err(e) => last_err = e,
+            }
+        }
+        Err(format!("cannot start the private Dovecot: {last_err}"))
+    }
+
+    fn start_once() -> Result<Dovecot, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("crmproxy-dovecot-")
+            .tempdir()
+            .map_err(|e| e.to_string())?
+            .keep();
+        // Dovecot's unprivileged processes must be able to reach the Maildirs.
+        set_mode(&dir, 0o755);
+        for sub in ["run", "state", "mail"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(|e| e.to_string())?;
+        }
+        chown_to_dovecot(&dir.join("mail"))?;
+        let (certs, _) = crmproxy::tls::ensure_certs_in(&dir.join("certs"), 1)
+            .map_err(|e| format!("test certificate: {e}"))?;
+        let imap_port = super::free_port();
+        let imaps_port = super::free_port();
+        let conf = dir.join("dovecot.conf");
+        std::fs::write(
+            &conf,
+            config_text(&dir, imap_port, imaps_port, &certs.cert, &certs.key),
+        )
+        .map_err(|e| e.to_string())?;
+
+        let (tx, rx) = std::sync::mpsc::channel();
+        let bin = dovecot_bin();
+        let conf2 = conf.clone();
+        // PR_SET_PDEATHSIG fires when the spawning *thread* ends, so spawn from a thread
+        // that lives as long as the test process.
+        std::thread::Builder::new()
+            .name("dovecot-keeper".into())
+            .spawn(move || {
+                let mut cmd = Command::new(bin);
+                cmd.arg("-F")
+                    .arg("-c")
+                    .arg(&conf2)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped());
+                super::die_with_parent(&mut cmd, libc::SIGTERM);
+                match cmd.spawn() {
+                    Ok(mut child) => {
+                        let _ = tx.send(Ok(child.id()));
+                        let mut err = String::new();
+                        if let Some(mut e) = child.stderr.take() {
+                            use std::io::Read;
+                            let _ = e.read_to_string(&mut err);
+                        }
+                        let status = child.wait();
+                        if !err.is_empty() {
+                            eprintln!("private dovecot exited ({status:?}): {err}");
+                        }
+                        // Keep the thread (and so the death signal's parent) alive.
+                        loop {
+                            std::thread::park();
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(format!(
+                            "cannot run dovecot: {e} (apt-get install dovecot-imapd)"
+                        )));
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        let pid = rx.recv().map_err(|e| e.to_string())??;
+        let d = Dovecot {
+            dir,
+            imap_port,
+            imaps_port,
+            ca_file: certs.ca_cert,
+            conf,
+            pid,
+        };
+        d.wait_ready()?;
+        Ok(d)
+    }
+
+    /// Wait until a LOGIN succeeds (the auth process starts after the listeners).
+    fn wait_ready(&self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match self.try_login("harness-ready") {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            }
+            if !Path::new(&format!("/proc/{}", self.pid)).exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!(
+            "private Dovecot not ready: {last}; log:\n{}",
+            std::fs::read_to_string(self.dir.join("dovecot.log")).unwrap_or_default()
+        ))
+    }
+
+    fn try_login(&self, user: &str) -> Result<(), String> {
+        let s = TcpStream::connect(self.imap_addr()).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        let mut r = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
+        let mut w = s;
+        let mut line = String::new();
+        r.read_line(&mut line).map_err(|e| e.to_string())?;
+        if line.contains("Waiting for authentication") {
+            return Err("auth not ready".into());
+        }
+        write!(w, "a LOGIN {user} {PASSWORD}\r\nb LOGOUT\r\n").map_err(|e| e.to_string())?;
+        loop {
+            line.clear();
+            if r.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+                return Err("closed".into());
+            }
+            if line.starts_with("a OK") {
+                return Ok(());
+            }
+            if line.starts_with("a ") {
+                return Err(line);
+            }
+        }
+    }
+
+    pub fn imap_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.imap_port))
+    }
+
+    pub fn imaps_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.imaps_port))
+    }
+
+    /// The Maildir of `user` (exists once the user has logged in).
+    pub fn maildir(&self, user: &str) -> PathBuf {
+        self.dir.join("mail").join(user).join("Maildir")
+    }
+
+    /// Create `user`'s Maildir INBOX and drop `messages` into `new/` directly (fast
+    /// filling for big mailboxes); Dovecot indexes them at the next SELECT.
+    pub fn fill_inbox(&self, user: &str, messages: impl Iterator<Item = Vec<u8>>) {
+        let md = self.maildir(user);
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir_all(md.join(sub)).unwrap();
+        }
+        for (i, m) in messages.enumerate() {
+            let name = format!(
+                "{}.M{i}P{}.harness,S={}",
+                1_700_000_000 + i,
+                std::process::id(),
+                m.len()
+            );
+            std::fs::write(md.join("new").join(name), m).unwrap();
+        }
+        chown_tree_to_dovecot(&self.dir.join("mail").join(user));
+    }
+
+    /// Disconnect every session of `user` (`doveadm kick`): the upstream drops.
+    pub fn kick(&self, user: &str) {
+        let out = Command::new(doveadm_bin())
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("kick")
+            .arg(user)
+            .output()
+            .expect("run doveadm");
+        assert!(
+            out.status.success(),
+            "doveadm kick: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The Dovecot log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("dovecot.log")).unwrap_or_default()
+    }
+}
+
+fn config_text(dir: &Path, imap_port: u16, imaps_port: u16, cert: &Path, key: &Path) -> String {
+    let d = dir.display();
+    format!(
+        r#"# Private Dovecot of the crmproxy test harness.
+base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+default_internal_user = dovecot
+default_login_user = dovenull
+first_valid_uid = 1
+mail_location = maildir:{d}/mail/%u/Maildir
+mail_fsync = never
+verbose_proctitle = yes
+mail_max_userip_connections = 5000
+default_process_limit = 5000
+default_client_limit = 20000
+passdb {{
+  driver = static
+  args = password={PASSWORD}
+}}
+userdb {{
+  driver = static
+  args = uid=dovecot gid=dovecot home={d}/mail/%u
+}}
+namespace inbox {{
+  inbox = yes
+  separator = /
+  mailbox Drafts {{
+    special_use = \Drafts
+    auto = subscribe
+  }}
+  mailbox Sent {{
+    special_use = \Sent
+    auto = subscribe
+  }}
+  mailbox Trash {{
+    special_use = \Trash
+    auto = subscribe
+  }}
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    port = {imaps_port}
+    ssl = yes
+  }}
+  service_count = 0
+  client_limit = 5000
+  process_min_avail = 1
+}}
+service imap {{
+  process_limit = 5000
+}}
+"#,
+        cert = cert.display(),
+        key = key.display(),
+    )
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+}
+
+fn dovecot_ids() -> Result<(u32, u32), String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| e.to_string())?;
+    for line in passwd.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() > 3 && f[0] == "dovecot" {
+            return Ok((f[2].parse().unwrap_or(0), f[3].parse().unwrap_or(0)));
+        }
+    }
+    Err("no `dovecot` user: install dovecot-imapd".into())
+}
+
+fn chown_to_dovecot(p: &Path) -> Result<(), String> {
+    let (uid, gid) = dovecot_ids()?;
+    std::os::unix::fs::chown(p, Some(uid), Some(gid))
+        .map_err(|e| format!("chown {}: {e}", p.display()))
+}
+
+fn chown_tree_to_dovecot(p: &Path) {
+    let _ = chown_to_dovecot(p);
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                chown_tree_to_dovecot(&path);
+            } else {
+                let _ = chown_to_dovecot(&path);
+            }
+        }
+    }
+}

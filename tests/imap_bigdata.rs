@@ -1,0 +1,113 @@
+//! A 50 MB message through crmproxy: appended (synchronising literal and LITERAL+) and
+//! fetched back byte-exact, and a slow reader of a big FETCH; the proxy's memory stays
+//! bounded (checked with /proc/<pid>/status, which is memory, not time).
+
+mod common;
+
+use common::{dovecot, unique_user, Proxy, RawImap, PASSWORD};
+use std::io::Read;
+use std::time::Duration;
+
+const BIG: usize = 50 * 1024 * 1024;
+/// Generous bound on the memory a 50 MB message may add to the proxy: far below the
+/// message size, so a proxy that holds the message whole fails.
+const MAX_EXTRA_KIB: u64 = 24 * 1024;
+
+#[test]
+fn fifty_mb_message_appended_and_fetched_byte_exact() {
+    let dv = dovecot();
+    let proxy = Proxy::start(dv);
+    let user = unique_user("big");
+    let msg = common::big_message(BIG);
+    let mut c = RawImap::login(proxy.imap, &user, PASSWORD);
+    assert!(c.cmd("SELECT INBOX").ok());
+    let (_, hwm_before) = proxy.rss_kib();
+
+    let r = c.append("INBOX", &msg);
+    assert!(r.ok(), "APPEND: {}", r.tagged);
+    // LITERAL+: the whole literal follows the command line without waiting.
+    c.send(format!("a2 APPEND INBOX {{{}+}}\r\n", msg.len()).as_bytes());
+    c.send(&msg);
+    c.send(b"\r\n");
+    let r = c.read_until_tagged("a2").unwrap();
+    assert!(r.ok(), "APPEND LITERAL+: {}", r.tagged);
+
+    assert!(
+        c.fetch_body(1) == msg,
+        "message 1 differs after the round trip"
+    );
+    // And the bytes stored upstream are the same, read directly from Dovecot.
+    let mut d = RawImap::login(dv.imap_addr(), &user, PASSWORD);
+    assert!(d.cmd("SELECT INBOX").ok());
+    assert!(
+        d.fetch_body(2) == msg,
+        "message 2 (LITERAL+) differs upstream"
+    );
+
+    let (_, hwm_after) = proxy.rss_kib();
+    assert!(
+        hwm_after.saturating_sub(hwm_before) < MAX_EXTRA_KIB,
+        "proxy peak RSS grew by {} KiB while 2 x 50 MB passed",
+        hwm_after - hwm_before
+    );
+}
+
+#[test]
+fn slow_reader_of_a_big_fetch_keeps_proxy_memory_bounded() {
+    let dv = dovecot();
+    let user = unique_user("slow");
+    dv.fill_inbox(&user, std::iter::once(common::big_message(BIG)));
+    let proxy = Proxy::start(dv);
+    let mut c = RawImap::login(proxy.imap, &user, PASSWORD);
+    assert!(c.cmd("SELECT INBOX").ok());
+    let (rss_before, _) = proxy.rss_kib();
+    c.send(b"f1 UID FETCH 1 BODY.PEEK[]\r\n");
+    // Do not read for a while: Dovecot sends as fast as it can; the proxy must apply
+    // back-pressure instead of buffering the message.
+    let mut peak = 0;
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(100));
+        peak = peak.max(proxy.rss_kib().0);
+    }
+    // Then read slowly in small pieces for a while, sampling memory.
+    let mut stream = c.stream().try_clone().unwrap();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut got = 0usize;
+    for i in 0..200 {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got += n;
+        if i % 20 == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+            peak = peak.max(proxy.rss_kib().0);
+        }
+    }
+    // Read the rest quickly up to the tagged OK.
+    let mut rest = Vec::new();
+    loop {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed before the tagged OK");
+        rest.extend_from_slice(&buf[..n]);
+        if rest.ends_with(b"\r\n")
+            && rest[rest.len().saturating_sub(200)..]
+                .windows(5)
+                .any(|w| w == b"f1 OK")
+        {
+            break;
+        }
+        if rest.len() > 4 * 1024 * 1024 {
+            got += rest.len();
+            rest.drain(..rest.len() - 256);
+        }
+    }
+    assert!(
+        got + rest.len() > BIG,
+        "fetched only {} bytes",
+        got + rest.len()
+    );
+    assert!(
+        peak.saturating_sub(rss_before) < MAX_EXTRA_KIB,
+        "proxy RSS grew by {} KiB (from {rss_before} KiB) while a client read a 50 MB FETCH slowly",
+        peak - rss_before
+    );
+}
