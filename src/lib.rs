@@ -10,4 +10,5 @@ pub mod message;
 pub mod proxy;
 pub mod store;
 pub mod tls;
+pub mod track;
 pub mod wire;

@@ -107,12 +107,38 @@ pub trait CrmStore: Send + Sync {
     /// requester is the owner or one of the owner's delegates, and that a tracked
     /// record points to an existing activity with that Message-ID.
     fn put_tracking(&self, record: TrackingRecord) -> Result<TrackingRecord>;
+    /// Write activities, then tracking records, as ONE atomic change (the tracking
+    /// engine's write: an email, its appointment and a mailbox's tracking record
+    /// together, so a failure leaves nothing half-written). Each row is validated
+    /// and checked as by `put_activity` / `put_tracking`. Returns them as stored.
+    fn put_tracked(
+        &self,
+        activities: Vec<Activity>,
+        tracking: Vec<TrackingRecord>,
+    ) -> Result<(Vec<Activity>, Vec<TrackingRecord>)>;
     /// Untrack in one mailbox; the activity stays. Returns whether there was one.
     fn delete_tracking(&self, owner: UserId, message_id: &MessageId) -> Result<bool>;
     /// Pending requests, oldest request first.
     fn pending_tracking(&self, limit: usize) -> Result<Vec<TrackingRecord>>;
     /// Every mailbox's tracking record for one Message-ID.
     fn tracking_of_message(&self, message_id: &MessageId) -> Result<Vec<TrackingRecord>>;
+    /// The tracking record of the message at this place in `owner`'s mailbox
+    /// (folder, UIDVALIDITY, UID), for clients that fetch a body before the proxy
+    /// has seen its Message-ID.
+    fn tracking_at(
+        &self,
+        owner: UserId,
+        location: &MessageLocation,
+    ) -> Result<Option<TrackingRecord>>;
+
+    // --- correlation lookups (tracking engine) ---------------------------------
+    /// Email activities in the same Outlook Thread-Index conversation (see
+    /// [`thread_conversation`]), oldest first, at most `limit`.
+    fn emails_by_thread_index(&self, thread_index: &str, limit: usize) -> Result<Vec<Activity>>;
+    /// The oldest email activity whose subject carries this `CRM:` + digits token.
+    fn email_by_tracking_token(&self, token: &str) -> Result<Option<Activity>>;
+    /// The appointment activity made from the meeting with this iCalendar UID.
+    fn appointment_by_uid(&self, uid: &str) -> Result<Option<Activity>>;
 
     // --- lookups ---------------------------------------------------------------
     /// Records with this e-mail address, ordered user, contact, account, lead.
