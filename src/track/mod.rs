@@ -84,7 +84,7 @@ impl Engine {
                 Some(rec) if rec.kind() == r.kind && r.kind.can_be_regarding() => {}
                 Some(rec) if rec.kind() != r.kind => {
                     return Err(bad(format!(
-                        "{} is a {}, not a {}",
+                        "{} is of type {}, not {}",
                         r.id,
                         rec.kind(),
                         r.kind
