@@ -5,6 +5,7 @@
 pub mod crm;
 pub mod serve;
 pub mod setup;
+pub mod track;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -62,6 +63,10 @@ pub enum Command {
     Search(crm::SearchArgs),
     /// Show one record or activity by id.
     Show(crm::ShowArgs),
+    /// Track a message file (headless), optionally regarding a record.
+    Track(track::TrackArgs),
+    /// Stop tracking a message in a mailbox (the activity stays in the CRM).
+    Untrack(track::UntrackArgs),
 }
 
 impl GlobalOpts {
@@ -114,6 +119,8 @@ pub fn main() -> ExitCode {
         Command::Export(a) => crm::export(a, &cli.global),
         Command::Search(a) => crm::search(a, &cli.global),
         Command::Show(a) => crm::show(a, &cli.global),
+        Command::Track(a) => track::track(a, &cli.global),
+        Command::Untrack(a) => track::untrack(a, &cli.global),
     };
     match result {
         Ok(code) => code,
