@@ -35,6 +35,7 @@ mod auto;
 mod email;
 mod engine;
 mod error;
+mod ingest;
 mod regarding;
 mod request;
 
