@@ -38,6 +38,7 @@ mod error;
 mod ingest;
 mod regarding;
 mod request;
+mod tz;
 
 pub use email::synthetic_message_id;
 pub use error::TrackError;
