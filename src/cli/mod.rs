@@ -3,6 +3,7 @@
 //! at the edge, with context; exit codes are documented in `README.md`.
 
 pub mod crm;
+pub mod pane;
 pub mod serve;
 pub mod setup;
 pub mod track;
@@ -67,6 +68,8 @@ pub enum Command {
     Track(track::TrackArgs),
     /// Stop tracking a message in a mailbox (the activity stays in the CRM).
     Untrack(track::UntrackArgs),
+    /// Print a one-time sign-in link for the pane (works once, for 10 minutes).
+    PaneUrl(pane::PaneUrlArgs),
 }
 
 impl GlobalOpts {
@@ -121,6 +124,7 @@ pub fn main() -> ExitCode {
         Command::Show(a) => crm::show(a, &cli.global),
         Command::Track(a) => track::track(a, &cli.global),
         Command::Untrack(a) => track::untrack(a, &cli.global),
+        Command::PaneUrl(a) => pane::pane_url(a, &cli.global),
     };
     match result {
         Ok(code) => code,
