@@ -448,7 +448,7 @@ fn a_v1_store_is_migrated_on_open() {
     let s = SledStore::open(d.path()).unwrap();
     assert_eq!(
         crmproxy::store::migrate::stored_version(&s).unwrap(),
-        Some(2)
+        Some(crmproxy::store::migrate::CURRENT_VERSION)
     );
     let Some(Record::Contact(c)) = s.record(id).unwrap() else {
         panic!("contact lost")

@@ -6,6 +6,7 @@ pub mod crm;
 pub mod pane;
 pub mod serve;
 pub mod setup;
+pub mod track;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -63,6 +64,10 @@ pub enum Command {
     Search(crm::SearchArgs),
     /// Show one record or activity by id.
     Show(crm::ShowArgs),
+    /// Track a message file (headless), optionally regarding a record.
+    Track(track::TrackArgs),
+    /// Stop tracking a message in a mailbox (the activity stays in the CRM).
+    Untrack(track::UntrackArgs),
     /// Print a one-time sign-in link for the pane (works once, for 10 minutes).
     PaneUrl(pane::PaneUrlArgs),
 }
@@ -117,6 +122,8 @@ pub fn main() -> ExitCode {
         Command::Export(a) => crm::export(a, &cli.global),
         Command::Search(a) => crm::search(a, &cli.global),
         Command::Show(a) => crm::show(a, &cli.global),
+        Command::Track(a) => track::track(a, &cli.global),
+        Command::Untrack(a) => track::untrack(a, &cli.global),
         Command::PaneUrl(a) => pane::pane_url(a, &cli.global),
     };
     match result {

@@ -67,14 +67,41 @@ pub struct AttachmentMeta {
     pub size: u64,
 }
 
-/// What the message says about S/MIME (no cryptography is done by the store).
+/// What the message says about S/MIME (no cryptography is done by the store; the
+/// tracking engine fills this from `message::SmimeInfo`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SmimeMeta {
     pub signed: bool,
     pub encrypted: bool,
+    /// The first signer's e-mail address.
     pub signer: Option<String>,
     pub signing_time: Option<DateTime<Utc>>,
+    /// `multipart-signed`, `opaque-signed` or `encrypted`.
+    pub form: Option<String>,
+    /// Every certificate the message carries (signers first).
+    pub certificates: Vec<CertificateMeta>,
+    /// Digest algorithm of the (first) signature: `sha256`, `sha1`, … or an OID.
+    pub digest_algorithm: Option<String>,
+    /// Every signature verifies over the exact bytes kept (CA trust not judged).
+    pub verified: bool,
+    /// Why a signature did not verify, or why the structure could not be read.
+    pub problem: Option<String>,
+}
+
+/// One certificate of a signed message, as the CRM records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateMeta {
+    pub subject: String,
+    pub issuer: String,
+    /// Serial number, lower-case hex.
+    pub serial: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// SHA-256 of the DER certificate, lower-case hex.
+    pub sha256: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,6 +130,18 @@ pub struct EmailActivity {
     /// The tracked email this one was correlated with.
     #[serde(default)]
     pub correlated_with: Option<ActivityId>,
+}
+
+/// The conversation part of an Outlook Thread-Index: its first 22 bytes (a
+/// FILETIME and a GUID; each reply appends 5 bytes), as hex. A value that does
+/// not decode is used as written. Emails with the same key are one thread.
+pub fn thread_conversation(thread_index: &str) -> String {
+    use base64::Engine;
+    let t = thread_index.trim();
+    match base64::engine::general_purpose::STANDARD.decode(t) {
+        Ok(bytes) if bytes.len() >= 22 => hex::encode(&bytes[..22]),
+        _ => t.to_string(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -272,6 +311,10 @@ pub struct TrackingRecord {
     pub attempts: u32,
     #[serde(default)]
     pub location: Option<MessageLocation>,
+    /// How the request came (`keyword`, `folder:NAME`, `append`, `pane`, `cli`,
+    /// `automatic`, `sent`), for the pane and for completing a pending request.
+    #[serde(default)]
+    pub via: Option<String>,
 }
 
 impl TrackingRecord {
@@ -288,6 +331,15 @@ impl TrackingRecord {
             updated_at: None,
             attempts: 0,
             location: None,
+            via: None,
         }
     }
+}
+
+/// The first `CRM:` + digits tracking token in a subject (SPEC section 5).
+pub fn subject_token(subject: &str) -> Option<&str> {
+    let at = subject.find("CRM:")?;
+    let rest = &subject[at..];
+    let digits = rest[4..].bytes().take_while(u8::is_ascii_digit).count();
+    (digits > 0).then(|| &rest[..4 + digits])
 }

@@ -2,7 +2,9 @@
 //!
 //! - v1: contacts and leads had one `email` string; there was no full-text index
 //!   (`text`) and no per-record timeline (`timeline`).
-//! - v2 (current): `emails` lists; every derived index present.
+//! - v2: `emails` lists; every derived index present.
+//! - v3 (current): new derived indexes `threads`, `tokens`, `appt_uids`, `locations`
+//!   (tracking engine lookups); rows unchanged, so v2 → v3 rebuilds the indexes.
 //!
 //! A migration is restartable: rows are converted in place (idempotently), every
 //! derived index is rebuilt from the rows, and only then is the new version
@@ -16,10 +18,10 @@ use super::sled_index::{self as ix, decode};
 use super::sled_store::SledStore;
 use super::Result;
 
-pub const CURRENT_VERSION: u32 = 2;
+pub const CURRENT_VERSION: u32 = 3;
 const VERSION_KEY: &[u8] = b"schema_version";
 /// Trees that hold nothing but what can be rebuilt from the rows.
-const DERIVED: [usize; 9] = [
+const DERIVED: [usize; 13] = [
     ix::EMAILS,
     ix::LOGINS,
     ix::TEXT,
@@ -29,6 +31,10 @@ const DERIVED: [usize; 9] = [
     ix::PENDING,
     ix::REFCOUNT,
     ix::UNIQUE,
+    ix::THREADS,
+    ix::TOKENS,
+    ix::APPT_UIDS,
+    ix::LOCATIONS,
 ];
 const REINDEX_CHUNK: usize = 1_000;
 
@@ -71,8 +77,16 @@ pub(crate) fn bring_up_to_date(store: &SledStore) -> Result<()> {
     if found < 2 {
         tracing::info!(from = found, to = 2, "migrating the CRM store");
         v1_to_v2_rows(store)?;
+    }
+    if found < CURRENT_VERSION {
+        // v2 → v3 adds derived indexes only; rebuilding covers every step.
+        tracing::info!(
+            from = found,
+            to = CURRENT_VERSION,
+            "rebuilding the CRM store's indexes"
+        );
         rebuild_indexes(store)?;
-        set_version(store, 2)?;
+        set_version(store, CURRENT_VERSION)?;
     }
     Ok(())
 }

@@ -127,12 +127,38 @@ pub trait CrmStore: Send + Sync {
     /// tracking, e.g. a gateway's backlog): all are written or none. The caller
     /// picks the batch size (a few hundred is plenty).
     fn track_batch(&self, items: Vec<(Option<Activity>, TrackingRecord)>) -> Result<()>;
+    /// Write activities, then tracking records, as ONE atomic change (the tracking
+    /// engine's write: an email, its appointment and a mailbox's tracking record
+    /// together, so a failure leaves nothing half-written). Each row is validated
+    /// and checked as by `put_activity` / `put_tracking`. Returns them as stored.
+    fn put_tracked(
+        &self,
+        activities: Vec<Activity>,
+        tracking: Vec<TrackingRecord>,
+    ) -> Result<(Vec<Activity>, Vec<TrackingRecord>)>;
     /// Untrack in one mailbox; the activity stays. Returns whether there was one.
     fn delete_tracking(&self, owner: UserId, message_id: &MessageId) -> Result<bool>;
     /// Pending requests, oldest request first.
     fn pending_tracking(&self, limit: usize) -> Result<Vec<TrackingRecord>>;
     /// Every mailbox's tracking record for one Message-ID.
     fn tracking_of_message(&self, message_id: &MessageId) -> Result<Vec<TrackingRecord>>;
+    /// The tracking record of the message at this place in `owner`'s mailbox
+    /// (folder, UIDVALIDITY, UID), for clients that fetch a body before the proxy
+    /// has seen its Message-ID.
+    fn tracking_at(
+        &self,
+        owner: UserId,
+        location: &MessageLocation,
+    ) -> Result<Option<TrackingRecord>>;
+
+    // --- correlation lookups (tracking engine) ---------------------------------
+    /// Email activities in the same Outlook Thread-Index conversation (see
+    /// [`thread_conversation`]), oldest first, at most `limit`.
+    fn emails_by_thread_index(&self, thread_index: &str, limit: usize) -> Result<Vec<Activity>>;
+    /// The oldest email activity whose subject carries this `CRM:` + digits token.
+    fn email_by_tracking_token(&self, token: &str) -> Result<Option<Activity>>;
+    /// The appointment activity made from the meeting with this iCalendar UID.
+    fn appointment_by_uid(&self, uid: &str) -> Result<Option<Activity>>;
 
     // --- lookups ---------------------------------------------------------------
     /// Records with this e-mail address, ordered user, contact, account, lead.
@@ -166,6 +192,10 @@ pub trait CrmStore: Send + Sync {
     /// Store bytes durably as a blob (before writing the record that points to it).
     fn put_blob(&self, bytes: &[u8]) -> Result<BlobRef>;
     fn blob(&self, blob: &BlobRef) -> Result<Vec<u8>>;
+    /// Store many blobs durably at once (bulk tracking); refs in the given order.
+    fn put_blobs(&self, blobs: &[&[u8]]) -> Result<Vec<BlobRef>> {
+        blobs.iter().map(|b| self.put_blob(b)).collect()
+    }
 
     // --- bulk ------------------------------------------------------------------
     /// Everything, in a stable order (see [`ExportBundle`]).

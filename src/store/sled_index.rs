@@ -15,6 +15,10 @@
 //! - `refcount`  id → u64: how many rows link to this one (deletes are refused above 0)
 //! - `unique`    "invoice:" number → id
 //! - `meta`      "schema_version" → u32, "settings" → JSON
+//! - `threads`   Thread-Index conversation key 0 activity id → ()   (v3)
+//! - `tokens`    subject tracking token 0 activity id → ()          (v3)
+//! - `appt_uids` iCalendar UID 0 appointment id → ()                 (v3)
+//! - `locations` owner id, folder 0, UIDVALIDITY (4), UID (4) → Message-ID (v3)
 
 use chrono::{DateTime, Utc};
 use sled::transaction::{
@@ -22,14 +26,17 @@ use sled::transaction::{
 };
 use uuid::Uuid;
 
-use super::activity::{Activity, ActivityDetails, TrackStatus, TrackingRecord};
+use super::activity::{
+    subject_token, thread_conversation, Activity, ActivityDetails, MessageLocation, TrackStatus,
+    TrackingRecord,
+};
 use super::error::StoreError;
 use super::model::{Kind, Record, RecordRef};
 use super::search_index::PostingChange;
 use super::text::Document;
 use std::cell::RefCell;
 
-pub(crate) const TREES: [&str; 13] = [
+pub(crate) const TREES: [&str; 17] = [
     "records",
     "activities",
     "emails",
@@ -43,6 +50,10 @@ pub(crate) const TREES: [&str; 13] = [
     "refcount",
     "unique",
     "meta",
+    "threads",
+    "tokens",
+    "appt_uids",
+    "locations",
 ];
 pub(crate) const RECORDS: usize = 0;
 pub(crate) const ACTIVITIES: usize = 1;
@@ -57,6 +68,10 @@ pub(crate) const PENDING: usize = 9;
 pub(crate) const REFCOUNT: usize = 10;
 pub(crate) const UNIQUE: usize = 11;
 pub(crate) const META: usize = 12;
+pub(crate) const THREADS: usize = 13;
+pub(crate) const TOKENS: usize = 14;
+pub(crate) const APPT_UIDS: usize = 15;
+pub(crate) const LOCATIONS: usize = 16;
 
 pub(crate) type TxResult<T> = ConflictableTransactionResult<T, StoreError>;
 
@@ -103,6 +118,19 @@ fn pending_key(t: &TrackingRecord) -> Vec<u8> {
         &time_key(t.requested_at),
         t.owner.uuid().as_bytes(),
         t.message_id.as_str().as_bytes(),
+    ])
+}
+/// `text 0 id`: the key shape of the `threads`, `tokens` and `appt_uids` trees.
+pub(crate) fn text_id_key(text: &str, id: Uuid) -> Vec<u8> {
+    cat(&[text.as_bytes(), &[0], id.as_bytes()])
+}
+pub(crate) fn location_key(owner: Uuid, loc: &MessageLocation) -> Vec<u8> {
+    cat(&[
+        owner.as_bytes(),
+        loc.folder.as_bytes(),
+        &[0],
+        &loc.uid_validity.to_be_bytes(),
+        &loc.uid.to_be_bytes(),
     ])
 }
 fn track_msg_key(t: &TrackingRecord) -> Vec<u8> {
@@ -366,6 +394,30 @@ impl<'a> Tx<'a> {
                 self.t(MSGIDS).remove(m.as_str().as_bytes())?;
             }
         }
+        let mut lookups: Vec<(usize, Vec<u8>)> = Vec::new();
+        match &a.details {
+            ActivityDetails::Email(e) => {
+                if let Some(ti) = &e.thread_index {
+                    lookups.push((THREADS, text_id_key(&thread_conversation(ti), id)));
+                }
+                if let Some(tok) = subject_token(&a.subject) {
+                    lookups.push((TOKENS, text_id_key(tok, id)));
+                }
+            }
+            ActivityDetails::Appointment(ap) => {
+                if let Some(uid) = &ap.uid {
+                    lookups.push((APPT_UIDS, text_id_key(uid, id)));
+                }
+            }
+            _ => {}
+        }
+        for (tree, key) in lookups {
+            if add {
+                self.t(tree).insert(key, &[])?;
+            } else {
+                self.t(tree).remove(key)?;
+            }
+        }
         self.postings(&Document::of_activity(a), a.kind(), id, add)?;
         let when = a.when();
         for r in a.timeline_records() {
@@ -481,6 +533,17 @@ impl<'a> Tx<'a> {
             self.t(TRACK_MSG).insert(track_msg_key(t), &[])?;
         } else {
             self.t(TRACK_MSG).remove(track_msg_key(t))?;
+        }
+        if let Some(loc) = &t.location {
+            let k = location_key(t.owner.uuid(), loc);
+            if add {
+                self.t(LOCATIONS)
+                    .insert(k, t.message_id.as_str().as_bytes())?;
+            } else if self.t(LOCATIONS).get(&k)?.as_deref()
+                == Some(t.message_id.as_str().as_bytes())
+            {
+                self.t(LOCATIONS).remove(k)?;
+            }
         }
         if t.status == TrackStatus::Pending {
             if add {

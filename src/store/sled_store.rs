@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 use uuid::Uuid;
 
-use super::activity::{Activity, ActivityId, TrackingRecord};
+use super::activity::{thread_conversation, Activity, ActivityId, MessageLocation, TrackingRecord};
 use super::address::{EmailAddress, MessageId};
 use super::blobs::{BlobRef, BlobStore};
 use super::error::StoreError;
@@ -176,6 +176,20 @@ impl SledStore {
         }
     }
 
+    /// Activities listed under `text 0 id` keys of one lookup tree, oldest first.
+    fn activities_under(&self, tree: usize, text: &str, limit: usize) -> Result<Vec<Activity>> {
+        let mut prefix = text.as_bytes().to_vec();
+        prefix.push(0);
+        let mut out = Vec::new();
+        for item in self.trees[tree].scan_prefix(&prefix).take(limit) {
+            let (k, _) = item?;
+            let id = Uuid::from_slice(&k[prefix.len()..])
+                .map_err(|_| StoreError::Corrupt("bad lookup index key".into()))?;
+            out.extend(self.activity(ActivityId::from_uuid(id))?);
+        }
+        Ok(out)
+    }
+
     fn title_of(&self, kind: Kind, id: Uuid) -> Result<String> {
         if kind.is_activity() {
             Ok(self
@@ -287,6 +301,30 @@ impl CrmStore for SledStore {
         Ok(record)
     }
 
+    fn put_tracked(
+        &self,
+        activities: Vec<Activity>,
+        tracking: Vec<TrackingRecord>,
+    ) -> Result<(Vec<Activity>, Vec<TrackingRecord>)> {
+        for a in &activities {
+            validate::activity(a)?;
+        }
+        for t in &tracking {
+            validate::tracking(t)?;
+        }
+        let stored = self.write(|tx| {
+            let mut out = Vec::with_capacity(activities.len());
+            for a in &activities {
+                out.push(tx.write_activity(a, false, true)?.0);
+            }
+            for t in &tracking {
+                tx.write_tracking(t, true)?;
+            }
+            Ok(out)
+        })?;
+        Ok((stored, tracking))
+    }
+
     fn track(
         &self,
         activity: Option<Activity>,
@@ -360,6 +398,39 @@ impl CrmStore for SledStore {
             )?);
         }
         Ok(out)
+    }
+
+    fn tracking_at(
+        &self,
+        owner: UserId,
+        location: &MessageLocation,
+    ) -> Result<Option<TrackingRecord>> {
+        let Some(msgid) =
+            self.trees[ix::LOCATIONS].get(ix::location_key(owner.uuid(), location))?
+        else {
+            return Ok(None);
+        };
+        let msgid = std::str::from_utf8(&msgid)
+            .map_err(|_| StoreError::Corrupt("bad location index entry".into()))?;
+        let t: Option<TrackingRecord> = self.get_json(
+            ix::TRACKING,
+            "tracking",
+            &ix::tracking_key(owner.uuid(), msgid),
+        )?;
+        // The index follows the rows; a record that moved elsewhere no longer answers.
+        Ok(t.filter(|t| t.location.as_ref() == Some(location)))
+    }
+
+    fn emails_by_thread_index(&self, thread_index: &str, limit: usize) -> Result<Vec<Activity>> {
+        self.activities_under(ix::THREADS, &thread_conversation(thread_index), limit)
+    }
+
+    fn email_by_tracking_token(&self, token: &str) -> Result<Option<Activity>> {
+        Ok(self.activities_under(ix::TOKENS, token, 1)?.pop())
+    }
+
+    fn appointment_by_uid(&self, uid: &str) -> Result<Option<Activity>> {
+        Ok(self.activities_under(ix::APPT_UIDS, uid, 1)?.pop())
     }
 
     fn resolve_address(&self, address: &EmailAddress) -> Result<Vec<RecordRef>> {
@@ -528,6 +599,10 @@ impl CrmStore for SledStore {
 
     fn put_blob(&self, bytes: &[u8]) -> Result<BlobRef> {
         Ok(self.blobs.put(bytes)?)
+    }
+
+    fn put_blobs(&self, blobs: &[&[u8]]) -> Result<Vec<BlobRef>> {
+        Ok(self.blobs.put_many(blobs)?)
     }
 
     fn blob(&self, blob: &BlobRef) -> Result<Vec<u8>> {

@@ -1,0 +1,191 @@
+//! The tracking header block the proxy shows at the top of a tracked message's
+//! top-level header (SPEC section 3). Values are ASCII; a record name that is not is
+//! written as an RFC 2047 encoded-word. Only whole lines are produced, each ending in
+//! CRLF, so that splicing them before the first header line changes no other byte.
+
+use base64::Engine;
+
+/// The header names the proxy adds, lower-case, for matching HEADER.FIELDS lists.
+pub const TRACKING_HEADER_NAMES: [&str; 4] = [
+    "x-crm-track-status",
+    "x-crm-activity-id",
+    "x-crm-regarding",
+    "x-crm-smime",
+];
+
+/// What the block says. Built by the tracking engine from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackingHeaders {
+    /// `tracked`, `pending` or `failed`.
+    pub status: &'static str,
+    pub activity_id: Option<String>,
+    /// Record type, id and display name.
+    pub regarding: Option<(String, String, String)>,
+    /// S/MIME summary: form word, signer address, verified.
+    pub smime: Option<(&'static str, Option<String>, bool)>,
+}
+
+impl TrackingHeaders {
+    /// The header lines, CRLF-terminated, in the order of SPEC section 3.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = String::with_capacity(256);
+        push_field(&mut out, "X-CRM-Track-Status", self.status);
+        if let Some(id) = &self.activity_id {
+            push_field(&mut out, "X-CRM-Activity-Id", &ascii_token(id));
+        }
+        if let Some((kind, id, name)) = &self.regarding {
+            let value = format!(
+                "{} <{}> {}",
+                ascii_token(kind),
+                ascii_token(id),
+                phrase(name)
+            );
+            push_field(&mut out, "X-CRM-Regarding", &value);
+        }
+        if let Some((form, signer, verified)) = &self.smime {
+            let kind = if *form == "encrypted" {
+                "encrypted"
+            } else {
+                "signed"
+            };
+            let mut value = format!("{kind}; form={form}");
+            if let Some(s) = signer {
+                value.push_str(&format!("; signer={}", quoted(&ascii_token(s))));
+            }
+            if kind == "signed" {
+                value.push_str(if *verified {
+                    "; verified=yes"
+                } else {
+                    "; verified=no"
+                });
+            }
+            push_field(&mut out, "X-CRM-SMIME", &value);
+        }
+        out.into_bytes()
+    }
+}
+
+/// Whether a `HEADER.FIELDS (...)` list names any tracking header.
+pub fn names_tracking_header<'a>(fields: impl IntoIterator<Item = &'a str>) -> bool {
+    fields.into_iter().any(|f| {
+        TRACKING_HEADER_NAMES
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(f.trim()))
+    })
+}
+
+/// Appends `Name: value` CRLF, folding at spaces so no line exceeds 78 characters.
+fn push_field(out: &mut String, name: &str, value: &str) {
+    let mut line_len = name.len() + 2;
+    out.push_str(name);
+    out.push_str(": ");
+    let mut first = true;
+    for word in value.split(' ') {
+        if !first {
+            if line_len + 1 + word.len() > 78 {
+                out.push_str("\r\n ");
+                line_len = 1;
+            } else {
+                out.push(' ');
+                line_len += 1;
+            }
+        }
+        out.push_str(word);
+        line_len += word.len();
+        first = false;
+    }
+    out.push_str("\r\n");
+}
+
+/// Keeps printable ASCII without spaces; anything else becomes `_` (ids and addresses
+/// the engine produces are ASCII already; this only guards the header syntax).
+fn ascii_token(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn quoted(s: &str) -> String {
+    format!("\"{s}\"")
+}
+
+/// A display name: quoted when ASCII, an RFC 2047 encoded-word otherwise (an
+/// encoded-word may not stand inside quotes).
+fn phrase(name: &str) -> String {
+    let clean: String = name.chars().filter(|c| !c.is_control()).collect();
+    if clean.is_ascii() {
+        let escaped = clean.replace('\\', "\\\\").replace('"', "\\\"");
+        format!("\"{escaped}\"")
+    } else {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(clean.as_bytes());
+        format!("=?UTF-8?B?{b64}?=")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> TrackingHeaders {
+        TrackingHeaders {
+            status: "tracked",
+            activity_id: Some("0190c1d2-0000-7000-8000-000000000001".into()),
+            regarding: Some((
+                "account".into(),
+                "0190c1d2-0000-7000-8000-0000000000aa".into(),
+                "Contoso Ltd".into(),
+            )),
+            smime: Some(("multipart-signed", Some("a@contoso.example".into()), true)),
+        }
+    }
+
+    #[test]
+    fn renders_the_spec_block() {
+        let text = String::from_utf8(sample().render()).unwrap();
+        assert_eq!(
+            text,
+            "X-CRM-Track-Status: tracked\r\n\
+X-CRM-Activity-Id: 0190c1d2-0000-7000-8000-000000000001\r\n\
+X-CRM-Regarding: account <0190c1d2-0000-7000-8000-0000000000aa> \"Contoso Ltd\"\r\n\
+X-CRM-SMIME: signed; form=multipart-signed; signer=\"a@contoso.example\";\r\n verified=yes\r\n"
+        );
+    }
+
+    #[test]
+    fn output_is_ascii_lines_under_79_and_parses_back() {
+        let mut h = sample();
+        h.regarding.as_mut().unwrap().2 = "Société Générale \"Paris\" — 東京".into();
+        let bytes = h.render();
+        assert!(bytes.is_ascii());
+        for line in bytes.split(|b| *b == b'\n') {
+            assert!(line.len() <= 79, "{}", String::from_utf8_lossy(line));
+        }
+        let mut raw = bytes.clone();
+        raw.extend_from_slice(b"Subject: x\r\n\r\nbody\r\n");
+        let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
+        let reg = msg.header_raw("X-CRM-Regarding").unwrap();
+        assert!(reg.contains("=?UTF-8?B?"), "{reg}");
+        assert_eq!(msg.subject(), Some("x"));
+    }
+
+    #[test]
+    fn quotes_and_backslashes_are_escaped() {
+        let mut h = sample();
+        h.regarding.as_mut().unwrap().2 = r#"A "B" \ C"#.into();
+        let text = String::from_utf8(h.render()).unwrap();
+        assert!(text.contains(r#""A \"B\" \\ C""#), "{text}");
+    }
+
+    #[test]
+    fn header_fields_lists_are_matched_case_insensitively() {
+        assert!(names_tracking_header(["From", "X-CRM-Regarding"]));
+        assert!(names_tracking_header(["x-crm-track-status"]));
+        assert!(!names_tracking_header(["From", "Subject"]));
+    }
+}

@@ -1,0 +1,375 @@
+//! The engine's operations besides tracking a whole message (see `ingest`):
+//! request (pending), complete / retry / fail a
+//! pending request, untrack, set regarding, the header block the proxy shows, and
+//! the sync worker's entry points for sent and automatically tracked mail.
+
+use chrono::Utc;
+
+use crate::message::{self, EmailFacts, SmimeForm, TrackingHeaders};
+use crate::store::{
+    Activity, ActivityDetails, Correlation, Kind, MessageId, MessageLocation, TrackStatus,
+    TrackingRecord, UserId,
+};
+
+use super::email;
+use super::ingest::merge_resolution;
+use super::regarding::Resolution;
+use super::request::{Actor, AutoDecision, TrackRequest, TrackSource, Tracked};
+use super::{Engine, TrackError, MAX_ATTEMPTS};
+
+impl Engine {
+    /// Ask for tracking of a message that the caller has not seen whole (a keyword
+    /// set on a UID, set regarding while composing): a `Pending` tracking record that
+    /// the sync worker completes with [`Engine::complete_pending`]. When the
+    /// Message-ID is tracked already (by any mailbox) it is tracked at once.
+    pub fn request(
+        &self,
+        actor: &Actor,
+        message_id: &MessageId,
+        req: TrackRequest,
+    ) -> Result<TrackingRecord, TrackError> {
+        let actor = self.refresh(actor)?;
+        self.check_regarding(&actor, req.regarding, req.regarding_is_new_contact)?;
+        let asked = req.regarding.or(match &req.source {
+            TrackSource::Folder(f) => self.folder_regarding(f),
+            _ => None,
+        });
+        let correlation = if req.regarding.is_some() {
+            Correlation::Explicit
+        } else {
+            Correlation::FolderMapping
+        };
+        let old = self.store.tracking(actor.owner.id, message_id)?;
+        let now = Utc::now();
+        let mut writes = Vec::new();
+        let mut record = match self.store.activity_by_message_id(message_id)? {
+            Some(a) if a.kind() == Kind::Email => {
+                let mut updated = a.clone();
+                if asked.is_some() {
+                    merge_resolution(
+                        &mut updated,
+                        &Resolution {
+                            regarding: asked,
+                            correlation,
+                            correlated_with: None,
+                        },
+                    );
+                }
+                if updated != a {
+                    writes.push(updated);
+                }
+                TrackingRecord {
+                    status: TrackStatus::Tracked,
+                    activity: Some(a.id),
+                    ..TrackingRecord::pending(actor.owner.id, message_id.clone(), actor.acting.id)
+                }
+            }
+            _ => match &old {
+                // Asking again keeps the place in the queue and the attempts made.
+                Some(o) if o.status == TrackStatus::Pending => o.clone(),
+                _ => TrackingRecord::pending(actor.owner.id, message_id.clone(), actor.acting.id),
+            },
+        };
+        record.requested_by = actor.acting.id;
+        record.regarding = asked.or(record.regarding);
+        record.updated_at = Some(now);
+        record.location = req
+            .location
+            .clone()
+            .or_else(|| old.as_ref().and_then(|o| o.location.clone()));
+        record.via = Some(req.source.as_via());
+        let (_, mut records) = self.store.put_tracked(writes, vec![record])?;
+        Ok(records.pop().expect("one tracking record written"))
+    }
+
+    /// Complete a pending request with the message's raw bytes (the sync worker
+    /// fetched them): tracks it as the user who asked, with the regarding asked for.
+    /// On an error the record is left as it was; call [`Engine::retry_later`].
+    pub fn complete_pending(
+        &self,
+        record: &TrackingRecord,
+        raw: &[u8],
+    ) -> Result<Tracked, TrackError> {
+        let actor = self.actor_by_id(record.owner, record.requested_by)?;
+        let source = TrackSource::from_via(record.via.as_deref().unwrap_or("pane"));
+        // A folder request re-resolves through the folder; anything else asked is explicit.
+        let regarding = match &source {
+            TrackSource::Folder(f) if record.regarding == self.folder_regarding(f) => None,
+            _ => record.regarding,
+        };
+        let req = TrackRequest {
+            source,
+            regarding,
+            location: record.location.clone(),
+            regarding_is_new_contact: false,
+        };
+        self.track_message(&actor, raw, &req, Some(record))
+    }
+
+    /// Count a failed attempt at a pending request; after [`MAX_ATTEMPTS`] it is
+    /// `failed` with `reason` (shown in the pane). Returns the record as stored.
+    pub fn retry_later(
+        &self,
+        record: &TrackingRecord,
+        reason: &str,
+    ) -> Result<TrackingRecord, TrackError> {
+        let mut current = self.current(record)?;
+        current.attempts += 1;
+        current.updated_at = Some(Utc::now());
+        if current.attempts >= MAX_ATTEMPTS {
+            current.status = TrackStatus::Failed {
+                reason: reason_text(reason),
+            };
+        }
+        Ok(self.store.put_tracking(current)?)
+    }
+
+    /// Give up on a pending request now, with a reason.
+    pub fn fail(
+        &self,
+        record: &TrackingRecord,
+        reason: &str,
+    ) -> Result<TrackingRecord, TrackError> {
+        let mut current = self.current(record)?;
+        current.status = TrackStatus::Failed {
+            reason: reason_text(reason),
+        };
+        current.updated_at = Some(Utc::now());
+        Ok(self.store.put_tracking(current)?)
+    }
+
+    fn current(&self, record: &TrackingRecord) -> Result<TrackingRecord, TrackError> {
+        self.store
+            .tracking(record.owner, &record.message_id)?
+            .ok_or_else(|| TrackError::NotTracked {
+                message_id: record.message_id.to_string(),
+            })
+    }
+
+    /// Pending requests, oldest first (the sync worker's queue).
+    pub fn pending(&self, limit: usize) -> Result<Vec<TrackingRecord>, TrackError> {
+        Ok(self.store.pending_tracking(limit)?)
+    }
+
+    /// End the tracking of a message in the owner's mailbox. The activity stays in
+    /// the CRM. Returns whether it was tracked (or pending) there.
+    pub fn untrack(&self, actor: &Actor, message_id: &MessageId) -> Result<bool, TrackError> {
+        let actor = self.refresh(actor)?;
+        Ok(self.store.delete_tracking(actor.owner.id, message_id)?)
+    }
+
+    /// Set, change (`Some`) or clear (`None`) the regarding record of a message
+    /// tracked (or pending) in the owner's mailbox. The activity is shared, so every
+    /// mailbox that tracks it sees the change. `is_new_contact`: the record is a
+    /// contact created in the same action (refused to delegates).
+    pub fn set_regarding(
+        &self,
+        actor: &Actor,
+        message_id: &MessageId,
+        regarding: Option<crate::store::RecordRef>,
+        is_new_contact: bool,
+    ) -> Result<TrackingRecord, TrackError> {
+        let actor = self.refresh(actor)?;
+        self.check_regarding(&actor, regarding, is_new_contact)?;
+        let mut record = self
+            .store
+            .tracking(actor.owner.id, message_id)?
+            .ok_or_else(|| TrackError::NotTracked {
+                message_id: message_id.to_string(),
+            })?;
+        let mut writes = Vec::new();
+        if let Some(aid) = record.activity {
+            if let Some(a) = self.store.activity(aid)? {
+                let mut updated = a.clone();
+                updated.regarding = regarding;
+                if let ActivityDetails::Email(e) = &mut updated.details {
+                    e.correlation = if regarding.is_some() {
+                        Correlation::Explicit
+                    } else {
+                        Correlation::None
+                    };
+                    if regarding.is_some() {
+                        e.correlated_with = None;
+                    }
+                }
+                if updated != a {
+                    writes.push(updated);
+                }
+                // The meeting's appointment follows its invitation email.
+                if let Some(appt) = self.appointment_of(&a)? {
+                    if appt.regarding != regarding {
+                        let mut appt = appt;
+                        appt.regarding = regarding;
+                        writes.push(appt);
+                    }
+                }
+            }
+        }
+        record.regarding = regarding;
+        record.requested_by = actor.acting.id;
+        record.updated_at = Some(Utc::now());
+        let (_, mut records) = self.store.put_tracked(writes, vec![record])?;
+        Ok(records.pop().expect("one tracking record written"))
+    }
+
+    /// The appointment made from an email's meeting invitation, if any (read from
+    /// the email's raw bytes: the invitation's UID names the appointment).
+    fn appointment_of(&self, email: &Activity) -> Result<Option<Activity>, TrackError> {
+        let ActivityDetails::Email(e) = &email.details else {
+            return Ok(None);
+        };
+        let Some(blob) = &e.raw else {
+            return Ok(None);
+        };
+        let raw = self.store.blob(blob)?;
+        let uid = message::parse(&raw)
+            .ok()
+            .and_then(|f| f.invitation)
+            .and_then(|i| i.uid);
+        match uid {
+            Some(uid) => Ok(self.store.appointment_by_uid(&uid)?),
+            None => Ok(None),
+        }
+    }
+
+    /// This mailbox's tracking record of a message.
+    pub fn tracking(
+        &self,
+        owner: UserId,
+        message_id: &MessageId,
+    ) -> Result<Option<TrackingRecord>, TrackError> {
+        Ok(self.store.tracking(owner, message_id)?)
+    }
+
+    /// The tracking record of the message at a place in the owner's mailbox, for a
+    /// client that fetches a body before the proxy saw its Message-ID.
+    pub fn tracking_at(
+        &self,
+        owner: UserId,
+        location: &MessageLocation,
+    ) -> Result<Option<TrackingRecord>, TrackError> {
+        Ok(self.store.tracking_at(owner, location)?)
+    }
+
+    /// The X-CRM-* header block for a message in `owner`'s mailbox, or `None` when
+    /// it is not tracked there. Three point reads; called per FETCH by the proxy.
+    pub fn headers(
+        &self,
+        owner: UserId,
+        message_id: &MessageId,
+    ) -> Result<Option<TrackingHeaders>, TrackError> {
+        match self.store.tracking(owner, message_id)? {
+            Some(t) => Ok(Some(self.headers_for(&t, None)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The header block of a tracking record (`activity`, when the caller has it).
+    pub fn headers_for(
+        &self,
+        record: &TrackingRecord,
+        activity: Option<&Activity>,
+    ) -> Result<TrackingHeaders, TrackError> {
+        let status = match record.status {
+            TrackStatus::Tracked => "tracked",
+            TrackStatus::Pending => "pending",
+            TrackStatus::Failed { .. } => "failed",
+        };
+        let loaded;
+        let activity = match (activity, record.activity) {
+            (Some(a), _) => Some(a),
+            (None, Some(id)) => {
+                loaded = self.store.activity(id)?;
+                loaded.as_ref()
+            }
+            (None, None) => None,
+        };
+        let mut headers = TrackingHeaders {
+            status,
+            activity_id: record.activity.map(|a| a.to_string()),
+            regarding: None,
+            smime: None,
+        };
+        if let Some(a) = activity {
+            if let Some(r) = a.regarding {
+                let name = self
+                    .store
+                    .record(r.id)?
+                    .map(|x| x.title())
+                    .unwrap_or_default();
+                headers.regarding = Some((r.kind.to_string(), r.id.to_string(), name));
+            }
+            if let ActivityDetails::Email(e) = &a.details {
+                if let Some(s) = &e.smime {
+                    let form = match s.form.as_deref() {
+                        Some("opaque-signed") => SmimeForm::Opaque,
+                        Some("encrypted") => SmimeForm::Encrypted,
+                        _ if s.encrypted => SmimeForm::Encrypted,
+                        _ => SmimeForm::Detached,
+                    };
+                    headers.smime = Some((form.as_str(), s.signer.clone(), s.verified));
+                }
+            }
+        }
+        Ok(headers)
+    }
+
+    /// A message that appeared in the owner's Sent folder: tracked (correlated)
+    /// when it replies to tracked email, unless automatic tracking is off or it is
+    /// tracked in this mailbox already. `None` when left alone.
+    pub fn on_sent(&self, actor: &Actor, raw: &[u8]) -> Result<Option<Tracked>, TrackError> {
+        let actor = self.refresh(actor)?;
+        if actor.owner.options.auto_track == crate::store::AutoTrack::Off {
+            return Ok(None);
+        }
+        let facts = message::parse(raw).map_err(|e| TrackError::NotAMessage(e.to_string()))?;
+        if !self.replies_to_tracked(&facts)? || self.tracked_here(&actor, &facts, raw)? {
+            return Ok(None);
+        }
+        self.track(&actor, raw, TrackRequest::new(TrackSource::Sent))
+            .map(Some)
+    }
+
+    /// New INBOX mail: tracked when [`Engine::auto_decision`] says so (and not
+    /// tracked in this mailbox already). The caller passes only new INBOX mail.
+    pub fn on_new_inbox_mail(
+        &self,
+        owner: UserId,
+        raw: &[u8],
+        location: Option<MessageLocation>,
+    ) -> Result<Option<Tracked>, TrackError> {
+        let facts = message::parse(raw).map_err(|e| TrackError::NotAMessage(e.to_string()))?;
+        if self.auto_decision(owner, &facts)? != AutoDecision::Track {
+            return Ok(None);
+        }
+        let actor = self.actor_by_id(owner, owner)?;
+        if self.tracked_here(&actor, &facts, raw)? {
+            return Ok(None);
+        }
+        let mut req = TrackRequest::new(TrackSource::Automatic);
+        req.location = location;
+        self.track(&actor, raw, req).map(Some)
+    }
+
+    fn tracked_here(
+        &self,
+        actor: &Actor,
+        facts: &EmailFacts,
+        raw: &[u8],
+    ) -> Result<bool, TrackError> {
+        let id = email::message_id_of(facts, raw);
+        Ok(self
+            .store
+            .tracking(actor.owner.id, &id)?
+            .is_some_and(|t| t.status == TrackStatus::Tracked))
+    }
+}
+
+fn reason_text(reason: &str) -> String {
+    let r = reason.trim();
+    if r.is_empty() {
+        "gave up after repeated failures".into()
+    } else {
+        r.chars().take(500).collect()
+    }
+}
