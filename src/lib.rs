@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod message;
+pub mod pane;
 pub mod proxy;
 pub mod store;
 pub mod tls;

@@ -309,3 +309,19 @@ async fn hook_commands_go_upstream_and_their_answers_stay_in_the_proxy() {
         vec![("CRMPX1".to_string(), "CRMPX1 OK own done\r\n".to_string())]
     );
 }
+
+#[tokio::test]
+async fn over_long_sasl_response_cancels_the_exchange_without_echoing_it() {
+    let (mut s, rec) = with_recorder(None).await;
+    s.client.send("a AUTHENTICATE XOAUTH2\r\n").await;
+    assert_eq!(s.server.line().await, "a AUTHENTICATE XOAUTH2\r\n");
+    s.server.send("+ \r\n").await;
+    assert_eq!(s.client.line().await, "+ \r\n");
+    let token = format!("{}\r\n", "QUJD".repeat(600));
+    s.client.send(&token).await;
+    assert_eq!(s.server.line().await, "*\r\n");
+    s.server.send("a BAD authentication cancelled\r\n").await;
+    assert_eq!(s.client.line().await, "a BAD authentication cancelled\r\n");
+    exchange(&mut s, "b NOOP\r\n", "b OK\r\n").await;
+    assert_eq!(who(&rec.last()), None);
+}

@@ -16,6 +16,9 @@ async fn commands_and_responses_pass_unchanged() {
     assert_eq!(s.server.line().await, "a1 noop\r\n");
     assert_eq!(s.server.line().await, "A2 x-unknown  (weird  stuff)\r\n");
     assert_eq!(s.server.line().await, "a3 uid fetch 5:1,3 (flags)\r\n");
+    // Garbage is not the proxy's to judge: the upstream answers it.
+    s.client.send(b"\x01\xff}{ garbage \0\r\n").await;
+    assert_eq!(s.server.bytes(16).await, b"\x01\xff}{ garbage \0\r\n");
     let answers = [
         "a1 OK noop done\r\n",
         "* XAPPLEPUSHSERVICE aps-version 2\r\n",

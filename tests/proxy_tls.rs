@@ -84,6 +84,40 @@ async fn client_starttls_is_done_by_the_proxy() {
     assert_eq!(u.line().await, "b LOGIN alice pw\r\n");
 }
 
+/// Dovecot answers a LOGIN with an untagged CAPABILITY before its tagged OK: that
+/// list, like every later one, must not offer STARTTLS (valid only before login).
+#[tokio::test]
+async fn starttls_is_offered_only_before_login() {
+    let p = pki();
+    let upstream = FakeUpstream::start().await;
+    let opts = ServerOptions {
+        tls: Some(p.server.clone()),
+        hook: Arc::new(NoopHook),
+    };
+    let proxy = start_proxy_with(config_for(upstream.addr), opts).await;
+    let mut c = Peer::connect(proxy.imap).await;
+    let mut u = upstream
+        .accept("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n")
+        .await;
+    assert_eq!(
+        c.line().await,
+        "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN STARTTLS] hi\r\n"
+    );
+    c.send("l LOGIN alice pw\r\n").await;
+    assert_eq!(u.line().await, "l LOGIN alice pw\r\n");
+    u.send("* CAPABILITY IMAP4rev1 IDLE\r\nl OK [CAPABILITY IMAP4rev1 IDLE MOVE] in\r\n")
+        .await;
+    assert_eq!(c.line().await, "* CAPABILITY IMAP4rev1 IDLE\r\n");
+    assert_eq!(
+        c.line().await,
+        "l OK [CAPABILITY IMAP4rev1 IDLE MOVE] in\r\n"
+    );
+    c.send("c CAPABILITY\r\n").await;
+    assert_eq!(u.line().await, "c CAPABILITY\r\n");
+    u.send("* CAPABILITY IMAP4rev1 IDLE\r\nc OK\r\n").await;
+    assert_eq!(c.line().await, "* CAPABILITY IMAP4rev1 IDLE\r\n");
+}
+
 fn opts(p: Option<&Pki>) -> ServerOptions {
     ServerOptions {
         tls: p.map(|p| p.server.clone()),
@@ -190,4 +224,26 @@ async fn untrusted_upstream_certificate_gives_bye_unavailable() {
     let (mut c, _) = tokio::join!(client, server);
     let bye = c.line().await;
     assert!(bye.starts_with("* BYE [UNAVAILABLE] "), "{bye}");
+}
+
+#[tokio::test]
+async fn plaintext_pipelined_after_starttls_is_never_relayed() {
+    let p = pki();
+    let upstream = FakeUpstream::start().await;
+    let proxy = start_proxy_with(config_for(upstream.addr), opts(Some(&p))).await;
+    let mut c = Peer::connect(proxy.imap).await;
+    let mut u = upstream.accept(GREETING).await;
+    c.line().await;
+    // An injection attempt: a command hidden behind STARTTLS in the same packet.
+    c.send("s STARTTLS\r\nx DELETE INBOX\r\n").await;
+    assert_eq!(c.line().await, "s OK Begin TLS negotiation now\r\n");
+    let name = ServerName::try_from("localhost").unwrap();
+    if let Ok(tls) = client_connector(&p).connect(name, c.into_stream()).await {
+        let mut c = Peer::new(tls);
+        c.send("a NOOP\r\n").await;
+        assert_eq!(u.line().await, "a NOOP\r\n");
+    } else {
+        // The proxy read the plaintext as a broken handshake: also refused.
+        assert!(u.closed().await);
+    }
 }

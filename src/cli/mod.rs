@@ -3,6 +3,7 @@
 //! at the edge, with context; exit codes are documented in `README.md`.
 
 pub mod crm;
+pub mod pane;
 pub mod serve;
 pub mod setup;
 
@@ -62,6 +63,8 @@ pub enum Command {
     Search(crm::SearchArgs),
     /// Show one record or activity by id.
     Show(crm::ShowArgs),
+    /// Print a one-time sign-in link for the pane (works once, for 10 minutes).
+    PaneUrl(pane::PaneUrlArgs),
 }
 
 impl GlobalOpts {
@@ -114,6 +117,7 @@ pub fn main() -> ExitCode {
         Command::Export(a) => crm::export(a, &cli.global),
         Command::Search(a) => crm::search(a, &cli.global),
         Command::Show(a) => crm::show(a, &cli.global),
+        Command::PaneUrl(a) => pane::pane_url(a, &cli.global),
     };
     match result {
         Ok(code) => code,

@@ -154,3 +154,59 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown requested");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn apply(args: &[&str]) -> anyhow::Result<Config> {
+        let t = T::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))?;
+        let mut cfg = Config::default();
+        apply_overrides(&mut cfg, &t.serve)?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn flags_override_the_config() {
+        let cfg = apply(&[
+            "--upstream",
+            "[::1]:143",
+            "--upstream-tls",
+            "starttls",
+            "--imap",
+            "127.0.0.1:0",
+            "--imaps",
+            "off",
+            "--pane",
+            "off",
+            "--insecure-skip-verify",
+        ])
+        .unwrap();
+        assert_eq!(
+            (cfg.upstream.host.as_str(), cfg.upstream.port),
+            ("::1", 143)
+        );
+        assert_eq!(cfg.upstream.tls, UpstreamTls::Starttls);
+        assert_eq!(cfg.proxy.imap, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!((cfg.proxy.imaps, cfg.pane.addr), (None, None));
+        assert!(cfg.upstream.insecure_skip_verify);
+    }
+
+    #[test]
+    fn bad_flags_are_clear_errors() {
+        let e = apply(&["--upstream", "nohostport"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("HOST:PORT"), "{e}");
+        let e = apply(&["--upstream", "h:0"]).unwrap_err().to_string();
+        assert!(e.contains("upstream.port"), "{e}");
+        assert!(apply(&["--imap", "localhost"]).is_err());
+    }
+}

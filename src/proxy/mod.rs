@@ -1,7 +1,10 @@
 //! The proxy: listeners, per-connection sessions, upstream connections, session
 //! state, identity, and the hook point for the tracking layer.
 //!
-//! Start it in-process with [`Server::bind`] then [`Server::run`].
+//! Start it in-process with [`Server::bind`] (binds the listeners; port 0 is
+//! fine, read the real ones with [`Server::imap_addr`]/[`Server::imaps_addr`])
+//! then [`Server::run`] with any future as the shutdown signal. The tracking
+//! layer plugs in through [`Hook`] (see `hook.rs`), passed in [`ServerOptions`].
 
 pub mod hook;
 pub mod identity;
@@ -34,6 +37,8 @@ pub enum ProxyError {
     },
     #[error("upstream server: {0}")]
     Upstream(String),
+    #[error("proxy configuration: {0}")]
+    Config(String),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]

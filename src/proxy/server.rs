@@ -62,7 +62,7 @@ impl Server {
                 .map_err(|source| ProxyError::Bind { addr, source })
         };
         if cfg.proxy.imaps.is_some() && opts.tls.is_none() {
-            return Err(ProxyError::Upstream(
+            return Err(ProxyError::Config(
                 "the IMAPS listener needs a TLS certificate".into(),
             ));
         }

@@ -3,7 +3,6 @@
 //! the greeting read, ready to be relayed.
 
 use bytes::Bytes;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{split, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
@@ -169,9 +168,6 @@ fn strip_capability_code(greeting: &[u8]) -> Bytes {
     }
     Bytes::copy_from_slice(greeting)
 }
-
-/// Shared so that tests can build one from a config in place.
-pub type SharedConnector = Arc<UpstreamConnector>;
 
 #[cfg(test)]
 mod tests {

@@ -10,8 +10,9 @@ use bytes::{Bytes, BytesMut};
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// Largest literal payload chunk handed out at once.
-pub const LITERAL_CHUNK: usize = 64 * 1024;
+/// Largest literal payload chunk handed out at once: bounds memory per stream
+/// while keeping syscalls few enough to match a plain relay on bulk FETCH.
+pub const LITERAL_CHUNK: usize = 256 * 1024;
 /// How much is asked of the reader at a time while looking for the end of a line.
 const LINE_READ: usize = 4 * 1024;
 /// Bytes of an over-long line kept to find a literal announcement at its end

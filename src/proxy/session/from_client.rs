@@ -79,6 +79,20 @@ impl Ctx {
                         }
                     }
                 }
+                Frame::LongLinePart(_) if self.sasl_active().is_some() => {
+                    // A SASL response too long to relay: cancel the exchange
+                    // upstream (RFC 9051 `*`), whose tagged answer the client gets.
+                    loop {
+                        match self.next_in_message(&mut framer).await? {
+                            Some(Frame::LongLineEnd { .. }) => break,
+                            Some(_) => continue,
+                            None => return Ok(ClientEnd::Eof),
+                        }
+                    }
+                    framer.cancel_literal();
+                    up.write_all(b"*\r\n").await?;
+                    up.flush().await?;
+                }
                 Frame::LongLinePart(first) => {
                     let tag = first_token(&first);
                     let tag = if is_valid_tag(tag) {
@@ -87,7 +101,7 @@ impl Ctx {
                         b"*".to_vec()
                     };
                     let lit = loop {
-                        match framer.next().await? {
+                        match self.next_in_message(&mut framer).await? {
                             Some(Frame::LongLineEnd { literal, .. }) => break literal,
                             Some(_) => continue,
                             None => return Ok(ClientEnd::Eof),
@@ -110,6 +124,19 @@ impl Ctx {
     fn own_commands_allowed(&self) -> bool {
         let sh = lock(&self.shared);
         sh.idle.is_none() && sh.sasl.is_none() && sh.literal_wait.is_none()
+    }
+
+    /// The next frame inside a client message: a client that stalls there for
+    /// the idle timeout ends its session (nothing else can proceed meanwhile).
+    async fn next_in_message(
+        &self,
+        framer: &mut Framer<ReadHalf<BoxedIo>>,
+    ) -> io::Result<Option<Frame>> {
+        tokio::time::timeout(self.p.idle_timeout, framer.next())
+            .await
+            .map_err(|_| {
+                io::Error::new(io::ErrorKind::TimedOut, "client stalled inside a command")
+            })?
     }
 
     fn sasl_active(&self) -> Option<Box<[u8]>> {
@@ -223,7 +250,7 @@ impl Ctx {
             }
             let mut remaining = lit.len;
             while remaining > 0 {
-                match framer.next().await? {
+                match self.next_in_message(framer).await? {
                     Some(Frame::LiteralData {
                         bytes,
                         remaining: r,
@@ -241,7 +268,7 @@ impl Ctx {
                     _ => return Err(io::ErrorKind::UnexpectedEof.into()),
                 }
             }
-            match framer.next().await? {
+            match self.next_in_message(framer).await? {
                 Some(Frame::Line { bytes, literal: l }) => {
                     if let Some(c) = copy.as_mut() {
                         c.extend_from_slice(&bytes);
@@ -252,7 +279,7 @@ impl Ctx {
                 Some(Frame::LongLinePart(_)) => {
                     // Too long to relay: end the command so the upstream rejects it.
                     let lit = loop {
-                        match framer.next().await? {
+                        match self.next_in_message(framer).await? {
                             Some(Frame::LongLineEnd { literal, .. }) => break literal,
                             Some(_) => continue,
                             None => return Err(io::ErrorKind::UnexpectedEof.into()),

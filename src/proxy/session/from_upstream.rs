@@ -9,20 +9,17 @@ impl Ctx {
     pub(super) async fn upstream_to_client(
         &self,
         mut framer: Framer<ReadHalf<BoxedIo>>,
-    ) -> UpstreamEnded {
+    ) -> UpstreamEnd {
         loop {
             let first = match framer.next().await {
                 Ok(Some(f)) => f,
-                Ok(None) | Err(_) => return UpstreamEnded { at_boundary: true },
+                Ok(None) | Err(_) => return UpstreamEnd::Closed { at_boundary: true },
             };
             match self.relay_response(&mut framer, first).await {
                 Ok(()) => {}
-                Err(Relay::Upstream) => return UpstreamEnded { at_boundary: false },
-                Err(Relay::UpstreamAtBoundary) => return UpstreamEnded { at_boundary: true },
-                Err(Relay::Client) => {
-                    // The client is gone: stop reading; the client side ends the session.
-                    std::future::pending::<()>().await;
-                }
+                Err(Relay::Upstream) => return UpstreamEnd::Closed { at_boundary: false },
+                Err(Relay::UpstreamAtBoundary) => return UpstreamEnd::Closed { at_boundary: true },
+                Err(Relay::Client) => return UpstreamEnd::ClientGone,
             }
         }
     }
@@ -72,6 +69,10 @@ impl Ctx {
                 }
             }
             if msg.len() as u64 + lit_len > self.p.message_cap as u64 {
+                // Too big to decode whole: still learn the UID from the first line.
+                if let (Some(seq), Some(uid)) = (fetch_seq, fetch_uid_in_first_line(&msg)) {
+                    lock(&self.shared).state.on_fetch(seq, Some(uid), None);
+                }
                 return self
                     .stream_rest(framer, msg, Some((lit, prefix)), false)
                     .await;
@@ -318,6 +319,43 @@ fn fetch_seq(line: &[u8]) -> Option<u32> {
     std::str::from_utf8(n).ok()?.parse().ok()
 }
 
+/// The `UID n` item in the first line of a FETCH response, outside quoted strings.
+fn fetch_uid_in_first_line(msg: &[u8]) -> Option<u32> {
+    let end = memchr::memchr(b'\n', msg).unwrap_or(msg.len());
+    let open = memchr::memchr(b'(', &msg[..end])?;
+    let items = &msg[open + 1..end];
+    let mut in_quote = false;
+    let mut escaped = false;
+    let mut token_start = 0;
+    let mut prev: &[u8] = b"";
+    for (i, &b) in items.iter().enumerate() {
+        if in_quote {
+            match (escaped, b) {
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_quote = false,
+                _ => escaped = false,
+            }
+            token_start = i + 1;
+            continue;
+        }
+        match b {
+            b'"' => in_quote = true,
+            b' ' | b'(' | b')' | b'\r' => {
+                let token = &items[token_start..i];
+                if prev.eq_ignore_ascii_case(b"UID") && !token.is_empty() {
+                    return std::str::from_utf8(token).ok()?.parse().ok();
+                }
+                if !token.is_empty() {
+                    prev = token;
+                }
+                token_start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 async fn read_literal(
     framer: &mut Framer<ReadHalf<BoxedIo>>,
     len: u64,
@@ -337,4 +375,20 @@ async fn read_literal(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fetch_uid_in_first_line as uid;
+
+    #[test]
+    fn uid_from_a_streamed_fetch_line() {
+        assert_eq!(uid(b"* 3 FETCH (UID 77 BODY[] {900000}\r\n"), Some(77));
+        assert_eq!(
+            uid(b"* 3 FETCH (FLAGS (\\Seen) UID 8 BODY[] {9}\r\n"),
+            Some(8)
+        );
+        assert_eq!(uid(b"* 3 FETCH (X \"UID 5\" BODY[] {9}\r\n"), None);
+        assert_eq!(uid(b"* 3 FETCH (BODY[] {9}\r\nUID 4)\r\n"), None);
+    }
 }

@@ -101,8 +101,11 @@ enum ClientEnd {
 }
 
 /// Ends of the upstream direction: `true` when at a message boundary.
-struct UpstreamEnded {
-    at_boundary: bool,
+enum UpstreamEnd {
+    /// The upstream closed; `at_boundary`: nothing partial was sent to the client.
+    Closed { at_boundary: bool },
+    /// Writing to the client failed.
+    ClientGone,
 }
 
 fn lock(m: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
@@ -149,10 +152,15 @@ pub async fn run(client: BoxedIo, upstream: Upstream, p: SessionParams) {
         }
         end = &mut upstream_dir => {
             let saw_bye = lock(&cx.shared).saw_bye;
-            if end.at_boundary && !saw_bye {
-                let _ = cx.write_client(b"* BYE upstream server closed the connection\r\n").await;
+            match end {
+                UpstreamEnd::Closed { at_boundary } => {
+                    if at_boundary && !saw_bye {
+                        let _ = cx.write_client(b"* BYE upstream server closed the connection\r\n").await;
+                    }
+                    tracing::info!("upstream ended the session");
+                }
+                UpstreamEnd::ClientGone => tracing::info!("client connection lost"),
             }
-            tracing::info!("upstream ended the session");
         }
     }
     let writer = cx.client_w.lock().await.take();
@@ -163,12 +171,16 @@ pub async fn run(client: BoxedIo, upstream: Upstream, p: SessionParams) {
 
 impl Ctx {
     fn policy(&self) -> CapabilityPolicy {
-        let (tls, authenticated) = {
+        let (tls, authenticating) = {
             let sh = lock(&self.shared);
-            (sh.client_tls, sh.authenticated)
+            // Dovecot sends an untagged CAPABILITY before a LOGIN's tagged OK: once a
+            // login is under way, STARTTLS (valid only before it) is not offered.
+            let login_in_flight =
+                sh.sasl.is_some() || sh.pending.values().any(|p| matches!(p, Pending::Login(_)));
+            (sh.client_tls, sh.authenticated || login_in_flight)
         };
         CapabilityPolicy {
-            offer_starttls: !tls && !authenticated && self.p.starttls.is_some(),
+            offer_starttls: !tls && !authenticating && self.p.starttls.is_some(),
             login_disabled: !tls && !self.p.plaintext_login,
         }
     }

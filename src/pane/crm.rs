@@ -1,0 +1,498 @@
+//! The pane's read-only CRM pages on the store: the home dashboard's counts and recent
+//! records, search of all records with a type filter (the guide's Set Regarding list),
+//! one record with its links and activities, CRM contacts, and documents (templates,
+//! sales literature, knowledge articles). Store calls block, so they run on the
+//! blocking pool.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use maud::{html, Markup};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::errors::{Failure, PageFailure};
+use super::handlers::SignedIn;
+use super::pages::{self, Nav};
+use super::AppState;
+use crate::store::{self, CrmStore, Kind, Record, SearchQuery};
+
+/// The kinds a user searches and links to, in the guide's order.
+pub const SEARCH_KINDS: [(Kind, &str); 6] = [
+    (Kind::Account, "Accounts"),
+    (Kind::Contact, "Contacts"),
+    (Kind::Lead, "Leads"),
+    (Kind::Opportunity, "Opportunities"),
+    (Kind::Case, "Cases"),
+    (Kind::Invoice, "Invoices"),
+];
+/// Results shown per search.
+const SEARCH_LIMIT: usize = 50;
+/// Recent records on the dashboard.
+const RECENT_RECORDS: usize = 8;
+/// Activities shown on a record.
+const RECORD_ACTIVITIES: usize = 20;
+
+/// Run a blocking store call off the async threads.
+pub async fn with_store<T: Send + 'static>(
+    app: &AppState,
+    f: impl FnOnce(&dyn CrmStore) -> store::Result<T> + Send + 'static,
+) -> Result<T, Failure> {
+    let store = app.store.clone();
+    match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "store error in the pane");
+            Err(Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("The CRM store failed: {e}"),
+            ))
+        }
+        Err(_) => Err(Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The CRM store call failed.",
+        )),
+    }
+}
+
+pub fn kind_label(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Account => "Account",
+        Kind::Contact => "Contact",
+        Kind::Lead => "Lead",
+        Kind::Opportunity => "Opportunity",
+        Kind::Case => "Case",
+        Kind::Invoice => "Invoice",
+        Kind::User => "User",
+        Kind::EmailTemplate => "Email template",
+        Kind::SalesLiterature => "Sales literature",
+        Kind::KnowledgeArticle => "Knowledge article",
+        Kind::Email => "Email",
+        Kind::Appointment => "Appointment",
+        Kind::PhoneCall => "Phone call",
+        Kind::Task => "Task",
+    }
+}
+
+fn record_href(id: Uuid) -> String {
+    format!("/record/{id}")
+}
+
+fn title_or_untitled(t: &str) -> &str {
+    if t.trim().is_empty() {
+        "(untitled)"
+    } else {
+        t
+    }
+}
+
+/// What the dashboard shows: counts per searchable kind and the newest changes.
+pub struct Dashboard {
+    pub counts: Vec<(Kind, &'static str, usize)>,
+    pub recent: Vec<Record>,
+}
+
+pub async fn dashboard(app: &AppState) -> Result<Dashboard, Failure> {
+    with_store(app, |s| {
+        let mut counts = Vec::new();
+        let mut recent = Vec::new();
+        for (kind, label) in SEARCH_KINDS {
+            let records = s.records(Some(kind))?;
+            counts.push((kind, label, records.len()));
+            recent.extend(records);
+        }
+        recent.sort_by_key(|r| std::cmp::Reverse(r.stamps().modified));
+        recent.truncate(RECENT_RECORDS);
+        Ok(Dashboard { counts, recent })
+    })
+    .await
+}
+
+pub fn dashboard_cards(d: &Dashboard) -> Markup {
+    html! {
+        section.card aria-labelledby="h-records" {
+            h2 #h-records { "Records" }
+            ul.counts {
+                @for (kind, label, n) in &d.counts {
+                    li { a href=(format!("/search?type={}", kind.as_str())) { span.n { (n) } " " (label) } }
+                }
+            }
+        }
+        section.card aria-labelledby="h-recent-records" {
+            h2 #h-recent-records { "Recent records" }
+            @if d.recent.is_empty() {
+                p.empty { "No records yet." }
+            } @else {
+                ul.list {
+                    @for r in &d.recent {
+                        li {
+                            a href=(record_href(r.id())) { (title_or_untitled(&r.title())) }
+                            span.meta { (kind_label(r.kind())) " · " (r.stamps().modified.format("%Y-%m-%d")) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SearchParams {
+    q: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+fn parse_kind(raw: Option<&str>) -> Result<Option<Kind>, Failure> {
+    match raw.map(str::trim).filter(|s| !s.is_empty() && *s != "all") {
+        None => Ok(None),
+        Some(s) => SEARCH_KINDS
+            .iter()
+            .map(|(k, _)| *k)
+            .find(|k| k.as_str() == s)
+            .map(Some)
+            .ok_or_else(|| {
+                Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("Unknown record type {s:?}: choose one from the list."),
+                )
+            }),
+    }
+}
+
+fn search_form(q: &str, kind: Option<Kind>, action: &str, with_types: bool) -> Markup {
+    html! {
+        form.search method="get" action=(action) role="search" {
+            label for="q" { "Search" }
+            div.row {
+                input #q type="search" name="q" value=(q) placeholder="Name, company, e-mail…";
+                @if with_types {
+                    label.sr for="type" { "Record type" }
+                    select #type name="type" {
+                        option value="all" selected[kind.is_none()] { "All" }
+                        @for (k, label) in SEARCH_KINDS {
+                            option value=(k.as_str()) selected[kind == Some(k)] { (label) }
+                        }
+                    }
+                }
+                button type="submit" { "Search" }
+            }
+        }
+    }
+}
+
+/// `GET /search?q=…&type=…`: search of all records, filtered by type.
+pub async fn search(
+    State(app): State<AppState>,
+    Query(p): Query<SearchParams>,
+    user: SignedIn,
+) -> Result<Response, PageFailure> {
+    let kind = parse_kind(p.kind.as_deref()).map_err(PageFailure)?;
+    let q = p.q.unwrap_or_default();
+    let text = q.trim().to_owned();
+    let hits: Option<Vec<(Kind, Uuid, String)>> = if text.is_empty() && kind.is_none() {
+        None
+    } else if text.is_empty() {
+        // A type alone lists that type, by title.
+        let k = kind.unwrap_or(Kind::Account);
+        let mut all = with_store(&app, move |s| s.records(Some(k)))
+            .await
+            .map_err(PageFailure)?;
+        all.sort_by_key(|r| r.title().to_lowercase());
+        Some(
+            all.into_iter()
+                .take(SEARCH_LIMIT)
+                .map(|r| (r.kind(), r.id(), r.title()))
+                .collect(),
+        )
+    } else {
+        let query = SearchQuery {
+            text,
+            kinds: match kind {
+                Some(k) => vec![k],
+                None => SEARCH_KINDS.iter().map(|(k, _)| *k).collect(),
+            },
+            limit: SEARCH_LIMIT,
+        };
+        let hits = with_store(&app, move |s| s.search(&query))
+            .await
+            .map_err(PageFailure)?;
+        Some(hits.into_iter().map(|h| (h.kind, h.id, h.title)).collect())
+    };
+    let body = html! {
+        h1 { "Search" }
+        section.card { (search_form(&q, kind, "/search", true)) }
+        @if let Some(hits) = &hits {
+            section.card aria-live="polite" {
+                h2 { (hits.len()) @if hits.len() == 1 { " result" } @else { " results" } }
+                @if hits.is_empty() {
+                    p.empty { "No record matches. Try fewer or shorter words." }
+                } @else {
+                    ul.list {
+                        @for (k, id, title) in hits {
+                            li {
+                                a href=(record_href(*id)) { (title_or_untitled(title)) }
+                                span.meta { (kind_label(*k)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(pages::layout(&user.chrome(), Some(Nav::Search), "Search", body).into_response())
+}
+
+fn money(m: &store::Money) -> String {
+    let sign = if m.minor < 0 { "-" } else { "" };
+    let v = m.minor.unsigned_abs();
+    format!("{sign}{}.{:02} {}", v / 100, v % 100, m.currency)
+}
+
+/// (label, value) rows of a record's own fields; empty values are left out.
+fn fields(r: &Record) -> Vec<(&'static str, String)> {
+    let emails = |e: &[store::EmailAddress]| {
+        e.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let addr = |a: &store::PostalAddress| {
+        [&a.street, &a.postal_code, &a.city, &a.state, &a.country]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out: Vec<(&'static str, String)> = match r {
+        Record::Account(a) => vec![
+            ("Website", a.website.clone()),
+            ("Phone", a.phone.clone()),
+            ("E-mail", emails(&a.emails)),
+            ("Address", addr(&a.address)),
+        ],
+        Record::Contact(c) => vec![
+            ("Job title", c.job_title.clone()),
+            ("Department", c.department.clone()),
+            ("Company", c.company.clone()),
+            ("E-mail", emails(&c.emails)),
+            ("Business phone", c.business_phone.clone()),
+            ("Mobile phone", c.mobile_phone.clone()),
+            ("Address", addr(&c.address)),
+        ],
+        Record::Lead(l) => vec![
+            ("Topic", l.topic.clone()),
+            ("Company", l.company.clone()),
+            ("Job title", l.job_title.clone()),
+            ("E-mail", emails(&l.emails)),
+            ("Phone", l.phone.clone()),
+            ("Address", addr(&l.address)),
+            ("Status", format!("{:?}", l.status)),
+        ],
+        Record::Opportunity(o) => vec![
+            (
+                "Estimated close",
+                o.estimated_close.map(|d| d.to_string()).unwrap_or_default(),
+            ),
+            (
+                "Estimated value",
+                o.estimated_value.as_ref().map(money).unwrap_or_default(),
+            ),
+            ("Status", format!("{:?}", o.status)),
+        ],
+        Record::Case(c) => vec![
+            ("Status", format!("{:?}", c.status)),
+            ("Description", c.description.clone()),
+        ],
+        Record::Invoice(i) => vec![
+            ("Amount", money(&i.amount)),
+            ("Due", i.due.map(|d| d.to_string()).unwrap_or_default()),
+            ("Status", format!("{:?}", i.status)),
+        ],
+        Record::User(u) => vec![("Sign-in addresses", emails(&u.logins))],
+        Record::EmailTemplate(t) => vec![("Subject", t.subject.clone()), ("Body", t.body.clone())],
+        Record::SalesLiterature(s) => vec![
+            ("Description", s.description.clone()),
+            (
+                "Files",
+                s.files
+                    .iter()
+                    .map(|f| f.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        ],
+        Record::KnowledgeArticle(k) => vec![
+            ("Keywords", k.keywords.join(", ")),
+            ("Article", k.body.clone()),
+        ],
+    };
+    out.retain(|(_, v)| !v.trim().is_empty());
+    out
+}
+
+/// `GET /record/{id}`: one record, what it links to, and its latest activities.
+pub async fn record(
+    State(app): State<AppState>,
+    Path(raw): Path<String>,
+    user: SignedIn,
+) -> Result<Response, PageFailure> {
+    let id = Uuid::parse_str(&raw).map_err(|_| PageFailure(Failure::not_found()))?;
+    let found = with_store(&app, move |s| {
+        let Some(rec) = s.record(id)? else {
+            return Ok(None);
+        };
+        let mut links = Vec::new();
+        for l in rec.links() {
+            let title = s.record(l.id)?.map(|r| r.title()).unwrap_or_default();
+            links.push((l, title));
+        }
+        let activities = s.activities_of(id, RECORD_ACTIVITIES)?;
+        Ok(Some((rec, links, activities)))
+    })
+    .await
+    .map_err(PageFailure)?;
+    let Some((rec, links, activities)) = found else {
+        return Err(PageFailure(Failure::new(
+            StatusCode::NOT_FOUND,
+            "There is no record with this id: it may have been deleted.",
+        )));
+    };
+    let title = title_or_untitled(&rec.title()).to_owned();
+    let body = html! {
+        p.kind { (kind_label(rec.kind())) }
+        h1 { (title) }
+        section.card aria-label="Details" {
+            dl.facts {
+                @for (label, value) in fields(&rec) {
+                    dt { (label) } dd { (value) }
+                }
+                @for (l, t) in &links {
+                    dt { (kind_label(l.kind)) }
+                    dd { a href=(record_href(l.id)) { (title_or_untitled(t)) } }
+                }
+                dt { "Modified" } dd { (rec.stamps().modified.format("%Y-%m-%d %H:%M UTC")) }
+            }
+        }
+        section.card aria-labelledby="h-activities" {
+            h2 #h-activities { "Activities" }
+            @if activities.is_empty() {
+                p.empty { "No activity yet." }
+            } @else {
+                ul.list {
+                    @for a in &activities {
+                        li {
+                            span { (title_or_untitled(&a.subject)) }
+                            span.meta { (kind_label(a.kind())) " · " (a.when().format("%Y-%m-%d %H:%M")) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(pages::layout(&user.chrome(), None, &title, body).into_response())
+}
+
+/// `GET /contacts?q=…`: the CRM's contacts, searchable by name, company, title,
+/// department and address.
+pub async fn contacts(
+    State(app): State<AppState>,
+    Query(p): Query<SearchParams>,
+    user: SignedIn,
+) -> Result<Response, PageFailure> {
+    let q = p.q.unwrap_or_default();
+    let text = q.trim().to_owned();
+    let rows: Vec<(Uuid, String, String)> = if text.is_empty() {
+        let mut all = with_store(&app, |s| s.records(Some(Kind::Contact)))
+            .await
+            .map_err(PageFailure)?;
+        all.sort_by_key(|r| r.title().to_lowercase());
+        all.into_iter()
+            .take(SEARCH_LIMIT)
+            .map(|r| {
+                let sub = match &r {
+                    Record::Contact(c) => [c.job_title.as_str(), c.company.as_str()]
+                        .iter()
+                        .filter(|s| !s.is_empty())
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(" · "),
+                    _ => String::new(),
+                };
+                (r.id(), r.title(), sub)
+            })
+            .collect()
+    } else {
+        let query = SearchQuery {
+            text,
+            kinds: vec![Kind::Contact],
+            limit: SEARCH_LIMIT,
+        };
+        let hits = with_store(&app, move |s| s.search(&query))
+            .await
+            .map_err(PageFailure)?;
+        hits.into_iter()
+            .map(|h| (h.id, h.title, String::new()))
+            .collect()
+    };
+    let body = html! {
+        h1 { "Contacts" }
+        section.card { (search_form(&q, None, "/contacts", false)) }
+        section.card {
+            @if rows.is_empty() {
+                p.empty { @if q.trim().is_empty() { "No contacts yet." } @else { "No contact matches." } }
+            } @else {
+                ul.list {
+                    @for (id, title, sub) in &rows {
+                        li {
+                            a href=(record_href(*id)) { (title_or_untitled(title)) }
+                            @if !sub.is_empty() { span.meta { (sub) } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(pages::layout(&user.chrome(), Some(Nav::Contacts), "Contacts", body).into_response())
+}
+
+/// `GET /documents`: email templates, sales literature and knowledge articles.
+pub async fn documents(
+    State(app): State<AppState>,
+    user: SignedIn,
+) -> Result<Response, PageFailure> {
+    let groups = with_store(&app, |s| {
+        let mut out = Vec::new();
+        for (kind, label) in [
+            (Kind::EmailTemplate, "Email templates"),
+            (Kind::SalesLiterature, "Sales literature"),
+            (Kind::KnowledgeArticle, "Knowledge articles"),
+        ] {
+            let mut rs = s.records(Some(kind))?;
+            rs.sort_by_key(|r| r.title().to_lowercase());
+            out.push((label, rs));
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(PageFailure)?;
+    let body = html! {
+        h1 { "Documents" }
+        @for (label, rs) in &groups {
+            section.card {
+                h2 { (label) }
+                @if rs.is_empty() {
+                    p.empty { "None yet." }
+                } @else {
+                    ul.list {
+                        @for r in rs {
+                            li { a href=(record_href(r.id())) { (title_or_untitled(&r.title())) } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(pages::layout(&user.chrome(), Some(Nav::Documents), "Documents", body).into_response())
+}

@@ -1,0 +1,197 @@
+//! Live events for the pane: one broadcast channel per user, fed by the proxy (and later
+//! the tracking engine) when a user opens a message, and read by the pane's SSE endpoint.
+//! Each user's channel also remembers the most recent messages, so that a page rendered
+//! after the event still shows them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+
+/// How many opened messages each user's history keeps.
+pub const RECENT_MESSAGES: usize = 20;
+/// Events buffered per subscriber before a slow one starts missing some.
+const CHANNEL_CAPACITY: usize = 64;
+
+/// A message the user opened in a mail client (its body was fetched on their session),
+/// or selected in Outlook through the add-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageOpened {
+    /// The Message-ID header, without angle brackets.
+    pub message_id: String,
+    pub subject: Option<String>,
+    pub from: Option<String>,
+    /// The IMAP folder and UID, when the proxy saw the fetch.
+    pub mailbox: Option<String>,
+    pub uid: Option<u32>,
+    pub opened_at: DateTime<Utc>,
+}
+
+impl MessageOpened {
+    /// An event with only a Message-ID (angle brackets and spaces removed), opened now.
+    pub fn new(message_id: &str) -> MessageOpened {
+        MessageOpened {
+            message_id: normalize_message_id(message_id),
+            subject: None,
+            from: None,
+            mailbox: None,
+            uid: None,
+            opened_at: Utc::now(),
+        }
+    }
+}
+
+/// What the pane's live connections receive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum PaneEvent {
+    MessageOpened(MessageOpened),
+}
+
+impl PaneEvent {
+    /// The SSE event name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PaneEvent::MessageOpened(_) => "message-opened",
+        }
+    }
+}
+
+/// `<abc@example.com>` and ` abc@example.com ` are the same Message-ID.
+pub fn normalize_message_id(raw: &str) -> String {
+    let t = raw.trim();
+    let t = t.strip_prefix('<').unwrap_or(t);
+    let t = t.strip_suffix('>').unwrap_or(t);
+    t.trim().to_owned()
+}
+
+/// User names are e-mail addresses; case does not distinguish two users.
+pub fn user_key(user: &str) -> String {
+    user.trim().to_lowercase()
+}
+
+struct UserChannel {
+    sender: broadcast::Sender<PaneEvent>,
+    recent: VecDeque<MessageOpened>,
+}
+
+impl UserChannel {
+    fn new() -> UserChannel {
+        UserChannel {
+            sender: broadcast::channel(CHANNEL_CAPACITY).0,
+            recent: VecDeque::with_capacity(RECENT_MESSAGES),
+        }
+    }
+}
+
+/// The hub of per-user channels. Cheap to clone; all clones share the channels.
+#[derive(Clone, Default)]
+pub struct PaneEvents {
+    users: Arc<Mutex<HashMap<String, UserChannel>>>,
+}
+
+impl std::fmt::Debug for PaneEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaneEvents").finish_non_exhaustive()
+    }
+}
+
+impl PaneEvents {
+    pub fn new() -> PaneEvents {
+        PaneEvents::default()
+    }
+
+    /// Record that `user` opened a message and tell every live pane of that user.
+    /// Opening the same message again moves it to the front of the history.
+    /// Returns how many live connections received it.
+    pub fn publish_opened(&self, user: &str, event: MessageOpened) -> usize {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let ch = users.entry(user_key(user)).or_insert_with(UserChannel::new);
+        ch.recent.retain(|m| m.message_id != event.message_id);
+        if ch.recent.len() == RECENT_MESSAGES {
+            ch.recent.pop_back();
+        }
+        ch.recent.push_front(event.clone());
+        // No receiver is not an error: the pane may simply be closed.
+        ch.sender.send(PaneEvent::MessageOpened(event)).unwrap_or(0)
+    }
+
+    /// A receiver of `user`'s future events.
+    pub fn subscribe(&self, user: &str) -> broadcast::Receiver<PaneEvent> {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        users
+            .entry(user_key(user))
+            .or_insert_with(UserChannel::new)
+            .sender
+            .subscribe()
+    }
+
+    /// The message `user` opened last.
+    pub fn current(&self, user: &str) -> Option<MessageOpened> {
+        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        users.get(&user_key(user))?.recent.front().cloned()
+    }
+
+    /// `user`'s recently opened messages, newest first.
+    pub fn recent(&self, user: &str) -> Vec<MessageOpened> {
+        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        users
+            .get(&user_key(user))
+            .map(|c| c.recent.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// A message from `user`'s history by Message-ID.
+    pub fn find(&self, user: &str, message_id: &str) -> Option<MessageOpened> {
+        let id = normalize_message_id(message_id);
+        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        users
+            .get(&user_key(user))?
+            .recent
+            .iter()
+            .find(|m| m.message_id == id)
+            .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn events_reach_only_their_user() {
+        let hub = PaneEvents::new();
+        let mut alice = hub.subscribe("Alice@Example.com");
+        let mut bob = hub.subscribe("bob@example.com");
+        let n = hub.publish_opened("alice@example.com", MessageOpened::new("<m1@x>"));
+        assert_eq!(n, 1);
+        let PaneEvent::MessageOpened(got) = alice.recv().await.unwrap();
+        assert_eq!(got.message_id, "m1@x");
+        assert!(bob.try_recv().is_err());
+        assert_eq!(hub.current("ALICE@example.com").unwrap().message_id, "m1@x");
+        assert!(hub.current("bob@example.com").is_none());
+    }
+
+    #[test]
+    fn history_is_newest_first_without_duplicates_and_bounded() {
+        let hub = PaneEvents::new();
+        for i in 0..RECENT_MESSAGES + 5 {
+            hub.publish_opened("u@x", MessageOpened::new(&format!("m{i}@x")));
+        }
+        hub.publish_opened("u@x", MessageOpened::new("m10@x"));
+        let recent = hub.recent("u@x");
+        assert_eq!(recent.len(), RECENT_MESSAGES);
+        assert_eq!(recent[0].message_id, "m10@x");
+        assert_eq!(recent.iter().filter(|m| m.message_id == "m10@x").count(), 1);
+        assert!(hub.find("u@x", "<m24@x>").is_some());
+        assert!(hub.find("u@x", "m0@x").is_none());
+    }
+
+    #[test]
+    fn publishing_without_listeners_is_fine() {
+        let hub = PaneEvents::new();
+        assert_eq!(hub.publish_opened("u@x", MessageOpened::new("a@b")), 0);
+        assert_eq!(hub.recent("u@x").len(), 1);
+    }
+}

@@ -1,0 +1,217 @@
+//! What the CRM knows about one message, for the Current message and message pages:
+//! the signed-in mailbox's track status (the guide's "Track pending", "Tracked
+//! regarding …"), the regarding record, and each sender and recipient with what they
+//! are in the CRM (CRM user, contact, lead, account, or unknown). Read-only: the
+//! tracking engine adds the actions (set regarding, untrack, add as contact).
+
+use maud::{html, Markup};
+
+use super::crm::{kind_label, with_store};
+use super::errors::Failure;
+use super::events::MessageOpened;
+use super::AppState;
+use crate::store::{
+    Activity, CrmStore, EmailAddress, Kind, MessageId, PartyRole, RecordRef, SystemUser,
+    TrackStatus,
+};
+
+/// The track status of a message in one mailbox, in the guide's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrackView {
+    NotTracked,
+    Pending,
+    Tracked,
+    TrackedRegarding(RecordRef, String),
+    Failed(String),
+}
+
+/// One sender or recipient.
+#[derive(Debug, Clone)]
+pub struct PersonView {
+    pub role: &'static str,
+    pub name: String,
+    pub address: String,
+    /// (record, its title, for a contact: its account's title)
+    pub records: Vec<(RecordRef, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MessageCrm {
+    pub track: TrackView,
+    pub people: Vec<PersonView>,
+}
+
+fn role_label(r: PartyRole) -> &'static str {
+    match r {
+        PartyRole::Sender => "From",
+        PartyRole::To => "To",
+        PartyRole::Cc => "Cc",
+        PartyRole::Bcc => "Bcc",
+        PartyRole::Organizer => "Organizer",
+        PartyRole::RequiredAttendee => "Required",
+        PartyRole::OptionalAttendee => "Optional",
+        PartyRole::Participant => "Participant",
+    }
+}
+
+/// `"Nancy Davolio" <nancy@contoso.example>` → (name, address).
+pub fn split_mailbox(raw: &str) -> (String, String) {
+    let raw = raw.trim();
+    match (raw.rfind('<'), raw.rfind('>')) {
+        (Some(open), Some(close)) if open < close => {
+            let name = raw[..open].trim().trim_matches('"').trim().to_owned();
+            (name, raw[open + 1..close].trim().to_owned())
+        }
+        _ => (String::new(), raw.to_owned()),
+    }
+}
+
+fn titles(s: &dyn CrmStore, refs: &[RecordRef]) -> crate::store::Result<Vec<(RecordRef, String)>> {
+    let mut out = Vec::new();
+    for r in refs {
+        let title = s.record(r.id)?.map(|rec| rec.title()).unwrap_or_default();
+        out.push((*r, title));
+    }
+    Ok(out)
+}
+
+/// Look the message up in the store for `user`'s mailbox.
+pub async fn lookup(
+    app: &AppState,
+    user: &SystemUser,
+    message: &MessageOpened,
+) -> Result<MessageCrm, Failure> {
+    let owner = user.id;
+    let mid = MessageId::parse(&message.message_id).ok();
+    let from = message.from.clone();
+    with_store(app, move |s| {
+        let activity: Option<Activity> = match &mid {
+            Some(m) => s.activity_by_message_id(m)?,
+            None => None,
+        };
+        let tracking = match &mid {
+            Some(m) => s.tracking(owner, m)?,
+            None => None,
+        };
+        let regarding = tracking
+            .as_ref()
+            .and_then(|t| t.regarding)
+            .or_else(|| activity.as_ref().and_then(|a| a.regarding));
+        let track = match tracking.map(|t| t.status) {
+            None => TrackView::NotTracked,
+            Some(TrackStatus::Pending) => TrackView::Pending,
+            Some(TrackStatus::Failed { reason }) => TrackView::Failed(reason),
+            Some(TrackStatus::Tracked) => match regarding {
+                Some(r) => {
+                    let title = s.record(r.id)?.map(|x| x.title()).unwrap_or_default();
+                    TrackView::TrackedRegarding(r, title)
+                }
+                None => TrackView::Tracked,
+            },
+        };
+        let mut people = Vec::new();
+        if let Some(a) = &activity {
+            for p in &a.parties {
+                people.push(PersonView {
+                    role: role_label(p.role),
+                    name: p.name.clone(),
+                    address: p
+                        .address
+                        .as_ref()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default(),
+                    records: titles(s, &p.records)?,
+                });
+            }
+        } else if let Some(from) = from {
+            let (name, address) = split_mailbox(&from);
+            let records = match EmailAddress::parse(&address) {
+                Ok(addr) => titles(s, &s.resolve_address(&addr)?)?,
+                Err(_) => Vec::new(),
+            };
+            people.push(PersonView {
+                role: "From",
+                name,
+                address,
+                records,
+            });
+        }
+        Ok(MessageCrm { track, people })
+    })
+    .await
+}
+
+fn status_label(kind: Kind) -> &'static str {
+    match kind {
+        Kind::User => "CRM user",
+        k => kind_label(k),
+    }
+}
+
+/// The tracking panel and the people panel.
+pub fn panels(crm: &MessageCrm) -> Markup {
+    html! {
+        section.card.tracking aria-labelledby="h-tracking" {
+            h2 #h-tracking { "Tracking" }
+            @match &crm.track {
+                TrackView::NotTracked => p.status { span.badge.off { "Not tracked" } },
+                TrackView::Pending => p.status { span.badge.pending { "Track pending" } },
+                TrackView::Tracked => p.status { span.badge.on { "Tracked" } },
+                TrackView::TrackedRegarding(r, title) => p.status {
+                    span.badge.on { "Tracked regarding" } " "
+                    a href=(format!("/record/{}", r.id)) { (title) }
+                    span.meta { " (" (kind_label(r.kind)) ")" }
+                },
+                TrackView::Failed(reason) => p.status {
+                    span.badge.fail { "Tracking failed" } " " span.meta { (reason) }
+                },
+            }
+        }
+        section.card aria-labelledby="h-people" {
+            h2 #h-people { "People" }
+            @if crm.people.is_empty() {
+                p.empty { "No sender or recipient known for this message yet." }
+            } @else {
+                ul.people {
+                    @for p in &crm.people {
+                        li {
+                            span.role { (p.role) }
+                            span.who {
+                                @if !p.name.is_empty() { strong { (p.name) } " " }
+                                span.addr { (p.address) }
+                            }
+                            @if p.records.is_empty() {
+                                span.badge.off { "Unknown" }
+                            } @else {
+                                @for (r, title) in &p.records {
+                                    span.rec {
+                                        span.badge { (status_label(r.kind)) } " "
+                                        a href=(format!("/record/{}", r.id)) { (title) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mailboxes_split_into_name_and_address() {
+        assert_eq!(
+            split_mailbox("\"Nancy Davolio\" <nancy@contoso.example>"),
+            ("Nancy Davolio".into(), "nancy@contoso.example".into())
+        );
+        assert_eq!(
+            split_mailbox(" a@b.example "),
+            (String::new(), "a@b.example".into())
+        );
+        assert_eq!(split_mailbox("Odd > <x@y>"), ("Odd >".into(), "x@y".into()));
+    }
+}

@@ -1,0 +1,497 @@
+//! The pane in a real browser: headless Chromium driven through chromedriver (W3C
+//! WebDriver, spoken here directly over HTTP). The browser trusts only the pane's own
+//! certificate key (`--ignore-certificate-errors-spki-list`, honoured with a fresh
+//! `--user-data-dir`). It opens a one-time link, lands signed in, follows a live
+//! "message opened" event, submits forms (the CSRF path), signs out, and saves
+//! screenshots at 350 px and full width into target/pane-screenshots/.
+
+mod pane_util;
+
+use base64::Engine;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use pane_util::TestPane;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Driver {
+    child: Child,
+    port: u16,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn http(port: u16, method: &str, path: &str, body: Option<Value>) -> Value {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("chromedriver is listening");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", format!("127.0.0.1:{port}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(bytes)))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert!(
+        status.is_success(),
+        "WebDriver {method} {path}: {status} {v}"
+    );
+    v["value"].clone()
+}
+
+/// base64(SHA-256(SubjectPublicKeyInfo)) of the first certificate in a PEM file.
+fn spki_pin(cert_pem: &std::path::Path) -> String {
+    use rustls::pki_types::pem::PemObject;
+    let der = rustls::pki_types::CertificateDer::from_pem_file(cert_pem).unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let spki = cert.tbs_certificate.subject_pki.raw;
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(spki))
+}
+
+impl Driver {
+    async fn start(pin: &str) -> Driver {
+        let port = free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is installed (apt-get install chromium chromium-driver)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--no-first-run".into(),
+            "--hide-scrollbars".into(),
+            "--force-device-scale-factor=1".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+            format!("--ignore-certificate-errors-spki-list={pin}"),
+        ];
+        let caps = json!({
+            "capabilities": { "alwaysMatch": {
+                "browserName": "chrome",
+                "acceptInsecureCerts": false,
+                "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
+                "goog:loggingPrefs": { "browser": "ALL" }
+            }}
+        });
+        let mut d = Driver {
+            child,
+            port,
+            session: String::new(),
+            _profile: profile,
+        };
+        let v = http(port, "POST", "/session", Some(caps)).await;
+        d.session = v["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {v}"))
+            .to_owned();
+        d
+    }
+
+    async fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let p = format!("/session/{}{path}", self.session);
+        http(self.port, method, &p, body).await
+    }
+
+    async fn goto(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({ "url": url }))).await;
+    }
+
+    async fn url(&self) -> String {
+        self.cmd("GET", "/url", None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Wait (polling) until the page's URL satisfies `ok`: a click's navigation may
+    /// still be under way when the click command returns.
+    async fn wait_for_url(&self, ok: impl Fn(&str) -> bool) -> String {
+        let mut last = String::new();
+        for _ in 0..300 {
+            last = self.url().await;
+            if ok(&last) && self.script("return document.readyState").await == "complete" {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the page never reached the expected URL; last: {last}");
+    }
+
+    async fn size(&self, width: u32, height: u32) {
+        self.cmd(
+            "POST",
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let v = self
+            .cmd(
+                "POST",
+                "/element",
+                Some(json!({ "using": "css selector", "value": css })),
+            )
+            .await;
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("find {css}: {v}"))
+            .to_owned()
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let e = self.find(css).await;
+        let v = self.cmd("GET", &format!("/element/{e}/text"), None).await;
+        v.as_str().unwrap().to_owned()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        self.cmd(
+            "POST",
+            &format!("/element/{e}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.find(css).await;
+        self.cmd("POST", &format!("/element/{e}/click"), Some(json!({})))
+            .await;
+    }
+
+    async fn script(&self, js: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": js, "args": [] })),
+        )
+        .await
+    }
+
+    /// Wait (polling) until the page's `css` element contains `needle`.
+    async fn wait_for_text(&self, css: &str, needle: &str) -> String {
+        let mut last = String::new();
+        for _ in 0..300 {
+            let js = format!(
+                "var e = document.querySelector({}); return e ? e.innerText : '';",
+                serde_json::to_string(css).unwrap()
+            );
+            last = self.script(&js).await.as_str().unwrap_or("").to_owned();
+            if last.contains(needle) {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{css} never showed {needle:?}; last: {last:?}");
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let v = self.cmd("GET", "/screenshot", None).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"));
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/pane-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), png).unwrap();
+    }
+
+    /// The browser console: CSP violations and script errors show up here.
+    async fn console(&self) -> Vec<String> {
+        let v = self
+            .cmd("POST", "/se/log", Some(json!({ "type": "browser" })))
+            .await;
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| format!("{} {}", e["level"], e["message"]))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    async fn quit(&self) {
+        let _ = http(
+            self.port,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            None,
+        )
+        .await;
+    }
+}
+
+/// The demo CRM's tracked email, as the proxy would report its opening.
+fn demo_message() -> crmproxy::pane::MessageOpened {
+    let mut m = crmproxy::pane::MessageOpened::new("<demo-0001@mail.contoso.example>");
+    m.subject = Some("Re: Seats for the analytics roll-out".into());
+    m.from = Some("Nancy Davolio <nancy.davolio@contoso.example>".into());
+    m.mailbox = Some("INBOX".into());
+    m.uid = Some(4212);
+    m
+}
+
+/// A stand-in for Office.js with the surface pane.js uses, then pane.js loaded again.
+fn office_stub(message_id: &str) -> String {
+    format!(
+        r#"window.Office = {{
+  EventType: {{ ItemChanged: "olkItemSelectedChanged" }},
+  context: {{ mailbox: {{
+    item: {{ internetMessageId: "<{message_id}>", subject: "Pricing question",
+             from: {{ emailAddress: "nancy.davolio@contoso.example" }} }},
+    addHandlerAsync: function (type, handler) {{ window.__crmItemChanged = handler; }}
+  }} }},
+  onReady: function (callback) {{ callback({{ host: "Outlook" }}); }}
+}};
+var s = document.createElement("script");
+s.src = "/assets/pane.js";
+document.head.appendChild(s);"#
+    )
+}
+
+#[tokio::test]
+async fn browser_signs_in_follows_live_events_and_submits_forms() {
+    let pane = TestPane::start().await;
+    let user = "alice@example.test";
+    let pin = spki_pin(&pane.cfg.cert_dir().join("localhost.pem"));
+    let driver = Driver::start(&pin).await;
+    let origin = pane.origin.clone();
+
+    // Some history so the home page has content.
+    for (id, subject, from) in [
+        (
+            "q3-review@contoso.example",
+            "Q3 review: pricing for 250 seats",
+            "Jim Glynn <jim@contoso.example>",
+        ),
+        (
+            "intro@fabrikam.example",
+            "Introduction: Fabrikam purchasing",
+            "Nancy Anderson <nancy@fabrikam.example>",
+        ),
+    ] {
+        let mut ev = crmproxy::pane::MessageOpened::new(id);
+        ev.subject = Some(subject.into());
+        ev.from = Some(from.into());
+        ev.mailbox = Some("INBOX".into());
+        ev.uid = Some(4211);
+        pane.events.publish_opened(user, ev);
+    }
+
+    // Narrow, like a mail client's side pane. Without a session: the sign-in form.
+    driver.size(350, 900).await;
+    driver.goto(&format!("{origin}/")).await;
+    assert!(driver.url().await.contains("/signin?next=%2F"));
+    assert_eq!(driver.text("h1").await, "Sign in");
+    driver.screenshot("signin-350.png").await;
+
+    // The one-time link signs in and lands on Home.
+    let token = crmproxy::pane::link::issue(&pane.cfg.data_dir, user).unwrap();
+    driver
+        .goto(&format!("{origin}/signin/link?token={token}"))
+        .await;
+    assert_eq!(driver.url().await, format!("{origin}/"));
+    assert_eq!(driver.text("h1").await, "Home");
+    assert_eq!(driver.text("header .user").await, user);
+    assert!(driver.text("main").await.contains("Q3 review"));
+    assert_eq!(
+        driver.script("return document.cookie").await,
+        "",
+        "HttpOnly cookie"
+    );
+    driver.screenshot("home-350.png").await;
+
+    // The link is spent: a second visit shows the refusal page.
+    driver
+        .goto(&format!("{origin}/signin/link?token={token}"))
+        .await;
+    assert!(driver.text("main").await.contains("already been used"));
+
+    // Current message follows the mail client live (SSE + pane.js under the CSP).
+    driver.goto(&format!("{origin}/current")).await;
+    assert!(driver.text("main").await.contains("Introduction: Fabrikam"));
+    // Give the page's EventSource time to connect, then publish until it is delivered.
+    let live = demo_message();
+    let mut delivered = 0;
+    for _ in 0..200 {
+        delivered = pane.events.publish_opened(user, live.clone());
+        if delivered > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(delivered > 0, "the page opened a live stream");
+    let shown = driver
+        .wait_for_text(
+            "[data-live=current]",
+            "Re: Seats for the analytics roll-out",
+        )
+        .await;
+    assert!(shown.contains("demo-0001@mail.contoso.example"));
+    // Its CRM side: tracked regarding the opportunity, the sender a contact.
+    driver.script("location.reload()").await;
+    driver.wait_for_text("main", "Tracked regarding").await;
+    let main = driver.text("main").await;
+    assert!(main.contains("Contoso — 150 analytics seats"), "{main}");
+    assert!(main.contains("Nancy Davolio"), "{main}");
+    driver.screenshot("current-350.png").await;
+
+    // A form with the CSRF token: look a message up, then make it current (POST).
+    driver.goto(&format!("{origin}/")).await;
+    driver
+        .type_into("#mid", "order-42@adventure-works.example")
+        .await;
+    driver.click("form[action='/message'] button").await;
+    driver
+        .wait_for_url(|u| u.contains("/message?id=order-42%40adventure-works.example"))
+        .await;
+    driver.screenshot("message-350.png").await;
+    driver.click("form[action='/current'] button").await;
+    let current = format!("{origin}/current");
+    driver.wait_for_url(|u| u == current).await;
+    assert!(driver
+        .text("main")
+        .await
+        .contains("order-42@adventure-works.example"));
+    assert_eq!(
+        pane.events.current(user).unwrap().message_id,
+        "order-42@adventure-works.example"
+    );
+
+    // Search with the type filter (a GET form), then open a record.
+    driver.click("nav.menu a[href='/search']").await;
+    driver.wait_for_url(|u| u.ends_with("/search")).await;
+    driver.type_into("#q", "contoso").await;
+    driver.click("#type option[value='opportunity']").await;
+    driver.click("form.search button").await;
+    driver
+        .wait_for_url(|u| u.contains("/search?q=contoso&type=opportunity"))
+        .await;
+    let results = driver.text("main").await;
+    assert!(
+        results.contains("Contoso — 150 analytics seats"),
+        "{results}"
+    );
+    assert!(!results.contains("Contoso Pharmaceuticals"), "{results}");
+    driver.screenshot("search-350.png").await;
+    driver.goto(&format!("{origin}/search?q=contoso")).await;
+    driver.click("main ul.list a").await;
+    driver.wait_for_url(|u| u.contains("/record/")).await;
+    let record_url = driver.url().await;
+    driver.screenshot("record-350.png").await;
+
+    // Outlook: with Office.js present, pane.js follows the selected item. Office.js only
+    // loads inside Outlook, so a stand-in with the same surface is put on the page.
+    driver.goto(&format!("{origin}/search")).await;
+    driver
+        .script(&office_stub("office-item-1@contoso.example"))
+        .await;
+    driver
+        .wait_for_url(|u| u.contains("/message?id=office-item-1%40contoso.example"))
+        .await;
+    assert!(driver.text("main").await.contains("Pricing question"));
+    let cur = pane.events.current(user).unwrap();
+    assert_eq!(cur.message_id, "office-item-1@contoso.example");
+    assert_eq!(cur.from.as_deref(), Some("nancy.davolio@contoso.example"));
+    // The same item again (another page of the pane): the user is not pulled back.
+    driver.goto(&format!("{origin}/search")).await;
+    driver
+        .script(&office_stub("office-item-1@contoso.example"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(driver.url().await.ends_with("/search"));
+    // Outlook selects another item: the pane follows.
+    driver
+        .script(
+            "window.Office.context.mailbox.item = { internetMessageId: '<office-item-2@contoso.example>', \
+             subject: 'Second', from: null }; window.__crmItemChanged();",
+        )
+        .await;
+    driver
+        .wait_for_url(|u| u.contains("/message?id=office-item-2%40contoso.example"))
+        .await;
+
+    // Full width, on the tracked demo message.
+    pane.events.publish_opened(user, demo_message());
+    driver.size(1280, 900).await;
+    driver.goto(&format!("{origin}/")).await;
+    driver.screenshot("home-1280.png").await;
+    driver.goto(&format!("{origin}/current")).await;
+    driver.screenshot("current-1280.png").await;
+    driver.goto(&format!("{origin}/search?q=contoso")).await;
+    driver.screenshot("search-1280.png").await;
+    driver.goto(&record_url).await;
+    driver.screenshot("record-1280.png").await;
+
+    // Keyboard: the skip link is the first stop and leads to the content.
+    let first = driver
+        .script(
+            "document.body.focus(); return document.querySelector('a.skip').getAttribute('href')",
+        )
+        .await;
+    assert_eq!(first, "#main");
+
+    let console = driver.console().await;
+    let problems: Vec<_> = console
+        .iter()
+        .filter(|m| m.contains("SEVERE") || m.contains("Content Security Policy"))
+        // The spent link's 403 above is expected.
+        .filter(|m| !(m.contains("/signin/link?token=") && m.contains("403")))
+        .collect();
+    assert!(problems.is_empty(), "browser console: {problems:?}");
+
+    // Sign out (a POST with the token) and the pane is closed again.
+    driver.click("form.signout button").await;
+    let signin = format!("{origin}/signin");
+    driver.wait_for_url(|u| u.starts_with(&signin)).await;
+    driver.goto(&format!("{origin}/current")).await;
+    assert!(driver.url().await.contains("/signin?next=%2Fcurrent"));
+    driver.quit().await;
+}

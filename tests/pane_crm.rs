@@ -1,0 +1,232 @@
+//! The pane's read-only CRM pages over real HTTPS, on a real store holding the demo CRM:
+//! the `use_app` privilege at sign-in and on every request, the home dashboard, search
+//! with the type filter, a record with its links and activities, contacts, documents.
+
+mod pane_util;
+
+use crmproxy::store::{Kind, Privilege, Record, UserId};
+use pane_util::TestPane;
+use uuid::Uuid;
+
+const CONTOSO: &str = "0193a1b2-c3d4-7005-8000-000000000005";
+const NANCY: &str = "0193a1b2-c3d4-7008-8000-000000000008";
+const ALICE_ID: &str = "0193a1b2-c3d4-7001-8000-000000000001";
+
+#[tokio::test]
+async fn only_crm_users_with_use_app_get_in() {
+    let pane = TestPane::start().await;
+    for (user, expect) in [
+        (
+            "dave@example.test",
+            "does not have the &quot;Use the app&quot; privilege",
+        ),
+        ("stranger@example.test", "is not a CRM user"),
+    ] {
+        let token = crmproxy::pane::link::issue(&pane.cfg.data_dir, user).unwrap();
+        let mut c = pane.client();
+        let r = c.get(&format!("/signin/link?token={token}")).await;
+        assert_eq!(r.status, 403, "{user}");
+        assert!(r.text().contains(expect), "{user}: {}", r.text());
+        assert!(c.session.is_none(), "no session for {user}");
+    }
+
+    // Revoking the privilege takes effect on the next request, pages and API alike.
+    let mut c = pane.signed_in("bob@example.test").await;
+    assert_eq!(c.get("/").await.status, 200);
+    let bob = UserId::from_uuid(Uuid::parse_str("0193a1b2-c3d4-7002-8000-000000000002").unwrap());
+    pane.store
+        .set_privilege(bob, Privilege::UseApp, false)
+        .unwrap();
+    let r = c.get("/").await;
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("Use the app"));
+    let r = c.get("/api/session").await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["status"], 403);
+    pane.store
+        .set_privilege(bob, Privilege::UseApp, true)
+        .unwrap();
+    assert_eq!(c.get("/").await.status, 200);
+}
+
+#[tokio::test]
+async fn home_shows_counts_and_recent_records() {
+    let pane = TestPane::start().await;
+    let mut c = pane.signed_in("alice@example.test").await;
+    let t = c.get("/").await.text();
+    let contacts = pane.store.records(Some(Kind::Contact)).unwrap().len();
+    assert!(contacts > 0);
+    assert!(
+        t.contains(&format!("<span class=\"n\">{contacts}</span> Contacts")),
+        "{t}"
+    );
+    assert!(t.contains("href=\"/search?type=opportunity\""));
+    assert!(t.contains("Recent records"));
+    // The most recently changed record is listed first among the recent ones.
+    let mut all: Vec<Record> = pane.store.records(None).unwrap();
+    all.retain(|r| r.kind().can_be_regarding());
+    all.sort_by_key(|r| std::cmp::Reverse(r.stamps().modified));
+    assert!(t.contains(&format!("/record/{}", all[0].id())));
+}
+
+#[tokio::test]
+async fn search_filters_by_type() {
+    let pane = TestPane::start().await;
+    let mut c = pane.signed_in("alice@example.test").await;
+    let all = c.get("/search?q=contoso").await;
+    assert_eq!(all.status, 200);
+    let t = all.text();
+    assert!(
+        t.contains(&format!("/record/{CONTOSO}")),
+        "the account: {t}"
+    );
+    assert!(
+        t.contains("Contoso — 150 analytics seats"),
+        "the opportunity"
+    );
+
+    let only = c.get("/search?q=contoso&type=opportunity").await.text();
+    assert!(only.contains("Contoso — 150 analytics seats"));
+    assert!(
+        !only.contains(&format!("/record/{CONTOSO}")),
+        "accounts filtered out"
+    );
+    assert!(
+        only.contains("<option value=\"opportunity\" selected>"),
+        "the filter stays chosen"
+    );
+
+    // Accents and case do not matter.
+    let t = c.get("/search?q=zoe%20MULLER").await.text();
+    assert!(t.contains("Zoë Müller"), "{t}");
+    let t = c.get("/search?q=nothing-like-this").await.text();
+    assert!(t.contains("No record matches"));
+    let t = c.get("/search?type=invoice").await.text();
+    assert!(t.contains("INV-2026-0042") && t.contains("INV-2026-0043"));
+    assert!(!t.contains("Contoso Pharmaceuticals"));
+
+    let r = c.get("/search?q=x&type=spaceship").await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("Unknown record type"));
+    let r = c.get("/search?q=x&type=user").await;
+    assert_eq!(r.status, 400, "users are not in the search list");
+}
+
+#[tokio::test]
+async fn a_record_shows_its_fields_links_and_activities() {
+    let pane = TestPane::start().await;
+    let mut c = pane.signed_in("alice@example.test").await;
+    let r = c.get(&format!("/record/{NANCY}")).await;
+    assert_eq!(r.status, 200);
+    let t = r.text();
+    assert!(t.contains("<h1>Nancy Davolio</h1>"), "{t}");
+    assert!(t.contains("nancy.davolio@contoso.example"));
+    // Her account is a link.
+    if let Some(Record::Contact(n)) = pane.store.record(Uuid::parse_str(NANCY).unwrap()).unwrap() {
+        if let Some(acc) = n.account {
+            assert!(t.contains(&format!("/record/{}", acc.uuid())));
+        }
+    }
+    let acts = pane
+        .store
+        .activities_of(Uuid::parse_str(NANCY).unwrap(), 20)
+        .unwrap();
+    if acts.is_empty() {
+        assert!(t.contains("No activity yet"));
+    } else {
+        assert!(t.contains(&acts[0].subject.replace('&', "&amp;")), "{t}");
+    }
+    let user = c.get(&format!("/record/{ALICE_ID}")).await;
+    assert_eq!(user.status, 200);
+    assert!(user.text().contains("Alice Example"));
+
+    let r = c.get(&format!("/record/{}", Uuid::now_v7())).await;
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("no record with this id"));
+    let r = c.get("/record/not-a-uuid").await;
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test]
+async fn contacts_and_documents_list_the_store() {
+    let pane = TestPane::start().await;
+    let mut c = pane.signed_in("carol@example.test").await;
+    let t = c.get("/contacts").await.text();
+    for name in [
+        "Nancy Davolio",
+        "Janet Leverling",
+        "José Álvarez",
+        "Søren Jørgensen",
+    ] {
+        assert!(t.contains(name), "{name}");
+    }
+    assert!(!t.contains("Kenji Watanabe"), "leads are not contacts");
+    let t = c.get("/contacts?q=fabrikam").await.text();
+    assert!(
+        t.contains("Zoë Müller") && !t.contains("Nancy Davolio"),
+        "{t}"
+    );
+
+    let t = c.get("/documents").await.text();
+    for title in [
+        "Follow-up after a meeting",
+        "Contoso Cloud Analytics brochure",
+        "How to export a dashboard as PDF",
+    ] {
+        assert!(t.contains(title), "{title}");
+    }
+}
+
+#[tokio::test]
+async fn the_message_pages_show_track_status_and_people() {
+    use crmproxy::pane::MessageOpened;
+    use crmproxy::store::{MessageId, TrackingRecord};
+    let pane = TestPane::start().await;
+
+    // Alice tracked demo-0001 regarding the Contoso opportunity.
+    let mut alice = pane.signed_in("alice@example.test").await;
+    let mut ev = MessageOpened::new("<demo-0001@mail.contoso.example>");
+    ev.from = Some("Nancy Davolio <nancy.davolio@contoso.example>".into());
+    pane.events.publish_opened("alice@example.test", ev);
+    let t = alice.get("/current").await.text();
+    assert!(t.contains("Tracked regarding"), "{t}");
+    assert!(t.contains("/record/0193a1b2-c3d4-7010-8000-000000000010"));
+    assert!(
+        t.contains(&format!("/record/{NANCY}")),
+        "the sender is a contact"
+    );
+    assert!(t.contains("CRM user"), "alice, a recipient, is a CRM user");
+
+    // The same message is not tracked in Bob's mailbox; its people are still known.
+    let mut bob = pane.signed_in("bob@example.test").await;
+    let t = bob
+        .get("/message?id=demo-0001%40mail.contoso.example")
+        .await
+        .text();
+    assert!(
+        t.contains("Not tracked") && !t.contains("Tracked regarding"),
+        "{t}"
+    );
+    assert!(t.contains("Nancy Davolio"));
+
+    // A pending request in Bob's mailbox.
+    let bob_id =
+        UserId::from_uuid(Uuid::parse_str("0193a1b2-c3d4-7002-8000-000000000002").unwrap());
+    let mid = MessageId::parse("pending-1@fabrikam.example").unwrap();
+    pane.store
+        .put_tracking(TrackingRecord::pending(bob_id, mid, bob_id))
+        .unwrap();
+    let mut ev = MessageOpened::new("pending-1@fabrikam.example");
+    ev.from = Some("Zoë Müller <zoe.mueller@fabrikam.example>".into());
+    pane.events.publish_opened("bob@example.test", ev);
+    let t = bob.get("/current").await.text();
+    assert!(t.contains("Track pending"), "{t}");
+    assert!(t.contains("Zoë Müller") && t.contains(">Contact<"), "{t}");
+
+    // A stranger's message: not tracked, sender unknown.
+    let mut ev = MessageOpened::new("x1@elsewhere.example");
+    ev.from = Some("Someone <someone@elsewhere.example>".into());
+    pane.events.publish_opened("bob@example.test", ev);
+    let t = bob.get("/current").await.text();
+    assert!(t.contains("Not tracked") && t.contains("Unknown"), "{t}");
+}

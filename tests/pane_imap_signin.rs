@@ -1,0 +1,343 @@
+//! Sign-in to the pane with the mailbox's own credentials, checked against a real IMAP
+//! server: a private Dovecot 2.3 started for this test (its own config, ports and
+//! certificate from a test CA), over implicit TLS, STARTTLS and plain. Passwords with
+//! quotes, backslashes, spaces (quoted string) and non-ASCII (literal) are tested, as
+//! are wrong passwords, an unreachable server, an untrusted certificate, and that the
+//! password never reaches the log.
+
+mod pane_util;
+
+use crmproxy::config::{Config, UpstreamTls};
+use pane_util::TestPane;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+const ALICE: &str = "alice@example.test";
+const ALICE_PW: &str = r#"pa"ss\w rd"#;
+const BOB: &str = "bob@example.test";
+const BOB_PW: &str = "pässwörd";
+/// A mailbox whose CRM user lacks `use_app` (the demo's dave).
+const DAVE: &str = "dave@example.test";
+const DAVE_PW: &str = "dave-pw";
+
+/// A private Dovecot on two loopback ports; killed (by its own pid) when dropped.
+struct Dovecot {
+    dir: tempfile::TempDir,
+    child: Child,
+    imap_port: u16,
+    imaps_port: u16,
+    ca: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn dovecot_binary() -> PathBuf {
+    for p in ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"] {
+        if std::path::Path::new(p).exists() {
+            return p.into();
+        }
+    }
+    panic!("dovecot is not installed: run tests/run, or apt-get install dovecot-imapd");
+}
+
+fn whoami() -> (String, String, bool) {
+    let out = |args: &[&str]| {
+        let o = Command::new("id").args(args).output().unwrap();
+        String::from_utf8(o.stdout).unwrap().trim().to_owned()
+    };
+    let uid = out(&["-u"]);
+    (out(&["-un"]), out(&["-gn"]), uid == "0")
+}
+
+impl Dovecot {
+    fn start() -> Dovecot {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Dovecot's unprivileged processes must traverse the directory.
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::create_dir(d.join("mail")).unwrap();
+            std::fs::set_permissions(d.join("mail"), std::fs::Permissions::from_mode(0o1777))
+                .unwrap();
+        }
+        let (paths, _) = crmproxy::tls::ensure_certs_in(&d.join("certs"), 30).unwrap();
+        let mut passwd = std::fs::File::create(d.join("passwd")).unwrap();
+        writeln!(passwd, "{ALICE}:{{PLAIN}}{ALICE_PW}::::::").unwrap();
+        writeln!(passwd, "{BOB}:{{PLAIN}}{BOB_PW}::::::").unwrap();
+        writeln!(passwd, "{DAVE}:{{PLAIN}}{DAVE_PW}::::::").unwrap();
+        let (user, group, root) = whoami();
+        let (internal, login, mail_uid, mail_gid) = if root {
+            (
+                "dovecot",
+                "dovenull",
+                "nobody".to_string(),
+                "nogroup".to_string(),
+            )
+        } else {
+            ("", "", user.clone(), group.clone())
+        };
+        let (imap_port, imaps_port) = (free_port(), free_port());
+        let users = if root {
+            format!("default_internal_user = {internal}\ndefault_login_user = {login}\n")
+        } else {
+            format!("default_internal_user = {user}\ndefault_login_user = {user}\n")
+        };
+        let conf = format!(
+            r#"base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+{users}ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+passdb {{
+  driver = passwd-file
+  args = {d}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={mail_uid} gid={mail_gid} home={d}/mail/%u
+}}
+mail_location = maildir:~/Maildir
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {imaps_port}
+    ssl = yes
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+"#,
+            d = d.display(),
+            cert = paths.cert.display(),
+            key = paths.key.display(),
+        );
+        std::fs::write(d.join("dovecot.conf"), conf).unwrap();
+        let child = Command::new(dovecot_binary())
+            .arg("-F")
+            .arg("-c")
+            .arg(d.join("dovecot.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("dovecot starts");
+        let mut dv = Dovecot {
+            ca: paths.ca_cert.clone(),
+            dir,
+            child,
+            imap_port,
+            imaps_port,
+        };
+        for _ in 0..200 {
+            let up = |p| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok();
+            if up(imap_port) && up(imaps_port) {
+                return dv;
+            }
+            if let Ok(Some(status)) = dv.child.try_wait() {
+                let log =
+                    std::fs::read_to_string(dv.dir.path().join("dovecot.log")).unwrap_or_default();
+                panic!("dovecot exited with {status}: {log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("dovecot did not open its ports");
+    }
+
+    /// Point `cfg.upstream` at this server in the given TLS mode.
+    fn configure(&self, cfg: &mut Config, tls: UpstreamTls) {
+        cfg.upstream.host = "localhost".into();
+        cfg.upstream.tls = tls;
+        cfg.upstream.port = match tls {
+            UpstreamTls::Implicit => self.imaps_port,
+            _ => self.imap_port,
+        };
+        cfg.upstream.ca_file = Some(self.ca.clone());
+        cfg.upstream.connect_timeout_secs = 10;
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Everything the pane logs in this test binary.
+fn captured_log() -> Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || LogWriter(writer.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        buf
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+impl Write for LogWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn pane_for(dv: &Dovecot, tls: UpstreamTls) -> TestPane {
+    TestPane::start_with(|cfg| dv.configure(cfg, tls)).await
+}
+
+/// Open the form, post the credentials; returns the response and the client.
+async fn sign_in(
+    pane: &TestPane,
+    user: &str,
+    password: &str,
+    next: &str,
+) -> (pane_util::Resp, pane_util::Client) {
+    let mut c = pane.client();
+    let form = c.get(&format!("/signin?next={next}")).await;
+    assert_eq!(form.status, 200);
+    let csrf = form.csrf();
+    let anonymous = c.session.clone();
+    let r = c
+        .post_form(
+            "/signin",
+            &[
+                ("user", user),
+                ("password", password),
+                ("csrf", &csrf),
+                ("next", next),
+            ],
+        )
+        .await;
+    if r.status == 303 {
+        assert_ne!(c.session, anonymous, "the session id changes at sign-in");
+    }
+    (r, c)
+}
+
+#[tokio::test]
+async fn mailbox_credentials_sign_in_over_every_upstream_tls_mode() {
+    let log = captured_log();
+    let dv = Dovecot::start();
+    for mode in [
+        UpstreamTls::Implicit,
+        UpstreamTls::Starttls,
+        UpstreamTls::Plain,
+    ] {
+        let pane = pane_for(&dv, mode).await;
+        for (user, pw) in [(ALICE, ALICE_PW), (BOB, BOB_PW)] {
+            let (r, mut c) = sign_in(&pane, user, pw, "/current").await;
+            assert_eq!(r.status, 303, "{mode:?} {user}: {}", r.text());
+            assert_eq!(r.header("location").as_deref(), Some("/current"));
+            let page = c.get("/current").await;
+            assert_eq!(page.status, 200);
+            assert!(page.text().contains(user));
+        }
+        let (r, mut c) = sign_in(&pane, ALICE, "wrong password", "/").await;
+        assert_eq!(r.status, 401, "{mode:?}");
+        assert!(r
+            .text()
+            .contains("did not accept this e-mail address and password"));
+        assert!(r.text().contains(ALICE), "the address is kept in the form");
+        assert!(
+            !r.text().contains("wrong password"),
+            "the password is not echoed"
+        );
+        assert_eq!(c.get("/").await.status, 303, "still signed out");
+        // The right mailbox password, but no `use_app` in the CRM: a clear refusal.
+        let (r, mut c) = sign_in(&pane, DAVE, DAVE_PW, "/").await;
+        assert_eq!(r.status, 403, "{mode:?}");
+        assert!(r.text().contains("Use the app"), "{}", r.text());
+        assert_eq!(c.get("/").await.status, 303, "still signed out");
+    }
+    let log = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    assert!(
+        log.contains("signed in to the pane"),
+        "the log is captured: {log}"
+    );
+    for secret in [ALICE_PW, BOB_PW, DAVE_PW, "wrong password"] {
+        assert!(!log.contains(secret), "password in the log");
+    }
+}
+
+#[tokio::test]
+async fn unreachable_or_untrusted_upstream_is_a_clear_refusal() {
+    let dv = Dovecot::start();
+    // Nothing listens on this port.
+    let closed = free_port();
+    let pane = TestPane::start_with(|cfg| {
+        dv.configure(cfg, UpstreamTls::Implicit);
+        cfg.upstream.port = closed;
+    })
+    .await;
+    let (r, mut c) = sign_in(&pane, ALICE, ALICE_PW, "/").await;
+    assert_eq!(r.status, 502);
+    assert!(
+        r.text().contains("Could not check the password"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        r.text().contains("cannot reach the mail server"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(c.get("/").await.status, 303);
+
+    // The server's certificate is not from a CA we trust: no password is sent.
+    let other_ca = tempfile::tempdir().unwrap();
+    let (paths, _) = crmproxy::tls::ensure_certs_in(other_ca.path(), 30).unwrap();
+    let pane = TestPane::start_with(|cfg| {
+        dv.configure(cfg, UpstreamTls::Implicit);
+        cfg.upstream.ca_file = Some(paths.ca_cert.clone());
+    })
+    .await;
+    let (r, _) = sign_in(&pane, ALICE, ALICE_PW, "/").await;
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("TLS handshake failed"), "{}", r.text());
+    let log = std::fs::read_to_string(dv.dir.path().join("dovecot.log")).unwrap_or_default();
+    assert!(
+        !log.contains("Login: user="),
+        "no credentials reached the server: {log}"
+    );
+}
+
+#[tokio::test]
+async fn nul_in_a_password_is_refused_before_any_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = pane_util::config_in(dir.path(), 0);
+    cfg.upstream.port = free_port();
+    let err = crmproxy::pane::imap_login::check_credentials(&cfg.upstream, ALICE, "a\0b")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("NUL"), "{err}");
+}
