@@ -1,7 +1,7 @@
 //! Shared set-up for the tracking engine's tests (included with `#[path]` by the
 //! `track_*` test files): a real sled store in a temp dir with a small CRM, and the
 //! fixture messages of `fixtures/mail` and `fixtures/smime`.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::new_without_default)]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -6,6 +6,7 @@ pub mod crm;
 pub mod pane;
 pub mod serve;
 pub mod setup;
+pub mod track;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -65,6 +66,10 @@ pub enum Command {
     Show(crm::ShowArgs),
     /// Print a one-time sign-in link for the pane (works once, for 10 minutes).
     PaneUrl(pane::PaneUrlArgs),
+    /// Track a message file (headless), optionally regarding a record.
+    Track(track::TrackArgs),
+    /// Stop tracking a message in a mailbox (the activity stays in the CRM).
+    Untrack(track::UntrackArgs),
 }
 
 impl GlobalOpts {
@@ -118,6 +123,8 @@ pub fn main() -> ExitCode {
         Command::Search(a) => crm::search(a, &cli.global),
         Command::Show(a) => crm::show(a, &cli.global),
         Command::PaneUrl(a) => pane::pane_url(a, &cli.global),
+        Command::Track(a) => track::track(a, &cli.global),
+        Command::Untrack(a) => track::untrack(a, &cli.global),
     };
     match result {
         Ok(code) => code,
