@@ -20,37 +20,108 @@ fn run(data: &Path, args: &[&str]) -> Output {
 
 fn ok(data: &Path, args: &[&str]) -> String {
     let o = run(data, args);
-    assert!(o.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
 fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/import").join(name).display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/import")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 #[test]
 fn users_privileges_and_delegates() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
-    ok(p, &["user", "add", "Alice Example", "--login", "alice@example.test", "--grant", "use_app"]);
-    ok(p, &["user", "add", "Carol Assistant", "--login", "carol@example.test"]);
-    ok(p, &["user", "grant", "carol@example.test", "use_app", "create_records"]);
-    ok(p, &["user", "revoke", "carol@example.test", "create_records"]);
-    ok(p, &["user", "delegate", "alice@example.test", "carol@example.test"]);
-    let list: serde_json::Value = serde_json::from_str(&ok(p, &["user", "list", "--json"])).unwrap();
+    ok(
+        p,
+        &[
+            "user",
+            "add",
+            "Alice Example",
+            "--login",
+            "alice@example.test",
+            "--grant",
+            "use_app",
+        ],
+    );
+    ok(
+        p,
+        &[
+            "user",
+            "add",
+            "Carol Assistant",
+            "--login",
+            "carol@example.test",
+        ],
+    );
+    ok(
+        p,
+        &[
+            "user",
+            "grant",
+            "carol@example.test",
+            "use_app",
+            "create_records",
+        ],
+    );
+    ok(
+        p,
+        &["user", "revoke", "carol@example.test", "create_records"],
+    );
+    ok(
+        p,
+        &[
+            "user",
+            "delegate",
+            "alice@example.test",
+            "carol@example.test",
+        ],
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(p, &["user", "list", "--json"])).unwrap();
     let users = list.as_array().unwrap();
     assert_eq!(users.len(), 2);
-    let carol = users.iter().find(|u| u["full_name"] == "Carol Assistant").unwrap();
-    let alice = users.iter().find(|u| u["full_name"] == "Alice Example").unwrap();
+    let carol = users
+        .iter()
+        .find(|u| u["full_name"] == "Carol Assistant")
+        .unwrap();
+    let alice = users
+        .iter()
+        .find(|u| u["full_name"] == "Alice Example")
+        .unwrap();
     assert_eq!(carol["privileges"], serde_json::json!(["use_app"]));
     assert_eq!(alice["delegates"], serde_json::json!([carol["id"]]));
     let text = ok(p, &["user", "list"]);
-    assert!(text.contains("alice@example.test") && text.contains("delegates="), "{text}");
+    assert!(
+        text.contains("alice@example.test") && text.contains("delegates="),
+        "{text}"
+    );
 
     // Errors: duplicate login, unknown user, bad address, unknown privilege.
-    let o = run(p, &["user", "add", "Alice Again", "--login", "ALICE@example.test"]);
+    let o = run(
+        p,
+        &[
+            "user",
+            "add",
+            "Alice Again",
+            "--login",
+            "ALICE@example.test",
+        ],
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("already belongs"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already belongs"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let o = run(p, &["user", "grant", "nobody@example.test", "use_app"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no user signs in as"));
@@ -59,7 +130,15 @@ fn users_privileges_and_delegates() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no @"));
     let o = run(p, &["user", "grant", "alice@example.test", "superuser"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown privilege"));
-    let o = run(p, &["user", "delegate", "alice@example.test", "alice@example.test"]);
+    let o = run(
+        p,
+        &[
+            "user",
+            "delegate",
+            "alice@example.test",
+            "alice@example.test",
+        ],
+    );
     assert_eq!(o.status.code(), Some(1));
 }
 
@@ -70,13 +149,19 @@ fn import_search_show_export_round_trip() {
     let out = ok(p, &["import", &fixture("accounts.csv")]);
     assert!(out.starts_with("created 3, updated 0"), "{out}");
     let out = ok(p, &["import", &fixture("thunderbird.csv")]);
-    assert!(out.contains("created 3") && out.contains("skipped 1") && out.contains("not an e-mail address"), "{out}");
+    assert!(
+        out.contains("created 3")
+            && out.contains("skipped 1")
+            && out.contains("not an e-mail address"),
+        "{out}"
+    );
     let out = ok(p, &["import", &fixture("thunderbird.csv"), "--json"]);
     let sum: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(sum["unchanged"], 3);
     ok(p, &["import", &fixture("leads.csv"), "--kind", "leads"]);
 
-    let hits: serde_json::Value = serde_json::from_str(&ok(p, &["search", "zoe mull", "--json"])).unwrap();
+    let hits: serde_json::Value =
+        serde_json::from_str(&ok(p, &["search", "zoe mull", "--json"])).unwrap();
     assert_eq!(hits[0]["title"], "Zoë Müller");
     let id = hits[0]["id"].as_str().unwrap().to_string();
     let text = ok(p, &["search", "fabrikam", "--type", "account"]);
@@ -97,7 +182,11 @@ fn import_search_show_export_round_trip() {
     let d2 = tempfile::tempdir().unwrap();
     let out = ok(d2.path(), &["import", file.to_str().unwrap()]);
     assert!(out.contains("created"), "{out}");
-    assert_eq!(ok(d2.path(), &["export"]), first, "export → import → export is identical");
+    assert_eq!(
+        ok(d2.path(), &["export"]),
+        first,
+        "export → import → export is identical"
+    );
 }
 
 #[test]
@@ -106,11 +195,19 @@ fn bad_files_exit_1_and_change_nothing() {
     let p = d.path();
     ok(p, &["import", &fixture("outlook.csv")]);
     let before = ok(p, &["export"]);
-    for bad in ["bad/truncated.vcf", "bad/latin1.csv", "bad/truncated.csv", "bad/utf16.csv"] {
+    for bad in [
+        "bad/truncated.vcf",
+        "bad/latin1.csv",
+        "bad/truncated.csv",
+        "bad/utf16.csv",
+    ] {
         let o = run(p, &["import", &fixture(bad)]);
         assert_eq!(o.status.code(), Some(1), "{bad}");
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.contains("cannot be imported (nothing was changed)"), "{bad}: {err}");
+        assert!(
+            err.contains("cannot be imported (nothing was changed)"),
+            "{bad}: {err}"
+        );
     }
     let o = run(p, &["import", "/nonexistent/file.csv"]);
     assert_eq!(o.status.code(), Some(1));
@@ -124,12 +221,16 @@ fn a_large_import_reports_its_count() {
     let file = d.path().join("big.csv");
     let mut csv = String::from("First Name,Last Name,E-mail Address,Company\n");
     for i in 0..3000 {
-        csv.push_str(&format!("First{i},Last{i},person{i}@example.com,Company {}\n", i % 50));
+        csv.push_str(&format!(
+            "First{i},Last{i},person{i}@example.com,Company {}\n",
+            i % 50
+        ));
     }
     std::fs::write(&file, csv).unwrap();
     let out = ok(d.path(), &["import", file.to_str().unwrap()]);
     assert!(out.starts_with("created 3000,"), "{out}");
-    let hits: serde_json::Value = serde_json::from_str(&ok(d.path(), &["search", "last2999", "--json"])).unwrap();
+    let hits: serde_json::Value =
+        serde_json::from_str(&ok(d.path(), &["search", "last2999", "--json"])).unwrap();
     assert_eq!(hits.as_array().unwrap().len(), 1);
 }
 
@@ -145,7 +246,10 @@ fn commands_go_through_the_admin_socket_while_the_store_is_held() {
     let o = run(p, &["user", "list"]);
     assert_eq!(o.status.code(), Some(3));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("held by another process") && err.contains("admin.sock"), "{err}");
+    assert!(
+        err.contains("held by another process") && err.contains("admin.sock"),
+        "{err}"
+    );
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sock = admin::socket_path(p);
@@ -153,9 +257,37 @@ fn commands_go_through_the_admin_socket_while_the_store_is_held() {
     let dyn_store: Arc<dyn CrmStore> = store.clone();
     rt.spawn(admin::serve_listener(dyn_store, listener));
 
-    ok(p, &["user", "add", "Alice Example", "--login", "alice@example.test", "--grant", "use_app"]);
-    ok(p, &["user", "add", "Carol Assistant", "--login", "carol@example.test"]);
-    ok(p, &["user", "delegate", "alice@example.test", "carol@example.test"]);
+    ok(
+        p,
+        &[
+            "user",
+            "add",
+            "Alice Example",
+            "--login",
+            "alice@example.test",
+            "--grant",
+            "use_app",
+        ],
+    );
+    ok(
+        p,
+        &[
+            "user",
+            "add",
+            "Carol Assistant",
+            "--login",
+            "carol@example.test",
+        ],
+    );
+    ok(
+        p,
+        &[
+            "user",
+            "delegate",
+            "alice@example.test",
+            "carol@example.test",
+        ],
+    );
     let out = ok(p, &["import", &fixture("contacts-v3.vcf")]);
     assert!(out.starts_with("created 2"), "{out}");
     assert!(ok(p, &["search", "davolio"]).contains("Nancy Davolio"));
@@ -168,8 +300,14 @@ fn commands_go_through_the_admin_socket_while_the_store_is_held() {
     assert_eq!(o.status.code(), Some(1));
 
     // The writes are in the store this process holds.
-    let alice = store.user_by_login(&EmailAddress::parse("alice@example.test").unwrap()).unwrap().unwrap();
-    let carol = store.user_by_login(&EmailAddress::parse("carol@example.test").unwrap()).unwrap().unwrap();
+    let alice = store
+        .user_by_login(&EmailAddress::parse("alice@example.test").unwrap())
+        .unwrap()
+        .unwrap();
+    let carol = store
+        .user_by_login(&EmailAddress::parse("carol@example.test").unwrap())
+        .unwrap()
+        .unwrap();
     assert!(alice.has(Privilege::UseApp));
     assert!(alice.delegates.contains(&carol.id));
 
@@ -186,5 +324,6 @@ fn a_stale_socket_is_replaced() {
     let sock = admin::socket_path(d.path());
     std::fs::write(&sock, b"").unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async { admin::bind(&sock) }).expect("a dead socket file is replaced");
+    rt.block_on(async { admin::bind(&sock) })
+        .expect("a dead socket file is replaced");
 }

@@ -65,6 +65,35 @@ pub trait Hook: Send + Sync + 'static {
 
     /// The tagged answer to a command sent with [`UpstreamHandle::send_command`].
     fn on_own_response(&self, _cx: &HookContext<'_>, _tag: &str, _response: &[u8]) {}
+
+    /// A login succeeded (`cx.identity` is set) with `credential`, which a hook may
+    /// keep in memory to open its own upstream connection as the same user. It must
+    /// never be logged or written anywhere. `None`: a mechanism the proxy cannot
+    /// replay (XOAUTH2, OAUTHBEARER, SCRAM, …).
+    fn on_login(&self, _cx: &HookContext<'_>, _credential: Option<&Credential>) {}
+
+    /// The session ended; per-session data of the hook can go.
+    fn on_session_end(&self, _session_id: u64) {}
+}
+
+/// What a client logged in with, kept so that a hook can log in again as the same
+/// user on its own connection. `Debug` shows no secret.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// `LOGIN user password`.
+    Login { user: Vec<u8>, password: Vec<u8> },
+    /// AUTHENTICATE PLAIN: the client's response, still base64 (authzid, authcid,
+    /// password), replayable as a SASL initial response.
+    SaslPlain { response_base64: Vec<u8> },
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Login { .. } => f.write_str("Credential::Login(<redacted>)"),
+            Credential::SaslPlain { .. } => f.write_str("Credential::SaslPlain(<redacted>)"),
+        }
+    }
 }
 
 /// The hook that does nothing.

@@ -210,8 +210,18 @@ impl Ctx {
         if let Some((tag, mech)) = sasl {
             // A SASL response line: relayed, never decoded as a command, never logged.
             if let Some(id) = mech.and_then(|m| identity::from_sasl_line(m, &first)) {
-                lock(&self.shared)
-                    .pending
+                let mut sh = lock(&self.shared);
+                if id.mechanism == Mechanism::Plain {
+                    let text = first.strip_suffix(b"\n").unwrap_or(&first);
+                    let text = text.strip_suffix(b"\r").unwrap_or(text);
+                    sh.credentials.insert(
+                        tag.clone(),
+                        Credential::SaslPlain {
+                            response_base64: text.to_vec(),
+                        },
+                    );
+                }
+                sh.pending
                     .insert(tag, Pending::Login(LoginAttempt::Known(id)));
             }
             if first_literal.is_none() {
@@ -311,6 +321,9 @@ impl Ctx {
         let tag: Box<[u8]> = cmd.tag.inner().as_bytes().into();
         self.with_hook(|hook, hcx| hook.on_command(hcx, &cmd));
         let mut sh = lock(&self.shared);
+        if let Some(c) = credential_of(&cmd) {
+            sh.credentials.insert(tag.clone(), c);
+        }
         let pending = match &cmd.body {
             CommandBody::Login { .. } | CommandBody::Authenticate { .. } => {
                 let attempt = identity::login_attempt(&cmd).unwrap_or(LoginAttempt::Opaque);
@@ -341,6 +354,27 @@ impl Ctx {
         if let Some(p) = pending {
             sh.pending.insert(tag, p);
         }
+    }
+}
+
+/// The replayable credential of a LOGIN or AUTHENTICATE PLAIN with initial response.
+fn credential_of(cmd: &imap_codec::imap_types::command::Command<'_>) -> Option<Credential> {
+    use base64::Engine;
+    use imap_codec::imap_types::auth::AuthMechanism;
+    match &cmd.body {
+        CommandBody::Login { username, password } => Some(Credential::Login {
+            user: username.as_ref().to_vec(),
+            password: password.declassify().as_ref().to_vec(),
+        }),
+        CommandBody::Authenticate {
+            mechanism: AuthMechanism::Plain,
+            initial_response: Some(ir),
+        } => Some(Credential::SaslPlain {
+            response_base64: base64::engine::general_purpose::STANDARD
+                .encode(ir.declassify())
+                .into_bytes(),
+        }),
+        _ => None,
     }
 }
 

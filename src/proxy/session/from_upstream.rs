@@ -37,7 +37,8 @@ impl Ctx {
                     ResponseStart::Continuation => self.continuation_seen(),
                     ResponseStart::Tagged(tag) => {
                         let rest = b.get(tag.len() + 1..).unwrap_or_default();
-                        self.tagged_complete(tag, first_token(rest).eq_ignore_ascii_case(b"OK"));
+                        let _ = self
+                            .tagged_complete(tag, first_token(rest).eq_ignore_ascii_case(b"OK"));
                     }
                     ResponseStart::Untagged => {}
                 }
@@ -167,7 +168,9 @@ impl Ctx {
             ResponseStart::Tagged(tag) => {
                 let ok = first_token(msg.get(tag.len() + 1..).unwrap_or_default())
                     .eq_ignore_ascii_case(b"OK");
-                self.tagged_complete(tag, ok);
+                if let Some(credential) = self.tagged_complete(tag, ok) {
+                    self.with_hook(|h, hcx| h.on_login(hcx, credential.as_ref()));
+                }
                 if tag.starts_with(OWN_TAG_PREFIX.as_bytes()) {
                     swallow = true;
                     let t = String::from_utf8_lossy(tag).into_owned();
@@ -208,8 +211,11 @@ impl Ctx {
         }
     }
 
-    fn tagged_complete(&self, tag: &[u8], ok: bool) {
+    /// Apply a tagged answer. `Some` when it completed a login: the credential
+    /// to give [`Hook::on_login`] (called by the caller, without the lock).
+    fn tagged_complete(&self, tag: &[u8], ok: bool) -> Option<Option<Credential>> {
         let mut sh = lock(&self.shared);
+        let credential = sh.credentials.remove(tag);
         if sh.idle.as_ref().is_some_and(|t| &**t == tag) {
             sh.idle = None;
         }
@@ -227,12 +233,15 @@ impl Ctx {
                 if let LoginAttempt::Known(id) = attempt {
                     tracing::info!(user = %id.user, delegate = ?id.delegate, "logged in");
                     sh.identity = Some(id);
+                    return Some(credential);
                 }
+                return Some(None);
             }
             Some(Pending::Select) => sh.state.finish_select(ok),
             Some(Pending::Deselect) if ok => sh.state.deselect(),
             _ => {}
         }
+        None
     }
 
     fn learn(&self, resp: &Response<'_>) {
@@ -320,7 +329,7 @@ fn fetch_seq(line: &[u8]) -> Option<u32> {
 }
 
 /// The `UID n` item in the first line of a FETCH response, outside quoted strings.
-fn fetch_uid_in_first_line(msg: &[u8]) -> Option<u32> {
+pub(crate) fn fetch_uid_in_first_line(msg: &[u8]) -> Option<u32> {
     let end = memchr::memchr(b'\n', msg).unwrap_or(msg.len());
     let open = memchr::memchr(b'(', &msg[..end])?;
     let items = &msg[open + 1..end];
