@@ -2,7 +2,8 @@
 //! config, base_dir, state, log, Maildirs and TLS certificate in a temp dir, an IMAP
 //! listener (STARTTLS offered) and an IMAPS listener on free loopback ports.
 //!
-//! Any user name logs in with [`PASSWORD`]; each test uses its own user name, so its
+//! Any user name logs in with [`PASSWORD`] (also as a master user: SASL PLAIN with an
+//! authzid logs in to that mailbox); each test uses its own user name, so its
 //! mailbox starts empty with INBOX, Drafts, Sent and Trash (SPECIAL-USE).
 
 use std::io::{BufRead, BufReader, Write};
@@ -292,6 +293,13 @@ verbose_proctitle = yes
 mail_max_userip_connections = 5000
 default_process_limit = 5000
 default_client_limit = 20000
+# Master users: SASL PLAIN with an authzid (a delegate signing in to an owner's
+# mailbox). Plain logins never consult a master passdb, so they are unchanged.
+passdb {{
+  driver = static
+  args = password={PASSWORD}
+  master = yes
+}}
 passdb {{
   driver = static
   args = password={PASSWORD}
