@@ -55,8 +55,9 @@ enum TagAction {
 struct SessionData {
     owner: Option<UserId>,
     actions: HashMap<String, TagAction>,
-    /// (folder, UIDVALIDITY, UID) → rendered block (None: not tracked).
-    blocks: HashMap<(String, u32, u32), Option<Bytes>>,
+    /// (folder, UIDVALIDITY, UID) → rendered block (None: not tracked), and
+    /// whether the Message-ID was known when it was looked up.
+    blocks: HashMap<(String, u32, u32), (Option<Bytes>, bool)>,
     generation: u64,
 }
 
@@ -108,6 +109,7 @@ impl TrackingHook {
         let owner = self.owner_id(cx)?;
         let key = (mailbox.name.clone(), validity, uid);
         let generation = self.workers.generation();
+        let knows_id = mailbox.message_id(uid).is_some();
         let cached = self.with_session(cx.session_id, |s| {
             if s.generation != generation {
                 s.blocks.clear();
@@ -115,8 +117,11 @@ impl TrackingHook {
             }
             s.blocks.get(&key).cloned()
         });
-        if let Some(c) = cached {
-            return c;
+        // A miss found before the Message-ID was learned is looked up again.
+        if let Some((c, had_id)) = cached {
+            if c.is_some() || had_id || !knows_id {
+                return c;
+            }
         }
         let engine = self.workers.engine();
         let by_id = mailbox
@@ -139,7 +144,7 @@ impl TrackingHook {
             if s.blocks.len() >= CACHE_MAX {
                 s.blocks.clear();
             }
-            s.blocks.insert(key, block.clone());
+            s.blocks.insert(key, (block.clone(), knows_id));
         });
         block
     }
@@ -423,6 +428,11 @@ impl Hook for TrackingHook {
         _literal: Literal,
     ) -> Option<Bytes> {
         let item = announced_item(line)?;
+        if let Item::HeaderFields(names) = &item {
+            if !crate::message::headers::names_tracking_header(names.iter().map(String::as_str)) {
+                return None;
+            }
+        }
         let uid = crate::proxy::session::fetch_uid_in_line(line)
             .or_else(|| cx.state.selected().and_then(|m| m.uid(seq)))?;
         let block = self.block_for(cx, uid)?;

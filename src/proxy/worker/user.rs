@@ -45,11 +45,6 @@ pub(super) async fn run(
     let mut sweep = tokio::time::interval(inner.sync_interval);
     sweep.tick().await;
     loop {
-        let job = tokio::select! {
-            _ = shutdown.changed() => break,
-            j = jobs.recv() => match j { Some(j) => Some(j), None => break },
-            _ = sweep.tick() => None,
-        };
         if conn.is_none() {
             match ImapClient::connect(&inner.connector, &credential).await {
                 Ok(mut c) => {
@@ -61,11 +56,18 @@ pub(super) async fn run(
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "sync worker cannot reach the upstream");
-                    tokio::time::sleep(RECONNECT_PAUSE).await;
-                    continue;
+                    tokio::select! {
+                        _ = shutdown.changed() => break,
+                        _ = tokio::time::sleep(RECONNECT_PAUSE) => continue,
+                    }
                 }
             }
         }
+        let job = tokio::select! {
+            _ = shutdown.changed() => break,
+            j = jobs.recv() => match j { Some(j) => Some(j), None => break },
+            _ = sweep.tick() => None,
+        };
         let c = conn.as_mut().expect("connected above");
         let result = match job {
             Some(job) => do_job(&inner, c, job).await,
