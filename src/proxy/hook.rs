@@ -37,6 +37,14 @@ pub trait Hook: Send + Sync + 'static {
     /// Commands that do not decode are relayed without this call.
     fn on_command(&self, _cx: &HookContext<'_>, _command: &Command<'_>) {}
 
+    /// Commands (without tag and CRLF) to send upstream just before a one-line
+    /// client command, pipelined ahead of it (e.g. CREATE the folder a COPY goes
+    /// into). Their tagged answers go to [`Hook::on_own_response`]. Ignored for
+    /// commands with literals (their first lines are gone already).
+    fn commands_before(&self, _cx: &HookContext<'_>, _command: &Command<'_>) -> Vec<String> {
+        Vec::new()
+    }
+
     /// A complete server response (held whole because it is small), after the
     /// session updated its state. Return a replacement to relay instead (it is
     /// re-encoded); `None` relays the original bytes. Large FETCH responses that
@@ -120,6 +128,19 @@ impl UpstreamHandle {
         let (tx, rx) = mpsc::channel(capacity);
         let next = std::sync::Arc::new(AtomicU64::new(1));
         (UpstreamHandle { tx, next }, rx)
+    }
+
+    /// `command` with the next own tag and CRLF, for sending at once (`None`
+    /// when it is not one line).
+    pub(crate) fn tagged(&self, command: &str) -> Option<Bytes> {
+        if command.contains(['\r', '\n']) {
+            return None;
+        }
+        let tag = format!(
+            "{OWN_TAG_PREFIX}{}",
+            self.next.fetch_add(1, Ordering::Relaxed)
+        );
+        Some(Bytes::from(format!("{tag} {command}\r\n")))
     }
 
     /// Send `command` (without tag or CRLF, e.g. `UID STORE 5 +FLAGS ($X)`) between

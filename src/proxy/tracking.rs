@@ -358,6 +358,28 @@ impl Hook for TrackingHook {
         }
     }
 
+    fn commands_before(&self, cx: &HookContext<'_>, command: &Command<'_>) -> Vec<String> {
+        // The tracking folder is created on first use (an existing one answers NO,
+        // which nobody sees).
+        let (CommandBody::Copy { mailbox, .. } | CommandBody::Move { mailbox, .. }) = &command.body
+        else {
+            return Vec::new();
+        };
+        let folder = mailbox_name(mailbox);
+        let tracked = &self.workers.engine().config().track_folder;
+        let asked = self.with_session(cx.session_id, |s| {
+            matches!(
+                s.actions.get(command.tag.inner()),
+                Some(TagAction::IntoFolder { .. })
+            )
+        });
+        if cx.identity.is_some() && asked && folder == *tracked {
+            vec![format!("CREATE {}", super::worker::quoted(tracked))]
+        } else {
+            Vec::new()
+        }
+    }
+
     fn on_response(
         &self,
         cx: &HookContext<'_>,

@@ -237,7 +237,13 @@ impl Ctx {
         loop {
             let Some(lit) = literal else {
                 if let Some(msg) = copy.as_deref() {
-                    self.command_complete(msg);
+                    let before = self.command_complete(msg);
+                    // Only a one-line command can still be preceded by the hook's own.
+                    if msg.len() == line.len() {
+                        for c in before {
+                            up.write_all(&c).await?;
+                        }
+                    }
                 }
                 up.write_all(&line).await?;
                 return up.flush().await;
@@ -309,17 +315,24 @@ impl Ctx {
 
     /// A whole client command is known: decode it (when it decodes) for the
     /// session state, identity and hook, before its last line goes upstream.
-    fn command_complete(&self, msg: &[u8]) {
+    /// Returns the hook's own commands (tagged, CRLF-ended) to send before it.
+    fn command_complete(&self, msg: &[u8]) -> Vec<Bytes> {
         let Ok((rest, cmd)) = CommandCodec::default().decode(msg) else {
             tracing::debug!(command = %identity::redact_client_message(msg, false, 120), "relayed undecoded");
-            return;
+            return Vec::new();
         };
         if !rest.is_empty() {
-            return;
+            return Vec::new();
         }
         tracing::debug!(command = %identity::redact_client_message(msg, false, 120), "command");
         let tag: Box<[u8]> = cmd.tag.inner().as_bytes().into();
-        self.with_hook(|hook, hcx| hook.on_command(hcx, &cmd));
+        let before: Vec<Bytes> = self.with_hook(|hook, hcx| {
+            hook.on_command(hcx, &cmd);
+            hook.commands_before(hcx, &cmd)
+                .iter()
+                .filter_map(|c| self.handle.tagged(c))
+                .collect()
+        });
         let mut sh = lock(&self.shared);
         if let Some(c) = credential_of(&cmd) {
             sh.credentials.insert(tag.clone(), c);
@@ -354,6 +367,7 @@ impl Ctx {
         if let Some(p) = pending {
             sh.pending.insert(tag, p);
         }
+        before
     }
 }
 

@@ -12,7 +12,7 @@
 mod client;
 mod user;
 
-pub use client::{ClientError, ImapClient};
+pub use client::{quoted, ClientError, ImapClient};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -47,13 +47,7 @@ pub(super) async fn run(
     loop {
         if conn.is_none() {
             match ImapClient::connect(&inner.connector, &credential).await {
-                Ok(mut c) => {
-                    // The tracking folder exists from the first login on (copies into it track).
-                    if let Err(e) = c.create(&inner.engine.config().track_folder).await {
-                        tracing::warn!(error = %e, "cannot create the tracking folder");
-                    }
-                    conn = Some(c);
-                }
+                Ok(c) => conn = Some(c),
                 Err(e) => {
                     tracing::warn!(error = %e, "sync worker cannot reach the upstream");
                     tokio::select! {
