@@ -96,6 +96,47 @@ impl BlobStore {
         Ok(r)
     }
 
+    /// Store many blobs durably at once (a bulk import): every new blob is written
+    /// to its temporary name, the temporary files are fsynced in parallel (so the
+    /// file system can commit them together), renamed into place, and the touched
+    /// directories fsynced. Same guarantee as [`BlobStore::put`] for each blob.
+    pub fn put_many(&self, items: &[&[u8]]) -> Result<Vec<BlobRef>, BlobError> {
+        let mut refs = Vec::with_capacity(items.len());
+        let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for bytes in items {
+            let r = BlobRef::of(bytes);
+            let path = self.path_of(&r)?;
+            refs.push(r.clone());
+            if path.exists() || !seen.insert(r.sha256.clone()) {
+                continue;
+            }
+            let sub = path.parent().expect("blob path has a parent");
+            fs::create_dir_all(sub).map_err(io_err(sub))?;
+            let tmp = sub.join(format!(".{}.{}.tmp", r.sha256, std::process::id()));
+            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+            f.write_all(bytes).map_err(io_err(&tmp))?;
+            staged.push((tmp, path));
+        }
+        if staged.is_empty() {
+            return Ok(refs);
+        }
+        let tmps: Vec<&Path> = staged.iter().map(|(t, _)| t.as_path()).collect();
+        fsync_all(&tmps, false)?;
+        for (tmp, path) in &staged {
+            fs::rename(tmp, path).map_err(io_err(path))?;
+        }
+        let mut dirs: Vec<&Path> = staged
+            .iter()
+            .map(|(_, p)| p.parent().expect("blob path has a parent"))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs.push(&self.dir);
+        fsync_all(&dirs, true)?;
+        Ok(refs)
+    }
+
     /// Read a blob back, checking it against its name.
     pub fn get(&self, r: &BlobRef) -> Result<Vec<u8>, BlobError> {
         let path = self.path_of(r)?;
@@ -115,6 +156,32 @@ impl BlobStore {
     pub fn contains(&self, r: &BlobRef) -> bool {
         self.path_of(r).map(|p| p.exists()).unwrap_or(false)
     }
+}
+
+/// fsync many files (or directories) from a few threads at once.
+fn fsync_all(paths: &[&Path], dirs: bool) -> Result<(), BlobError> {
+    const THREADS: usize = 16;
+    let per = paths.len().div_ceil(THREADS).max(1);
+    std::thread::scope(|s| {
+        let jobs: Vec<_> = paths
+            .chunks(per)
+            .map(|chunk| {
+                s.spawn(move || -> Result<(), BlobError> {
+                    for p in chunk {
+                        let f = if dirs {
+                            File::open(p)
+                        } else {
+                            fs::OpenOptions::new().write(true).open(p)
+                        };
+                        f.and_then(|f| f.sync_all()).map_err(io_err(p))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        jobs.into_iter()
+            .try_for_each(|j| j.join().expect("fsync thread panicked"))
+    })
 }
 
 #[cfg(test)]
@@ -141,5 +208,36 @@ mod tests {
             size: 1,
         };
         assert!(matches!(s.get(&bad), Err(BlobError::BadName(_))));
+    }
+
+    #[test]
+    fn put_many_stores_each_once_and_returns_refs_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(d.path().join("blobs")).unwrap();
+        let old = s.put(b"already").unwrap();
+        let items: Vec<&[u8]> = vec![b"one", b"two", b"one", b"already"];
+        let refs = s.put_many(&items).unwrap();
+        assert_eq!(refs.len(), 4);
+        assert_eq!(refs[0], refs[2]);
+        assert_eq!(refs[3], old);
+        for (r, b) in refs.iter().zip(&items) {
+            assert_eq!(s.get(r).unwrap(), *b);
+        }
+        // No temporary file is left behind.
+        let leftovers = walk(d.path()).into_iter().filter(|p| p.ends_with(".tmp")).count();
+        assert_eq!(leftovers, 0);
+        assert!(s.put_many(&[]).unwrap().is_empty());
+    }
+
+    fn walk(p: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(p).unwrap().flatten() {
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path().display().to_string());
+            }
+        }
+        out
     }
 }

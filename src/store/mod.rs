@@ -172,6 +172,10 @@ pub trait CrmStore: Send + Sync {
     /// Store bytes durably as a blob (before writing the record that points to it).
     fn put_blob(&self, bytes: &[u8]) -> Result<BlobRef>;
     fn blob(&self, blob: &BlobRef) -> Result<Vec<u8>>;
+    /// Store many blobs durably at once (bulk tracking); refs in the given order.
+    fn put_blobs(&self, blobs: &[&[u8]]) -> Result<Vec<BlobRef>> {
+        blobs.iter().map(|b| self.put_blob(b)).collect()
+    }
 
     // --- bulk ------------------------------------------------------------------
     /// Everything, in a stable order (see [`ExportBundle`]).

@@ -543,6 +543,10 @@ impl CrmStore for SledStore {
         Ok(self.blobs.put(bytes)?)
     }
 
+    fn put_blobs(&self, blobs: &[&[u8]]) -> Result<Vec<BlobRef>> {
+        Ok(self.blobs.put_many(blobs)?)
+    }
+
     fn blob(&self, blob: &BlobRef) -> Result<Vec<u8>> {
         Ok(self.blobs.get(blob)?)
     }

@@ -69,12 +69,23 @@ pub(crate) fn invitation_bytes(raw: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
-/// An iCalendar DATE-TIME or DATE as UTC. `…Z` is UTC; a TZID or floating time is
-/// read as UTC too (no time-zone database is shipped; see the module docs).
+/// An iCalendar DATE-TIME or DATE as UTC. `…Z` is UTC; a time with a TZID is
+/// converted with the system's time-zone database (see `tz`); a floating time, or
+/// one in a zone not known here, is read as UTC.
 pub(crate) fn ical_time(value: &str) -> Option<DateTime<Utc>> {
-    let v = value.split(';').next()?.trim();
-    let v = v.strip_suffix('Z').unwrap_or(v);
+    let mut parts = value.split(';');
+    let v = parts.next()?.trim();
+    let zone = parts.find_map(|p| p.strip_prefix("TZID="));
+    let (v, utc) = match v.strip_suffix('Z') {
+        Some(v) => (v, true),
+        None => (v, false),
+    };
     if let Ok(t) = NaiveDateTime::parse_from_str(v, "%Y%m%dT%H%M%S") {
+        if let (false, Some(z)) = (utc, zone) {
+            if let Some(u) = super::tz::to_utc(t, z) {
+                return Some(u);
+            }
+        }
         return Some(t.and_utc());
     }
     NaiveDate::parse_from_str(v, "%Y%m%d")
@@ -149,11 +160,19 @@ mod tests {
             "2026-12-01T10:00:00+00:00"
         );
         assert_eq!(
-            ical_time("20261201T100000;TZID=Europe/Paris")
+            ical_time("20261201T100000;TZID=Nowhere/Special")
                 .unwrap()
                 .to_rfc3339(),
             "2026-12-01T10:00:00+00:00"
         );
+        if std::path::Path::new("/usr/share/zoneinfo/Europe/Paris").exists() {
+            assert_eq!(
+                ical_time("20261201T100000;TZID=Europe/Paris")
+                    .unwrap()
+                    .to_rfc3339(),
+                "2026-12-01T09:00:00+00:00"
+            );
+        }
         assert_eq!(
             ical_time("20261201").unwrap().to_rfc3339(),
             "2026-12-01T00:00:00+00:00"

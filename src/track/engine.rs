@@ -1,4 +1,5 @@
-//! The engine's operations: track, request (pending), complete / retry / fail a
+//! The engine's operations besides tracking a whole message (see `ingest`):
+//! request (pending), complete / retry / fail a
 //! pending request, untrack, set regarding, the header block the proxy shows, and
 //! the sync worker's entry points for sent and automatically tracked mail.
 
@@ -10,190 +11,13 @@ use crate::store::{
     TrackingRecord, UserId,
 };
 
-use super::appointment::{self, meeting_request};
-use super::email::{self, PartyResolver};
+use super::email;
+use super::ingest::merge_resolution;
 use super::regarding::Resolution;
 use super::request::{Actor, AutoDecision, TrackRequest, TrackSource, Tracked};
 use super::{Engine, TrackError, MAX_ATTEMPTS};
 
-/// What a pending request being completed carries over.
-struct Completing<'a> {
-    record: &'a TrackingRecord,
-}
-
 impl Engine {
-    /// Track a whole message in the actor's owner's mailbox: find or create the
-    /// email activity (and the appointment of a meeting request), link parties
-    /// and regarding, and write this mailbox's tracking record. Idempotent: tracking
-    /// the same message again changes only what the request changes. A recurring
-    /// meeting's tracking record stays `Pending` until [`Engine::complete_pending`].
-    pub fn track(
-        &self,
-        actor: &Actor,
-        raw: &[u8],
-        req: TrackRequest,
-    ) -> Result<Tracked, TrackError> {
-        self.track_message(actor, raw, req, None)
-    }
-
-    fn track_message(
-        &self,
-        actor: &Actor,
-        raw: &[u8],
-        req: TrackRequest,
-        completing: Option<Completing<'_>>,
-    ) -> Result<Tracked, TrackError> {
-        // Validate everything before the first write.
-        let actor = self.refresh(actor)?;
-        self.check_regarding(&actor, req.regarding, req.regarding_is_new_contact)?;
-        let facts = message::parse(raw).map_err(|e| TrackError::NotAMessage(e.to_string()))?;
-        let message_id = email::message_id_of(&facts, raw);
-        if let Some(c) = &completing {
-            if c.record.message_id != message_id {
-                return Err(TrackError::NotAMessage(format!(
-                    "the message found has Message-ID {message_id}, not {}",
-                    c.record.message_id
-                )));
-            }
-        }
-        let settings = self.store.settings()?;
-        let meeting = meeting_request(&facts);
-        if let Some(inv) = meeting {
-            appointment::check_organizer(&actor.owner, inv, &facts, &settings)?;
-        }
-        let existing = self.store.activity_by_message_id(&message_id)?;
-        if let Some(a) = &existing {
-            if a.kind() != Kind::Email {
-                return Err(TrackError::NotAMessage(format!(
-                    "Message-ID {message_id} already belongs to a {} activity",
-                    a.kind()
-                )));
-            }
-        }
-        let resolution = self.resolve_regarding(&facts, &message_id, &req, &settings)?;
-        let mut resolver =
-            PartyResolver::new(self.store.as_ref(), settings.resolve_ambiguous_to_all);
-
-        // The raw bytes first, flushed, so no row ever points to a missing blob.
-        let needs_raw = match &existing {
-            None => true,
-            Some(a) => matches!(&a.details, ActivityDetails::Email(e) if e.raw.is_none()),
-        };
-        let raw_blob = if needs_raw {
-            Some(self.store.put_blob(raw)?)
-        } else {
-            None
-        };
-
-        let mut writes: Vec<Activity> = Vec::new();
-        let created = existing.is_none();
-        let email = match existing {
-            None => {
-                let parties = email::email_parties(&facts, &mut resolver)?;
-                let a = email::new_email_activity(
-                    &actor.owner,
-                    &facts,
-                    message_id.clone(),
-                    raw_blob.expect("a new activity stores its raw bytes"),
-                    parties,
-                    &resolution,
-                );
-                writes.push(a.clone());
-                a
-            }
-            Some(old) => {
-                let mut a = old.clone();
-                merge_resolution(&mut a, &resolution);
-                if let (Some(b), ActivityDetails::Email(e)) = (raw_blob, &mut a.details) {
-                    e.raw = Some(b);
-                }
-                if a != old {
-                    writes.push(a.clone());
-                }
-                a
-            }
-        };
-
-        let mut status = TrackStatus::Tracked;
-        let mut appointment_activity = None;
-        if let Some(inv) = meeting {
-            if inv.is_recurring() && completing.is_none() {
-                // A recurring meeting goes through pending (SPEC section 5).
-                status = TrackStatus::Pending;
-            } else {
-                let found = match &inv.uid {
-                    Some(uid) => self.store.appointment_by_uid(uid)?,
-                    None => None,
-                };
-                let appt = match found {
-                    Some(mut a) => {
-                        if a.regarding.is_none() && email.regarding.is_some() {
-                            a.regarding = email.regarding;
-                            writes.push(a.clone());
-                        }
-                        a
-                    }
-                    None => {
-                        let blob = match appointment::invitation_bytes(raw) {
-                            Some(b) => Some(self.store.put_blob(&b)?),
-                            None => None,
-                        };
-                        let a = appointment::new_appointment(
-                            &actor.owner,
-                            inv,
-                            &facts,
-                            email.regarding,
-                            blob,
-                            &mut resolver,
-                        )?;
-                        writes.push(a.clone());
-                        a
-                    }
-                };
-                appointment_activity = Some(appt);
-            }
-        }
-
-        let asked = match resolution.correlation {
-            Correlation::Explicit | Correlation::FolderMapping => resolution.regarding,
-            _ => None,
-        };
-        let old_record = self.store.tracking(actor.owner.id, &message_id)?;
-        let now = Utc::now();
-        let record = TrackingRecord {
-            owner: actor.owner.id,
-            message_id: message_id.clone(),
-            status,
-            activity: Some(email.id),
-            regarding: asked.or(completing.as_ref().and_then(|c| c.record.regarding)),
-            requested_by: actor.acting.id,
-            requested_at: completing
-                .as_ref()
-                .map(|c| c.record.requested_at)
-                .unwrap_or(now),
-            updated_at: Some(now),
-            attempts: completing.as_ref().map(|c| c.record.attempts).unwrap_or(0),
-            location: req
-                .location
-                .clone()
-                .or_else(|| old_record.as_ref().and_then(|o| o.location.clone())),
-            via: Some(req.source.as_via()),
-        };
-        let (stored, mut records) = self.store.put_tracked(writes, vec![record])?;
-        let record = records.pop().expect("one tracking record written");
-        let pick = |a: Activity| stored.iter().find(|s| s.id == a.id).cloned().unwrap_or(a);
-        let email = pick(email);
-        let appointment = appointment_activity.map(pick);
-        let headers = self.headers_for(&record, Some(&email))?;
-        Ok(Tracked {
-            activity: email,
-            appointment,
-            record,
-            created,
-            headers,
-        })
-    }
-
     /// Ask for tracking of a message that the caller has not seen whole (a keyword
     /// set on a UID, set regarding while composing): a `Pending` tracking record that
     /// the sync worker completes with [`Engine::complete_pending`]. When the
@@ -279,7 +103,7 @@ impl Engine {
             location: record.location.clone(),
             regarding_is_new_contact: false,
         };
-        self.track_message(&actor, raw, req, Some(Completing { record }))
+        self.track_message(&actor, raw, &req, Some(record))
     }
 
     /// Count a failed attempt at a pending request; after [`MAX_ATTEMPTS`] it is
@@ -510,30 +334,6 @@ impl Engine {
             .store
             .tracking(actor.owner.id, &id)?
             .is_some_and(|t| t.status == TrackStatus::Tracked))
-    }
-}
-
-/// Apply a new resolution to an existing (shared) email activity: an explicit or
-/// folder regarding replaces the current one; a correlation only fills an
-/// activity that has no regarding yet.
-fn merge_resolution(a: &mut Activity, r: &Resolution) {
-    let ActivityDetails::Email(e) = &mut a.details else {
-        return;
-    };
-    match r.correlation {
-        Correlation::Explicit | Correlation::FolderMapping => {
-            a.regarding = r.regarding;
-            e.correlation = r.correlation;
-            e.correlated_with = None;
-        }
-        Correlation::None => {}
-        _ => {
-            if a.regarding.is_none() && e.correlation == Correlation::None {
-                a.regarding = r.regarding;
-                e.correlation = r.correlation;
-                e.correlated_with = r.correlated_with;
-            }
-        }
     }
 }
 

@@ -35,8 +35,10 @@ mod auto;
 mod email;
 mod engine;
 mod error;
+mod ingest;
 mod regarding;
 mod request;
+mod tz;
 
 pub use email::synthetic_message_id;
 pub use error::TrackError;

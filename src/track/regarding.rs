@@ -10,6 +10,7 @@ use crate::store::{
     OrgSettings, RecordRef,
 };
 
+use super::ingest::BatchView;
 use super::request::{Actor, TrackRequest, TrackSource};
 use super::{Engine, TrackError};
 
@@ -80,6 +81,18 @@ impl Engine {
         req: &TrackRequest,
         settings: &OrgSettings,
     ) -> Result<Resolution, TrackError> {
+        self.resolve_regarding_in(facts, message_id, req, settings, None)
+    }
+
+    /// [`Engine::resolve_regarding`], also seeing what a batch prepared before.
+    pub(crate) fn resolve_regarding_in(
+        &self,
+        facts: &EmailFacts,
+        message_id: &MessageId,
+        req: &TrackRequest,
+        settings: &OrgSettings,
+        batch: Option<&BatchView>,
+    ) -> Result<Resolution, TrackError> {
         if let Some(r) = req.regarding {
             return Ok(Resolution {
                 regarding: Some(r),
@@ -96,7 +109,7 @@ impl Engine {
                 });
             }
         }
-        self.correlate(facts, message_id, settings)
+        self.correlate(facts, message_id, settings, batch)
     }
 
     /// Correlation with an already tracked email only.
@@ -105,6 +118,7 @@ impl Engine {
         facts: &EmailFacts,
         message_id: &MessageId,
         settings: &OrgSettings,
+        batch: Option<&BatchView>,
     ) -> Result<Resolution, TrackError> {
         let is_other_email = |a: &Activity| matches!(&a.details, ActivityDetails::Email(e) if e.message_id != *message_id);
         // In-Reply-To, then References from the newest (last) to the oldest.
@@ -116,7 +130,11 @@ impl Engine {
             let Ok(id) = MessageId::parse(id) else {
                 continue;
             };
-            if let Some(a) = self.store.activity_by_message_id(&id)? {
+            let found = match batch.and_then(|b| b.email(&id)) {
+                Some(a) => Some(a.clone()),
+                None => self.store.activity_by_message_id(&id)?,
+            };
+            if let Some(a) = found {
                 if is_other_email(&a) {
                     return Ok(Resolution::with(Correlation::InReplyTo, &a));
                 }
@@ -124,7 +142,11 @@ impl Engine {
         }
         if self.cfg.subject_tracking_token || settings.subject_tracking_token {
             if let Some(tok) = subject_token(&facts.subject) {
-                if let Some(a) = self.store.email_by_tracking_token(tok)? {
+                let found = match batch.and_then(|b| b.by_token(tok)) {
+                    Some(a) => Some(a.clone()),
+                    None => self.store.email_by_tracking_token(tok)?,
+                };
+                if let Some(a) = found {
                     if is_other_email(&a) {
                         return Ok(Resolution::with(Correlation::TrackingToken, &a));
                     }
@@ -133,7 +155,10 @@ impl Engine {
         }
         if let Some(ti) = facts.thread_index.as_deref() {
             let ours = ti.trim();
-            let candidates = self.store.emails_by_thread_index(ours, THREAD_CANDIDATES)?;
+            let mut candidates = self.store.emails_by_thread_index(ours, THREAD_CANDIDATES)?;
+            if let Some(b) = batch {
+                candidates.extend(b.by_thread(ours));
+            }
             // The closest ancestor: an equal Thread-Index, else the longest one that
             // ours extends (each reply appends to its parent's), else the newest.
             let best = candidates
