@@ -144,3 +144,71 @@ fn a_user_without_use_app_is_refused_and_nothing_changes() {
         r.tagged
     );
 }
+
+#[test]
+fn partial_fetches_slice_the_message_as_the_client_sees_it() {
+    let env = Env::start("");
+    let (user, _) = env.user("partial", true);
+    let mut big = message("partial@customer.example", "Long one", "");
+    for i in 0..400 {
+        big.extend_from_slice(format!("Body line {i} with some words in it.\r\n").as_bytes());
+    }
+    let plain = message("partial-untracked@customer.example", "Untracked", "");
+    let mut direct = env.direct(&user);
+    assert!(direct.append("INBOX", &big).ok());
+    assert!(direct.append("INBOX", &plain).ok());
+    let mut c = env.through_proxy(&user);
+    assert!(c.cmd("SELECT INBOX").ok());
+    assert!(c.cmd("UID STORE 1 +FLAGS.SILENT ($CRM_Track)").ok());
+    wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
+
+    let (_, view) = fetch(&mut c, 1, "BODY.PEEK[]");
+    let b = block_of(&view).len();
+    assert!(b > 0);
+    assert_eq!(&view[b..], &big[..]);
+    let ranges = [
+        (0, 100),
+        (0, b),
+        (10, b),
+        (b - 1, 2),
+        (b, 50),
+        (b + 3000, 700),
+        (view.len() - 10, 100),
+        (view.len() + 5, 10),
+        (9000, 1000),
+    ];
+    for (s, n) in ranges {
+        let (text, got) = fetch(&mut c, 1, &format!("UID BODY.PEEK[]<{s}.{n}>"));
+        let want = &view[s.min(view.len())..(s + n).min(view.len())];
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(want),
+            "range <{s}.{n}>"
+        );
+        if !want.is_empty() {
+            assert!(text.contains(&format!("BODY[]<{s}>")), "<{s}.{n}>: {text}");
+        }
+    }
+    // Chunks (as Thunderbird fetches) reassemble the whole view.
+    let mut joined = Vec::new();
+    let mut s = 0;
+    while s < view.len() {
+        let (_, got) = fetch(&mut c, 1, &format!("BODY.PEEK[]<{s}.4096>"));
+        assert!(!got.is_empty());
+        joined.extend_from_slice(&got);
+        s += 4096;
+    }
+    assert_eq!(joined, view);
+    // The header section's partial fetch too.
+    let (_, header) = fetch(&mut c, 1, "BODY.PEEK[HEADER]");
+    let (_, got) = fetch(&mut c, 1, "BODY.PEEK[HEADER]<5.60>");
+    assert_eq!(got, header[5..65]);
+
+    // An untracked message's partial fetch is what the server gives directly.
+    for (s, n) in [(0, 100), (50, 30), (9000, 10)] {
+        let item = format!("BODY.PEEK[]<{s}.{n}>");
+        let (_, got) = fetch(&mut c, 2, &item);
+        let (_, want) = fetch(&mut direct, 2, &item);
+        assert_eq!(got, want, "<{s}.{n}>");
+    }
+}

@@ -71,6 +71,32 @@ pub trait Hook: Send + Sync + 'static {
         None
     }
 
+    /// Like [`Hook::fetch_literal_prefix`], with more power: also drop payload
+    /// bytes at the start and the end, and replace the announcing line (a partial
+    /// fetch's `<origin>`). The default applies `fetch_literal_prefix`.
+    fn fetch_literal_edit(
+        &self,
+        cx: &HookContext<'_>,
+        seq: u32,
+        line: &[u8],
+        literal: Literal,
+    ) -> Option<LiteralEdit> {
+        self.fetch_literal_prefix(cx, seq, line, literal)
+            .map(|prefix| LiteralEdit {
+                prefix,
+                skip: 0,
+                take: literal.len,
+                line: None,
+            })
+    }
+
+    /// A replacement (CRLF-ended) for a one-line client command, sent upstream
+    /// instead of it (e.g. a FETCH whose partial ranges must cover the tracking
+    /// block). `None` relays the client's bytes.
+    fn rewrite_command(&self, _cx: &HookContext<'_>, _command: &Command<'_>) -> Option<Vec<u8>> {
+        None
+    }
+
     /// The tagged answer to a command sent with [`UpstreamHandle::send_command`].
     fn on_own_response(&self, _cx: &HookContext<'_>, _tag: &str, _response: &[u8]) {}
 
@@ -102,6 +128,18 @@ impl std::fmt::Debug for Credential {
             Credential::SaslPlain { .. } => f.write_str("Credential::SaslPlain(<redacted>)"),
         }
     }
+}
+
+/// How a hook changes one literal of a FETCH response. The payload still streams:
+/// `prefix` goes first, then payload bytes `skip..skip + take`; the rest of the
+/// payload is read and dropped. The session sets the announced count.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiteralEdit {
+    pub prefix: Bytes,
+    pub skip: u64,
+    pub take: u64,
+    /// The line announcing the literal, to send instead (its `{n}` is rewritten).
+    pub line: Option<Vec<u8>>,
 }
 
 /// The hook that does nothing.

@@ -20,7 +20,7 @@ use imap_codec::imap_types::IntoStatic;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::hook::{Credential, Hook, HookContext};
+use super::hook::{Credential, Hook, HookContext, LiteralEdit};
 use super::identity::{Identity, Mechanism};
 use super::worker::{Job, Uids, Workers};
 use crate::pane::MessageOpened;
@@ -29,7 +29,12 @@ use crate::track::{Actor, TrackSource};
 use crate::wire::Literal;
 
 mod fetch_item;
-use fetch_item::{announced_item, filter_block, Item};
+use fetch_item::{announced_item, announced_partial, filter_block, with_origin, Item};
+
+/// How far before a partial fetch's origin the proxy fetches, so that a tracked
+/// message's range can be served from the original bytes; blocks longer than this
+/// are not shown on partial fetches.
+const MAX_BLOCK: u32 = 8192;
 
 /// Most header blocks cached per session.
 const CACHE_MAX: usize = 4096;
@@ -59,6 +64,18 @@ struct SessionData {
     /// whether the Message-ID was known when it was looked up.
     blocks: HashMap<(String, u32, u32), (Option<Bytes>, bool)>,
     generation: u64,
+    /// Partial fetches rewritten, per command tag, in command order.
+    partials: Vec<(String, Vec<Partial>)>,
+}
+
+/// One partial item of a client FETCH as asked (`origin`, `count`) and as sent
+/// upstream (`sent_origin`, with `count + origin - sent_origin`).
+#[derive(Debug, Clone)]
+struct Partial {
+    key: String,
+    origin: u32,
+    count: u32,
+    sent_origin: u32,
 }
 
 impl TrackingHook {
@@ -302,6 +319,67 @@ impl TrackingHook {
         }
     }
 
+    /// The prefix for a whole-item literal (BODY[], RFC822, HEADER, HEADER.FIELDS).
+    fn whole_prefix(&self, cx: &HookContext<'_>, seq: u32, line: &[u8]) -> Option<Bytes> {
+        let item = announced_item(line)?;
+        if let Item::HeaderFields(names) = &item {
+            if !crate::message::headers::names_tracking_header(names.iter().map(String::as_str)) {
+                return None;
+            }
+        }
+        let uid = crate::proxy::session::fetch_uid_in_line(line)
+            .or_else(|| cx.state.selected().and_then(|m| m.uid(seq)))?;
+        let block = self.block_for(cx, uid)?;
+        match item {
+            Item::Whole | Item::Header => Some(block),
+            Item::HeaderFields(names) => {
+                let b = filter_block(&block, &names);
+                (!b.is_empty()).then(|| Bytes::from(b))
+            }
+        }
+    }
+
+    /// A partial item the proxy widened: serve `origin..origin + count` of the
+    /// message as the client sees it (block + original) from what came.
+    fn partial_edit(
+        &self,
+        cx: &HookContext<'_>,
+        seq: u32,
+        line: &[u8],
+        literal: Literal,
+        key: &str,
+        sent_origin: u32,
+    ) -> Option<LiteralEdit> {
+        let asked = self.with_session(cx.session_id, |s| {
+            s.partials
+                .iter()
+                .flat_map(|(_, p)| p.iter())
+                .find(|p| p.key == key && p.sent_origin == sent_origin)
+                .cloned()
+        })?;
+        let uid = crate::proxy::session::fetch_uid_in_line(line)
+            .or_else(|| cx.state.selected().and_then(|m| m.uid(seq)));
+        let block = uid
+            .and_then(|u| self.block_for(cx, u))
+            .filter(|b| b.len() as u64 <= u64::from(MAX_BLOCK));
+        let (s, c) = (u64::from(asked.origin), u64::from(asked.count));
+        let b = block.as_ref().map_or(0, |b| b.len() as u64);
+        // Bytes of the block inside the range, then original bytes from `o` on.
+        let prefix = match &block {
+            Some(bl) => bl.slice((s.min(b) as usize)..((s + c).min(b) as usize)),
+            None => Bytes::new(),
+        };
+        let o = s.saturating_sub(b);
+        let skip = o - u64::from(sent_origin);
+        let take = (c - prefix.len() as u64).min(literal.len.saturating_sub(skip));
+        Some(LiteralEdit {
+            prefix,
+            skip,
+            take,
+            line: with_origin(line, sent_origin, asked.origin),
+        })
+    }
+
     /// A whole body fetched: tell the pane which message the user opened.
     fn publish_opened(&self, cx: &HookContext<'_>, seq: u32, items: &[MessageDataItem<'_>]) {
         let Some(identity) = cx.identity else { return };
@@ -388,6 +466,7 @@ impl Hook for TrackingHook {
         match response {
             Response::Status(Status::Tagged(t)) => {
                 let tag = t.tag.inner().to_string();
+                self.with_session(cx.session_id, |s| s.partials.retain(|(t, _)| *t != tag));
                 if let Some(code) = &t.body.code {
                     self.folder_copied(cx, Some(&tag), code);
                 }
@@ -442,31 +521,90 @@ impl Hook for TrackingHook {
         }
     }
 
-    fn fetch_literal_prefix(
+    fn rewrite_command(&self, cx: &HookContext<'_>, command: &Command<'_>) -> Option<Vec<u8>> {
+        use imap_codec::encode::Encoder;
+        use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName};
+        let CommandBody::Fetch {
+            macro_or_item_names: MacroOrMessageDataItemNames::MessageDataItemNames(names),
+            ..
+        } = &command.body
+        else {
+            return None;
+        };
+        cx.state.selected()?;
+        self.owner_id(cx)?;
+        let mut partials = Vec::new();
+        let mut new_names = names.clone();
+        for name in new_names.iter_mut() {
+            let (key, partial) = match name {
+                MessageDataItemName::BodyExt {
+                    section: None,
+                    partial,
+                    ..
+                } => ("BODY[]", partial),
+                MessageDataItemName::BodyExt {
+                    section: Some(Section::Header(None)),
+                    partial,
+                    ..
+                } => ("BODY[HEADER]", partial),
+                MessageDataItemName::Binary {
+                    section, partial, ..
+                } if section.is_empty() => ("BINARY[]", partial),
+                _ => continue,
+            };
+            let Some((origin, count)) = *partial else {
+                continue;
+            };
+            let sent_origin = origin.saturating_sub(MAX_BLOCK);
+            let wider = count.get().saturating_add(origin - sent_origin);
+            *partial = Some((sent_origin, std::num::NonZeroU32::new(wider)?));
+            partials.push(Partial {
+                key: key.to_string(),
+                origin,
+                count: count.get(),
+                sent_origin,
+            });
+        }
+        if partials.is_empty() {
+            return None;
+        }
+        let mut new = command.clone();
+        if let CommandBody::Fetch {
+            macro_or_item_names,
+            ..
+        } = &mut new.body
+        {
+            *macro_or_item_names = MacroOrMessageDataItemNames::MessageDataItemNames(new_names);
+        }
+        let bytes = imap_codec::CommandCodec::default().encode(&new).dump();
+        let tag = command.tag.inner().to_string();
+        self.with_session(cx.session_id, |s| {
+            if s.partials.len() >= 64 {
+                s.partials.remove(0);
+            }
+            s.partials.push((tag, partials))
+        });
+        Some(bytes)
+    }
+
+    fn fetch_literal_edit(
         &self,
         cx: &HookContext<'_>,
         seq: u32,
         line: &[u8],
-        _literal: Literal,
-    ) -> Option<Bytes> {
-        let item = announced_item(line)?;
-        if let Item::HeaderFields(names) = &item {
-            if !crate::message::headers::names_tracking_header(names.iter().map(String::as_str)) {
-                return None;
-            }
+        literal: Literal,
+    ) -> Option<LiteralEdit> {
+        if let Some((key, sent_origin)) = announced_partial(line) {
+            return self.partial_edit(cx, seq, line, literal, &key, sent_origin);
         }
-        let uid = crate::proxy::session::fetch_uid_in_line(line)
-            .or_else(|| cx.state.selected().and_then(|m| m.uid(seq)))?;
-        let block = self.block_for(cx, uid)?;
-        match item {
-            Item::Whole | Item::Header => Some(block),
-            Item::HeaderFields(names) => {
-                let b = filter_block(&block, &names);
-                (!b.is_empty()).then(|| Bytes::from(b))
-            }
-        }
+        let prefix = self.whole_prefix(cx, seq, line)?;
+        Some(LiteralEdit {
+            prefix,
+            skip: 0,
+            take: literal.len,
+            line: None,
+        })
     }
-
     fn on_login(&self, cx: &HookContext<'_>, credential: Option<&Credential>) {
         let Some(identity) = cx.identity else { return };
         match (credential, identity.mechanism) {

@@ -224,7 +224,10 @@ mod tests {
             assert_eq!(s.get(r).unwrap(), *b);
         }
         // No temporary file is left behind.
-        let leftovers = walk(d.path()).into_iter().filter(|p| p.ends_with(".tmp")).count();
+        let leftovers = walk(d.path())
+            .into_iter()
+            .filter(|p| p.ends_with(".tmp"))
+            .count();
         assert_eq!(leftovers, 0);
         assert!(s.put_many(&[]).unwrap().is_empty());
     }

@@ -236,16 +236,18 @@ impl Ctx {
         let mut literal = first_literal;
         loop {
             let Some(lit) = literal else {
+                let mut replaced = None;
                 if let Some(msg) = copy.as_deref() {
-                    let before = self.command_complete(msg);
-                    // Only a one-line command can still be preceded by the hook's own.
+                    let (before, rewrite) = self.command_complete(msg);
+                    // Only a one-line command can still be preceded or replaced.
                     if msg.len() == line.len() {
                         for c in before {
                             up.write_all(&c).await?;
                         }
+                        replaced = rewrite;
                     }
                 }
-                up.write_all(&line).await?;
+                up.write_all(replaced.as_deref().unwrap_or(&line)).await?;
                 return up.flush().await;
             };
             if lit.sync {
@@ -315,23 +317,26 @@ impl Ctx {
 
     /// A whole client command is known: decode it (when it decodes) for the
     /// session state, identity and hook, before its last line goes upstream.
-    /// Returns the hook's own commands (tagged, CRLF-ended) to send before it.
-    fn command_complete(&self, msg: &[u8]) -> Vec<Bytes> {
+    /// Returns the hook's own commands (tagged, CRLF-ended) to send before it,
+    /// and the hook's replacement of it.
+    fn command_complete(&self, msg: &[u8]) -> (Vec<Bytes>, Option<Vec<u8>>) {
         let Ok((rest, cmd)) = CommandCodec::default().decode(msg) else {
             tracing::debug!(command = %identity::redact_client_message(msg, false, 120), "relayed undecoded");
-            return Vec::new();
+            return (Vec::new(), None);
         };
         if !rest.is_empty() {
-            return Vec::new();
+            return (Vec::new(), None);
         }
         tracing::debug!(command = %identity::redact_client_message(msg, false, 120), "command");
         let tag: Box<[u8]> = cmd.tag.inner().as_bytes().into();
-        let before: Vec<Bytes> = self.with_hook(|hook, hcx| {
+        let (before, rewrite) = self.with_hook(|hook, hcx| {
             hook.on_command(hcx, &cmd);
-            hook.commands_before(hcx, &cmd)
+            let before: Vec<Bytes> = hook
+                .commands_before(hcx, &cmd)
                 .iter()
                 .filter_map(|c| self.handle.tagged(c))
-                .collect()
+                .collect();
+            (before, hook.rewrite_command(hcx, &cmd))
         });
         let mut sh = lock(&self.shared);
         if let Some(c) = credential_of(&cmd) {
@@ -367,7 +372,7 @@ impl Ctx {
         if let Some(p) = pending {
             sh.pending.insert(tag, p);
         }
-        before
+        (before, rewrite)
     }
 }
 

@@ -53,6 +53,37 @@ pub fn announced_item(line: &[u8]) -> Option<Item> {
     }
 }
 
+/// A partial item announced at the end of `line` (`… BODY[]<512> {100}`), for the
+/// sections whose data starts with the top-level header: its key as the server
+/// writes it (`BODY[]`, `BODY[HEADER]`, `BINARY[]`, upper-case) and its origin.
+pub fn announced_partial(line: &[u8]) -> Option<(String, u32)> {
+    let text = std::str::from_utf8(line).ok()?;
+    let text = text.trim_end_matches(['\r', '\n']);
+    let brace = text.rfind('{')?;
+    let before = text[..brace].trim_end_matches('~').trim_end();
+    let before = before.strip_suffix('>')?;
+    let lt = before.rfind('<')?;
+    let origin: u32 = before[lt + 1..].parse().ok()?;
+    let item = before[..lt].to_ascii_uppercase();
+    let key = ["BODY[]", "BODY[HEADER]", "BINARY[]"]
+        .into_iter()
+        .find(|k| item.ends_with(k))?;
+    Some((key.to_string(), origin))
+}
+
+/// `line` with the origin of its last partial item (`<from>`) set to `to`.
+pub fn with_origin(line: &[u8], from: u32, to: u32) -> Option<Vec<u8>> {
+    let brace = memchr::memrchr(b'{', line)?;
+    let needle = format!("<{from}>");
+    let at = line[..brace]
+        .windows(needle.len())
+        .rposition(|w| w == needle.as_bytes())?;
+    let mut out = line[..at].to_vec();
+    out.extend_from_slice(format!("<{to}>").as_bytes());
+    out.extend_from_slice(&line[at + needle.len()..]);
+    Some(out)
+}
+
 /// The fields of `block` (CRLF lines, folded continuations) named in `names`.
 pub fn filter_block(block: &[u8], names: &[String]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -112,6 +143,27 @@ mod tests {
             None
         );
         assert_eq!(announced_item(b"* 1 FETCH (RFC822.TEXT {100}\r\n"), None);
+    }
+
+    #[test]
+    fn partial_items() {
+        assert_eq!(
+            announced_partial(b"* 1 FETCH (UID 4 BODY[]<0> {100}\r\n"),
+            Some(("BODY[]".into(), 0))
+        );
+        assert_eq!(
+            announced_partial(b" BODY[HEADER]<512> {10}\r\n"),
+            Some(("BODY[HEADER]".into(), 512))
+        );
+        assert_eq!(
+            announced_partial(b"* 1 FETCH (BODY[TEXT]<0> {100}\r\n"),
+            None
+        );
+        assert_eq!(announced_partial(b"* 1 FETCH (BODY[] {100}\r\n"), None);
+        assert_eq!(
+            with_origin(b"* 1 FETCH (BODY[]<0> {100}\r\n", 0, 40).unwrap(),
+            b"* 1 FETCH (BODY[]<40> {100}\r\n"
+        );
     }
 
     #[test]
