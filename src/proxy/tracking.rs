@@ -15,7 +15,7 @@ use imap_codec::imap_types::fetch::{MessageDataItem, Section};
 use imap_codec::imap_types::flag::{Flag, StoreType};
 use imap_codec::imap_types::mailbox::Mailbox as ImapMailbox;
 use imap_codec::imap_types::response::{Code, Data, Response, Status};
-use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::IntoStatic;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,12 +29,11 @@ use crate::track::{Actor, TrackSource};
 use crate::wire::Literal;
 
 mod fetch_item;
-use fetch_item::{announced_item, announced_partial, filter_block, with_origin, Item};
-
-/// How far before a partial fetch's origin the proxy fetches, so that a tracked
-/// message's range can be served from the original bytes; blocks longer than this
-/// are not shown on partial fetches.
-const MAX_BLOCK: u32 = 8192;
+mod partial;
+mod sets;
+use fetch_item::{announced_item, announced_partial, filter_block, Item};
+use partial::Partial;
+use sets::{mailbox_name, seqs, set_text, uid_list_text, uid_set_text};
 
 /// Most header blocks cached per session.
 const CACHE_MAX: usize = 4096;
@@ -66,16 +65,6 @@ struct SessionData {
     generation: u64,
     /// Partial fetches rewritten, per command tag, in command order.
     partials: Vec<(String, Vec<Partial>)>,
-}
-
-/// One partial item of a client FETCH as asked (`origin`, `count`) and as sent
-/// upstream (`sent_origin`, with `count + origin - sent_origin`).
-#[derive(Debug, Clone)]
-struct Partial {
-    key: String,
-    origin: u32,
-    count: u32,
-    sent_origin: u32,
 }
 
 impl TrackingHook {
@@ -339,47 +328,6 @@ impl TrackingHook {
         }
     }
 
-    /// A partial item the proxy widened: serve `origin..origin + count` of the
-    /// message as the client sees it (block + original) from what came.
-    fn partial_edit(
-        &self,
-        cx: &HookContext<'_>,
-        seq: u32,
-        line: &[u8],
-        literal: Literal,
-        key: &str,
-        sent_origin: u32,
-    ) -> Option<LiteralEdit> {
-        let asked = self.with_session(cx.session_id, |s| {
-            s.partials
-                .iter()
-                .flat_map(|(_, p)| p.iter())
-                .find(|p| p.key == key && p.sent_origin == sent_origin)
-                .cloned()
-        })?;
-        let uid = crate::proxy::session::fetch_uid_in_line(line)
-            .or_else(|| cx.state.selected().and_then(|m| m.uid(seq)));
-        let block = uid
-            .and_then(|u| self.block_for(cx, u))
-            .filter(|b| b.len() as u64 <= u64::from(MAX_BLOCK));
-        let (s, c) = (u64::from(asked.origin), u64::from(asked.count));
-        let b = block.as_ref().map_or(0, |b| b.len() as u64);
-        // Bytes of the block inside the range, then original bytes from `o` on.
-        let prefix = match &block {
-            Some(bl) => bl.slice((s.min(b) as usize)..((s + c).min(b) as usize)),
-            None => Bytes::new(),
-        };
-        let o = s.saturating_sub(b);
-        let skip = o - u64::from(sent_origin);
-        let take = (c - prefix.len() as u64).min(literal.len.saturating_sub(skip));
-        Some(LiteralEdit {
-            prefix,
-            skip,
-            take,
-            line: with_origin(line, sent_origin, asked.origin),
-        })
-    }
-
     /// A whole body fetched: tell the pane which message the user opened.
     fn publish_opened(&self, cx: &HookContext<'_>, seq: u32, items: &[MessageDataItem<'_>]) {
         let Some(identity) = cx.identity else { return };
@@ -522,69 +470,7 @@ impl Hook for TrackingHook {
     }
 
     fn rewrite_command(&self, cx: &HookContext<'_>, command: &Command<'_>) -> Option<Vec<u8>> {
-        use imap_codec::encode::Encoder;
-        use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName};
-        let CommandBody::Fetch {
-            macro_or_item_names: MacroOrMessageDataItemNames::MessageDataItemNames(names),
-            ..
-        } = &command.body
-        else {
-            return None;
-        };
-        cx.state.selected()?;
-        self.owner_id(cx)?;
-        let mut partials = Vec::new();
-        let mut new_names = names.clone();
-        for name in new_names.iter_mut() {
-            let (key, partial) = match name {
-                MessageDataItemName::BodyExt {
-                    section: None,
-                    partial,
-                    ..
-                } => ("BODY[]", partial),
-                MessageDataItemName::BodyExt {
-                    section: Some(Section::Header(None)),
-                    partial,
-                    ..
-                } => ("BODY[HEADER]", partial),
-                MessageDataItemName::Binary {
-                    section, partial, ..
-                } if section.is_empty() => ("BINARY[]", partial),
-                _ => continue,
-            };
-            let Some((origin, count)) = *partial else {
-                continue;
-            };
-            let sent_origin = origin.saturating_sub(MAX_BLOCK);
-            let wider = count.get().saturating_add(origin - sent_origin);
-            *partial = Some((sent_origin, std::num::NonZeroU32::new(wider)?));
-            partials.push(Partial {
-                key: key.to_string(),
-                origin,
-                count: count.get(),
-                sent_origin,
-            });
-        }
-        if partials.is_empty() {
-            return None;
-        }
-        let mut new = command.clone();
-        if let CommandBody::Fetch {
-            macro_or_item_names,
-            ..
-        } = &mut new.body
-        {
-            *macro_or_item_names = MacroOrMessageDataItemNames::MessageDataItemNames(new_names);
-        }
-        let bytes = imap_codec::CommandCodec::default().encode(&new).dump();
-        let tag = command.tag.inner().to_string();
-        self.with_session(cx.session_id, |s| {
-            if s.partials.len() >= 64 {
-                s.partials.remove(0);
-            }
-            s.partials.push((tag, partials))
-        });
-        Some(bytes)
+        self.widen_partials(cx, command)
     }
 
     fn fetch_literal_edit(
@@ -623,72 +509,4 @@ impl Hook for TrackingHook {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&session_id);
     }
-}
-
-fn mailbox_name(m: &ImapMailbox<'_>) -> String {
-    match m {
-        ImapMailbox::Inbox => "INBOX".into(),
-        ImapMailbox::Other(o) => String::from_utf8_lossy(o.as_ref()).into_owned(),
-    }
-}
-
-fn seq_text(v: &SeqOrUid) -> String {
-    match v {
-        SeqOrUid::Value(n) => n.get().to_string(),
-        SeqOrUid::Asterisk => "*".into(),
-    }
-}
-
-/// A sequence set as IMAP text (`1:4,7,9:*`).
-fn set_text(set: &SequenceSet) -> String {
-    set.0
-        .as_ref()
-        .iter()
-        .map(|s| match s {
-            Sequence::Single(v) => seq_text(v),
-            Sequence::Range(a, b) => format!("{}:{}", seq_text(a), seq_text(b)),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn uid_set_text(set: &imap_codec::imap_types::extensions::uidplus::UidSet) -> String {
-    use imap_codec::imap_types::extensions::uidplus::UidElement;
-    set.0
-        .as_ref()
-        .iter()
-        .map(|e| match e {
-            UidElement::Single(v) => v.get().to_string(),
-            UidElement::Range(a, b) => format!("{a}:{b}"),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn uid_list_text(uids: &Uids) -> Option<String> {
-    match uids {
-        Uids::Set(s) => Some(s.clone()),
-        Uids::List(l) if l.is_empty() => None,
-        Uids::List(l) => Some(
-            l.iter()
-                .map(|u| u.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
-    }
-}
-
-/// The sequence numbers of a set, in a mailbox of `exists` messages.
-fn seqs(set: &SequenceSet, exists: u32) -> impl Iterator<Item = u32> + '_ {
-    let v = move |x: &SeqOrUid| match x {
-        SeqOrUid::Value(n) => n.get().min(exists.max(1)),
-        SeqOrUid::Asterisk => exists,
-    };
-    set.0.as_ref().iter().flat_map(move |s| {
-        let (a, b) = match s {
-            Sequence::Single(x) => (v(x), v(x)),
-            Sequence::Range(a, b) => (v(a).min(v(b)), v(a).max(v(b))),
-        };
-        (a..=b).filter(|&n| n > 0)
-    })
 }
