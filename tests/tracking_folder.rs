@@ -44,11 +44,22 @@ fn copy_move_and_append_into_the_tracking_folder_track() {
     assert!(r.ok(), "{}", r.tagged);
     let r = c.append("CRM/Track", &m3);
     assert!(r.ok(), "{}", r.tagged);
+    // Bigger than what the proxy decodes whole: its literal streams through.
+    let mut m4 = message("fold-big@customer.example", "Big appended", "");
+    for i in 0..6000 {
+        m4.extend_from_slice(
+            format!("Attachment-like line {i:05} xxxxxxxxxxxxxxxxxxxxxxxx\r\n").as_bytes(),
+        );
+    }
+    assert!(m4.len() > 300 * 1024);
+    let r = c.append("CRM/Track", &m4);
+    assert!(r.ok(), "{}", r.tagged);
 
     for (id, original) in [
         ("fold-copy@customer.example", &m1),
         ("fold-move@customer.example", &m2),
         ("fold-append@customer.example", &m3),
+        ("fold-big@customer.example", &m4),
     ] {
         let uid = uid_of(&mut direct, "CRM/Track", id);
         wait_keyword(&mut direct, "CRM/Track", uid, "$CRM_Tracked", true);

@@ -37,6 +37,11 @@ pub trait Hook: Send + Sync + 'static {
     /// Commands that do not decode are relayed without this call.
     fn on_command(&self, _cx: &HookContext<'_>, _command: &Command<'_>) {}
 
+    /// A client command too big to decode (an APPEND whose literal streamed
+    /// through) went upstream; `first_line` is its first line (e.g.
+    /// `a APPEND "CRM/Track" (\Seen) {5000000}`), with the tag.
+    fn on_streamed_command(&self, _cx: &HookContext<'_>, _first_line: &[u8]) {}
+
     /// Commands (without tag and CRLF) to send upstream just before a one-line
     /// client command, pipelined ahead of it (e.g. CREATE the folder a COPY goes
     /// into). Their tagged answers go to [`Hook::on_own_response`]. Ignored for

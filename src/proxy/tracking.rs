@@ -13,7 +13,6 @@ use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::Vec1;
 use imap_codec::imap_types::fetch::{MessageDataItem, Section};
 use imap_codec::imap_types::flag::{Flag, StoreType};
-use imap_codec::imap_types::mailbox::Mailbox as ImapMailbox;
 use imap_codec::imap_types::response::{Code, Data, Response, Status};
 use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::IntoStatic;
@@ -241,15 +240,8 @@ impl TrackingHook {
         }
     }
 
-    fn copy_or_append_into(
-        &self,
-        cx: &HookContext<'_>,
-        tag: &str,
-        mailbox: &ImapMailbox<'_>,
-        append: bool,
-    ) {
+    fn copy_or_append_into(&self, cx: &HookContext<'_>, tag: &str, folder: String, append: bool) {
         let Some(identity) = cx.identity else { return };
-        let folder = mailbox_name(mailbox);
         if !self
             .workers
             .engine()
@@ -377,10 +369,18 @@ impl Hook for TrackingHook {
                 ..
             } => self.keyword_store(cx, tag, sequence_set, *uid, kind, flags),
             CommandBody::Copy { mailbox, .. } | CommandBody::Move { mailbox, .. } => {
-                self.copy_or_append_into(cx, tag, mailbox, false)
+                self.copy_or_append_into(cx, tag, mailbox_name(mailbox), false)
             }
-            CommandBody::Append { mailbox, .. } => self.copy_or_append_into(cx, tag, mailbox, true),
+            CommandBody::Append { mailbox, .. } => {
+                self.copy_or_append_into(cx, tag, mailbox_name(mailbox), true)
+            }
             _ => {}
+        }
+    }
+
+    fn on_streamed_command(&self, cx: &HookContext<'_>, first_line: &[u8]) {
+        if let Some((tag, folder)) = sets::append_target(first_line) {
+            self.copy_or_append_into(cx, &tag, folder, true);
         }
     }
 

@@ -230,6 +230,7 @@ impl Ctx {
             }
         }
         let tag: Box<[u8]> = first_token(&first).into();
+        let first_line = first.clone();
         let cap = self.p.message_cap;
         let mut copy: Option<Vec<u8>> = Some(first.to_vec());
         let mut line = first;
@@ -246,6 +247,8 @@ impl Ctx {
                         }
                         replaced = rewrite;
                     }
+                } else {
+                    self.with_hook(|hook, hcx| hook.on_streamed_command(hcx, &first_line));
                 }
                 up.write_all(replaced.as_deref().unwrap_or(&line)).await?;
                 return up.flush().await;

@@ -72,3 +72,62 @@ pub fn seqs(set: &SequenceSet, exists: u32) -> impl Iterator<Item = u32> + '_ {
         (a..=b).filter(|&n| n > 0)
     })
 }
+
+/// `(tag, mailbox)` of an APPEND command's first line (mailbox as an atom or a
+/// quoted string; `INBOX` in any case is INBOX).
+pub fn append_target(line: &[u8]) -> Option<(String, String)> {
+    let text = std::str::from_utf8(line).ok()?;
+    let text = text.trim_end_matches(['\r', '\n']);
+    let (tag, rest) = text.split_once(' ')?;
+    let (cmd, rest) = rest.split_once(' ')?;
+    if !cmd.eq_ignore_ascii_case("APPEND") {
+        return None;
+    }
+    let name = if let Some(q) = rest.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = q.chars();
+        loop {
+            match chars.next()? {
+                '\\' => out.push(chars.next()?),
+                '"' => break,
+                c => out.push(c),
+            }
+        }
+        out
+    } else {
+        let atom = rest.split(' ').next()?;
+        if atom.starts_with('{') || atom.starts_with('~') {
+            return None;
+        }
+        atom.to_string()
+    };
+    let name = if name.eq_ignore_ascii_case("INBOX") {
+        "INBOX".to_string()
+    } else {
+        name
+    };
+    Some((tag.to_string(), name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_targets() {
+        assert_eq!(
+            append_target(b"a1 APPEND \"CRM/Track\" (\\Seen) {5000000}\r\n"),
+            Some(("a1".into(), "CRM/Track".into()))
+        );
+        assert_eq!(
+            append_target(b"a2 append inbox {5}\r\n"),
+            Some(("a2".into(), "INBOX".into()))
+        );
+        assert_eq!(
+            append_target(b"a3 APPEND \"a\\\"b\" {5}\r\n"),
+            Some(("a3".into(), "a\"b".into()))
+        );
+        assert_eq!(append_target(b"a4 APPEND {9}\r\n"), None);
+        assert_eq!(append_target(b"a5 FETCH 1 BODY[]\r\n"), None);
+    }
+}
