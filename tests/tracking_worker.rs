@@ -49,6 +49,43 @@ fn a_reply_to_a_tracked_email_arriving_in_inbox_is_tracked_automatically() {
 }
 
 #[test]
+fn a_reply_the_client_saves_in_sent_is_tracked() {
+    let env = Env::start("");
+    let (user, _) = env.user("sent", true);
+    let original = message("sent-thread@customer.example", "Question about pricing", "");
+    let mut direct = env.direct(&user);
+    assert!(direct.append("INBOX", &original).ok());
+    let mut c = env.through_proxy(&user);
+    assert!(c.cmd("LIST \"\" \"*\"").ok());
+    assert!(c.cmd("SELECT INBOX").ok());
+    assert!(c.cmd("UID STORE 1 +FLAGS.SILENT ($CRM_Track)").ok());
+    wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
+
+    let reply = format!(
+        "From: Owner <{user}>\r\nTo: Dana Sender <dana@customer.example>\r\n\
+         Subject: Re: Question about pricing\r\nDate: Tue, 24 Nov 2026 11:00:00 +0000\r\n\
+         Message-ID: <sent-reply@crm-test.example>\r\n\
+         In-Reply-To: <sent-thread@customer.example>\r\n\r\nHere are the prices.\r\n"
+    )
+    .into_bytes();
+    let other = message("sent-other@crm-test.example", "Unrelated note", "");
+    assert!(c.append("Sent", &other).ok());
+    assert!(c.append("Sent", &reply).ok());
+    wait_keyword(&mut direct, "Sent", 2, "$CRM_Tracked", true);
+    assert!(c.cmd("SELECT Sent").ok());
+    let (_, body) = fetch(&mut c, 2, "BODY.PEEK[]");
+    let block = block_of(&body);
+    assert_eq!(&body[block.len()..], &reply[..]);
+    let shown = show(env.data(), &activity_id(&block)).to_string();
+    assert!(
+        shown.contains("in_reply_to") && shown.contains("\"sent\""),
+        "{shown}"
+    );
+    let f = flags(&mut direct, "Sent", 1);
+    assert!(!f.contains("$CRM_Tracked"), "{f}");
+}
+
+#[test]
 fn a_delegate_tracks_for_the_owner_and_is_recorded_as_the_actor() {
     let env = Env::start("");
     let (owner, owner_id) = env.user("owner", true);

@@ -52,6 +52,8 @@ enum TagAction {
     IntoFolder { actor: Actor, folder: String },
     /// An APPEND into a tracking folder: track it (APPENDUID).
     Append { actor: Actor, folder: String },
+    /// An APPEND into the Sent folder: a reply to tracked email tracks.
+    Sent { actor: Actor, folder: String },
 }
 
 #[derive(Default)]
@@ -62,6 +64,8 @@ struct SessionData {
     /// whether the Message-ID was known when it was looked up.
     blocks: HashMap<(String, u32, u32), (Option<Bytes>, bool)>,
     generation: u64,
+    /// Folders the server's LIST marked `\Sent` (SPECIAL-USE).
+    sent_folders: Vec<String>,
     /// Partial fetches rewritten, per command tag, in command order.
     partials: Vec<(String, Vec<Partial>)>,
 }
@@ -242,6 +246,14 @@ impl TrackingHook {
 
     fn copy_or_append_into(&self, cx: &HookContext<'_>, tag: &str, folder: String, append: bool) {
         let Some(identity) = cx.identity else { return };
+        if append && self.is_sent_folder(cx, &folder) {
+            // Automatic: a user without use_app is not refused, just not tracked.
+            if let Ok(actor) = self.actor(identity) {
+                let action = TagAction::Sent { actor, folder };
+                self.with_session(cx.session_id, |s| s.actions.insert(tag.to_string(), action));
+            }
+            return;
+        }
         if !self
             .workers
             .engine()
@@ -258,6 +270,14 @@ impl TrackingHook {
         self.with_session(cx.session_id, |s| s.actions.insert(tag.to_string(), action));
     }
 
+    /// The session's Sent folder: marked `\Sent` in a LIST it saw, or named `Sent`.
+    fn is_sent_folder(&self, cx: &HookContext<'_>, folder: &str) -> bool {
+        let listed = self.with_session(cx.session_id, |s| {
+            (!s.sent_folders.is_empty()).then(|| s.sent_folders.iter().any(|f| f == folder))
+        });
+        listed.unwrap_or(folder == "Sent")
+    }
+
     /// A COPYUID/APPENDUID: the copies in a tracking folder are tracked.
     fn folder_copied(&self, cx: &HookContext<'_>, tag: Option<&str>, code: &Code<'_>) {
         let Some(identity) = cx.identity else { return };
@@ -272,12 +292,27 @@ impl TrackingHook {
                     .map(|(k, _)| k.clone()),
             }?;
             match s.actions.get(&key) {
-                Some(TagAction::IntoFolder { .. } | TagAction::Append { .. }) => {
-                    s.actions.remove(&key)
-                }
+                Some(
+                    TagAction::IntoFolder { .. }
+                    | TagAction::Append { .. }
+                    | TagAction::Sent { .. },
+                ) => s.actions.remove(&key),
                 _ => None,
             }
         });
+        if let (Some(TagAction::Sent { actor, folder }), Code::AppendUid { uid, .. }) =
+            (&action, code)
+        {
+            let job = Job::Sent {
+                actor: actor.clone(),
+                folder: folder.clone(),
+                uid: uid.get(),
+            };
+            if !self.workers.submit(&identity.user, job) {
+                tracing::warn!("no sync worker for this session: the sent message is not judged");
+            }
+            return;
+        }
         let (actor, folder) = match action {
             Some(TagAction::IntoFolder { actor, folder } | TagAction::Append { actor, folder }) => {
                 (actor, folder)
@@ -429,6 +464,20 @@ impl Hook for TrackingHook {
             Response::Status(Status::Untagged(b)) => {
                 if let Some(code @ Code::CopyUid { .. }) = &b.code {
                     self.folder_copied(cx, None, code);
+                }
+                None
+            }
+            Response::Data(Data::List { items, mailbox, .. }) => {
+                if items
+                    .iter()
+                    .any(|a| a.to_string().eq_ignore_ascii_case("\\Sent"))
+                {
+                    let name = mailbox_name(mailbox);
+                    self.with_session(cx.session_id, |s| {
+                        if !s.sent_folders.contains(&name) {
+                            s.sent_folders.push(name);
+                        }
+                    });
                 }
                 None
             }

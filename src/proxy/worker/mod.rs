@@ -44,6 +44,13 @@ pub enum Job {
         uids: Uids,
         source: TrackSource,
     },
+    /// A message the client saved in its Sent folder: tracked when it replies to
+    /// tracked email (automatic tracking permitting).
+    Sent {
+        actor: Actor,
+        folder: String,
+        uid: u32,
+    },
     /// End tracking of these messages (the tracked keyword was removed).
     Untrack {
         actor: Actor,

@@ -10,7 +10,7 @@ use super::client::{ClientError, ImapClient};
 use super::{Inner, Job, Uids};
 use crate::proxy::hook::Credential;
 use crate::store::{MessageId, MessageLocation, TrackStatus, TrackingRecord, UserId};
-use crate::track::{TrackError, TrackRequest};
+use crate::track::{TrackError, TrackRequest, TrackSource};
 
 /// Pause before reconnecting after the upstream failed.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(5);
@@ -154,6 +154,35 @@ async fn do_job(inner: &Arc<Inner>, c: &mut ImapClient, job: Job) -> Result<(), 
                             c.store_keywords(uid, &[], &[&cfg.pending_keyword]).await?;
                         }
                     }
+                }
+            }
+        }
+        Job::Sent { actor, folder, uid } => {
+            let uid_validity = c.select(&folder).await?;
+            let Some(raw) = c.fetch_raw(uid).await? else {
+                return Ok(());
+            };
+            let engine = inner.engine.clone();
+            let location = MessageLocation {
+                folder: folder.clone(),
+                uid_validity,
+                uid,
+            };
+            // Engine::on_sent takes no location: tracking it again with one (an
+            // idempotent update) lets fetches find it by UID.
+            let sent = blocking(move || {
+                let Some(_) = engine.on_sent(&actor, &raw)? else {
+                    return Ok(None);
+                };
+                let req = TrackRequest::new(TrackSource::Sent).at(location);
+                engine.track(&actor, &raw, req).map(Some)
+            })
+            .await?;
+            if let Some(t) = sent {
+                bump(inner);
+                tracing::info!(uid, folder = %folder, activity = %t.activity.id, "sent reply tracked");
+                if c.keywords_allowed {
+                    c.store_keywords(uid, &[&cfg.tracked_keyword], &[]).await?;
                 }
             }
         }
