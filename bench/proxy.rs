@@ -124,6 +124,17 @@ fn median_d(v: &mut [Duration]) -> Duration {
     v[v.len() / 2]
 }
 
+/// The 10th percentile of sorted durations: less touched by other load on the machine.
+fn p10(sorted: &[Duration]) -> Duration {
+    sorted[sorted.len() / 10]
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 /// `socat -b 262144` relaying a free loopback port to `to`.
 fn start_socat(to: SocketAddr) -> (Child, SocketAddr) {
     let port = common::free_port();
@@ -202,6 +213,7 @@ fn main() {
     let idle_n = env_num("BENCH_IDLE", 1000);
     let noops = env_num("BENCH_NOOPS", 3000);
 
+    let load_before = loadavg();
     let dv = dovecot();
     let user = format!("bench-{}", std::process::id());
     eprintln!("bench: filling a {mailbox_mb} MB mailbox");
@@ -316,12 +328,26 @@ fn main() {
         mp.as_micros() as i128 - md.as_micros() as i128
     );
     println!(
+        "| added latency crmproxy − socat (median) | {} µs | |",
+        mp.as_micros() as i128 - ms.as_micros() as i128
+    );
+    println!(
+        "| NOOP round trip p10 direct / socat / crmproxy | {} / {} / {} µs | |",
+        p10(&ld).as_micros(),
+        p10(&ls).as_micros(),
+        p10(&lp).as_micros()
+    );
+    println!(
         "| crmproxy RSS before / after a 50 MB APPEND + FETCH (peak) | {} / {} ({}) KiB | |",
         rss0, rss1, hwm1
     );
     println!(
         "| extra peak RSS for a 50 MB message | {:.1} MB | < 4 MB |",
         hwm1.saturating_sub(rss0) as f64 / 1024.0
+    );
+    println!(
+        "| machine load average (1/5/15 min) before / after | {load_before} / {} | (2 cores) |",
+        loadavg()
     );
     println!(
         "| RSS with {idle_n} idle logged-in connections | {:.1} MB (was {:.1} MB with none) | < 150 MB |",

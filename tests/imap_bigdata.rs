@@ -111,3 +111,67 @@ fn slow_reader_of_a_big_fetch_keeps_proxy_memory_bounded() {
         peak - rss_before
     );
 }
+
+#[test]
+fn bulk_fetch_of_a_mailbox_is_byte_identical_to_direct() {
+    let dv = dovecot();
+    let user = unique_user("bulk");
+    dv.fill_inbox(
+        &user,
+        (0..400).map(|n| {
+            if n % 50 == 0 {
+                common::big_message(300_000 + n)
+            } else {
+                common::sample_message(n, 5 + n % 120)
+            }
+        }),
+    );
+    let proxy = Proxy::start(dv);
+    let mut answers = Vec::new();
+    for addr in [dv.imap_addr(), proxy.imap] {
+        let mut c = RawImap::login(addr, &user, PASSWORD);
+        assert!(c.cmd("EXAMINE INBOX").ok());
+        let r = c.cmd("UID FETCH 1:* (UID RFC822.SIZE FLAGS BODY.PEEK[])");
+        assert!(r.ok(), "{}", r.tagged);
+        let tagged_end = r.bytes.len() - r.tagged.len() - 2;
+        answers.push(r.bytes[..tagged_end].to_vec());
+    }
+    assert!(answers[0].len() > 3_000_000, "{}", answers[0].len());
+    assert!(
+        answers[0] == answers[1],
+        "the proxy changed bytes of a bulk FETCH"
+    );
+}
+
+#[test]
+fn binary_append_with_a_literal8_holding_nul_bytes_passes_through() {
+    let dv = dovecot();
+    let proxy = Proxy::start(dv);
+    let mut msg =
+        b"From: a@example.com\r\nSubject: binary\r\nContent-Type: application/octet-stream\r\n\
+Content-Transfer-Encoding: binary\r\n\r\n"
+            .to_vec();
+    msg.extend((0..=255u8).cycle().take(70_000));
+    msg.extend_from_slice(b"\r\n");
+    let mut answers = Vec::new();
+    for addr in [dv.imap_addr(), proxy.imap] {
+        let user = unique_user("binary");
+        let mut c = RawImap::login(addr, &user, PASSWORD);
+        c.send(format!("b1 APPEND INBOX ~{{{}}}\r\n", msg.len()).as_bytes());
+        let cont = c.read_line().unwrap();
+        assert!(cont.starts_with('+'), "{addr}: {cont}");
+        c.send(&msg);
+        c.send(b"\r\n");
+        let r = c.read_until_tagged("b1").unwrap();
+        assert!(r.ok(), "{addr}: {}", r.tagged);
+        assert!(c.cmd("SELECT INBOX").ok());
+        let r = c.cmd("UID FETCH 1 (BINARY.PEEK[] BINARY.SIZE[])");
+        assert!(r.ok(), "{addr}: {}", r.tagged);
+        answers.push(r.bytes[..r.bytes.len() - r.tagged.len() - 2].to_vec());
+    }
+    assert!(answers[0].windows(msg.len()).any(|w| w == msg.as_slice()));
+    assert!(
+        answers[0] == answers[1],
+        "BINARY FETCH differs through the proxy"
+    );
+}

@@ -143,6 +143,21 @@ fn imaplib_session_through_proxy_equals_direct() {
         &unique_user("py-proxied"),
     );
     assert!(direct.contains("IDLE lines"), "{direct}");
+    // Dovecot offers COMPRESS=DEFLATE after login; the proxy must not (it would have to
+    // inflate and deflate itself to keep seeing the traffic).
+    let post_login = |t: &str| {
+        split_caps(t)
+            .0
+            .into_iter()
+            .find(|(label, _)| label == "post-login")
+            .unwrap()
+            .1
+    };
+    assert!(post_login(&direct).contains("COMPRESS=DEFLATE"), "{direct}");
+    assert!(
+        !post_login(&proxied).contains("COMPRESS=DEFLATE"),
+        "{proxied}"
+    );
     assert_same_session(&direct, &proxied, ClientTls::Plain);
 }
 
@@ -341,4 +356,93 @@ fn mbsync_syncs_a_mailbox_both_ways_like_direct() {
         "Maildirs differ between direct and proxied sync"
     );
     assert_eq!(results[0]["INBOX"].len(), 21);
+}
+
+#[test]
+fn pipelined_commands_get_the_same_answers_as_direct() {
+    let dv = dovecot();
+    let proxy = Proxy::start(dv);
+    let mut answers = Vec::new();
+    for addr in [dv.imap_addr(), proxy.imap] {
+        let user = unique_user("pipeline");
+        let mut c = common::RawImap::login(addr, &user, PASSWORD);
+        let m1 = common::sample_message(1, 20);
+        let m2 = common::sample_message(2, 5);
+        // One write holding many commands, two LITERAL+ APPENDs among them, as
+        // pipelining clients send them.
+        let mut batch = Vec::new();
+        batch.extend_from_slice(format!("p1 APPEND INBOX {{{}+}}\r\n", m1.len()).as_bytes());
+        batch.extend_from_slice(&m1);
+        batch.extend_from_slice(b"\r\n");
+        batch.extend_from_slice(
+            format!("p2 APPEND INBOX (\\Seen) {{{}+}}\r\n", m2.len()).as_bytes(),
+        );
+        batch.extend_from_slice(&m2);
+        batch.extend_from_slice(b"\r\n");
+        batch.extend_from_slice(
+            b"p3 SELECT INBOX\r\np4 UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n\
+p5 UID STORE 1 +FLAGS (\\Answered)\r\np6 NOOP\r\np7 UID SEARCH UNSEEN\r\np8 UID FETCH 2 BODY.PEEK[TEXT]<0.50>\r\n",
+        );
+        c.send(&batch);
+        let r = c.read_until_tagged("p8").unwrap();
+        let text = r
+            .text()
+            .lines()
+            .map(|l| {
+                let l = l.split(" (").next().unwrap_or(l);
+                if l.contains("APPENDUID") || l.contains("UIDVALIDITY") || l.contains("secs)") {
+                    l.split(" [").next().unwrap().to_string()
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        answers.push((text, r.bytes.len()));
+    }
+    assert_same_text(&answers[0].0, &answers[1].0, "pipelined answers differ");
+}
+
+#[test]
+fn plaintext_login_disabled_until_starttls_when_configured() {
+    let dv = dovecot();
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_with(
+        dv,
+        ProxyOptions {
+            data_dir: Some(data.path().to_owned()),
+            config_toml: Some("[proxy]\nallow_plaintext_on_loopback = false\n".into()),
+            ..Default::default()
+        },
+    );
+    let user = unique_user("logindisabled");
+    let mut c = common::RawImap::connect(proxy.imap).unwrap();
+    let caps = c.cmd("CAPABILITY").text();
+    assert!(
+        caps.contains("LOGINDISABLED") && caps.contains("STARTTLS"),
+        "{caps}"
+    );
+    let r = c.cmd(&format!("LOGIN {user} {PASSWORD}"));
+    assert!(!r.ok(), "LOGIN accepted in plain text: {}", r.tagged);
+    // After STARTTLS the same client logs in.
+    let ca = proxy.ca_file();
+    let (ok, out, err) = clients::run_python(
+        "session.py",
+        proxy.imap,
+        ClientTls::Starttls,
+        Some(&ca),
+        &user,
+        PASSWORD,
+        &["--short"],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("LOGIN: [b'OK'"), "{out}");
+    let pre = out
+        .lines()
+        .find(|l| l.starts_with("CAPS pre-login"))
+        .unwrap();
+    assert!(
+        !pre.contains("LOGINDISABLED") && !pre.contains("STARTTLS"),
+        "{pre}"
+    );
 }

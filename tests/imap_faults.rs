@@ -91,6 +91,11 @@ fn client_vanishing_mid_literal_leaves_proxy_up_and_nothing_appended() {
         c.send(&common::sample_message(1, 100)[..3000]);
         // Dropped here: the connection closes with 97 000 bytes of literal missing.
     }
+    assert_eq!(
+        dv.wait_sessions_gone(&user),
+        0,
+        "the upstream session outlived its client"
+    );
     let mut c = RawImap::login(proxy.imap, &user, PASSWORD);
     assert!(c.cmd("NOOP").ok());
     // The same with LITERAL+ (no continuation to wait for).
@@ -103,6 +108,68 @@ fn client_vanishing_mid_literal_leaves_proxy_up_and_nothing_appended() {
     std::thread::sleep(Duration::from_millis(200));
     let r = c.cmd("STATUS INBOX (MESSAGES)");
     assert!(r.text().contains("MESSAGES 0"), "{}", r.text());
+}
+
+#[test]
+fn client_vanishing_mid_fetch_leaves_proxy_up() {
+    let dv = dovecot();
+    let user = unique_user("midfetch");
+    dv.fill_inbox(
+        &user,
+        std::iter::once(common::big_message(20 * 1024 * 1024)),
+    );
+    let mut proxy = Proxy::start(dv);
+    // The proxy may notice the vanished client on either direction first (a reset on
+    // read, or a failed write): try a few times so that both orders are exercised.
+    for attempt in 0..8 {
+        {
+            let mut c = RawImap::login(proxy.imap, &user, PASSWORD);
+            assert!(c.cmd("SELECT INBOX").ok());
+            c.send(b"f1 UID FETCH 1 BODY.PEEK[]\r\n");
+            let mut some = [0u8; 64 * 1024];
+            let n = c.stream().try_clone().unwrap().read(&mut some).unwrap();
+            assert!(n > 0);
+            assert_eq!(dv.sessions(&user), 1);
+            // Dropped with ~20 MB of the answer still to come.
+        }
+        assert!(proxy.alive());
+        assert_eq!(
+            dv.wait_sessions_gone(&user),
+            0,
+            "attempt {attempt}: the upstream session outlived its client"
+        );
+    }
+    assert_serves(&proxy);
+}
+
+#[test]
+fn many_concurrent_sessions_all_complete() {
+    let dv = dovecot();
+    let proxy = Proxy::start(dv);
+    let addr = proxy.imap;
+    let workers: Vec<_> = (0..16)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let user = unique_user(&format!("concurrent{i}"));
+                let mut c = RawImap::login(addr, &user, PASSWORD);
+                for n in 0..10 {
+                    let m = common::sample_message(n, 10 + i);
+                    assert!(c.append("INBOX", &m).ok());
+                }
+                assert!(c.cmd("SELECT INBOX").ok());
+                for uid in 1..=10u32 {
+                    assert_eq!(
+                        c.fetch_body(uid),
+                        common::sample_message(uid as usize - 1, 10 + i)
+                    );
+                }
+                assert!(c.cmd("LOGOUT").ok());
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("a session failed");
+    }
 }
 
 #[test]
@@ -209,6 +276,43 @@ fn wrong_password_no_passes_through_and_session_goes_on() {
 }
 
 #[test]
+fn delegate_login_with_authzid_reaches_the_owners_mailbox() {
+    let dv = dovecot();
+    let proxy = Proxy::start(dv);
+    let owner = unique_user("owner");
+    let delegate = unique_user("delegate");
+    let creds = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{owner}\0{delegate}\0{}",
+        common::dovecot::MASTER_PASSWORD
+    ));
+    // SASL-IR.
+    let mut c = RawImap::connect(proxy.imap).unwrap();
+    let r = c.cmd(&format!("AUTHENTICATE PLAIN {creds}"));
+    assert!(r.ok(), "{}", r.tagged);
+    assert!(c.append("INBOX", &common::sample_message(42, 3)).ok());
+    // Without SASL-IR: the credentials follow the server's continuation.
+    let mut c = RawImap::connect(proxy.imap).unwrap();
+    c.send(b"a1 AUTHENTICATE PLAIN\r\n");
+    assert!(c.read_line().unwrap().starts_with('+'));
+    c.send(format!("{creds}\r\n").as_bytes());
+    assert!(read_until(&mut c, |l| l.starts_with("a1 "))
+        .unwrap()
+        .starts_with("a1 OK"));
+    // The message is in the owner's mailbox.
+    let mut d = RawImap::login(dv.imap_addr(), &owner, PASSWORD);
+    assert!(d.cmd("SELECT INBOX").ok());
+    assert_eq!(d.fetch_body(1), common::sample_message(42, 3));
+    // The proxy knows who is who (owner and delegate), without the password.
+    let log = proxy.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("logged in") && l.contains(&owner))
+        .unwrap_or_else(|| panic!("no login of {owner} in the log:\n{log}"));
+    assert!(line.contains(&delegate), "delegate not recognised: {line}");
+    assert!(!log.contains(common::dovecot::MASTER_PASSWORD));
+}
+
+#[test]
 fn append_to_a_missing_mailbox_gets_the_servers_no_not_a_proxy_continuation() {
     let dv = dovecot();
     let proxy = Proxy::start(dv);
@@ -232,11 +336,13 @@ fn sigterm_exits_gracefully_with_code_zero() {
         .terminate(Duration::from_secs(60))
         .expect("crmproxy did not exit after SIGTERM");
     assert_eq!(status.code(), Some(0), "stderr:\n{}", proxy.stderr());
-    // The idle client was told (BYE) or at least disconnected; it does not hang.
+    // The idle client was told with a BYE and disconnected; it does not hang.
     idle.set_read_timeout(Some(Duration::from_secs(10)));
     let mut rest = Vec::new();
     let r = idle.stream().try_clone().unwrap().read_to_end(&mut rest);
     assert!(r.is_ok(), "client not disconnected: {r:?}");
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("* BYE"), "idle client got no BYE: {rest:?}");
 }
 
 #[test]

@@ -311,6 +311,27 @@ fn commands_go_through_the_admin_socket_while_the_store_is_held() {
     assert!(alice.has(Privilege::UseApp));
     assert!(alice.delegates.contains(&carol.id));
 
+    // A malformed request gets an error line, and the connection stays usable.
+    {
+        use std::io::{BufRead, BufReader, Write};
+        let mut conn = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        conn.write_all(b"{\"op\": \"drop_tables\"}\n{\"op\": \"ping\"}\n")
+            .unwrap();
+        let mut lines = BufReader::new(conn).lines();
+        let first: serde_json::Value =
+            serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert!(
+            first["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("bad admin request"),
+            "{first}"
+        );
+        let second: serde_json::Value =
+            serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert_eq!(second["ok"], "pong");
+    }
+
     // A second server on the same socket is refused; the first keeps serving.
     let e = rt.block_on(async { admin::bind(&sock) }).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);

@@ -188,6 +188,8 @@ proptest! {
     fn search_finds_each_record_by_each_indexed_field(people in prop::collection::vec(person(), 1..8), subjects in prop::collection::vec(words(4), 0..3)) {
         let d = tempfile::tempdir().unwrap();
         let s = SledStore::open(d.path()).unwrap();
+        // Loaded before the writes: the in-memory index must follow each commit.
+        s.warm_search_index().unwrap();
         let records = build(&s, &people, &subjects);
         let find = |text: &str, kind: Kind| s.search(&SearchQuery { text: text.into(), kinds: vec![kind], limit: 10_000 }).unwrap();
         for r in &records {
@@ -213,5 +215,17 @@ proptest! {
         for subject in subjects.iter().filter(|t| !tokens(t).is_empty()) {
             prop_assert!(!find(subject, Kind::Email).is_empty(), "no email found by subject {:?}", subject);
         }
+        // The copy that followed the writes equals one loaded from disk.
+        let all = |s: &SledStore, w: &str| {
+            let mut v: Vec<_> = s.search(&SearchQuery { text: w.into(), kinds: vec![], limit: 10_000 }).unwrap().into_iter().map(|h| (h.id, h.score)).collect();
+            v.sort();
+            v
+        };
+        let probes: Vec<String> = people.iter().flat_map(|p| [p.first.clone(), p.company.clone()]).collect();
+        let live: Vec<_> = probes.iter().map(|w| all(&s, w)).collect();
+        drop(s);
+        let reopened = SledStore::open(d.path()).unwrap();
+        let loaded: Vec<_> = probes.iter().map(|w| all(&reopened, w)).collect();
+        prop_assert_eq!(live, loaded);
     }
 }

@@ -273,6 +273,26 @@ fn a_meeting_request_from_the_organizer_becomes_an_appointment() {
         .unwrap();
     assert_eq!(e.appointment.unwrap().id, ap.id);
     assert_eq!(e.activity.id, t.activity.id);
+    // Changing the email's regarding moves the appointment with it.
+    let id = World::email(&t.activity).message_id.clone();
+    w.engine
+        .set_regarding(&w.alice(), &id, Some(w.carol), false)
+        .unwrap();
+    assert_eq!(
+        w.store.activity(ap.id).unwrap().unwrap().regarding,
+        Some(w.carol)
+    );
+    // Tracking it again regarding another record moves both too.
+    let again = w
+        .engine
+        .track(
+            &w.erin(),
+            &raw,
+            TrackRequest::new(TrackSource::Pane).regarding(w.lena),
+        )
+        .unwrap();
+    assert_eq!(again.activity.regarding, Some(w.lena));
+    assert_eq!(again.appointment.unwrap().regarding, Some(w.lena));
 }
 
 #[test]

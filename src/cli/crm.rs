@@ -46,12 +46,16 @@ pub enum UserAction {
         user: String,
         #[arg(required = true)]
         privileges: Vec<Privilege>,
+        #[arg(long)]
+        json: bool,
     },
     /// Revoke privileges from a user (by login e-mail or id).
     Revoke {
         user: String,
         #[arg(required = true)]
         privileges: Vec<Privilege>,
+        #[arg(long)]
+        json: bool,
     },
     /// Let DELEGATE act on OWNER's mailbox (SPEC section 8), or stop it with --remove.
     Delegate {
@@ -59,6 +63,8 @@ pub enum UserAction {
         delegate: String,
         #[arg(long)]
         remove: bool,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -251,51 +257,58 @@ pub fn user(a: UserArgs, g: &GlobalOpts) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            UserAction::Grant { user, privileges } | UserAction::Revoke { user, privileges }
-                if privileges.is_empty() =>
-            {
-                return Err(Failure {
-                    code: EXIT_USER_ERROR,
-                    message: format!("name a privilege for {user}"),
-                });
-            }
-            UserAction::Grant { user, privileges } => {
-                let mut last = Value::Null;
-                for p in privileges {
-                    last = b.call(AdminRequest::Privilege {
-                        user: user.clone(),
-                        privilege: p,
-                        on: true,
-                    })?;
-                }
-                println!("{}", user_line(&last));
-            }
-            UserAction::Revoke { user, privileges } => {
-                let mut last = Value::Null;
-                for p in privileges {
-                    last = b.call(AdminRequest::Privilege {
-                        user: user.clone(),
-                        privilege: p,
-                        on: false,
-                    })?;
-                }
-                println!("{}", user_line(&last));
-            }
+            UserAction::Grant {
+                user,
+                privileges,
+                json,
+            } => show_user(&set_privileges(&b, &user, privileges, true)?, json),
+            UserAction::Revoke {
+                user,
+                privileges,
+                json,
+            } => show_user(&set_privileges(&b, &user, privileges, false)?, json),
             UserAction::Delegate {
                 owner,
                 delegate,
                 remove,
-            } => {
-                let v = b.call(AdminRequest::Delegate {
+                json,
+            } => show_user(
+                &b.call(AdminRequest::Delegate {
                     owner,
                     delegate,
                     on: !remove,
-                })?;
-                println!("{}", user_line(&v));
-            }
+                })?,
+                json,
+            ),
         }
         Ok(ExitCode::SUCCESS)
     })())
+}
+
+/// Grant or revoke each privilege in turn (clap makes sure there is one).
+fn set_privileges(
+    b: &Backend,
+    user: &str,
+    privileges: Vec<Privilege>,
+    on: bool,
+) -> Result<Value, Failure> {
+    let mut last = Value::Null;
+    for privilege in privileges {
+        last = b.call(AdminRequest::Privilege {
+            user: user.to_string(),
+            privilege,
+            on,
+        })?;
+    }
+    Ok(last)
+}
+
+fn show_user(u: &Value, json: bool) {
+    if json {
+        print_json(u)
+    } else {
+        println!("{}", user_line(u))
+    }
 }
 
 fn print_summary(s: &ImportSummary, json: bool) {
@@ -444,7 +457,11 @@ pub fn show(a: ShowArgs, g: &GlobalOpts) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         if let Some(r) = v.get("record") {
-            print_fields(r, "");
+            let rec: Option<crate::store::Record> = serde_json::from_value(r.clone()).ok();
+            if let Some(rec) = rec {
+                println!("{} {}", rec.kind(), rec.title());
+            }
+            print_fields(r, "  ");
             let acts = v["activities"].as_array().cloned().unwrap_or_default();
             if !acts.is_empty() {
                 println!("activities (newest first):");
@@ -458,7 +475,12 @@ pub fn show(a: ShowArgs, g: &GlobalOpts) -> anyhow::Result<ExitCode> {
                 }
             }
         } else if let Some(x) = v.get("activity") {
-            print_fields(x, "");
+            println!(
+                "{} {}",
+                x["details"]["type"].as_str().unwrap_or("activity"),
+                x["subject"].as_str().unwrap_or("")
+            );
+            print_fields(x, "  ");
             for t in v["tracking"].as_array().into_iter().flatten() {
                 println!(
                     "tracked in mailbox of {}: {}",

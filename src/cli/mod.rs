@@ -64,12 +64,12 @@ pub enum Command {
     Search(crm::SearchArgs),
     /// Show one record or activity by id.
     Show(crm::ShowArgs),
-    /// Print a one-time sign-in link for the pane (works once, for 10 minutes).
-    PaneUrl(pane::PaneUrlArgs),
     /// Track a message file (headless), optionally regarding a record.
     Track(track::TrackArgs),
     /// Stop tracking a message in a mailbox (the activity stays in the CRM).
     Untrack(track::UntrackArgs),
+    /// Print a one-time sign-in link for the pane (works once, for 10 minutes).
+    PaneUrl(pane::PaneUrlArgs),
 }
 
 impl GlobalOpts {
@@ -122,9 +122,9 @@ pub fn main() -> ExitCode {
         Command::Export(a) => crm::export(a, &cli.global),
         Command::Search(a) => crm::search(a, &cli.global),
         Command::Show(a) => crm::show(a, &cli.global),
-        Command::PaneUrl(a) => pane::pane_url(a, &cli.global),
         Command::Track(a) => track::track(a, &cli.global),
         Command::Untrack(a) => track::untrack(a, &cli.global),
+        Command::PaneUrl(a) => pane::pane_url(a, &cli.global),
     };
     match result {
         Ok(code) => code,

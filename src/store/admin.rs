@@ -3,6 +3,19 @@
 //! holds sled's lock on the store, so while it runs the CLI talks to it here;
 //! without `serve` the CLI opens the store itself and calls [`handle`] directly,
 //! so both paths run the same code.
+//!
+//! Wiring in `serve` (inside the runtime, after opening the store):
+//!
+//! ```ignore
+//! let store: Arc<dyn CrmStore> = Arc::new(SledStore::open(cfg.store_dir())?);
+//! if cfg.tracking.load_demo_on_first_run {
+//!     store::demo::load_if_empty(store.as_ref())?;
+//! }
+//! let listener = store::admin::bind(&store::admin::socket_path(&cfg.data_dir))?;
+//! tokio::spawn(store::admin::serve_listener(store.clone(), listener));
+//! let s = store.clone();
+//! tokio::task::spawn_blocking(move || s.warm_up()); // load the search index
+//! ```
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

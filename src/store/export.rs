@@ -10,8 +10,10 @@ use super::error::StoreError;
 use super::model::Record;
 use super::settings::OrgSettings;
 use super::sled_index as ix;
+use super::sled_index::Outcome;
 use super::sled_store::SledStore;
-use super::{CrmStore, Result};
+use super::validate;
+use super::{CrmStore, ImportSummary, Result};
 
 /// The name in the `format` field of an export file.
 pub const FORMAT: &str = "crmproxy-export";
@@ -148,4 +150,71 @@ pub(crate) fn collect(store: &SledStore) -> Result<ExportBundle> {
     }
     b.sort();
     Ok(b)
+}
+
+/// Write a bundle as one transaction (see [`CrmStore::import_bundle`]).
+pub(crate) fn import(store: &SledStore, bundle: &ExportBundle) -> Result<ImportSummary> {
+    let mut records = bundle.records.clone();
+    for r in &mut records {
+        validate::record(r)?;
+    }
+    for a in &bundle.activities {
+        validate::activity(a)?;
+    }
+    for t in &bundle.tracking {
+        validate::tracking(t)?;
+    }
+    // Files first: a record never points to a blob that is not on disk.
+    for (sha, data) in &bundle.blobs {
+        let r = store.put_blob(data)?;
+        if &r.sha256 != sha {
+            return Err(StoreError::invalid(
+                "export file",
+                format!("file {sha} does not match its content"),
+            ));
+        }
+    }
+    for b in records
+        .iter()
+        .flat_map(|r| r.blobs())
+        .chain(bundle.activities.iter().flat_map(|a| a.blobs()))
+    {
+        if !store.has_blob(b) {
+            return Err(StoreError::invalid(
+                "export file",
+                format!("file {} is referred to but not included", b.sha256),
+            ));
+        }
+    }
+    let settings = bundle.settings.clone();
+    store.write(|tx| {
+        let mut s = ImportSummary::default();
+        let mut count = |o: Outcome| match o {
+            Outcome::Created => s.created += 1,
+            Outcome::Updated => s.updated += 1,
+            Outcome::Unchanged => s.unchanged += 1,
+        };
+        // Write everything, then check links, so rows may refer to each other
+        // in any order (an account's primary contact and the contact's account).
+        for r in &records {
+            count(tx.write_record(r, true, false)?.1);
+        }
+        for a in &bundle.activities {
+            count(tx.write_activity(a, true, false)?.1);
+        }
+        for t in &bundle.tracking {
+            count(tx.write_tracking(t, false)?);
+        }
+        for r in &records {
+            tx.check_record_links(r)?;
+        }
+        for a in &bundle.activities {
+            tx.check_activity_links(a)?;
+        }
+        for t in &bundle.tracking {
+            tx.check_tracking(t)?;
+        }
+        tx.put_meta("settings", &settings)?;
+        Ok(s)
+    })
 }

@@ -129,6 +129,7 @@ pub fn rebuild_indexes(store: &SledStore) -> Result<()> {
     for t in DERIVED {
         store.tree(t).clear()?;
     }
+    store.reset_search_index();
     let rows = |tree: usize| -> Result<Vec<sled::IVec>> {
         store
             .tree(tree)

@@ -11,13 +11,16 @@ pub mod activity;
 pub mod address;
 pub mod admin;
 pub mod blobs;
+mod csv_rows;
 pub mod demo;
 pub mod error;
 pub mod export;
 pub mod ids;
 pub mod import;
+pub mod kind;
 pub mod migrate;
 pub mod model;
+mod search_index;
 pub mod settings;
 mod sled_index;
 pub mod sled_store;
@@ -76,6 +79,12 @@ pub struct ImportSummary {
 /// message fit for a user. Methods are blocking: call them from
 /// `tokio::task::spawn_blocking` (or `block_in_place`) in async code.
 pub trait CrmStore: Send + Sync {
+    /// Load caches (the search index) now rather than on first use; `serve`
+    /// calls this once at start, in the background.
+    fn warm_up(&self) -> Result<()> {
+        Ok(())
+    }
+
     // --- records ---------------------------------------------------------------
     /// A record by id.
     fn record(&self, id: Uuid) -> Result<Option<Record>>;
@@ -107,6 +116,17 @@ pub trait CrmStore: Send + Sync {
     /// requester is the owner or one of the owner's delegates, and that a tracked
     /// record points to an existing activity with that Message-ID.
     fn put_tracking(&self, record: TrackingRecord) -> Result<TrackingRecord>;
+    /// Track in one atomic change: create or update the activity (if given) and
+    /// put the mailbox's tracking record. Returns the activity as stored.
+    fn track(
+        &self,
+        activity: Option<Activity>,
+        tracking: TrackingRecord,
+    ) -> Result<Option<Activity>>;
+    /// Many [`track`](CrmStore::track)s as one atomic, durable change (bulk
+    /// tracking, e.g. a gateway's backlog): all are written or none. The caller
+    /// picks the batch size (a few hundred is plenty).
+    fn track_batch(&self, items: Vec<(Option<Activity>, TrackingRecord)>) -> Result<()>;
     /// Write activities, then tracking records, as ONE atomic change (the tracking
     /// engine's write: an email, its appointment and a mailbox's tracking record
     /// together, so a failure leaves nothing half-written). Each row is validated

@@ -12,6 +12,8 @@ use super::blobs::BlobRef;
 use super::ids::Id;
 use super::settings::UserOptions;
 
+pub use super::kind::{Kind, RecordRef};
+
 pub type AccountId = Id<Account>;
 pub type ContactId = Id<Contact>;
 pub type LeadId = Id<Lead>;
@@ -22,130 +24,6 @@ pub type UserId = Id<SystemUser>;
 pub type TemplateId = Id<EmailTemplate>;
 pub type LiteratureId = Id<SalesLiterature>;
 pub type ArticleId = Id<KnowledgeArticle>;
-
-/// Every kind of thing the store holds an id for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    Account,
-    Contact,
-    Lead,
-    Opportunity,
-    Case,
-    Invoice,
-    User,
-    EmailTemplate,
-    SalesLiterature,
-    KnowledgeArticle,
-    Email,
-    Appointment,
-    PhoneCall,
-    Task,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 14] = [
-        Kind::Account,
-        Kind::Contact,
-        Kind::Lead,
-        Kind::Opportunity,
-        Kind::Case,
-        Kind::Invoice,
-        Kind::User,
-        Kind::EmailTemplate,
-        Kind::SalesLiterature,
-        Kind::KnowledgeArticle,
-        Kind::Email,
-        Kind::Appointment,
-        Kind::PhoneCall,
-        Kind::Task,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Account => "account",
-            Kind::Contact => "contact",
-            Kind::Lead => "lead",
-            Kind::Opportunity => "opportunity",
-            Kind::Case => "case",
-            Kind::Invoice => "invoice",
-            Kind::User => "user",
-            Kind::EmailTemplate => "email_template",
-            Kind::SalesLiterature => "sales_literature",
-            Kind::KnowledgeArticle => "knowledge_article",
-            Kind::Email => "email",
-            Kind::Appointment => "appointment",
-            Kind::PhoneCall => "phone_call",
-            Kind::Task => "task",
-        }
-    }
-    pub(crate) fn code(self) -> u8 {
-        Kind::ALL.iter().position(|k| *k == self).unwrap_or(0) as u8
-    }
-    pub(crate) fn from_code(c: u8) -> Option<Kind> {
-        Kind::ALL.get(c as usize).copied()
-    }
-    /// Whether an activity may be set regarding a record of this kind.
-    pub fn can_be_regarding(self) -> bool {
-        matches!(
-            self,
-            Kind::Account
-                | Kind::Contact
-                | Kind::Lead
-                | Kind::Opportunity
-                | Kind::Case
-                | Kind::Invoice
-        )
-    }
-    pub fn is_activity(self) -> bool {
-        matches!(
-            self,
-            Kind::Email | Kind::Appointment | Kind::PhoneCall | Kind::Task
-        )
-    }
-}
-
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Kind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let norm = s.trim().to_ascii_lowercase().replace(['-', ' '], "_");
-        let norm = norm.trim_end_matches('s');
-        Kind::ALL
-            .iter()
-            .find(|k| {
-                let name = k.as_str();
-                name == norm
-                    || name.trim_end_matches('s') == norm
-                    || (name == "user" && norm == "system_user")
-            })
-            .copied()
-            .ok_or_else(|| {
-                let names: Vec<_> = Kind::ALL.iter().map(|k| k.as_str()).collect();
-                format!("unknown record type {s:?}; one of: {}", names.join(", "))
-            })
-    }
-}
-
-/// A link to any record or activity, with its kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct RecordRef {
-    pub kind: Kind,
-    pub id: Uuid,
-}
-
-impl RecordRef {
-    pub fn new<T>(kind: Kind, id: Id<T>) -> Self {
-        RecordRef {
-            kind,
-            id: id.uuid(),
-        }
-    }
-}
 
 /// When a row was made and last changed; set by the store on every write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -32,7 +32,9 @@ use super::activity::{
 };
 use super::error::StoreError;
 use super::model::{Kind, Record, RecordRef};
+use super::search_index::PostingChange;
 use super::text::Document;
+use std::cell::RefCell;
 
 pub(crate) const TREES: [&str; 17] = [
     "records",
@@ -147,12 +149,27 @@ pub(crate) enum Outcome {
     Unchanged,
 }
 
-/// The trees of one transaction, in `TREES` order.
-pub(crate) struct Tx<'a>(pub &'a [TransactionalTree]);
+/// The trees of one transaction, in `TREES` order, and the posting changes it
+/// made (applied to the in-memory search index once the transaction commits).
+pub(crate) struct Tx<'a> {
+    trees: &'a [TransactionalTree],
+    changes: RefCell<Vec<PostingChange>>,
+}
 
-impl Tx<'_> {
+impl<'a> Tx<'a> {
+    pub fn new(trees: &'a [TransactionalTree]) -> Self {
+        Tx {
+            trees,
+            changes: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub fn into_changes(self) -> Vec<PostingChange> {
+        self.changes.into_inner()
+    }
+
     fn t(&self, i: usize) -> &TransactionalTree {
-        &self.0[i]
+        &self.trees[i]
     }
 
     pub fn record(&self, id: Uuid) -> TxResult<Option<Record>> {
@@ -210,7 +227,15 @@ impl Tx<'_> {
     }
 
     fn postings(&self, doc: &Document, kind: Kind, id: Uuid, add: bool) -> TxResult<()> {
+        let mut changes = self.changes.borrow_mut();
         for (token, w) in &doc.0 {
+            changes.push(PostingChange {
+                token: token.clone(),
+                id,
+                kind,
+                weight: *w,
+                add,
+            });
             let k = text_key(token, id);
             if add {
                 self.t(TEXT).insert(k, &[kind.code(), *w])?;

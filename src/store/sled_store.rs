@@ -4,8 +4,8 @@
 
 use sled::transaction::Transactional;
 use sled::Tree;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
 use uuid::Uuid;
 
 use super::activity::{thread_conversation, Activity, ActivityId, MessageLocation, TrackingRecord};
@@ -15,16 +15,15 @@ use super::error::StoreError;
 use super::export::ExportBundle;
 use super::migrate;
 use super::model::{Kind, Privilege, Record, RecordRef, SystemUser, UserId};
+use super::search_index::MemIndex;
 use super::settings::OrgSettings;
-use super::sled_index::{self as ix, decode, Outcome, Tx};
+use super::sled_index::{self as ix, decode, Tx};
 use super::text;
 use super::validate;
 use super::{CrmStore, ImportSummary, Result, SearchHit, SearchQuery};
 
-/// Most postings read for one query word (a one-letter prefix on a huge CRM).
-const MAX_POSTINGS_PER_WORD: usize = 100_000;
 /// How long `open` waits for a lock that another process is releasing.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// Records per transaction in a bulk write.
 const BULK_CHUNK: usize = 2_000;
 
@@ -33,6 +32,11 @@ pub struct SledStore {
     trees: Vec<Tree>,
     blobs: BlobStore,
     dir: PathBuf,
+    /// Held for each write from its transaction until its posting changes reach
+    /// `search`, so the in-memory index follows commits in commit order.
+    write_lock: Mutex<()>,
+    /// Loaded from the `text` tree on first search.
+    search: RwLock<Option<MemIndex>>,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -77,9 +81,15 @@ impl SledStore {
             trees,
             blobs,
             dir,
+            write_lock: Mutex::new(()),
+            search: RwLock::new(None),
         };
         migrate::bring_up_to_date(&store)?;
         Ok(store)
+    }
+
+    pub(crate) fn has_blob(&self, b: &BlobRef) -> bool {
+        self.blobs.contains(b)
     }
 
     pub fn dir(&self) -> &Path {
@@ -94,9 +104,49 @@ impl SledStore {
 
     /// Run one atomic change and make it durable.
     pub(crate) fn write<A>(&self, f: impl Fn(&Tx) -> ix::TxResult<A>) -> Result<A> {
-        let out = self.trees.as_slice().transaction(|t| f(&Tx(t)))?;
+        let _serial = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (out, changes) = self.trees.as_slice().transaction(|t| {
+            let tx = Tx::new(t);
+            let out = f(&tx)?;
+            Ok((out, tx.into_changes()))
+        })?;
+        if let Some(index) = self
+            .search
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            index.apply(&changes);
+        }
         self.db.flush()?;
         Ok(out)
+    }
+
+    /// Forget the in-memory search index (after the `text` tree is rebuilt).
+    pub(crate) fn reset_search_index(&self) {
+        *self.search.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Load the in-memory search index now rather than on the first search
+    /// (`serve` may call this in the background at start).
+    pub fn warm_search_index(&self) -> Result<()> {
+        if self
+            .search
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+        {
+            return Ok(());
+        }
+        // No write may commit between reading the tree and installing the copy.
+        let _serial = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.search.write().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() {
+            return Ok(());
+        }
+        let index = MemIndex::load(&self.trees[ix::TEXT])?;
+        *slot = Some(index);
+        Ok(())
     }
 
     /// Bytes on disk of the database and blobs (for benchmarks and `doctor`).
@@ -124,37 +174,6 @@ impl SledStore {
                 id: id.uuid(),
             }),
         }
-    }
-
-    /// Postings of one query word: id → (kind, best score).
-    fn postings(&self, word: &str, kinds: &[Kind]) -> Result<HashMap<Uuid, (Kind, u32)>> {
-        let mut out: HashMap<Uuid, (Kind, u32)> = HashMap::new();
-        for item in self.trees[ix::TEXT]
-            .scan_prefix(word.as_bytes())
-            .take(MAX_POSTINGS_PER_WORD)
-        {
-            let (k, v) = item?;
-            if k.len() < 17 || v.len() != 2 {
-                return Err(StoreError::Corrupt(
-                    "a search index entry is malformed".into(),
-                ));
-            }
-            let Some(kind) = Kind::from_code(v[0]) else {
-                continue;
-            };
-            if !kinds.is_empty() && !kinds.contains(&kind) {
-                continue;
-            }
-            let token_len = k.len() - 17;
-            let exact = token_len == word.len();
-            // Exact words beat prefixes; shorter completions beat longer ones.
-            let score = v[1] as u32 * if exact { 4 } else { 2 } + u32::from(exact) * 2;
-            let id = Uuid::from_slice(&k[k.len() - 16..])
-                .map_err(|_| StoreError::Corrupt("bad id in search index".into()))?;
-            let e = out.entry(id).or_insert((kind, 0));
-            e.1 = e.1.max(score);
-        }
-        Ok(out)
     }
 
     /// Activities listed under `text 0 id` keys of one lookup tree, oldest first.
@@ -197,6 +216,10 @@ fn dir_size(p: &Path) -> u64 {
 }
 
 impl CrmStore for SledStore {
+    fn warm_up(&self) -> Result<()> {
+        self.warm_search_index()
+    }
+
     fn record(&self, id: Uuid) -> Result<Option<Record>> {
         self.get_json(ix::RECORDS, "record", id.as_bytes())
     }
@@ -300,6 +323,43 @@ impl CrmStore for SledStore {
             Ok(out)
         })?;
         Ok((stored, tracking))
+    }
+
+    fn track(
+        &self,
+        activity: Option<Activity>,
+        tracking: TrackingRecord,
+    ) -> Result<Option<Activity>> {
+        if let Some(a) = &activity {
+            validate::activity(a)?;
+        }
+        validate::tracking(&tracking)?;
+        self.write(|tx| {
+            let stored = match &activity {
+                Some(a) => Some(tx.write_activity(a, false, true)?.0),
+                None => None,
+            };
+            tx.write_tracking(&tracking, true)?;
+            Ok(stored)
+        })
+    }
+
+    fn track_batch(&self, items: Vec<(Option<Activity>, TrackingRecord)>) -> Result<()> {
+        for (a, t) in &items {
+            if let Some(a) = a {
+                validate::activity(a)?;
+            }
+            validate::tracking(t)?;
+        }
+        self.write(|tx| {
+            for (a, t) in &items {
+                if let Some(a) = a {
+                    tx.write_activity(a, false, true)?;
+                }
+                tx.write_tracking(t, true)?;
+            }
+            Ok(())
+        })
     }
 
     fn delete_tracking(&self, owner: UserId, message_id: &MessageId) -> Result<bool> {
@@ -414,30 +474,28 @@ impl CrmStore for SledStore {
         // Drop words that are prefixes of other words: "jo john" means "john".
         let all = words.clone();
         words.retain(|w| !all.iter().any(|o| o != w && o.starts_with(w.as_str())));
-        // Longest (most selective) first, so later words only filter.
-        words.sort_by_key(|w| std::cmp::Reverse(w.len()));
-        let Some((first, rest)) = words.split_first() else {
+        if words.is_empty() {
             return Ok(Vec::new());
-        };
-        let mut acc = self.postings(first, &query.kinds)?;
-        for w in rest {
-            if acc.is_empty() {
-                break;
-            }
-            let next = self.postings(w, &query.kinds)?;
-            acc.retain(|id, (_, s)| match next.get(id) {
-                Some((_, s2)) => {
-                    *s += s2;
-                    true
-                }
-                None => false,
-            });
         }
-        let mut ranked: Vec<(Uuid, Kind, u32)> =
-            acc.into_iter().map(|(id, (k, s))| (id, k, s)).collect();
-        ranked.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+        self.warm_search_index()?;
+        let found = match self
+            .search
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            Some(index) => index.search(&words, &query.kinds),
+            None => return Err(StoreError::Corrupt("the search index did not load".into())),
+        };
+        let mut ranked = found;
+        let best_first =
+            |a: &(Uuid, Kind, u32), b: &(Uuid, Kind, u32)| b.2.cmp(&a.2).then(a.0.cmp(&b.0));
         let limit = if query.limit == 0 { 20 } else { query.limit };
-        ranked.truncate(limit);
+        if ranked.len() > limit {
+            ranked.select_nth_unstable_by(limit, best_first);
+            ranked.truncate(limit);
+        }
+        ranked.sort_by(best_first);
         let mut hits = Vec::with_capacity(ranked.len());
         for (id, kind, score) in ranked {
             hits.push(SearchHit {
@@ -556,69 +614,7 @@ impl CrmStore for SledStore {
     }
 
     fn import_bundle(&self, bundle: &ExportBundle) -> Result<ImportSummary> {
-        let mut records = bundle.records.clone();
-        for r in &mut records {
-            validate::record(r)?;
-        }
-        for a in &bundle.activities {
-            validate::activity(a)?;
-        }
-        for t in &bundle.tracking {
-            validate::tracking(t)?;
-        }
-        // Files first: a record never points to a blob that is not on disk.
-        for (sha, data) in &bundle.blobs {
-            let r = self.put_blob(data)?;
-            if &r.sha256 != sha {
-                return Err(StoreError::invalid(
-                    "export file",
-                    format!("file {sha} does not match its content"),
-                ));
-            }
-        }
-        for b in records
-            .iter()
-            .flat_map(|r| r.blobs())
-            .chain(bundle.activities.iter().flat_map(|a| a.blobs()))
-        {
-            if !self.blobs.contains(b) {
-                return Err(StoreError::invalid(
-                    "export file",
-                    format!("file {} is referred to but not included", b.sha256),
-                ));
-            }
-        }
-        let settings = bundle.settings.clone();
-        self.write(|tx| {
-            let mut s = ImportSummary::default();
-            let mut count = |o: Outcome| match o {
-                Outcome::Created => s.created += 1,
-                Outcome::Updated => s.updated += 1,
-                Outcome::Unchanged => s.unchanged += 1,
-            };
-            // Write everything, then check links, so rows may refer to each other
-            // in any order (an account's primary contact and the contact's account).
-            for r in &records {
-                count(tx.write_record(r, true, false)?.1);
-            }
-            for a in &bundle.activities {
-                count(tx.write_activity(a, true, false)?.1);
-            }
-            for t in &bundle.tracking {
-                count(tx.write_tracking(t, false)?);
-            }
-            for r in &records {
-                tx.check_record_links(r)?;
-            }
-            for a in &bundle.activities {
-                tx.check_activity_links(a)?;
-            }
-            for t in &bundle.tracking {
-                tx.check_tracking(t)?;
-            }
-            tx.put_meta("settings", &settings)?;
-            Ok(s)
-        })
+        super::export::import(self, bundle)
     }
 
     fn put_records_bulk(

@@ -195,6 +195,14 @@ impl Engine {
                 if updated != a {
                     writes.push(updated);
                 }
+                // The meeting's appointment follows its invitation email.
+                if let Some(appt) = self.appointment_of(&a)? {
+                    if appt.regarding != regarding {
+                        let mut appt = appt;
+                        appt.regarding = regarding;
+                        writes.push(appt);
+                    }
+                }
             }
         }
         record.regarding = regarding;
@@ -202,6 +210,26 @@ impl Engine {
         record.updated_at = Some(Utc::now());
         let (_, mut records) = self.store.put_tracked(writes, vec![record])?;
         Ok(records.pop().expect("one tracking record written"))
+    }
+
+    /// The appointment made from an email's meeting invitation, if any (read from
+    /// the email's raw bytes: the invitation's UID names the appointment).
+    fn appointment_of(&self, email: &Activity) -> Result<Option<Activity>, TrackError> {
+        let ActivityDetails::Email(e) = &email.details else {
+            return Ok(None);
+        };
+        let Some(blob) = &e.raw else {
+            return Ok(None);
+        };
+        let raw = self.store.blob(blob)?;
+        let uid = message::parse(&raw)
+            .ok()
+            .and_then(|f| f.invitation)
+            .and_then(|i| i.uid);
+        match uid {
+            Some(uid) => Ok(self.store.appointment_by_uid(&uid)?),
+            None => Ok(None),
+        }
     }
 
     /// This mailbox's tracking record of a message.

@@ -285,7 +285,15 @@ impl Engine {
                 };
                 let appt = match found {
                     Some(mut a) => {
-                        if a.regarding.is_none() && email.regarding.is_some() {
+                        // Chosen regarding applies; a correlated one only fills a gap.
+                        let chosen = matches!(
+                            resolution.correlation,
+                            Correlation::Explicit | Correlation::FolderMapping
+                        );
+                        if a.regarding != email.regarding
+                            && (chosen || a.regarding.is_none())
+                            && email.regarding.is_some()
+                        {
                             a.regarding = email.regarding;
                             writes.push(a.clone());
                         }

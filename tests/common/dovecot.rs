@@ -2,8 +2,7 @@
 //! config, base_dir, state, log, Maildirs and TLS certificate in a temp dir, an IMAP
 //! listener (STARTTLS offered) and an IMAPS listener on free loopback ports.
 //!
-//! Any user name logs in with [`PASSWORD`] (also as a master user: SASL PLAIN with an
-//! authzid logs in to that mailbox); each test uses its own user name, so its
+//! Any user name logs in with [`PASSWORD`]; each test uses its own user name, so its
 //! mailbox starts empty with INBOX, Drafts, Sent and Trash (SPECIAL-USE).
 
 use std::io::{BufRead, BufReader, Write};
@@ -15,6 +14,9 @@ use std::time::{Duration, Instant};
 
 /// The one password the private Dovecot accepts, for every user name.
 pub const PASSWORD: &str = "dv-Secret-9f3kQ2";
+
+/// The password of every delegate ("master user") for SASL PLAIN with an authzid.
+pub const MASTER_PASSWORD: &str = "dv-Delegate-4kR8";
 
 /// Where the Dovecot binary is (Debian puts it in /usr/sbin, often not on PATH).
 fn dovecot_bin() -> PathBuf {
@@ -94,9 +96,16 @@ impl Dovecot {
     }
 
     fn start_once() -> Result<Dovecot, String> {
+        // Under /tmp rather than $TMPDIR: Dovecot's unprivileged users must be able to
+        // walk down to the Maildirs, and a private TMPDIR (e.g. under /root) forbids it.
+        let base = if Path::new("/tmp").is_dir() {
+            PathBuf::from("/tmp")
+        } else {
+            std::env::temp_dir()
+        };
         let dir = tempfile::Builder::new()
             .prefix("crmproxy-dovecot-")
-            .tempdir()
+            .tempdir_in(base)
             .map_err(|e| e.to_string())?
             .keep();
         // Dovecot's unprivileged processes must be able to reach the Maildirs.
@@ -263,6 +272,32 @@ impl Dovecot {
         );
     }
 
+    /// How many IMAP sessions `user` has open on this Dovecot (`doveadm who -1`).
+    pub fn sessions(&self, user: &str) -> usize {
+        let out = Command::new(doveadm_bin())
+            .arg("-c")
+            .arg(&self.conf)
+            .args(["who", "-1", user])
+            .output()
+            .expect("run doveadm");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.split_whitespace().next() == Some(user))
+            .count()
+    }
+
+    /// Wait (bounded) until `user` has no session left; returns the count then.
+    pub fn wait_sessions_gone(&self, user: &str) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let n = self.sessions(user);
+            if n == 0 || Instant::now() > deadline {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The Dovecot log so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("dovecot.log")).unwrap_or_default()
@@ -293,12 +328,14 @@ verbose_proctitle = yes
 mail_max_userip_connections = 5000
 default_process_limit = 5000
 default_client_limit = 20000
-# Master users: SASL PLAIN with an authzid (a delegate signing in to an owner's
-# mailbox). Plain logins never consult a master passdb, so they are unchanged.
+# Delegates: SASL PLAIN with authzid = owner, authcid = any name, and MASTER_PASSWORD
+# (or LOGIN "owner*delegate") logs in to the owner's mailbox.
+auth_master_user_separator = *
 passdb {{
   driver = static
-  args = password={PASSWORD}
+  args = password={MASTER_PASSWORD}
   master = yes
+  result_success = continue
 }}
 passdb {{
   driver = static
@@ -336,8 +373,20 @@ service imap-login {{
   client_limit = 5000
   process_min_avail = 1
 }}
+# COMPRESS=DEFLATE is offered, so the tests can see the proxy remove it.
+mail_plugins = zlib
+protocol imap {{
+  mail_plugins = zlib imap_zlib
+}}
 service imap {{
   process_limit = 5000
+}}
+# No anvil auth penalty: after a failed login Dovecot would delay every later login
+# from 127.0.0.1 (up to 15 s), slowing unrelated tests that run at the same time.
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
 }}
 "#,
         cert = cert.display(),

@@ -1,0 +1,344 @@
+//! Store benchmark (SPEC section 11): with N generated contacts (default 100,000;
+//! `CRMPROXY_BENCH_CONTACTS` to change), measure the bulk import rate (the CLI's
+//! import path), e-mail lookup and search latency (p50/p99), tracking writes,
+//! store size on disk and RSS. Prints a markdown table.
+//!
+//! Run: `cargo bench --bench store`
+
+use chrono::Utc;
+use crmproxy::store::import::{apply_rows, Row};
+use crmproxy::store::*;
+use std::time::{Duration, Instant};
+
+const FIRST: &[&str] = &[
+    "Ada", "Alan", "Anna", "Björn", "Carla", "Chen", "Dario", "Elena", "Émile", "Fatima", "Felix",
+    "Grace", "Hana", "Igor", "Ines", "Jamal", "José", "Julia", "Kenji", "Lena", "Luca", "Maria",
+    "Mei", "Nadia", "Omar", "Paula", "Priya", "Rafael", "Sara", "Søren", "Tomás", "Uma", "Victor",
+    "Wei", "Yara", "Zoë",
+];
+const LAST: &[&str] = &[
+    "Abbott",
+    "Álvarez",
+    "Bauer",
+    "Chen",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "García",
+    "Hoffmann",
+    "Ito",
+    "Jensen",
+    "Kowalski",
+    "Lefèvre",
+    "Müller",
+    "Nakamura",
+    "Novak",
+    "Okafor",
+    "Petrov",
+    "Quinn",
+    "Rossi",
+    "Schmidt",
+    "Silva",
+    "Tanaka",
+    "Umarov",
+    "Virtanen",
+    "Weber",
+    "Xu",
+    "Yilmaz",
+    "Zimmermann",
+    "O'Brien",
+    "Nguyen",
+    "Kim",
+];
+const COMPANY: &[&str] = &[
+    "Contoso",
+    "Fabrikam",
+    "Northwind",
+    "Adventure Works",
+    "Litware",
+    "Tailspin",
+    "Wingtip",
+    "Proseware",
+    "Woodgrove",
+    "Lucerne",
+    "Alpine Ski",
+    "Coho Winery",
+    "Fourth Coffee",
+    "Humongous",
+    "Margie's Travel",
+    "Trey Research",
+];
+const TITLE: &[&str] = &[
+    "Purchasing Manager",
+    "CFO",
+    "IT Director",
+    "Sales Representative",
+    "Engineer",
+    "Head of Logistics",
+    "Analyst",
+    "CEO",
+];
+const DEPT: &[&str] = &[
+    "Procurement",
+    "Finance",
+    "IT",
+    "Sales",
+    "Operations",
+    "Logistik",
+    "Marketing",
+    "Legal",
+];
+const CITY: &[&str] = &[
+    "Redmond",
+    "München",
+    "London",
+    "Paris",
+    "Tokyo",
+    "São Paulo",
+    "Zürich",
+    "Kraków",
+    "Oslo",
+    "Austin",
+];
+
+/// A small deterministic generator (no dependency needed).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
+        v[(self.next() % v.len() as u64) as usize]
+    }
+}
+
+fn contact(rng: &mut Rng, i: usize) -> Contact {
+    let first = rng.pick(FIRST);
+    let last = rng.pick(LAST);
+    let company = format!("{} {}", rng.pick(COMPANY), i % 997);
+    Contact {
+        id: ContactId::new(),
+        stamps: Stamps::default(),
+        first_name: first.into(),
+        last_name: last.into(),
+        full_name: String::new(),
+        job_title: rng.pick(TITLE).into(),
+        department: rng.pick(DEPT).into(),
+        company,
+        account: None,
+        emails: vec![
+            EmailAddress::parse(&format!("contact{i}@company{}.example", i % 997)).unwrap(),
+        ],
+        business_phone: format!("+1 555 {:07}", i),
+        mobile_phone: String::new(),
+        address: PostalAddress {
+            city: rng.pick(CITY).into(),
+            ..Default::default()
+        },
+    }
+}
+
+fn percentile(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
+
+fn rss_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let n: usize = std::env::var("CRMPROXY_BENCH_CONTACTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+
+    // Bulk import through the CLI's import path (matching by address, then writing).
+    let rows: Vec<Row> = (0..n)
+        .map(|i| Row::Record {
+            place: format!("line {}", i + 2),
+            record: Record::Contact(contact(&mut rng, i)),
+        })
+        .collect();
+    let t = Instant::now();
+    let summary = apply_rows(&store, rows, &mut |_, _| {}).unwrap();
+    let import_secs = t.elapsed().as_secs_f64();
+    assert_eq!(summary.created, n);
+
+    // E-mail lookup: known addresses in random order, some unknown, mixed case.
+    let mut lookups = Vec::new();
+    for k in 0..20_000 {
+        let i = (rng.next() % n as u64) as usize;
+        let a = if k % 10 == 0 {
+            format!("nobody{i}@company{}.example", i % 997)
+        } else {
+            format!("Contact{i}@COMPANY{}.example", i % 997)
+        };
+        let a = EmailAddress::parse(&a).unwrap();
+        let t = Instant::now();
+        let r = store.resolve_address(&a).unwrap();
+        lookups.push(t.elapsed());
+        assert_eq!(r.len(), usize::from(k % 10 != 0));
+    }
+
+    // The in-memory search index loads on first use (or when `serve` warms it).
+    let reopen = Instant::now();
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    let open_secs = reopen.elapsed().as_secs_f64();
+    let t = Instant::now();
+    store.warm_search_index().unwrap();
+    let warm_secs = t.elapsed().as_secs_f64();
+
+    // Search: what a user types in the pane's search box.
+    let mut searches = Vec::new();
+    let mut prefix_searches = Vec::new();
+    for k in 0..2_000 {
+        let q = match k % 4 {
+            0 => format!("{} {}", rng.pick(FIRST), rng.pick(LAST)),
+            1 => format!("{} {}", rng.pick(LAST), rng.pick(COMPANY)),
+            2 => format!("{} {}", rng.pick(COMPANY), (rng.next() % 997)),
+            _ => rng.pick(LAST).chars().take(3).collect::<String>(),
+        };
+        let t = Instant::now();
+        let hits = store
+            .search(&SearchQuery {
+                text: q.clone(),
+                kinds: vec![],
+                limit: 20,
+            })
+            .unwrap();
+        let e = t.elapsed();
+        if k % 4 == 3 {
+            prefix_searches.push(e)
+        } else {
+            searches.push(e)
+        }
+        assert!(!hits.is_empty() || k % 4 != 3, "no hit for {q:?}");
+    }
+
+    // Tracking writes: one email activity and its tracking record, each durable.
+    let owner = store
+        .put_record(Record::User(SystemUser {
+            id: UserId::new(),
+            stamps: Stamps::default(),
+            full_name: "Bench User".into(),
+            logins: vec![EmailAddress::parse("bench@example.test").unwrap()],
+            privileges: [Privilege::UseApp].into_iter().collect(),
+            delegates: Default::default(),
+            options: Default::default(),
+        }))
+        .unwrap();
+    let owner = UserId::from_uuid(owner.id());
+    let email = |i: usize, store: &SledStore| {
+        let m = MessageId::parse(&format!("bench{i}@example.test")).unwrap();
+        let who = store
+            .resolve_address(
+                &EmailAddress::parse(&format!("contact{i}@company{}.example", i % 997)).unwrap(),
+            )
+            .unwrap();
+        let a = Activity {
+            id: ActivityId::new(),
+            stamps: Stamps::default(),
+            owner,
+            subject: format!("Quote {i}"),
+            regarding: who.first().copied(),
+            parties: vec![Party {
+                role: PartyRole::Sender,
+                address: None,
+                name: String::new(),
+                records: who,
+            }],
+            details: ActivityDetails::Email(EmailActivity {
+                message_id: m.clone(),
+                date: Utc::now(),
+                direction: Direction::Incoming,
+                body_text: "Hello".into(),
+                in_reply_to: None,
+                references: vec![],
+                thread_index: None,
+                attachments: vec![],
+                raw: None,
+                smime: None,
+                correlation: Correlation::None,
+                correlated_with: None,
+            }),
+        };
+        let t = TrackingRecord {
+            status: TrackStatus::Tracked,
+            activity: Some(a.id),
+            ..TrackingRecord::pending(owner, m, owner)
+        };
+        (Some(a), t)
+    };
+    let tracked = 1_000;
+    let t = Instant::now();
+    for i in 0..tracked {
+        let (a, tr) = email(i, &store);
+        store.track(a, tr).unwrap();
+    }
+    let track_rate = tracked as f64 / t.elapsed().as_secs_f64();
+    let batches = 20;
+    let t = Instant::now();
+    for b in 0..batches {
+        let items = (0..500)
+            .map(|k| email(tracked + b * 500 + k, &store))
+            .collect();
+        store.track_batch(items).unwrap();
+    }
+    let batch_rate = (batches * 500) as f64 / t.elapsed().as_secs_f64();
+
+    let size = store.size_on_disk().unwrap();
+    println!("| store benchmark ({n} contacts) | result | target |");
+    println!("|---|---|---|");
+    println!(
+        "| bulk import (CLI path, matching + writing) | {:.0} contacts/s ({import_secs:.1} s) | |",
+        n as f64 / import_secs
+    );
+    println!(
+        "| reopen the store / load the search index | {open_secs:.2} s / {warm_secs:.2} s | |"
+    );
+    println!(
+        "| e-mail lookup p50 / p99 | {} / {} | p99 < 1 ms |",
+        micros(percentile(&mut lookups, 0.5)),
+        micros(percentile(&mut lookups, 0.99))
+    );
+    println!(
+        "| search (words) p50 / p99 | {} / {} | < 20 ms |",
+        micros(percentile(&mut searches, 0.5)),
+        micros(percentile(&mut searches, 0.99))
+    );
+    println!(
+        "| search (3-letter prefix) p50 / p99 | {} / {} | < 20 ms |",
+        micros(percentile(&mut prefix_searches, 0.5)),
+        micros(percentile(&mut prefix_searches, 0.99))
+    );
+    println!("| track one email at a time (`track`: activity + tracking record, one flush) | {track_rate:.0} emails/s | |");
+    println!("| track in bulk (`track_batch` of 500) | {batch_rate:.0} emails/s | ≥ 2,000/s |");
+    println!(
+        "| store size on disk | {:.1} MiB | |",
+        size as f64 / (1024.0 * 1024.0)
+    );
+    println!(
+        "| RSS now / peak | {:.0} / {:.0} MiB | |",
+        rss_kib("VmRSS:") as f64 / 1024.0,
+        rss_kib("VmHWM:") as f64 / 1024.0
+    );
+}

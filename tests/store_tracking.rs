@@ -1,0 +1,207 @@
+//! Tracking records through the `CrmStore` trait: one activity per Message-ID,
+//! delegation checks, pending lists, untracking, and atomic track/track_batch.
+
+use chrono::{TimeZone, Utc};
+use crmproxy::store::*;
+
+fn addr(s: &str) -> EmailAddress {
+    EmailAddress::parse(s).unwrap()
+}
+
+fn user(name: &str, login: &str) -> SystemUser {
+    SystemUser {
+        id: UserId::new(),
+        stamps: Stamps::default(),
+        full_name: name.into(),
+        logins: vec![addr(login)],
+        privileges: [Privilege::UseApp].into_iter().collect(),
+        delegates: Default::default(),
+        options: Default::default(),
+    }
+}
+
+fn email(
+    owner: UserId,
+    msgid: &str,
+    subject: &str,
+    regarding: Option<RecordRef>,
+    day: u32,
+) -> Activity {
+    Activity {
+        id: ActivityId::new(),
+        stamps: Stamps::default(),
+        owner,
+        subject: subject.into(),
+        regarding,
+        parties: vec![],
+        details: ActivityDetails::Email(EmailActivity {
+            message_id: MessageId::parse(msgid).unwrap(),
+            date: Utc.with_ymd_and_hms(2026, 11, day, 12, 0, 0).unwrap(),
+            direction: Direction::Incoming,
+            body_text: String::new(),
+            in_reply_to: None,
+            references: vec![],
+            thread_index: None,
+            attachments: vec![],
+            raw: None,
+            smime: None,
+            correlation: Correlation::None,
+            correlated_with: None,
+        }),
+    }
+}
+
+fn open() -> (tempfile::TempDir, SledStore) {
+    let d = tempfile::tempdir().unwrap();
+    let s = SledStore::open(d.path().join("store")).unwrap();
+    (d, s)
+}
+
+#[test]
+fn tracking_records_share_one_activity_and_check_delegation() {
+    let (_d, s) = open();
+    let alice = s
+        .put_record(Record::User(user("Alice", "alice@example.test")))
+        .unwrap();
+    let bob = s
+        .put_record(Record::User(user("Bob", "bob@example.test")))
+        .unwrap();
+    let carol = s
+        .put_record(Record::User(user("Carol", "carol@example.test")))
+        .unwrap();
+    let (a, b, c) = (
+        UserId::from_uuid(alice.id()),
+        UserId::from_uuid(bob.id()),
+        UserId::from_uuid(carol.id()),
+    );
+    let m = MessageId::parse("<shared@x.example>").unwrap();
+
+    // Carol may not act for Alice until she is a delegate.
+    let e = s
+        .put_tracking(TrackingRecord::pending(a, m.clone(), c))
+        .unwrap_err();
+    assert!(e.to_string().contains("delegates"), "{e}");
+    assert!(!s.may_act_for(c, a).unwrap());
+    s.set_delegate(a, c, true).unwrap();
+    assert!(s.may_act_for(c, a).unwrap());
+    let first = TrackingRecord::pending(a, m.clone(), c);
+    s.put_tracking(first.clone()).unwrap();
+    let mut bobs = TrackingRecord::pending(b, m.clone(), b);
+    bobs.requested_at = first.requested_at + chrono::Duration::seconds(1);
+    s.put_tracking(bobs.clone()).unwrap();
+    assert_eq!(
+        s.pending_tracking(10).unwrap(),
+        vec![first.clone(), bobs.clone()]
+    );
+
+    // Tracked needs an activity with the same Message-ID.
+    let mut t = first.clone();
+    t.status = TrackStatus::Tracked;
+    assert!(matches!(
+        s.put_tracking(t.clone()),
+        Err(StoreError::Invalid { .. })
+    ));
+    let act = s
+        .put_activity(email(a, "<shared@x.example>", "Shared", None, 3))
+        .unwrap();
+    let wrong = s
+        .put_activity(email(a, "<other@x.example>", "Other", None, 3))
+        .unwrap();
+    t.activity = Some(wrong.id);
+    assert!(s
+        .put_tracking(t.clone())
+        .unwrap_err()
+        .to_string()
+        .contains("not <shared@x.example>"));
+    t.activity = Some(act.id);
+    s.put_tracking(t.clone()).unwrap();
+    let mut tb = bobs.clone();
+    tb.status = TrackStatus::Tracked;
+    tb.activity = Some(act.id);
+    s.put_tracking(tb).unwrap();
+    assert!(s.pending_tracking(10).unwrap().is_empty());
+    assert_eq!(s.activity_by_message_id(&m).unwrap().unwrap().id, act.id);
+    assert_eq!(s.tracking_of_message(&m).unwrap().len(), 2);
+
+    // The activity cannot be deleted while tracked; untracking keeps it.
+    assert!(matches!(
+        s.delete_activity(act.id),
+        Err(StoreError::InUse { count: 2, .. })
+    ));
+    assert!(s.delete_tracking(a, &m).unwrap());
+    assert!(!s.delete_tracking(a, &m).unwrap());
+    assert!(s.tracking(a, &m).unwrap().is_none());
+    assert!(s.activity(act.id).unwrap().is_some());
+
+    // Failed needs a reason.
+    let mut f = TrackingRecord::pending(a, MessageId::parse("f@x.example").unwrap(), a);
+    f.status = TrackStatus::Failed { reason: " ".into() };
+    assert!(s.put_tracking(f.clone()).is_err());
+    f.status = TrackStatus::Failed {
+        reason: "message vanished from INBOX".into(),
+    };
+    s.put_tracking(f).unwrap();
+}
+
+#[test]
+fn track_writes_activity_and_tracking_together_or_not_at_all() {
+    let (_d, s) = open();
+    let alice = UserId::from_uuid(
+        s.put_record(Record::User(user("Alice", "alice@example.test")))
+            .unwrap()
+            .id(),
+    );
+    let mallory = UserId::from_uuid(
+        s.put_record(Record::User(user("Mallory", "mallory@example.test")))
+            .unwrap()
+            .id(),
+    );
+    let m = MessageId::parse("<t1@x.example>").unwrap();
+    let act = email(alice, "<t1@x.example>", "Tracked together", None, 2);
+    let tracked = |by: UserId, a: &Activity, m: &MessageId| TrackingRecord {
+        status: TrackStatus::Tracked,
+        activity: Some(a.id),
+        ..TrackingRecord::pending(alice, m.clone(), by)
+    };
+    // Mallory is not Alice's delegate: neither the activity nor the record is written.
+    assert!(s
+        .track(Some(act.clone()), tracked(mallory, &act, &m))
+        .is_err());
+    assert!(s.activity(act.id).unwrap().is_none());
+    assert!(s.activity_by_message_id(&m).unwrap().is_none());
+    let stored = s
+        .track(Some(act.clone()), tracked(alice, &act, &m))
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.subject, "Tracked together");
+    assert_eq!(
+        s.tracking(alice, &m).unwrap().unwrap().activity,
+        Some(act.id)
+    );
+
+    // A batch with one bad item writes nothing.
+    let good = email(alice, "<t2@x.example>", "Good", None, 3);
+    let m2 = MessageId::parse("t2@x.example").unwrap();
+    let dup = email(alice, "<t1@x.example>", "Duplicate Message-ID", None, 3);
+    let e = s
+        .track_batch(vec![
+            (Some(good.clone()), tracked(alice, &good, &m2)),
+            (Some(dup.clone()), tracked(alice, &dup, &m)),
+        ])
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Duplicate(_)), "{e}");
+    assert!(s.activity(good.id).unwrap().is_none());
+    s.track_batch(vec![(Some(good.clone()), tracked(alice, &good, &m2))])
+        .unwrap();
+    assert!(s.activity(good.id).unwrap().is_some());
+    assert_eq!(
+        s.search(&SearchQuery {
+            text: "good".into(),
+            kinds: vec![Kind::Email],
+            limit: 0
+        })
+        .unwrap()[0]
+            .id,
+        good.id.uuid()
+    );
+}
