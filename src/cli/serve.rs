@@ -1,4 +1,7 @@
-//! `crmproxy serve`: flags, config overrides, and starting the proxy.
+//! `crmproxy serve`: flags, config overrides, and running the whole product: the
+//! CRM store (demo CRM loaded on the first run when configured), its admin socket
+//! (so CLI commands work while `serve` holds the store), the pane, the tracking
+//! engine, the proxy with the tracking hook, and the sync workers.
 //!
 //! Once the listeners are bound, one line per listener goes to stderr, in this
 //! exact format (tests and scripts parse it):
@@ -6,14 +9,19 @@
 //! ```text
 //! listening imap 127.0.0.1:1143
 //! listening imaps 127.0.0.1:1993
+//! listening pane 127.0.0.1:8443
 //! ```
 //!
-//! SIGTERM or SIGINT stops accepting, says BYE to idle sessions and waits a
-//! bounded time for the others.
+//! SIGTERM or SIGINT stops accepting, says BYE to idle sessions, stops the pane
+//! and the workers, and waits a bounded time for the sessions.
 
 use super::GlobalOpts;
 use crate::config::{Config, UpstreamTls};
-use crate::proxy::{NoopHook, Server, ServerOptions};
+use crate::proxy::upstream::UpstreamConnector;
+use crate::proxy::worker::Workers;
+use crate::proxy::{Server, ServerOptions, TrackingHook};
+use crate::store::{admin, CrmStore, SledStore};
+use crate::track::Engine;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -109,14 +117,60 @@ pub fn run(args: ServeArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
             .context("cannot prepare the local TLS certificate (try `crmproxy init`)")?;
         Some(crate::tls::server_config(&paths).context("cannot load the local TLS certificate")?)
     };
+    let store: Arc<dyn CrmStore> =
+        Arc::new(SledStore::open(cfg.store_dir()).with_context(|| {
+            format!(
+                "cannot open the CRM store in {} (is another `crmproxy serve` running?)",
+                cfg.store_dir().display()
+            )
+        })?);
+    if cfg.tracking.load_demo_on_first_run {
+        if let Some(summary) =
+            crate::store::demo::load_if_empty(store.as_ref()).context("cannot load the demo CRM")?
+        {
+            eprintln!("loaded the demo CRM into the empty store: {summary:?}");
+        }
+    }
+    let engine = Arc::new(
+        Engine::new(store.clone(), cfg.tracking.clone())
+            .context("tracking settings (tracking.folder_regarding)")?,
+    );
+    let connector = UpstreamConnector::new(&cfg.upstream, cfg.proxy.max_line_bytes)
+        .context("upstream settings")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let admin_path = admin::socket_path(&cfg.data_dir);
+        let admin_listener = admin::bind(&admin_path)
+            .with_context(|| format!("cannot serve the admin socket {}", admin_path.display()))?;
+        let admin_task = tokio::spawn(admin::serve_listener(store.clone(), admin_listener));
+        let events = crate::pane::PaneEvents::new();
+        let pane = if cfg.pane.addr.is_some() {
+            let p = crate::pane::start(
+                &cfg,
+                events.clone(),
+                store.clone(),
+                stopped(stop_rx.clone()),
+            )
+            .await
+            .context("cannot start the pane")?;
+            eprintln!("listening pane {}", p.local_addr);
+            Some(p)
+        } else {
+            None
+        };
+        let interval =
+            std::time::Duration::from_secs(cfg.tracking.sync_interval_minutes.max(1) * 60);
+        let workers = Workers::new(engine, connector, events, interval, stop_rx.clone());
         let opts = ServerOptions {
             tls,
-            hook: Arc::new(NoopHook),
+            hook: Arc::new(TrackingHook::new(workers)),
         };
         let server = Server::bind(&cfg, opts).await?;
         if let Some(a) = server.imap_addr() {
@@ -125,9 +179,20 @@ pub fn run(args: ServeArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
         if let Some(a) = server.imaps_addr() {
             eprintln!("listening imaps {a}");
         }
-        server.run(shutdown_signal()).await?;
+        let signal = async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        };
+        server.run(signal).await?;
+        if let Some(p) = pane {
+            p.wait().await;
+        }
+        admin_task.abort();
+        let _ = std::fs::remove_file(&admin_path);
         anyhow::Ok(())
     })?;
+    // Workers blocked in the store finish their write before the store closes.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
     Ok(ExitCode::SUCCESS)
 }
 

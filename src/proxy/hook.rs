@@ -37,6 +37,19 @@ pub trait Hook: Send + Sync + 'static {
     /// Commands that do not decode are relayed without this call.
     fn on_command(&self, _cx: &HookContext<'_>, _command: &Command<'_>) {}
 
+    /// A client command too big to decode (an APPEND whose literal streamed
+    /// through) went upstream; `first_line` is its first line (e.g.
+    /// `a APPEND "CRM/Track" (\Seen) {5000000}`), with the tag.
+    fn on_streamed_command(&self, _cx: &HookContext<'_>, _first_line: &[u8]) {}
+
+    /// Commands (without tag and CRLF) to send upstream just before a one-line
+    /// client command, pipelined ahead of it (e.g. CREATE the folder a COPY goes
+    /// into). Their tagged answers go to [`Hook::on_own_response`]. Ignored for
+    /// commands with literals (their first lines are gone already).
+    fn commands_before(&self, _cx: &HookContext<'_>, _command: &Command<'_>) -> Vec<String> {
+        Vec::new()
+    }
+
     /// A complete server response (held whole because it is small), after the
     /// session updated its state. Return a replacement to relay instead (it is
     /// re-encoded); `None` relays the original bytes. Large FETCH responses that
@@ -63,8 +76,75 @@ pub trait Hook: Send + Sync + 'static {
         None
     }
 
+    /// Like [`Hook::fetch_literal_prefix`], with more power: also drop payload
+    /// bytes at the start and the end, and replace the announcing line (a partial
+    /// fetch's `<origin>`). The default applies `fetch_literal_prefix`.
+    fn fetch_literal_edit(
+        &self,
+        cx: &HookContext<'_>,
+        seq: u32,
+        line: &[u8],
+        literal: Literal,
+    ) -> Option<LiteralEdit> {
+        self.fetch_literal_prefix(cx, seq, line, literal)
+            .map(|prefix| LiteralEdit {
+                prefix,
+                skip: 0,
+                take: literal.len,
+                line: None,
+            })
+    }
+
+    /// A replacement (CRLF-ended) for a one-line client command, sent upstream
+    /// instead of it (e.g. a FETCH whose partial ranges must cover the tracking
+    /// block). `None` relays the client's bytes.
+    fn rewrite_command(&self, _cx: &HookContext<'_>, _command: &Command<'_>) -> Option<Vec<u8>> {
+        None
+    }
+
     /// The tagged answer to a command sent with [`UpstreamHandle::send_command`].
     fn on_own_response(&self, _cx: &HookContext<'_>, _tag: &str, _response: &[u8]) {}
+
+    /// A login succeeded (`cx.identity` is set) with `credential`, which a hook may
+    /// keep in memory to open its own upstream connection as the same user. It must
+    /// never be logged or written anywhere. `None`: a mechanism the proxy cannot
+    /// replay (XOAUTH2, OAUTHBEARER, SCRAM, …).
+    fn on_login(&self, _cx: &HookContext<'_>, _credential: Option<&Credential>) {}
+
+    /// The session ended; per-session data of the hook can go.
+    fn on_session_end(&self, _session_id: u64) {}
+}
+
+/// What a client logged in with, kept so that a hook can log in again as the same
+/// user on its own connection. `Debug` shows no secret.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// `LOGIN user password`.
+    Login { user: Vec<u8>, password: Vec<u8> },
+    /// AUTHENTICATE PLAIN: the client's response, still base64 (authzid, authcid,
+    /// password), replayable as a SASL initial response.
+    SaslPlain { response_base64: Vec<u8> },
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Login { .. } => f.write_str("Credential::Login(<redacted>)"),
+            Credential::SaslPlain { .. } => f.write_str("Credential::SaslPlain(<redacted>)"),
+        }
+    }
+}
+
+/// How a hook changes one literal of a FETCH response. The payload still streams:
+/// `prefix` goes first, then payload bytes `skip..skip + take`; the rest of the
+/// payload is read and dropped. The session sets the announced count.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiteralEdit {
+    pub prefix: Bytes,
+    pub skip: u64,
+    pub take: u64,
+    /// The line announcing the literal, to send instead (its `{n}` is rewritten).
+    pub line: Option<Vec<u8>>,
 }
 
 /// The hook that does nothing.
@@ -91,6 +171,19 @@ impl UpstreamHandle {
         let (tx, rx) = mpsc::channel(capacity);
         let next = std::sync::Arc::new(AtomicU64::new(1));
         (UpstreamHandle { tx, next }, rx)
+    }
+
+    /// `command` with the next own tag and CRLF, for sending at once (`None`
+    /// when it is not one line).
+    pub(crate) fn tagged(&self, command: &str) -> Option<Bytes> {
+        if command.contains(['\r', '\n']) {
+            return None;
+        }
+        let tag = format!(
+            "{OWN_TAG_PREFIX}{}",
+            self.next.fetch_add(1, Ordering::Relaxed)
+        );
+        Some(Bytes::from(format!("{tag} {command}\r\n")))
     }
 
     /// Send `command` (without tag or CRLF, e.g. `UID STORE 5 +FLAGS ($X)`) between

@@ -11,12 +11,15 @@ pub mod identity;
 mod server;
 pub mod session;
 pub mod state;
+pub mod tracking;
 pub mod upstream;
+pub mod worker;
 
-pub use hook::{Hook, HookContext, NoopHook, UpstreamHandle};
+pub use hook::{Credential, Hook, HookContext, LiteralEdit, NoopHook, UpstreamHandle};
 pub use identity::Identity;
 pub use server::{Server, ServerOptions};
 pub use state::SessionState;
+pub use tracking::TrackingHook;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 

@@ -210,8 +210,18 @@ impl Ctx {
         if let Some((tag, mech)) = sasl {
             // A SASL response line: relayed, never decoded as a command, never logged.
             if let Some(id) = mech.and_then(|m| identity::from_sasl_line(m, &first)) {
-                lock(&self.shared)
-                    .pending
+                let mut sh = lock(&self.shared);
+                if id.mechanism == Mechanism::Plain {
+                    let text = first.strip_suffix(b"\n").unwrap_or(&first);
+                    let text = text.strip_suffix(b"\r").unwrap_or(text);
+                    sh.credentials.insert(
+                        tag.clone(),
+                        Credential::SaslPlain {
+                            response_base64: text.to_vec(),
+                        },
+                    );
+                }
+                sh.pending
                     .insert(tag, Pending::Login(LoginAttempt::Known(id)));
             }
             if first_literal.is_none() {
@@ -220,16 +230,27 @@ impl Ctx {
             }
         }
         let tag: Box<[u8]> = first_token(&first).into();
+        let first_line = first.clone();
         let cap = self.p.message_cap;
         let mut copy: Option<Vec<u8>> = Some(first.to_vec());
         let mut line = first;
         let mut literal = first_literal;
         loop {
             let Some(lit) = literal else {
+                let mut replaced = None;
                 if let Some(msg) = copy.as_deref() {
-                    self.command_complete(msg);
+                    let (before, rewrite) = self.command_complete(msg);
+                    // Only a one-line command can still be preceded or replaced.
+                    if msg.len() == line.len() {
+                        for c in before {
+                            up.write_all(&c).await?;
+                        }
+                        replaced = rewrite;
+                    }
+                } else {
+                    self.with_hook(|hook, hcx| hook.on_streamed_command(hcx, &first_line));
                 }
-                up.write_all(&line).await?;
+                up.write_all(replaced.as_deref().unwrap_or(&line)).await?;
                 return up.flush().await;
             };
             if lit.sync {
@@ -299,18 +320,31 @@ impl Ctx {
 
     /// A whole client command is known: decode it (when it decodes) for the
     /// session state, identity and hook, before its last line goes upstream.
-    fn command_complete(&self, msg: &[u8]) {
+    /// Returns the hook's own commands (tagged, CRLF-ended) to send before it,
+    /// and the hook's replacement of it.
+    fn command_complete(&self, msg: &[u8]) -> (Vec<Bytes>, Option<Vec<u8>>) {
         let Ok((rest, cmd)) = CommandCodec::default().decode(msg) else {
             tracing::debug!(command = %identity::redact_client_message(msg, false, 120), "relayed undecoded");
-            return;
+            return (Vec::new(), None);
         };
         if !rest.is_empty() {
-            return;
+            return (Vec::new(), None);
         }
         tracing::debug!(command = %identity::redact_client_message(msg, false, 120), "command");
         let tag: Box<[u8]> = cmd.tag.inner().as_bytes().into();
-        self.with_hook(|hook, hcx| hook.on_command(hcx, &cmd));
+        let (before, rewrite) = self.with_hook(|hook, hcx| {
+            hook.on_command(hcx, &cmd);
+            let before: Vec<Bytes> = hook
+                .commands_before(hcx, &cmd)
+                .iter()
+                .filter_map(|c| self.handle.tagged(c))
+                .collect();
+            (before, hook.rewrite_command(hcx, &cmd))
+        });
         let mut sh = lock(&self.shared);
+        if let Some(c) = credential_of(&cmd) {
+            sh.credentials.insert(tag.clone(), c);
+        }
         let pending = match &cmd.body {
             CommandBody::Login { .. } | CommandBody::Authenticate { .. } => {
                 let attempt = identity::login_attempt(&cmd).unwrap_or(LoginAttempt::Opaque);
@@ -341,6 +375,28 @@ impl Ctx {
         if let Some(p) = pending {
             sh.pending.insert(tag, p);
         }
+        (before, rewrite)
+    }
+}
+
+/// The replayable credential of a LOGIN or AUTHENTICATE PLAIN with initial response.
+fn credential_of(cmd: &imap_codec::imap_types::command::Command<'_>) -> Option<Credential> {
+    use base64::Engine;
+    use imap_codec::imap_types::auth::AuthMechanism;
+    match &cmd.body {
+        CommandBody::Login { username, password } => Some(Credential::Login {
+            user: username.as_ref().to_vec(),
+            password: password.declassify().as_ref().to_vec(),
+        }),
+        CommandBody::Authenticate {
+            mechanism: AuthMechanism::Plain,
+            initial_response: Some(ir),
+        } => Some(Credential::SaslPlain {
+            response_base64: base64::engine::general_purpose::STANDARD
+                .encode(ir.declassify())
+                .into_bytes(),
+        }),
+        _ => None,
     }
 }
 

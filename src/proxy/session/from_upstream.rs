@@ -37,7 +37,8 @@ impl Ctx {
                     ResponseStart::Continuation => self.continuation_seen(),
                     ResponseStart::Tagged(tag) => {
                         let rest = b.get(tag.len() + 1..).unwrap_or_default();
-                        self.tagged_complete(tag, first_token(rest).eq_ignore_ascii_case(b"OK"));
+                        let _ = self
+                            .tagged_complete(tag, first_token(rest).eq_ignore_ascii_case(b"OK"));
                     }
                     ResponseStart::Untagged => {}
                 }
@@ -57,30 +58,50 @@ impl Ctx {
         let mut msg = line.to_vec();
         let mut line_start = 0;
         while let Some(lit) = literal {
-            let mut lit_len = lit.len;
-            let prefix = fetch_seq.and_then(|seq| {
-                self.with_hook(|h, hcx| h.fetch_literal_prefix(hcx, seq, &msg[line_start..], lit))
+            let edit = fetch_seq.and_then(|seq| {
+                self.with_hook(|h, hcx| h.fetch_literal_edit(hcx, seq, &msg[line_start..], lit))
             });
-            if let Some(p) = &prefix {
-                lit_len += p.len() as u64;
-                if let Some(new) = crate::wire::set_literal_len(&msg[line_start..], lit_len) {
+            let cut = edit.map(|e| {
+                let skip = e.skip.min(lit.len);
+                let cut = Cut {
+                    prefix: (!e.prefix.is_empty()).then_some(e.prefix),
+                    skip,
+                    take: e.take.min(lit.len - skip),
+                };
+                let new_len = cut.prefix.as_ref().map_or(0, |p| p.len() as u64) + cut.take;
+                let line = e.line.unwrap_or_else(|| msg[line_start..].to_vec());
+                if let Some(new) = crate::wire::set_literal_len(&line, new_len) {
                     msg.truncate(line_start);
                     msg.extend_from_slice(&new);
                 }
-            }
+                cut
+            });
+            let lit_len = cut.as_ref().map_or(lit.len, |c| {
+                c.prefix.as_ref().map_or(0, |p| p.len() as u64) + c.take
+            });
             if msg.len() as u64 + lit_len > self.p.message_cap as u64 {
                 // Too big to decode whole: still learn the UID from the first line.
                 if let (Some(seq), Some(uid)) = (fetch_seq, fetch_uid_in_first_line(&msg)) {
                     lock(&self.shared).state.on_fetch(seq, Some(uid), None);
                 }
-                return self
-                    .stream_rest(framer, msg, Some((lit, prefix)), false)
-                    .await;
+                return self.stream_rest(framer, msg, Some((lit, cut)), false).await;
             }
-            if let Some(p) = prefix {
-                msg.extend_from_slice(&p);
-            }
-            read_literal(framer, lit.len, |b| msg.extend_from_slice(b)).await?;
+            let (skip, take) = match &cut {
+                Some(c) => {
+                    if let Some(p) = &c.prefix {
+                        msg.extend_from_slice(p);
+                    }
+                    (c.skip, c.take)
+                }
+                None => (0, lit.len),
+            };
+            let mut pos = 0u64;
+            read_literal(framer, lit.len, |b| {
+                let (from, to) = window(pos, b.len() as u64, skip, take);
+                msg.extend_from_slice(&b[from..to]);
+                pos += b.len() as u64;
+            })
+            .await?;
             match framer.next().await {
                 Ok(Some(Frame::Line { bytes, literal: l })) => {
                     line_start = msg.len();
@@ -103,7 +124,7 @@ impl Ctx {
         &self,
         framer: &mut Framer<ReadHalf<BoxedIo>>,
         head: Vec<u8>,
-        mut literal: Option<(crate::wire::Literal, Option<Bytes>)>,
+        mut literal: Option<(crate::wire::Literal, Option<Cut>)>,
         mut in_long_line: bool,
     ) -> Result<(), Relay> {
         let mut g = self.client_w.lock().await;
@@ -126,20 +147,33 @@ impl Ctx {
                 }
                 in_long_line = false;
             }
-            let Some((lit, prefix)) = literal.take() else {
+            let Some((lit, cut)) = literal.take() else {
                 return w.flush().await.map_err(|_| Relay::Client);
             };
-            if let Some(p) = prefix {
-                w.write_all(&p).await.map_err(|_| Relay::Client)?;
-            }
+            let (skip, take) = match cut {
+                Some(c) => {
+                    if let Some(p) = c.prefix {
+                        w.write_all(&p).await.map_err(|_| Relay::Client)?;
+                    }
+                    (c.skip, c.take)
+                }
+                None => (0, lit.len),
+            };
             let mut remaining = lit.len;
+            let mut pos = 0u64;
             while remaining > 0 {
                 match framer.next().await {
                     Ok(Some(Frame::LiteralData {
                         bytes,
                         remaining: r,
                     })) => {
-                        w.write_all(&bytes).await.map_err(|_| Relay::Client)?;
+                        let (from, to) = window(pos, bytes.len() as u64, skip, take);
+                        if from < to {
+                            w.write_all(&bytes[from..to])
+                                .await
+                                .map_err(|_| Relay::Client)?;
+                        }
+                        pos += bytes.len() as u64;
                         remaining = r;
                     }
                     _ => return Err(Relay::Upstream),
@@ -167,7 +201,9 @@ impl Ctx {
             ResponseStart::Tagged(tag) => {
                 let ok = first_token(msg.get(tag.len() + 1..).unwrap_or_default())
                     .eq_ignore_ascii_case(b"OK");
-                self.tagged_complete(tag, ok);
+                if let Some(credential) = self.tagged_complete(tag, ok) {
+                    self.with_hook(|h, hcx| h.on_login(hcx, credential.as_ref()));
+                }
                 if tag.starts_with(OWN_TAG_PREFIX.as_bytes()) {
                     swallow = true;
                     let t = String::from_utf8_lossy(tag).into_owned();
@@ -208,8 +244,11 @@ impl Ctx {
         }
     }
 
-    fn tagged_complete(&self, tag: &[u8], ok: bool) {
+    /// Apply a tagged answer. `Some` when it completed a login: the credential
+    /// to give [`Hook::on_login`] (called by the caller, without the lock).
+    fn tagged_complete(&self, tag: &[u8], ok: bool) -> Option<Option<Credential>> {
         let mut sh = lock(&self.shared);
+        let credential = sh.credentials.remove(tag);
         if sh.idle.as_ref().is_some_and(|t| &**t == tag) {
             sh.idle = None;
         }
@@ -227,12 +266,15 @@ impl Ctx {
                 if let LoginAttempt::Known(id) = attempt {
                     tracing::info!(user = %id.user, delegate = ?id.delegate, "logged in");
                     sh.identity = Some(id);
+                    return Some(credential);
                 }
+                return Some(None);
             }
             Some(Pending::Select) => sh.state.finish_select(ok),
             Some(Pending::Deselect) if ok => sh.state.deselect(),
             _ => {}
         }
+        None
     }
 
     fn learn(&self, resp: &Response<'_>) {
@@ -291,6 +333,22 @@ impl Ctx {
     }
 }
 
+/// What of a literal goes to the client: an added prefix, then the payload
+/// bytes `skip..skip + take`.
+pub(super) struct Cut {
+    prefix: Option<Bytes>,
+    skip: u64,
+    take: u64,
+}
+
+/// The part of a chunk at payload offset `pos` (length `len`) that lies inside
+/// `skip..skip + take`, as indexes into the chunk.
+fn window(pos: u64, len: u64, skip: u64, take: u64) -> (usize, usize) {
+    let start = skip.max(pos).min(pos + len);
+    let end = (skip + take).min(pos + len).max(start);
+    ((start - pos) as usize, (end - pos) as usize)
+}
+
 /// Why relaying a response stopped.
 enum Relay {
     /// The upstream ended inside a message.
@@ -320,7 +378,7 @@ fn fetch_seq(line: &[u8]) -> Option<u32> {
 }
 
 /// The `UID n` item in the first line of a FETCH response, outside quoted strings.
-fn fetch_uid_in_first_line(msg: &[u8]) -> Option<u32> {
+pub(crate) fn fetch_uid_in_first_line(msg: &[u8]) -> Option<u32> {
     let end = memchr::memchr(b'\n', msg).unwrap_or(msg.len());
     let open = memchr::memchr(b'(', &msg[..end])?;
     let items = &msg[open + 1..end];
@@ -380,6 +438,16 @@ async fn read_literal(
 #[cfg(test)]
 mod tests {
     use super::fetch_uid_in_first_line as uid;
+
+    #[test]
+    fn windows_of_chunks() {
+        use super::window;
+        assert_eq!(window(0, 10, 0, 10), (0, 10));
+        assert_eq!(window(0, 10, 3, 4), (3, 7));
+        assert_eq!(window(10, 10, 3, 4), (0, 0));
+        assert_eq!(window(5, 10, 3, 4), (0, 2));
+        assert_eq!(window(5, 10, 8, 100), (3, 10));
+    }
 
     #[test]
     fn uid_from_a_streamed_fetch_line() {

@@ -14,6 +14,8 @@
 mod from_client;
 mod from_upstream;
 
+pub(crate) use from_upstream::fetch_uid_in_first_line as fetch_uid_in_line;
+
 use bytes::Bytes;
 use imap_codec::decode::Decoder;
 use imap_codec::encode::Encoder;
@@ -31,7 +33,7 @@ use tokio::io::{split, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_rustls::TlsAcceptor;
 
-use super::hook::{Hook, HookContext, UpstreamHandle, OWN_TAG_PREFIX};
+use super::hook::{Credential, Hook, HookContext, UpstreamHandle, OWN_TAG_PREFIX};
 use super::identity::{self, Identity, LoginAttempt, Mechanism};
 use super::state::{message_id_from_header, SessionState};
 use super::upstream::Upstream;
@@ -79,6 +81,8 @@ struct Shared {
     /// still to be read from the next client line.
     sasl: Option<(Box<[u8]>, Option<Mechanism>)>,
     identity: Option<Identity>,
+    /// What a login in flight authenticates with (by tag), for [`Hook::on_login`].
+    credentials: HashMap<Box<[u8]>, Credential>,
     /// Tag of an IDLE in progress (until its tagged answer).
     idle: Option<Box<[u8]>>,
     state: SessionState,
@@ -172,6 +176,7 @@ pub async fn run(client: BoxedIo, upstream: Upstream, p: SessionParams) {
     if let Some(mut w) = writer {
         let _ = w.shutdown().await;
     }
+    cx.p.hook.on_session_end(cx.p.id);
 }
 
 impl Ctx {

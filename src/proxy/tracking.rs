@@ -1,0 +1,561 @@
+//! The tracking hook (SPEC section 3): what the proxy does for tracking inside a
+//! session. Keyword and folder requests seen in client commands become jobs for
+//! the mailbox's sync worker (which fetches, tracks and sets keywords on its own
+//! connection); FETCH responses of tracked messages get the X-CRM-* block at the
+//! top of the top-level header, with literal counts and RFC822.SIZE raised.
+//!
+//! Hooks run inline on the session: only point reads of the store happen here
+//! (the owner, a tracking record by location or Message-ID), cached per session
+//! until the worker reports a tracking change. Everything else runs on tasks.
+
+use bytes::Bytes;
+use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::core::Vec1;
+use imap_codec::imap_types::fetch::{MessageDataItem, Section};
+use imap_codec::imap_types::flag::{Flag, StoreType};
+use imap_codec::imap_types::response::{Code, Data, Response, Status};
+use imap_codec::imap_types::sequence::SequenceSet;
+use imap_codec::imap_types::IntoStatic;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::hook::{Credential, Hook, HookContext, LiteralEdit};
+use super::identity::{Identity, Mechanism};
+use super::worker::{Job, Uids, Workers};
+use crate::pane::MessageOpened;
+use crate::store::{MessageId, MessageLocation, UserId};
+use crate::track::{Actor, TrackSource};
+use crate::wire::Literal;
+
+mod fetch_item;
+mod partial;
+mod sets;
+use fetch_item::{announced_item, announced_partial, filter_block, Item};
+use partial::Partial;
+use sets::{mailbox_name, seqs, set_text, uid_list_text, uid_set_text};
+
+/// Most header blocks cached per session.
+const CACHE_MAX: usize = 4096;
+
+/// The hook `serve` installs.
+pub struct TrackingHook {
+    workers: Workers,
+    sessions: Mutex<HashMap<u64, SessionData>>,
+}
+
+/// What a client command asked for, applied when its tagged answer comes.
+#[derive(Debug)]
+enum TagAction {
+    /// Refused: the tagged answer becomes `NO [ALERT] text`.
+    Refuse(String),
+    /// A COPY/MOVE into a tracking folder: track the copies (COPYUID).
+    IntoFolder { actor: Actor, folder: String },
+    /// An APPEND into a tracking folder: track it (APPENDUID).
+    Append { actor: Actor, folder: String },
+    /// An APPEND into the Sent folder: a reply to tracked email tracks.
+    Sent { actor: Actor, folder: String },
+}
+
+#[derive(Default)]
+struct SessionData {
+    owner: Option<UserId>,
+    actions: HashMap<String, TagAction>,
+    /// (folder, UIDVALIDITY, UID) → rendered block (None: not tracked), and
+    /// whether the Message-ID was known when it was looked up.
+    blocks: HashMap<(String, u32, u32), (Option<Bytes>, bool)>,
+    generation: u64,
+    /// Folders the server's LIST marked `\Sent` (SPECIAL-USE).
+    sent_folders: Vec<String>,
+    /// Partial fetches rewritten, per command tag, in command order.
+    partials: Vec<(String, Vec<Partial>)>,
+}
+
+impl TrackingHook {
+    pub fn new(workers: Workers) -> TrackingHook {
+        TrackingHook {
+            workers,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn with_session<T>(&self, id: u64, f: impl FnOnce(&mut SessionData) -> T) -> T {
+        let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        f(s.entry(id).or_default())
+    }
+
+    /// Owner and acting login of a session.
+    fn logins(identity: &Identity) -> (String, String) {
+        let owner = identity.user.clone();
+        let acting = identity.delegate.clone().unwrap_or_else(|| owner.clone());
+        (owner, acting)
+    }
+
+    /// The actor of the session, or the refusal text.
+    fn actor(&self, identity: &Identity) -> Result<Actor, String> {
+        let (owner, acting) = Self::logins(identity);
+        self.workers
+            .engine()
+            .actor(&owner, &acting)
+            .map_err(|e| e.alert_text())
+    }
+
+    fn owner_id(&self, cx: &HookContext<'_>) -> Option<UserId> {
+        let identity = cx.identity?;
+        let cached = self.with_session(cx.session_id, |s| s.owner);
+        if cached.is_some() {
+            return cached;
+        }
+        let login = crate::store::EmailAddress::parse(&identity.user).ok()?;
+        let user = self.workers.engine().store().user_by_login(&login).ok()??;
+        self.with_session(cx.session_id, |s| s.owner = Some(user.id));
+        Some(user.id)
+    }
+
+    /// The header block of the message at (selected folder, `uid`), if tracked.
+    fn block_for(&self, cx: &HookContext<'_>, uid: u32) -> Option<Bytes> {
+        let mailbox = cx.state.selected()?;
+        let validity = mailbox.uid_validity?;
+        let owner = self.owner_id(cx)?;
+        let key = (mailbox.name.clone(), validity, uid);
+        let generation = self.workers.generation();
+        let knows_id = mailbox.message_id(uid).is_some();
+        let cached = self.with_session(cx.session_id, |s| {
+            if s.generation != generation {
+                s.blocks.clear();
+                s.generation = generation;
+            }
+            s.blocks.get(&key).cloned()
+        });
+        // A miss found before the Message-ID was learned is looked up again.
+        if let Some((c, had_id)) = cached {
+            if c.is_some() || had_id || !knows_id {
+                return c;
+            }
+        }
+        let engine = self.workers.engine();
+        let by_id = mailbox
+            .message_id(uid)
+            .and_then(|m| MessageId::parse(m).ok())
+            .and_then(|m| engine.tracking(owner, &m).ok().flatten());
+        let record = by_id.or_else(|| {
+            let loc = MessageLocation {
+                folder: key.0.clone(),
+                uid_validity: validity,
+                uid,
+            };
+            engine.tracking_at(owner, &loc).ok().flatten()
+        });
+        let block = record
+            .filter(|r| engine.keywords_for(&r.status).is_some())
+            .and_then(|r| engine.headers_for(&r, None).ok())
+            .map(|h| Bytes::from(h.render()));
+        self.with_session(cx.session_id, |s| {
+            if s.blocks.len() >= CACHE_MAX {
+                s.blocks.clear();
+            }
+            s.blocks.insert(key, (block.clone(), knows_id));
+        });
+        block
+    }
+
+    fn keyword_store(
+        &self,
+        cx: &HookContext<'_>,
+        tag: &str,
+        set: &SequenceSet,
+        uid: bool,
+        kind: &StoreType,
+        flags: &[Flag<'_>],
+    ) {
+        let Some(identity) = cx.identity else { return };
+        let engine = self.workers.engine();
+        let cfg = engine.config();
+        let has = |k: &str| {
+            flags
+                .iter()
+                .any(|f| matches!(f, Flag::Keyword(a) if a.as_ref().eq_ignore_ascii_case(k)))
+        };
+        let track =
+            matches!(kind, StoreType::Add | StoreType::Replace) && has(&cfg.request_keyword);
+        let untrack = (matches!(kind, StoreType::Remove) && has(&cfg.tracked_keyword))
+            || (matches!(kind, StoreType::Replace)
+                && !has(&cfg.tracked_keyword)
+                && !has(&cfg.request_keyword));
+        if !track && !untrack {
+            return;
+        }
+        let Some(mailbox) = cx.state.selected() else {
+            return;
+        };
+        let uids = if uid {
+            Uids::Set(set_text(set))
+        } else {
+            Uids::List(
+                seqs(set, mailbox.exists)
+                    .filter_map(|s| mailbox.uid(s))
+                    .collect(),
+            )
+        };
+        let actor = match self.actor(identity) {
+            Ok(a) => a,
+            Err(text) => {
+                if track {
+                    // Nothing changes: the request keyword is taken off again.
+                    if let Some(list) = uid_list_text(&uids) {
+                        let _ = cx.upstream.send_command(&format!(
+                            "UID STORE {list} -FLAGS.SILENT ({})",
+                            cfg.request_keyword
+                        ));
+                    }
+                    self.with_session(cx.session_id, |s| {
+                        s.actions.insert(tag.to_string(), TagAction::Refuse(text))
+                    });
+                }
+                return;
+            }
+        };
+        let folder = mailbox.name.clone();
+        let job = if track {
+            Job::Track {
+                actor,
+                folder,
+                uids,
+                source: TrackSource::Keyword,
+            }
+        } else {
+            // A replace without the tracked keyword also untracks, but only
+            // messages that are tracked: the worker finds none for the others.
+            Job::Untrack {
+                actor,
+                folder,
+                uids,
+            }
+        };
+        if !self.workers.submit(&identity.user, job) {
+            self.with_session(cx.session_id, |s| {
+                s.actions.insert(
+                    tag.to_string(),
+                    TagAction::Refuse(
+                        "CRM: tracking needs a LOGIN or AUTHENTICATE PLAIN session (or the queue is full); try again"
+                            .into(),
+                    ),
+                )
+            });
+        }
+    }
+
+    fn copy_or_append_into(&self, cx: &HookContext<'_>, tag: &str, folder: String, append: bool) {
+        let Some(identity) = cx.identity else { return };
+        if append && self.is_sent_folder(cx, &folder) {
+            // Automatic: a user without use_app is not refused, just not tracked.
+            if let Ok(actor) = self.actor(identity) {
+                let action = TagAction::Sent { actor, folder };
+                self.with_session(cx.session_id, |s| s.actions.insert(tag.to_string(), action));
+            }
+            return;
+        }
+        if !self
+            .workers
+            .engine()
+            .is_tracking_folder(&folder)
+            .unwrap_or(false)
+        {
+            return;
+        }
+        let action = match self.actor(identity) {
+            Err(text) => TagAction::Refuse(text),
+            Ok(actor) if append => TagAction::Append { actor, folder },
+            Ok(actor) => TagAction::IntoFolder { actor, folder },
+        };
+        self.with_session(cx.session_id, |s| s.actions.insert(tag.to_string(), action));
+    }
+
+    /// The session's Sent folder: marked `\Sent` in a LIST it saw, or named `Sent`.
+    fn is_sent_folder(&self, cx: &HookContext<'_>, folder: &str) -> bool {
+        let listed = self.with_session(cx.session_id, |s| {
+            (!s.sent_folders.is_empty()).then(|| s.sent_folders.iter().any(|f| f == folder))
+        });
+        listed.unwrap_or(folder == "Sent")
+    }
+
+    /// A COPYUID/APPENDUID: the copies in a tracking folder are tracked.
+    fn folder_copied(&self, cx: &HookContext<'_>, tag: Option<&str>, code: &Code<'_>) {
+        let Some(identity) = cx.identity else { return };
+        let action = self.with_session(cx.session_id, |s| {
+            let key = match tag {
+                Some(t) => s.actions.contains_key(t).then(|| t.to_string()),
+                // MOVE: the COPYUID comes untagged; the one folder action waiting.
+                None => s
+                    .actions
+                    .iter()
+                    .find(|(_, a)| matches!(a, TagAction::IntoFolder { .. }))
+                    .map(|(k, _)| k.clone()),
+            }?;
+            match s.actions.get(&key) {
+                Some(
+                    TagAction::IntoFolder { .. }
+                    | TagAction::Append { .. }
+                    | TagAction::Sent { .. },
+                ) => s.actions.remove(&key),
+                _ => None,
+            }
+        });
+        if let (Some(TagAction::Sent { actor, folder }), Code::AppendUid { uid, .. }) =
+            (&action, code)
+        {
+            let job = Job::Sent {
+                actor: actor.clone(),
+                folder: folder.clone(),
+                uid: uid.get(),
+            };
+            if !self.workers.submit(&identity.user, job) {
+                tracing::warn!("no sync worker for this session: the sent message is not judged");
+            }
+            return;
+        }
+        let (actor, folder) = match action {
+            Some(TagAction::IntoFolder { actor, folder } | TagAction::Append { actor, folder }) => {
+                (actor, folder)
+            }
+            _ => return,
+        };
+        let uids = match code {
+            Code::CopyUid { destination, .. } => Uids::Set(uid_set_text(destination)),
+            Code::AppendUid { uid, .. } => Uids::List(vec![uid.get()]),
+            _ => return,
+        };
+        let job = Job::Track {
+            actor,
+            source: TrackSource::Folder(folder.clone()),
+            folder,
+            uids,
+        };
+        if !self.workers.submit(&identity.user, job) {
+            tracing::warn!("no sync worker for this session: the copy is not tracked");
+        }
+    }
+
+    /// The prefix for a whole-item literal (BODY[], RFC822, HEADER, HEADER.FIELDS).
+    fn whole_prefix(&self, cx: &HookContext<'_>, seq: u32, line: &[u8]) -> Option<Bytes> {
+        let item = announced_item(line)?;
+        if let Item::HeaderFields(names) = &item {
+            if !crate::message::headers::names_tracking_header(names.iter().map(String::as_str)) {
+                return None;
+            }
+        }
+        let uid = crate::proxy::session::fetch_uid_in_line(line)
+            .or_else(|| cx.state.selected().and_then(|m| m.uid(seq)))?;
+        let block = self.block_for(cx, uid)?;
+        match item {
+            Item::Whole | Item::Header => Some(block),
+            Item::HeaderFields(names) => {
+                let b = filter_block(&block, &names);
+                (!b.is_empty()).then(|| Bytes::from(b))
+            }
+        }
+    }
+
+    /// A whole body fetched: tell the pane which message the user opened.
+    fn publish_opened(&self, cx: &HookContext<'_>, seq: u32, items: &[MessageDataItem<'_>]) {
+        let Some(identity) = cx.identity else { return };
+        let whole = items.iter().any(|i| {
+            matches!(
+                i,
+                MessageDataItem::BodyExt {
+                    section: None | Some(Section::Text(None)),
+                    origin: None,
+                    ..
+                } | MessageDataItem::Rfc822(_)
+                    | MessageDataItem::Rfc822Text(_)
+            )
+        });
+        if !whole {
+            return;
+        }
+        let Some(mailbox) = cx.state.selected() else {
+            return;
+        };
+        let uid = items
+            .iter()
+            .find_map(|i| match i {
+                MessageDataItem::Uid(u) => Some(u.get()),
+                _ => None,
+            })
+            .or_else(|| mailbox.uid(seq));
+        let Some(mid) = uid.and_then(|u| mailbox.message_id(u)) else {
+            return;
+        };
+        let mut ev = MessageOpened::new(mid);
+        ev.mailbox = Some(mailbox.name.clone());
+        ev.uid = uid;
+        self.workers.events().publish_opened(&identity.user, ev);
+    }
+}
+
+impl Hook for TrackingHook {
+    fn on_command(&self, cx: &HookContext<'_>, command: &Command<'_>) {
+        let tag = command.tag.inner();
+        match &command.body {
+            CommandBody::Store {
+                sequence_set,
+                kind,
+                flags,
+                uid,
+                ..
+            } => self.keyword_store(cx, tag, sequence_set, *uid, kind, flags),
+            CommandBody::Copy { mailbox, .. } | CommandBody::Move { mailbox, .. } => {
+                self.copy_or_append_into(cx, tag, mailbox_name(mailbox), false)
+            }
+            CommandBody::Append { mailbox, .. } => {
+                self.copy_or_append_into(cx, tag, mailbox_name(mailbox), true)
+            }
+            _ => {}
+        }
+    }
+
+    fn on_streamed_command(&self, cx: &HookContext<'_>, first_line: &[u8]) {
+        if let Some((tag, folder)) = sets::append_target(first_line) {
+            self.copy_or_append_into(cx, &tag, folder, true);
+        }
+    }
+
+    fn commands_before(&self, cx: &HookContext<'_>, command: &Command<'_>) -> Vec<String> {
+        // The tracking folder is created on first use (an existing one answers NO,
+        // which nobody sees).
+        let (CommandBody::Copy { mailbox, .. } | CommandBody::Move { mailbox, .. }) = &command.body
+        else {
+            return Vec::new();
+        };
+        let folder = mailbox_name(mailbox);
+        let tracked = &self.workers.engine().config().track_folder;
+        let asked = self.with_session(cx.session_id, |s| {
+            matches!(
+                s.actions.get(command.tag.inner()),
+                Some(TagAction::IntoFolder { .. })
+            )
+        });
+        if cx.identity.is_some() && asked && folder == *tracked {
+            vec![format!("CREATE {}", super::worker::quoted(tracked))]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn on_response(
+        &self,
+        cx: &HookContext<'_>,
+        response: &Response<'_>,
+    ) -> Option<Response<'static>> {
+        match response {
+            Response::Status(Status::Tagged(t)) => {
+                let tag = t.tag.inner().to_string();
+                self.with_session(cx.session_id, |s| s.partials.retain(|(t, _)| *t != tag));
+                if let Some(code) = &t.body.code {
+                    self.folder_copied(cx, Some(&tag), code);
+                }
+                let action = self.with_session(cx.session_id, |s| s.actions.remove(&tag));
+                if let Some(TagAction::Refuse(text)) = action {
+                    return Status::no(Some(t.tag.clone()), Some(Code::Alert), text)
+                        .ok()
+                        .map(|s| Response::Status(s).into_static());
+                }
+                None
+            }
+            Response::Status(Status::Untagged(b)) => {
+                if let Some(code @ Code::CopyUid { .. }) = &b.code {
+                    self.folder_copied(cx, None, code);
+                }
+                None
+            }
+            Response::Data(Data::List { items, mailbox, .. }) => {
+                if items
+                    .iter()
+                    .any(|a| a.to_string().eq_ignore_ascii_case("\\Sent"))
+                {
+                    let name = mailbox_name(mailbox);
+                    self.with_session(cx.session_id, |s| {
+                        if !s.sent_folders.contains(&name) {
+                            s.sent_folders.push(name);
+                        }
+                    });
+                }
+                None
+            }
+            Response::Data(Data::Fetch { seq, items }) => {
+                self.publish_opened(cx, seq.get(), items.as_ref());
+                if !items
+                    .as_ref()
+                    .iter()
+                    .any(|i| matches!(i, MessageDataItem::Rfc822Size(_)))
+                {
+                    return None;
+                }
+                let uid = items
+                    .as_ref()
+                    .iter()
+                    .find_map(|i| match i {
+                        MessageDataItem::Uid(u) => Some(u.get()),
+                        _ => None,
+                    })
+                    .or_else(|| cx.state.selected().and_then(|m| m.uid(seq.get())))?;
+                let block = self.block_for(cx, uid)?;
+                let new: Vec<MessageDataItem<'static>> = items
+                    .as_ref()
+                    .iter()
+                    .map(|i| match i {
+                        MessageDataItem::Rfc822Size(n) => {
+                            MessageDataItem::Rfc822Size(n.saturating_add(block.len() as u32))
+                        }
+                        other => other.clone().into_static(),
+                    })
+                    .collect();
+                Some(Response::Data(Data::Fetch {
+                    seq: *seq,
+                    items: Vec1::try_from(new).ok()?,
+                }))
+            }
+            _ => None,
+        }
+    }
+
+    fn rewrite_command(&self, cx: &HookContext<'_>, command: &Command<'_>) -> Option<Vec<u8>> {
+        self.widen_partials(cx, command)
+    }
+
+    fn fetch_literal_edit(
+        &self,
+        cx: &HookContext<'_>,
+        seq: u32,
+        line: &[u8],
+        literal: Literal,
+    ) -> Option<LiteralEdit> {
+        if let Some((key, sent_origin)) = announced_partial(line) {
+            return self.partial_edit(cx, seq, line, literal, &key, sent_origin);
+        }
+        let prefix = self.whole_prefix(cx, seq, line)?;
+        Some(LiteralEdit {
+            prefix,
+            skip: 0,
+            take: literal.len,
+            line: None,
+        })
+    }
+    fn on_login(&self, cx: &HookContext<'_>, credential: Option<&Credential>) {
+        let Some(identity) = cx.identity else { return };
+        match (credential, identity.mechanism) {
+            (Some(c), Mechanism::Login | Mechanism::Plain) => {
+                self.workers.login(&identity.user, c.clone())
+            }
+            _ => tracing::info!(
+                "no sync worker for this session: its login cannot be replayed (OAuth token or unknown mechanism)"
+            ),
+        }
+    }
+
+    fn on_session_end(&self, session_id: u64) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&session_id);
+    }
+}

@@ -1,0 +1,143 @@
+//! The sync worker (SPEC section 5): per logged-in mailbox, a task with its own
+//! upstream connection that completes what sessions ask for (fetch the message,
+//! track it, set the state keywords), watches INBOX with IDLE for automatic
+//! tracking, and sweeps pending requests every sync interval.
+//!
+//! Credentials: the worker keeps the credential the client logged in with, in
+//! memory only (never logged, never written), to log in again on its own
+//! connections. XOAUTH2/OAUTHBEARER tokens expire and cannot be refreshed by the
+//! proxy, so those sessions get no worker: keyword and folder tracking needs a
+//! LOGIN or AUTHENTICATE PLAIN session.
+
+mod client;
+mod user;
+
+pub use client::{quoted, ClientError, ImapClient};
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+use crate::pane::PaneEvents;
+use crate::proxy::hook::Credential;
+use crate::proxy::upstream::UpstreamConnector;
+use crate::track::{Actor, Engine, TrackSource};
+
+/// Which messages of a folder a job is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Uids {
+    /// Known UIDs.
+    List(Vec<u32>),
+    /// An IMAP UID set (`4:9,12`), expanded by the worker with UID SEARCH.
+    Set(String),
+}
+
+/// Work for a mailbox's worker.
+#[derive(Debug, Clone)]
+pub enum Job {
+    /// Track these messages (keyword set, copied into a tracking folder, appended).
+    Track {
+        actor: Actor,
+        folder: String,
+        uids: Uids,
+        source: TrackSource,
+    },
+    /// A message the client saved in its Sent folder: tracked when it replies to
+    /// tracked email (automatic tracking permitting).
+    Sent {
+        actor: Actor,
+        folder: String,
+        uid: u32,
+    },
+    /// End tracking of these messages (the tracked keyword was removed).
+    Untrack {
+        actor: Actor,
+        folder: String,
+        uids: Uids,
+    },
+}
+
+/// Jobs queued per mailbox before a caller is told the queue is full.
+const QUEUE: usize = 1024;
+
+/// All mailboxes' workers. Cheap to clone.
+#[derive(Clone)]
+pub struct Workers {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub engine: Arc<Engine>,
+    pub connector: UpstreamConnector,
+    pub events: PaneEvents,
+    pub sync_interval: Duration,
+    pub shutdown: watch::Receiver<bool>,
+    /// Bumped whenever tracking state changes: sessions drop their header caches.
+    pub generation: AtomicU64,
+    users: Mutex<HashMap<String, mpsc::Sender<Job>>>,
+}
+
+impl Workers {
+    pub fn new(
+        engine: Arc<Engine>,
+        connector: UpstreamConnector,
+        events: PaneEvents,
+        sync_interval: Duration,
+        shutdown: watch::Receiver<bool>,
+    ) -> Workers {
+        Workers {
+            inner: Arc::new(Inner {
+                engine,
+                connector,
+                events,
+                sync_interval,
+                shutdown,
+                generation: AtomicU64::new(0),
+                users: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.inner.engine
+    }
+
+    pub fn events(&self) -> &PaneEvents {
+        &self.inner.events
+    }
+
+    /// The current tracking generation (changes after every tracking change).
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+
+    /// A session of `owner` logged in with `credential`: start (or refresh) the
+    /// owner's worker. The newest credential replaces an older one.
+    pub fn login(&self, owner: &str, credential: Credential) {
+        let key = owner.trim().to_lowercase();
+        let (tx, rx) = mpsc::channel(QUEUE);
+        {
+            let mut users = self.inner.users.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(old) = users.get(&key) {
+                if !old.is_closed() {
+                    return;
+                }
+            }
+            users.insert(key.clone(), tx);
+        }
+        tokio::spawn(user::run(self.inner.clone(), key, credential, rx));
+    }
+
+    /// Queue a job for `owner`'s worker. False when there is no worker (no
+    /// replayable login) or its queue is full.
+    pub fn submit(&self, owner: &str, job: Job) -> bool {
+        let key = owner.trim().to_lowercase();
+        let users = self.inner.users.lock().unwrap_or_else(|e| e.into_inner());
+        match users.get(&key) {
+            Some(tx) => tx.try_send(job).is_ok(),
+            None => false,
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! One mailbox's worker task: jobs from sessions on one connection, INBOX watched
+//! with IDLE on a second, pending requests swept every sync interval.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+use super::client::{ClientError, ImapClient};
+use super::{Inner, Job, Uids};
+use crate::proxy::hook::Credential;
+use crate::store::{MessageId, MessageLocation, TrackStatus, TrackingRecord, UserId};
+use crate::track::{TrackError, TrackRequest, TrackSource};
+
+/// Pause before reconnecting after the upstream failed.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+enum JobError {
+    #[error(transparent)]
+    Imap(#[from] ClientError),
+    #[error(transparent)]
+    Track(#[from] TrackError),
+    #[error("tracking task failed: {0}")]
+    Join(String),
+}
+
+pub(super) async fn run(
+    inner: Arc<Inner>,
+    owner: String,
+    credential: Credential,
+    mut jobs: mpsc::Receiver<Job>,
+) {
+    let engine = inner.engine.clone();
+    let o = owner.clone();
+    let owner_id = match tokio::task::spawn_blocking(move || engine.actor(&o, &o)).await {
+        Ok(Ok(actor)) => Some(actor.owner_id()),
+        _ => None,
+    };
+    if let Some(id) = owner_id {
+        tokio::spawn(watch_inbox(inner.clone(), id, credential.clone()));
+    }
+    let mut conn: Option<ImapClient> = None;
+    let mut shutdown = inner.shutdown.clone();
+    let mut sweep = tokio::time::interval(inner.sync_interval);
+    sweep.tick().await;
+    loop {
+        if conn.is_none() {
+            match ImapClient::connect(&inner.connector, &credential).await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "sync worker cannot reach the upstream");
+                    tokio::select! {
+                        _ = shutdown.changed() => break,
+                        _ = tokio::time::sleep(RECONNECT_PAUSE) => continue,
+                    }
+                }
+            }
+        }
+        let job = tokio::select! {
+            _ = shutdown.changed() => break,
+            j = jobs.recv() => match j { Some(j) => Some(j), None => break },
+            _ = sweep.tick() => None,
+        };
+        let c = conn.as_mut().expect("connected above");
+        let result = match job {
+            Some(job) => do_job(&inner, c, job).await,
+            None => match owner_id {
+                Some(id) => sweep_pending(&inner, c, id).await,
+                None => Ok(()),
+            },
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "sync worker job failed");
+            if matches!(e, JobError::Imap(_)) {
+                conn = None;
+            }
+        }
+    }
+    if let Some(c) = conn {
+        c.logout().await;
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, TrackError> + Send + 'static,
+) -> Result<T, JobError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| JobError::Join(e.to_string()))?
+        .map_err(JobError::Track)
+}
+
+async fn expand(c: &mut ImapClient, uids: Uids) -> Result<Vec<u32>, ClientError> {
+    match uids {
+        Uids::List(l) => Ok(l),
+        Uids::Set(s) => c.uid_search(&format!("UID {s}")).await,
+    }
+}
+
+fn bump(inner: &Inner) {
+    inner.generation.fetch_add(1, Ordering::AcqRel);
+}
+
+async fn do_job(inner: &Arc<Inner>, c: &mut ImapClient, job: Job) -> Result<(), JobError> {
+    let cfg = inner.engine.config().clone();
+    match job {
+        Job::Track {
+            actor,
+            folder,
+            uids,
+            source,
+        } => {
+            let uid_validity = c.select(&folder).await?;
+            for uid in expand(c, uids).await? {
+                let kw = c.keywords_allowed;
+                if kw {
+                    c.store_keywords(uid, &[&cfg.pending_keyword], &[]).await?;
+                }
+                let Some(raw) = c.fetch_raw(uid).await? else {
+                    continue;
+                };
+                let location = MessageLocation {
+                    folder: folder.clone(),
+                    uid_validity,
+                    uid,
+                };
+                let engine = inner.engine.clone();
+                let (a, req) = (
+                    actor.clone(),
+                    TrackRequest::new(source.clone()).at(location),
+                );
+                let result = blocking(move || engine.track(&a, &raw, req)).await;
+                bump(inner);
+                match result {
+                    Ok(t) => {
+                        tracing::info!(uid, folder = %folder, activity = %t.activity.id, "tracked");
+                        if kw {
+                            let state = inner
+                                .engine
+                                .keywords_for(&t.record.status)
+                                .unwrap_or(&cfg.tracked_keyword)
+                                .to_string();
+                            let mut remove = vec![cfg.request_keyword.as_str()];
+                            if state != cfg.pending_keyword {
+                                remove.push(&cfg.pending_keyword);
+                            }
+                            c.store_keywords(uid, &[&state], &remove).await?;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(uid, folder = %folder, error = %e, "cannot track");
+                        if kw {
+                            c.store_keywords(uid, &[], &[&cfg.pending_keyword]).await?;
+                        }
+                    }
+                }
+            }
+        }
+        Job::Sent { actor, folder, uid } => {
+            let uid_validity = c.select(&folder).await?;
+            let Some(raw) = c.fetch_raw(uid).await? else {
+                return Ok(());
+            };
+            let engine = inner.engine.clone();
+            let location = MessageLocation {
+                folder: folder.clone(),
+                uid_validity,
+                uid,
+            };
+            // Engine::on_sent takes no location: tracking it again with one (an
+            // idempotent update) lets fetches find it by UID.
+            let sent = blocking(move || {
+                let Some(_) = engine.on_sent(&actor, &raw)? else {
+                    return Ok(None);
+                };
+                let req = TrackRequest::new(TrackSource::Sent).at(location);
+                engine.track(&actor, &raw, req).map(Some)
+            })
+            .await?;
+            if let Some(t) = sent {
+                bump(inner);
+                tracing::info!(uid, folder = %folder, activity = %t.activity.id, "sent reply tracked");
+                if c.keywords_allowed {
+                    c.store_keywords(uid, &[&cfg.tracked_keyword], &[]).await?;
+                }
+            }
+        }
+        Job::Untrack {
+            actor,
+            folder,
+            uids,
+        } => {
+            let uid_validity = c.select(&folder).await?;
+            for uid in expand(c, uids).await? {
+                let location = MessageLocation {
+                    folder: folder.clone(),
+                    uid_validity,
+                    uid,
+                };
+                let engine = inner.engine.clone();
+                let owner = actor.owner_id();
+                let mut mid = blocking(move || engine.tracking_at(owner, &location))
+                    .await?
+                    .map(|r| r.message_id);
+                if mid.is_none() {
+                    if let Some(raw) = c.fetch_raw(uid).await? {
+                        mid = message_id_of(&raw);
+                    }
+                }
+                let Some(mid) = mid else { continue };
+                let engine = inner.engine.clone();
+                let a = actor.clone();
+                let was = blocking(move || engine.untrack(&a, &mid)).await?;
+                bump(inner);
+                tracing::info!(uid, folder = %folder, was_tracked = was, "untracked");
+                if c.keywords_allowed {
+                    c.store_keywords(
+                        uid,
+                        &[],
+                        &[
+                            &cfg.tracked_keyword,
+                            &cfg.pending_keyword,
+                            &cfg.request_keyword,
+                        ],
+                    )
+                    .await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The Message-ID of raw bytes as the engine keys it (a synthetic one without).
+fn message_id_of(raw: &[u8]) -> Option<MessageId> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    match crate::proxy::state::message_id_from_header(&raw[..end]) {
+        Some(m) => MessageId::parse(&m).ok(),
+        None => Some(crate::track::synthetic_message_id(raw)),
+    }
+}
+
+/// Complete this mailbox's pending requests that say where the message is.
+async fn sweep_pending(
+    inner: &Arc<Inner>,
+    c: &mut ImapClient,
+    owner: UserId,
+) -> Result<(), JobError> {
+    let engine = inner.engine.clone();
+    let pending: Vec<TrackingRecord> = blocking(move || engine.pending(500))
+        .await?
+        .into_iter()
+        .filter(|r| r.owner == owner && r.location.is_some())
+        .collect();
+    for record in pending {
+        let loc = record.location.clone().expect("filtered");
+        let validity = c.select(&loc.folder).await?;
+        let engine = inner.engine.clone();
+        if validity != loc.uid_validity {
+            let r = record.clone();
+            blocking(move || engine.fail(&r, "the folder was recreated (UIDVALIDITY changed)"))
+                .await?;
+            continue;
+        }
+        let raw = c.fetch_raw(loc.uid).await?;
+        let r = record.clone();
+        let result = match raw {
+            Some(raw) => blocking(move || engine.complete_pending(&r, &raw).map(|_| ())).await,
+            None => {
+                blocking(move || {
+                    engine
+                        .fail(&r, "the message is no longer in its folder")
+                        .map(|_| ())
+                })
+                .await
+            }
+        };
+        bump(inner);
+        if let Err(e) = result {
+            let engine = inner.engine.clone();
+            let reason = e.to_string();
+            blocking(move || engine.retry_later(&record, &reason)).await?;
+        } else if c.keywords_allowed {
+            let cfg = inner.engine.config();
+            c.store_keywords(
+                loc.uid,
+                &[&cfg.tracked_keyword],
+                &[&cfg.pending_keyword, &cfg.request_keyword],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// IDLE on INBOX: new mail goes to automatic tracking. Reconnects after failures.
+async fn watch_inbox(inner: Arc<Inner>, owner: UserId, credential: Credential) {
+    let mut shutdown = inner.shutdown.clone();
+    loop {
+        let r = tokio::select! {
+            _ = shutdown.changed() => return,
+            r = watch_inbox_once(&inner, owner, &credential) => r,
+        };
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "INBOX watch ended; reconnecting");
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(RECONNECT_PAUSE) => {}
+        }
+    }
+}
+
+async fn watch_inbox_once(
+    inner: &Arc<Inner>,
+    owner: UserId,
+    credential: &Credential,
+) -> Result<(), JobError> {
+    let mut c = ImapClient::connect(&inner.connector, credential).await?;
+    let mut validity = c.select("INBOX").await?;
+    let mut last = c.uid_search("ALL").await?.into_iter().max().unwrap_or(0);
+    let idle_for = inner
+        .sync_interval
+        .min(Duration::from_secs(29 * 60))
+        .max(Duration::from_secs(1));
+    loop {
+        c.idle(idle_for).await?;
+        let v = c.select("INBOX").await?;
+        if v != validity {
+            validity = v;
+            last = c.uid_search("ALL").await?.into_iter().max().unwrap_or(0);
+            continue;
+        }
+        let mut new: Vec<u32> = c
+            .uid_search(&format!("UID {}:*", last + 1))
+            .await?
+            .into_iter()
+            .filter(|&u| u > last)
+            .collect();
+        new.sort_unstable();
+        for uid in new {
+            last = last.max(uid);
+            let Some(raw) = c.fetch_raw(uid).await? else {
+                continue;
+            };
+            let engine = inner.engine.clone();
+            let location = MessageLocation {
+                folder: "INBOX".into(),
+                uid_validity: validity,
+                uid,
+            };
+            match blocking(move || engine.on_new_inbox_mail(owner, &raw, Some(location))).await {
+                Ok(Some(t)) => {
+                    bump(inner);
+                    tracing::info!(uid, activity = %t.activity.id, "tracked automatically");
+                    if c.keywords_allowed {
+                        let cfg = inner.engine.config();
+                        let kw = if t.record.status == TrackStatus::Pending {
+                            &cfg.pending_keyword
+                        } else {
+                            &cfg.tracked_keyword
+                        };
+                        c.store_keywords(uid, &[kw], &[]).await?;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(uid, error = %e, "automatic tracking failed"),
+            }
+        }
+    }
+}

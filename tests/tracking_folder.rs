@@ -1,0 +1,118 @@
+//! Folder tracking end to end: COPY, MOVE, UID COPY/MOVE and APPEND into
+//! `CRM/Track` (created by the sync worker at login) and into a folder mapped to a
+//! record, through a real `crmproxy serve` and the private Dovecot.
+
+mod common;
+mod tracking_support;
+
+use common::imap::RawImap;
+use tracking_support::*;
+
+const CONTOSO: &str = "0193a1b2-c3d4-7005-8000-000000000005";
+
+/// The UID of the message with `message_id` in `mailbox`, seen directly.
+fn uid_of(direct: &mut RawImap, mailbox: &str, message_id: &str) -> u32 {
+    assert!(direct.cmd(&format!("EXAMINE \"{mailbox}\"")).ok());
+    let r = direct.cmd(&format!("UID SEARCH HEADER Message-ID \"{message_id}\""));
+    r.text()
+        .lines()
+        .find_map(|l| l.strip_prefix("* SEARCH "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{message_id} not in {mailbox}: {}", r.text()))
+}
+
+#[test]
+fn copy_move_and_append_into_the_tracking_folder_track() {
+    let env = Env::start("");
+    let (user, _) = env.user("fold", true);
+    let m1 = message("fold-copy@customer.example", "Copied in", "");
+    let m2 = message("fold-move@customer.example", "Moved in", "");
+    let m3 = message("fold-append@customer.example", "Appended in", "");
+    let mut direct = env.direct(&user);
+    assert!(direct.append("INBOX", &m1).ok());
+    assert!(direct.append("INBOX", &m2).ok());
+
+    let mut c = env.through_proxy(&user);
+    assert!(c.cmd("SELECT INBOX").ok());
+    // CRM/Track does not exist yet: the proxy creates it on first use.
+    let r = direct.cmd("LIST \"\" \"CRM/Track\"");
+    assert!(!r.text().contains("* LIST"), "{}", r.text());
+    let r = c.cmd("COPY 1 CRM/Track");
+    assert!(r.ok(), "{}", r.tagged);
+    let r = c.cmd("UID MOVE 2 \"CRM/Track\"");
+    assert!(r.ok(), "{}", r.tagged);
+    let r = c.append("CRM/Track", &m3);
+    assert!(r.ok(), "{}", r.tagged);
+    // Bigger than what the proxy decodes whole: its literal streams through.
+    let mut m4 = message("fold-big@customer.example", "Big appended", "");
+    for i in 0..6000 {
+        m4.extend_from_slice(
+            format!("Attachment-like line {i:05} xxxxxxxxxxxxxxxxxxxxxxxx\r\n").as_bytes(),
+        );
+    }
+    assert!(m4.len() > 300 * 1024);
+    let r = c.append("CRM/Track", &m4);
+    assert!(r.ok(), "{}", r.tagged);
+
+    for (id, original) in [
+        ("fold-copy@customer.example", &m1),
+        ("fold-move@customer.example", &m2),
+        ("fold-append@customer.example", &m3),
+        ("fold-big@customer.example", &m4),
+    ] {
+        let uid = uid_of(&mut direct, "CRM/Track", id);
+        wait_keyword(&mut direct, "CRM/Track", uid, "$CRM_Tracked", true);
+        assert!(c.cmd("SELECT CRM/Track").ok());
+        let (_, body) = fetch(&mut c, uid, "BODY.PEEK[]");
+        let block = block_of(&body);
+        assert!(
+            String::from_utf8_lossy(&block).contains("X-CRM-Track-Status: tracked"),
+            "{id}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_eq!(&body[block.len()..], &original[..], "{id}");
+        let shown = show(env.data(), &activity_id(&block)).to_string();
+        assert!(shown.contains(id), "{shown}");
+        assert!(shown.contains("folder:CRM/Track"), "{shown}");
+    }
+    // The copy left in INBOX is the same message (one activity per Message-ID):
+    // its fetch shows the block too once the proxy knows its Message-ID.
+    assert!(c.cmd("SELECT INBOX").ok());
+    assert!(c
+        .cmd("UID FETCH 1 (BODY.PEEK[HEADER.FIELDS (Message-ID)])")
+        .ok());
+    let (_, body) = fetch(&mut c, 1, "BODY.PEEK[]");
+    assert!(!block_of(&body).is_empty());
+    assert_eq!(&body[block_of(&body).len()..], &m1[..]);
+}
+
+#[test]
+fn a_mapped_folder_tracks_regarding_its_record() {
+    let env = Env::start_raw(&format!(
+        "[tracking]\nload_demo_on_first_run = true\n\n[tracking.folder_regarding]\n\"Clients/Contoso\" = \"account:{CONTOSO}\"\n"
+    ));
+    let (user, _) = env.user("mapped", true);
+    let m = message("mapped@customer.example", "For Contoso", "");
+    let mut direct = env.direct(&user);
+    assert!(direct.append("INBOX", &m).ok());
+    assert!(direct.cmd("CREATE Clients/Contoso").ok());
+    let mut c = env.through_proxy(&user);
+    assert!(c.cmd("SELECT INBOX").ok());
+    let r = c.cmd("UID COPY 1 Clients/Contoso");
+    assert!(r.ok(), "{}", r.tagged);
+    let uid = uid_of(&mut direct, "Clients/Contoso", "mapped@customer.example");
+    wait_keyword(&mut direct, "Clients/Contoso", uid, "$CRM_Tracked", true);
+    assert!(c.cmd("SELECT Clients/Contoso").ok());
+    let (_, body) = fetch(&mut c, uid, "BODY.PEEK[]");
+    // Unfolded: the engine folds lines at 78 characters.
+    let block = String::from_utf8_lossy(&block_of(&body)).replace("\r\n ", " ");
+    assert!(
+        block.contains(&format!(
+            "X-CRM-Regarding: account <{CONTOSO}> \"Contoso Pharmaceuticals\""
+        )),
+        "{block}"
+    );
+    let shown = show(env.data(), CONTOSO).to_string();
+    assert!(shown.contains("mapped@customer.example"), "{shown}");
+}

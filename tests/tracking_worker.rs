@@ -1,0 +1,231 @@
+//! The sync worker and sessions end to end: automatic tracking of a reply arriving
+//! in INBOX (IDLE), a delegate's session (SASL PLAIN with authzid), and S/MIME
+//! messages whose signatures still verify on what the client receives through the
+//! proxy and on the stored raw copy.
+
+mod common;
+mod tracking_support;
+
+use base64::Engine as _;
+use sha2::Digest;
+use std::path::{Path, PathBuf};
+use tracking_support::*;
+
+#[test]
+fn a_reply_to_a_tracked_email_arriving_in_inbox_is_tracked_automatically() {
+    let env = Env::start("");
+    let (user, _) = env.user("reply", true);
+    let original = message("thread-start@customer.example", "Offer for 2027", "");
+    let mut direct = env.direct(&user);
+    assert!(direct.append("INBOX", &original).ok());
+    let mut c = env.through_proxy(&user);
+    assert!(c.cmd("SELECT INBOX").ok());
+    assert!(c.cmd("UID STORE 1 +FLAGS.SILENT ($CRM_Track)").ok());
+    wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
+
+    // Delivered while the client is connected (here: appended directly upstream).
+    let reply = message(
+        "thread-reply@customer.example",
+        "Re: Offer for 2027",
+        "In-Reply-To: <thread-start@customer.example>\r\n",
+    );
+    let unrelated = message("unrelated@customer.example", "Lunch?", "");
+    assert!(direct.append("INBOX", &unrelated).ok());
+    assert!(direct.append("INBOX", &reply).ok());
+    wait_keyword(&mut direct, "INBOX", 3, "$CRM_Tracked", true);
+
+    assert!(c.cmd("NOOP").ok());
+    let (_, body) = fetch(&mut c, 3, "BODY.PEEK[]");
+    let block = block_of(&body);
+    assert_eq!(&body[block.len()..], &reply[..]);
+    let shown = show(env.data(), &activity_id(&block)).to_string();
+    assert!(shown.contains("in_reply_to"), "{shown}");
+    assert!(shown.contains("automatic"), "{shown}");
+    // Mail that replies to nothing tracked is left alone (default option).
+    let f = flags(&mut direct, "INBOX", 2);
+    assert!(!f.contains("$CRM_Tracked"), "{f}");
+    let (_, body) = fetch(&mut c, 2, "BODY.PEEK[]");
+    assert_eq!(body, unrelated);
+}
+
+#[test]
+fn a_reply_the_client_saves_in_sent_is_tracked() {
+    let env = Env::start("");
+    let (user, _) = env.user("sent", true);
+    let original = message("sent-thread@customer.example", "Question about pricing", "");
+    let mut direct = env.direct(&user);
+    assert!(direct.append("INBOX", &original).ok());
+    let mut c = env.through_proxy(&user);
+    assert!(c.cmd("LIST \"\" \"*\"").ok());
+    assert!(c.cmd("SELECT INBOX").ok());
+    assert!(c.cmd("UID STORE 1 +FLAGS.SILENT ($CRM_Track)").ok());
+    wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
+
+    let reply = format!(
+        "From: Owner <{user}>\r\nTo: Dana Sender <dana@customer.example>\r\n\
+         Subject: Re: Question about pricing\r\nDate: Tue, 24 Nov 2026 11:00:00 +0000\r\n\
+         Message-ID: <sent-reply@crm-test.example>\r\n\
+         In-Reply-To: <sent-thread@customer.example>\r\n\r\nHere are the prices.\r\n"
+    )
+    .into_bytes();
+    let other = message("sent-other@crm-test.example", "Unrelated note", "");
+    assert!(c.append("Sent", &other).ok());
+    assert!(c.append("Sent", &reply).ok());
+    wait_keyword(&mut direct, "Sent", 2, "$CRM_Tracked", true);
+    assert!(c.cmd("SELECT Sent").ok());
+    let (_, body) = fetch(&mut c, 2, "BODY.PEEK[]");
+    let block = block_of(&body);
+    assert_eq!(&body[block.len()..], &reply[..]);
+    let shown = show(env.data(), &activity_id(&block)).to_string();
+    assert!(
+        shown.contains("in_reply_to") && shown.contains("\"sent\""),
+        "{shown}"
+    );
+    let f = flags(&mut direct, "Sent", 1);
+    assert!(!f.contains("$CRM_Tracked"), "{f}");
+}
+
+#[test]
+fn a_delegate_tracks_for_the_owner_and_is_recorded_as_the_actor() {
+    let env = Env::start("");
+    let (owner, owner_id) = env.user("owner", true);
+    let (delegate, delegate_id) = env.user("assistant", true);
+    crm(env.data(), &["user", "delegate", &owner, &delegate]);
+    let m = message("delegated@customer.example", "For the boss", "");
+    let mut direct = env.direct(&owner);
+    assert!(direct.append("INBOX", &m).ok());
+
+    let mut c = common::RawImap::connect(env.proxy.imap).unwrap();
+    let ir = base64::engine::general_purpose::STANDARD
+        .encode(format!("{owner}\0{delegate}\0{}", common::dovecot::MASTER_PASSWORD));
+    let r = c.cmd(&format!("AUTHENTICATE PLAIN {ir}"));
+    assert!(r.ok(), "{}", r.tagged);
+    assert!(c.cmd("SELECT INBOX").ok());
+    assert!(c.cmd("UID STORE 1 +FLAGS ($CRM_Track)").ok());
+    wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
+
+    let (_, body) = fetch(&mut c, 1, "BODY.PEEK[]");
+    let block = block_of(&body);
+    assert_eq!(&body[block.len()..], &m[..]);
+    let shown = show(env.data(), &activity_id(&block));
+    let tracking = shown["tracking"].as_array().unwrap();
+    assert_eq!(tracking.len(), 1, "{shown}");
+    assert_eq!(
+        tracking[0]["owner"].as_str(),
+        Some(owner_id.as_str()),
+        "{shown}"
+    );
+    assert_eq!(
+        tracking[0]["requested_by"].as_str(),
+        Some(delegate_id.as_str()),
+        "{shown}"
+    );
+
+    // The owner's own session sees it tracked as well.
+    let mut o = env.through_proxy(&owner);
+    assert!(o.cmd("SELECT INBOX").ok());
+    let (_, body) = fetch(&mut o, 1, "BODY.PEEK[]");
+    assert_eq!(block_of(&body), block);
+
+    // Someone who is not the owner's delegate is refused.
+    let (stranger, _) = env.user("notdelegate", true);
+    let mut s = common::RawImap::connect(env.proxy.imap).unwrap();
+    let ir = base64::engine::general_purpose::STANDARD
+        .encode(format!("{owner}\0{stranger}\0{}", common::dovecot::MASTER_PASSWORD));
+    assert!(s.cmd(&format!("AUTHENTICATE PLAIN {ir}")).ok());
+    assert!(s.cmd("SELECT INBOX").ok());
+    let r = s.cmd("UID STORE 1 +FLAGS ($CRM_Track)");
+    assert!(
+        r.tagged.contains("NO [ALERT]") && r.tagged.contains("not a delegate"),
+        "{}",
+        r.tagged
+    );
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/smime")
+        .join(name)
+}
+
+fn verify(path: &Path) -> std::process::Output {
+    std::process::Command::new("openssl")
+        .args(["smime", "-verify", "-CAfile"])
+        .arg(fixture("ca.crt"))
+        .arg("-in")
+        .arg(path)
+        .args(["-out", "/dev/null"])
+        .output()
+        .expect("run openssl")
+}
+
+/// The stored raw copy: a content-addressed file named by its SHA-256.
+fn stored_blob(data: &Path, raw: &[u8]) -> PathBuf {
+    let name = hex(&sha2::Sha256::digest(raw));
+    fn walk(dir: &Path, name: &str) -> Option<PathBuf> {
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if let Some(f) = walk(&p, name) {
+                    return Some(f);
+                }
+            } else if p.file_name().is_some_and(|n| n == name) {
+                return Some(p);
+            }
+        }
+        None
+    }
+    walk(data, &name).expect("the raw message stored as a blob")
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn smime_messages_keep_verifying_through_the_proxy_and_in_the_store() {
+    let env = Env::start("");
+    let (user, _) = env.user("smime", true);
+    let mut direct = env.direct(&user);
+    let names = ["signed-detached.eml", "signed-opaque.eml", "encrypted.eml"];
+    for n in names {
+        let bytes = std::fs::read(fixture(n)).unwrap();
+        assert!(direct.append("INBOX", &bytes).ok());
+    }
+    let mut c = env.through_proxy(&user);
+    assert!(c.cmd("SELECT INBOX").ok());
+    assert!(c.cmd("UID STORE 1:3 +FLAGS.SILENT ($CRM_Track)").ok());
+    let dir = tempfile::tempdir().unwrap();
+    for (i, n) in names.iter().enumerate() {
+        let uid = i as u32 + 1;
+        wait_keyword(&mut direct, "INBOX", uid, "$CRM_Tracked", true);
+        // What the server holds, as any client gets it directly.
+        let original = direct.fetch_body(uid);
+        let (_, body) = fetch(&mut c, uid, "BODY.PEEK[]");
+        let block = block_of(&body);
+        let text = String::from_utf8_lossy(&block).replace("\r\n ", " ");
+        assert!(text.contains("X-CRM-SMIME: "), "{n}: {text}");
+        assert_eq!(&body[block.len()..], &original[..], "{n}: bytes changed");
+        let blob = stored_blob(env.data(), &original);
+        assert_eq!(std::fs::read(&blob).unwrap(), original, "{n}");
+        if n.starts_with("signed") {
+            assert!(text.contains("verified=yes"), "{n}: {text}");
+            let fetched = dir.path().join(n);
+            std::fs::write(&fetched, &body).unwrap();
+            for p in [&fetched, &blob] {
+                let out = verify(p);
+                assert!(
+                    out.status.success(),
+                    "{n}: openssl smime -verify {}: {}",
+                    p.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        } else {
+            assert!(text.contains("X-CRM-SMIME: encrypted"), "{n}: {text}");
+        }
+    }
+    // The tampered fixture does not verify: the check above can fail.
+    let out = verify(&fixture("signed-detached-tampered.eml"));
+    assert!(!out.status.success());
+}
