@@ -96,8 +96,10 @@ fn a_delegate_tracks_for_the_owner_and_is_recorded_as_the_actor() {
     assert!(direct.append("INBOX", &m).ok());
 
     let mut c = common::RawImap::connect(env.proxy.imap).unwrap();
-    let ir = base64::engine::general_purpose::STANDARD
-        .encode(format!("{owner}\0{delegate}\0{}", common::dovecot::MASTER_PASSWORD));
+    let ir = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{owner}\0{delegate}\0{}",
+        common::dovecot::MASTER_PASSWORD
+    ));
     let r = c.cmd(&format!("AUTHENTICATE PLAIN {ir}"));
     assert!(r.ok(), "{}", r.tagged);
     assert!(c.cmd("SELECT INBOX").ok());
@@ -130,8 +132,10 @@ fn a_delegate_tracks_for_the_owner_and_is_recorded_as_the_actor() {
     // Someone who is not the owner's delegate is refused.
     let (stranger, _) = env.user("notdelegate", true);
     let mut s = common::RawImap::connect(env.proxy.imap).unwrap();
-    let ir = base64::engine::general_purpose::STANDARD
-        .encode(format!("{owner}\0{stranger}\0{}", common::dovecot::MASTER_PASSWORD));
+    let ir = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{owner}\0{stranger}\0{}",
+        common::dovecot::MASTER_PASSWORD
+    ));
     assert!(s.cmd(&format!("AUTHENTICATE PLAIN {ir}")).ok());
     assert!(s.cmd("SELECT INBOX").ok());
     let r = s.cmd("UID STORE 1 +FLAGS ($CRM_Track)");

@@ -37,9 +37,14 @@ pub(super) async fn run(
         Ok(Ok(actor)) => Some(actor.owner_id()),
         _ => None,
     };
-    if let Some(id) = owner_id {
-        tokio::spawn(watch_inbox(inner.clone(), id, credential.clone()));
-    }
+    // A mailbox the CRM does not know (or whose user lacks use_app) has nothing to
+    // track: no worker, and so no extra upstream connections. A later login
+    // checks again (the user may have been added or granted meanwhile).
+    let Some(owner_id) = owner_id else {
+        tracing::debug!("no sync worker: the mailbox's user is not a CRM user with use_app");
+        return;
+    };
+    tokio::spawn(watch_inbox(inner.clone(), owner_id, credential.clone()));
     let mut conn: Option<ImapClient> = None;
     let mut shutdown = inner.shutdown.clone();
     let mut sweep = tokio::time::interval(inner.sync_interval);
@@ -65,10 +70,7 @@ pub(super) async fn run(
         let c = conn.as_mut().expect("connected above");
         let result = match job {
             Some(job) => do_job(&inner, c, job).await,
-            None => match owner_id {
-                Some(id) => sweep_pending(&inner, c, id).await,
-                None => Ok(()),
-            },
+            None => sweep_pending(&inner, c, owner_id).await,
         };
         if let Err(e) = result {
             tracing::warn!(error = %e, "sync worker job failed");
