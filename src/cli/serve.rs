@@ -128,7 +128,11 @@ pub fn run(args: ServeArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
         if let Some(summary) =
             crate::store::demo::load_if_empty(store.as_ref()).context("cannot load the demo CRM")?
         {
-            eprintln!("loaded the demo CRM into the empty store: {summary:?}");
+            eprintln!(
+                "loaded the demo CRM into the empty store ({} records; users alice, bob, \
+                 carol, dave @example.test; set tracking.load_demo_on_first_run = false to skip)",
+                summary.created
+            );
         }
     }
     let engine = Arc::new(
