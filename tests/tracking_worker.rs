@@ -85,6 +85,38 @@ fn a_reply_the_client_saves_in_sent_is_tracked() {
     assert!(!f.contains("$CRM_Tracked"), "{f}");
 }
 
+/// A reply that reaches Sent without passing through the proxy (saved by another
+/// device, or by the server itself) is found by the worker's IDLE on Sent.
+#[test]
+fn a_reply_saved_in_sent_elsewhere_is_tracked_by_the_sent_watch() {
+    let env = Env::start("");
+    let (user, _) = env.user("sentwatch", true);
+    let original = message("watch-thread@customer.example", "Renewal terms", "");
+    let mut direct = env.direct(&user);
+    assert!(direct.append("INBOX", &original).ok());
+    let mut c = env.through_proxy(&user);
+    assert!(c.cmd("SELECT INBOX").ok());
+    assert!(c.cmd("UID STORE 1 +FLAGS.SILENT ($CRM_Track)").ok());
+    wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
+
+    let reply = format!(
+        "From: Owner <{user}>\r\nTo: Erin <erin@customer.example>\r\n\
+         Subject: Re: Renewal terms\r\nDate: Tue, 24 Nov 2026 11:30:00 +0000\r\n\
+         Message-ID: <watch-reply@crm-test.example>\r\n\
+         In-Reply-To: <watch-thread@customer.example>\r\n\r\nAgreed.\r\n"
+    )
+    .into_bytes();
+    // Straight to the server: the proxy never sees this APPEND.
+    assert!(direct.append("Sent", &reply).ok());
+    wait_keyword(&mut direct, "Sent", 1, "$CRM_Tracked", true);
+    assert!(c.cmd("SELECT Sent").ok());
+    let (_, body) = fetch(&mut c, 1, "BODY.PEEK[]");
+    let block = block_of(&body);
+    assert_eq!(&body[block.len()..], &reply[..]);
+    let shown = show(env.data(), &activity_id(&block)).to_string();
+    assert!(shown.contains("in_reply_to"), "{shown}");
+}
+
 #[test]
 fn a_delegate_tracks_for_the_owner_and_is_recorded_as_the_actor() {
     let env = Env::start("");

@@ -287,6 +287,36 @@ impl ImapClient {
         })
     }
 
+    /// The folder the server marks `\Sent` (RFC 6154 SPECIAL-USE), else one named
+    /// `Sent` if it exists; `None` when there is neither.
+    pub async fn sent_folder(&mut self) -> Result<Option<String>, ClientError> {
+        let r = self.ok("LIST", "LIST \"\" \"*\"").await?;
+        let mut named_sent = None;
+        for u in &r.untagged {
+            let Some(rest) = u.text.strip_prefix(b"* LIST ") else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(rest);
+            let Some((attrs, after)) = text.split_once(')') else {
+                continue;
+            };
+            let name = match u.literals.first() {
+                Some(lit) => String::from_utf8_lossy(lit).into_owned(),
+                None => list_mailbox_name(after),
+            };
+            if attrs
+                .split_whitespace()
+                .any(|a| a.eq_ignore_ascii_case("\\Sent"))
+            {
+                return Ok(Some(name));
+            }
+            if name.eq_ignore_ascii_case("Sent") {
+                named_sent = Some(name);
+            }
+        }
+        Ok(named_sent)
+    }
+
     /// UIDs of the selected mailbox matching a search (e.g. `UID 4:9`, `ALL`).
     pub async fn uid_search(&mut self, criteria: &str) -> Result<Vec<u32>, ClientError> {
         let r = self
@@ -399,6 +429,35 @@ fn contains_uid(text: &[u8], uid: u32) -> bool {
         .any(|w| w[0] == "UID" && w[1] == uid.to_string())
 }
 
+/// The mailbox name at the end of a LIST line after its attributes:
+/// ` "/" "Sent Items"` or ` "/" Sent` (delimiter, then a quoted string or an atom).
+fn list_mailbox_name(after_attrs: &str) -> String {
+    let rest = after_attrs.trim_start();
+    // Skip the delimiter: a quoted char or NIL.
+    let rest = if let Some(r) = rest.strip_prefix("NIL") {
+        r
+    } else if rest.starts_with('"') {
+        let mut chars = rest[1..].char_indices();
+        let mut end = rest.len();
+        while let Some((i, c)) = chars.next() {
+            if c == '\\' {
+                chars.next();
+            } else if c == '"' {
+                end = i + 2;
+                break;
+            }
+        }
+        &rest[end.min(rest.len())..]
+    } else {
+        rest
+    };
+    let name = rest.trim();
+    match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(q) => q.replace("\\\"", "\"").replace("\\\\", "\\"),
+        None => name.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,5 +467,13 @@ mod tests {
         assert!(contains_uid(b"* 3 FETCH (UID 7 BODY[] {12}\r\n)\r\n", 7));
         assert!(!contains_uid(b"* 3 FETCH (UID 71 BODY[] {12}\r\n)\r\n", 7));
         assert_eq!(quoted("CRM/Tr\"ack"), "\"CRM/Tr\\\"ack\"");
+    }
+
+    #[test]
+    fn list_names_quoted_atom_and_nil_delimiter() {
+        assert_eq!(list_mailbox_name(" \"/\" Sent"), "Sent");
+        assert_eq!(list_mailbox_name(" \"/\" \"Sent Items\""), "Sent Items");
+        assert_eq!(list_mailbox_name(" NIL \"A \\\"b\\\"\""), "A \"b\"");
+        assert_eq!(list_mailbox_name(" \".\" INBOX.Sent"), "INBOX.Sent");
     }
 }

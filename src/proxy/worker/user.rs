@@ -1,5 +1,6 @@
-//! One mailbox's worker task: jobs from sessions on one connection, INBOX watched
-//! with IDLE on a second, pending requests swept every sync interval.
+//! One mailbox's worker task: jobs from sessions on one connection, INBOX and the
+//! Sent folder each watched with IDLE on a connection of their own, pending
+//! requests swept every sync interval.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -44,7 +45,18 @@ pub(super) async fn run(
         tracing::debug!("no sync worker: the mailbox's user is not a CRM user with use_app");
         return;
     };
-    tokio::spawn(watch_inbox(inner.clone(), owner_id, credential.clone()));
+    tokio::spawn(watch(
+        inner.clone(),
+        owner_id,
+        credential.clone(),
+        Watched::Inbox,
+    ));
+    tokio::spawn(watch(
+        inner.clone(),
+        owner_id,
+        credential.clone(),
+        Watched::Sent,
+    ));
     let mut conn: Option<ImapClient> = None;
     let mut shutdown = inner.shutdown.clone();
     let mut sweep = tokio::time::interval(inner.sync_interval);
@@ -159,35 +171,7 @@ async fn do_job(inner: &Arc<Inner>, c: &mut ImapClient, job: Job) -> Result<(), 
                 }
             }
         }
-        Job::Sent { actor, folder, uid } => {
-            let uid_validity = c.select(&folder).await?;
-            let Some(raw) = c.fetch_raw(uid).await? else {
-                return Ok(());
-            };
-            let engine = inner.engine.clone();
-            let location = MessageLocation {
-                folder: folder.clone(),
-                uid_validity,
-                uid,
-            };
-            // Engine::on_sent takes no location: tracking it again with one (an
-            // idempotent update) lets fetches find it by UID.
-            let sent = blocking(move || {
-                let Some(_) = engine.on_sent(&actor, &raw)? else {
-                    return Ok(None);
-                };
-                let req = TrackRequest::new(TrackSource::Sent).at(location);
-                engine.track(&actor, &raw, req).map(Some)
-            })
-            .await?;
-            if let Some(t) = sent {
-                bump(inner);
-                tracing::info!(uid, folder = %folder, activity = %t.activity.id, "sent reply tracked");
-                if c.keywords_allowed {
-                    c.store_keywords(uid, &[&cfg.tracked_keyword], &[]).await?;
-                }
-            }
-        }
+        Job::Sent { actor, folder, uid } => sent_message(inner, c, actor, &folder, uid).await?,
         Job::Untrack {
             actor,
             folder,
@@ -300,15 +284,68 @@ async fn sweep_pending(
 }
 
 /// IDLE on INBOX: new mail goes to automatic tracking. Reconnects after failures.
-async fn watch_inbox(inner: Arc<Inner>, owner: UserId, credential: Credential) {
+/// A message in the owner's Sent folder: tracked (correlated) when it replies to
+/// tracked email, then marked `$CRM_Tracked` where the folder allows keywords.
+async fn sent_message(
+    inner: &Arc<Inner>,
+    c: &mut ImapClient,
+    actor: crate::track::Actor,
+    folder: &str,
+    uid: u32,
+) -> Result<(), JobError> {
+    let cfg = inner.engine.config().clone();
+    let uid_validity = c.select(folder).await?;
+    let Some(raw) = c.fetch_raw(uid).await? else {
+        return Ok(());
+    };
+    let engine = inner.engine.clone();
+    let location = MessageLocation {
+        folder: folder.to_string(),
+        uid_validity,
+        uid,
+    };
+    // Engine::on_sent takes no location: tracking it again with one (an
+    // idempotent update) lets fetches find it by UID.
+    let sent = blocking(move || {
+        let Some(_) = engine.on_sent(&actor, &raw)? else {
+            return Ok(None);
+        };
+        let req = TrackRequest::new(TrackSource::Sent).at(location);
+        engine.track(&actor, &raw, req).map(Some)
+    })
+    .await?;
+    if let Some(t) = sent {
+        bump(inner);
+        tracing::info!(uid, folder = %folder, activity = %t.activity.id, "sent reply tracked");
+        if c.keywords_allowed {
+            c.store_keywords(uid, &[&cfg.tracked_keyword], &[]).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The folders a worker watches with IDLE.
+#[derive(Debug, Clone, Copy)]
+enum Watched {
+    /// New mail is judged by the user's automatic-tracking option.
+    Inbox,
+    /// Replies saved by any client (or by the server) that answer tracked email.
+    Sent,
+}
+
+async fn watch(inner: Arc<Inner>, owner: UserId, credential: Credential, what: Watched) {
     let mut shutdown = inner.shutdown.clone();
     loop {
         let r = tokio::select! {
             _ = shutdown.changed() => return,
-            r = watch_inbox_once(&inner, owner, &credential) => r,
+            r = watch_once(&inner, owner, &credential, what) => r,
         };
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "INBOX watch ended; reconnecting");
+        match r {
+            // Nothing to watch (no Sent folder): done.
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, folder = ?what, "folder watch ended; reconnecting")
+            }
         }
         tokio::select! {
             _ = shutdown.changed() => return,
@@ -317,13 +354,24 @@ async fn watch_inbox(inner: Arc<Inner>, owner: UserId, credential: Credential) {
     }
 }
 
-async fn watch_inbox_once(
+async fn watch_once(
     inner: &Arc<Inner>,
     owner: UserId,
     credential: &Credential,
+    what: Watched,
 ) -> Result<(), JobError> {
     let mut c = ImapClient::connect(&inner.connector, credential).await?;
-    let mut validity = c.select("INBOX").await?;
+    let folder = match what {
+        Watched::Inbox => "INBOX".to_string(),
+        Watched::Sent => match c.sent_folder().await? {
+            Some(f) => f,
+            None => {
+                tracing::info!("no Sent folder to watch");
+                return Ok(());
+            }
+        },
+    };
+    let mut validity = c.select(&folder).await?;
     let mut last = c.uid_search("ALL").await?.into_iter().max().unwrap_or(0);
     let idle_for = inner
         .sync_interval
@@ -331,7 +379,7 @@ async fn watch_inbox_once(
         .max(Duration::from_secs(1));
     loop {
         c.idle(idle_for).await?;
-        let v = c.select("INBOX").await?;
+        let v = c.select(&folder).await?;
         if v != validity {
             validity = v;
             last = c.uid_search("ALL").await?.into_iter().max().unwrap_or(0);
@@ -346,32 +394,52 @@ async fn watch_inbox_once(
         new.sort_unstable();
         for uid in new {
             last = last.max(uid);
-            let Some(raw) = c.fetch_raw(uid).await? else {
-                continue;
-            };
-            let engine = inner.engine.clone();
-            let location = MessageLocation {
-                folder: "INBOX".into(),
-                uid_validity: validity,
-                uid,
-            };
-            match blocking(move || engine.on_new_inbox_mail(owner, &raw, Some(location))).await {
-                Ok(Some(t)) => {
-                    bump(inner);
-                    tracing::info!(uid, activity = %t.activity.id, "tracked automatically");
-                    if c.keywords_allowed {
-                        let cfg = inner.engine.config();
-                        let kw = if t.record.status == TrackStatus::Pending {
-                            &cfg.pending_keyword
-                        } else {
-                            &cfg.tracked_keyword
-                        };
-                        c.store_keywords(uid, &[kw], &[]).await?;
-                    }
+            match what {
+                Watched::Inbox => inbox_message(inner, &mut c, owner, validity, uid).await?,
+                Watched::Sent => {
+                    let engine = inner.engine.clone();
+                    let actor = blocking(move || engine.actor_by_id(owner, owner)).await?;
+                    sent_message(inner, &mut c, actor, &folder, uid).await?;
+                    // sent_message selected the folder again: still the same one.
                 }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(uid, error = %e, "automatic tracking failed"),
             }
         }
     }
+}
+
+/// New INBOX mail: tracked when the owner's automatic-tracking option says so.
+async fn inbox_message(
+    inner: &Arc<Inner>,
+    c: &mut ImapClient,
+    owner: UserId,
+    validity: u32,
+    uid: u32,
+) -> Result<(), JobError> {
+    let Some(raw) = c.fetch_raw(uid).await? else {
+        return Ok(());
+    };
+    let engine = inner.engine.clone();
+    let location = MessageLocation {
+        folder: "INBOX".into(),
+        uid_validity: validity,
+        uid,
+    };
+    match blocking(move || engine.on_new_inbox_mail(owner, &raw, Some(location))).await {
+        Ok(Some(t)) => {
+            bump(inner);
+            tracing::info!(uid, activity = %t.activity.id, "tracked automatically");
+            if c.keywords_allowed {
+                let cfg = inner.engine.config();
+                let kw = if t.record.status == TrackStatus::Pending {
+                    &cfg.pending_keyword
+                } else {
+                    &cfg.tracked_keyword
+                };
+                c.store_keywords(uid, &[kw], &[]).await?;
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(uid, error = %e, "automatic tracking failed"),
+    }
+    Ok(())
 }
