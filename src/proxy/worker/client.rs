@@ -436,8 +436,8 @@ fn list_mailbox_name(after_attrs: &str) -> String {
     // Skip the delimiter: a quoted char or NIL.
     let rest = if let Some(r) = rest.strip_prefix("NIL") {
         r
-    } else if rest.starts_with('"') {
-        let mut chars = rest[1..].char_indices();
+    } else if let Some(quoted_delim) = rest.strip_prefix('"') {
+        let mut chars = quoted_delim.char_indices();
         let mut end = rest.len();
         while let Some((i, c)) = chars.next() {
             if c == '\\' {
