@@ -19,6 +19,7 @@ pub mod manifest;
 mod message_view;
 mod pages;
 pub mod session;
+mod track_actions;
 
 pub use events::{MessageOpened, PaneEvent, PaneEvents};
 
@@ -62,6 +63,8 @@ pub enum PaneError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("tracking settings: {0}")]
+    Tracking(#[from] crate::track::TrackError),
     #[error("sign-in link: {0}")]
     Link(#[from] link::LinkError),
 }
@@ -72,6 +75,8 @@ pub(crate) struct AppInner {
     pub sessions: SessionStore,
     pub events: PaneEvents,
     pub store: Arc<dyn CrmStore>,
+    /// The tracking engine over `store` (stateless, so the pane keeps its own).
+    pub engine: Arc<crate::track::Engine>,
     pub allowed_hosts: Vec<String>,
     /// `https://localhost:PORT`: what the manifest and the CLI's links point at.
     pub origin: String,
@@ -142,6 +147,10 @@ pub async fn start(
     if !local_addr.ip().is_loopback() {
         tracing::warn!(%local_addr, "the pane listens on a non-loopback address");
     }
+    let engine = Arc::new(crate::track::Engine::new(
+        store.clone(),
+        cfg.tracking.clone(),
+    )?);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -153,6 +162,7 @@ pub async fn start(
         sessions: SessionStore::new(),
         events,
         store,
+        engine,
         allowed_hosts: guard::allowed_hosts(local_addr.port(), &cfg.pane.extra_hosts),
         origin: origin.clone(),
         shutdown: stop_rx.clone(),
@@ -255,9 +265,18 @@ fn router(state: AppState) -> Router {
         .route("/contacts", get(crm::contacts))
         .route("/documents", get(crm::documents))
         .route("/record/{id}", get(crm::record))
+        .route("/track", post(track_actions::track_form))
+        .route(
+            "/regarding",
+            get(track_actions::pick_regarding).post(track_actions::regarding_form),
+        )
+        .route("/untrack", post(track_actions::untrack_form))
         .route("/events", get(handlers::events))
         .route("/api/session", get(api::session))
         .route("/api/current", post(api::set_current))
+        .route("/api/track", post(track_actions::api_track))
+        .route("/api/regarding", post(track_actions::api_regarding))
+        .route("/api/untrack", post(track_actions::api_untrack))
         .route("/api", any(api::not_found))
         .route("/api/{*rest}", any(api::not_found))
         .route("/manifest.xml", get(manifest_xml))

@@ -1,0 +1,345 @@
+//! The tracking panel's actions over real HTTPS on a real store with the demo CRM:
+//! Track, Set Regarding (search with a type filter), Change Regarding, Untrack, as
+//! forms and as JSON, and what is refused (another user's message, unknown ids,
+//! bad or over-long fields, missing CSRF) with nothing changed.
+
+mod pane_util;
+
+use crmproxy::pane::MessageOpened;
+use crmproxy::store::{Kind, MessageId, TrackStatus, UserId};
+use pane_util::TestPane;
+use uuid::Uuid;
+
+const ALICE: &str = "alice@example.test";
+const BOB: &str = "bob@example.test";
+const ALICE_ID: &str = "0193a1b2-c3d4-7001-8000-000000000001";
+const BOB_ID: &str = "0193a1b2-c3d4-7002-8000-000000000002";
+const CONTOSO: &str = "0193a1b2-c3d4-7005-8000-000000000005";
+const DEMO_MID: &str = "demo-0001@mail.contoso.example";
+
+fn uid(s: &str) -> UserId {
+    UserId::from_uuid(Uuid::parse_str(s).unwrap())
+}
+
+fn mid(s: &str) -> MessageId {
+    MessageId::parse(s).unwrap()
+}
+
+#[tokio::test]
+async fn change_regarding_untrack_and_track_again_through_forms() {
+    let pane = TestPane::start().await;
+    let mut alice = pane.signed_in(ALICE).await;
+    pane.events
+        .publish_opened(ALICE, MessageOpened::new(&format!("<{DEMO_MID}>")));
+
+    // The panel offers the guide's buttons for a tracked message.
+    let page = alice.get("/current").await;
+    let t = page.text();
+    assert!(
+        t.contains("Change Regarding") && t.contains(">Untrack<"),
+        "{t}"
+    );
+    assert!(t.contains("View email in CRM"), "{t}");
+    let csrf = page.csrf();
+
+    // Set Regarding: search accounts only, then pick Contoso.
+    let t = alice
+        .get("/regarding?id=demo-0001%40mail.contoso.example&q=contoso&type=account")
+        .await
+        .text();
+    let pick = format!("account:{CONTOSO}");
+    assert!(t.contains(&pick), "{t}");
+    assert!(
+        !t.contains("value=\"contact:"),
+        "the type filter holds: {t}"
+    );
+    let r = alice
+        .post_form(
+            "/regarding",
+            &[
+                ("csrf", &csrf),
+                ("message_id", DEMO_MID),
+                ("regarding", &pick),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let rec = pane
+        .store
+        .tracking(uid(ALICE_ID), &mid(DEMO_MID))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        rec.regarding.map(|g| (g.kind, g.id.to_string())),
+        Some((Kind::Account, CONTOSO.into()))
+    );
+    let act = pane.store.activity(rec.activity.unwrap()).unwrap().unwrap();
+    assert_eq!(
+        act.regarding.map(|g| g.id.to_string()),
+        Some(CONTOSO.into())
+    );
+    let t = alice.get(&r.header("location").unwrap()).await.text();
+    assert!(
+        t.contains("Regarding set.") && t.contains("Contoso Pharmaceuticals"),
+        "{t}"
+    );
+
+    // Untrack: the tracking record goes, the activity stays.
+    let r = alice
+        .post_form("/untrack", &[("csrf", &csrf), ("message_id", DEMO_MID)])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert!(pane
+        .store
+        .tracking(uid(ALICE_ID), &mid(DEMO_MID))
+        .unwrap()
+        .is_none());
+    assert!(pane.store.activity(act.id).unwrap().is_some());
+    let t = alice.get("/current").await.text();
+    assert!(t.contains("Not tracked") && t.contains(">Track<"), "{t}");
+
+    // Untrack again: refused clearly.
+    let r = alice
+        .post_form("/untrack", &[("csrf", &csrf), ("message_id", DEMO_MID)])
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(
+        r.text().contains("not tracked in this mailbox"),
+        "{}",
+        r.text()
+    );
+
+    // Track: the CRM has the email already, so it is tracked at once.
+    let r = alice
+        .post_form("/track", &[("csrf", &csrf), ("message_id", DEMO_MID)])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let rec = pane
+        .store
+        .tracking(uid(ALICE_ID), &mid(DEMO_MID))
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.status, TrackStatus::Tracked);
+    assert_eq!(rec.activity, Some(act.id));
+}
+
+#[tokio::test]
+async fn a_message_the_crm_has_not_seen_becomes_a_pending_request_with_its_place() {
+    let pane = TestPane::start().await;
+    let mut bob = pane.signed_in(BOB).await;
+    let mut ev = MessageOpened::new("new-1@fabrikam.example");
+    ev.mailbox = Some("INBOX".into());
+    ev.uid = Some(7);
+    ev.uid_validity = Some(1234);
+    pane.events.publish_opened(BOB, ev);
+    let csrf = bob.get("/current").await.csrf();
+    let r = bob
+        .post_form(
+            "/regarding",
+            &[
+                ("csrf", &csrf),
+                ("message_id", "<new-1@fabrikam.example>"),
+                ("regarding", &format!("account:{CONTOSO}")),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let rec = pane
+        .store
+        .tracking(uid(BOB_ID), &mid("new-1@fabrikam.example"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.status, TrackStatus::Pending);
+    assert_eq!(rec.via.as_deref(), Some("pane"));
+    let loc = rec.location.clone().unwrap();
+    assert_eq!(
+        (loc.folder.as_str(), loc.uid_validity, loc.uid),
+        ("INBOX", 1234, 7)
+    );
+    assert_eq!(
+        rec.regarding.map(|g| g.id.to_string()),
+        Some(CONTOSO.into())
+    );
+    let t = bob.get("/current").await.text();
+    assert!(
+        t.contains("Track pending") && t.contains(">Untrack<"),
+        "{t}"
+    );
+
+    // A failed request shows its reason and offers Track again.
+    pane.store
+        .put_tracking(crmproxy::store::TrackingRecord {
+            status: TrackStatus::Failed {
+                reason: "the message is no longer in its folder".into(),
+            },
+            ..rec
+        })
+        .unwrap();
+    let t = bob.get("/current").await.text();
+    assert!(
+        t.contains("Tracking failed") && t.contains("no longer in its folder"),
+        "{t}"
+    );
+    assert!(t.contains(">Track<"), "{t}");
+}
+
+#[tokio::test]
+async fn the_json_api_tracks_sets_regarding_and_untracks() {
+    let pane = TestPane::start().await;
+    let mut alice = pane.signed_in(ALICE).await;
+    let csrf = alice.get("/api/session").await.json()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let origin = alice.origin();
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-csrf-token", csrf.as_str()),
+        ("origin", origin.as_str()),
+    ];
+    let post =
+        |path: &'static str, body: serde_json::Value| (path, serde_json::to_vec(&body).unwrap());
+    pane.events
+        .publish_opened(ALICE, MessageOpened::new(DEMO_MID));
+
+    let (p, b) = post(
+        "/api/regarding",
+        serde_json::json!({ "message_id": DEMO_MID, "regarding": format!("account:{CONTOSO}") }),
+    );
+    let r = alice.send("POST", p, &headers, b).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    assert_eq!(j["tracking"]["status"], "tracked");
+    assert_eq!(j["tracking"]["regarding"], format!("account:{CONTOSO}"));
+
+    // Clearing the regarding.
+    let (p, b) = post(
+        "/api/regarding",
+        serde_json::json!({ "message_id": DEMO_MID, "regarding": "" }),
+    );
+    let r = alice.send("POST", p, &headers, b).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["tracking"]["regarding"].is_null());
+
+    // A record type that cannot be regarding, an unknown record, junk: refused, unchanged.
+    for (bad, status) in [
+        (format!("email_template:{CONTOSO}"), 400),
+        (
+            "account:0193a1b2-c3d4-7fff-8000-00000000ffff".to_owned(),
+            404,
+        ),
+        ("account:not-a-uuid".to_owned(), 400),
+        ("x".repeat(5000), 400),
+    ] {
+        let (p, b) = post(
+            "/api/regarding",
+            serde_json::json!({ "message_id": DEMO_MID, "regarding": bad }),
+        );
+        let r = alice.send("POST", p, &headers, b).await;
+        assert_eq!(r.status, status, "{bad:.40}: {}", r.text());
+        assert!(r.json()["error"].as_str().unwrap().len() < 400);
+    }
+    let rec = pane
+        .store
+        .tracking(uid(ALICE_ID), &mid(DEMO_MID))
+        .unwrap()
+        .unwrap();
+    assert!(rec.regarding.is_none(), "nothing changed by refused calls");
+
+    let (p, b) = post(
+        "/api/untrack",
+        serde_json::json!({ "message_id": DEMO_MID }),
+    );
+    let r = alice.send("POST", p, &headers, b).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["tracking"]["status"], "not_tracked");
+    let (p, b) = post("/api/track", serde_json::json!({ "message_id": DEMO_MID }));
+    let r = alice.send("POST", p, &headers, b).await;
+    assert_eq!(r.json()["tracking"]["status"], "tracked", "{}", r.text());
+
+    // Without the CSRF header: refused.
+    let r = alice
+        .send(
+            "POST",
+            "/api/untrack",
+            &[
+                ("content-type", "application/json"),
+                ("origin", origin.as_str()),
+            ],
+            serde_json::to_vec(&serde_json::json!({ "message_id": DEMO_MID })).unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(pane
+        .store
+        .tracking(uid(ALICE_ID), &mid(DEMO_MID))
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test]
+async fn another_users_message_and_unknown_ids_are_refused_and_nothing_changes() {
+    let pane = TestPane::start().await;
+    let mut bob = pane.signed_in(BOB).await;
+    let csrf = bob.get("/current").await.csrf();
+    let before = pane.store.tracking(uid(ALICE_ID), &mid(DEMO_MID)).unwrap();
+    assert!(before.is_some());
+
+    // Bob never opened Alice's message: he may not track it (and so read it) nor untrack it.
+    for path in ["/track", "/untrack"] {
+        let r = bob
+            .post_form(path, &[("csrf", &csrf), ("message_id", DEMO_MID)])
+            .await;
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+    }
+    let r = bob
+        .post_form(
+            "/regarding",
+            &[
+                ("csrf", &csrf),
+                ("message_id", DEMO_MID),
+                ("regarding", &format!("account:{CONTOSO}")),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(pane
+        .store
+        .tracking(uid(BOB_ID), &mid(DEMO_MID))
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        pane.store.tracking(uid(ALICE_ID), &mid(DEMO_MID)).unwrap(),
+        before
+    );
+
+    // Unknown and malformed ids, over-long ids.
+    let long = format!("{}@x.example", "a".repeat(2000));
+    for id in ["nobody@nowhere.example", "", "a\r\nb@x", long.as_str()] {
+        let r = bob
+            .post_form("/track", &[("csrf", &csrf), ("message_id", id)])
+            .await;
+        assert!(matches!(r.status, 400 | 404), "{id:.30}: {}", r.status);
+        assert!(!r.text().contains("\r\nb@x"), "not echoed raw");
+    }
+
+    // Without CSRF: refused before anything runs.
+    let r = bob
+        .post_form("/track", &[("message_id", "x@y.example")])
+        .await;
+    assert_eq!(r.status, 403);
+
+    // A script in the search text comes back escaped.
+    let t = bob
+        .get("/regarding?id=x%40y.example&q=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+        .await
+        .text();
+    assert!(
+        !t.contains("<script>alert(1)") && t.contains("&lt;script&gt;"),
+        "{t}"
+    );
+    let r = bob
+        .get("/regarding?id=x%40y.example&q=a&type=email_template")
+        .await;
+    assert_eq!(r.status, 400);
+}
