@@ -343,3 +343,60 @@ async fn another_users_message_and_unknown_ids_are_refused_and_nothing_changes()
         .await;
     assert_eq!(r.status, 400);
 }
+
+#[tokio::test]
+async fn view_email_in_crm_shows_the_activity_and_downloads_the_original_for_its_mailbox_only() {
+    use crmproxy::track::{Engine, TrackRequest, TrackSource};
+    let pane = TestPane::start().await;
+    let raw = b"From: Nancy Davolio <nancy.davolio@contoso.example>\r\n\
+To: alice@example.test\r\nSubject: Quote <script>alert(1)</script>\r\n\
+Message-ID: <viewed-1@contoso.example>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\
+\r\nHello Alice,\r\nthe quote is attached.\r\n";
+    let engine = Engine::new(pane.store.clone(), pane.cfg.tracking.clone()).unwrap();
+    let actor = engine.actor(ALICE, ALICE).unwrap();
+    let tracked = engine
+        .track(&actor, raw, TrackRequest::new(TrackSource::Cli))
+        .unwrap();
+    let id = tracked.activity.id.to_string();
+
+    let mut alice = pane.signed_in(ALICE).await;
+    pane.events
+        .publish_opened(ALICE, MessageOpened::new("viewed-1@contoso.example"));
+    let t = alice.get("/current").await.text();
+    assert!(
+        t.contains(&format!("/activity/{id}")),
+        "View email in CRM: {t}"
+    );
+    let t = alice.get(&format!("/activity/{id}")).await.text();
+    assert!(
+        t.contains("Email in CRM") && t.contains("the quote is attached"),
+        "{t}"
+    );
+    assert!(
+        t.contains("&lt;script&gt;") && !t.contains("<script>alert"),
+        "escaped: {t}"
+    );
+    assert!(t.contains("Not signed or encrypted"), "{t}");
+    let r = alice.get(&format!("/activity/{id}/raw")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type").as_deref(), Some("message/rfc822"));
+    assert!(r
+        .header("content-disposition")
+        .unwrap()
+        .starts_with("attachment;"));
+    assert_eq!(r.body, raw.to_vec());
+
+    // Bob's mailbox does not track it: neither the page nor the bytes.
+    let mut bob = pane.signed_in(BOB).await;
+    for path in [format!("/activity/{id}"), format!("/activity/{id}/raw")] {
+        let r = bob.get(&path).await;
+        assert_eq!(r.status, 404, "{path}");
+        assert!(!r.text().contains("the quote is attached"));
+    }
+    for junk in [
+        "/activity/not-an-id",
+        "/activity/0193a1b2-c3d4-7fff-8000-00000000ffff/raw",
+    ] {
+        assert_eq!(alice.get(junk).await.status, 404, "{junk}");
+    }
+}

@@ -6,6 +6,7 @@
 //! Security lives in [`guard`] (Host, Origin, CSRF, headers) and [`session`];
 //! sign-in by one-time link in [`link`], by mailbox password in [`imap_login`].
 
+mod activity_view;
 mod api;
 mod assets;
 mod crm;
@@ -265,6 +266,8 @@ fn router(state: AppState) -> Router {
         .route("/contacts", get(crm::contacts))
         .route("/documents", get(crm::documents))
         .route("/record/{id}", get(crm::record))
+        .route("/activity/{id}", get(activity_view::activity))
+        .route("/activity/{id}/raw", get(activity_view::raw))
         .route("/track", post(track_actions::track_form))
         .route(
             "/regarding",
