@@ -400,3 +400,162 @@ Message-ID: <viewed-1@contoso.example>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\
         assert_eq!(alice.get(junk).await.status, 404, "{junk}");
     }
 }
+
+#[tokio::test]
+async fn add_an_unknown_sender_as_contact_or_lead_and_track_regarding_it() {
+    use crmproxy::store::{EmailAddress, Record};
+    let pane = TestPane::start().await;
+    let mut bob = pane.signed_in(BOB).await;
+    let mut ev = MessageOpened::new("intro-1@newco.example");
+    ev.from = Some("Jane <b>Doe</b> <jane.doe@newco.example>".into());
+    pane.events.publish_opened(BOB, ev);
+    let page = bob.get("/current").await;
+    let t = page.text();
+    assert!(
+        t.contains("+ Add as contact") && t.contains("+ Add as lead"),
+        "{t}"
+    );
+    assert!(!t.contains("<b>Doe</b>"), "the name is escaped: {t}");
+    let csrf = page.csrf();
+    let form = bob
+        .get("/people/new?id=intro-1%40newco.example&address=jane.doe%40newco.example&kind=contact")
+        .await;
+    assert_eq!(form.status, 200, "{}", form.text());
+    assert!(form.text().contains("value=\"jane.doe@newco.example\""));
+
+    // Over-long and multi-line names, an address not on the message, junk kind: refused.
+    let long = "x".repeat(300);
+    for (fields, status) in [
+        (
+            vec![
+                ("last_name", long.as_str()),
+                ("address", "jane.doe@newco.example"),
+            ],
+            400,
+        ),
+        (
+            vec![("last_name", "a\nb"), ("address", "jane.doe@newco.example")],
+            400,
+        ),
+        (
+            vec![("last_name", "Doe"), ("address", "other@newco.example")],
+            400,
+        ),
+        (
+            vec![
+                ("last_name", "Doe"),
+                ("address", "jane.doe@newco.example"),
+                ("kind", "account"),
+            ],
+            400,
+        ),
+        (
+            vec![("last_name", ""), ("address", "jane.doe@newco.example")],
+            400,
+        ),
+    ] {
+        let mut all = vec![
+            ("csrf", csrf.as_str()),
+            ("message_id", "intro-1@newco.example"),
+        ];
+        all.extend(fields);
+        let r = bob.post_form("/people/new", &all).await;
+        assert_eq!(r.status, status, "{all:?}: {}", r.text());
+    }
+    let jane = EmailAddress::parse("jane.doe@newco.example").unwrap();
+    assert!(
+        pane.store.resolve_address(&jane).unwrap().is_empty(),
+        "nothing created"
+    );
+
+    // A message Bob never opened: refused before anything is created.
+    let r = bob
+        .post_form(
+            "/people/new",
+            &[
+                ("csrf", &csrf),
+                ("message_id", DEMO_MID),
+                ("address", "jane.doe@newco.example"),
+                ("last_name", "Doe"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+
+    let r = bob
+        .post_form(
+            "/people/new",
+            &[
+                ("csrf", &csrf),
+                ("message_id", "intro-1@newco.example"),
+                ("address", "jane.doe@newco.example"),
+                ("kind", "contact"),
+                ("first_name", "Jane <script>x</script>"),
+                ("last_name", "Doe"),
+                ("company", "NewCo"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let refs = pane.store.resolve_address(&jane).unwrap();
+    assert_eq!(refs.len(), 1);
+    assert_eq!(refs[0].kind, Kind::Contact);
+    let Some(Record::Contact(c)) = pane.store.record(refs[0].id).unwrap() else {
+        panic!("a contact")
+    };
+    assert_eq!(c.last_name, "Doe");
+    let rec = pane
+        .store
+        .tracking(uid(BOB_ID), &mid("intro-1@newco.example"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.regarding, Some(refs[0]));
+    let t = bob.get(&r.header("location").unwrap()).await.text();
+    assert!(t.contains("Contact created"), "{t}");
+    assert!(!t.contains("<script>x"), "{t}");
+
+    // Known now: no "+" for Jane; adding again is refused.
+    let r = bob
+        .post_form(
+            "/people/new",
+            &[
+                ("csrf", &csrf),
+                ("message_id", "intro-1@newco.example"),
+                ("address", "jane.doe@newco.example"),
+                ("last_name", "Doe"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+
+    // The JSON twin creates a lead.
+    let mut ev = MessageOpened::new("intro-2@newco.example");
+    ev.from = Some("Max Lead <max@newco.example>".into());
+    pane.events.publish_opened(BOB, ev);
+    let api_csrf = bob.get("/api/session").await.json()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let origin = bob.origin();
+    let body = serde_json::json!({
+        "message_id": "intro-2@newco.example", "address": "max@newco.example",
+        "kind": "lead", "first_name": "Max", "last_name": "Lead", "topic": "Seats"
+    });
+    let r = bob
+        .send(
+            "POST",
+            "/api/people",
+            &[
+                ("content-type", "application/json"),
+                ("x-csrf-token", &api_csrf),
+                ("origin", &origin),
+            ],
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["tracking"]["regarding"]
+        .as_str()
+        .unwrap()
+        .starts_with("lead:"));
+}

@@ -158,6 +158,15 @@ fn status_label(kind: Kind) -> &'static str {
     }
 }
 
+fn add_href(mid: &str, address: &str, kind: &str) -> String {
+    let q = form_urlencoded::Serializer::new(String::new())
+        .append_pair("id", mid)
+        .append_pair("address", address)
+        .append_pair("kind", kind)
+        .finish();
+    format!("/people/new?{q}")
+}
+
 /// The tracking panel's buttons, in the guide's order.
 fn track_buttons(crm: &MessageCrm, csrf: &str) -> Markup {
     let mid = &crm.message_id;
@@ -237,6 +246,14 @@ pub fn panels(crm: &MessageCrm, csrf: &str, done: Option<&str>) -> Markup {
                             }
                             @if p.records.is_empty() {
                                 span.badge.off { "Unknown" }
+                                @if !crm.message_id.is_empty() && p.address.contains('@') {
+                                    @for (kind, label) in [("contact", "Add as contact"), ("lead", "Add as lead")] {
+                                        " "
+                                        a.button.add href=(add_href(&crm.message_id, &p.address, kind)) title=(label) {
+                                            "+ " (label)
+                                        }
+                                    }
+                                }
                             } @else {
                                 @for (r, title) in &p.records {
                                     span.rec {

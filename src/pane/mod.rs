@@ -19,6 +19,7 @@ pub mod link;
 pub mod manifest;
 mod message_view;
 mod pages;
+mod people_actions;
 pub mod session;
 mod track_actions;
 
@@ -273,6 +274,11 @@ fn router(state: AppState) -> Router {
             "/regarding",
             get(track_actions::pick_regarding).post(track_actions::regarding_form),
         )
+        .route(
+            "/people/new",
+            get(people_actions::new_form).post(people_actions::new_submit),
+        )
+        .route("/api/people", post(people_actions::api_new))
         .route("/untrack", post(track_actions::untrack_form))
         .route("/events", get(handlers::events))
         .route("/api/session", get(api::session))

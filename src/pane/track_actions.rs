@@ -47,6 +47,9 @@ pub enum TrackAction {
     /// Set or change (`Some`) or clear (`None`) the regarding record; tracks the
     /// message first when it is not tracked yet.
     Regarding(Option<RecordRef>),
+    /// Track regarding a record created in the same action ("Add as contact / lead");
+    /// a delegate is refused a new contact as regarding.
+    RegardingNew(RecordRef),
     Untrack,
 }
 
@@ -86,7 +89,35 @@ pub fn track_failure(e: TrackError) -> Failure {
     Failure::new(status, format!("{first}{}.", chars.as_str()))
 }
 
-fn parse_mid(raw: &str) -> Result<MessageId, Failure> {
+fn not_yours() -> Failure {
+    Failure::new(
+        StatusCode::NOT_FOUND,
+        "This message is not one you opened through the proxy, nor is it tracked in \
+         your mailbox. Open it in your mail client first.",
+    )
+}
+
+/// Check, before anything is written, that the user may act on message `raw_id`
+/// (see the module comment). Returns the normalized Message-ID.
+pub async fn check_message(
+    app: &AppState,
+    user: &SignedIn,
+    raw_id: &str,
+) -> Result<MessageId, Failure> {
+    let mid = parse_mid(raw_id)?;
+    if app.events.find(&user.user, mid.as_str()).is_some() {
+        return Ok(mid);
+    }
+    let owner = user.crm_user.id;
+    let m = mid.clone();
+    let tracked = with_store(app, move |s| s.tracking(owner, &m)).await?;
+    match tracked {
+        Some(_) => Ok(mid),
+        None => Err(not_yours()),
+    }
+}
+
+pub(crate) fn parse_mid(raw: &str) -> Result<MessageId, Failure> {
     let id = valid_message_id(raw)?;
     MessageId::parse(&id).map_err(|_| {
         Failure::new(
@@ -148,21 +179,18 @@ pub async fn perform(
             .tracking(actor.owner_id(), &mid)
             .map_err(track_failure)?;
         if tracked.is_none() && !seen {
-            return Err(Failure::new(
-                StatusCode::NOT_FOUND,
-                "This message is not one you opened through the proxy, nor is it tracked in \
-                 your mailbox. Open it in your mail client first.",
-            ));
+            return Err(not_yours());
         }
-        let request = |regarding: Option<RecordRef>| {
+        let request = |regarding: Option<RecordRef>, is_new_contact: bool| {
             let mut req = TrackRequest::new(TrackSource::Pane);
             req.regarding = regarding;
+            req.regarding_is_new_contact = is_new_contact;
             req.location = location.clone();
             engine.request(&actor, &mid, req).map_err(track_failure)
         };
         match action {
             TrackAction::Track => {
-                let r = request(None)?;
+                let r = request(None, false)?;
                 Ok(Outcome {
                     message: status_sentence(&r.status),
                     record: Some(r),
@@ -173,7 +201,7 @@ pub async fn perform(
                     Some(_) => engine
                         .set_regarding(&actor, &mid, regarding, false)
                         .map_err(track_failure)?,
-                    None => request(regarding)?,
+                    None => request(regarding, false)?,
                 };
                 let message = match regarding {
                     Some(_) => "Regarding set. ".to_owned() + &status_sentence(&r.status),
@@ -182,6 +210,23 @@ pub async fn perform(
                 Ok(Outcome {
                     message,
                     record: Some(r),
+                })
+            }
+            TrackAction::RegardingNew(r) => {
+                let is_new_contact = r.kind == Kind::Contact;
+                let rec = match tracked {
+                    Some(_) => engine
+                        .set_regarding(&actor, &mid, Some(r), is_new_contact)
+                        .map_err(track_failure)?,
+                    None => request(Some(r), is_new_contact)?,
+                };
+                Ok(Outcome {
+                    message: format!(
+                        "{} created; the email is tracked regarding it. {}",
+                        kind_label(r.kind),
+                        status_sentence(&rec.status)
+                    ),
+                    record: Some(rec),
                 })
             }
             TrackAction::Untrack => {
@@ -218,7 +263,7 @@ fn status_sentence(s: &TrackStatus) -> String {
     }
 }
 
-fn record_json(r: &Option<TrackingRecord>) -> serde_json::Value {
+pub(crate) fn record_json(r: &Option<TrackingRecord>) -> serde_json::Value {
     match r {
         None => json!({ "status": "not_tracked" }),
         Some(r) => {
@@ -244,7 +289,7 @@ pub struct ActionForm {
     regarding: Option<String>,
 }
 
-fn back_to(mid: &str, note: &str) -> Response {
+pub(crate) fn back_to(mid: &str, note: &str) -> Response {
     let q = form_urlencoded::Serializer::new(String::new())
         .append_pair("id", mid)
         .append_pair("done", note)
