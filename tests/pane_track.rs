@@ -559,3 +559,187 @@ async fn add_an_unknown_sender_as_contact_or_lead_and_track_regarding_it() {
         .unwrap()
         .starts_with("lead:"));
 }
+
+#[tokio::test]
+async fn add_activity_regarding_the_linked_record_and_quick_create() {
+    use crmproxy::store::{ActivityDetails, Record};
+    const OPPORTUNITY: &str = "0193a1b2-c3d4-7010-8000-000000000010";
+    let pane = TestPane::start().await;
+    let mut alice = pane.signed_in(ALICE).await;
+    pane.events
+        .publish_opened(ALICE, MessageOpened::new(DEMO_MID));
+    let t = alice.get("/current").await.text();
+    let add = format!("/activities/new?regarding=opportunity:{OPPORTUNITY}");
+    assert!(t.contains(&add) && t.contains("Add activity"), "{t}");
+    let page = alice.get(&add).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let csrf = page.csrf();
+    let regarding = format!("opportunity:{OPPORTUNITY}");
+    let r = alice
+        .post_form(
+            "/activities/new",
+            &[
+                ("csrf", &csrf),
+                ("regarding", &regarding),
+                ("kind", "phone_call"),
+                ("subject", "Call <b>Nancy</b> back"),
+                ("when", "2026-11-25T09:30"),
+                ("phone_number", "+1 555 0100"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let acts = pane
+        .store
+        .activities_of(Uuid::parse_str(OPPORTUNITY).unwrap(), 50)
+        .unwrap();
+    let call = acts
+        .iter()
+        .find(|a| a.subject == "Call <b>Nancy</b> back")
+        .expect("the call");
+    assert!(matches!(call.details, ActivityDetails::PhoneCall(_)));
+    assert_eq!(call.owner, uid(ALICE_ID));
+    let t = alice.get(&r.header("location").unwrap()).await.text();
+    assert!(
+        t.contains("Call &lt;b&gt;Nancy&lt;/b&gt; back"),
+        "escaped on the record: {t}"
+    );
+
+    // Refused: no subject, unknown kind, bad time, over-long subject, a deleted record.
+    let long = "s".repeat(500);
+    let missing = "opportunity:0193a1b2-c3d4-7fff-8000-00000000ffff".to_string();
+    for (fields, status) in [
+        (
+            vec![
+                ("regarding", regarding.as_str()),
+                ("kind", "task"),
+                ("subject", ""),
+            ],
+            400,
+        ),
+        (
+            vec![
+                ("regarding", regarding.as_str()),
+                ("kind", "fax"),
+                ("subject", "x"),
+            ],
+            400,
+        ),
+        (
+            vec![
+                ("regarding", regarding.as_str()),
+                ("kind", "appointment"),
+                ("subject", "x"),
+                ("when", "tomorrow"),
+            ],
+            400,
+        ),
+        (
+            vec![
+                ("regarding", regarding.as_str()),
+                ("kind", "task"),
+                ("subject", long.as_str()),
+            ],
+            400,
+        ),
+        (
+            vec![
+                ("regarding", missing.as_str()),
+                ("kind", "task"),
+                ("subject", "x"),
+            ],
+            404,
+        ),
+    ] {
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend(fields);
+        let r = alice.post_form("/activities/new", &all).await;
+        assert_eq!(r.status, status, "{all:?}: {}", r.text());
+    }
+    let after = pane
+        .store
+        .activities_of(Uuid::parse_str(OPPORTUNITY).unwrap(), 50)
+        .unwrap();
+    assert_eq!(after.len(), acts.len(), "nothing added by refused posts");
+
+    // Quick create: an account, then a case for it.
+    let r = alice
+        .post_form(
+            "/create",
+            &[
+                ("csrf", &csrf),
+                ("kind", "account"),
+                ("name", "Northwind <Traders>"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let loc = r.header("location").unwrap();
+    let id = Uuid::parse_str(loc.trim_start_matches("/record/")).unwrap();
+    let Some(Record::Account(a)) = pane.store.record(id).unwrap() else {
+        panic!("an account")
+    };
+    assert_eq!(a.name, "Northwind <Traders>");
+    let t = alice.get(&loc).await.text();
+    assert!(t.contains("Northwind &lt;Traders&gt;"), "{t}");
+    let link = format!("account:{id}");
+    let r = alice
+        .post_form(
+            "/create",
+            &[
+                ("csrf", &csrf),
+                ("kind", "case"),
+                ("name", "Broken login"),
+                ("link", &link),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    // A case without a customer, an unknown kind: refused.
+    for fields in [
+        vec![("kind", "case"), ("name", "No customer")],
+        vec![("kind", "invoice"), ("name", "x")],
+        vec![
+            ("kind", "contact"),
+            ("last_name", "X"),
+            ("email", "not an address"),
+        ],
+    ] {
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend(fields);
+        assert_eq!(
+            alice.post_form("/create", &all).await.status,
+            400,
+            "{all:?}"
+        );
+    }
+    // The JSON twins.
+    let api_csrf = alice.get("/api/session").await.json()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let origin = alice.origin();
+    let h = [
+        ("content-type", "application/json"),
+        ("x-csrf-token", api_csrf.as_str()),
+        ("origin", origin.as_str()),
+    ];
+    let r = alice
+        .send(
+            "POST",
+            "/api/records",
+            &h,
+            serde_json::to_vec(
+                &serde_json::json!({"kind": "lead", "last_name": "Lee", "topic": "Seats"}),
+            )
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["record"].as_str().unwrap().starts_with("lead:"));
+    let r = alice
+        .send("POST", "/api/activities", &h, serde_json::to_vec(&serde_json::json!({"kind": "task", "regarding": regarding, "subject": "Send the quote"})).unwrap())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["kind"], "task");
+}

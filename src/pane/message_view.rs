@@ -204,6 +204,9 @@ fn track_buttons(crm: &MessageCrm, csrf: &str) -> Markup {
                     @if let Some(a) = crm.activity {
                         " " a.button href=(format!("/activity/{a}")) { "View email in CRM" }
                     }
+                    @if let TrackView::TrackedRegarding(r, _) = &crm.track {
+                        " " a.button href=(format!("/activities/new?regarding={}:{}", r.kind, r.id)) { "Add activity" }
+                    }
                 }
             }
         }
@@ -230,6 +233,7 @@ pub fn panels(crm: &MessageCrm, csrf: &str, done: Option<&str>) -> Markup {
                 },
             }
             (track_buttons(crm, csrf))
+            p { a href="/create" { "Quick create" } }
         }
         section.card aria-labelledby="h-people" {
             h2 #h-people { "People" }

@@ -9,6 +9,7 @@
 mod activity_view;
 mod api;
 mod assets;
+mod create_actions;
 mod crm;
 mod errors;
 pub mod events;
@@ -279,6 +280,16 @@ fn router(state: AppState) -> Router {
             get(people_actions::new_form).post(people_actions::new_submit),
         )
         .route("/api/people", post(people_actions::api_new))
+        .route(
+            "/activities/new",
+            get(create_actions::activity_form).post(create_actions::activity_submit),
+        )
+        .route(
+            "/create",
+            get(create_actions::create_form).post(create_actions::create_submit),
+        )
+        .route("/api/activities", post(create_actions::api_activity))
+        .route("/api/records", post(create_actions::api_create))
         .route("/untrack", post(track_actions::untrack_form))
         .route("/events", get(handlers::events))
         .route("/api/session", get(api::session))
