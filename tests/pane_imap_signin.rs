@@ -341,3 +341,173 @@ async fn nul_in_a_password_is_refused_before_any_connection() {
         .unwrap_err();
     assert!(err.to_string().contains("NUL"), "{err}");
 }
+
+/// Read IMAP lines (and literals) until the tagged response of `tag`.
+fn imap_until(s: &mut std::io::BufReader<std::net::TcpStream>, tag: &str) -> String {
+    use std::io::{BufRead, Read};
+    let mut out = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(s.read_line(&mut line).unwrap() > 0, "closed: {out}");
+        out.push_str(&line);
+        if let Some(n) = line
+            .trim_end()
+            .strip_suffix('}')
+            .and_then(|l| l.rsplit_once('{'))
+            .and_then(|(_, n)| n.parse::<usize>().ok())
+        {
+            let mut buf = vec![0; n];
+            s.read_exact(&mut buf).unwrap();
+            out.push_str(&String::from_utf8_lossy(&buf));
+            continue;
+        }
+        if line.starts_with(&format!("{tag} ")) {
+            return out;
+        }
+    }
+}
+
+/// The messages of `folder` in `user`'s mailbox, read by another IMAP client.
+fn drafts_of(dv: &Dovecot, user: &str, password: &str, folder: &str) -> String {
+    use std::io::Write as _;
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", dv.imap_port)).unwrap();
+    let mut w = tcp.try_clone().unwrap();
+    let mut r = std::io::BufReader::new(tcp);
+    let mut greeting = String::new();
+    std::io::BufRead::read_line(&mut r, &mut greeting).unwrap();
+    let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    write!(w, "a LOGIN {} {}\r\n", q(user), q(password)).unwrap();
+    assert!(imap_until(&mut r, "a").contains("a OK"));
+    write!(w, "b SELECT {}\r\n", q(folder)).unwrap();
+    let sel = imap_until(&mut r, "b");
+    if !sel.contains("b OK") {
+        return String::new();
+    }
+    write!(w, "c UID FETCH 1:* (FLAGS BODY.PEEK[])\r\nd LOGOUT\r\n").unwrap();
+    imap_until(&mut r, "c")
+}
+
+#[tokio::test]
+async fn add_to_email_saves_the_filled_template_as_a_draft_tracked_regarding_the_record() {
+    use crmproxy::pane::MessageOpened;
+    use crmproxy::store::{MessageId, TrackStatus, UserId};
+    const TEMPLATE: &str = "0193a1b2-c3d4-7017-8000-000000000017";
+    const LITERATURE: &str = "0193a1b2-c3d4-701a-8000-00000000001a";
+    let dv = Dovecot::start();
+    let pane = pane_for(&dv, UpstreamTls::Implicit).await;
+    let (r, mut alice) = sign_in(&pane, ALICE, ALICE_PW, "/").await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let mut ev = MessageOpened::new("demo-0001@mail.contoso.example");
+    ev.from = Some("Nancy Davolio <nancy.davolio@contoso.example>".into());
+    pane.events.publish_opened(ALICE, ev);
+
+    let t = alice.get("/documents").await.text();
+    assert!(t.contains(&format!("/compose?doc={TEMPLATE}")), "{t}");
+    let page = alice.get(&format!("/compose?doc={TEMPLATE}")).await;
+    let t = page.text();
+    assert!(t.contains("Thank you for your time, Nancy"), "{t}");
+    assert!(
+        t.contains("Dear Nancy,") && t.contains("Alice Example"),
+        "{t}"
+    );
+    assert!(!t.contains("{{"), "every placeholder filled: {t}");
+    let csrf = page.csrf();
+    let regarding = "opportunity:0193a1b2-c3d4-7010-8000-000000000010";
+    assert!(t.contains(regarding), "{t}");
+    let r = alice
+        .post_form(
+            "/compose",
+            &[
+                ("csrf", &csrf),
+                ("to", "nancy.davolio@contoso.example"),
+                ("subject", "Thank you for your time, Nancy"),
+                ("body", "Dear Nancy,\nthank you.\nAlice Example"),
+                ("regarding", regarding),
+                ("literature", LITERATURE),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let t = r.text();
+    assert!(
+        t.contains("Draft saved in Drafts") && t.contains("Track pending"),
+        "{t}"
+    );
+    let i = t.find("class=\"mono\">").unwrap() + 13;
+    let mid = t[i..i + t[i..].find('<').unwrap()].to_owned();
+
+    // Another IMAP client finds the draft, addressed and filled, with the brochure.
+    let drafts = drafts_of(&dv, ALICE, ALICE_PW, "Drafts");
+    assert!(drafts.contains("\\Draft"), "{drafts}");
+    assert!(
+        drafts.contains("To: <nancy.davolio@contoso.example>")
+            || drafts.contains("To: nancy.davolio@contoso.example"),
+        "{drafts}"
+    );
+    assert!(
+        drafts.contains("Subject: Thank you for your time, Nancy"),
+        "{drafts}"
+    );
+    assert!(drafts.contains("contoso-product-overview.txt"), "{drafts}");
+    assert!(drafts.contains(&mid), "{drafts}");
+
+    // The regarding is attached as a pending tracking request where the draft is.
+    let alice_id =
+        UserId::from_uuid(uuid::Uuid::parse_str("0193a1b2-c3d4-7001-8000-000000000001").unwrap());
+    let rec = pane
+        .store
+        .tracking(alice_id, &MessageId::parse(&mid).unwrap())
+        .unwrap()
+        .expect("a tracking request");
+    assert_eq!(rec.status, TrackStatus::Pending);
+    assert_eq!(
+        rec.regarding.map(|g| g.id.to_string()).as_deref(),
+        Some("0193a1b2-c3d4-7010-8000-000000000010")
+    );
+    let loc = rec.location.expect("APPENDUID gave the place");
+    assert_eq!(loc.folder, "Drafts");
+
+    // Refused: a bad address, an over-long subject; nothing new in Drafts.
+    let before = drafts_of(&dv, ALICE, ALICE_PW, "Drafts")
+        .matches("FETCH (")
+        .count();
+    let long = "s".repeat(600);
+    for fields in [
+        vec![("to", "not an address"), ("subject", "x")],
+        vec![("to", "a@b.example"), ("subject", long.as_str())],
+        vec![
+            ("to", "a@b.example"),
+            ("subject", "x"),
+            (
+                "regarding",
+                "email_template:0193a1b2-c3d4-7017-8000-000000000017",
+            ),
+        ],
+    ] {
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend(fields);
+        let r = alice.post_form("/compose", &all).await;
+        assert_eq!(r.status, 400, "{all:?}: {}", r.text());
+    }
+    assert_eq!(
+        drafts_of(&dv, ALICE, ALICE_PW, "Drafts")
+            .matches("FETCH (")
+            .count(),
+        before
+    );
+
+    // Signed in by a one-time link: no password, a clear message, nothing saved.
+    let mut bob = pane.signed_in(BOB).await;
+    let page = bob.get(&format!("/compose?doc={TEMPLATE}")).await;
+    assert!(page.text().contains("one-time link"), "{}", page.text());
+    let csrf = page.csrf();
+    let r = bob
+        .post_form(
+            "/compose",
+            &[("csrf", &csrf), ("to", "a@b.example"), ("subject", "x")],
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("one-time link"));
+    assert_eq!(drafts_of(&dv, BOB, BOB_PW, "Drafts"), "");
+}

@@ -237,7 +237,9 @@ pub async fn signin_submit(
                 return refuse(f.status, &f.message);
             }
             tracing::info!(user = %user, "signed in to the pane with mailbox credentials");
-            let new = app.sessions.sign_in(Some(&session.id), &user);
+            let new = app
+                .sessions
+                .sign_in_with_password(Some(&session.id), &user, &form.password);
             with_cookie(Redirect::to(&next), session::set_cookie(&new.id))
         }
         Err(imap_login::LoginError::Rejected(_)) => {

@@ -9,6 +9,7 @@
 mod activity_view;
 mod api;
 mod assets;
+mod compose;
 mod create_actions;
 mod crm;
 mod errors;
@@ -290,6 +291,11 @@ fn router(state: AppState) -> Router {
         )
         .route("/api/activities", post(create_actions::api_activity))
         .route("/api/records", post(create_actions::api_create))
+        .route(
+            "/compose",
+            get(compose::compose_form).post(compose::compose_submit),
+        )
+        .route("/api/drafts", post(compose::api_draft))
         .route("/untrack", post(track_actions::untrack_form))
         .route("/events", get(handlers::events))
         .route("/api/session", get(api::session))
