@@ -511,3 +511,140 @@ async fn add_to_email_saves_the_filled_template_as_a_draft_tracked_regarding_the
     assert!(r.text().contains("one-time link"));
     assert_eq!(drafts_of(&dv, BOB, BOB_PW, "Drafts"), "");
 }
+
+/// Run IMAP commands as `user` on the plain port and return everything read.
+fn imap_run(dv: &Dovecot, user: &str, password: &str, commands: &[&str]) -> String {
+    use std::io::Write as _;
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", dv.imap_port)).unwrap();
+    let mut w = tcp.try_clone().unwrap();
+    let mut r = std::io::BufReader::new(tcp);
+    let mut greeting = String::new();
+    std::io::BufRead::read_line(&mut r, &mut greeting).unwrap();
+    let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    write!(w, "a LOGIN {} {}\r\n", q(user), q(password)).unwrap();
+    let mut out = imap_until(&mut r, "a");
+    for (i, c) in commands.iter().enumerate() {
+        let tag = format!("c{i}");
+        write!(w, "{tag} {c}\r\n").unwrap();
+        out.push_str(&imap_until(&mut r, &tag));
+    }
+    let _ = write!(w, "z LOGOUT\r\n");
+    out
+}
+
+#[tokio::test]
+async fn set_regarding_in_the_pane_is_completed_by_the_sync_worker_and_seen_by_other_clients() {
+    use crmproxy::pane::MessageOpened;
+    use crmproxy::store::{MessageId, TrackStatus, UserId};
+    let dv = Dovecot::start();
+    let pane = pane_for(&dv, UpstreamTls::Implicit).await;
+    // A message in Alice's INBOX, appended by another client.
+    let raw = "From: Jane Doe <jane.doe@newco.example>\r\nTo: alice@example.test\r\n\
+Subject: Seats for NewCo\r\nMessage-ID: <seats-1@newco.example>\r\n\
+Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nWe need 20 seats.\r\n";
+    let out = imap_run(
+        &dv,
+        ALICE,
+        ALICE_PW,
+        &[
+            &format!("APPEND INBOX {{{}+}}\r\n{raw}", raw.len()),
+            "SELECT INBOX",
+        ],
+    );
+    let validity: u32 = out
+        .split("[UIDVALIDITY ")
+        .nth(1)
+        .and_then(|s| s.split(']').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    // The proxy saw Alice open it (folder, UIDVALIDITY, UID).
+    let mut ev = MessageOpened::new("seats-1@newco.example");
+    ev.from = Some("Jane Doe <jane.doe@newco.example>".into());
+    ev.mailbox = Some("INBOX".into());
+    ev.uid = Some(1);
+    ev.uid_validity = Some(validity);
+    pane.events.publish_opened(ALICE, ev);
+
+    let mut alice = pane.signed_in(ALICE).await;
+    let csrf = alice.get("/current").await.csrf();
+    let r = alice
+        .post_form(
+            "/regarding",
+            &[
+                ("csrf", &csrf),
+                ("message_id", "seats-1@newco.example"),
+                ("regarding", "account:0193a1b2-c3d4-7005-8000-000000000005"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let alice_id =
+        UserId::from_uuid(uuid::Uuid::parse_str("0193a1b2-c3d4-7001-8000-000000000001").unwrap());
+    let mid = MessageId::parse("seats-1@newco.example").unwrap();
+    assert_eq!(
+        pane.store.tracking(alice_id, &mid).unwrap().unwrap().status,
+        TrackStatus::Pending
+    );
+
+    // The sync worker (as `serve` runs it, with a short sweep interval) completes it.
+    let engine = std::sync::Arc::new(
+        crmproxy::track::Engine::new(pane.store.clone(), pane.cfg.tracking.clone()).unwrap(),
+    );
+    let connector =
+        crmproxy::proxy::upstream::UpstreamConnector::new(&pane.cfg.upstream, 64 * 1024).unwrap();
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = crmproxy::proxy::worker::Workers::new(
+        engine,
+        connector,
+        pane.events.clone(),
+        Duration::from_millis(200),
+        stop_rx,
+    );
+    workers.login(
+        ALICE,
+        crmproxy::proxy::Credential::Login {
+            user: ALICE.as_bytes().to_vec(),
+            password: ALICE_PW.as_bytes().to_vec(),
+        },
+    );
+    let mut tracked = false;
+    for _ in 0..150 {
+        let rec = pane.store.tracking(alice_id, &mid).unwrap().unwrap();
+        if rec.status == TrackStatus::Tracked {
+            tracked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(tracked, "the worker completed the pending request");
+    let t = alice.get("/current").await.text();
+    assert!(
+        t.contains("Tracked regarding") && t.contains("Contoso Pharmaceuticals"),
+        "{t}"
+    );
+    // Another IMAP client sees the tracked keyword.
+    let mut flags = String::new();
+    for _ in 0..50 {
+        flags = imap_run(
+            &dv,
+            ALICE,
+            ALICE_PW,
+            &["SELECT INBOX", "UID FETCH 1 (FLAGS)"],
+        );
+        if flags.contains("$CRM_Tracked") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(flags.contains("$CRM_Tracked"), "{flags}");
+
+    // Untrack in the pane: the tracking record goes.
+    let r = alice
+        .post_form(
+            "/untrack",
+            &[("csrf", &csrf), ("message_id", "seats-1@newco.example")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert!(pane.store.tracking(alice_id, &mid).unwrap().is_none());
+}
