@@ -743,3 +743,31 @@ async fn add_activity_regarding_the_linked_record_and_quick_create() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["kind"], "task");
 }
+
+#[tokio::test]
+async fn a_pending_request_without_a_known_place_says_how_to_complete_it() {
+    let pane = TestPane::start().await;
+    let mut bob = pane.signed_in(BOB).await;
+    // Selected in Outlook (the add-in): no folder or UID known.
+    pane.events
+        .publish_opened(BOB, MessageOpened::new("outlook-only@fabrikam.example"));
+    let csrf = bob.get("/current").await.csrf();
+    let r = bob
+        .post_form(
+            "/track",
+            &[
+                ("csrf", &csrf),
+                ("message_id", "outlook-only@fabrikam.example"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let t = bob.get(&r.header("location").unwrap()).await.text();
+    assert!(t.contains("open it in your mail client"), "{t}");
+    let rec = pane
+        .store
+        .tracking(uid(BOB_ID), &mid("outlook-only@fabrikam.example"))
+        .unwrap()
+        .unwrap();
+    assert_eq!((rec.status, rec.location), (TrackStatus::Pending, None));
+}

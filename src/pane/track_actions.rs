@@ -192,7 +192,7 @@ pub async fn perform(
             TrackAction::Track => {
                 let r = request(None, false)?;
                 Ok(Outcome {
-                    message: status_sentence(&r.status),
+                    message: status_sentence(&r),
                     record: Some(r),
                 })
             }
@@ -204,7 +204,7 @@ pub async fn perform(
                     None => request(regarding, false)?,
                 };
                 let message = match regarding {
-                    Some(_) => "Regarding set. ".to_owned() + &status_sentence(&r.status),
+                    Some(_) => "Regarding set. ".to_owned() + &status_sentence(&r),
                     None => "Regarding cleared.".to_owned(),
                 };
                 Ok(Outcome {
@@ -224,7 +224,7 @@ pub async fn perform(
                     message: format!(
                         "{} created; the email is tracked regarding it. {}",
                         kind_label(r.kind),
-                        status_sentence(&rec.status)
+                        status_sentence(&rec)
                     ),
                     record: Some(rec),
                 })
@@ -253,12 +253,16 @@ pub async fn perform(
     })
 }
 
-fn status_sentence(s: &TrackStatus) -> String {
-    match s {
+fn status_sentence(r: &TrackingRecord) -> String {
+    match &r.status {
         TrackStatus::Tracked => "Tracked.".into(),
-        TrackStatus::Pending => {
+        TrackStatus::Pending if r.location.is_some() => {
             "Track pending: the proxy completes it when it next reads the message.".into()
         }
+        TrackStatus::Pending => "Track pending. The proxy has not seen where this message is \
+             in your mailbox: open it in your mail client (through the proxy) so that it can \
+             complete the tracking."
+            .into(),
         TrackStatus::Failed { reason } => format!("Tracking failed: {reason}"),
     }
 }
