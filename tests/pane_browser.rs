@@ -8,6 +8,7 @@
 mod pane_util;
 
 use base64::Engine;
+use crmproxy::store::UserId;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use pane_util::TestPane;
@@ -493,5 +494,109 @@ async fn browser_signs_in_follows_live_events_and_submits_forms() {
     driver.wait_for_url(|u| u.starts_with(&signin)).await;
     driver.goto(&format!("{origin}/current")).await;
     assert!(driver.url().await.contains("/signin?next=%2Fcurrent"));
+    driver.quit().await;
+}
+
+#[tokio::test]
+async fn browser_sets_regarding_through_search_untracks_and_adds_a_contact() {
+    let pane = TestPane::start().await;
+    let user = "alice@example.test";
+    let pin = spki_pin(&pane.cfg.cert_dir().join("localhost.pem"));
+    let driver = Driver::start(&pin).await;
+    let origin = pane.origin.clone();
+    driver.size(350, 900).await;
+    let token = crmproxy::pane::link::issue(&pane.cfg.data_dir, user).unwrap();
+    driver
+        .goto(&format!("{origin}/signin/link?token={token}"))
+        .await;
+    pane.events.publish_opened(user, demo_message());
+
+    // Change Regarding: search accounts, pick Contoso Pharmaceuticals.
+    driver.goto(&format!("{origin}/current")).await;
+    driver.wait_for_text("main", "Tracked regarding").await;
+    driver.screenshot("tracking-panel-350.png").await;
+    driver
+        .click("div.actions a.button[href^='/regarding']")
+        .await;
+    driver.wait_for_url(|u| u.contains("/regarding?id=")).await;
+    driver.type_into("#q", "contoso").await;
+    driver.click("#type option[value='account']").await;
+    driver.click("form.search button").await;
+    driver.wait_for_url(|u| u.contains("type=account")).await;
+    let results = driver.text("main").await;
+    assert!(results.contains("Contoso Pharmaceuticals"), "{results}");
+    assert!(
+        !results.contains("150 analytics seats"),
+        "type filter: {results}"
+    );
+    driver.screenshot("set-regarding-350.png").await;
+    driver.click("ul.pick form button").await;
+    driver.wait_for_url(|u| u.contains("/message?id=")).await;
+    let main = driver.wait_for_text("main", "Regarding set.").await;
+    assert!(main.contains("Contoso Pharmaceuticals"), "{main}");
+    let alice =
+        UserId::from_uuid(uuid::Uuid::parse_str("0193a1b2-c3d4-7001-8000-000000000001").unwrap());
+    let mid = crmproxy::store::MessageId::parse("demo-0001@mail.contoso.example").unwrap();
+    let rec = pane.store.tracking(alice, &mid).unwrap().unwrap();
+    assert_eq!(
+        rec.regarding.map(|r| r.id.to_string()).as_deref(),
+        Some("0193a1b2-c3d4-7005-8000-000000000005")
+    );
+    driver.screenshot("regarding-set-350.png").await;
+
+    // View email in CRM.
+    driver
+        .click("div.actions a.button[href^='/activity/']")
+        .await;
+    driver.wait_for_text("main", "Email in CRM").await;
+    driver.screenshot("email-in-crm-350.png").await;
+    driver.script("history.back()").await;
+    driver.wait_for_url(|u| u.contains("/message?id=")).await;
+
+    // Untrack.
+    driver.click("form[action='/untrack'] button").await;
+    driver.wait_for_text("main", "No longer tracked").await;
+    assert!(pane.store.tracking(alice, &mid).unwrap().is_none());
+
+    // "+ Add as contact" for an unknown sender.
+    let mut ev = crmproxy::pane::MessageOpened::new("hello@newco.example");
+    ev.subject = Some("Hello from NewCo".into());
+    ev.from = Some("Jane Doe <jane.doe@newco.example>".into());
+    pane.events.publish_opened(user, ev);
+    driver.goto(&format!("{origin}/current")).await;
+    driver.wait_for_text("main", "Add as contact").await;
+    driver.click("a.add[href*='kind=contact']").await;
+    driver.wait_for_url(|u| u.contains("/people/new")).await;
+    assert_eq!(
+        driver
+            .script("return document.querySelector('#last_name').value")
+            .await,
+        "Doe"
+    );
+    driver.screenshot("add-contact-350.png").await;
+    driver.click("main form button.primary").await;
+    let main = driver.wait_for_text("main", "Contact created").await;
+    assert!(
+        main.contains("Tracked regarding") || main.contains("Track pending"),
+        "{main}"
+    );
+    driver.screenshot("contact-added-350.png").await;
+
+    // Quick create and Add to email (a link sign-in: no mailbox password) render.
+    driver.goto(&format!("{origin}/create")).await;
+    driver.screenshot("quick-create-350.png").await;
+    driver
+        .goto(&format!(
+            "{origin}/compose?doc=0193a1b2-c3d4-7017-8000-000000000017"
+        ))
+        .await;
+    assert!(driver.text("main").await.contains("one-time link"));
+    driver.screenshot("add-to-email-350.png").await;
+    let console = driver.console().await;
+    let problems: Vec<_> = console
+        .iter()
+        .filter(|m| m.contains("SEVERE") || m.contains("Content Security Policy"))
+        .collect();
+    assert!(problems.is_empty(), "browser console: {problems:?}");
     driver.quit().await;
 }

@@ -341,3 +341,310 @@ async fn nul_in_a_password_is_refused_before_any_connection() {
         .unwrap_err();
     assert!(err.to_string().contains("NUL"), "{err}");
 }
+
+/// Read IMAP lines (and literals) until the tagged response of `tag`.
+fn imap_until(s: &mut std::io::BufReader<std::net::TcpStream>, tag: &str) -> String {
+    use std::io::{BufRead, Read};
+    let mut out = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(s.read_line(&mut line).unwrap() > 0, "closed: {out}");
+        out.push_str(&line);
+        if let Some(n) = line
+            .trim_end()
+            .strip_suffix('}')
+            .and_then(|l| l.rsplit_once('{'))
+            .and_then(|(_, n)| n.parse::<usize>().ok())
+        {
+            let mut buf = vec![0; n];
+            s.read_exact(&mut buf).unwrap();
+            out.push_str(&String::from_utf8_lossy(&buf));
+            continue;
+        }
+        if line.starts_with(&format!("{tag} ")) {
+            return out;
+        }
+    }
+}
+
+/// The messages of `folder` in `user`'s mailbox, read by another IMAP client.
+fn drafts_of(dv: &Dovecot, user: &str, password: &str, folder: &str) -> String {
+    use std::io::Write as _;
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", dv.imap_port)).unwrap();
+    let mut w = tcp.try_clone().unwrap();
+    let mut r = std::io::BufReader::new(tcp);
+    let mut greeting = String::new();
+    std::io::BufRead::read_line(&mut r, &mut greeting).unwrap();
+    let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    write!(w, "a LOGIN {} {}\r\n", q(user), q(password)).unwrap();
+    assert!(imap_until(&mut r, "a").contains("a OK"));
+    write!(w, "b SELECT {}\r\n", q(folder)).unwrap();
+    let sel = imap_until(&mut r, "b");
+    if !sel.contains("b OK") {
+        return String::new();
+    }
+    write!(w, "c UID FETCH 1:* (FLAGS BODY.PEEK[])\r\nd LOGOUT\r\n").unwrap();
+    imap_until(&mut r, "c")
+}
+
+#[tokio::test]
+async fn add_to_email_saves_the_filled_template_as_a_draft_tracked_regarding_the_record() {
+    use crmproxy::pane::MessageOpened;
+    use crmproxy::store::{MessageId, TrackStatus, UserId};
+    const TEMPLATE: &str = "0193a1b2-c3d4-7017-8000-000000000017";
+    const LITERATURE: &str = "0193a1b2-c3d4-701a-8000-00000000001a";
+    let dv = Dovecot::start();
+    let pane = pane_for(&dv, UpstreamTls::Implicit).await;
+    let (r, mut alice) = sign_in(&pane, ALICE, ALICE_PW, "/").await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let mut ev = MessageOpened::new("demo-0001@mail.contoso.example");
+    ev.from = Some("Nancy Davolio <nancy.davolio@contoso.example>".into());
+    pane.events.publish_opened(ALICE, ev);
+
+    let t = alice.get("/documents").await.text();
+    assert!(t.contains(&format!("/compose?doc={TEMPLATE}")), "{t}");
+    let page = alice.get(&format!("/compose?doc={TEMPLATE}")).await;
+    let t = page.text();
+    assert!(t.contains("Thank you for your time, Nancy"), "{t}");
+    assert!(
+        t.contains("Dear Nancy,") && t.contains("Alice Example"),
+        "{t}"
+    );
+    assert!(!t.contains("{{"), "every placeholder filled: {t}");
+    let csrf = page.csrf();
+    let regarding = "opportunity:0193a1b2-c3d4-7010-8000-000000000010";
+    assert!(t.contains(regarding), "{t}");
+    let r = alice
+        .post_form(
+            "/compose",
+            &[
+                ("csrf", &csrf),
+                ("to", "nancy.davolio@contoso.example"),
+                ("subject", "Thank you for your time, Nancy"),
+                ("body", "Dear Nancy,\nthank you.\nAlice Example"),
+                ("regarding", regarding),
+                ("literature", LITERATURE),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let t = r.text();
+    assert!(
+        t.contains("Draft saved in Drafts") && t.contains("Track pending"),
+        "{t}"
+    );
+    let i = t.find("class=\"mono\">").unwrap() + 13;
+    let mid = t[i..i + t[i..].find('<').unwrap()].to_owned();
+
+    // Another IMAP client finds the draft, addressed and filled, with the brochure.
+    let drafts = drafts_of(&dv, ALICE, ALICE_PW, "Drafts");
+    assert!(drafts.contains("\\Draft"), "{drafts}");
+    assert!(
+        drafts.contains("To: <nancy.davolio@contoso.example>")
+            || drafts.contains("To: nancy.davolio@contoso.example"),
+        "{drafts}"
+    );
+    assert!(
+        drafts.contains("Subject: Thank you for your time, Nancy"),
+        "{drafts}"
+    );
+    assert!(drafts.contains("contoso-product-overview.txt"), "{drafts}");
+    assert!(drafts.contains(&mid), "{drafts}");
+
+    // The regarding is attached as a pending tracking request where the draft is.
+    let alice_id =
+        UserId::from_uuid(uuid::Uuid::parse_str("0193a1b2-c3d4-7001-8000-000000000001").unwrap());
+    let rec = pane
+        .store
+        .tracking(alice_id, &MessageId::parse(&mid).unwrap())
+        .unwrap()
+        .expect("a tracking request");
+    assert_eq!(rec.status, TrackStatus::Pending);
+    assert_eq!(
+        rec.regarding.map(|g| g.id.to_string()).as_deref(),
+        Some("0193a1b2-c3d4-7010-8000-000000000010")
+    );
+    let loc = rec.location.expect("APPENDUID gave the place");
+    assert_eq!(loc.folder, "Drafts");
+
+    // Refused: a bad address, an over-long subject; nothing new in Drafts.
+    let before = drafts_of(&dv, ALICE, ALICE_PW, "Drafts")
+        .matches("FETCH (")
+        .count();
+    let long = "s".repeat(600);
+    for fields in [
+        vec![("to", "not an address"), ("subject", "x")],
+        vec![("to", "a@b.example"), ("subject", long.as_str())],
+        vec![
+            ("to", "a@b.example"),
+            ("subject", "x"),
+            (
+                "regarding",
+                "email_template:0193a1b2-c3d4-7017-8000-000000000017",
+            ),
+        ],
+    ] {
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend(fields);
+        let r = alice.post_form("/compose", &all).await;
+        assert_eq!(r.status, 400, "{all:?}: {}", r.text());
+    }
+    assert_eq!(
+        drafts_of(&dv, ALICE, ALICE_PW, "Drafts")
+            .matches("FETCH (")
+            .count(),
+        before
+    );
+
+    // Signed in by a one-time link: no password, a clear message, nothing saved.
+    let mut bob = pane.signed_in(BOB).await;
+    let page = bob.get(&format!("/compose?doc={TEMPLATE}")).await;
+    assert!(page.text().contains("one-time link"), "{}", page.text());
+    let csrf = page.csrf();
+    let r = bob
+        .post_form(
+            "/compose",
+            &[("csrf", &csrf), ("to", "a@b.example"), ("subject", "x")],
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("one-time link"));
+    assert_eq!(drafts_of(&dv, BOB, BOB_PW, "Drafts"), "");
+}
+
+/// Run IMAP commands as `user` on the plain port and return everything read.
+fn imap_run(dv: &Dovecot, user: &str, password: &str, commands: &[&str]) -> String {
+    use std::io::Write as _;
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", dv.imap_port)).unwrap();
+    let mut w = tcp.try_clone().unwrap();
+    let mut r = std::io::BufReader::new(tcp);
+    let mut greeting = String::new();
+    std::io::BufRead::read_line(&mut r, &mut greeting).unwrap();
+    let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    write!(w, "a LOGIN {} {}\r\n", q(user), q(password)).unwrap();
+    let mut out = imap_until(&mut r, "a");
+    for (i, c) in commands.iter().enumerate() {
+        let tag = format!("c{i}");
+        write!(w, "{tag} {c}\r\n").unwrap();
+        out.push_str(&imap_until(&mut r, &tag));
+    }
+    let _ = write!(w, "z LOGOUT\r\n");
+    out
+}
+
+#[tokio::test]
+async fn set_regarding_in_the_pane_is_completed_by_the_sync_worker_and_seen_by_other_clients() {
+    use crmproxy::pane::MessageOpened;
+    use crmproxy::store::{MessageId, TrackStatus, UserId};
+    let dv = Dovecot::start();
+    let pane = pane_for(&dv, UpstreamTls::Implicit).await;
+    // A message in Alice's INBOX, appended by another client.
+    let raw = "From: Jane Doe <jane.doe@newco.example>\r\nTo: alice@example.test\r\n\
+Subject: Seats for NewCo\r\nMessage-ID: <seats-1@newco.example>\r\n\
+Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nWe need 20 seats.\r\n";
+    let out = imap_run(
+        &dv,
+        ALICE,
+        ALICE_PW,
+        &[
+            &format!("APPEND INBOX {{{}+}}\r\n{raw}", raw.len()),
+            "SELECT INBOX",
+        ],
+    );
+    let validity: u32 = out
+        .split("[UIDVALIDITY ")
+        .nth(1)
+        .and_then(|s| s.split(']').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    // The proxy saw Alice open it (folder, UIDVALIDITY, UID).
+    let mut ev = MessageOpened::new("seats-1@newco.example");
+    ev.from = Some("Jane Doe <jane.doe@newco.example>".into());
+    ev.mailbox = Some("INBOX".into());
+    ev.uid = Some(1);
+    ev.uid_validity = Some(validity);
+    pane.events.publish_opened(ALICE, ev);
+
+    let mut alice = pane.signed_in(ALICE).await;
+    let csrf = alice.get("/current").await.csrf();
+    let r = alice
+        .post_form(
+            "/regarding",
+            &[
+                ("csrf", &csrf),
+                ("message_id", "seats-1@newco.example"),
+                ("regarding", "account:0193a1b2-c3d4-7005-8000-000000000005"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let alice_id =
+        UserId::from_uuid(uuid::Uuid::parse_str("0193a1b2-c3d4-7001-8000-000000000001").unwrap());
+    let mid = MessageId::parse("seats-1@newco.example").unwrap();
+    assert_eq!(
+        pane.store.tracking(alice_id, &mid).unwrap().unwrap().status,
+        TrackStatus::Pending
+    );
+
+    // The sync worker (as `serve` runs it, with a short sweep interval) completes it.
+    let engine = std::sync::Arc::new(
+        crmproxy::track::Engine::new(pane.store.clone(), pane.cfg.tracking.clone()).unwrap(),
+    );
+    let connector =
+        crmproxy::proxy::upstream::UpstreamConnector::new(&pane.cfg.upstream, 64 * 1024).unwrap();
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = crmproxy::proxy::worker::Workers::new(
+        engine,
+        connector,
+        pane.events.clone(),
+        Duration::from_millis(200),
+        stop_rx,
+    );
+    workers.login(
+        ALICE,
+        crmproxy::proxy::Credential::Login {
+            user: ALICE.as_bytes().to_vec(),
+            password: ALICE_PW.as_bytes().to_vec(),
+        },
+    );
+    let mut tracked = false;
+    for _ in 0..150 {
+        let rec = pane.store.tracking(alice_id, &mid).unwrap().unwrap();
+        if rec.status == TrackStatus::Tracked {
+            tracked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(tracked, "the worker completed the pending request");
+    let t = alice.get("/current").await.text();
+    assert!(
+        t.contains("Tracked regarding") && t.contains("Contoso Pharmaceuticals"),
+        "{t}"
+    );
+    // Another IMAP client sees the tracked keyword.
+    let mut flags = String::new();
+    for _ in 0..50 {
+        flags = imap_run(
+            &dv,
+            ALICE,
+            ALICE_PW,
+            &["SELECT INBOX", "UID FETCH 1 (FLAGS)"],
+        );
+        if flags.contains("$CRM_Tracked") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(flags.contains("$CRM_Tracked"), "{flags}");
+
+    // Untrack in the pane: the tracking record goes.
+    let r = alice
+        .post_form(
+            "/untrack",
+            &[("csrf", &csrf), ("message_id", "seats-1@newco.example")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert!(pane.store.tracking(alice_id, &mid).unwrap().is_none());
+}

@@ -27,7 +27,7 @@ pub struct OpenedItem {
 }
 
 /// Turn axum's JSON rejection into our error shape with a clear message.
-fn bad_json(rej: JsonRejection) -> ApiFailure {
+pub(crate) fn bad_json(rej: JsonRejection) -> ApiFailure {
     let status = match rej {
         JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,

@@ -487,7 +487,11 @@ pub async fn documents(
                 } @else {
                     ul.list {
                         @for r in rs {
-                            li { a href=(record_href(r.id())) { (title_or_untitled(&r.title())) } }
+                            li {
+                                a href=(record_href(r.id())) { (title_or_untitled(&r.title())) }
+                                " "
+                                a.button href=(format!("/compose?doc={}", r.id())) { "Add to email" }
+                            }
                         }
                     }
                 }

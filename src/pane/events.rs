@@ -25,6 +25,10 @@ pub struct MessageOpened {
     /// The IMAP folder and UID, when the proxy saw the fetch.
     pub mailbox: Option<String>,
     pub uid: Option<u32>,
+    /// The folder's UIDVALIDITY, when the proxy knew it: with `mailbox` and `uid` it
+    /// lets a pending tracking request say where the sync worker finds the message.
+    #[serde(default)]
+    pub uid_validity: Option<u32>,
     pub opened_at: DateTime<Utc>,
 }
 
@@ -37,6 +41,7 @@ impl MessageOpened {
             from: None,
             mailbox: None,
             uid: None,
+            uid_validity: None,
             opened_at: Utc::now(),
         }
     }

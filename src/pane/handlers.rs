@@ -237,7 +237,9 @@ pub async fn signin_submit(
                 return refuse(f.status, &f.message);
             }
             tracing::info!(user = %user, "signed in to the pane with mailbox credentials");
-            let new = app.sessions.sign_in(Some(&session.id), &user);
+            let new = app
+                .sessions
+                .sign_in_with_password(Some(&session.id), &user, &form.password);
             with_cookie(Redirect::to(&next), session::set_cookie(&new.id))
         }
         Err(imap_login::LoginError::Rejected(_)) => {
@@ -315,7 +317,7 @@ pub async fn current(State(app): State<AppState>, user: SignedIn) -> Result<Resp
             let crm = message_view::lookup(&app, &user.crm_user, m)
                 .await
                 .map_err(PageFailure)?;
-            Some(message_view::panels(&crm))
+            Some(message_view::panels(&crm, &user.session.csrf_token, None))
         }
         None => None,
     };
@@ -327,7 +329,7 @@ pub struct CurrentForm {
     message_id: String,
 }
 
-fn valid_message_id(raw: &str) -> Result<String, Failure> {
+pub(crate) fn valid_message_id(raw: &str) -> Result<String, Failure> {
     let id = normalize_message_id(raw);
     if id.is_empty() || id.len() > 998 || id.chars().any(|c| c.is_control()) {
         return Err(Failure::new(
@@ -372,6 +374,7 @@ pub(crate) fn set_current_from_api(
         from: from.or_else(|| known.as_ref().and_then(|k| k.from.clone())),
         mailbox: known.as_ref().and_then(|k| k.mailbox.clone()),
         uid: known.as_ref().and_then(|k| k.uid),
+        uid_validity: known.as_ref().and_then(|k| k.uid_validity),
         ..MessageOpened::new(&id)
     };
     app.events.publish_opened(user, event.clone());
@@ -381,6 +384,8 @@ pub(crate) fn set_current_from_api(
 #[derive(Deserialize)]
 pub struct MessageQuery {
     id: Option<String>,
+    /// What the last action did (after a tracking button's redirect).
+    done: Option<String>,
 }
 
 pub async fn message(
@@ -394,7 +399,8 @@ pub async fn message(
     let crm = message_view::lookup(&app, &user.crm_user, &probe)
         .await
         .map_err(PageFailure)?;
-    let panels = message_view::panels(&crm);
+    let done: Option<String> = q.done.map(|d| d.chars().take(300).collect());
+    let panels = message_view::panels(&crm, &user.session.csrf_token, done.as_deref());
     Ok(pages::message(&user.chrome(), &id, found.as_ref(), panels).into_response())
 }
 

@@ -1,6 +1,7 @@
 //! Checks a mailbox user's credentials against the upstream IMAP server: connect as
 //! configured (implicit TLS, STARTTLS or plain), LOGIN with correctly quoted or literal
-//! strings, and report OK or NO. The password is never logged nor put in an error.
+//! strings, and report OK or NO; and save a draft with the same sign-in (APPEND into
+//! the Drafts folder). The password is never logged nor put in an error.
 
 use crate::config::{UpstreamConfig, UpstreamTls};
 use std::time::Duration;
@@ -41,6 +42,133 @@ pub async fn check_credentials(
     user: &str,
     password: &str,
 ) -> Result<(), LoginError> {
+    with_session(up, user, password, |_conn, _server| {
+        Box::pin(async { Ok(()) })
+    })
+    .await
+}
+
+/// Where a draft was saved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub folder: String,
+    /// From the server's `APPENDUID` (UIDPLUS), when it sent one.
+    pub uid_validity: Option<u32>,
+    pub uid: Option<u32>,
+}
+
+/// Save `raw` as a draft (flags `\Draft \Seen`) in the user's Drafts folder: the
+/// folder LIST marks `\Drafts` (SPECIAL-USE), else `Drafts` (created if missing).
+pub async fn append_draft(
+    up: &UpstreamConfig,
+    user: &str,
+    password: &str,
+    raw: &[u8],
+) -> Result<Appended, LoginError> {
+    let raw = raw.to_vec();
+    let out = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let slot = out.clone();
+    with_session(up, user, password, move |conn, server| {
+        Box::pin(async move {
+            let protocol = |reason: String| LoginError::Protocol {
+                server: server.to_owned(),
+                reason,
+            };
+            let io = |e: std::io::Error| LoginError::Unreachable {
+                server: server.to_owned(),
+                reason: e.to_string(),
+            };
+            conn.get_mut()
+                .write_all(b"d1 LIST \"\" \"*\"\r\n")
+                .await
+                .map_err(io)?;
+            let (untagged, status, text) = read_reply(conn, "d1").await.map_err(protocol)?;
+            if status != "OK" {
+                return Err(protocol(format!("LIST answered {status} {text}")));
+            }
+            let folder = untagged
+                .iter()
+                .find_map(|l| drafts_folder(l))
+                .unwrap_or_else(|| "Drafts".to_owned());
+            let mut created = false;
+            for tag in ["d2", "d4"] {
+                let arg = astring(&folder).ok_or(LoginError::Unsendable)?;
+                conn.get_mut()
+                    .write_all(format!("{tag} APPEND ").as_bytes())
+                    .await
+                    .map_err(io)?;
+                send_arg(conn, &arg).await.map_err(protocol)?;
+                conn.get_mut()
+                    .write_all(format!(" (\\Draft \\Seen) {{{}}}\r\n", raw.len()).as_bytes())
+                    .await
+                    .map_err(io)?;
+                conn.get_mut().flush().await.map_err(io)?;
+                // The server answers "+" (send the bytes) or refuses at once (tagged NO).
+                let refused = loop {
+                    let line = read_line(conn).await.map_err(protocol)?;
+                    if line.starts_with('+') {
+                        break None;
+                    }
+                    if let Some(rest) = line.strip_prefix(tag).and_then(|r| r.strip_prefix(' ')) {
+                        let (status, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                        break Some((status.to_ascii_uppercase(), text.to_owned()));
+                    }
+                };
+                let (status, text) = match refused {
+                    Some(r) => r,
+                    None => {
+                        conn.get_mut().write_all(&raw).await.map_err(io)?;
+                        conn.get_mut().write_all(b"\r\n").await.map_err(io)?;
+                        conn.get_mut().flush().await.map_err(io)?;
+                        let (_, status, text) = read_reply(conn, tag).await.map_err(protocol)?;
+                        (status, text)
+                    }
+                };
+                if status == "OK" {
+                    let (uid_validity, uid) = appenduid(&text);
+                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Appended {
+                        folder: folder.clone(),
+                        uid_validity,
+                        uid,
+                    });
+                    return Ok(());
+                }
+                if created || !text.to_ascii_uppercase().contains("[TRYCREATE]") {
+                    return Err(protocol(format!(
+                        "APPEND to {folder:?} answered {status} {text}"
+                    )));
+                }
+                conn.get_mut().write_all(b"d3 CREATE ").await.map_err(io)?;
+                send_arg(conn, &arg).await.map_err(protocol)?;
+                conn.get_mut().write_all(b"\r\n").await.map_err(io)?;
+                let _ = read_reply(conn, "d3").await.map_err(protocol)?;
+                created = true;
+            }
+            Err(protocol("APPEND failed".into()))
+        })
+    })
+    .await?;
+    let saved = out.lock().unwrap_or_else(|e| e.into_inner()).take();
+    saved.ok_or_else(|| LoginError::Protocol {
+        server: format!("{}:{}", up.host, up.port),
+        reason: "APPEND did not complete".into(),
+    })
+}
+
+type Conn = BufReader<Box<dyn Stream>>;
+type Work<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), LoginError>> + Send + 'a>>;
+
+/// Connect, LOGIN, run `then` on the signed-in connection, LOGOUT.
+async fn with_session<F>(
+    up: &UpstreamConfig,
+    user: &str,
+    password: &str,
+    then: F,
+) -> Result<(), LoginError>
+where
+    F: for<'a> FnOnce(&'a mut Conn, &'a str) -> Work<'a> + Send,
+{
     let server = format!("{}:{}", up.host, up.port);
     let user_arg = astring(user).ok_or(LoginError::Unsendable)?;
     let pass_arg = astring(password).ok_or(LoginError::Unsendable)?;
@@ -57,12 +185,18 @@ pub async fn check_credentials(
         let tcp = TcpStream::connect((up.host.as_str(), up.port))
             .await
             .map_err(|e| unreachable(e.to_string()))?;
-        let mut conn: BufReader<Box<dyn Stream>> = match up.tls {
+        let mut conn: Conn = match up.tls {
             UpstreamTls::Implicit => {
                 let tls = tls_wrap(up, tcp).await.map_err(unreachable)?;
-                BufReader::new(Box::new(tls) as Box<dyn Stream>)
+                let mut c = BufReader::new(Box::new(tls) as Box<dyn Stream>);
+                expect_greeting(&mut c).await.map_err(protocol)?;
+                c
             }
-            UpstreamTls::Plain => BufReader::new(Box::new(tcp) as Box<dyn Stream>),
+            UpstreamTls::Plain => {
+                let mut c = BufReader::new(Box::new(tcp) as Box<dyn Stream>);
+                expect_greeting(&mut c).await.map_err(protocol)?;
+                c
+            }
             UpstreamTls::Starttls => {
                 let mut plain = BufReader::new(tcp);
                 expect_greeting(&mut plain).await.map_err(protocol)?;
@@ -79,19 +213,86 @@ pub async fn check_credentials(
                     .await
                     .map_err(unreachable)?;
                 // After STARTTLS there is no new greeting: LOGIN comes next.
-                let mut conn = BufReader::new(Box::new(tls) as Box<dyn Stream>);
-                return login(&mut conn, &user_arg, &pass_arg, &server).await;
+                BufReader::new(Box::new(tls) as Box<dyn Stream>)
             }
         };
-        expect_greeting(&mut conn).await.map_err(protocol)?;
-        login(&mut conn, &user_arg, &pass_arg, &server).await
+        login(&mut conn, &user_arg, &pass_arg, &server).await?;
+        let result = then(&mut conn, &server).await;
+        let _ = conn.get_mut().write_all(b"z9 LOGOUT\r\n").await;
+        let _ = conn.get_mut().flush().await;
+        result
     };
-    match tokio::time::timeout(timeout * 2, work).await {
+    match tokio::time::timeout(timeout * 4, work).await {
         Ok(r) => r,
         Err(_) => Err(unreachable(format!(
             "no answer within {} seconds",
-            timeout.as_secs() * 2
+            timeout.as_secs() * 4
         ))),
+    }
+}
+
+/// The mailbox name of a `* LIST (… \\Drafts …) "/" NAME` line.
+fn drafts_folder(line: &str) -> Option<String> {
+    let rest = line
+        .strip_prefix("* LIST ")
+        .or_else(|| line.strip_prefix("* list "))?;
+    let close = rest.find(')')?;
+    let flags = &rest[..close];
+    if !flags
+        .split_whitespace()
+        .any(|f| f.eq_ignore_ascii_case("\\Drafts"))
+    {
+        return None;
+    }
+    let rest = rest[close + 1..].trim_start();
+    // The delimiter: a quoted character or NIL.
+    let rest = if let Some(r) = rest.strip_prefix("NIL") {
+        r
+    } else {
+        let r = rest.strip_prefix('"')?;
+        let r = r.strip_prefix('\\').unwrap_or(r);
+        r.get(1..)?.strip_prefix('"')?
+    };
+    let name = rest.trim();
+    if let Some(q) = name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(q.replace("\\\"", "\"").replace("\\\\", "\\"))
+    } else if !name.is_empty() && !name.contains('{') {
+        Some(name.to_owned())
+    } else {
+        None
+    }
+}
+
+/// `[APPENDUID 38505 3955] Append completed.` → (38505, 3955).
+fn appenduid(text: &str) -> (Option<u32>, Option<u32>) {
+    let upper = text.to_ascii_uppercase();
+    let Some(i) = upper.find("[APPENDUID ") else {
+        return (None, None);
+    };
+    let mut parts = text[i + 11..]
+        .split(|c: char| c == ']' || c.is_whitespace())
+        .filter(|s| !s.is_empty());
+    let v = parts.next().and_then(|p| p.parse().ok());
+    let u = parts.next().and_then(|p| p.parse().ok());
+    (v, u)
+}
+
+/// Untagged lines, then the tagged status and text for `tag`.
+async fn read_reply<S: AsyncRead + Unpin>(
+    conn: &mut BufReader<S>,
+    tag: &str,
+) -> Result<(Vec<String>, String, String), String> {
+    let mut untagged = Vec::new();
+    loop {
+        let line = read_line(conn).await?;
+        if let Some(rest) = line.strip_prefix(tag).and_then(|r| r.strip_prefix(' ')) {
+            let (status, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            return Ok((untagged, status.to_ascii_uppercase(), text.to_owned()));
+        }
+        if line.to_ascii_uppercase().starts_with("* BYE") {
+            return Err(format!("server closed the connection: {line}"));
+        }
+        untagged.push(line);
     }
 }
 
@@ -128,7 +329,6 @@ async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     conn.get_mut().write_all(b"\r\n").await.map_err(io)?;
     conn.get_mut().flush().await.map_err(io)?;
     let (status, text) = read_tagged(conn, "l1").await.map_err(protocol)?;
-    let _ = conn.get_mut().write_all(b"l2 LOGOUT\r\n").await;
     match status.as_str() {
         "OK" => Ok(()),
         "NO" => Err(LoginError::Rejected(strip_code(&text))),
@@ -288,6 +488,27 @@ mod tests {
         );
         assert_eq!(astring("a\r\nb").unwrap(), Arg::Literal(b"a\r\nb".to_vec()));
         assert_eq!(astring("a\0b"), None);
+    }
+
+    #[test]
+    fn drafts_folder_and_appenduid() {
+        assert_eq!(
+            drafts_folder(r#"* LIST (\HasNoChildren \Drafts) "/" "Entw&APw-rfe""#),
+            Some("Entw&APw-rfe".into())
+        );
+        assert_eq!(
+            drafts_folder(r#"* LIST (\HasNoChildren \Drafts) "." Brouillons"#),
+            Some("Brouillons".into())
+        );
+        assert_eq!(
+            drafts_folder(r#"* LIST (\HasNoChildren) "/" "Drafts""#),
+            None
+        );
+        assert_eq!(
+            appenduid("[APPENDUID 38505 3955] Append completed."),
+            (Some(38505), Some(3955))
+        );
+        assert_eq!(appenduid("Append completed."), (None, None));
     }
 
     #[test]

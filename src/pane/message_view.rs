@@ -9,6 +9,7 @@ use maud::{html, Markup};
 use super::crm::{kind_label, with_store};
 use super::errors::Failure;
 use super::events::MessageOpened;
+use super::guard::CSRF_FIELD;
 use super::AppState;
 use crate::store::{
     Activity, CrmStore, EmailAddress, Kind, MessageId, PartyRole, RecordRef, SystemUser,
@@ -37,7 +38,10 @@ pub struct PersonView {
 
 #[derive(Debug, Clone)]
 pub struct MessageCrm {
+    pub message_id: String,
     pub track: TrackView,
+    /// The email activity, when this mailbox tracks the message ("View email in CRM").
+    pub activity: Option<crate::store::ActivityId>,
     pub people: Vec<PersonView>,
 }
 
@@ -93,6 +97,7 @@ pub async fn lookup(
             Some(m) => s.tracking(owner, m)?,
             None => None,
         };
+        let tracked_activity = tracking.as_ref().and_then(|t| t.activity);
         let regarding = tracking
             .as_ref()
             .and_then(|t| t.regarding)
@@ -136,7 +141,12 @@ pub async fn lookup(
                 records,
             });
         }
-        Ok(MessageCrm { track, people })
+        Ok(MessageCrm {
+            message_id: mid.map(|m| m.to_string()).unwrap_or_default(),
+            track,
+            activity: tracked_activity,
+            people,
+        })
     })
     .await
 }
@@ -148,11 +158,67 @@ fn status_label(kind: Kind) -> &'static str {
     }
 }
 
+fn add_href(mid: &str, address: &str, kind: &str) -> String {
+    let q = form_urlencoded::Serializer::new(String::new())
+        .append_pair("id", mid)
+        .append_pair("address", address)
+        .append_pair("kind", kind)
+        .finish();
+    format!("/people/new?{q}")
+}
+
+/// The tracking panel's buttons, in the guide's order.
+fn track_buttons(crm: &MessageCrm, csrf: &str) -> Markup {
+    let mid = &crm.message_id;
+    let pick = format!(
+        "/regarding?{}",
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("id", mid)
+            .finish()
+    );
+    let tracked = matches!(
+        crm.track,
+        TrackView::Pending | TrackView::Tracked | TrackView::TrackedRegarding(..)
+    );
+    html! {
+        @if !mid.is_empty() {
+            div.actions {
+                @if !tracked {
+                    form.inline method="post" action="/track" {
+                        input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                        input type="hidden" name="message_id" value=(mid);
+                        button.primary type="submit" { "Track" }
+                    }
+                    " " a.button href=(pick) { "Set Regarding" }
+                } @else {
+                    a.button href=(pick) {
+                        @if matches!(crm.track, TrackView::TrackedRegarding(..)) { "Change Regarding" }
+                        @else { "Set Regarding" }
+                    }
+                    " "
+                    form.inline method="post" action="/untrack" {
+                        input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                        input type="hidden" name="message_id" value=(mid);
+                        button type="submit" { "Untrack" }
+                    }
+                    @if let Some(a) = crm.activity {
+                        " " a.button href=(format!("/activity/{a}")) { "View email in CRM" }
+                    }
+                    @if let TrackView::TrackedRegarding(r, _) = &crm.track {
+                        " " a.button href=(format!("/activities/new?regarding={}:{}", r.kind, r.id)) { "Add activity" }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The tracking panel and the people panel.
-pub fn panels(crm: &MessageCrm) -> Markup {
+pub fn panels(crm: &MessageCrm, csrf: &str, done: Option<&str>) -> Markup {
     html! {
         section.card.tracking aria-labelledby="h-tracking" {
             h2 #h-tracking { "Tracking" }
+            @if let Some(d) = done { p.notice role="status" { (d) } }
             @match &crm.track {
                 TrackView::NotTracked => p.status { span.badge.off { "Not tracked" } },
                 TrackView::Pending => p.status { span.badge.pending { "Track pending" } },
@@ -166,6 +232,8 @@ pub fn panels(crm: &MessageCrm) -> Markup {
                     span.badge.fail { "Tracking failed" } " " span.meta { (reason) }
                 },
             }
+            (track_buttons(crm, csrf))
+            p { a href="/create" { "Quick create" } }
         }
         section.card aria-labelledby="h-people" {
             h2 #h-people { "People" }
@@ -182,6 +250,14 @@ pub fn panels(crm: &MessageCrm) -> Markup {
                             }
                             @if p.records.is_empty() {
                                 span.badge.off { "Unknown" }
+                                @if !crm.message_id.is_empty() && p.address.contains('@') {
+                                    @for (kind, label) in [("contact", "Add as contact"), ("lead", "Add as lead")] {
+                                        " "
+                                        a.button.add href=(add_href(&crm.message_id, &p.address, kind)) title=(label) {
+                                            "+ " (label)
+                                        }
+                                    }
+                                }
                             } @else {
                                 @for (r, title) in &p.records {
                                     span.rec {

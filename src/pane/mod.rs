@@ -6,8 +6,11 @@
 //! Security lives in [`guard`] (Host, Origin, CSRF, headers) and [`session`];
 //! sign-in by one-time link in [`link`], by mailbox password in [`imap_login`].
 
+mod activity_view;
 mod api;
 mod assets;
+mod compose;
+mod create_actions;
 mod crm;
 mod errors;
 pub mod events;
@@ -18,7 +21,9 @@ pub mod link;
 pub mod manifest;
 mod message_view;
 mod pages;
+mod people_actions;
 pub mod session;
+mod track_actions;
 
 pub use events::{MessageOpened, PaneEvent, PaneEvents};
 
@@ -62,6 +67,8 @@ pub enum PaneError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("tracking settings: {0}")]
+    Tracking(#[from] crate::track::TrackError),
     #[error("sign-in link: {0}")]
     Link(#[from] link::LinkError),
 }
@@ -72,6 +79,8 @@ pub(crate) struct AppInner {
     pub sessions: SessionStore,
     pub events: PaneEvents,
     pub store: Arc<dyn CrmStore>,
+    /// The tracking engine over `store` (stateless, so the pane keeps its own).
+    pub engine: Arc<crate::track::Engine>,
     pub allowed_hosts: Vec<String>,
     /// `https://localhost:PORT`: what the manifest and the CLI's links point at.
     pub origin: String,
@@ -142,6 +151,10 @@ pub async fn start(
     if !local_addr.ip().is_loopback() {
         tracing::warn!(%local_addr, "the pane listens on a non-loopback address");
     }
+    let engine = Arc::new(crate::track::Engine::new(
+        store.clone(),
+        cfg.tracking.clone(),
+    )?);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -153,6 +166,7 @@ pub async fn start(
         sessions: SessionStore::new(),
         events,
         store,
+        engine,
         allowed_hosts: guard::allowed_hosts(local_addr.port(), &cfg.pane.extra_hosts),
         origin: origin.clone(),
         shutdown: stop_rx.clone(),
@@ -255,9 +269,40 @@ fn router(state: AppState) -> Router {
         .route("/contacts", get(crm::contacts))
         .route("/documents", get(crm::documents))
         .route("/record/{id}", get(crm::record))
+        .route("/activity/{id}", get(activity_view::activity))
+        .route("/activity/{id}/raw", get(activity_view::raw))
+        .route("/track", post(track_actions::track_form))
+        .route(
+            "/regarding",
+            get(track_actions::pick_regarding).post(track_actions::regarding_form),
+        )
+        .route(
+            "/people/new",
+            get(people_actions::new_form).post(people_actions::new_submit),
+        )
+        .route("/api/people", post(people_actions::api_new))
+        .route(
+            "/activities/new",
+            get(create_actions::activity_form).post(create_actions::activity_submit),
+        )
+        .route(
+            "/create",
+            get(create_actions::create_form).post(create_actions::create_submit),
+        )
+        .route("/api/activities", post(create_actions::api_activity))
+        .route("/api/records", post(create_actions::api_create))
+        .route(
+            "/compose",
+            get(compose::compose_form).post(compose::compose_submit),
+        )
+        .route("/api/drafts", post(compose::api_draft))
+        .route("/untrack", post(track_actions::untrack_form))
         .route("/events", get(handlers::events))
         .route("/api/session", get(api::session))
         .route("/api/current", post(api::set_current))
+        .route("/api/track", post(track_actions::api_track))
+        .route("/api/regarding", post(track_actions::api_regarding))
+        .route("/api/untrack", post(track_actions::api_untrack))
         .route("/api", any(api::not_found))
         .route("/api/{*rest}", any(api::not_found))
         .route("/manifest.xml", get(manifest_xml))

@@ -68,8 +68,29 @@ impl Session {
     }
 }
 
+/// A mailbox password held for the session's life, in memory only: the pane needs it
+/// to save drafts (IMAP APPEND). Never printed: `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct MailboxPassword(std::sync::Arc<str>);
+
+impl MailboxPassword {
+    pub fn new(p: &str) -> MailboxPassword {
+        MailboxPassword(p.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for MailboxPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MailboxPassword(…)")
+    }
+}
+
 struct Entry {
     principal: Principal,
+    password: Option<MailboxPassword>,
     csrf_token: String,
     created: Instant,
     last_seen: Instant,
@@ -127,6 +148,7 @@ impl SessionStore {
             session.id.clone(),
             Entry {
                 principal,
+                password: None,
                 csrf_token: session.csrf_token.clone(),
                 created: now,
                 last_seen: now,
@@ -167,6 +189,31 @@ impl SessionStore {
             self.remove(id);
         }
         self.create(Principal::User(user.to_owned()))
+    }
+
+    /// [`SessionStore::sign_in`] with the mailbox password checked at sign-in, kept
+    /// (in memory) for saving drafts.
+    pub fn sign_in_with_password(
+        &self,
+        old_id: Option<&str>,
+        user: &str,
+        password: &str,
+    ) -> Session {
+        let s = self.sign_in(old_id, user);
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = entries.get_mut(&s.id) {
+            e.password = Some(MailboxPassword::new(password));
+        }
+        s
+    }
+
+    /// The mailbox password of a live session signed in with one.
+    pub fn password(&self, id: &str) -> Option<MailboxPassword> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(id)
+            .filter(|e| !e.expired(Instant::now()))
+            .and_then(|e| e.password.clone())
     }
 }
 

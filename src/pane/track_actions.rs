@@ -1,0 +1,487 @@
+//! The tracking panel's actions (SPEC section 6, the guide's "Track", "Set Regarding",
+//! "Change Regarding", "Untrack"), as no-JavaScript form posts and as `/api/*` JSON
+//! calls, all through the tracking engine.
+//!
+//! A user acts only on their own mailbox, and only on a message the proxy showed
+//! them (it is in their recent messages) or that is tracked in their mailbox: a
+//! guessed Message-ID of someone else's mail is refused and nothing changes. Tracking
+//! a message the CRM has not seen whole asks the engine for a pending request, which
+//! the sync worker completes by fetching the message (it knows where from the
+//! folder, UIDVALIDITY and UID the proxy saw).
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Redirect, Response};
+use axum::Form;
+use maud::html;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::crm::{kind_label, with_store};
+use super::errors::{ApiFailure, Failure, PageFailure};
+use super::guard::CSRF_FIELD;
+use super::handlers::{valid_message_id, SignedIn};
+use super::pages::{self, Nav};
+use super::AppState;
+use crate::store::{
+    Kind, MessageId, MessageLocation, RecordRef, SearchQuery, TrackStatus, TrackingRecord,
+};
+use crate::track::{parse_record_ref, Actor, TrackError, TrackRequest, TrackSource};
+
+/// The record types an email can be regarding, in the guide's order.
+pub const REGARDING_KINDS: [Kind; 6] = [
+    Kind::Account,
+    Kind::Contact,
+    Kind::Lead,
+    Kind::Opportunity,
+    Kind::Case,
+    Kind::Invoice,
+];
+
+/// What a user asked of the tracking panel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrackAction {
+    Track,
+    /// Set or change (`Some`) or clear (`None`) the regarding record; tracks the
+    /// message first when it is not tracked yet.
+    Regarding(Option<RecordRef>),
+    /// Track regarding a record created in the same action ("Add as contact / lead");
+    /// a delegate is refused a new contact as regarding.
+    RegardingNew(RecordRef),
+    Untrack,
+}
+
+/// The outcome, for a message on the page and the API's answer.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub message: String,
+    pub record: Option<TrackingRecord>,
+}
+
+/// A tracking error as the user sees it (nothing was written).
+pub fn track_failure(e: TrackError) -> Failure {
+    let status = match &e {
+        TrackError::Store(_) => {
+            tracing::error!(error = %e, "the pane's tracking action failed in the store");
+            return Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The CRM store failed; nothing was changed. See the server log.",
+            );
+        }
+        TrackError::UnknownUser { .. }
+        | TrackError::NoPrivilege { .. }
+        | TrackError::NotDelegate { .. }
+        | TrackError::DelegateNewContact
+        | TrackError::DelegateContacts
+        | TrackError::NotOrganizer { .. } => StatusCode::FORBIDDEN,
+        TrackError::NotTracked { .. } => StatusCode::CONFLICT,
+        TrackError::RegardingMissing { .. } => StatusCode::NOT_FOUND,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let text = e.to_string();
+    let mut chars = text.chars();
+    let first: String = chars
+        .next()
+        .map(|c| c.to_uppercase().collect())
+        .unwrap_or_default();
+    Failure::new(status, format!("{first}{}.", chars.as_str()))
+}
+
+fn not_yours() -> Failure {
+    Failure::new(
+        StatusCode::NOT_FOUND,
+        "This message is not one you opened through the proxy, nor is it tracked in \
+         your mailbox. Open it in your mail client first.",
+    )
+}
+
+/// Check, before anything is written, that the user may act on message `raw_id`
+/// (see the module comment). Returns the normalized Message-ID.
+pub async fn check_message(
+    app: &AppState,
+    user: &SignedIn,
+    raw_id: &str,
+) -> Result<MessageId, Failure> {
+    let mid = parse_mid(raw_id)?;
+    if app.events.find(&user.user, mid.as_str()).is_some() {
+        return Ok(mid);
+    }
+    let owner = user.crm_user.id;
+    let m = mid.clone();
+    let tracked = with_store(app, move |s| s.tracking(owner, &m)).await?;
+    match tracked {
+        Some(_) => Ok(mid),
+        None => Err(not_yours()),
+    }
+}
+
+pub(crate) fn parse_mid(raw: &str) -> Result<MessageId, Failure> {
+    let id = valid_message_id(raw)?;
+    MessageId::parse(&id).map_err(|_| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            "A Message-ID looks like abc123@example.com (at most 998 characters, one line).",
+        )
+    })
+}
+
+/// `""` (clear) or `type:uuid` of a record that can be regarding.
+pub fn parse_regarding(raw: Option<&str>) -> Result<Option<RecordRef>, Failure> {
+    let raw = raw.map(str::trim).unwrap_or("");
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    if raw.len() > 100 {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "A regarding record is TYPE:UUID, e.g. account:0190….",
+        ));
+    }
+    let r = parse_record_ref(raw).map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e))?;
+    if !r.kind.can_be_regarding() {
+        return Err(track_failure(TrackError::NotRegardable { kind: r.kind }));
+    }
+    Ok(Some(r))
+}
+
+/// The pane's actor: the signed-in user acting on their own mailbox.
+fn actor(app: &AppState, user: &SignedIn) -> Result<Actor, Failure> {
+    let login = user.user.clone();
+    app.engine.actor(&login, &login).map_err(track_failure)
+}
+
+/// Run `action` on message `raw_id` for the signed-in user.
+pub async fn perform(
+    app: &AppState,
+    user: &SignedIn,
+    raw_id: &str,
+    action: TrackAction,
+) -> Result<Outcome, Failure> {
+    let mid = parse_mid(raw_id)?;
+    let actor = actor(app, user)?;
+    let seen = app.events.find(&user.user, mid.as_str());
+    let location = seen
+        .as_ref()
+        .and_then(|m| match (&m.mailbox, m.uid, m.uid_validity) {
+            (Some(folder), Some(uid), Some(uid_validity)) => Some(MessageLocation {
+                folder: folder.clone(),
+                uid_validity,
+                uid,
+            }),
+            _ => None,
+        });
+    let engine = app.engine.clone();
+    let seen = seen.is_some();
+    let res = tokio::task::spawn_blocking(move || -> Result<Outcome, Failure> {
+        let tracked = engine
+            .tracking(actor.owner_id(), &mid)
+            .map_err(track_failure)?;
+        if tracked.is_none() && !seen {
+            return Err(not_yours());
+        }
+        let request = |regarding: Option<RecordRef>, is_new_contact: bool| {
+            let mut req = TrackRequest::new(TrackSource::Pane);
+            req.regarding = regarding;
+            req.regarding_is_new_contact = is_new_contact;
+            req.location = location.clone();
+            engine.request(&actor, &mid, req).map_err(track_failure)
+        };
+        match action {
+            TrackAction::Track => {
+                let r = request(None, false)?;
+                Ok(Outcome {
+                    message: status_sentence(&r),
+                    record: Some(r),
+                })
+            }
+            TrackAction::Regarding(regarding) => {
+                let r = match tracked {
+                    Some(_) => engine
+                        .set_regarding(&actor, &mid, regarding, false)
+                        .map_err(track_failure)?,
+                    None => request(regarding, false)?,
+                };
+                let message = match regarding {
+                    Some(_) => "Regarding set. ".to_owned() + &status_sentence(&r),
+                    None => "Regarding cleared.".to_owned(),
+                };
+                Ok(Outcome {
+                    message,
+                    record: Some(r),
+                })
+            }
+            TrackAction::RegardingNew(r) => {
+                let is_new_contact = r.kind == Kind::Contact;
+                let rec = match tracked {
+                    Some(_) => engine
+                        .set_regarding(&actor, &mid, Some(r), is_new_contact)
+                        .map_err(track_failure)?,
+                    None => request(Some(r), is_new_contact)?,
+                };
+                Ok(Outcome {
+                    message: format!(
+                        "{} created; the email is tracked regarding it. {}",
+                        kind_label(r.kind),
+                        status_sentence(&rec)
+                    ),
+                    record: Some(rec),
+                })
+            }
+            TrackAction::Untrack => {
+                if engine.untrack(&actor, &mid).map_err(track_failure)? {
+                    Ok(Outcome {
+                        message: "No longer tracked in your mailbox. The email stays in the CRM."
+                            .into(),
+                        record: None,
+                    })
+                } else {
+                    Err(track_failure(TrackError::NotTracked {
+                        message_id: mid.to_string(),
+                    }))
+                }
+            }
+        }
+    })
+    .await;
+    res.unwrap_or_else(|_| {
+        Err(Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The tracking action failed.",
+        ))
+    })
+}
+
+fn status_sentence(r: &TrackingRecord) -> String {
+    match &r.status {
+        TrackStatus::Tracked => "Tracked.".into(),
+        TrackStatus::Pending if r.location.is_some() => {
+            "Track pending: the proxy completes it when it next reads the message.".into()
+        }
+        TrackStatus::Pending => "Track pending. The proxy has not seen where this message is \
+             in your mailbox: open it in your mail client (through the proxy) so that it can \
+             complete the tracking."
+            .into(),
+        TrackStatus::Failed { reason } => format!("Tracking failed: {reason}"),
+    }
+}
+
+pub(crate) fn record_json(r: &Option<TrackingRecord>) -> serde_json::Value {
+    match r {
+        None => json!({ "status": "not_tracked" }),
+        Some(r) => {
+            let (status, reason) = match &r.status {
+                TrackStatus::Tracked => ("tracked", None),
+                TrackStatus::Pending => ("pending", None),
+                TrackStatus::Failed { reason } => ("failed", Some(reason.clone())),
+            };
+            json!({
+                "status": status,
+                "reason": reason,
+                "activity": r.activity.map(|a| a.to_string()),
+                "regarding": r.regarding.map(|g| format!("{}:{}", g.kind, g.id)),
+            })
+        }
+    }
+}
+
+/// Form fields of the panel's buttons.
+#[derive(Deserialize)]
+pub struct ActionForm {
+    message_id: String,
+    regarding: Option<String>,
+}
+
+pub(crate) fn back_to(mid: &str, note: &str) -> Response {
+    let q = form_urlencoded::Serializer::new(String::new())
+        .append_pair("id", mid)
+        .append_pair("done", note)
+        .finish();
+    Redirect::to(&format!("/message?{q}")).into_response()
+}
+
+pub async fn track_form(
+    State(app): State<AppState>,
+    user: SignedIn,
+    Form(f): Form<ActionForm>,
+) -> Result<Response, PageFailure> {
+    let o = perform(&app, &user, &f.message_id, TrackAction::Track)
+        .await
+        .map_err(PageFailure)?;
+    Ok(back_to(&f.message_id, &o.message))
+}
+
+pub async fn regarding_form(
+    State(app): State<AppState>,
+    user: SignedIn,
+    Form(f): Form<ActionForm>,
+) -> Result<Response, PageFailure> {
+    let r = parse_regarding(f.regarding.as_deref()).map_err(PageFailure)?;
+    let o = perform(&app, &user, &f.message_id, TrackAction::Regarding(r))
+        .await
+        .map_err(PageFailure)?;
+    Ok(back_to(&f.message_id, &o.message))
+}
+
+pub async fn untrack_form(
+    State(app): State<AppState>,
+    user: SignedIn,
+    Form(f): Form<ActionForm>,
+) -> Result<Response, PageFailure> {
+    let o = perform(&app, &user, &f.message_id, TrackAction::Untrack)
+        .await
+        .map_err(PageFailure)?;
+    Ok(back_to(&f.message_id, &o.message))
+}
+
+/// JSON body of `/api/track`, `/api/regarding`, `/api/untrack`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionBody {
+    message_id: String,
+    #[serde(default)]
+    regarding: Option<String>,
+}
+
+async fn api_action(
+    app: AppState,
+    user: SignedIn,
+    body: Result<Json<ActionBody>, JsonRejection>,
+    make: impl FnOnce(&ActionBody) -> Result<TrackAction, Failure>,
+) -> Result<Response, ApiFailure> {
+    let Json(b) = body.map_err(super::api::bad_json)?;
+    let action = make(&b).map_err(ApiFailure)?;
+    let o = perform(&app, &user, &b.message_id, action)
+        .await
+        .map_err(ApiFailure)?;
+    Ok(Json(json!({ "message": o.message, "tracking": record_json(&o.record) })).into_response())
+}
+
+pub async fn api_track(
+    State(app): State<AppState>,
+    user: SignedIn,
+    body: Result<Json<ActionBody>, JsonRejection>,
+) -> Result<Response, ApiFailure> {
+    api_action(app, user, body, |_| Ok(TrackAction::Track)).await
+}
+
+pub async fn api_regarding(
+    State(app): State<AppState>,
+    user: SignedIn,
+    body: Result<Json<ActionBody>, JsonRejection>,
+) -> Result<Response, ApiFailure> {
+    api_action(app, user, body, |b| {
+        parse_regarding(b.regarding.as_deref()).map(TrackAction::Regarding)
+    })
+    .await
+}
+
+pub async fn api_untrack(
+    State(app): State<AppState>,
+    user: SignedIn,
+    body: Result<Json<ActionBody>, JsonRejection>,
+) -> Result<Response, ApiFailure> {
+    api_action(app, user, body, |_| Ok(TrackAction::Untrack)).await
+}
+
+#[derive(Deserialize)]
+pub struct PickParams {
+    id: Option<String>,
+    q: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+/// `GET /regarding?id=MID&q=…&type=…`: find the record to set as regarding.
+pub async fn pick_regarding(
+    State(app): State<AppState>,
+    Query(p): Query<PickParams>,
+    user: SignedIn,
+) -> Result<Response, PageFailure> {
+    let mid = valid_message_id(p.id.as_deref().unwrap_or("")).map_err(PageFailure)?;
+    let kind = match p
+        .kind
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && *s != "all")
+    {
+        None => None,
+        Some(s) => Some(
+            REGARDING_KINDS
+                .into_iter()
+                .find(|k| k.as_str() == s)
+                .ok_or_else(|| {
+                    PageFailure(Failure::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("An email cannot be regarding {s:?}: choose a type from the list."),
+                    ))
+                })?,
+        ),
+    };
+    let q = p.q.unwrap_or_default();
+    let text: String = q.trim().chars().take(200).collect();
+    let hits: Vec<(Kind, Uuid, String)> = if text.is_empty() {
+        Vec::new()
+    } else {
+        let query = SearchQuery {
+            text,
+            kinds: kind
+                .map(|k| vec![k])
+                .unwrap_or_else(|| REGARDING_KINDS.to_vec()),
+            limit: 25,
+        };
+        with_store(&app, move |s| s.search(&query))
+            .await
+            .map_err(PageFailure)?
+            .into_iter()
+            .map(|h| (h.kind, h.id, h.title))
+            .collect()
+    };
+    let csrf = user.session.csrf_token.clone();
+    let body = html! {
+        h1 { "Set Regarding" }
+        p.meta { "Message " span.mono { (mid) } }
+        section.card {
+            form.search method="get" action="/regarding" role="search" {
+                input type="hidden" name="id" value=(mid);
+                label for="q" { "Search for a record" }
+                div.row {
+                    input #q type="search" name="q" value=(q) placeholder="Name, company, e-mail…";
+                    label.sr for="type" { "Record type" }
+                    select #type name="type" {
+                        option value="all" selected[kind.is_none()] { "All types" }
+                        @for k in REGARDING_KINDS {
+                            option value=(k.as_str()) selected[kind == Some(k)] { (kind_label(k)) }
+                        }
+                    }
+                    button type="submit" { "Search" }
+                }
+            }
+        }
+        @if !q.trim().is_empty() {
+            section.card aria-live="polite" {
+                h2 { (hits.len()) @if hits.len() == 1 { " result" } @else { " results" } }
+                @if hits.is_empty() {
+                    p.empty { "No record matches. Try fewer or shorter words, or another type." }
+                } @else {
+                    ul.list.pick {
+                        @for (k, id, title) in &hits {
+                            li {
+                                form.inline method="post" action="/regarding" {
+                                    input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                                    input type="hidden" name="message_id" value=(mid);
+                                    input type="hidden" name="regarding" value=(format!("{}:{}", k.as_str(), id));
+                                    button type="submit" { "Set regarding" }
+                                }
+                                " " strong { (title) } " " span.meta { (kind_label(*k)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        p { a href=(format!("/message?{}", form_urlencoded::Serializer::new(String::new()).append_pair("id", &mid).finish())) { "Back to the message" } }
+    };
+    Ok(pages::layout(&user.chrome(), Some(Nav::Current), "Set Regarding", body).into_response())
+}
