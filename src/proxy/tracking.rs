@@ -388,6 +388,7 @@ impl TrackingHook {
         let mut ev = MessageOpened::new(mid);
         ev.mailbox = Some(mailbox.name.clone());
         ev.uid = uid;
+        ev.uid_validity = mailbox.uid_validity;
         self.workers.events().publish_opened(&identity.user, ev);
     }
 }
