@@ -10,9 +10,10 @@
 
 use bytes::Bytes;
 use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::core::Atom;
 use imap_codec::imap_types::core::Vec1;
 use imap_codec::imap_types::fetch::{MessageDataItem, Section};
-use imap_codec::imap_types::flag::{Flag, StoreType};
+use imap_codec::imap_types::flag::{Flag, FlagFetch, StoreType};
 use imap_codec::imap_types::response::{Code, Data, Response, Status};
 use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::IntoStatic;
@@ -56,13 +57,22 @@ enum TagAction {
     Sent { actor: Actor, folder: String },
 }
 
+/// What a session shows of a tracked message.
+#[derive(Clone)]
+struct Tracked {
+    /// The X-CRM-* header block.
+    block: Bytes,
+    /// `$CRM_Tracked` or `$CRM_Pending`.
+    keyword: String,
+}
+
 #[derive(Default)]
 struct SessionData {
     owner: Option<UserId>,
     actions: HashMap<String, TagAction>,
-    /// (folder, UIDVALIDITY, UID) → rendered block (None: not tracked), and
-    /// whether the Message-ID was known when it was looked up.
-    blocks: HashMap<(String, u32, u32), (Option<Bytes>, bool)>,
+    /// (folder, UIDVALIDITY, UID) → rendered block and state keyword (None: not
+    /// tracked), and whether the Message-ID was known when it was looked up.
+    blocks: HashMap<(String, u32, u32), (Option<Tracked>, bool)>,
     generation: u64,
     /// Folders the server's LIST marked `\Sent` (SPECIAL-USE).
     sent_folders: Vec<String>,
@@ -113,6 +123,11 @@ impl TrackingHook {
 
     /// The header block of the message at (selected folder, `uid`), if tracked.
     fn block_for(&self, cx: &HookContext<'_>, uid: u32) -> Option<Bytes> {
+        self.tracked_at(cx, uid).map(|t| t.block)
+    }
+
+    /// The block and state keyword of the message at (selected folder, `uid`).
+    fn tracked_at(&self, cx: &HookContext<'_>, uid: u32) -> Option<Tracked> {
         let mailbox = cx.state.selected()?;
         let validity = mailbox.uid_validity?;
         let owner = self.owner_id(cx)?;
@@ -145,17 +160,70 @@ impl TrackingHook {
             };
             engine.tracking_at(owner, &loc).ok().flatten()
         });
-        let block = record
-            .filter(|r| engine.keywords_for(&r.status).is_some())
-            .and_then(|r| engine.headers_for(&r, None).ok())
-            .map(|h| Bytes::from(h.render()));
+        let tracked = record.and_then(|r| {
+            let keyword = engine.keywords_for(&r.status)?.to_string();
+            let block = Bytes::from(engine.headers_for(&r, None).ok()?.render());
+            Some(Tracked { block, keyword })
+        });
         self.with_session(cx.session_id, |s| {
             if s.blocks.len() >= CACHE_MAX {
                 s.blocks.clear();
             }
-            s.blocks.insert(key, (block.clone(), knows_id));
+            s.blocks.insert(key, (tracked.clone(), knows_id));
         });
-        block
+        tracked
+    }
+
+    /// A FETCH response's items as the client sees them: RFC822.SIZE counts the
+    /// block and, where the mailbox cannot store keywords (PERMANENTFLAGS lacks
+    /// `\*`), FLAGS carry the state keyword from the store. `None`: unchanged.
+    fn fetch_items(
+        &self,
+        cx: &HookContext<'_>,
+        seq: u32,
+        items: &[MessageDataItem<'_>],
+    ) -> Option<Vec<MessageDataItem<'static>>> {
+        let has_size = items
+            .iter()
+            .any(|i| matches!(i, MessageDataItem::Rfc822Size(_)));
+        let mailbox = cx.state.selected();
+        let flags_from_store = mailbox.is_some_and(|m| m.keywords_allowed == Some(false))
+            && items.iter().any(|i| matches!(i, MessageDataItem::Flags(_)));
+        if !has_size && !flags_from_store {
+            return None;
+        }
+        let uid = items
+            .iter()
+            .find_map(|i| match i {
+                MessageDataItem::Uid(u) => Some(u.get()),
+                _ => None,
+            })
+            .or_else(|| mailbox.and_then(|m| m.uid(seq)))?;
+        let tracked = self.tracked_at(cx, uid)?;
+        let keyword = Atom::try_from(tracked.keyword.clone()).ok();
+        Some(
+            items
+                .iter()
+                .map(|i| match i {
+                    MessageDataItem::Rfc822Size(n) => {
+                        MessageDataItem::Rfc822Size(n.saturating_add(tracked.block.len() as u32))
+                    }
+                    MessageDataItem::Flags(flags) if flags_from_store => {
+                        let mut flags: Vec<FlagFetch<'static>> =
+                            flags.iter().cloned().map(IntoStatic::into_static).collect();
+                        let present = flags.iter().any(|f| {
+                            matches!(f, FlagFetch::Flag(Flag::Keyword(a))
+                                if a.as_ref().eq_ignore_ascii_case(&tracked.keyword))
+                        });
+                        if let (false, Some(k)) = (present, &keyword) {
+                            flags.push(FlagFetch::Flag(Flag::Keyword(k.clone())));
+                        }
+                        MessageDataItem::Flags(flags)
+                    }
+                    other => other.clone().into_static(),
+                })
+                .collect(),
+        )
     }
 
     fn keyword_store(
@@ -483,32 +551,7 @@ impl Hook for TrackingHook {
             }
             Response::Data(Data::Fetch { seq, items }) => {
                 self.publish_opened(cx, seq.get(), items.as_ref());
-                if !items
-                    .as_ref()
-                    .iter()
-                    .any(|i| matches!(i, MessageDataItem::Rfc822Size(_)))
-                {
-                    return None;
-                }
-                let uid = items
-                    .as_ref()
-                    .iter()
-                    .find_map(|i| match i {
-                        MessageDataItem::Uid(u) => Some(u.get()),
-                        _ => None,
-                    })
-                    .or_else(|| cx.state.selected().and_then(|m| m.uid(seq.get())))?;
-                let block = self.block_for(cx, uid)?;
-                let new: Vec<MessageDataItem<'static>> = items
-                    .as_ref()
-                    .iter()
-                    .map(|i| match i {
-                        MessageDataItem::Rfc822Size(n) => {
-                            MessageDataItem::Rfc822Size(n.saturating_add(block.len() as u32))
-                        }
-                        other => other.clone().into_static(),
-                    })
-                    .collect();
+                let new = self.fetch_items(cx, seq.get(), items.as_ref())?;
                 Some(Response::Data(Data::Fetch {
                     seq: *seq,
                     items: Vec1::try_from(new).ok()?,

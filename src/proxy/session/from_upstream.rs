@@ -2,6 +2,7 @@
 //! filtered, offered to the hook), big ones streamed; upstream loss detection.
 
 use super::*;
+use imap_codec::imap_types::flag::FlagPerm;
 
 impl Ctx {
     // ---------------------------------------------------------------- upstream → client
@@ -322,11 +323,13 @@ impl Ctx {
                 }
                 st.on_fetch(seq.get(), uid, mid);
             }
-            Response::Status(Status::Untagged(body)) => {
-                if let Some(Code::UidValidity(v)) = &body.code {
-                    st.on_uid_validity(v.get());
+            Response::Status(Status::Untagged(body)) => match &body.code {
+                Some(Code::UidValidity(v)) => st.on_uid_validity(v.get()),
+                Some(Code::PermanentFlags(flags)) => {
+                    st.on_permanent_flags(flags.iter().any(|f| matches!(f, FlagPerm::Asterisk)))
                 }
-            }
+                _ => {}
+            },
             Response::Status(Status::Bye(_)) => sh.saw_bye = true,
             _ => {}
         }
