@@ -583,6 +583,13 @@ impl Hook for TrackingHook {
             line: None,
         })
     }
+    fn notices(&self, cx: &HookContext<'_>) -> Vec<String> {
+        match cx.identity {
+            Some(identity) => self.workers.take_notices(&identity.user),
+            None => Vec::new(),
+        }
+    }
+
     fn on_login(&self, cx: &HookContext<'_>, credential: Option<&Credential>) {
         let Some(identity) = cx.identity else { return };
         match (credential, identity.mechanism) {

@@ -233,6 +233,21 @@ impl Ctx {
         if swallow {
             return Ok(());
         }
+        if matches!(response_start(&msg), ResponseStart::Tagged(_)) {
+            let notices = self.with_hook(|h, hcx| h.notices(hcx));
+            if !notices.is_empty() {
+                let mut with = Vec::new();
+                for text in notices {
+                    let line: String = text
+                        .chars()
+                        .map(|c| if c.is_control() { ' ' } else { c })
+                        .collect();
+                    with.extend_from_slice(format!("* NO [ALERT] {line}\r\n").as_bytes());
+                }
+                with.extend_from_slice(out.as_deref().unwrap_or(&msg));
+                out = Some(with);
+            }
+        }
         self.write_client(out.as_deref().unwrap_or(&msg))
             .await
             .map_err(|_| Relay::Client)
