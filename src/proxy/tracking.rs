@@ -10,10 +10,9 @@
 
 use bytes::Bytes;
 use imap_codec::imap_types::command::{Command, CommandBody};
-use imap_codec::imap_types::core::Atom;
 use imap_codec::imap_types::core::Vec1;
 use imap_codec::imap_types::fetch::{MessageDataItem, Section};
-use imap_codec::imap_types::flag::{Flag, FlagFetch, StoreType};
+use imap_codec::imap_types::flag::{Flag, StoreType};
 use imap_codec::imap_types::response::{Code, Data, Response, Status};
 use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::IntoStatic;
@@ -29,20 +28,36 @@ use crate::track::{Actor, TrackSource};
 use crate::wire::Literal;
 
 mod fetch_item;
+mod fetch_response;
 mod partial;
 mod sets;
 use fetch_item::{announced_item, announced_partial, filter_block, Item};
 use partial::Partial;
 use sets::{mailbox_name, seqs, set_text, uid_list_text, uid_set_text};
 
-/// Most header blocks cached per session.
-const CACHE_MAX: usize = 4096;
+/// Most header blocks cached (for all sessions).
+const CACHE_MAX: usize = 65_536;
 
 /// The hook `serve` installs.
 pub struct TrackingHook {
     workers: Workers,
     sessions: Mutex<HashMap<u64, SessionData>>,
+    /// Shared by the sessions of every mailbox: a client that reconnects (or
+    /// opens several connections) does not read the store again.
+    blocks: Mutex<BlockCache>,
 }
+
+/// (owner, folder, UIDVALIDITY, UID) → rendered block and state keyword (None:
+/// not tracked), and whether the Message-ID was known when it was looked up.
+/// Emptied when the tracking generation changes.
+#[derive(Default)]
+struct BlockCache {
+    generation: u64,
+    entries: HashMap<BlockKey, (Option<Tracked>, bool)>,
+}
+
+/// (owner, folder, UIDVALIDITY, UID).
+type BlockKey = (UserId, String, u32, u32);
 
 /// What a client command asked for, applied when its tagged answer comes.
 #[derive(Debug)]
@@ -70,10 +85,6 @@ struct Tracked {
 struct SessionData {
     owner: Option<UserId>,
     actions: HashMap<String, TagAction>,
-    /// (folder, UIDVALIDITY, UID) → rendered block and state keyword (None: not
-    /// tracked), and whether the Message-ID was known when it was looked up.
-    blocks: HashMap<(String, u32, u32), (Option<Tracked>, bool)>,
-    generation: u64,
     /// Folders the server's LIST marked `\Sent` (SPECIAL-USE).
     sent_folders: Vec<String>,
     /// Partial fetches rewritten, per command tag, in command order.
@@ -85,6 +96,7 @@ impl TrackingHook {
         TrackingHook {
             workers,
             sessions: Mutex::new(HashMap::new()),
+            blocks: Mutex::new(BlockCache::default()),
         }
     }
 
@@ -131,16 +143,17 @@ impl TrackingHook {
         let mailbox = cx.state.selected()?;
         let validity = mailbox.uid_validity?;
         let owner = self.owner_id(cx)?;
-        let key = (mailbox.name.clone(), validity, uid);
+        let key = (owner, mailbox.name.clone(), validity, uid);
         let generation = self.workers.generation();
         let knows_id = mailbox.message_id(uid).is_some();
-        let cached = self.with_session(cx.session_id, |s| {
-            if s.generation != generation {
-                s.blocks.clear();
-                s.generation = generation;
+        let cached = {
+            let mut c = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+            if c.generation != generation {
+                c.entries.clear();
+                c.generation = generation;
             }
-            s.blocks.get(&key).cloned()
-        });
+            c.entries.get(&key).cloned()
+        };
         // A miss found before the Message-ID was learned is looked up again.
         if let Some((c, had_id)) = cached {
             if c.is_some() || had_id || !knows_id {
@@ -154,7 +167,7 @@ impl TrackingHook {
             .and_then(|m| engine.tracking(owner, &m).ok().flatten());
         let record = by_id.or_else(|| {
             let loc = MessageLocation {
-                folder: key.0.clone(),
+                folder: key.1.clone(),
                 uid_validity: validity,
                 uid,
             };
@@ -165,65 +178,17 @@ impl TrackingHook {
             let block = Bytes::from(engine.headers_for(&r, None).ok()?.render());
             Some(Tracked { block, keyword })
         });
-        self.with_session(cx.session_id, |s| {
-            if s.blocks.len() >= CACHE_MAX {
-                s.blocks.clear();
+        {
+            let mut c = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+            // Filled under an older generation: not kept.
+            if c.generation == generation {
+                if c.entries.len() >= CACHE_MAX {
+                    c.entries.clear();
+                }
+                c.entries.insert(key, (tracked.clone(), knows_id));
             }
-            s.blocks.insert(key, (tracked.clone(), knows_id));
-        });
-        tracked
-    }
-
-    /// A FETCH response's items as the client sees them: RFC822.SIZE counts the
-    /// block and, where the mailbox cannot store keywords (PERMANENTFLAGS lacks
-    /// `\*`), FLAGS carry the state keyword from the store. `None`: unchanged.
-    fn fetch_items(
-        &self,
-        cx: &HookContext<'_>,
-        seq: u32,
-        items: &[MessageDataItem<'_>],
-    ) -> Option<Vec<MessageDataItem<'static>>> {
-        let has_size = items
-            .iter()
-            .any(|i| matches!(i, MessageDataItem::Rfc822Size(_)));
-        let mailbox = cx.state.selected();
-        let flags_from_store = mailbox.is_some_and(|m| m.keywords_allowed == Some(false))
-            && items.iter().any(|i| matches!(i, MessageDataItem::Flags(_)));
-        if !has_size && !flags_from_store {
-            return None;
         }
-        let uid = items
-            .iter()
-            .find_map(|i| match i {
-                MessageDataItem::Uid(u) => Some(u.get()),
-                _ => None,
-            })
-            .or_else(|| mailbox.and_then(|m| m.uid(seq)))?;
-        let tracked = self.tracked_at(cx, uid)?;
-        let keyword = Atom::try_from(tracked.keyword.clone()).ok();
-        Some(
-            items
-                .iter()
-                .map(|i| match i {
-                    MessageDataItem::Rfc822Size(n) => {
-                        MessageDataItem::Rfc822Size(n.saturating_add(tracked.block.len() as u32))
-                    }
-                    MessageDataItem::Flags(flags) if flags_from_store => {
-                        let mut flags: Vec<FlagFetch<'static>> =
-                            flags.iter().cloned().map(IntoStatic::into_static).collect();
-                        let present = flags.iter().any(|f| {
-                            matches!(f, FlagFetch::Flag(Flag::Keyword(a))
-                                if a.as_ref().eq_ignore_ascii_case(&tracked.keyword))
-                        });
-                        if let (false, Some(k)) = (present, &keyword) {
-                            flags.push(FlagFetch::Flag(Flag::Keyword(k.clone())));
-                        }
-                        MessageDataItem::Flags(flags)
-                    }
-                    other => other.clone().into_static(),
-                })
-                .collect(),
-        )
+        tracked
     }
 
     fn keyword_store(
