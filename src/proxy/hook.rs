@@ -102,6 +102,13 @@ pub trait Hook: Send + Sync + 'static {
         None
     }
 
+    /// Texts to show the user, each sent as an untagged `* NO [ALERT] text` just
+    /// before the next tagged answer relayed to the client (a refusal that came
+    /// after the command that asked was answered, e.g. from the sync worker).
+    fn notices(&self, _cx: &HookContext<'_>) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The tagged answer to a command sent with [`UpstreamHandle::send_command`].
     fn on_own_response(&self, _cx: &HookContext<'_>, _tag: &str, _response: &[u8]) {}
 

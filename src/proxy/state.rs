@@ -26,6 +26,9 @@ pub struct Mailbox {
     pub read_only: bool,
     pub uid_validity: Option<u32>,
     pub exists: u32,
+    /// Whether PERMANENTFLAGS has `\*` (new keywords can be stored upstream);
+    /// `None` until the server said.
+    pub keywords_allowed: Option<bool>,
     /// UID of each sequence number (index = seq − 1; 0 = not learned yet).
     uids: Vec<u32>,
     message_ids: HashMap<u32, Box<str>>,
@@ -39,6 +42,7 @@ impl Mailbox {
             read_only,
             uid_validity: None,
             exists: 0,
+            keywords_allowed: None,
             uids: Vec::new(),
             message_ids: HashMap::new(),
             message_id_order: VecDeque::new(),
@@ -177,6 +181,13 @@ impl SessionState {
         }
     }
 
+    /// `* OK [PERMANENTFLAGS (…)]`: whether it held `\*`.
+    pub fn on_permanent_flags(&mut self, keywords_allowed: bool) {
+        if let Some(m) = self.current() {
+            m.keywords_allowed = Some(keywords_allowed);
+        }
+    }
+
     pub fn on_exists(&mut self, n: u32) {
         if let Some(m) = self.current() {
             m.set_exists(n);
@@ -238,6 +249,7 @@ mod tests {
         s.begin_select("INBOX".into(), false);
         s.on_exists(4);
         s.on_uid_validity(77);
+        s.on_permanent_flags(false);
         s.finish_select(true);
         for (seq, uid) in [(1, 10), (2, 11), (3, 15), (4, 20)] {
             s.on_fetch(seq, Some(uid), Some(format!("<m{uid}@x>")));
@@ -253,6 +265,7 @@ mod tests {
             (m.name.as_str(), m.uid_validity, m.exists),
             ("INBOX", Some(77), 4)
         );
+        assert_eq!(m.keywords_allowed, Some(false));
         assert_eq!(m.uid(3), Some(15));
         assert_eq!(m.seq(20), Some(4));
         assert_eq!(m.message_id(11), Some("<m11@x>"));

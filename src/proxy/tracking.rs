@@ -28,20 +28,36 @@ use crate::track::{Actor, TrackSource};
 use crate::wire::Literal;
 
 mod fetch_item;
+mod fetch_response;
 mod partial;
 mod sets;
 use fetch_item::{announced_item, announced_partial, filter_block, Item};
 use partial::Partial;
 use sets::{mailbox_name, seqs, set_text, uid_list_text, uid_set_text};
 
-/// Most header blocks cached per session.
-const CACHE_MAX: usize = 4096;
+/// Most header blocks cached (for all sessions).
+const CACHE_MAX: usize = 65_536;
 
 /// The hook `serve` installs.
 pub struct TrackingHook {
     workers: Workers,
     sessions: Mutex<HashMap<u64, SessionData>>,
+    /// Shared by the sessions of every mailbox: a client that reconnects (or
+    /// opens several connections) does not read the store again.
+    blocks: Mutex<BlockCache>,
 }
+
+/// (owner, folder, UIDVALIDITY, UID) → rendered block and state keyword (None:
+/// not tracked), and whether the Message-ID was known when it was looked up.
+/// Emptied when the tracking generation changes.
+#[derive(Default)]
+struct BlockCache {
+    generation: u64,
+    entries: HashMap<BlockKey, (Option<Tracked>, bool)>,
+}
+
+/// (owner, folder, UIDVALIDITY, UID).
+type BlockKey = (UserId, String, u32, u32);
 
 /// What a client command asked for, applied when its tagged answer comes.
 #[derive(Debug)]
@@ -56,14 +72,19 @@ enum TagAction {
     Sent { actor: Actor, folder: String },
 }
 
+/// What a session shows of a tracked message.
+#[derive(Clone)]
+struct Tracked {
+    /// The X-CRM-* header block.
+    block: Bytes,
+    /// `$CRM_Tracked` or `$CRM_Pending`.
+    keyword: String,
+}
+
 #[derive(Default)]
 struct SessionData {
     owner: Option<UserId>,
     actions: HashMap<String, TagAction>,
-    /// (folder, UIDVALIDITY, UID) → rendered block (None: not tracked), and
-    /// whether the Message-ID was known when it was looked up.
-    blocks: HashMap<(String, u32, u32), (Option<Bytes>, bool)>,
-    generation: u64,
     /// Folders the server's LIST marked `\Sent` (SPECIAL-USE).
     sent_folders: Vec<String>,
     /// Partial fetches rewritten, per command tag, in command order.
@@ -75,6 +96,7 @@ impl TrackingHook {
         TrackingHook {
             workers,
             sessions: Mutex::new(HashMap::new()),
+            blocks: Mutex::new(BlockCache::default()),
         }
     }
 
@@ -113,19 +135,25 @@ impl TrackingHook {
 
     /// The header block of the message at (selected folder, `uid`), if tracked.
     fn block_for(&self, cx: &HookContext<'_>, uid: u32) -> Option<Bytes> {
+        self.tracked_at(cx, uid).map(|t| t.block)
+    }
+
+    /// The block and state keyword of the message at (selected folder, `uid`).
+    fn tracked_at(&self, cx: &HookContext<'_>, uid: u32) -> Option<Tracked> {
         let mailbox = cx.state.selected()?;
         let validity = mailbox.uid_validity?;
         let owner = self.owner_id(cx)?;
-        let key = (mailbox.name.clone(), validity, uid);
+        let key = (owner, mailbox.name.clone(), validity, uid);
         let generation = self.workers.generation();
         let knows_id = mailbox.message_id(uid).is_some();
-        let cached = self.with_session(cx.session_id, |s| {
-            if s.generation != generation {
-                s.blocks.clear();
-                s.generation = generation;
+        let cached = {
+            let mut c = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+            if c.generation != generation {
+                c.entries.clear();
+                c.generation = generation;
             }
-            s.blocks.get(&key).cloned()
-        });
+            c.entries.get(&key).cloned()
+        };
         // A miss found before the Message-ID was learned is looked up again.
         if let Some((c, had_id)) = cached {
             if c.is_some() || had_id || !knows_id {
@@ -139,23 +167,28 @@ impl TrackingHook {
             .and_then(|m| engine.tracking(owner, &m).ok().flatten());
         let record = by_id.or_else(|| {
             let loc = MessageLocation {
-                folder: key.0.clone(),
+                folder: key.1.clone(),
                 uid_validity: validity,
                 uid,
             };
             engine.tracking_at(owner, &loc).ok().flatten()
         });
-        let block = record
-            .filter(|r| engine.keywords_for(&r.status).is_some())
-            .and_then(|r| engine.headers_for(&r, None).ok())
-            .map(|h| Bytes::from(h.render()));
-        self.with_session(cx.session_id, |s| {
-            if s.blocks.len() >= CACHE_MAX {
-                s.blocks.clear();
-            }
-            s.blocks.insert(key, (block.clone(), knows_id));
+        let tracked = record.and_then(|r| {
+            let keyword = engine.keywords_for(&r.status)?.to_string();
+            let block = Bytes::from(engine.headers_for(&r, None).ok()?.render());
+            Some(Tracked { block, keyword })
         });
-        block
+        {
+            let mut c = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+            // Filled under an older generation: not kept.
+            if c.generation == generation {
+                if c.entries.len() >= CACHE_MAX {
+                    c.entries.clear();
+                }
+                c.entries.insert(key, (tracked.clone(), knows_id));
+            }
+        }
+        tracked
     }
 
     fn keyword_store(
@@ -484,32 +517,7 @@ impl Hook for TrackingHook {
             }
             Response::Data(Data::Fetch { seq, items }) => {
                 self.publish_opened(cx, seq.get(), items.as_ref());
-                if !items
-                    .as_ref()
-                    .iter()
-                    .any(|i| matches!(i, MessageDataItem::Rfc822Size(_)))
-                {
-                    return None;
-                }
-                let uid = items
-                    .as_ref()
-                    .iter()
-                    .find_map(|i| match i {
-                        MessageDataItem::Uid(u) => Some(u.get()),
-                        _ => None,
-                    })
-                    .or_else(|| cx.state.selected().and_then(|m| m.uid(seq.get())))?;
-                let block = self.block_for(cx, uid)?;
-                let new: Vec<MessageDataItem<'static>> = items
-                    .as_ref()
-                    .iter()
-                    .map(|i| match i {
-                        MessageDataItem::Rfc822Size(n) => {
-                            MessageDataItem::Rfc822Size(n.saturating_add(block.len() as u32))
-                        }
-                        other => other.clone().into_static(),
-                    })
-                    .collect();
+                let new = self.fetch_items(cx, seq.get(), items.as_ref())?;
                 Some(Response::Data(Data::Fetch {
                     seq: *seq,
                     items: Vec1::try_from(new).ok()?,
@@ -541,6 +549,13 @@ impl Hook for TrackingHook {
             line: None,
         })
     }
+    fn notices(&self, cx: &HookContext<'_>) -> Vec<String> {
+        match cx.identity {
+            Some(identity) => self.workers.take_notices(&identity.user),
+            None => Vec::new(),
+        }
+    }
+
     fn on_login(&self, cx: &HookContext<'_>, credential: Option<&Credential>) {
         let Some(identity) = cx.identity else { return };
         match (credential, identity.mechanism) {

@@ -219,6 +219,37 @@ pub struct Activity {
     pub details: ActivityDetails,
 }
 
+/// The parts of an activity the X-CRM-* header block shows (regarding, S/MIME),
+/// read from a stored activity without the rest: the proxy reads this for every
+/// tracked message a client fetches, and the body text need not be decoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct HeaderFacts {
+    #[serde(default)]
+    pub regarding: Option<RecordRef>,
+    #[serde(default)]
+    pub details: HeaderFactsDetails,
+}
+
+/// See [`HeaderFacts`]: only an e-mail's details have `smime`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct HeaderFactsDetails {
+    #[serde(default)]
+    pub smime: Option<SmimeMeta>,
+}
+
+impl From<&Activity> for HeaderFacts {
+    fn from(a: &Activity) -> HeaderFacts {
+        let smime = match &a.details {
+            ActivityDetails::Email(e) => e.smime.clone(),
+            _ => None,
+        };
+        HeaderFacts {
+            regarding: a.regarding,
+            details: HeaderFactsDetails { smime },
+        }
+    }
+}
+
 impl Activity {
     pub fn kind(&self) -> Kind {
         match self.details {

@@ -100,6 +100,10 @@ pub trait CrmStore: Send + Sync {
 
     // --- activities ------------------------------------------------------------
     fn activity(&self, id: ActivityId) -> Result<Option<Activity>>;
+    /// What the X-CRM-* header block of an activity needs, without its body.
+    fn header_facts(&self, id: ActivityId) -> Result<Option<HeaderFacts>> {
+        Ok(self.activity(id)?.as_ref().map(HeaderFacts::from))
+    }
     /// Create or replace an activity. An email activity's Message-ID is unique:
     /// a second activity with the same one is refused ([`StoreError::Duplicate`]).
     fn put_activity(&self, activity: Activity) -> Result<Activity>;

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 use uuid::Uuid;
 
-use super::activity::{thread_conversation, Activity, ActivityId, MessageLocation, TrackingRecord};
+use super::activity::{
+    thread_conversation, Activity, ActivityId, HeaderFacts, MessageLocation, TrackingRecord,
+};
 use super::address::{EmailAddress, MessageId};
 use super::blobs::{BlobRef, BlobStore};
 use super::error::StoreError;
@@ -250,6 +252,10 @@ impl CrmStore for SledStore {
     }
 
     fn activity(&self, id: ActivityId) -> Result<Option<Activity>> {
+        self.get_json(ix::ACTIVITIES, "activity", id.uuid().as_bytes())
+    }
+
+    fn header_facts(&self, id: ActivityId) -> Result<Option<HeaderFacts>> {
         self.get_json(ix::ACTIVITIES, "activity", id.uuid().as_bytes())
     }
 

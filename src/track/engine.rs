@@ -7,8 +7,8 @@ use chrono::Utc;
 
 use crate::message::{self, EmailFacts, SmimeForm, TrackingHeaders};
 use crate::store::{
-    Activity, ActivityDetails, Correlation, Kind, MessageId, MessageLocation, TrackStatus,
-    TrackingRecord, UserId,
+    Activity, ActivityDetails, Correlation, HeaderFacts, Kind, MessageId, MessageLocation,
+    TrackStatus, TrackingRecord, UserId,
 };
 
 use super::email;
@@ -275,13 +275,10 @@ impl Engine {
             TrackStatus::Pending => "pending",
             TrackStatus::Failed { .. } => "failed",
         };
-        let loaded;
-        let activity = match (activity, record.activity) {
-            (Some(a), _) => Some(a),
-            (None, Some(id)) => {
-                loaded = self.store.activity(id)?;
-                loaded.as_ref()
-            }
+        // The proxy calls this per fetched message: read only what the block shows.
+        let facts = match (activity, record.activity) {
+            (Some(a), _) => Some(HeaderFacts::from(a)),
+            (None, Some(id)) => self.store.header_facts(id)?,
             (None, None) => None,
         };
         let mut headers = TrackingHeaders {
@@ -290,8 +287,8 @@ impl Engine {
             regarding: None,
             smime: None,
         };
-        if let Some(a) = activity {
-            if let Some(r) = a.regarding {
+        if let Some(f) = facts {
+            if let Some(r) = f.regarding {
                 let name = self
                     .store
                     .record(r.id)?
@@ -299,16 +296,14 @@ impl Engine {
                     .unwrap_or_default();
                 headers.regarding = Some((r.kind.to_string(), r.id.to_string(), name));
             }
-            if let ActivityDetails::Email(e) = &a.details {
-                if let Some(s) = &e.smime {
-                    let form = match s.form.as_deref() {
-                        Some("opaque-signed") => SmimeForm::Opaque,
-                        Some("encrypted") => SmimeForm::Encrypted,
-                        _ if s.encrypted => SmimeForm::Encrypted,
-                        _ => SmimeForm::Detached,
-                    };
-                    headers.smime = Some((form.as_str(), s.signer.clone(), s.verified));
-                }
+            if let Some(s) = &f.details.smime {
+                let form = match s.form.as_deref() {
+                    Some("opaque-signed") => SmimeForm::Opaque,
+                    Some("encrypted") => SmimeForm::Encrypted,
+                    _ if s.encrypted => SmimeForm::Encrypted,
+                    _ => SmimeForm::Detached,
+                };
+                headers.smime = Some((form.as_str(), s.signer.clone(), s.verified));
             }
         }
         Ok(headers)

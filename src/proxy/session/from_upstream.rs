@@ -2,6 +2,7 @@
 //! filtered, offered to the hook), big ones streamed; upstream loss detection.
 
 use super::*;
+use imap_codec::imap_types::flag::FlagPerm;
 
 impl Ctx {
     // ---------------------------------------------------------------- upstream → client
@@ -232,6 +233,21 @@ impl Ctx {
         if swallow {
             return Ok(());
         }
+        if matches!(response_start(&msg), ResponseStart::Tagged(_)) {
+            let notices = self.with_hook(|h, hcx| h.notices(hcx));
+            if !notices.is_empty() {
+                let mut with = Vec::new();
+                for text in notices {
+                    let line: String = text
+                        .chars()
+                        .map(|c| if c.is_control() { ' ' } else { c })
+                        .collect();
+                    with.extend_from_slice(format!("* NO [ALERT] {line}\r\n").as_bytes());
+                }
+                with.extend_from_slice(out.as_deref().unwrap_or(&msg));
+                out = Some(with);
+            }
+        }
         self.write_client(out.as_deref().unwrap_or(&msg))
             .await
             .map_err(|_| Relay::Client)
@@ -322,11 +338,13 @@ impl Ctx {
                 }
                 st.on_fetch(seq.get(), uid, mid);
             }
-            Response::Status(Status::Untagged(body)) => {
-                if let Some(Code::UidValidity(v)) = &body.code {
-                    st.on_uid_validity(v.get());
+            Response::Status(Status::Untagged(body)) => match &body.code {
+                Some(Code::UidValidity(v)) => st.on_uid_validity(v.get()),
+                Some(Code::PermanentFlags(flags)) => {
+                    st.on_permanent_flags(flags.iter().any(|f| matches!(f, FlagPerm::Asterisk)))
                 }
-            }
+                _ => {}
+            },
             Response::Status(Status::Bye(_)) => sh.saw_bye = true,
             _ => {}
         }

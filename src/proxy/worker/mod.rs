@@ -14,7 +14,7 @@ mod user;
 
 pub use client::{quoted, ClientError, ImapClient};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -61,6 +61,8 @@ pub enum Job {
 
 /// Jobs queued per mailbox before a caller is told the queue is full.
 const QUEUE: usize = 1024;
+/// Refusals kept per mailbox for its sessions to show (oldest dropped first).
+const NOTICES: usize = 16;
 
 /// All mailboxes' workers. Cheap to clone.
 #[derive(Clone)]
@@ -77,6 +79,20 @@ pub(crate) struct Inner {
     /// Bumped whenever tracking state changes: sessions drop their header caches.
     pub generation: AtomicU64,
     users: Mutex<HashMap<String, mpsc::Sender<Job>>>,
+    /// Refusals of jobs (the engine's alert text) not yet shown, per mailbox.
+    notices: Mutex<HashMap<String, VecDeque<String>>>,
+}
+
+impl Inner {
+    /// The engine refused a job of `owner`'s: a session of the owner shows `text`.
+    pub(crate) fn notice(&self, owner: &str, text: String) {
+        let mut n = self.notices.lock().unwrap_or_else(|e| e.into_inner());
+        let q = n.entry(owner.to_string()).or_default();
+        if q.len() >= NOTICES {
+            q.pop_front();
+        }
+        q.push_back(text);
+    }
 }
 
 impl Workers {
@@ -96,6 +112,7 @@ impl Workers {
                 shutdown,
                 generation: AtomicU64::new(0),
                 users: Mutex::new(HashMap::new()),
+                notices: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -128,6 +145,14 @@ impl Workers {
             users.insert(key.clone(), tx);
         }
         tokio::spawn(user::run(self.inner.clone(), key, credential, rx));
+    }
+
+    /// Refusals of `owner`'s jobs since the last call (the engine's alert texts),
+    /// for a session to show; each is given to one session only.
+    pub fn take_notices(&self, owner: &str) -> Vec<String> {
+        let key = owner.trim().to_lowercase();
+        let mut n = self.inner.notices.lock().unwrap_or_else(|e| e.into_inner());
+        n.remove(&key).map(Vec::from).unwrap_or_default()
     }
 
     /// Queue a job for `owner`'s worker. False when there is no worker (no

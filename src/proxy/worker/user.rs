@@ -81,7 +81,7 @@ pub(super) async fn run(
         };
         let c = conn.as_mut().expect("connected above");
         let result = match job {
-            Some(job) => do_job(&inner, c, job).await,
+            Some(job) => do_job(&inner, c, &owner, job).await,
             None => sweep_pending(&inner, c, owner_id).await,
         };
         if let Err(e) = result {
@@ -116,7 +116,12 @@ fn bump(inner: &Inner) {
     inner.generation.fetch_add(1, Ordering::AcqRel);
 }
 
-async fn do_job(inner: &Arc<Inner>, c: &mut ImapClient, job: Job) -> Result<(), JobError> {
+async fn do_job(
+    inner: &Arc<Inner>,
+    c: &mut ImapClient,
+    owner: &str,
+    job: Job,
+) -> Result<(), JobError> {
     let cfg = inner.engine.config().clone();
     match job {
         Job::Track {
@@ -164,8 +169,20 @@ async fn do_job(inner: &Arc<Inner>, c: &mut ImapClient, job: Job) -> Result<(), 
                     }
                     Err(e) => {
                         tracing::warn!(uid, folder = %folder, error = %e, "cannot track");
+                        let refused = match &e {
+                            JobError::Track(t) if t.is_refusal() => Some(t.alert_text()),
+                            _ => None,
+                        };
                         if kw {
-                            c.store_keywords(uid, &[], &[&cfg.pending_keyword]).await?;
+                            // Refused: nothing changes, the request keyword goes too.
+                            let mut remove = vec![cfg.pending_keyword.as_str()];
+                            if refused.is_some() {
+                                remove.push(&cfg.request_keyword);
+                            }
+                            c.store_keywords(uid, &[], &remove).await?;
+                        }
+                        if let Some(text) = refused {
+                            inner.notice(owner, text);
                         }
                     }
                 }

@@ -1,0 +1,125 @@
+//! mbsync (isync) through the proxy with tracking, against the private Dovecot: a
+//! message tracked by keyword through the proxy lands in mbsync's Maildir as the
+//! X-CRM-* block followed by the exact original bytes, with its flags; an untracked
+//! one lands exactly as the server has it. "Exactly" as mbsync stores any message:
+//! with LF line ends and its own `X-TUID:` header line, which are undone here.
+
+mod common;
+mod tracking_support;
+
+use common::{clients, PASSWORD};
+use std::path::{Path, PathBuf};
+use tracking_support::*;
+
+/// The Maildir file (in cur/ or new/) whose contents hold `needle`.
+fn maildir_file(folder: &Path, needle: &str) -> PathBuf {
+    let mut found = Vec::new();
+    for sub in ["cur", "new"] {
+        for e in std::fs::read_dir(folder.join(sub)).unwrap().flatten() {
+            let bytes = std::fs::read(e.path()).unwrap();
+            if String::from_utf8_lossy(&bytes).contains(needle) {
+                found.push(e.path());
+            }
+        }
+    }
+    assert_eq!(found.len(), 1, "files holding {needle}: {found:?}");
+    found.remove(0)
+}
+
+/// A Maildir file as the message bytes it was fetched as: mbsync's `X-TUID:` line
+/// dropped, LF line ends back to CRLF.
+fn as_fetched(stored: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in stored.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b"X-TUID: ") {
+            continue;
+        }
+        match line.strip_suffix(b"\n") {
+            Some(l) => {
+                out.extend_from_slice(l.strip_suffix(b"\r").unwrap_or(l));
+                out.extend_from_slice(b"\r\n");
+            }
+            None => out.extend_from_slice(line),
+        }
+    }
+    out
+}
+
+/// The Maildir flag letters of a file name (`…:2,FS` → "FS").
+fn maildir_flags(p: &Path) -> String {
+    let name = p.file_name().unwrap().to_string_lossy().into_owned();
+    name.rsplit_once(":2,")
+        .map(|(_, f)| f.to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn mbsync_through_the_proxy_gets_the_block_and_the_exact_original() {
+    let env = Env::start("");
+    let (user, _) = env.user("mbsync", true);
+    let tracked = message("mbsync-tracked@customer.example", "Sync me tracked", "");
+    let plain = message("mbsync-plain@customer.example", "Sync me plain", "");
+    let mut direct = env.direct(&user);
+    assert!(direct.append("INBOX", &tracked).ok());
+    assert!(direct.append("INBOX", &plain).ok());
+
+    let mut c = env.through_proxy(&user);
+    assert!(c.cmd("SELECT INBOX").ok());
+    assert!(c.cmd("UID STORE 1 +FLAGS.SILENT ($CRM_Track)").ok());
+    wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
+    assert!(c.cmd("UID STORE 1 +FLAGS.SILENT (\\Seen \\Flagged)").ok());
+    assert!(c.cmd("UID STORE 2 +FLAGS.SILENT (\\Seen)").ok());
+    let (_, view) = fetch(&mut c, 1, "BODY.PEEK[]");
+    let block = block_of(&view);
+    assert!(!block.is_empty());
+
+    let work = tempfile::tempdir().unwrap();
+    let local = work.path().join("mail");
+    let (ok, out) = clients::mbsync(work.path(), env.proxy.imap, &user, PASSWORD, &local);
+    assert!(ok, "mbsync through the proxy: {out}");
+
+    // The tracked message: block, then the server's bytes, exactly.
+    let f = maildir_file(&local.join("INBOX"), "mbsync-tracked@customer.example");
+    let got = as_fetched(&std::fs::read(&f).unwrap());
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(
+        text.starts_with("X-CRM-Track-Status: tracked\r\n"),
+        "{text}"
+    );
+    assert_eq!(block_of(&got), block);
+    assert_eq!(&got[block.len()..], &tracked[..]);
+    assert_eq!(got, view);
+    assert_eq!(maildir_flags(&f), "FS", "{f:?}");
+    // The activity the block names is in the store.
+    let shown = show(env.data(), &activity_id(&block));
+    assert!(shown.to_string().contains("Sync me tracked"), "{shown}");
+
+    // The untracked one is the server's copy, byte for byte.
+    let f = maildir_file(&local.join("INBOX"), "mbsync-plain@customer.example");
+    assert_eq!(as_fetched(&std::fs::read(&f).unwrap()), plain);
+    assert_eq!(maildir_flags(&f), "S", "{f:?}");
+
+    // A second sync changes nothing and fails nothing (sizes stayed consistent).
+    let (ok, out) = clients::mbsync(work.path(), env.proxy.imap, &user, PASSWORD, &local);
+    assert!(ok, "second mbsync: {out}");
+    let f = maildir_file(&local.join("INBOX"), "mbsync-tracked@customer.example");
+    assert_eq!(as_fetched(&std::fs::read(&f).unwrap()), view);
+    // Flags flow back up through the proxy: answered locally, \Answered upstream.
+    let answered = f.with_file_name(format!(
+        "{}:2,FRS",
+        f.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .rsplit_once(":2,")
+            .unwrap()
+            .0
+    ));
+    std::fs::rename(&f, &answered).unwrap();
+    let (ok, out) = clients::mbsync(work.path(), env.proxy.imap, &user, PASSWORD, &local);
+    assert!(ok, "third mbsync: {out}");
+    let server = flags(&mut direct, "INBOX", 1);
+    assert!(server.contains("\\Answered"), "{server}");
+    assert!(server.contains("$CRM_Tracked"), "{server}");
+    // Nothing was written into the server's message.
+    assert_eq!(direct.fetch_body(1), tracked);
+}

@@ -1,0 +1,98 @@
+//! A mailbox whose PERMANENTFLAGS lack `\*` (new keywords cannot be stored
+//! upstream), with the real Dovecot. Dovecot announces `PERMANENTFLAGS ()` for a
+//! mailbox opened with EXAMINE (a Maildir with 26 keywords still announces `\*`,
+//! so that cannot be used). A message tracked through the proxy whose state
+//! keyword was then taken off on the server: where the mailbox allows keywords the
+//! proxy relays the server's FLAGS; where it does not, the FLAGS of the FETCH
+//! responses it relays carry the state keyword, from the store.
+
+mod common;
+mod tracking_support;
+
+use tracking_support::*;
+
+/// The FLAGS in a FETCH response text.
+fn flags_in(text: &str) -> Vec<String> {
+    text.split("FLAGS (")
+        .nth(1)
+        .and_then(|f| f.split(')').next())
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn state_keyword_is_added_to_relayed_flags_where_keywords_cannot_be_stored() {
+    let env = Env::start("");
+    let (user, _) = env.user("nokw", true);
+    let mut direct = env.direct(&user);
+    let other = message("nokw-other@customer.example", "Other", "");
+    let m = message("nokw@customer.example", "No keywords here", "");
+    assert!(direct.append("INBOX", &other).ok());
+    assert!(direct.append("INBOX", &m).ok());
+
+    // Tracked by keyword through the proxy; then the server loses the keyword.
+    let mut c = env.through_proxy(&user);
+    assert!(c.cmd("SELECT INBOX").ok());
+    assert!(c.cmd("UID STORE 2 +FLAGS.SILENT ($CRM_Track)").ok());
+    wait_keyword(&mut direct, "INBOX", 2, "$CRM_Tracked", true);
+    assert!(direct.cmd("SELECT INBOX").ok());
+    assert!(direct.cmd("UID STORE 2 -FLAGS.SILENT ($CRM_Tracked)").ok());
+    assert!(!flags(&mut direct, "INBOX", 2).contains("$CRM_Tracked"));
+
+    // SELECT: keywords allowed (PERMANENTFLAGS has \*), so the server's FLAGS.
+    let mut c = env.through_proxy(&user);
+    let r = c.cmd("SELECT INBOX");
+    assert!(r.ok() && r.text().contains("\\*)]"), "{}", r.text());
+    let (text, _) = fetch(&mut c, 2, "UID FLAGS");
+    assert!(!text.contains("$CRM_"), "{text}");
+
+    // EXAMINE: PERMANENTFLAGS () — the proxy adds the state keyword from the store.
+    let r = c.cmd("EXAMINE INBOX");
+    assert!(r.ok(), "{}", r.tagged);
+    let permanent = r
+        .text()
+        .lines()
+        .find(|l| l.contains("[PERMANENTFLAGS"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(!permanent.contains("\\*"), "{}", r.text());
+    let (text, _) = fetch(&mut c, 2, "UID FLAGS");
+    assert_eq!(
+        flags_in(&text)
+            .iter()
+            .filter(|f| *f == "$CRM_Tracked")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        !flags_in(&text).iter().any(|f| f == "$CRM_Pending"),
+        "{text}"
+    );
+    // Next to BODY[] too, with the block above the original bytes.
+    let (text, body) = fetch(&mut c, 2, "FLAGS RFC822.SIZE BODY.PEEK[]");
+    assert!(
+        flags_in(&text).iter().any(|f| f == "$CRM_Tracked"),
+        "{text}"
+    );
+    let block = block_of(&body);
+    assert!(!block.is_empty());
+    assert_eq!(&body[block.len()..], &m[..]);
+    assert_eq!(rfc822_size(&text), m.len() + block.len());
+    // By sequence number: only the tracked message gets it.
+    let r = c.cmd("FETCH 1:2 (UID FLAGS)");
+    assert!(r.ok(), "{}", r.tagged);
+    let t = r.text();
+    let line1 = t.lines().find(|l| l.starts_with("* 1 FETCH")).unwrap();
+    let line2 = t.lines().find(|l| l.starts_with("* 2 FETCH")).unwrap();
+    assert!(line2.contains("$CRM_Tracked"), "{t}");
+    assert!(!line1.contains("$CRM_"), "{t}");
+
+    // A direct client still does not see it: nothing was stored on the server.
+    assert!(!flags(&mut direct, "INBOX", 2).contains("$CRM_Tracked"));
+    let shown = show(env.data(), &activity_id(&block));
+    assert!(shown.to_string().contains("No keywords here"), "{shown}");
+}
