@@ -2,7 +2,8 @@
 //! Dovecot: `$CRM_Track` set by UID and by sequence number tracks the message (an
 //! activity in the store), other clients see `$CRM_Tracked`, fetches through the
 //! proxy show the X-CRM-* block above the exact original bytes with consistent
-//! sizes, removing `$CRM_Tracked` untracks, and a user without use_app is refused.
+//! sizes (BODY[], RFC822, BINARY[], headers), removing `$CRM_Tracked` untracks,
+//! and a user without use_app is refused.
 
 mod common;
 mod tracking_support;
@@ -66,6 +67,9 @@ fn keyword_by_uid_and_by_sequence_number_tracks_and_shows_headers() {
     // RFC822, BODY[HEADER], RFC822.HEADER start with the block.
     let (_, rfc822) = fetch(&mut c, 1, "RFC822");
     assert_eq!(rfc822, body);
+    // BINARY[] (RFC 3516) of a 7-bit message is the message itself: block included.
+    let (_, binary) = fetch(&mut c, 1, "BINARY.PEEK[]");
+    assert_eq!(binary, body);
     let header_end = m1.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     let (_, header) = fetch(&mut c, 1, "BODY.PEEK[HEADER]");
     assert_eq!(header, [&block[..], &m1[..header_end]].concat());
