@@ -128,9 +128,30 @@ fn phrase(name: &str) -> String {
     }
 }
 
+/// Where the header ends (the index after its blank line), if `head` holds it all.
+pub fn header_end(head: &[u8]) -> Option<usize> {
+    if head.starts_with(b"\r\n") {
+        return Some(2);
+    }
+    if head.starts_with(b"\n") {
+        return Some(1);
+    }
+    memchr::memmem::find(head, b"\r\n\r\n")
+        .map(|i| i + 4)
+        .or_else(|| memchr::memmem::find(head, b"\n\n").map(|i| i + 2))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_end_is_after_the_blank_line() {
+        assert_eq!(header_end(b"A: b\r\n\r\nbody"), Some(8));
+        assert_eq!(header_end(b"A: b\n\nbody"), Some(6));
+        assert_eq!(header_end(b"\r\nbody"), Some(2));
+        assert_eq!(header_end(b"A: b\r\nC: d"), None);
+    }
 
     fn sample() -> TrackingHeaders {
         TrackingHeaders {

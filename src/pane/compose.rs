@@ -299,49 +299,98 @@ async fn save_draft(
     for (ct, name, bytes) in files {
         b = b.attachment(ct, name, bytes);
     }
-    let raw = b.write_to_vec().map_err(|e| {
+    let built = b.write_to_vec().map_err(|e| {
         Failure::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot build the draft: {e}"),
         )
     })?;
-    let saved = imap_login::append_draft(&app.config.upstream, &user.user, password.expose(), &raw)
-        .await
-        .map_err(|e| {
-            tracing::warn!(user = %user.user, error = %e, "saving a draft failed");
-            Failure::new(
-                StatusCode::BAD_GATEWAY,
-                format!("Could not save the draft: {e}."),
-            )
-        })?;
+    let message_id = MessageId::parse(&mid).map_err(|_| bad("bad Message-ID"))?;
+    // The request is made first, so that the draft goes up carrying its tracking
+    // block for real (SPEC section 3); it is taken back if the APPEND fails.
+    let block = match regarding {
+        Some(r) => Some(request_tracking(app, user, &message_id, r, None, &built).await?),
+        None => None,
+    };
+    let raw = match &block {
+        Some(b) => [b.as_slice(), &built].concat(),
+        None => built,
+    };
+    let saved =
+        match imap_login::append_draft(&app.config.upstream, &user.user, password.expose(), &raw)
+            .await
+        {
+            Ok(saved) => saved,
+            Err(e) => {
+                tracing::warn!(user = %user.user, error = %e, "saving a draft failed");
+                if block.is_some() {
+                    let (engine, login, m) = (app.engine.clone(), user.user.clone(), message_id);
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let actor = engine.actor(&login, &login)?;
+                        engine.untrack(&actor, &m)
+                    })
+                    .await;
+                }
+                return Err(Failure::new(
+                    StatusCode::BAD_GATEWAY,
+                    format!("Could not save the draft: {e}."),
+                ));
+            }
+        };
     let mut note = format!("Draft saved in {}.", saved.folder);
-    if let Some(r) = regarding {
-        let location = match (saved.uid_validity, saved.uid) {
-            (Some(v), Some(u)) => Some(MessageLocation {
+    if let (Some(r), Some(b)) = (regarding, &block) {
+        if let (Some(v), Some(u)) = (saved.uid_validity, saved.uid) {
+            let location = MessageLocation {
                 folder: saved.folder.clone(),
                 uid_validity: v,
                 uid: u,
-            }),
-            _ => None,
-        };
-        let engine = app.engine.clone();
-        let login = user.user.clone();
-        let message_id = MessageId::parse(&mid).map_err(|_| bad("bad Message-ID"))?;
-        let rec = tokio::task::spawn_blocking(move || {
-            let actor = engine.actor(&login, &login)?;
-            let mut req = TrackRequest::new(TrackSource::Append).regarding(r);
-            req.location = location;
-            engine.request(&actor, &message_id, req)
-        })
-        .await
-        .map_err(|_| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "tracking request failed"))?
-        .map_err(track_failure)?;
-        let _ = rec;
+            };
+            let len = b.len() as u32;
+            request_tracking(app, user, &message_id, r, Some((location, len)), &raw).await?;
+        }
         note.push_str(
             " Track pending regarding the record: it completes once the proxy reads the draft.",
         );
     }
     Ok((mid, note))
+}
+
+/// Ask for tracking of the draft regarding `r` (a pending request; at `place`
+/// once the APPEND said where the draft is, with the length of the block it
+/// carries). Returns the X-CRM-* block the draft carries.
+async fn request_tracking(
+    app: &AppState,
+    user: &SignedIn,
+    message_id: &MessageId,
+    r: RecordRef,
+    place: Option<(MessageLocation, u32)>,
+    raw: &[u8],
+) -> Result<Vec<u8>, Failure> {
+    let engine = app.engine.clone();
+    let login = user.user.clone();
+    let message_id = message_id.clone();
+    let head = raw[..crate::message::headers::header_end(raw).unwrap_or(raw.len())].to_vec();
+    tokio::task::spawn_blocking(move || {
+        let actor = engine.actor(&login, &login)?;
+        let mut req = TrackRequest::new(TrackSource::Append).regarding(r);
+        req.location = place.as_ref().map(|(l, _)| l.clone());
+        engine.request(&actor, &message_id, req)?;
+        if let Some((location, len)) = &place {
+            let block = crate::store::CarriedBlock {
+                len: *len,
+                message_id,
+            };
+            engine.note_carried(actor.owner_id(), location, &block)?;
+            return Ok(Vec::new());
+        }
+        Ok(engine
+            .append_block(actor.owner_id(), &head)?
+            .map(|b| b.bytes)
+            .unwrap_or_default())
+    })
+    .await
+    .map_err(|_| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "tracking request failed"))?
+    .map_err(track_failure)
 }
 
 pub async fn compose_submit(

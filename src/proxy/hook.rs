@@ -102,6 +102,27 @@ pub trait Hook: Send + Sync + 'static {
         None
     }
 
+    /// Should the session read the start of this APPEND's message (`first_line`:
+    /// its first line, with the tag) before the command goes upstream, to ask
+    /// [`Hook::append_prefix`]? For a synchronising literal that means the proxy
+    /// gives the client its `+` itself, which it does only where the upstream
+    /// announced LITERAL+ (the server would have accepted the literal unasked).
+    fn wants_append_head(&self, _cx: &HookContext<'_>, _first_line: &[u8]) -> bool {
+        false
+    }
+
+    /// Bytes to put before the first byte of an APPENDed message (lines added at
+    /// the top of its header); the session raises the literal's count. `head`: the
+    /// message's first bytes, through the end of its header when it fits.
+    fn append_prefix(
+        &self,
+        _cx: &HookContext<'_>,
+        _first_line: &[u8],
+        _head: &[u8],
+    ) -> Option<Bytes> {
+        None
+    }
+
     /// Texts to show the user, each sent as an untagged `* NO [ALERT] text` just
     /// before the next tagged answer relayed to the client (a refusal that came
     /// after the command that asked was answered, e.g. from the sync worker).

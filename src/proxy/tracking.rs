@@ -27,6 +27,7 @@ use crate::store::{MessageId, MessageLocation, UserId};
 use crate::track::{Actor, TrackSource};
 use crate::wire::Literal;
 
+mod append;
 mod fetch_item;
 mod fetch_response;
 mod partial;
@@ -72,13 +73,24 @@ enum TagAction {
     Sent { actor: Actor, folder: String },
 }
 
-/// What a session shows of a tracked message.
+/// What a session shows of a tracked message (or of a copy that carries a
+/// block written into it and is no longer tracked: an empty block in its place).
 #[derive(Clone)]
 struct Tracked {
-    /// The X-CRM-* header block.
+    /// The X-CRM-* header block (empty when the message is not tracked).
     block: Bytes,
     /// `$CRM_Tracked` or `$CRM_Pending`.
-    keyword: String,
+    keyword: Option<String>,
+    /// Length of the block the stored copy carries for real (0: none), which
+    /// `block` replaces.
+    carried: u32,
+}
+
+impl Tracked {
+    /// How much longer the message is as the client sees it.
+    fn growth(&self) -> i64 {
+        self.block.len() as i64 - i64::from(self.carried)
+    }
 }
 
 #[derive(Default)]
@@ -89,6 +101,8 @@ struct SessionData {
     sent_folders: Vec<String>,
     /// Partial fetches rewritten, per command tag, in command order.
     partials: Vec<(String, Vec<Partial>)>,
+    /// APPENDs (by tag) whose message went up with its tracking block.
+    carrying: HashMap<String, append::Carrying>,
 }
 
 impl TrackingHook {
@@ -133,11 +147,6 @@ impl TrackingHook {
         Some(user.id)
     }
 
-    /// The header block of the message at (selected folder, `uid`), if tracked.
-    fn block_for(&self, cx: &HookContext<'_>, uid: u32) -> Option<Bytes> {
-        self.tracked_at(cx, uid).map(|t| t.block)
-    }
-
     /// The block and state keyword of the message at (selected folder, `uid`).
     fn tracked_at(&self, cx: &HookContext<'_>, uid: u32) -> Option<Tracked> {
         let mailbox = cx.state.selected()?;
@@ -161,23 +170,43 @@ impl TrackingHook {
             }
         }
         let engine = self.workers.engine();
+        let loc = MessageLocation {
+            folder: key.1.clone(),
+            uid_validity: validity,
+            uid,
+        };
+        // A copy that carries a block written into it names its Message-ID.
+        let carried = engine
+            .carried_block(owner, &loc)
+            .ok()
+            .flatten()
+            .filter(|c| c.len <= partial::MAX_BLOCK);
         let by_id = mailbox
             .message_id(uid)
             .and_then(|m| MessageId::parse(m).ok())
+            .or_else(|| carried.as_ref().map(|c| c.message_id.clone()))
             .and_then(|m| engine.tracking(owner, &m).ok().flatten());
-        let record = by_id.or_else(|| {
-            let loc = MessageLocation {
-                folder: key.1.clone(),
-                uid_validity: validity,
-                uid,
-            };
-            engine.tracking_at(owner, &loc).ok().flatten()
-        });
-        let tracked = record.and_then(|r| {
+        let knows_id = knows_id || carried.is_some();
+        let carried = carried.map_or(0, |c| c.len);
+        let record = by_id.or_else(|| engine.tracking_at(owner, &loc).ok().flatten());
+        let shown = record.and_then(|r| {
             let keyword = engine.keywords_for(&r.status)?.to_string();
             let block = Bytes::from(engine.headers_for(&r, None).ok()?.render());
-            Some(Tracked { block, keyword })
+            Some((block, keyword))
         });
+        let tracked = match shown {
+            Some((block, keyword)) => Some(Tracked {
+                block,
+                keyword: Some(keyword),
+                carried,
+            }),
+            None if carried > 0 => Some(Tracked {
+                block: Bytes::new(),
+                keyword: None,
+                carried,
+            }),
+            None => None,
+        };
         {
             let mut c = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
             // Filled under an older generation: not kept.
@@ -368,8 +397,15 @@ impl TrackingHook {
         }
     }
 
-    /// The prefix for a whole-item literal (BODY[], RFC822, HEADER, HEADER.FIELDS).
-    fn whole_prefix(&self, cx: &HookContext<'_>, seq: u32, line: &[u8]) -> Option<Bytes> {
+    /// The edit of a whole-item literal (BODY[], RFC822, HEADER, HEADER.FIELDS):
+    /// the block first, in place of the one the copy carries.
+    fn whole_edit(
+        &self,
+        cx: &HookContext<'_>,
+        seq: u32,
+        line: &[u8],
+        literal: Literal,
+    ) -> Option<LiteralEdit> {
         let item = announced_item(line)?;
         if let Item::HeaderFields(names) = &item {
             if !crate::message::headers::names_tracking_header(names.iter().map(String::as_str)) {
@@ -378,14 +414,35 @@ impl TrackingHook {
         }
         let uid = crate::proxy::session::fetch_uid_in_line(line)
             .or_else(|| cx.state.selected().and_then(|m| m.uid(seq)))?;
-        let block = self.block_for(cx, uid)?;
-        match item {
-            Item::Whole | Item::Header => Some(block),
+        let tracked = self.tracked_at(cx, uid)?;
+        let carried = u64::from(tracked.carried);
+        let prefix = match item {
+            Item::Whole | Item::Header if literal.len >= carried => tracked.block,
+            // The server returns the fields the copy carries itself.
+            Item::HeaderFields(_) if carried > 0 => return None,
             Item::HeaderFields(names) => {
-                let b = filter_block(&block, &names);
-                (!b.is_empty()).then(|| Bytes::from(b))
+                let b = filter_block(&tracked.block, &names);
+                if b.is_empty() {
+                    return None;
+                }
+                return Some(LiteralEdit {
+                    prefix: Bytes::from(b),
+                    skip: 0,
+                    take: literal.len,
+                    line: None,
+                });
             }
+            _ => return None,
+        };
+        if prefix.is_empty() && carried == 0 {
+            return None;
         }
+        Some(LiteralEdit {
+            prefix,
+            skip: carried,
+            take: literal.len - carried,
+            line: None,
+        })
     }
 
     /// A whole body fetched: tell the pane which message the user opened.
@@ -484,6 +541,7 @@ impl Hook for TrackingHook {
             Response::Status(Status::Tagged(t)) => {
                 let tag = t.tag.inner().to_string();
                 self.with_session(cx.session_id, |s| s.partials.retain(|(t, _)| *t != tag));
+                self.appended(cx, &tag, t.body.code.as_ref());
                 if let Some(code) = &t.body.code {
                     self.folder_copied(cx, Some(&tag), code);
                 }
@@ -527,6 +585,14 @@ impl Hook for TrackingHook {
         }
     }
 
+    fn wants_append_head(&self, cx: &HookContext<'_>, first_line: &[u8]) -> bool {
+        self.wants_head(cx, first_line)
+    }
+
+    fn append_prefix(&self, cx: &HookContext<'_>, first_line: &[u8], head: &[u8]) -> Option<Bytes> {
+        self.prefix_for_append(cx, first_line, head)
+    }
+
     fn rewrite_command(&self, cx: &HookContext<'_>, command: &Command<'_>) -> Option<Vec<u8>> {
         self.widen_partials(cx, command)
     }
@@ -541,13 +607,7 @@ impl Hook for TrackingHook {
         if let Some((key, sent_origin)) = announced_partial(line) {
             return self.partial_edit(cx, seq, line, literal, &key, sent_origin);
         }
-        let prefix = self.whole_prefix(cx, seq, line)?;
-        Some(LiteralEdit {
-            prefix,
-            skip: 0,
-            take: literal.len,
-            line: None,
-        })
+        self.whole_edit(cx, seq, line, literal)
     }
     fn notices(&self, cx: &HookContext<'_>) -> Vec<String> {
         match cx.identity {

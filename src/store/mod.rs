@@ -11,6 +11,8 @@ pub mod activity;
 pub mod address;
 pub mod admin;
 pub mod blobs;
+mod carried;
+pub use carried::CarriedBlock;
 mod csv_rows;
 pub mod demo;
 pub mod error;
@@ -154,6 +156,21 @@ pub trait CrmStore: Send + Sync {
         owner: UserId,
         location: &MessageLocation,
     ) -> Result<Option<TrackingRecord>>;
+
+    /// The length of the X-CRM-* block that the copy at this place carries for
+    /// real (written when it was APPENDed with a tracking request attached).
+    fn carried_block(
+        &self,
+        owner: UserId,
+        location: &MessageLocation,
+    ) -> Result<Option<CarriedBlock>>;
+    /// Record (durably) that the copy at this place carries a block.
+    fn put_carried_block(
+        &self,
+        owner: UserId,
+        location: &MessageLocation,
+        block: &CarriedBlock,
+    ) -> Result<()>;
 
     // --- correlation lookups (tracking engine) ---------------------------------
     /// Email activities in the same Outlook Thread-Index conversation (see

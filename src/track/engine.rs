@@ -287,15 +287,20 @@ impl Engine {
             regarding: None,
             smime: None,
         };
+        // A request not complete yet shows the regarding it asks for.
+        let regarding = match &facts {
+            Some(f) => f.regarding,
+            None => record.regarding,
+        };
+        if let Some(r) = regarding {
+            let name = self
+                .store
+                .record(r.id)?
+                .map(|x| x.title())
+                .unwrap_or_default();
+            headers.regarding = Some((r.kind.to_string(), r.id.to_string(), name));
+        }
         if let Some(f) = facts {
-            if let Some(r) = f.regarding {
-                let name = self
-                    .store
-                    .record(r.id)?
-                    .map(|x| x.title())
-                    .unwrap_or_default();
-                headers.regarding = Some((r.kind.to_string(), r.id.to_string(), name));
-            }
             if let Some(s) = &f.details.smime {
                 let form = match s.form.as_deref() {
                     Some("opaque-signed") => SmimeForm::Opaque,

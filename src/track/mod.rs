@@ -30,6 +30,7 @@
 //! - **Automatic tracking** judges only new INBOX mail: the caller passes only
 //!   INBOX mail to [`Engine::auto_decision`]. What a user tracks by hand always tracks.
 
+mod append;
 mod appointment;
 mod auto;
 mod email;
@@ -40,6 +41,7 @@ mod regarding;
 mod request;
 mod tz;
 
+pub use append::AppendBlock;
 pub use email::synthetic_message_id;
 pub use error::TrackError;
 pub use regarding::Resolution;

@@ -47,6 +47,49 @@ pub fn filter_capabilities(line: &[u8], policy: CapabilityPolicy) -> Option<Vec<
     Some(out)
 }
 
+/// Which client literals the server takes without a `+` first (RFC 7888).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NonSyncLiterals {
+    /// Neither LITERAL+ nor LITERAL-: every literal waits for `+`.
+    #[default]
+    None,
+    /// LITERAL-: up to 4096 bytes.
+    UpTo4096,
+    /// LITERAL+: any size.
+    Any,
+}
+
+impl NonSyncLiterals {
+    /// May a non-synchronising literal of `len` bytes be sent?
+    pub fn allows(self, len: u64) -> bool {
+        match self {
+            NonSyncLiterals::None => false,
+            NonSyncLiterals::UpTo4096 => len <= 4096,
+            NonSyncLiterals::Any => true,
+        }
+    }
+}
+
+/// What a server's capability list says about literals: non-synchronising
+/// literals and the APPENDLIMIT, if `line` holds a capability list.
+pub fn literal_capabilities(line: &[u8]) -> Option<(NonSyncLiterals, Option<u64>)> {
+    let (start, end) = capability_span(line)?;
+    let mut non_sync = NonSyncLiterals::None;
+    let mut limit = None;
+    for cap in line[start..end].split(|&b| b == b' ') {
+        if cap.eq_ignore_ascii_case(b"LITERAL+") {
+            non_sync = NonSyncLiterals::Any;
+        } else if cap.eq_ignore_ascii_case(b"LITERAL-") && non_sync == NonSyncLiterals::None {
+            non_sync = NonSyncLiterals::UpTo4096;
+        } else if starts_with_ci(cap, b"APPENDLIMIT=") {
+            limit = std::str::from_utf8(&cap[12..])
+                .ok()
+                .and_then(|n| n.parse().ok());
+        }
+    }
+    Some((non_sync, limit))
+}
+
 /// Byte range of the capability atoms in `line` (after `CAPABILITY `), if any.
 fn capability_span(line: &[u8]) -> Option<(usize, usize)> {
     let body_end = line.len()
@@ -117,6 +160,25 @@ mod tests {
             ),
             "a1 OK [CAPABILITY IMAP4rev1 IDLE STARTTLS LOGINDISABLED] Logged in\r\n"
         );
+    }
+
+    #[test]
+    fn literal_capabilities_are_read() {
+        assert_eq!(
+            literal_capabilities(b"* CAPABILITY IMAP4rev1 literal+ APPENDLIMIT=35651584\r\n"),
+            Some((NonSyncLiterals::Any, Some(35_651_584)))
+        );
+        assert_eq!(
+            literal_capabilities(b"* OK [CAPABILITY IMAP4rev1 LITERAL-] hi\r\n"),
+            Some((NonSyncLiterals::UpTo4096, None))
+        );
+        assert_eq!(
+            literal_capabilities(b"a OK [CAPABILITY IMAP4rev1] in\r\n"),
+            Some((NonSyncLiterals::None, None))
+        );
+        assert_eq!(literal_capabilities(b"* OK [UIDVALIDITY 3] x\r\n"), None);
+        assert!(NonSyncLiterals::UpTo4096.allows(4096) && !NonSyncLiterals::UpTo4096.allows(4097));
+        assert!(!NonSyncLiterals::None.allows(1) && NonSyncLiterals::Any.allows(u64::MAX));
     }
 
     #[test]

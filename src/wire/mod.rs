@@ -6,8 +6,8 @@ pub mod caps;
 pub mod framer;
 pub mod token;
 
-pub use caps::{filter_capabilities, CapabilityPolicy};
+pub use caps::{filter_capabilities, literal_capabilities, CapabilityPolicy, NonSyncLiterals};
 pub use framer::{
     parse_literal_announcement, set_literal_len, Frame, Framer, Literal, LITERAL_CHUNK,
 };
-pub use token::{command_start, response_start, CommandName, ResponseStart};
+pub use token::{command_start, response_start, with_literal_len, CommandName, ResponseStart};

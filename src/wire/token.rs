@@ -88,6 +88,27 @@ pub fn is_valid_tag(tag: &[u8]) -> bool {
             .all(|&b| (0x21..0x7f).contains(&b) && !b"(){ %*\"\\]+".contains(&b))
 }
 
+/// `line` (ending in a literal announcement `{n}`, `{n+}` or `~{n}`, then CRLF)
+/// with the announcement changed to a non-synchronising `{len+}`. `None` when
+/// the line does not end in one.
+pub fn with_literal_len(line: &[u8], len: u64) -> Option<Vec<u8>> {
+    let body = line
+        .strip_suffix(b"\r\n")
+        .or_else(|| line.strip_suffix(b"\n"))?;
+    let inner = body.strip_suffix(b"}")?;
+    let open = memchr::memrchr(b'{', inner)?;
+    let digits = inner[open + 1..]
+        .strip_suffix(b"+")
+        .unwrap_or(&inner[open + 1..]);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(line.len() + 8);
+    out.extend_from_slice(&line[..open]);
+    out.extend_from_slice(format!("{{{len}+}}\r\n").as_bytes());
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +127,21 @@ mod tests {
         assert!(command_start(b"DONE\r\n").is_none());
         assert!(is_valid_tag(b"A001"));
         assert!(!is_valid_tag(b"a+b"));
+    }
+
+    #[test]
+    fn literal_announcements_are_rewritten() {
+        let w = |l: &[u8], n| with_literal_len(l, n).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(
+            w(b"a1 APPEND Sent (\\Seen) {120}\r\n", 301).as_deref(),
+            Some("a1 APPEND Sent (\\Seen) {301+}\r\n")
+        );
+        assert_eq!(
+            w(b"a2 APPEND Drafts ~{5+}\r\n", 9).as_deref(),
+            Some("a2 APPEND Drafts ~{9+}\r\n")
+        );
+        assert_eq!(w(b"a3 NOOP\r\n", 1), None);
+        assert_eq!(w(b"a4 APPEND x {}\r\n", 1), None);
+        assert_eq!(w(b"a5 APPEND x {1a}\r\n", 1), None);
     }
 }

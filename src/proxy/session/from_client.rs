@@ -233,6 +233,10 @@ impl Ctx {
         let first_line = first.clone();
         let cap = self.p.message_cap;
         let mut copy: Option<Vec<u8>> = Some(first.to_vec());
+        let mut ahead = match first_literal {
+            Some(lit) => self.append_read_ahead(framer, &first, lit).await?,
+            None => None,
+        };
         let mut line = first;
         let mut literal = first_literal;
         loop {
@@ -253,7 +257,18 @@ impl Ctx {
                 up.write_all(replaced.as_deref().unwrap_or(&line)).await?;
                 return up.flush().await;
             };
-            if lit.sync {
+            let mut remaining = lit.len;
+            if let Some(a) = ahead.take() {
+                // The command goes up now, with the hook's prefix before the
+                // message bytes read ahead; the rest streams as usual.
+                up.write_all(&a.line).await?;
+                up.write_all(&a.prefix).await?;
+                up.write_all(&a.head).await?;
+                if let Some(c) = copy.as_mut() {
+                    c.extend_from_slice(&a.head);
+                }
+                remaining = a.remaining;
+            } else if lit.sync {
                 let (tx, rx) = oneshot::channel();
                 lock(&self.shared).literal_wait = Some((tag.clone(), tx));
                 up.write_all(&line).await?;
@@ -269,7 +284,6 @@ impl Ctx {
             } else {
                 up.write_all(&line).await?;
             }
-            let mut remaining = lit.len;
             while remaining > 0 {
                 match self.next_in_message(framer).await? {
                     Some(Frame::LiteralData {
@@ -316,6 +330,77 @@ impl Ctx {
                 _ => return Err(io::ErrorKind::UnexpectedEof.into()),
             }
         }
+    }
+
+    /// An APPEND of a session whose hook wants to see the message first: read
+    /// its start (through the end of the header, at most [`APPEND_HEAD_MAX`]
+    /// bytes more than one chunk) before the command goes up, and ask the hook
+    /// for a prefix. A synchronising literal gets the proxy's own `+` and goes
+    /// up non-synchronising, which needs an upstream with LITERAL+ (and within
+    /// its APPENDLIMIT); otherwise the APPEND is relayed as it is.
+    async fn append_read_ahead(
+        &self,
+        framer: &mut Framer<ReadHalf<BoxedIo>>,
+        first: &Bytes,
+        lit: crate::wire::Literal,
+    ) -> io::Result<Option<ReadAhead>> {
+        if !command_start(first).is_some_and(|(_, name)| name.is("APPEND")) {
+            return Ok(None);
+        }
+        let (literals, limit) = {
+            let sh = lock(&self.shared);
+            (sh.upstream_literals, sh.upstream_append_limit)
+        };
+        if lit.sync && (literals != NonSyncLiterals::Any || limit.is_some_and(|l| lit.len > l)) {
+            return Ok(None);
+        }
+        let wanted = self
+            .with_hook(|hook, hcx| hcx.identity.is_some() && hook.wants_append_head(hcx, first));
+        if !wanted {
+            return Ok(None);
+        }
+        if lit.sync {
+            self.write_client(b"+ Ready for literal data\r\n").await?;
+        }
+        let mut head = Vec::new();
+        let mut remaining = lit.len;
+        while remaining > 0
+            && head.len() < APPEND_HEAD_MAX
+            && crate::message::headers::header_end(&head).is_none()
+        {
+            match self.next_in_message(framer).await? {
+                Some(Frame::LiteralData {
+                    bytes,
+                    remaining: r,
+                }) => {
+                    head.extend_from_slice(&bytes);
+                    remaining = r;
+                }
+                _ => return Err(io::ErrorKind::UnexpectedEof.into()),
+            }
+        }
+        let prefix = self
+            .with_hook(|hook, hcx| hook.append_prefix(hcx, first, &head))
+            .unwrap_or_default();
+        let total = lit.len + prefix.len() as u64;
+        let fits = literals.allows(total) && limit.is_none_or(|l| total <= l);
+        let (prefix, total) = if fits {
+            (prefix, total)
+        } else {
+            (Bytes::new(), lit.len)
+        };
+        let line = if lit.sync || !prefix.is_empty() {
+            with_literal_len(first, total)
+                .ok_or_else(|| io::Error::other("literal announcement"))?
+        } else {
+            first.to_vec()
+        };
+        Ok(Some(ReadAhead {
+            line,
+            prefix,
+            head,
+            remaining,
+        }))
     }
 
     /// A whole client command is known: decode it (when it decodes) for the
@@ -398,6 +483,22 @@ fn credential_of(cmd: &imap_codec::imap_types::command::Command<'_>) -> Option<C
         }),
         _ => None,
     }
+}
+
+/// The most of an APPENDed message read ahead beyond the chunk that holds the
+/// end of its header.
+const APPEND_HEAD_MAX: usize = 64 * 1024;
+
+/// An APPEND's start, read before its command went up.
+struct ReadAhead {
+    /// The first line to send (its literal count raised, non-synchronising).
+    line: Vec<u8>,
+    /// The hook's bytes, sent before the message.
+    prefix: Bytes,
+    /// The message bytes read so far.
+    head: Vec<u8>,
+    /// Message bytes still to come.
+    remaining: u64,
 }
 
 enum Local {

@@ -4,8 +4,11 @@
 //! Client → upstream: commands are forwarded as they arrive, line by line and
 //! literal chunk by chunk. After a line ending in a synchronising literal
 //! `{n}` the client side waits until the upstream answers with `+` (payload
-//! follows) or with that command's tag (literal cancelled); the proxy never
-//! sends `+` itself. STARTTLS and COMPRESS are answered locally.
+//! follows) or with that command's tag (literal cancelled). The proxy sends `+`
+//! itself only for an APPEND whose message the hook must see before it goes up
+//! (a tracking block to add), and only to an upstream that announced LITERAL+,
+//! which would have taken the literal unasked. STARTTLS and COMPRESS are
+//! answered locally.
 //!
 //! Upstream → client: small responses are held whole, so they can be decoded
 //! (state, identity, hook) and filtered (capabilities); a response with a
@@ -40,8 +43,8 @@ use super::upstream::Upstream;
 use super::BoxedIo;
 use crate::wire::token::{first_token, is_valid_tag};
 use crate::wire::{
-    command_start, filter_capabilities, response_start, CapabilityPolicy, Frame, Framer,
-    ResponseStart,
+    command_start, filter_capabilities, literal_capabilities, response_start, with_literal_len,
+    CapabilityPolicy, Frame, Framer, NonSyncLiterals, ResponseStart,
 };
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -90,6 +93,9 @@ struct Shared {
     /// LOGIN/AUTHENTICATE succeeded (or PREAUTH): STARTTLS is no longer offered.
     authenticated: bool,
     saw_bye: bool,
+    /// From the upstream's latest capability list.
+    upstream_literals: NonSyncLiterals,
+    upstream_append_limit: Option<u64>,
 }
 
 struct Ctx {
@@ -196,6 +202,11 @@ impl Ctx {
     }
 
     fn filter_caps(&self, msg: &[u8]) -> Option<Vec<u8>> {
+        if let Some((literals, limit)) = literal_capabilities(msg) {
+            let mut sh = lock(&self.shared);
+            sh.upstream_literals = literals;
+            sh.upstream_append_limit = limit;
+        }
         filter_capabilities(msg, self.policy())
     }
 

@@ -37,23 +37,29 @@ impl TrackingHook {
             })
             .or_else(|| mailbox.and_then(|m| m.uid(seq)))?;
         let tracked = self.tracked_at(cx, uid)?;
-        let keyword = Atom::try_from(tracked.keyword.clone()).ok();
+        let keyword = tracked
+            .keyword
+            .as_ref()
+            .and_then(|k| Atom::try_from(k.clone()).ok());
         Some(
             items
                 .iter()
                 .map(|i| match i {
                     MessageDataItem::Rfc822Size(n) => {
-                        MessageDataItem::Rfc822Size(n.saturating_add(tracked.block.len() as u32))
+                        let size = (i64::from(*n) + tracked.growth()).clamp(0, i64::from(u32::MAX));
+                        MessageDataItem::Rfc822Size(size as u32)
                     }
                     MessageDataItem::Flags(flags) if flags_from_store => {
                         let mut flags: Vec<FlagFetch<'static>> =
                             flags.iter().cloned().map(IntoStatic::into_static).collect();
-                        let present = flags.iter().any(|f| {
-                            matches!(f, FlagFetch::Flag(Flag::Keyword(a))
-                                if a.as_ref().eq_ignore_ascii_case(&tracked.keyword))
-                        });
-                        if let (false, Some(k)) = (present, &keyword) {
-                            flags.push(FlagFetch::Flag(Flag::Keyword(k.clone())));
+                        if let Some(k) = &keyword {
+                            let present = flags.iter().any(|f| {
+                                matches!(f, FlagFetch::Flag(Flag::Keyword(a))
+                                    if a.as_ref().eq_ignore_ascii_case(k.as_ref()))
+                            });
+                            if !present {
+                                flags.push(FlagFetch::Flag(Flag::Keyword(k.clone())));
+                            }
                         }
                         MessageDataItem::Flags(flags)
                     }

@@ -68,8 +68,13 @@ impl TrackingHook {
             let Some((origin, count)) = *partial else {
                 continue;
             };
+            // Up to MAX_BLOCK before (the block shown) and after (the block the
+            // copy carries, which the shown one replaces).
             let sent_origin = origin.saturating_sub(MAX_BLOCK);
-            let wider = count.get().saturating_add(origin - sent_origin);
+            let wider = count
+                .get()
+                .saturating_add(origin - sent_origin)
+                .saturating_add(MAX_BLOCK);
             *partial = Some((sent_origin, std::num::NonZeroU32::new(wider)?));
             partials.push(Partial {
                 key: key.to_string(),
@@ -120,17 +125,20 @@ impl TrackingHook {
         })?;
         let uid = crate::proxy::session::fetch_uid_in_line(line)
             .or_else(|| cx.state.selected().and_then(|m| m.uid(seq)));
-        let block = uid
-            .and_then(|u| self.block_for(cx, u))
+        let tracked = uid.and_then(|u| self.tracked_at(cx, u));
+        let carried = tracked.as_ref().map_or(0, |t| u64::from(t.carried));
+        let block = tracked
+            .map(|t| t.block)
             .filter(|b| b.len() as u64 <= u64::from(MAX_BLOCK));
         let (s, c) = (u64::from(asked.origin), u64::from(asked.count));
         let b = block.as_ref().map_or(0, |b| b.len() as u64);
-        // Bytes of the block inside the range, then original bytes from `o` on.
+        // Bytes of the block inside the range, then original bytes from `o` on
+        // (past the block the copy carries, if it carries one).
         let prefix = match &block {
             Some(bl) => bl.slice((s.min(b) as usize)..((s + c).min(b) as usize)),
             None => Bytes::new(),
         };
-        let o = s.saturating_sub(b);
+        let o = s.saturating_sub(b) + carried;
         let skip = o - u64::from(sent_origin);
         let take = (c - prefix.len() as u64).min(literal.len.saturating_sub(skip));
         Some(LiteralEdit {
