@@ -96,3 +96,45 @@ fn state_keyword_is_added_to_relayed_flags_where_keywords_cannot_be_stored() {
     let shown = show(env.data(), &activity_id(&block));
     assert!(shown.to_string().contains("No keywords here"), "{shown}");
 }
+
+#[test]
+fn a_large_tracked_message_that_streams_gets_the_same_size_and_flags() {
+    let env = Env::start("");
+    let (user, _) = env.user("nokwbig", true);
+    let mut direct = env.direct(&user);
+    // Bigger than the response the proxy holds whole (64 KiB): it streams.
+    let mut big = message("nokw-big@customer.example", "Large one", "");
+    for i in 0..3000 {
+        big.extend_from_slice(
+            format!("Line {i} of a long message body, padded out.\r\n").as_bytes(),
+        );
+    }
+    assert!(big.len() > 128 * 1024);
+    assert!(direct.append("INBOX", &big).ok());
+    let mut c = env.through_proxy(&user);
+    assert!(c.cmd("SELECT INBOX").ok());
+    assert!(c.cmd("UID STORE 1 +FLAGS.SILENT ($CRM_Track)").ok());
+    wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
+
+    let (text, body) = fetch(&mut c, 1, "UID FLAGS RFC822.SIZE BODY.PEEK[]");
+    let block = block_of(&body);
+    assert!(!block.is_empty());
+    assert_eq!(&body[block.len()..], &big[..]);
+    assert_eq!(rfc822_size(&text), body.len(), "{}", &text[..200]);
+
+    // Where keywords cannot be stored, FLAGS carry the state keyword here too.
+    assert!(direct.cmd("SELECT INBOX").ok());
+    assert!(direct.cmd("UID STORE 1 -FLAGS.SILENT ($CRM_Tracked)").ok());
+    assert!(c.cmd("EXAMINE INBOX").ok());
+    let (text, body) = fetch(&mut c, 1, "UID FLAGS RFC822.SIZE BODY.PEEK[]");
+    let first_line = text.lines().next().unwrap_or_default();
+    assert_eq!(
+        flags_in(first_line)
+            .iter()
+            .filter(|f| *f == "$CRM_Tracked")
+            .count(),
+        1,
+        "{first_line}"
+    );
+    assert_eq!(rfc822_size(&text), body.len(), "{first_line}");
+}

@@ -95,6 +95,19 @@ pub trait Hook: Send + Sync + 'static {
             })
     }
 
+    /// A FETCH response for message `seq` is too big to hold and streams: a
+    /// replacement for its first line (up to and including its first literal's
+    /// announcement, already edited by [`Hook::fetch_literal_edit`]), for items
+    /// that [`Hook::on_response`] would have changed. The count is kept.
+    fn streamed_fetch_line(
+        &self,
+        _cx: &HookContext<'_>,
+        _seq: u32,
+        _line: &[u8],
+    ) -> Option<Vec<u8>> {
+        None
+    }
+
     /// A replacement (CRLF-ended) for a one-line client command, sent upstream
     /// instead of it (e.g. a FETCH whose partial ranges must cover the tracking
     /// block). `None` relays the client's bytes.

@@ -593,6 +593,10 @@ impl Hook for TrackingHook {
         self.prefix_for_append(cx, first_line, head)
     }
 
+    fn streamed_fetch_line(&self, cx: &HookContext<'_>, seq: u32, line: &[u8]) -> Option<Vec<u8>> {
+        self.streamed_line(cx, seq, line)
+    }
+
     fn rewrite_command(&self, cx: &HookContext<'_>, command: &Command<'_>) -> Option<Vec<u8>> {
         self.widen_partials(cx, command)
     }

@@ -85,6 +85,15 @@ impl Ctx {
                 if let (Some(seq), Some(uid)) = (fetch_seq, fetch_uid_in_first_line(&msg)) {
                     lock(&self.shared).state.on_fetch(seq, Some(uid), None);
                 }
+                // Items before the first literal (RFC822.SIZE, FLAGS) as the
+                // hook shows them; later lines stream as they come.
+                if let (0, Some(seq)) = (line_start, fetch_seq) {
+                    if let Some(new) =
+                        self.with_hook(|h, hcx| h.streamed_fetch_line(hcx, seq, &msg))
+                    {
+                        msg = new;
+                    }
+                }
                 return self.stream_rest(framer, msg, Some((lit, cut)), false).await;
             }
             let (skip, take) = match &cut {
