@@ -205,3 +205,50 @@ fn track_writes_activity_and_tracking_together_or_not_at_all() {
         good.id.uuid()
     );
 }
+
+#[test]
+fn header_facts_follow_the_activity_without_its_body() {
+    let (_d, s) = open();
+    let u = user("Owner", "owner@contoso.example");
+    let owner = u.id;
+    s.put_record(Record::User(u)).unwrap();
+    let case = s
+        .put_record(Record::Account(Account {
+            id: AccountId::new(),
+            stamps: Stamps::default(),
+            name: "Contoso".into(),
+            website: String::new(),
+            phone: String::new(),
+            emails: vec![],
+            address: PostalAddress::default(),
+            primary_contact: None,
+        }))
+        .unwrap();
+    let mut a = email(owner, "<facts@contoso.example>", "Facts", None, 3);
+    if let ActivityDetails::Email(e) = &mut a.details {
+        e.body_text = "a long body ".repeat(500);
+        e.smime = Some(SmimeMeta {
+            signed: true,
+            form: Some("multipart-signed".into()),
+            signer: Some("signer@contoso.example".into()),
+            verified: true,
+            ..Default::default()
+        });
+    }
+    let a = s.put_activity(a).unwrap();
+    assert_eq!(s.header_facts(a.id).unwrap(), Some(HeaderFacts::from(&a)));
+
+    // A new regarding shows at once; deleting the activity removes its facts.
+    let mut changed = a.clone();
+    changed.regarding = Some(case.as_ref());
+    let changed = s.put_activity(changed).unwrap();
+    let facts = s.header_facts(a.id).unwrap().unwrap();
+    assert_eq!(facts.regarding, Some(case.as_ref()));
+    assert_eq!(
+        facts.details.smime.as_ref().and_then(|m| m.signer.as_deref()),
+        Some("signer@contoso.example")
+    );
+    assert_eq!(facts, HeaderFacts::from(&changed));
+    s.delete_activity(a.id).unwrap();
+    assert_eq!(s.header_facts(a.id).unwrap(), None);
+}

@@ -222,7 +222,7 @@ pub struct Activity {
 /// The parts of an activity the X-CRM-* header block shows (regarding, S/MIME),
 /// read from a stored activity without the rest: the proxy reads this for every
 /// tracked message a client fetches, and the body text need not be decoded.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeaderFacts {
     #[serde(default)]
     pub regarding: Option<RecordRef>,
@@ -231,7 +231,7 @@ pub struct HeaderFacts {
 }
 
 /// See [`HeaderFacts`]: only an e-mail's details have `smime`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeaderFactsDetails {
     #[serde(default)]
     pub smime: Option<SmimeMeta>,

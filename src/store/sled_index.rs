@@ -19,6 +19,9 @@
 //! - `tokens`    subject tracking token 0 activity id → ()          (v3)
 //! - `appt_uids` iCalendar UID 0 appointment id → ()                 (v3)
 //! - `locations` owner id, folder 0, UIDVALIDITY (4), UID (4) → Message-ID (v3)
+//! - `facts`     activity id → JSON header facts (regarding, S/MIME): what a fetch
+//!   of a tracked message reads, without the activity's body text (absent for
+//!   activities written before it existed: read from `activities` then)
 
 use chrono::{DateTime, Utc};
 use sled::transaction::{
@@ -27,8 +30,8 @@ use sled::transaction::{
 use uuid::Uuid;
 
 use super::activity::{
-    subject_token, thread_conversation, Activity, ActivityDetails, MessageLocation, TrackStatus,
-    TrackingRecord,
+    subject_token, thread_conversation, Activity, ActivityDetails, HeaderFacts, MessageLocation,
+    TrackStatus, TrackingRecord,
 };
 use super::error::StoreError;
 use super::model::{Kind, Record, RecordRef};
@@ -36,7 +39,7 @@ use super::search_index::PostingChange;
 use super::text::Document;
 use std::cell::RefCell;
 
-pub(crate) const TREES: [&str; 17] = [
+pub(crate) const TREES: [&str; 18] = [
     "records",
     "activities",
     "emails",
@@ -54,6 +57,7 @@ pub(crate) const TREES: [&str; 17] = [
     "tokens",
     "appt_uids",
     "locations",
+    "facts",
 ];
 pub(crate) const RECORDS: usize = 0;
 pub(crate) const ACTIVITIES: usize = 1;
@@ -72,6 +76,7 @@ pub(crate) const THREADS: usize = 13;
 pub(crate) const TOKENS: usize = 14;
 pub(crate) const APPT_UIDS: usize = 15;
 pub(crate) const LOCATIONS: usize = 16;
+pub(crate) const FACTS: usize = 17;
 
 pub(crate) type TxResult<T> = ConflictableTransactionResult<T, StoreError>;
 
@@ -467,6 +472,8 @@ impl<'a> Tx<'a> {
             self.check_activity_links(&a)?;
         }
         self.t(ACTIVITIES).insert(id.as_bytes(), json(&a))?;
+        self.t(FACTS)
+            .insert(id.as_bytes(), json(&HeaderFacts::from(&a)))?;
         Ok((a, outcome))
     }
 
@@ -498,6 +505,7 @@ impl<'a> Tx<'a> {
         }
         self.index_activity(&old, false)?;
         self.t(ACTIVITIES).remove(id.as_bytes())?;
+        self.t(FACTS).remove(id.as_bytes())?;
         Ok(())
     }
 

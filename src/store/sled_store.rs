@@ -256,7 +256,11 @@ impl CrmStore for SledStore {
     }
 
     fn header_facts(&self, id: ActivityId) -> Result<Option<HeaderFacts>> {
-        self.get_json(ix::ACTIVITIES, "activity", id.uuid().as_bytes())
+        let key = id.uuid();
+        match self.get_json(ix::FACTS, "header facts", key.as_bytes())? {
+            Some(f) => Ok(Some(f)),
+            None => self.get_json(ix::ACTIVITIES, "activity", key.as_bytes()),
+        }
     }
 
     fn put_activity(&self, activity: Activity) -> Result<Activity> {
