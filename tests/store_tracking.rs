@@ -1,61 +1,10 @@
 //! Tracking records through the `CrmStore` trait: one activity per Message-ID,
 //! delegation checks, pending lists, untracking, and atomic track/track_batch.
 
-use chrono::{TimeZone, Utc};
+mod store_support;
+
 use crmproxy::store::*;
-
-fn addr(s: &str) -> EmailAddress {
-    EmailAddress::parse(s).unwrap()
-}
-
-fn user(name: &str, login: &str) -> SystemUser {
-    SystemUser {
-        id: UserId::new(),
-        stamps: Stamps::default(),
-        full_name: name.into(),
-        logins: vec![addr(login)],
-        privileges: [Privilege::UseApp].into_iter().collect(),
-        delegates: Default::default(),
-        options: Default::default(),
-    }
-}
-
-fn email(
-    owner: UserId,
-    msgid: &str,
-    subject: &str,
-    regarding: Option<RecordRef>,
-    day: u32,
-) -> Activity {
-    Activity {
-        id: ActivityId::new(),
-        stamps: Stamps::default(),
-        owner,
-        subject: subject.into(),
-        regarding,
-        parties: vec![],
-        details: ActivityDetails::Email(EmailActivity {
-            message_id: MessageId::parse(msgid).unwrap(),
-            date: Utc.with_ymd_and_hms(2026, 11, day, 12, 0, 0).unwrap(),
-            direction: Direction::Incoming,
-            body_text: String::new(),
-            in_reply_to: None,
-            references: vec![],
-            thread_index: None,
-            attachments: vec![],
-            raw: None,
-            smime: None,
-            correlation: Correlation::None,
-            correlated_with: None,
-        }),
-    }
-}
-
-fn open() -> (tempfile::TempDir, SledStore) {
-    let d = tempfile::tempdir().unwrap();
-    let s = SledStore::open(d.path().join("store")).unwrap();
-    (d, s)
-}
+use store_support::*;
 
 #[test]
 fn tracking_records_share_one_activity_and_check_delegation() {
@@ -245,7 +194,11 @@ fn header_facts_follow_the_activity_without_its_body() {
     let facts = s.header_facts(a.id).unwrap().unwrap();
     assert_eq!(facts.regarding, Some(case.as_ref()));
     assert_eq!(
-        facts.details.smime.as_ref().and_then(|m| m.signer.as_deref()),
+        facts
+            .details
+            .smime
+            .as_ref()
+            .and_then(|m| m.signer.as_deref()),
         Some("signer@contoso.example")
     );
     assert_eq!(facts, HeaderFacts::from(&changed));
