@@ -99,12 +99,27 @@ fn an_append_with_a_request_attached_carries_the_block_and_the_proxy_shows_one()
     }
     assert_eq!(joined, view);
 
+    // Copied and moved through the proxy (archiving): the copies are known to
+    // carry the block too, so they still show exactly one.
+    assert!(c.cmd("CREATE Archive").ok());
+    let r = c.cmd(&format!("UID COPY {uid} Archive"));
+    assert!(r.ok() && r.tagged.contains("COPYUID"), "{}", r.tagged);
+    let r = c.cmd(&format!("UID MOVE {uid} Archive"));
+    assert!(r.ok() && r.text().contains("COPYUID"), "{}", r.text());
+    assert!(c.cmd("SELECT Archive").ok());
+    for archived in [1, 2] {
+        let (fetched, copy) = fetch(&mut c, archived, "UID RFC822.SIZE BODY.PEEK[]");
+        assert_eq!(copy, stored, "archived copy {archived}");
+        assert_eq!(rfc822_size(&fetched), copy.len());
+    }
+    let uid = 2;
+
     // Untracked: the proxy shows the message without the block it carries;
     // the server's copy keeps what was written.
     assert!(c.cmd("SELECT INBOX").ok());
     let r = c.cmd("UID STORE 1 -FLAGS ($CRM_Tracked)");
     assert!(r.ok(), "{}", r.tagged);
-    assert!(c.cmd("SELECT Sent").ok());
+    assert!(c.cmd("SELECT Archive").ok());
     let (fetched, view) = wait_for("the written block to be hidden", || {
         let (t, v) = fetch(&mut c, uid, "UID RFC822.SIZE BODY.PEEK[]");
         (v == m).then_some((t, v))
@@ -112,6 +127,7 @@ fn an_append_with_a_request_attached_carries_the_block_and_the_proxy_shows_one()
     assert_eq!(rfc822_size(&fetched), view.len());
     let (_, piece) = fetch(&mut c, uid, "BODY.PEEK[]<0.40>");
     assert_eq!(piece, &m[..40]);
+    assert!(direct.cmd("SELECT Archive").ok());
     assert_eq!(direct.fetch_body(uid), stored);
 }
 

@@ -103,6 +103,8 @@ struct SessionData {
     partials: Vec<(String, Vec<Partial>)>,
     /// APPENDs (by tag) whose message went up with its tracking block.
     carrying: HashMap<String, append::Carrying>,
+    /// COPY/MOVE commands waiting for their COPYUID: tag, target folder, MOVE?
+    copies: Vec<(String, String, bool)>,
 }
 
 impl TrackingHook {
@@ -495,6 +497,8 @@ impl Hook for TrackingHook {
                 ..
             } => self.keyword_store(cx, tag, sequence_set, *uid, kind, flags),
             CommandBody::Copy { mailbox, .. } | CommandBody::Move { mailbox, .. } => {
+                let is_move = matches!(command.body, CommandBody::Move { .. });
+                self.copy_started(cx, tag, mailbox_name(mailbox), is_move);
                 self.copy_or_append_into(cx, tag, mailbox_name(mailbox), false)
             }
             CommandBody::Append { mailbox, .. } => {
@@ -544,7 +548,9 @@ impl Hook for TrackingHook {
                 self.appended(cx, &tag, t.body.code.as_ref());
                 if let Some(code) = &t.body.code {
                     self.folder_copied(cx, Some(&tag), code);
+                    self.copied(cx, Some(&tag), code);
                 }
+                self.with_session(cx.session_id, |s| s.copies.retain(|(t, _, _)| *t != tag));
                 let action = self.with_session(cx.session_id, |s| s.actions.remove(&tag));
                 if let Some(TagAction::Refuse(text)) = action {
                     return Status::no(Some(t.tag.clone()), Some(Code::Alert), text)
@@ -556,6 +562,7 @@ impl Hook for TrackingHook {
             Response::Status(Status::Untagged(b)) => {
                 if let Some(code @ Code::CopyUid { .. }) = &b.code {
                     self.folder_copied(cx, None, code);
+                    self.copied(cx, None, code);
                 }
                 None
             }

@@ -1,12 +1,13 @@
 //! APPENDs with a tracking request attached (SPEC section 3): the message goes up
 //! with the X-CRM-* block at the top of its header, and once the server answers
 //! with APPENDUID the copy's place and block length are recorded, so that fetches
-//! through the proxy show the current block in place of the written one.
+//! through the proxy show the current block in place of the written one. Copies
+//! made through the proxy (COPY, MOVE: COPYUID) are recorded the same way.
 
 use bytes::Bytes;
 use imap_codec::imap_types::response::Code;
 
-use super::sets::append_target;
+use super::sets::{append_target, uid_set_values};
 use super::TrackingHook;
 use crate::proxy::hook::HookContext;
 use crate::store::{CarriedBlock, MessageLocation};
@@ -77,4 +78,101 @@ impl TrackingHook {
             Err(e) => tracing::warn!(error = %e, "could not record the block an APPEND carries"),
         }
     }
+
+    /// A COPY or MOVE (by tag) to `folder`: remembered until its COPYUID.
+    pub(super) fn copy_started(
+        &self,
+        cx: &HookContext<'_>,
+        tag: &str,
+        folder: String,
+        is_move: bool,
+    ) {
+        if self.owner_id(cx).is_none() {
+            return;
+        }
+        self.with_session(cx.session_id, |s| {
+            if s.copies.len() >= 64 {
+                s.copies.remove(0);
+            }
+            s.copies.push((tag.to_string(), folder, is_move));
+        });
+    }
+
+    /// A COPYUID (tagged for COPY, untagged before a MOVE's tagged OK): the
+    /// copies of messages that carry a block carry it too. Looked up and written
+    /// inline for a few, on a blocking task for many; header caches are dropped
+    /// when it is done.
+    pub(super) fn copied(&self, cx: &HookContext<'_>, tag: Option<&str>, code: &Code<'_>) {
+        let Code::CopyUid {
+            uid_validity,
+            source,
+            destination,
+        } = code
+        else {
+            return;
+        };
+        let Some(folder) = self.with_session(cx.session_id, |s| {
+            let at = match tag {
+                Some(t) => s.copies.iter().position(|(ct, _, _)| ct == t),
+                None => s.copies.iter().position(|(_, _, is_move)| *is_move),
+            }?;
+            Some(s.copies.remove(at).1)
+        }) else {
+            return;
+        };
+        let (Some(owner), Some(from)) = (self.owner_id(cx), cx.state.selected()) else {
+            return;
+        };
+        let Some(from_validity) = from.uid_validity else {
+            return;
+        };
+        let from_folder = from.name.clone();
+        let to_validity = uid_validity.get();
+        let pairs: Vec<(u32, u32)> = uid_set_values(source)
+            .zip(uid_set_values(destination))
+            .take(MAX_COPIES)
+            .collect();
+        let engine = self.workers.engine().clone();
+        let workers = self.workers.clone();
+        let small = pairs.len() <= INLINE_COPIES;
+        let work = move || {
+            let mut noted = 0usize;
+            for (src, dst) in pairs {
+                let at = |folder: &str, uid_validity, uid| MessageLocation {
+                    folder: folder.to_string(),
+                    uid_validity,
+                    uid,
+                };
+                let block = match engine.carried_block(owner, &at(&from_folder, from_validity, src))
+                {
+                    Ok(Some(b)) => b,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading a carried block");
+                        return;
+                    }
+                };
+                if let Err(e) = engine.note_carried(owner, &at(&folder, to_validity, dst), &block) {
+                    tracing::warn!(error = %e, "recording a copy's carried block");
+                    return;
+                }
+                noted += 1;
+            }
+            if noted > 0 {
+                workers.tracking_changed();
+            }
+        };
+        // A few copies (a message archived) are done before the client hears the
+        // answer, so that its next fetch finds them; a bulk copy on a blocking task.
+        if small {
+            work();
+        } else {
+            tokio::task::spawn_blocking(work);
+        }
+    }
 }
+
+/// Most COPYUID pairs looked at for carried blocks.
+const MAX_COPIES: usize = 100_000;
+/// Up to this many pairs are looked at inline (point reads), more on a task.
+const INLINE_COPIES: usize = 64;
