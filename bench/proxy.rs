@@ -12,112 +12,15 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use common::proxy::proc_status_kib;
-use common::{dovecot, Proxy, PASSWORD};
-use std::io::{BufRead, BufReader, Read, Write};
+use common::{dovecot, Proxy};
+use std::io::{BufRead, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn env_num(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// A minimal IMAP client on a raw socket with a large read buffer.
-struct Client {
-    s: TcpStream,
-    r: BufReader<TcpStream>,
-    n: u32,
-}
-
-impl Client {
-    fn login(addr: SocketAddr, user: &str) -> Client {
-        let s = TcpStream::connect(addr).expect("connect");
-        s.set_nodelay(true).unwrap();
-        let mut c = Client {
-            r: BufReader::with_capacity(1 << 20, s.try_clone().unwrap()),
-            s,
-            n: 0,
-        };
-        let mut g = String::new();
-        c.r.read_line(&mut g).unwrap();
-        assert!(g.starts_with("* OK"), "greeting from {addr}: {g}");
-        let t = c.cmd(&format!("LOGIN {user} {PASSWORD}"));
-        assert!(t.contains(" OK"), "login via {addr}: {t}");
-        c
-    }
-
-    /// Send a command and read line by line (literals skipped by length) to its tag.
-    fn cmd(&mut self, command: &str) -> String {
-        self.n += 1;
-        let tag = format!("b{}", self.n);
-        self.s
-            .write_all(format!("{tag} {command}\r\n").as_bytes())
-            .unwrap();
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            self.r.read_until(b'\n', &mut line).unwrap();
-            assert!(!line.is_empty(), "connection closed");
-            if let Some(n) = common::imap::literal_len(&line) {
-                std::io::copy(&mut (&mut self.r).take(n as u64), &mut std::io::sink()).unwrap();
-                continue;
-            }
-            if line.starts_with(tag.as_bytes()) {
-                return String::from_utf8_lossy(&line).into_owned();
-            }
-        }
-    }
-
-    /// `UID FETCH 1:* BODY.PEEK[]`, reading raw bytes until the tagged OK.
-    /// Returns (bytes received, seconds).
-    fn bulk_fetch(&mut self) -> (usize, f64) {
-        self.n += 1;
-        let tag = format!("b{}", self.n);
-        let end = format!("\r\n{tag} OK");
-        let start = Instant::now();
-        self.s
-            .write_all(format!("{tag} UID FETCH 1:* BODY.PEEK[]\r\n").as_bytes())
-            .unwrap();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0usize;
-        let mut tail: Vec<u8> = Vec::new();
-        loop {
-            let n = self.r.read(&mut buf).unwrap();
-            assert!(n > 0, "closed during bulk fetch");
-            total += n;
-            tail.extend_from_slice(&buf[..n.min(4096)]);
-            if n > 4096 {
-                tail.clear();
-                tail.extend_from_slice(&buf[n - 4096..n]);
-            }
-            if tail.len() > 8192 {
-                tail.drain(..tail.len() - 4096);
-            }
-            if tail.ends_with(b"\r\n") && tail.windows(end.len()).any(|w| w == end.as_bytes()) {
-                return (total, start.elapsed().as_secs_f64());
-            }
-        }
-    }
-
-    /// Round-trip time of one NOOP.
-    fn noop_rtt(&mut self) -> Duration {
-        let t = Instant::now();
-        let r = self.cmd("NOOP");
-        let d = t.elapsed();
-        assert!(r.contains(" OK"));
-        d
-    }
-}
-
-fn median_f(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
+use std::time::Duration;
+use support::{env_num, loadavg, median, Client};
 
 fn median_d(v: &mut [Duration]) -> Duration {
     v.sort();
@@ -127,12 +30,6 @@ fn median_d(v: &mut [Duration]) -> Duration {
 /// The 10th percentile of sorted durations: less touched by other load on the machine.
 fn p10(sorted: &[Duration]) -> Duration {
     sorted[sorted.len() / 10]
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 /// `socat -b 262144` relaying a free loopback port to `to`.
@@ -221,7 +118,7 @@ fn main() {
     {
         // Let Dovecot index the new messages before anything is timed.
         let mut c = Client::login(dv.imap_addr(), &user);
-        let r = c.cmd("SELECT INBOX");
+        let (r, _) = c.cmd("SELECT INBOX");
         assert!(r.contains(" OK"), "{r}");
         c.bulk_fetch();
     }
@@ -240,14 +137,14 @@ fn main() {
         for k in 0..paths.len() {
             let i = (k + round) % paths.len();
             let mut c = Client::login(paths[i].1, &user);
-            assert!(c.cmd("EXAMINE INBOX").contains(" OK"));
+            assert!(c.cmd("EXAMINE INBOX").0.contains(" OK"));
             let (b, secs) = c.bulk_fetch();
             bytes = b;
             speeds[i].push(b as f64 / secs / 1e6);
         }
         eprintln!("bench: throughput round {} of {rounds} done", round + 1);
     }
-    let med: Vec<f64> = speeds.iter_mut().map(|v| median_f(v)).collect();
+    let med: Vec<f64> = speeds.iter_mut().map(|v| median(v)).collect();
 
     // Latency: NOOP round trips, interleaved so that machine noise hits both alike.
     let mut d = Client::login(dv.imap_addr(), &user);
@@ -271,7 +168,7 @@ fn main() {
     let big_user = format!("bench-big-{}", std::process::id());
     let fresh = Proxy::start(dv);
     let mut c = Client::login(fresh.imap, &big_user);
-    assert!(c.cmd("SELECT INBOX").contains(" OK"));
+    assert!(c.cmd("SELECT INBOX").0.contains(" OK"));
     let (rss0, _) = proc_status_kib(fresh.pid());
     let big = common::big_message(50 * 1024 * 1024);
     c.s.write_all(format!("a1 APPEND INBOX {{{}+}}\r\n", big.len()).as_bytes())
