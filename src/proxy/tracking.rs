@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use super::hook::{Credential, Hook, HookContext, LiteralEdit};
 use super::identity::{Identity, Mechanism};
 use super::worker::{Job, Uids, Workers};
-use crate::pane::MessageOpened;
+use crate::events::MessageOpened;
 use crate::store::{MessageId, MessageLocation, UserId};
 use crate::track::{Actor, TrackSource};
 use crate::wire::Literal;
