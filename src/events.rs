@@ -196,6 +196,9 @@ pub trait MailboxSync: Send + Sync {
     fn clear_tracking_keywords(&self, owner: &str, at: KeywordCleanup) -> CleanupQueued;
     /// Tracking changed outside the workers: proxied sessions re-read header blocks.
     fn tracking_changed(&self);
+    /// A pending request with a known place was made for `owner`'s mailbox: complete
+    /// it now rather than at the next sweep (or when the worker next starts).
+    fn pending_requested(&self, owner: &str) -> CleanupQueued;
 }
 
 #[cfg(test)]

@@ -369,6 +369,14 @@ pub async fn perform(
     if let Some(sync) = &app.sync {
         // Proxied sessions show the new state in their next fetch.
         sync.tracking_changed();
+        let waiting = outcome
+            .record
+            .as_ref()
+            .is_some_and(|r| r.status == TrackStatus::Pending && r.location.is_some());
+        if waiting {
+            // The worker fetches and tracks it now, not at its next sweep.
+            sync.pending_requested(&user.user);
+        }
     }
     if outcome.server_copy.is_some() {
         let copy = match (&app.sync, untracked_at) {

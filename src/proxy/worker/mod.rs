@@ -60,6 +60,8 @@ pub enum Job {
     /// The pane untracked a message: take the state keywords off the server copy
     /// (the tracking record is gone already).
     ClearKeywords(KeywordCleanup),
+    /// Complete this mailbox's pending requests now (the pane asked for one).
+    SweepPending,
 }
 
 /// Jobs queued per mailbox before a caller is told the queue is full.
@@ -92,6 +94,12 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// Jobs kept for `owner` while no worker ran (or its queue was full).
+    pub(crate) fn take_deferred(&self, owner: &str) -> VecDeque<Job> {
+        let mut d = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
+        d.remove(owner).unwrap_or_default()
+    }
+
     /// The engine refused a job of `owner`'s: a session of the owner shows `text`.
     pub(crate) fn notice(&self, owner: &str, text: String) {
         let mut n = self.notices.lock().unwrap_or_else(|e| e.into_inner());
@@ -151,19 +159,6 @@ impl Workers {
                     return;
                 }
             }
-            // Work kept while no worker ran goes first.
-            let waiting = self
-                .inner
-                .deferred
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key)
-                .unwrap_or_default();
-            for job in waiting {
-                if tx.try_send(job).is_err() {
-                    tracing::warn!("sync worker queue full: a deferred job was dropped");
-                }
-            }
             users.insert(key.clone(), tx);
         }
         tokio::spawn(user::run(self.inner.clone(), key, credential, rx));
@@ -200,7 +195,7 @@ impl Workers {
             },
             _ => job,
         };
-        // Under the `users` lock, so that a worker starting now cannot miss it.
+        // The worker takes deferred jobs itself, before waiting for new ones.
         let mut deferred = self
             .inner
             .deferred
@@ -227,5 +222,9 @@ impl MailboxSync for Workers {
 
     fn tracking_changed(&self) {
         self.bump_generation();
+    }
+
+    fn pending_requested(&self, owner: &str) -> CleanupQueued {
+        self.submit_or_defer(owner, Job::SweepPending)
     }
 }

@@ -62,6 +62,8 @@ pub(super) async fn run(
     let mut shutdown = inner.shutdown.clone();
     let mut sweep = tokio::time::interval(inner.sync_interval);
     sweep.tick().await;
+    // Jobs asked for while no worker ran (the pane's untracks): done first.
+    let mut backlog = std::collections::VecDeque::new();
     loop {
         if conn.is_none() {
             match ImapClient::connect(&inner.connector, &credential).await {
@@ -75,10 +77,14 @@ pub(super) async fn run(
                 }
             }
         }
-        let job = tokio::select! {
-            _ = shutdown.changed() => break,
-            j = jobs.recv() => match j { Some(j) => Some(j), None => break },
-            _ = sweep.tick() => None,
+        backlog.extend(inner.take_deferred(&owner));
+        let job = match backlog.pop_front() {
+            Some(j) => Some(j),
+            None => tokio::select! {
+                _ = shutdown.changed() => break,
+                j = jobs.recv() => match j { Some(j) => Some(j), None => break },
+                _ = sweep.tick() => None,
+            },
         };
         let c = conn.as_mut().expect("connected above");
         let result = match job {
@@ -191,6 +197,12 @@ async fn do_job(
         }
         Job::Sent { actor, folder, uid } => sent_message(inner, c, actor, &folder, uid).await?,
         Job::ClearKeywords(at) => clear_keywords(inner, c, &at).await?,
+        Job::SweepPending => {
+            let engine = inner.engine.clone();
+            let o = owner.to_string();
+            let owner_id = blocking(move || engine.actor(&o, &o)).await?.owner_id();
+            sweep_pending(inner, c, owner_id).await?
+        }
         Job::Untrack {
             actor,
             folder,
