@@ -54,10 +54,8 @@ fn delegate_banner(chrome: &Chrome<'_>) -> Markup {
             div.banner.delegate role="status" data-acting-for=(a.owner_login) {
                 p {
                     "You are acting for " strong { (a.owner_name) } "\u{2019}s mailbox ("
-                    span.addr { (a.owner_login) } "). What you track here is tracked for "
-                    (a.owner_name) ", shows for both of you, and is recorded as done by you ("
-                    (chrome.user) "). A delegate cannot set regarding to a new contact or track "
-                    "the owner\u{2019}s contacts."
+                    span.addr { (a.owner_login) } "). What you track shows for both of you and "
+                    "is recorded as yours. A delegate cannot set regarding to a new contact."
                 }
                 form.inline method="post" action="/mailbox" {
                     input type="hidden" name=(CSRF_FIELD) value=(chrome.csrf);
