@@ -22,6 +22,7 @@ pub mod manifest;
 mod message_view;
 mod pages;
 mod people_actions;
+mod regarding_search;
 pub mod session;
 mod track_actions;
 
@@ -305,7 +306,7 @@ fn router(state: AppState) -> Router {
         .route("/track", post(track_actions::track_form))
         .route(
             "/regarding",
-            get(track_actions::pick_regarding).post(track_actions::regarding_form),
+            get(regarding_search::pick_regarding).post(track_actions::regarding_form),
         )
         .route(
             "/people/new",

@@ -1,6 +1,7 @@
 //! The tracking panel's actions (SPEC section 6, the guide's "Track", "Set Regarding",
 //! "Change Regarding", "Untrack"), as no-JavaScript form posts and as `/api/*` JSON
-//! calls, all through the tracking engine.
+//! calls, all through the tracking engine. (The search page that picks the record
+//! for Set Regarding is `regarding_search`.)
 //!
 //! A user acts only on the mailbox of the session (their own, or as a delegate an
 //! owner's who granted it; the engine records the delegate as the actor), and only
@@ -15,25 +16,19 @@
 //! no worker runs for the mailbox, leaves it for the worker's next start and says so.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::Form;
-use maud::html;
 use serde::Deserialize;
 use serde_json::json;
-use uuid::Uuid;
 
 use super::crm::{kind_label, with_store};
 use super::errors::{ApiFailure, Failure, PageFailure};
-use super::guard::CSRF_FIELD;
 use super::handlers::{valid_message_id, SignedIn};
-use super::pages::{self, Nav};
 use super::AppState;
 use crate::events::{CleanupQueued, KeywordCleanup};
-use crate::store::{
-    Kind, MessageId, MessageLocation, RecordRef, SearchQuery, TrackStatus, TrackingRecord,
-};
+use crate::store::{Kind, MessageId, MessageLocation, RecordRef, TrackStatus, TrackingRecord};
 use crate::track::{parse_record_ref, Actor, TrackError, TrackRequest, TrackSource};
 
 /// The record types an email can be regarding, in the guide's order.
@@ -535,105 +530,4 @@ pub async fn api_untrack(
     body: Result<Json<ActionBody>, JsonRejection>,
 ) -> Result<Response, ApiFailure> {
     api_action(app, user, body, |_| Ok(TrackAction::Untrack)).await
-}
-
-#[derive(Deserialize)]
-pub struct PickParams {
-    id: Option<String>,
-    q: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-}
-
-/// `GET /regarding?id=MID&q=…&type=…`: find the record to set as regarding.
-pub async fn pick_regarding(
-    State(app): State<AppState>,
-    Query(p): Query<PickParams>,
-    user: SignedIn,
-) -> Result<Response, PageFailure> {
-    let mid = valid_message_id(p.id.as_deref().unwrap_or("")).map_err(PageFailure)?;
-    let kind = match p
-        .kind
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty() && *s != "all")
-    {
-        None => None,
-        Some(s) => Some(
-            REGARDING_KINDS
-                .into_iter()
-                .find(|k| k.as_str() == s)
-                .ok_or_else(|| {
-                    PageFailure(Failure::new(
-                        StatusCode::BAD_REQUEST,
-                        format!("An email cannot be regarding {s:?}: choose a type from the list."),
-                    ))
-                })?,
-        ),
-    };
-    let q = p.q.unwrap_or_default();
-    let text: String = q.trim().chars().take(200).collect();
-    let hits: Vec<(Kind, Uuid, String)> = if text.is_empty() {
-        Vec::new()
-    } else {
-        let query = SearchQuery {
-            text,
-            kinds: kind
-                .map(|k| vec![k])
-                .unwrap_or_else(|| REGARDING_KINDS.to_vec()),
-            limit: 25,
-        };
-        with_store(&app, move |s| s.search(&query))
-            .await
-            .map_err(PageFailure)?
-            .into_iter()
-            .map(|h| (h.kind, h.id, h.title))
-            .collect()
-    };
-    let csrf = user.session.csrf_token.clone();
-    let body = html! {
-        h1 { "Set Regarding" }
-        p.meta { "Message " span.mono { (mid) } }
-        section.card {
-            form.search method="get" action="/regarding" role="search" {
-                input type="hidden" name="id" value=(mid);
-                label for="q" { "Search for a record" }
-                div.row {
-                    input #q type="search" name="q" value=(q) placeholder="Name, company, e-mail…";
-                    label.sr for="type" { "Record type" }
-                    select #type name="type" {
-                        option value="all" selected[kind.is_none()] { "All types" }
-                        @for k in REGARDING_KINDS {
-                            option value=(k.as_str()) selected[kind == Some(k)] { (kind_label(k)) }
-                        }
-                    }
-                    button type="submit" { "Search" }
-                }
-            }
-        }
-        @if !q.trim().is_empty() {
-            section.card aria-live="polite" {
-                h2 { (hits.len()) @if hits.len() == 1 { " result" } @else { " results" } }
-                @if hits.is_empty() {
-                    p.empty { "No record matches. Try fewer or shorter words, or another type." }
-                } @else {
-                    ul.list.pick {
-                        @for (k, id, title) in &hits {
-                            li {
-                                form.inline method="post" action="/regarding" {
-                                    input type="hidden" name=(CSRF_FIELD) value=(csrf);
-                                    input type="hidden" name="message_id" value=(mid);
-                                    input type="hidden" name="regarding" value=(format!("{}:{}", k.as_str(), id));
-                                    button type="submit" { "Set regarding" }
-                                }
-                                " " strong { (title) } " " span.meta { (kind_label(*k)) }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        p { a href=(format!("/message?{}", form_urlencoded::Serializer::new(String::new()).append_pair("id", &mid).finish())) { "Back to the message" } }
-    };
-    Ok(pages::layout(&user.chrome(), Some(Nav::Current), "Set Regarding", body).into_response())
 }

@@ -29,9 +29,11 @@ use crate::wire::Literal;
 
 mod fetch_item;
 mod fetch_response;
+mod opened;
 mod partial;
 mod sets;
 use fetch_item::{announced_item, announced_partial, filter_block, Item};
+use opened::header_summary;
 use partial::Partial;
 use sets::{mailbox_name, seqs, set_text, uid_list_text, uid_set_text};
 
@@ -428,34 +430,6 @@ impl TrackingHook {
         ev.uid_validity = mailbox.uid_validity;
         self.workers.events().publish_opened(&identity.user, ev);
     }
-}
-
-/// Subject and From of a whole-message item whose bytes came in this response (a
-/// message small enough not to be streamed), for the pane's summary.
-fn header_summary(item: &MessageDataItem<'_>) -> Option<(Option<String>, Option<String>)> {
-    let data = match item {
-        MessageDataItem::BodyExt { data, .. } => data.0.as_ref()?,
-        MessageDataItem::Rfc822(data) => data.0.as_ref()?,
-        _ => return None,
-    };
-    let bytes = data.as_ref();
-    let end = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 4)
-        .unwrap_or(bytes.len());
-    let headers = mail_parser::MessageParser::default().parse_headers(&bytes[..end])?;
-    let subject = headers.subject().map(str::to_owned);
-    let from = headers
-        .from()
-        .and_then(|a| a.first())
-        .map(|a| match (a.name(), a.address()) {
-            (Some(n), Some(addr)) => format!("{n} <{addr}>"),
-            (None, Some(addr)) => addr.to_owned(),
-            (Some(n), None) => n.to_owned(),
-            (None, None) => String::new(),
-        });
-    Some((subject, from.filter(|f| !f.is_empty())))
 }
 
 impl Hook for TrackingHook {
