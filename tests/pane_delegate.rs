@@ -128,6 +128,20 @@ async fn a_delegate_acts_for_the_owner_with_a_banner_and_is_recorded_as_the_acto
             "{t}"
         );
     }
+    // Drafts go to one's own mailbox only (the pane holds the delegate's password).
+    let r = carol
+        .post_form(
+            "/compose",
+            &[
+                ("csrf", &csrf),
+                ("to", "x@customer.example"),
+                ("subject", "Hi"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("own mailbox only"), "{}", r.text());
+
     // Alice sees no banner; back in her own mailbox, Carol neither.
     assert!(!alice.get("/").await.text().contains("You are acting for"));
     let r = switch(&mut carol, "").await;
