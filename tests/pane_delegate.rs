@@ -310,9 +310,35 @@ async fn a_revoked_grant_is_refused_on_the_next_request() {
         .text()
         .contains("After the grant ended"));
 
+    // Her live stream of Alice's mailbox works while the grant holds...
+    let mut live = carol.open("GET", "/events", &[], vec![]).await.into_body();
+    let mut delivered = 0;
+    for _ in 0..200 {
+        delivered = pane
+            .events
+            .publish_opened(ALICE, MessageOpened::new("<warmup@x>"));
+        if delivered == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(delivered, 1, "one live stream for alice's mailbox");
+    assert!(read_until(&mut live, "warmup@x").await.contains("warmup@x"));
+
     pane.store
         .set_delegate(uid(ALICE_ID), uid(CAROL_ID), false)
         .unwrap();
+    // ...and ends, without the next event, once it is revoked.
+    pane.events
+        .publish_opened(ALICE, MessageOpened::new("<after-revoke@x>"));
+    let rest = tokio::time::timeout(
+        Duration::from_secs(30),
+        read_until(&mut live, "after-revoke@x"),
+    )
+    .await
+    .expect("the stream ends");
+    assert!(!rest.contains("after-revoke"), "{rest}");
+
     let r = carol.get("/current").await;
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(
@@ -327,6 +353,21 @@ async fn a_revoked_grant_is_refused_on_the_next_request() {
     assert!(!t.contains("You are acting for") && !t.contains("After the grant ended"));
     // And switching again is refused.
     assert_eq!(switch(&mut carol, ALICE).await.status, 403);
+}
+
+/// Everything a live stream sends until `needle` appears or the stream ends.
+async fn read_until(body: &mut hyper::body::Incoming, needle: &str) -> String {
+    use http_body_util::BodyExt;
+    let mut seen = String::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            seen.push_str(&String::from_utf8_lossy(&data));
+            if seen.contains(needle) {
+                break;
+            }
+        }
+    }
+    seen
 }
 
 /// A meeting request organised by `organizer`, with `attendee` invited.

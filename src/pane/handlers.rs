@@ -456,9 +456,13 @@ pub async fn events(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = app.events.subscribe(&user.user);
     let shutdown = app.shutdown.clone();
-    let session_id = user.session.id.clone();
-    let state = (rx, shutdown, app, session_id);
-    let stream = stream::unfold(state, |(mut rx, mut shutdown, app, sid)| async move {
+    let watch = StreamOwner {
+        session_id: user.session.id.clone(),
+        acting_for: user.session.acting_for.clone(),
+        acting: user.acting.clone(),
+    };
+    let state = (rx, shutdown, app, watch);
+    let stream = stream::unfold(state, |(mut rx, mut shutdown, app, watch)| async move {
         loop {
             if *shutdown.borrow() {
                 return None;
@@ -467,8 +471,11 @@ pub async fn events(
                 r = rx.recv() => r,
                 _ = shutdown.changed() => return None,
             };
-            // Signed out (or expired) since the stream started: stop.
-            app.sessions.get(&sid)?;
+            // Signed out, switched mailbox, or lost the grant since the stream
+            // started: stop before anything of the mailbox is sent.
+            if !watch.still_allowed(&app).await {
+                return None;
+            }
             match ev {
                 Ok(ev) => {
                     let data = serde_json::to_string(&ev).unwrap_or_default();
@@ -476,7 +483,7 @@ pub async fn events(
                         PaneEvent::MessageOpened(_) => ev.name(),
                     };
                     let out = Event::default().event(name).data(data);
-                    return Some((Ok(out), (rx, shutdown, app, sid)));
+                    return Some((Ok(out), (rx, shutdown, app, watch)));
                 }
                 // Missed events: the page reloads on the next one anyway.
                 Err(RecvError::Lagged(_)) => continue,
@@ -485,6 +492,30 @@ pub async fn events(
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Whose live stream this is: checked again before each event is sent.
+struct StreamOwner {
+    session_id: String,
+    acting_for: Option<String>,
+    acting: SystemUser,
+}
+
+impl StreamOwner {
+    async fn still_allowed(&self, app: &AppState) -> bool {
+        let Some(s) = app.sessions.get(&self.session_id) else {
+            return false;
+        };
+        if s.acting_for != self.acting_for {
+            return false;
+        }
+        match &self.acting_for {
+            None => true,
+            Some(owner) => delegation::check_grant(app, &self.acting, owner)
+                .await
+                .is_ok(),
+        }
+    }
 }
 
 #[cfg(test)]
