@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod doctor;
+pub mod events;
 pub mod message;
 pub mod pane;
 pub mod proxy;

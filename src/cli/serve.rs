@@ -154,24 +154,32 @@ pub fn run(args: ServeArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
         let admin_listener = admin::bind(&admin_path)
             .with_context(|| format!("cannot serve the admin socket {}", admin_path.display()))?;
         let admin_task = tokio::spawn(admin::serve_listener(store.clone(), admin_listener));
-        let events = crate::pane::PaneEvents::new();
+        let events = crate::events::PaneEvents::new();
+        let interval =
+            std::time::Duration::from_secs(cfg.tracking.sync_interval_minutes.max(1) * 60);
+        let workers = Workers::new(
+            engine.clone(),
+            connector,
+            events.clone(),
+            interval,
+            stop_rx.clone(),
+        );
+        // One engine and one event hub for the proxy and the pane; the pane reaches
+        // the server copy of a message through the workers.
         let pane = if cfg.pane.addr.is_some() {
-            let p = crate::pane::start(
-                &cfg,
-                events.clone(),
-                store.clone(),
-                stopped(stop_rx.clone()),
-            )
-            .await
-            .context("cannot start the pane")?;
+            let parts = crate::pane::PaneParts {
+                events,
+                engine,
+                sync: Some(Arc::new(workers.clone())),
+            };
+            let p = crate::pane::start_with(&cfg, parts, stopped(stop_rx.clone()))
+                .await
+                .context("cannot start the pane")?;
             eprintln!("listening pane {}", p.local_addr);
             Some(p)
         } else {
             None
         };
-        let interval =
-            std::time::Duration::from_secs(cfg.tracking.sync_interval_minutes.max(1) * 60);
-        let workers = Workers::new(engine, connector, events, interval, stop_rx.clone());
         let opts = ServerOptions {
             tls,
             hook: Arc::new(TrackingHook::new(workers)),

@@ -233,6 +233,13 @@ async fn save_draft(
     user: &SignedIn,
     f: &DraftFields,
 ) -> Result<(String, String), Failure> {
+    if user.is_delegate() {
+        // The password the pane holds is the delegate's, not the owner's mailbox's.
+        return Err(Failure::new(
+            StatusCode::CONFLICT,
+            "Drafts are saved in your own mailbox only: switch back to your mailbox              (Mailbox, at the top) to add documents to an email.",
+        ));
+    }
     let Some(password) = app.sessions.password(&user.session.id) else {
         return Err(Failure::new(
             StatusCode::CONFLICT,

@@ -405,22 +405,33 @@ pub async fn create_form(Query(p): Query<CreateParams>, user: SignedIn) -> Respo
     pages::layout(&user.chrome(), Some(Nav::Search), "Quick create", body).into_response()
 }
 
+/// A contact created here is new to this session: a delegate may not then set it
+/// as regarding (SPEC section 8).
+fn remember_contact(app: &AppState, user: &SignedIn, r: &Record) {
+    if let Record::Contact(c) = r {
+        app.sessions
+            .remember_created_contact(&user.session.id, c.id.uuid());
+    }
+}
+
 pub async fn create_submit(
     State(app): State<AppState>,
-    _user: SignedIn,
+    user: SignedIn,
     Form(f): Form<RecordFields>,
 ) -> Result<Response, PageFailure> {
     let r = quick_create(&app, &f).await.map_err(PageFailure)?;
+    remember_contact(&app, &user, &r);
     Ok(Redirect::to(&format!("/record/{}", r.id())).into_response())
 }
 
 pub async fn api_create(
     State(app): State<AppState>,
-    _user: SignedIn,
+    user: SignedIn,
     body: Result<Json<RecordFields>, JsonRejection>,
 ) -> Result<Response, ApiFailure> {
     let Json(f) = body.map_err(super::api::bad_json)?;
     let r = quick_create(&app, &f).await.map_err(ApiFailure)?;
+    remember_contact(&app, &user, &r);
     Ok(
         Json(json!({ "record": format!("{}:{}", r.kind(), r.id()), "title": r.title() }))
             .into_response(),

@@ -18,15 +18,26 @@ use super::events::{normalize_message_id, MessageOpened, PaneEvent};
 use super::guard::{is_api, CurrentSession, OFFICE_COOKIE};
 use super::pages::{self, Chrome};
 use super::session::{self, Principal, Session};
-use super::{crm, imap_login, link, message_view, AppState};
+use super::{crm, delegation, imap_login, link, message_view, track_actions, AppState};
 use crate::store::{EmailAddress, Privilege, SystemUser};
 
 /// A request from a signed-in user. Without one, pages redirect to the sign-in form and
 /// the API answers 401.
+///
+/// Every page is for one mailbox: the signed-in user's own, or, for a delegate who
+/// switched to it, the mailbox of an owner who granted them delegate access. `user`
+/// and `crm_user` are that mailbox (what the pages show); `signed_in` and `acting`
+/// are who signed in (whose actions are recorded, SPEC section 8).
 pub struct SignedIn {
+    /// The mailbox's login (an e-mail address).
     pub user: String,
     /// The CRM user this mailbox belongs to (with `use_app`).
     pub crm_user: SystemUser,
+    /// The login that signed in (equal to `user` unless acting for an owner).
+    pub signed_in: String,
+    /// The CRM user who signed in (with `use_app`; a delegate of `crm_user` when
+    /// they differ).
+    pub acting: SystemUser,
     pub session: Session,
     /// The page runs inside Outlook (see [`OFFICE_COOKIE`]).
     pub office: bool,
@@ -35,10 +46,19 @@ pub struct SignedIn {
 impl SignedIn {
     pub fn chrome(&self) -> Chrome<'_> {
         Chrome {
-            user: &self.user,
+            user: &self.signed_in,
             csrf: &self.session.csrf_token,
             office: self.office,
+            acting_for: self.is_delegate().then(|| pages::ActingFor {
+                owner_name: &self.crm_user.full_name,
+                owner_login: &self.user,
+            }),
         }
+    }
+
+    /// A delegate acting for an owner's mailbox (not their own).
+    pub fn is_delegate(&self) -> bool {
+        self.acting.id != self.crm_user.id
     }
 }
 
@@ -77,15 +97,33 @@ impl FromRequestParts<AppState> for SignedIn {
         let api = is_api(parts.uri.path());
         match session {
             Some(s) if s.user().is_some() => {
-                let user = s.user().unwrap_or_default().to_owned();
+                let signed_in = s.user().unwrap_or_default().to_owned();
                 // Checked on every request, so a revoked privilege takes effect at once.
-                let crm_user = match check_crm_user(app, &user).await {
+                let acting = match check_crm_user(app, &signed_in).await {
                     Ok(u) => u,
                     Err(f) => return Err(f.respond(api)),
+                };
+                let (user, crm_user) = match &s.acting_for {
+                    None => (signed_in.clone(), acting.clone()),
+                    // The grant too: a revoked one ends the delegation at once.
+                    Some(owner) => match delegation::check_grant(app, &acting, owner).await {
+                        Ok(o) => (owner.clone(), o),
+                        Err(f) => {
+                            app.sessions.act_for(&s.id, None);
+                            tracing::info!(user = %signed_in, owner = %owner, "delegate access ended: {}", f.message);
+                            let f = Failure::new(
+                                f.status,
+                                format!("{} You are back in your own mailbox.", f.message),
+                            );
+                            return Err(f.respond(api));
+                        }
+                    },
                 };
                 Ok(SignedIn {
                     user,
                     crm_user,
+                    signed_in,
+                    acting,
                     session: s,
                     office,
                 })
@@ -314,7 +352,10 @@ pub async fn current(State(app): State<AppState>, user: SignedIn) -> Result<Resp
     let current = app.events.current(&user.user);
     let panels = match &current {
         Some(m) => {
-            let crm = message_view::lookup(&app, &user.crm_user, m)
+            let mut crm = message_view::lookup(&app, &user.crm_user, m)
+                .await
+                .map_err(PageFailure)?;
+            crm.refusal = track_actions::meeting_refusal(&app, &user, &m.message_id)
                 .await
                 .map_err(PageFailure)?;
             Some(message_view::panels(&crm, &user.session.csrf_token, None))
@@ -396,7 +437,10 @@ pub async fn message(
     let id = valid_message_id(q.id.as_deref().unwrap_or("")).map_err(PageFailure)?;
     let found = app.events.find(&user.user, &id);
     let probe = found.clone().unwrap_or_else(|| MessageOpened::new(&id));
-    let crm = message_view::lookup(&app, &user.crm_user, &probe)
+    let mut crm = message_view::lookup(&app, &user.crm_user, &probe)
+        .await
+        .map_err(PageFailure)?;
+    crm.refusal = track_actions::meeting_refusal(&app, &user, &id)
         .await
         .map_err(PageFailure)?;
     let done: Option<String> = q.done.map(|d| d.chars().take(300).collect());
@@ -412,9 +456,13 @@ pub async fn events(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = app.events.subscribe(&user.user);
     let shutdown = app.shutdown.clone();
-    let session_id = user.session.id.clone();
-    let state = (rx, shutdown, app, session_id);
-    let stream = stream::unfold(state, |(mut rx, mut shutdown, app, sid)| async move {
+    let watch = StreamOwner {
+        session_id: user.session.id.clone(),
+        acting_for: user.session.acting_for.clone(),
+        acting: user.acting.clone(),
+    };
+    let state = (rx, shutdown, app, watch);
+    let stream = stream::unfold(state, |(mut rx, mut shutdown, app, watch)| async move {
         loop {
             if *shutdown.borrow() {
                 return None;
@@ -423,8 +471,11 @@ pub async fn events(
                 r = rx.recv() => r,
                 _ = shutdown.changed() => return None,
             };
-            // Signed out (or expired) since the stream started: stop.
-            app.sessions.get(&sid)?;
+            // Signed out, switched mailbox, or lost the grant since the stream
+            // started: stop before anything of the mailbox is sent.
+            if !watch.still_allowed(&app).await {
+                return None;
+            }
             match ev {
                 Ok(ev) => {
                     let data = serde_json::to_string(&ev).unwrap_or_default();
@@ -432,7 +483,7 @@ pub async fn events(
                         PaneEvent::MessageOpened(_) => ev.name(),
                     };
                     let out = Event::default().event(name).data(data);
-                    return Some((Ok(out), (rx, shutdown, app, sid)));
+                    return Some((Ok(out), (rx, shutdown, app, watch)));
                 }
                 // Missed events: the page reloads on the next one anyway.
                 Err(RecvError::Lagged(_)) => continue,
@@ -441,6 +492,30 @@ pub async fn events(
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Whose live stream this is: checked again before each event is sent.
+struct StreamOwner {
+    session_id: String,
+    acting_for: Option<String>,
+    acting: SystemUser,
+}
+
+impl StreamOwner {
+    async fn still_allowed(&self, app: &AppState) -> bool {
+        let Some(s) = app.sessions.get(&self.session_id) else {
+            return false;
+        };
+        if s.acting_for != self.acting_for {
+            return false;
+        }
+        match &self.acting_for {
+            None => true,
+            Some(owner) => delegation::check_grant(app, &self.acting, owner)
+                .await
+                .is_ok(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,9 @@ pub struct MessageCrm {
     /// The email activity, when this mailbox tracks the message ("View email in CRM").
     pub activity: Option<crate::store::ActivityId>,
     pub people: Vec<PersonView>,
+    /// Why this mailbox may not track the message (a meeting it did not organise):
+    /// shown as a banner, and Track is not offered. Set by the caller.
+    pub refusal: Option<String>,
 }
 
 fn role_label(r: PartyRole) -> &'static str {
@@ -146,6 +149,7 @@ pub async fn lookup(
             track,
             activity: tracked_activity,
             people,
+            refusal: None,
         })
     })
     .await
@@ -183,14 +187,14 @@ fn track_buttons(crm: &MessageCrm, csrf: &str) -> Markup {
     html! {
         @if !mid.is_empty() {
             div.actions {
-                @if !tracked {
+                @if !tracked && crm.refusal.is_none() {
                     form.inline method="post" action="/track" {
                         input type="hidden" name=(CSRF_FIELD) value=(csrf);
                         input type="hidden" name="message_id" value=(mid);
                         button.primary type="submit" { "Track" }
                     }
                     " " a.button href=(pick) { "Set Regarding" }
-                } @else {
+                } @else if tracked {
                     a.button href=(pick) {
                         @if matches!(crm.track, TrackView::TrackedRegarding(..)) { "Change Regarding" }
                         @else { "Set Regarding" }
@@ -231,6 +235,9 @@ pub fn panels(crm: &MessageCrm, csrf: &str, done: Option<&str>) -> Markup {
                 TrackView::Failed(reason) => p.status {
                     span.badge.fail { "Tracking failed" } " " span.meta { (reason) }
                 },
+            }
+            @if let Some(r) = &crm.refusal {
+                p.banner.refusal role="alert" { (r) }
             }
             (track_buttons(crm, csrf))
             p { a href="/create" { "Quick create" } }

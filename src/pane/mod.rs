@@ -12,8 +12,8 @@ mod assets;
 mod compose;
 mod create_actions;
 mod crm;
+mod delegation;
 mod errors;
-pub mod events;
 pub mod guard;
 mod handlers;
 pub mod imap_login;
@@ -22,10 +22,14 @@ pub mod manifest;
 mod message_view;
 mod pages;
 mod people_actions;
+mod regarding_search;
 pub mod session;
 mod track_actions;
 
-pub use events::{MessageOpened, PaneEvent, PaneEvents};
+/// The event hub lives in [`crate::events`] (shared with the proxy); re-exported here
+/// for the pane's modules and for existing callers.
+pub use crate::events;
+pub use crate::events::{MailboxSync, MessageOpened, PaneEvent, PaneEvents};
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
@@ -79,8 +83,11 @@ pub(crate) struct AppInner {
     pub sessions: SessionStore,
     pub events: PaneEvents,
     pub store: Arc<dyn CrmStore>,
-    /// The tracking engine over `store` (stateless, so the pane keeps its own).
+    /// The tracking engine over `store` (`serve` shares its one engine with the proxy).
     pub engine: Arc<crate::track::Engine>,
+    /// The proxy's sync workers, to change the server copy of a message (none when
+    /// the pane runs without the proxy, as in some tests).
+    pub sync: Option<Arc<dyn MailboxSync>>,
     pub allowed_hosts: Vec<String>,
     /// `https://localhost:PORT`: what the manifest and the CLI's links point at.
     pub origin: String,
@@ -130,13 +137,37 @@ impl RunningPane {
     }
 }
 
+/// What the pane works with besides its config: the event hub, the tracking engine
+/// (over the CRM store), and the proxy's sync workers when there is a proxy.
+pub struct PaneParts {
+    pub events: PaneEvents,
+    pub engine: Arc<crate::track::Engine>,
+    pub sync: Option<Arc<dyn MailboxSync>>,
+}
+
 /// Start the pane on `cfg.pane.addr` (certificates from `cfg`, made if missing), serving
-/// `events` and the CRM in `store`, until `shutdown` completes. Returns once the listener
-/// is bound.
+/// `events` and the CRM in `store` with an engine of its own and no sync workers,
+/// until `shutdown` completes. Returns once the listener is bound. `serve` uses
+/// [`start_with`] to share its engine and workers.
 pub async fn start(
     cfg: &Config,
     events: PaneEvents,
     store: Arc<dyn CrmStore>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<RunningPane, PaneError> {
+    let engine = Arc::new(crate::track::Engine::new(store, cfg.tracking.clone())?);
+    let parts = PaneParts {
+        events,
+        engine,
+        sync: None,
+    };
+    start_with(cfg, parts, shutdown).await
+}
+
+/// Start the pane with the given parts (see [`start`]).
+pub async fn start_with(
+    cfg: &Config,
+    parts: PaneParts,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<RunningPane, PaneError> {
     let addr = cfg.pane.addr.ok_or(PaneError::Disabled)?;
@@ -151,10 +182,6 @@ pub async fn start(
     if !local_addr.ip().is_loopback() {
         tracing::warn!(%local_addr, "the pane listens on a non-loopback address");
     }
-    let engine = Arc::new(crate::track::Engine::new(
-        store.clone(),
-        cfg.tracking.clone(),
-    )?);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -164,9 +191,10 @@ pub async fn start(
     let state = AppState(Arc::new(AppInner {
         config: cfg.clone(),
         sessions: SessionStore::new(),
-        events,
-        store,
-        engine,
+        events: parts.events,
+        store: parts.engine.store().clone(),
+        engine: parts.engine,
+        sync: parts.sync,
         allowed_hosts: guard::allowed_hosts(local_addr.port(), &cfg.pane.extra_hosts),
         origin: origin.clone(),
         shutdown: stop_rx.clone(),
@@ -261,6 +289,10 @@ fn router(state: AppState) -> Router {
         .route("/signin/link", get(handlers::signin_link))
         .route("/signout", post(handlers::signout))
         .route(
+            "/mailbox",
+            get(delegation::mailbox_page).post(delegation::mailbox_switch),
+        )
+        .route(
             "/current",
             get(handlers::current).post(handlers::set_current),
         )
@@ -274,7 +306,7 @@ fn router(state: AppState) -> Router {
         .route("/track", post(track_actions::track_form))
         .route(
             "/regarding",
-            get(track_actions::pick_regarding).post(track_actions::regarding_form),
+            get(regarding_search::pick_regarding).post(track_actions::regarding_form),
         )
         .route(
             "/people/new",

@@ -30,10 +30,41 @@ const NAV: [(Nav, &str, &str, &str); 5] = [
 
 /// What every signed-in page needs for its chrome.
 pub struct Chrome<'a> {
+    /// Who signed in.
     pub user: &'a str,
     pub csrf: &'a str,
     /// Opened inside Outlook: load Office.js (allowed by the CSP only then).
     pub office: bool,
+    /// A delegate acting for an owner's mailbox: every page says so.
+    pub acting_for: Option<ActingFor<'a>>,
+}
+
+/// The owner whose mailbox a delegate acts for.
+pub struct ActingFor<'a> {
+    pub owner_name: &'a str,
+    pub owner_login: &'a str,
+}
+
+/// The delegate banner (SPEC section 8, the guide's "Use delegate access"): whose
+/// mailbox this is, that actions are recorded as the delegate's, what a delegate
+/// may not do, and the way back to one's own mailbox.
+fn delegate_banner(chrome: &Chrome<'_>) -> Markup {
+    html! {
+        @if let Some(a) = &chrome.acting_for {
+            div.banner.delegate role="status" data-acting-for=(a.owner_login) {
+                p {
+                    "You are acting for " strong { (a.owner_name) } "\u{2019}s mailbox ("
+                    span.addr { (a.owner_login) } "). What you track shows for both of you and "
+                    "is recorded as yours. A delegate cannot set regarding to a new contact."
+                }
+                form.inline method="post" action="/mailbox" {
+                    input type="hidden" name=(CSRF_FIELD) value=(chrome.csrf);
+                    input type="hidden" name="owner" value="";
+                    button.link type="submit" { "Back to my mailbox" }
+                }
+            }
+        }
+    }
 }
 
 fn head(title: &str, office: bool) -> Markup {
@@ -66,6 +97,7 @@ pub fn layout(chrome: &Chrome<'_>, active: Option<Nav>, title: &str, body: Marku
                         span { "crmproxy" }
                     }
                     span.user title="Signed in as" { (chrome.user) }
+                    a.mailboxes href="/mailbox" title="Mailboxes you may act for" { "Mailbox" }
                     form.signout method="post" action="/signout" {
                         input type="hidden" name=(CSRF_FIELD) value=(chrome.csrf);
                         button.link type="submit" { "Sign out" }
@@ -87,6 +119,7 @@ pub fn layout(chrome: &Chrome<'_>, active: Option<Nav>, title: &str, body: Marku
                         }
                     }
                 }
+                (delegate_banner(chrome))
                 main #main data-csrf=(chrome.csrf) { (body) }
             }
         }

@@ -54,6 +54,16 @@ impl NewPerson {
             NewPerson::Lead => "lead",
         }
     }
+    /// A delegate may not set regarding to a contact created in the same action
+    /// (SPEC section 8): refused before anything is written.
+    fn check_allowed(self, user: &SignedIn) -> Result<(), Failure> {
+        if self == NewPerson::Contact && user.is_delegate() {
+            return Err(track_actions::track_failure(
+                crate::track::TrackError::DelegateNewContact,
+            ));
+        }
+        Ok(())
+    }
     fn label(self) -> &'static str {
         match self {
             NewPerson::Contact => "Add as contact",
@@ -98,6 +108,7 @@ async fn add_person(
     f: &PersonFields,
 ) -> Result<track_actions::Outcome, Failure> {
     let kind = NewPerson::parse(f.kind.as_deref())?;
+    kind.check_allowed(user)?;
     let first = field("first name", &f.first_name)?;
     let last = field("last name", &f.last_name)?;
     let company = field("company", &f.company)?;
@@ -190,6 +201,7 @@ pub async fn new_form(
     user: SignedIn,
 ) -> Result<Response, PageFailure> {
     let kind = NewPerson::parse(p.kind.as_deref()).map_err(PageFailure)?;
+    kind.check_allowed(&user).map_err(PageFailure)?;
     let mid = check_message(&app, &user, p.id.as_deref().unwrap_or(""))
         .await
         .map_err(PageFailure)?;

@@ -2,6 +2,8 @@
 //! SameSite=Strict cookie, each with its own CSRF token and expiry. A session starts
 //! anonymous (so that the sign-in form itself carries a CSRF token) and gets a new id
 //! when the user signs in, so that an id planted before sign-in is worthless after it.
+//! A delegate's session may act for an owner's mailbox ([`SessionStore::act_for`]);
+//! who signed in never changes within a session.
 
 use axum::http;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -56,6 +58,9 @@ pub struct Session {
     pub id: String,
     pub principal: Principal,
     pub csrf_token: String,
+    /// The owner's mailbox (login) this delegate's session acts for; `None`: the
+    /// signed-in user's own mailbox. Checked against the grants on every request.
+    pub acting_for: Option<String>,
 }
 
 impl Session {
@@ -90,6 +95,10 @@ impl std::fmt::Debug for MailboxPassword {
 
 struct Entry {
     principal: Principal,
+    acting_for: Option<String>,
+    /// Contacts this session created (quick create): new contacts that a delegate
+    /// may not set as regarding.
+    created_contacts: std::collections::HashSet<uuid::Uuid>,
     password: Option<MailboxPassword>,
     csrf_token: String,
     created: Instant,
@@ -129,6 +138,7 @@ impl SessionStore {
             id: random_token(),
             principal: principal.clone(),
             csrf_token: random_token(),
+            acting_for: None,
         };
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= MAX_SESSIONS {
@@ -148,6 +158,8 @@ impl SessionStore {
             session.id.clone(),
             Entry {
                 principal,
+                acting_for: None,
+                created_contacts: Default::default(),
                 password: None,
                 csrf_token: session.csrf_token.clone(),
                 created: now,
@@ -174,7 +186,40 @@ impl SessionStore {
             id: id.to_owned(),
             principal: entry.principal.clone(),
             csrf_token: entry.csrf_token.clone(),
+            acting_for: entry.acting_for.clone(),
         })
+    }
+
+    /// Make a signed-in session act for `owner`'s mailbox (`None`: its own again).
+    /// The caller has checked the grant. False when the session is gone.
+    pub fn act_for(&self, id: &str, owner: Option<&str>) -> bool {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        match entries.get_mut(id) {
+            Some(e) if matches!(e.principal, Principal::User(_)) => {
+                e.acting_for = owner.map(str::to_owned);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Remember that this session created contact `id` (see [`Entry`]).
+    pub fn remember_created_contact(&self, id: &str, contact: uuid::Uuid) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = entries.get_mut(id) {
+            // Bounded: a session that created this many stops remembering more.
+            if e.created_contacts.len() < 10_000 {
+                e.created_contacts.insert(contact);
+            }
+        }
+    }
+
+    /// Whether this session created contact `contact`.
+    pub fn created_contact(&self, id: &str, contact: uuid::Uuid) -> bool {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(id)
+            .is_some_and(|e| e.created_contacts.contains(&contact))
     }
 
     /// End a session (sign-out, or replaced at sign-in).
@@ -288,6 +333,26 @@ mod tests {
         assert!(store
             .get_at(&anon.id, t0 + ANONYMOUS_TIMEOUT + Duration::from_secs(1))
             .is_none());
+    }
+
+    #[test]
+    fn a_session_acts_for_an_owner_and_back() {
+        let store = SessionStore::new();
+        let anon = store.create(Principal::Anonymous);
+        assert!(
+            !store.act_for(&anon.id, Some("o@x")),
+            "anonymous sessions act for no one"
+        );
+        let s = store.sign_in(None, "d@x");
+        assert!(store.act_for(&s.id, Some("o@x")));
+        assert_eq!(store.get(&s.id).unwrap().acting_for.as_deref(), Some("o@x"));
+        assert_eq!(store.get(&s.id).unwrap().user(), Some("d@x"));
+        assert!(store.act_for(&s.id, None));
+        assert_eq!(store.get(&s.id).unwrap().acting_for, None);
+        let c = uuid::Uuid::now_v7();
+        assert!(!store.created_contact(&s.id, c));
+        store.remember_created_contact(&s.id, c);
+        assert!(store.created_contact(&s.id, c));
     }
 
     #[test]

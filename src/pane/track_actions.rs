@@ -1,33 +1,34 @@
 //! The tracking panel's actions (SPEC section 6, the guide's "Track", "Set Regarding",
 //! "Change Regarding", "Untrack"), as no-JavaScript form posts and as `/api/*` JSON
-//! calls, all through the tracking engine.
+//! calls, all through the tracking engine. (The search page that picks the record
+//! for Set Regarding is `regarding_search`.)
 //!
-//! A user acts only on their own mailbox, and only on a message the proxy showed
-//! them (it is in their recent messages) or that is tracked in their mailbox: a
-//! guessed Message-ID of someone else's mail is refused and nothing changes. Tracking
-//! a message the CRM has not seen whole asks the engine for a pending request, which
-//! the sync worker completes by fetching the message (it knows where from the
-//! folder, UIDVALIDITY and UID the proxy saw).
+//! A user acts only on the mailbox of the session (their own, or as a delegate an
+//! owner's who granted it; the engine records the delegate as the actor), and only
+//! on a message the proxy showed in that mailbox (it is in its recent messages) or
+//! that is tracked there: a guessed Message-ID of someone else's mail is refused and
+//! nothing changes. Tracking a message the CRM has not seen whole asks the engine
+//! for a pending request, which the sync worker completes by fetching the message
+//! (it knows where from the folder, UIDVALIDITY and UID the proxy saw).
+//!
+//! Untrack also takes `$CRM_Tracked`/`$CRM_Pending` off the server copy: the pane
+//! hands that to the mailbox's sync worker (which holds the credentials), or, when
+//! no worker runs for the mailbox, leaves it for the worker's next start and says so.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::Form;
-use maud::html;
 use serde::Deserialize;
 use serde_json::json;
-use uuid::Uuid;
 
 use super::crm::{kind_label, with_store};
 use super::errors::{ApiFailure, Failure, PageFailure};
-use super::guard::CSRF_FIELD;
 use super::handlers::{valid_message_id, SignedIn};
-use super::pages::{self, Nav};
 use super::AppState;
-use crate::store::{
-    Kind, MessageId, MessageLocation, RecordRef, SearchQuery, TrackStatus, TrackingRecord,
-};
+use crate::events::{CleanupQueued, KeywordCleanup};
+use crate::store::{Kind, MessageId, MessageLocation, RecordRef, TrackStatus, TrackingRecord};
 use crate::track::{parse_record_ref, Actor, TrackError, TrackRequest, TrackSource};
 
 /// The record types an email can be regarding, in the guide's order.
@@ -58,6 +59,53 @@ pub enum TrackAction {
 pub struct Outcome {
     pub message: String,
     pub record: Option<TrackingRecord>,
+    /// After Untrack: what happens to the keywords on the server copy.
+    pub server_copy: Option<ServerCopy>,
+}
+
+/// What becomes of the tracking keywords on the server copy after Untrack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerCopy {
+    /// The mailbox's sync worker is removing them now.
+    Removing,
+    /// No sync worker runs for the mailbox: removed when one next starts.
+    WhenWorkerRuns,
+    /// The proxy never saw where the message is in the mailbox.
+    LocationUnknown,
+    /// The pane runs without the proxy.
+    NoProxy,
+}
+
+impl ServerCopy {
+    fn as_str(self) -> &'static str {
+        match self {
+            ServerCopy::Removing => "removing",
+            ServerCopy::WhenWorkerRuns => "pending_worker",
+            ServerCopy::LocationUnknown => "location_unknown",
+            ServerCopy::NoProxy => "no_proxy",
+        }
+    }
+
+    fn sentence(self) -> &'static str {
+        match self {
+            ServerCopy::Removing => {
+                "The tracked keyword is being removed from the message on the mail server."
+            }
+            ServerCopy::WhenWorkerRuns => {
+                "No sync worker runs for this mailbox right now (no mail client has signed \
+                 in through the proxy since it started), so the message on the mail server \
+                 keeps its tracked keyword until one does; it is removed then."
+            }
+            ServerCopy::LocationUnknown => {
+                "The proxy has not seen where this message is in the mailbox, so the message \
+                 on the mail server keeps its tracked keyword: remove the tag in your mail client."
+            }
+            ServerCopy::NoProxy => {
+                "This pane runs without the proxy: the message on the mail server keeps its \
+                 tracked keyword."
+            }
+        }
+    }
 }
 
 /// A tracking error as the user sees it (nothing was written).
@@ -146,10 +194,35 @@ pub fn parse_regarding(raw: Option<&str>) -> Result<Option<RecordRef>, Failure> 
     Ok(Some(r))
 }
 
-/// The pane's actor: the signed-in user acting on their own mailbox.
+/// The pane's actor: who signed in, acting on the session's mailbox (their own, or
+/// an owner's as a delegate). Checked again by the engine on every action.
 fn actor(app: &AppState, user: &SignedIn) -> Result<Actor, Failure> {
-    let login = user.user.clone();
-    app.engine.actor(&login, &login).map_err(track_failure)
+    app.engine
+        .actor_by_id(user.crm_user.id, user.acting.id)
+        .map_err(track_failure)
+}
+
+/// Why this mailbox may not track message `mid` (a meeting invitation it did not
+/// organise, where the organisation does not allow that), for the tracking panel's
+/// banner. `None` when nothing stands in the way.
+pub async fn meeting_refusal(
+    app: &AppState,
+    user: &SignedIn,
+    mid: &str,
+) -> Result<Option<String>, Failure> {
+    let Ok(mid) = MessageId::parse(mid) else {
+        return Ok(None);
+    };
+    let engine = app.engine.clone();
+    let owner = user.crm_user.id;
+    let checked = tokio::task::spawn_blocking(move || engine.check_meeting_organizer(owner, &mid))
+        .await
+        .map_err(|_| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "The check failed."))?;
+    match checked {
+        Ok(()) => Ok(None),
+        Err(e) if e.is_refusal() => Ok(Some(track_failure(e).message)),
+        Err(e) => Err(track_failure(e)),
+    }
 }
 
 /// Run `action` on message `raw_id` for the signed-in user.
@@ -160,6 +233,7 @@ pub async fn perform(
     action: TrackAction,
 ) -> Result<Outcome, Failure> {
     let mid = parse_mid(raw_id)?;
+    let mid_text = mid.as_str().to_owned();
     let actor = actor(app, user)?;
     let seen = app.events.find(&user.user, mid.as_str());
     let location = seen
@@ -174,83 +248,152 @@ pub async fn perform(
         });
     let engine = app.engine.clone();
     let seen = seen.is_some();
-    let res = tokio::task::spawn_blocking(move || -> Result<Outcome, Failure> {
-        let tracked = engine
-            .tracking(actor.owner_id(), &mid)
-            .map_err(track_failure)?;
-        if tracked.is_none() && !seen {
-            return Err(not_yours());
+    // A contact this session quick-created counts as new: a delegate may not pick it.
+    let picked_new_contact = match &action {
+        TrackAction::Regarding(Some(r)) => {
+            r.kind == Kind::Contact && app.sessions.created_contact(&user.session.id, r.id)
         }
-        let request = |regarding: Option<RecordRef>, is_new_contact: bool| {
-            let mut req = TrackRequest::new(TrackSource::Pane);
-            req.regarding = regarding;
-            req.regarding_is_new_contact = is_new_contact;
-            req.location = location.clone();
-            engine.request(&actor, &mid, req).map_err(track_failure)
-        };
-        match action {
-            TrackAction::Track => {
-                let r = request(None, false)?;
-                Ok(Outcome {
-                    message: status_sentence(&r),
-                    record: Some(r),
-                })
+        _ => false,
+    };
+    let res = tokio::task::spawn_blocking(
+        move || -> Result<(Outcome, Option<MessageLocation>), Failure> {
+            let tracked = engine
+                .tracking(actor.owner_id(), &mid)
+                .map_err(track_failure)?;
+            if tracked.is_none() && !seen {
+                return Err(not_yours());
             }
-            TrackAction::Regarding(regarding) => {
-                let r = match tracked {
-                    Some(_) => engine
-                        .set_regarding(&actor, &mid, regarding, false)
-                        .map_err(track_failure)?,
-                    None => request(regarding, false)?,
-                };
-                let message = match regarding {
-                    Some(_) => "Regarding set. ".to_owned() + &status_sentence(&r),
-                    None => "Regarding cleared.".to_owned(),
-                };
-                Ok(Outcome {
-                    message,
-                    record: Some(r),
-                })
+            if tracked.is_none() && !matches!(action, TrackAction::Untrack) {
+                // Refused before anything is asked (the panel showed it as a banner).
+                engine
+                    .check_meeting_organizer(actor.owner_id(), &mid)
+                    .map_err(track_failure)?;
             }
-            TrackAction::RegardingNew(r) => {
-                let is_new_contact = r.kind == Kind::Contact;
-                let rec = match tracked {
-                    Some(_) => engine
-                        .set_regarding(&actor, &mid, Some(r), is_new_contact)
-                        .map_err(track_failure)?,
-                    None => request(Some(r), is_new_contact)?,
-                };
-                Ok(Outcome {
-                    message: format!(
-                        "{} created; the email is tracked regarding it. {}",
-                        kind_label(r.kind),
-                        status_sentence(&rec)
-                    ),
-                    record: Some(rec),
-                })
-            }
-            TrackAction::Untrack => {
-                if engine.untrack(&actor, &mid).map_err(track_failure)? {
-                    Ok(Outcome {
-                        message: "No longer tracked in your mailbox. The email stays in the CRM."
-                            .into(),
-                        record: None,
-                    })
-                } else {
-                    Err(track_failure(TrackError::NotTracked {
-                        message_id: mid.to_string(),
-                    }))
+            let untrack_at = tracked
+                .as_ref()
+                .and_then(|t| t.location.clone())
+                .or_else(|| location.clone());
+            let request = |regarding: Option<RecordRef>, is_new_contact: bool| {
+                let mut req = TrackRequest::new(TrackSource::Pane);
+                req.regarding = regarding;
+                req.regarding_is_new_contact = is_new_contact;
+                req.location = location.clone();
+                engine.request(&actor, &mid, req).map_err(track_failure)
+            };
+            match action {
+                TrackAction::Track => {
+                    let r = request(None, false)?;
+                    Ok((
+                        Outcome {
+                            message: status_sentence(&r),
+                            record: Some(r),
+                            server_copy: None,
+                        },
+                        None,
+                    ))
+                }
+                TrackAction::Regarding(regarding) => {
+                    let r = match tracked {
+                        Some(_) => engine
+                            .set_regarding(&actor, &mid, regarding, picked_new_contact)
+                            .map_err(track_failure)?,
+                        None => request(regarding, picked_new_contact)?,
+                    };
+                    let message = match regarding {
+                        Some(_) => "Regarding set. ".to_owned() + &status_sentence(&r),
+                        None => "Regarding cleared.".to_owned(),
+                    };
+                    Ok((
+                        Outcome {
+                            message,
+                            record: Some(r),
+                            server_copy: None,
+                        },
+                        None,
+                    ))
+                }
+                TrackAction::RegardingNew(r) => {
+                    let is_new_contact = r.kind == Kind::Contact;
+                    let rec = match tracked {
+                        Some(_) => engine
+                            .set_regarding(&actor, &mid, Some(r), is_new_contact)
+                            .map_err(track_failure)?,
+                        None => request(Some(r), is_new_contact)?,
+                    };
+                    Ok((
+                        Outcome {
+                            message: format!(
+                                "{} created; the email is tracked regarding it. {}",
+                                kind_label(r.kind),
+                                status_sentence(&rec)
+                            ),
+                            record: Some(rec),
+                            server_copy: None,
+                        },
+                        None,
+                    ))
+                }
+                TrackAction::Untrack => {
+                    if engine.untrack(&actor, &mid).map_err(track_failure)? {
+                        Ok((
+                            Outcome {
+                                message:
+                                    "No longer tracked in this mailbox. The email stays in the CRM."
+                                        .into(),
+                                record: None,
+                                server_copy: Some(ServerCopy::LocationUnknown),
+                            },
+                            untrack_at,
+                        ))
+                    } else {
+                        Err(track_failure(TrackError::NotTracked {
+                            message_id: mid.to_string(),
+                        }))
+                    }
                 }
             }
-        }
-    })
+        },
+    )
     .await;
-    res.unwrap_or_else(|_| {
+    let (mut outcome, untracked_at) = res.unwrap_or_else(|_| {
         Err(Failure::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "The tracking action failed.",
         ))
-    })
+    })?;
+    if let Some(sync) = &app.sync {
+        // Proxied sessions show the new state in their next fetch.
+        sync.tracking_changed();
+        let waiting = outcome
+            .record
+            .as_ref()
+            .is_some_and(|r| r.status == TrackStatus::Pending && r.location.is_some());
+        if waiting {
+            // The worker fetches and tracks it now, not at its next sweep.
+            sync.pending_requested(&user.user);
+        }
+    }
+    if outcome.server_copy.is_some() {
+        let copy = match (&app.sync, untracked_at) {
+            (None, _) => ServerCopy::NoProxy,
+            (Some(_), None) => ServerCopy::LocationUnknown,
+            (Some(sync), Some(at)) => {
+                let cleanup = KeywordCleanup {
+                    message_id: mid_text,
+                    folder: at.folder,
+                    uid_validity: at.uid_validity,
+                    uid: at.uid,
+                };
+                match sync.clear_tracking_keywords(&user.user, cleanup) {
+                    CleanupQueued::Now => ServerCopy::Removing,
+                    CleanupQueued::WhenWorkerRuns => ServerCopy::WhenWorkerRuns,
+                }
+            }
+        };
+        outcome.server_copy = Some(copy);
+        outcome.message = format!("{} {}", outcome.message, copy.sentence());
+    }
+    Ok(outcome)
 }
 
 fn status_sentence(r: &TrackingRecord) -> String {
@@ -355,7 +498,11 @@ async fn api_action(
     let o = perform(&app, &user, &b.message_id, action)
         .await
         .map_err(ApiFailure)?;
-    Ok(Json(json!({ "message": o.message, "tracking": record_json(&o.record) })).into_response())
+    let mut body = json!({ "message": o.message, "tracking": record_json(&o.record) });
+    if let Some(c) = o.server_copy {
+        body["server_keywords"] = json!(c.as_str());
+    }
+    Ok(Json(body).into_response())
 }
 
 pub async fn api_track(
@@ -383,105 +530,4 @@ pub async fn api_untrack(
     body: Result<Json<ActionBody>, JsonRejection>,
 ) -> Result<Response, ApiFailure> {
     api_action(app, user, body, |_| Ok(TrackAction::Untrack)).await
-}
-
-#[derive(Deserialize)]
-pub struct PickParams {
-    id: Option<String>,
-    q: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-}
-
-/// `GET /regarding?id=MID&q=…&type=…`: find the record to set as regarding.
-pub async fn pick_regarding(
-    State(app): State<AppState>,
-    Query(p): Query<PickParams>,
-    user: SignedIn,
-) -> Result<Response, PageFailure> {
-    let mid = valid_message_id(p.id.as_deref().unwrap_or("")).map_err(PageFailure)?;
-    let kind = match p
-        .kind
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty() && *s != "all")
-    {
-        None => None,
-        Some(s) => Some(
-            REGARDING_KINDS
-                .into_iter()
-                .find(|k| k.as_str() == s)
-                .ok_or_else(|| {
-                    PageFailure(Failure::new(
-                        StatusCode::BAD_REQUEST,
-                        format!("An email cannot be regarding {s:?}: choose a type from the list."),
-                    ))
-                })?,
-        ),
-    };
-    let q = p.q.unwrap_or_default();
-    let text: String = q.trim().chars().take(200).collect();
-    let hits: Vec<(Kind, Uuid, String)> = if text.is_empty() {
-        Vec::new()
-    } else {
-        let query = SearchQuery {
-            text,
-            kinds: kind
-                .map(|k| vec![k])
-                .unwrap_or_else(|| REGARDING_KINDS.to_vec()),
-            limit: 25,
-        };
-        with_store(&app, move |s| s.search(&query))
-            .await
-            .map_err(PageFailure)?
-            .into_iter()
-            .map(|h| (h.kind, h.id, h.title))
-            .collect()
-    };
-    let csrf = user.session.csrf_token.clone();
-    let body = html! {
-        h1 { "Set Regarding" }
-        p.meta { "Message " span.mono { (mid) } }
-        section.card {
-            form.search method="get" action="/regarding" role="search" {
-                input type="hidden" name="id" value=(mid);
-                label for="q" { "Search for a record" }
-                div.row {
-                    input #q type="search" name="q" value=(q) placeholder="Name, company, e-mail…";
-                    label.sr for="type" { "Record type" }
-                    select #type name="type" {
-                        option value="all" selected[kind.is_none()] { "All types" }
-                        @for k in REGARDING_KINDS {
-                            option value=(k.as_str()) selected[kind == Some(k)] { (kind_label(k)) }
-                        }
-                    }
-                    button type="submit" { "Search" }
-                }
-            }
-        }
-        @if !q.trim().is_empty() {
-            section.card aria-live="polite" {
-                h2 { (hits.len()) @if hits.len() == 1 { " result" } @else { " results" } }
-                @if hits.is_empty() {
-                    p.empty { "No record matches. Try fewer or shorter words, or another type." }
-                } @else {
-                    ul.list.pick {
-                        @for (k, id, title) in &hits {
-                            li {
-                                form.inline method="post" action="/regarding" {
-                                    input type="hidden" name=(CSRF_FIELD) value=(csrf);
-                                    input type="hidden" name="message_id" value=(mid);
-                                    input type="hidden" name="regarding" value=(format!("{}:{}", k.as_str(), id));
-                                    button type="submit" { "Set regarding" }
-                                }
-                                " " strong { (title) } " " span.meta { (kind_label(*k)) }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        p { a href=(format!("/message?{}", form_urlencoded::Serializer::new(String::new()).append_pair("id", &mid).finish())) { "Back to the message" } }
-    };
-    Ok(pages::layout(&user.chrome(), Some(Nav::Current), "Set Regarding", body).into_response())
 }

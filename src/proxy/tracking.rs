@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use super::hook::{Credential, Hook, HookContext, LiteralEdit};
 use super::identity::{Identity, Mechanism};
 use super::worker::{Job, Uids, Workers};
-use crate::pane::MessageOpened;
+use crate::events::MessageOpened;
 use crate::store::{MessageId, MessageLocation, UserId};
 use crate::track::{Actor, TrackSource};
 use crate::wire::Literal;
@@ -30,9 +30,11 @@ use crate::wire::Literal;
 mod append;
 mod fetch_item;
 mod fetch_response;
+mod opened;
 mod partial;
 mod sets;
 use fetch_item::{announced_item, announced_partial, filter_block, Item};
+use opened::header_summary;
 use partial::Partial;
 use sets::{mailbox_name, seqs, set_text, uid_list_text, uid_set_text};
 
@@ -478,6 +480,10 @@ impl TrackingHook {
             return;
         };
         let mut ev = MessageOpened::new(mid);
+        if let Some((subject, from)) = items.iter().find_map(header_summary) {
+            ev.subject = subject;
+            ev.from = from;
+        }
         ev.mailbox = Some(mailbox.name.clone());
         ev.uid = uid;
         ev.uid_validity = mailbox.uid_validity;

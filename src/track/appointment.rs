@@ -55,6 +55,39 @@ pub(crate) fn check_organizer(
     }
 }
 
+impl super::Engine {
+    /// Refuse, before anything is asked, tracking in `owner`'s mailbox a meeting
+    /// invitation that the CRM already holds (another mailbox tracked it) when the
+    /// owner is not its organizer and the organisation does not allow that: the
+    /// pane shows the refusal as a banner (the guide's "Track appointments from
+    /// another person"). A message the CRM has not seen, or that is not an
+    /// invitation, passes; the worker's tracking checks it when it completes.
+    pub fn check_meeting_organizer(
+        &self,
+        owner: crate::store::UserId,
+        message_id: &crate::store::MessageId,
+    ) -> Result<(), TrackError> {
+        let Some(activity) = self.store.activity_by_message_id(message_id)? else {
+            return Ok(());
+        };
+        let ActivityDetails::Email(email) = &activity.details else {
+            return Ok(());
+        };
+        let Some(blob) = &email.raw else {
+            return Ok(());
+        };
+        let raw = self.store.blob(blob)?;
+        let Ok(facts) = crate::message::parse(&raw) else {
+            return Ok(());
+        };
+        let Some(inv) = meeting_request(&facts) else {
+            return Ok(());
+        };
+        let owner = self.user_by_id(owner)?;
+        check_organizer(&owner, inv, &facts, &self.store.settings()?)
+    }
+}
+
 /// The text/calendar part's bytes, decoded (what the appointment keeps as its raw
 /// invitation).
 pub(crate) fn invitation_bytes(raw: &[u8]) -> Option<Vec<u8>> {

@@ -34,6 +34,8 @@ pub struct ProxyOptions {
     pub config_toml: Option<String>,
     /// Do not pass `--upstream-ca`: only the system roots are trusted.
     pub without_upstream_ca: bool,
+    /// Start the pane too (on a free loopback port; its address in `Proxy::pane`).
+    pub pane: bool,
 }
 
 impl Default for ProxyOptions {
@@ -46,6 +48,7 @@ impl Default for ProxyOptions {
             expect_failure: false,
             without_upstream_ca: false,
             config_toml: None,
+            pane: false,
         }
     }
 }
@@ -56,6 +59,8 @@ pub struct Proxy {
     pub data_dir: PathBuf,
     pub imap: SocketAddr,
     pub imaps: SocketAddr,
+    /// The pane's address, when started with `ProxyOptions::pane`.
+    pub pane: Option<SocketAddr>,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -98,14 +103,8 @@ impl Proxy {
             .arg(&upstream)
             .arg("--upstream-tls")
             .arg(mode)
-            .args([
-                "--imap",
-                "127.0.0.1:0",
-                "--imaps",
-                "127.0.0.1:0",
-                "--pane",
-                "off",
-            ])
+            .args(["--imap", "127.0.0.1:0", "--imaps", "127.0.0.1:0", "--pane"])
+            .arg(if opts.pane { "127.0.0.1:0" } else { "off" })
             .env_remove("RUST_LOG")
             .env_remove("CRMPROXY_CONFIG")
             .stdin(Stdio::null())
@@ -135,10 +134,11 @@ impl Proxy {
         }
         let mut imap = None;
         let mut imaps = None;
+        let mut pane = None;
         let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
         if !opts.expect_failure {
             let deadline = Instant::now() + Duration::from_secs(30);
-            while imap.is_none() || imaps.is_none() {
+            while imap.is_none() || imaps.is_none() || (opts.pane && pane.is_none()) {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match rx.recv_timeout(left) {
                     Ok(line) => {
@@ -146,6 +146,8 @@ impl Proxy {
                             imap = Some(a.trim().parse().expect("imap address"));
                         } else if let Some(a) = line.strip_prefix("listening imaps ") {
                             imaps = Some(a.trim().parse().expect("imaps address"));
+                        } else if let Some(a) = line.strip_prefix("listening pane ") {
+                            pane = Some(a.trim().parse().expect("pane address"));
                         }
                     }
                     Err(_) => {
@@ -164,6 +166,7 @@ impl Proxy {
             data_dir,
             imap: imap.unwrap_or(unspecified),
             imaps: imaps.unwrap_or(unspecified),
+            pane,
             stderr,
         }
     }

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-use crate::pane::PaneEvents;
+use crate::events::{CleanupQueued, KeywordCleanup, MailboxSync, PaneEvents};
 use crate::proxy::hook::Credential;
 use crate::proxy::upstream::UpstreamConnector;
 use crate::track::{Actor, Engine, TrackSource};
@@ -57,12 +57,19 @@ pub enum Job {
         folder: String,
         uids: Uids,
     },
+    /// The pane untracked a message: take the state keywords off the server copy
+    /// (the tracking record is gone already).
+    ClearKeywords(KeywordCleanup),
+    /// Complete this mailbox's pending requests now (the pane asked for one).
+    SweepPending,
 }
 
 /// Jobs queued per mailbox before a caller is told the queue is full.
 const QUEUE: usize = 1024;
 /// Refusals kept per mailbox for its sessions to show (oldest dropped first).
 const NOTICES: usize = 16;
+/// Jobs kept per mailbox that has no worker yet (oldest dropped first).
+const DEFERRED: usize = 1024;
 
 /// All mailboxes' workers. Cheap to clone.
 #[derive(Clone)]
@@ -81,9 +88,18 @@ pub(crate) struct Inner {
     users: Mutex<HashMap<String, mpsc::Sender<Job>>>,
     /// Refusals of jobs (the engine's alert text) not yet shown, per mailbox.
     notices: Mutex<HashMap<String, VecDeque<String>>>,
+    /// Jobs for mailboxes without a running worker, handed over when one starts
+    /// (in memory: a restart of `serve` forgets them).
+    deferred: Mutex<HashMap<String, VecDeque<Job>>>,
 }
 
 impl Inner {
+    /// Jobs kept for `owner` while no worker ran (or its queue was full).
+    pub(crate) fn take_deferred(&self, owner: &str) -> VecDeque<Job> {
+        let mut d = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
+        d.remove(owner).unwrap_or_default()
+    }
+
     /// The engine refused a job of `owner`'s: a session of the owner shows `text`.
     pub(crate) fn notice(&self, owner: &str, text: String) {
         let mut n = self.notices.lock().unwrap_or_else(|e| e.into_inner());
@@ -113,6 +129,7 @@ impl Workers {
                 generation: AtomicU64::new(0),
                 users: Mutex::new(HashMap::new()),
                 notices: Mutex::new(HashMap::new()),
+                deferred: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -169,5 +186,50 @@ impl Workers {
             Some(tx) => tx.try_send(job).is_ok(),
             None => false,
         }
+    }
+
+    /// Queue a job for `owner`'s worker, or keep it until a worker starts for
+    /// `owner` (the next LOGIN/PLAIN session through the proxy).
+    pub fn submit_or_defer(&self, owner: &str, job: Job) -> CleanupQueued {
+        let key = owner.trim().to_lowercase();
+        let users = self.inner.users.lock().unwrap_or_else(|e| e.into_inner());
+        let job = match users.get(&key) {
+            Some(tx) if !tx.is_closed() => match tx.try_send(job) {
+                Ok(()) => return CleanupQueued::Now,
+                Err(mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j)) => j,
+            },
+            _ => job,
+        };
+        // The worker takes deferred jobs itself, before waiting for new ones.
+        let mut deferred = self
+            .inner
+            .deferred
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let q = deferred.entry(key).or_default();
+        if q.len() >= DEFERRED {
+            q.pop_front();
+        }
+        q.push_back(job);
+        CleanupQueued::WhenWorkerRuns
+    }
+
+    /// Tell sessions that tracking changed (they drop their header-block caches).
+    pub fn bump_generation(&self) {
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl MailboxSync for Workers {
+    fn clear_tracking_keywords(&self, owner: &str, at: KeywordCleanup) -> CleanupQueued {
+        self.submit_or_defer(owner, Job::ClearKeywords(at))
+    }
+
+    fn tracking_changed(&self) {
+        self.bump_generation();
+    }
+
+    fn pending_requested(&self, owner: &str) -> CleanupQueued {
+        self.submit_or_defer(owner, Job::SweepPending)
     }
 }

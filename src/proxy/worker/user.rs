@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use super::client::{ClientError, ImapClient};
 use super::{Inner, Job, Uids};
+use crate::events::KeywordCleanup;
 use crate::proxy::hook::Credential;
 use crate::store::{MessageId, MessageLocation, TrackStatus, TrackingRecord, UserId};
 use crate::track::{TrackError, TrackRequest, TrackSource};
@@ -61,6 +62,8 @@ pub(super) async fn run(
     let mut shutdown = inner.shutdown.clone();
     let mut sweep = tokio::time::interval(inner.sync_interval);
     sweep.tick().await;
+    // Jobs asked for while no worker ran (the pane's untracks): done first.
+    let mut backlog = std::collections::VecDeque::new();
     loop {
         if conn.is_none() {
             match ImapClient::connect(&inner.connector, &credential).await {
@@ -74,10 +77,14 @@ pub(super) async fn run(
                 }
             }
         }
-        let job = tokio::select! {
-            _ = shutdown.changed() => break,
-            j = jobs.recv() => match j { Some(j) => Some(j), None => break },
-            _ = sweep.tick() => None,
+        backlog.extend(inner.take_deferred(&owner));
+        let job = match backlog.pop_front() {
+            Some(j) => Some(j),
+            None => tokio::select! {
+                _ = shutdown.changed() => break,
+                j = jobs.recv() => match j { Some(j) => Some(j), None => break },
+                _ = sweep.tick() => None,
+            },
         };
         let c = conn.as_mut().expect("connected above");
         let result = match job {
@@ -189,6 +196,13 @@ async fn do_job(
             }
         }
         Job::Sent { actor, folder, uid } => sent_message(inner, c, actor, &folder, uid).await?,
+        Job::ClearKeywords(at) => clear_keywords(inner, c, &at).await?,
+        Job::SweepPending => {
+            let engine = inner.engine.clone();
+            let o = owner.to_string();
+            let owner_id = blocking(move || engine.actor(&o, &o)).await?.owner_id();
+            sweep_pending(inner, c, owner_id).await?
+        }
         Job::Untrack {
             actor,
             folder,
@@ -232,6 +246,37 @@ async fn do_job(
             }
         }
     }
+    Ok(())
+}
+
+/// The pane untracked a message: `UID STORE -FLAGS.SILENT ($CRM_Tracked $CRM_Pending)`
+/// where it is. When the folder was recreated since (UIDVALIDITY changed) the message
+/// is looked for by its Message-ID header in that folder.
+async fn clear_keywords(
+    inner: &Arc<Inner>,
+    c: &mut ImapClient,
+    at: &KeywordCleanup,
+) -> Result<(), JobError> {
+    let cfg = inner.engine.config().clone();
+    let validity = c.select(&at.folder).await?;
+    let uids = if validity == at.uid_validity {
+        vec![at.uid]
+    } else {
+        let id = at.message_id.replace(['"', '\\', '\r', '\n'], "");
+        c.uid_search(&format!("HEADER Message-ID \"<{id}>\""))
+            .await?
+    };
+    if !c.keywords_allowed {
+        // The keywords were never set here (the proxy showed them in FLAGS instead).
+        bump(inner);
+        return Ok(());
+    }
+    for uid in uids {
+        c.store_keywords(uid, &[], &[&cfg.tracked_keyword, &cfg.pending_keyword])
+            .await?;
+        tracing::info!(uid, folder = %at.folder, "tracking keywords removed after untrack");
+    }
+    bump(inner);
     Ok(())
 }
 

@@ -1,7 +1,13 @@
-//! Live events for the pane: one broadcast channel per user, fed by the proxy (and later
-//! the tracking engine) when a user opens a message, and read by the pane's SSE endpoint.
-//! Each user's channel also remembers the most recent messages, so that a page rendered
-//! after the event still shows them.
+//! The hub of "message opened" events between the proxy and the pane: one broadcast
+//! channel per mailbox, fed by the proxy when a session fetches a whole message (and by
+//! the pane itself, from Outlook or a form), read by the pane's SSE endpoint. Each
+//! mailbox's channel also remembers the most recent messages, so that a page rendered
+//! after the event still shows them. It lives outside both so that neither depends on
+//! the other: `serve` makes one hub and hands it to each.
+//!
+//! Channels are per mailbox (the owner's login): a delegate's session logged in to the
+//! owner's mailbox (SASL PLAIN authzid = owner) publishes for the owner, and a
+//! delegate's pane acting for that owner reads the owner's channel.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -158,6 +164,41 @@ impl PaneEvents {
             .find(|m| m.message_id == id)
             .cloned()
     }
+}
+
+/// Where an untracked message is in the owner's mailbox, for removing its tracking
+/// keywords from the server copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeywordCleanup {
+    /// The Message-ID (without angle brackets): found again by it when the folder's
+    /// UIDVALIDITY changed since.
+    pub message_id: String,
+    pub folder: String,
+    pub uid_validity: u32,
+    pub uid: u32,
+}
+
+/// What became of a [`KeywordCleanup`] handed to the mailbox's sync worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanupQueued {
+    /// A running worker took it: the keywords go within moments.
+    Now,
+    /// No worker runs for this mailbox (no mail client logged in through the proxy
+    /// since `serve` started): kept, and done when its worker next starts.
+    WhenWorkerRuns,
+}
+
+/// What the pane asks of the proxy's sync workers (implemented by
+/// `proxy::worker::Workers`): the pane changes tracking in the store, the workers
+/// hold the mailbox credentials that change the server copy.
+pub trait MailboxSync: Send + Sync {
+    /// Remove `$CRM_Tracked` and `$CRM_Pending` from a message of `owner`'s mailbox.
+    fn clear_tracking_keywords(&self, owner: &str, at: KeywordCleanup) -> CleanupQueued;
+    /// Tracking changed outside the workers: proxied sessions re-read header blocks.
+    fn tracking_changed(&self);
+    /// A pending request with a known place was made for `owner`'s mailbox: complete
+    /// it now rather than at the next sweep (or when the worker next starts).
+    fn pending_requested(&self, owner: &str) -> CleanupQueued;
 }
 
 #[cfg(test)]

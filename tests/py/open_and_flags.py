@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""A mail client's two moves for the pane's end-to-end test, with Python's imaplib.
+
+  open   UID   fetch the whole message (BODY[]) as a client does when it shows it
+  flags  UID   print the message's FLAGS, one per line (read-only EXAMINE)
+
+The password comes from the IMAP_PASSWORD environment variable, never argv.
+"""
+import argparse
+import imaplib
+import os
+import re
+import sys
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--host", required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--tls", choices=["plain"], default="plain")
+    p.add_argument("--user", required=True)
+    p.add_argument("--cafile")
+    p.add_argument("action", choices=["open", "flags"])
+    p.add_argument("uid")
+    a = p.parse_args()
+    c = imaplib.IMAP4(a.host, a.port)
+    c.login(a.user, os.environ["IMAP_PASSWORD"])
+    if a.action == "open":
+        typ, _ = c.select("INBOX")
+        assert typ == "OK", typ
+        typ, data = c.uid("FETCH", a.uid, "(BODY[])")
+        assert typ == "OK", (typ, data)
+        body = data[0][1]
+        print(f"fetched {len(body)} bytes")
+    else:
+        typ, _ = c.select("INBOX", readonly=True)
+        assert typ == "OK", typ
+        typ, data = c.uid("FETCH", a.uid, "(FLAGS)")
+        assert typ == "OK", (typ, data)
+        m = re.search(rb"FLAGS \(([^)]*)\)", data[0])
+        for f in (m.group(1).split() if m else []):
+            print(f.decode())
+    c.logout()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
