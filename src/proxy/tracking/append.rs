@@ -74,7 +74,7 @@ impl TrackingHook {
             .engine()
             .note_carried(owner, &location, &carrying.block)
         {
-            Ok(()) => self.workers.tracking_changed(),
+            Ok(()) => self.workers.bump_generation(),
             Err(e) => tracing::warn!(error = %e, "could not record the block an APPEND carries"),
         }
     }
@@ -159,7 +159,7 @@ impl TrackingHook {
                 noted += 1;
             }
             if noted > 0 {
-                workers.tracking_changed();
+                workers.bump_generation();
             }
         };
         // A few copies (a message archived) are done before the client hears the

@@ -147,11 +147,6 @@ impl Workers {
         self.inner.generation.load(Ordering::Acquire)
     }
 
-    /// Tracking state changed outside the workers: sessions drop their header caches.
-    pub fn tracking_changed(&self) {
-        self.inner.generation.fetch_add(1, Ordering::AcqRel);
-    }
-
     /// A session of `owner` logged in with `credential`: start (or refresh) the
     /// owner's worker. The newest credential replaces an older one.
     pub fn login(&self, owner: &str, credential: Credential) {
