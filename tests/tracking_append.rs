@@ -180,6 +180,37 @@ fn literal_plus_appends_and_appends_without_a_request() {
     assert!(c.cmd("NOOP").ok());
 }
 
+#[test]
+fn python_imaplib_appends_a_sent_copy_that_carries_the_block() {
+    let env = Env::start("");
+    let (user, _) = env.user("appendpy", true);
+    let m = message("append-py@customer.example", "Sent from imaplib", "");
+    track_in_inbox(&env, &user, &m);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sent.eml");
+    std::fs::write(&file, &m).unwrap();
+    let (ok, out, err) = common::clients::run_python(
+        "append.py",
+        env.proxy.imap,
+        common::clients::ClientTls::Plain,
+        None,
+        &user,
+        common::PASSWORD,
+        &["Sent", file.to_str().unwrap()],
+    );
+    assert!(ok && out.contains("APPENDUID"), "{out}{err}");
+    let mut direct = env.direct(&user);
+    let uid = newest_uid(&mut direct, "Sent");
+    let stored = direct.fetch_body(uid);
+    let block = block_of(&stored);
+    assert!(
+        String::from_utf8_lossy(&block).starts_with("X-CRM-Track-Status: tracked\r\n"),
+        "{}",
+        String::from_utf8_lossy(&stored)
+    );
+    assert_eq!(&stored[block.len()..], &m[..]);
+}
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/smime")
