@@ -43,6 +43,8 @@ pub struct MessageCrm {
     /// The email activity, when this mailbox tracks the message ("View email in CRM").
     pub activity: Option<crate::store::ActivityId>,
     pub people: Vec<PersonView>,
+    /// The relationship assistant's cards for these people and records.
+    pub assistant: Vec<super::assistant::Card>,
 }
 
 fn role_label(r: PartyRole) -> &'static str {
@@ -88,7 +90,7 @@ pub async fn lookup(
     let owner = user.id;
     let mid = MessageId::parse(&message.message_id).ok();
     let from = message.from.clone();
-    with_store(app, move |s| {
+    let mut crm = with_store(app, move |s| {
         let activity: Option<Activity> = match &mid {
             Some(m) => s.activity_by_message_id(m)?,
             None => None,
@@ -146,9 +148,12 @@ pub async fn lookup(
             track,
             activity: tracked_activity,
             people,
+            assistant: Vec::new(),
         })
     })
-    .await
+    .await?;
+    crm.assistant = super::insights::for_message(app, owner, &crm).await?;
+    Ok(crm)
 }
 
 fn status_label(kind: Kind) -> &'static str {
@@ -271,6 +276,7 @@ pub fn panels(crm: &MessageCrm, csrf: &str, done: Option<&str>) -> Markup {
                 }
             }
         }
+        (super::insights::section(&crm.assistant, "Nothing needs your attention for these people right now."))
     }
 }
 
