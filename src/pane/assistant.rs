@@ -156,7 +156,7 @@ pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
         let m = d.num_minutes().max(1);
         format!("{m} minute{}", if m == 1 { "" } else { "s" })
     } else if d < Duration::hours(36) {
-        let h = d.num_hours();
+        let h = ((d.num_minutes() + 30) / 60).max(1);
         format!("{h} hour{}", if h == 1 { "" } else { "s" })
     } else {
         let n = (d.num_hours() + 12) / 24;

@@ -1,0 +1,576 @@
+//! The relationship assistant, favourites and recent records over real HTTPS, on a real
+//! store (the demo CRM plus records and activities at known times relative to now):
+//! the cards of a message's people, sorted by priority, and none of unrelated people;
+//! Home's cards for the user; the star on a record page (CSRF required, per user); the
+//! recent records list (order, bound, deleted records); the JSON calls for the same.
+
+mod pane_util;
+
+use chrono::{DateTime, Duration, Utc};
+use crmproxy::pane::MessageOpened;
+use crmproxy::store::*;
+use pane_util::{Client, TestPane};
+use uuid::Uuid;
+
+const ALICE: &str = "alice@example.test";
+const ALICE_ID: &str = "0193a1b2-c3d4-7001-8000-000000000001";
+const CURRENT: &str = "<current-1@northwind.example>";
+
+fn alice() -> UserId {
+    UserId::from_uuid(Uuid::parse_str(ALICE_ID).unwrap())
+}
+
+fn account(s: &dyn CrmStore, name: &str) -> AccountId {
+    let r = s
+        .put_record(Record::Account(Account {
+            id: AccountId::new(),
+            stamps: Stamps::default(),
+            name: name.into(),
+            website: String::new(),
+            phone: String::new(),
+            emails: vec![],
+            address: Default::default(),
+            primary_contact: None,
+        }))
+        .unwrap();
+    AccountId::from_uuid(r.id())
+}
+
+fn contact(s: &dyn CrmStore, first: &str, last: &str, account: AccountId) -> RecordRef {
+    s.put_record(Record::Contact(Contact {
+        id: ContactId::new(),
+        stamps: Stamps::default(),
+        first_name: first.into(),
+        last_name: last.into(),
+        full_name: String::new(),
+        job_title: String::new(),
+        department: String::new(),
+        company: String::new(),
+        account: Some(account),
+        emails: vec![EmailAddress::parse(&format!(
+            "{}@{}.example",
+            first.to_lowercase(),
+            last.to_lowercase()
+        ))
+        .unwrap()],
+        business_phone: String::new(),
+        mobile_phone: String::new(),
+        address: Default::default(),
+    }))
+    .unwrap()
+    .as_ref()
+}
+
+fn opportunity(s: &dyn CrmStore, name: &str, account: AccountId, days: i64, status: DealStatus) {
+    s.put_record(Record::Opportunity(Opportunity {
+        id: OpportunityId::new(),
+        stamps: Stamps::default(),
+        name: name.into(),
+        account: Some(account),
+        contact: None,
+        estimated_close: Some((Utc::now() + Duration::days(days)).date_naive()),
+        estimated_value: None,
+        status,
+    }))
+    .unwrap();
+}
+
+fn party(role: PartyRole, r: RecordRef) -> Party {
+    Party {
+        role,
+        address: None,
+        name: String::new(),
+        records: vec![r],
+    }
+}
+
+fn put(s: &dyn CrmStore, subject: &str, parties: Vec<Party>, details: ActivityDetails) {
+    s.put_activity(Activity {
+        id: ActivityId::new(),
+        stamps: Stamps::default(),
+        owner: alice(),
+        subject: subject.into(),
+        regarding: None,
+        parties,
+        details,
+    })
+    .unwrap();
+}
+
+fn email_details(
+    mid: &str,
+    reply_to: Option<&str>,
+    date: DateTime<Utc>,
+    dir: Direction,
+) -> ActivityDetails {
+    let irt = reply_to.map(|r| MessageId::parse(r).unwrap());
+    ActivityDetails::Email(EmailActivity {
+        message_id: MessageId::parse(mid).unwrap(),
+        date,
+        direction: dir,
+        body_text: String::new(),
+        in_reply_to: irt.clone(),
+        references: irt.into_iter().collect(),
+        thread_index: None,
+        attachments: vec![],
+        raw: None,
+        smime: None,
+        correlation: Correlation::None,
+        correlated_with: None,
+    })
+}
+
+fn appointment(start: DateTime<Utc>) -> ActivityDetails {
+    ActivityDetails::Appointment(AppointmentActivity {
+        start,
+        end: start + Duration::hours(1),
+        location: String::new(),
+        uid: None,
+        recurrence: None,
+        raw_invitation: None,
+        message_id: None,
+    })
+}
+
+/// Northwind's people around the current message, and an unrelated Faraway person
+/// with cards of every kind that must not show on that message.
+fn seed(s: &dyn CrmStore) {
+    let now = Utc::now();
+    let me = RecordRef::new(Kind::User, alice());
+    let northwind = account(s, "Northwind Traders");
+    let rita = contact(s, "Rita", "Reply", northwind);
+    let uma = contact(s, "Uma", "Upcoming", northwind);
+    let quinn = contact(s, "Quinn", "Quiet", northwind);
+    opportunity(s, "Northwind renewal", northwind, 2, DealStatus::Open);
+    opportunity(s, "Northwind lost deal", northwind, 1, DealStatus::Lost);
+    opportunity(s, "Northwind next year", northwind, 300, DealStatus::Open);
+    // The current message: an old one from Rita to Alice, Uma and Quinn copied.
+    put(
+        s,
+        "Kick-off notes",
+        vec![
+            party(PartyRole::Sender, rita),
+            party(PartyRole::To, me),
+            party(PartyRole::Cc, uma),
+            party(PartyRole::Cc, quinn),
+        ],
+        email_details(
+            CURRENT,
+            None,
+            now - Duration::days(100),
+            Direction::Incoming,
+        ),
+    );
+    // Rita waits for a reply to one email; another was answered.
+    put(
+        s,
+        "Proposal questions",
+        vec![party(PartyRole::Sender, rita), party(PartyRole::To, me)],
+        email_details(
+            "<q-1@northwind.example>",
+            None,
+            now - Duration::days(3),
+            Direction::Incoming,
+        ),
+    );
+    put(
+        s,
+        "Answered already",
+        vec![party(PartyRole::Sender, rita), party(PartyRole::To, me)],
+        email_details(
+            "<a-1@northwind.example>",
+            None,
+            now - Duration::days(5),
+            Direction::Incoming,
+        ),
+    );
+    put(
+        s,
+        "Re: Answered already",
+        vec![party(PartyRole::Sender, me), party(PartyRole::To, rita)],
+        email_details(
+            "<a-2@example.test>",
+            Some("<a-1@northwind.example>"),
+            now - Duration::days(4),
+            Direction::Outgoing,
+        ),
+    );
+    // Uma: a site visit in two days, a task due in five hours, a call two days ago.
+    put(
+        s,
+        "Site visit with Uma",
+        vec![
+            party(PartyRole::Organizer, me),
+            party(PartyRole::RequiredAttendee, uma),
+        ],
+        appointment(now + Duration::days(2)),
+    );
+    put(
+        s,
+        "Call Uma back",
+        vec![party(PartyRole::Participant, uma)],
+        ActivityDetails::Task(TaskActivity {
+            due: Some(now + Duration::hours(5)),
+            state: TaskState::Open,
+            description: String::new(),
+        }),
+    );
+    put(
+        s,
+        "Chat with Uma",
+        vec![party(PartyRole::Participant, uma)],
+        ActivityDetails::PhoneCall(PhoneCallActivity {
+            at: now - Duration::days(2),
+            direction: Direction::Outgoing,
+            phone_number: String::new(),
+            duration_minutes: 5,
+            description: String::new(),
+        }),
+    );
+    // Faraway: unrelated to the current message, but Alice's own business.
+    let faraway = account(s, "Faraway Imports");
+    let ned = contact(s, "Ned", "Unrelated", faraway);
+    opportunity(s, "Faraway deal", faraway, 1, DealStatus::Open);
+    put(
+        s,
+        "Ned needs an answer",
+        vec![party(PartyRole::Sender, ned), party(PartyRole::To, me)],
+        email_details(
+            "<n-1@faraway.example>",
+            None,
+            now - Duration::days(1),
+            Direction::Incoming,
+        ),
+    );
+    put(
+        s,
+        "Lunch with Ned",
+        vec![
+            party(PartyRole::Organizer, me),
+            party(PartyRole::RequiredAttendee, ned),
+        ],
+        appointment(now + Duration::days(1)),
+    );
+}
+
+/// The assistant section of a page.
+fn assistant_section(page: &str) -> String {
+    let start = page
+        .find("<section class=\"card assistant\"")
+        .unwrap_or_else(|| panic!("no assistant section: {page}"));
+    let end = start + page[start..].find("</section>").unwrap();
+    page[start..end].to_owned()
+}
+
+fn position(section: &str, title: &str) -> usize {
+    section
+        .find(title)
+        .unwrap_or_else(|| panic!("no card {title:?} in {section}"))
+}
+
+async fn open_current(pane: &TestPane, c: &mut Client) -> String {
+    let mut ev = MessageOpened::new(CURRENT);
+    ev.from = Some("Rita Reply <rita@reply.example>".into());
+    pane.events.publish_opened(ALICE, ev);
+    let r = c.get("/current").await;
+    assert_eq!(r.status, 200);
+    r.text()
+}
+
+#[tokio::test]
+async fn the_current_message_shows_its_peoples_cards_by_priority() {
+    let pane = TestPane::start().await;
+    seed(pane.store.as_ref());
+    let mut c = pane.signed_in(ALICE).await;
+    let page = open_current(&pane, &mut c).await;
+    let cards = assistant_section(&page);
+    // Urgent (task in 5 h, then the renewal in 2 days), High (reply), Normal, Low.
+    let order = [
+        "Call Uma back",
+        "Northwind renewal",
+        "Proposal questions",
+        "Site visit with Uma",
+        "Quinn Quiet",
+    ];
+    let at: Vec<usize> = order.iter().map(|t| position(&cards, t)).collect();
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]),
+        "{order:?} at {at:?}: {cards}"
+    );
+    assert!(
+        cards.contains("Rita Reply wrote 3 days ago; no reply from you yet"),
+        "{cards}"
+    );
+    assert!(
+        cards.contains("No activity with Quinn Quiet for 100 days"),
+        "{cards}"
+    );
+    assert!(cards.contains("Estimated to close in 2 days"), "{cards}");
+    assert!(cards.contains("data-kind=\"waiting-reply\""));
+    // Each card links to its record or message.
+    assert!(
+        cards.contains("href=\"/message?id=%3Cq-1%40northwind.example%3E\""),
+        "{cards}"
+    );
+    // Nothing of unrelated people, answered mail, closed or far deals, busy people.
+    for absent in [
+        "Ned",
+        "Faraway",
+        "Answered already",
+        "Northwind lost deal",
+        "Northwind next year",
+        "Kick-off notes",
+        "Uma Upcoming</a>",
+        "Rita Reply</a>",
+    ] {
+        assert!(!cards.contains(absent), "{absent:?} in {cards}");
+    }
+    // The section sits after the people, as the guide's pane shows insights below them.
+    assert!(page.find("id=\"h-people\"").unwrap() < page.find("id=\"h-assistant\"").unwrap());
+
+    // The same as JSON.
+    let j = c
+        .get(&format!(
+            "/api/assistant?id={}",
+            form_urlencoded::byte_serialize(CURRENT.as_bytes()).collect::<String>()
+        ))
+        .await
+        .json();
+    let titles: Vec<&str> = j["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, order);
+    assert_eq!(j["cards"][0]["kind"], "upcoming");
+    assert_eq!(j["cards"][0]["priority"], "urgent");
+    assert_eq!(j["cards"][2]["kind"], "waiting_reply");
+    assert_eq!(j["cards"][4]["kind"], "quiet");
+    assert!(j["cards"][4]["href"]
+        .as_str()
+        .unwrap()
+        .starts_with("/record/"));
+    let r = c.get("/api/assistant?id=%0A").await;
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error"].as_str().unwrap().contains("Message-ID"));
+}
+
+#[tokio::test]
+async fn home_shows_the_users_own_cards_and_no_one_elses() {
+    let pane = TestPane::start().await;
+    seed(pane.store.as_ref());
+    let mut c = pane.signed_in(ALICE).await;
+    let home = c.get("/").await.text();
+    let cards = assistant_section(&home);
+    for title in [
+        "Ned needs an answer",
+        "Lunch with Ned",
+        "Faraway deal",
+        "Proposal questions",
+    ] {
+        position(&cards, title);
+    }
+    let j = c.get("/api/assistant").await.json();
+    assert!(j["cards"].as_array().unwrap().len() <= 10);
+    assert!(j.to_string().contains("Ned needs an answer"));
+
+    // Bob's assistant knows nothing of Alice's mail.
+    let mut bob = pane.signed_in("bob@example.test").await;
+    let home = bob.get("/").await.text();
+    let cards = assistant_section(&home);
+    assert!(
+        !cards.contains("Ned needs an answer") && !cards.contains("Proposal questions"),
+        "{cards}"
+    );
+    assert!(!bob
+        .get("/api/assistant")
+        .await
+        .text()
+        .contains("Proposal questions"));
+}
+
+async fn api_post(c: &mut Client, path: &str, body: &str, csrf: Option<&str>) -> pane_util::Resp {
+    let origin = c.origin();
+    let mut h = vec![
+        ("content-type", "application/json"),
+        ("origin", origin.as_str()),
+    ];
+    if let Some(t) = csrf {
+        h.push(("x-csrf-token", t));
+    }
+    c.send("POST", path, &h, body.as_bytes().to_vec()).await
+}
+
+fn list_ids(j: &serde_json::Value, list: &str) -> Vec<String> {
+    j[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn favourites_are_starred_with_csrf_and_stay_per_user() {
+    let pane = TestPane::start().await;
+    let s = pane.store.as_ref();
+    let acc = account(s, "Starred Widgets").uuid().to_string();
+    let mut c = pane.signed_in(ALICE).await;
+    let page = c.get(&format!("/record/{acc}")).await;
+    assert!(
+        page.text().contains("☆ Add to favourites"),
+        "{}",
+        page.text()
+    );
+    let csrf = page.csrf();
+
+    // Without the CSRF token nothing changes.
+    let r = c
+        .post_form("/favourite", &[("record", &acc), ("on", "1")])
+        .await;
+    assert_eq!(r.status, 403);
+    assert!(list_ids(&c.get("/api/lists").await.json(), "favourites").is_empty());
+
+    let r = c
+        .post_form(
+            "/favourite",
+            &[("csrf", &csrf), ("record", &acc), ("on", "1")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.header("location").unwrap(), format!("/record/{acc}"));
+    assert!(c
+        .get(&format!("/record/{acc}"))
+        .await
+        .text()
+        .contains("★ Remove from favourites"));
+    let home = c.get("/").await.text();
+    let fav = &home[home.find("id=\"h-favourites\"").unwrap()..];
+    let fav = &fav[..fav.find("</section>").unwrap()];
+    assert!(
+        fav.contains("Starred Widgets") && fav.contains(&format!("/record/{acc}")),
+        "{fav}"
+    );
+    let search = c.get("/search").await.text();
+    assert!(search.contains("id=\"h-favourites\"") && search.contains("Starred Widgets"));
+
+    // Bob has his own (empty) list and cannot see Alice's.
+    let mut bob = pane.signed_in("bob@example.test").await;
+    assert!(list_ids(&bob.get("/api/lists").await.json(), "favourites").is_empty());
+    assert!(bob
+        .get(&format!("/record/{acc}"))
+        .await
+        .text()
+        .contains("☆ Add to favourites"));
+
+    // Unstar by form, star again by JSON (which needs the token too).
+    let r = c
+        .post_form(
+            "/favourite",
+            &[("csrf", &csrf), ("record", &acc), ("on", "0")],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert!(list_ids(&c.get("/api/lists").await.json(), "favourites").is_empty());
+    let body = format!("{{\"record\": \"{acc}\", \"on\": true}}");
+    assert_eq!(
+        api_post(&mut c, "/api/favourites", &body, None)
+            .await
+            .status,
+        403
+    );
+    let api_csrf = c.get("/api/session").await.json()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = api_post(&mut c, "/api/favourites", &body, Some(&api_csrf)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(list_ids(&r.json(), "favourites"), vec![acc.clone()]);
+    assert_eq!(r.json()["favourites"][0]["title"], "Starred Widgets");
+
+    // Unknown records and bad values are refused, nothing changes.
+    let gone = Uuid::now_v7().to_string();
+    let r = c
+        .post_form(
+            "/favourite",
+            &[("csrf", &csrf), ("record", &gone), ("on", "1")],
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let r = c
+        .post_form(
+            "/favourite",
+            &[("csrf", &csrf), ("record", &acc), ("on", "maybe")],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let body = format!("{{\"record\": \"{gone}\", \"on\": true}}");
+    let r = api_post(&mut c, "/api/favourites", &body, Some(&api_csrf)).await;
+    assert_eq!(r.status, 404);
+    assert!(r.json()["error"].as_str().unwrap().contains("no record"));
+    assert_eq!(
+        list_ids(&c.get("/api/lists").await.json(), "favourites"),
+        vec![acc.clone()]
+    );
+
+    // A favourite that is deleted later drops out; the pages still work.
+    pane.store
+        .delete_record(Uuid::parse_str(&acc).unwrap())
+        .unwrap();
+    assert!(list_ids(&c.get("/api/lists").await.json(), "favourites").is_empty());
+    let home = c.get("/").await;
+    assert_eq!(home.status, 200);
+    assert!(!home.text().contains("Starred Widgets"));
+}
+
+#[tokio::test]
+async fn recent_records_are_newest_first_bounded_and_survive_deletes() {
+    let pane = TestPane::start().await;
+    let s = pane.store.as_ref();
+    let ids: Vec<String> = (0..23)
+        .map(|i| account(s, &format!("Viewed {i:02}")).uuid().to_string())
+        .collect();
+    let mut c = pane.signed_in(ALICE).await;
+    for id in &ids {
+        assert_eq!(c.get(&format!("/record/{id}")).await.status, 200);
+    }
+    c.get(&format!("/record/{}", ids[10])).await;
+    let recent = list_ids(&c.get("/api/lists").await.json(), "recent");
+    let mut expect: Vec<String> = ids
+        .iter()
+        .rev()
+        .filter(|i| **i != ids[10])
+        .cloned()
+        .collect();
+    expect.insert(0, ids[10].clone());
+    expect.truncate(20);
+    assert_eq!(recent, expect);
+
+    let home = c.get("/").await.text();
+    let sec = &home[home.find("id=\"h-recent-records\"").unwrap()..];
+    let sec = &sec[..sec.find("</section>").unwrap()];
+    assert!(
+        sec.find("Viewed 10").unwrap() < sec.find("Viewed 22").unwrap(),
+        "{sec}"
+    );
+    assert!(!sec.contains("Viewed 02"), "the oldest fell off: {sec}");
+
+    // Bob's recent records are his own.
+    let mut bob = pane.signed_in("bob@example.test").await;
+    assert!(list_ids(&bob.get("/api/lists").await.json(), "recent").is_empty());
+
+    // A viewed record deleted later drops out of the list and the pages.
+    pane.store
+        .delete_record(Uuid::parse_str(&ids[10]).unwrap())
+        .unwrap();
+    let recent = list_ids(&c.get("/api/lists").await.json(), "recent");
+    assert_eq!(recent, expect[1..].to_vec());
+    for page in ["/", "/search"] {
+        let r = c.get(page).await;
+        assert_eq!(r.status, 200);
+        assert!(!r.text().contains("Viewed 10"), "{page}");
+    }
+    let r = c.get(&format!("/record/{}", ids[10])).await;
+    assert_eq!(r.status, 404);
+}
