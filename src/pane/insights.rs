@@ -42,16 +42,17 @@ pub fn settings(cfg: &Config) -> AssistantSettings {
     }
 }
 
-/// The facts about `seeds` (people and records; users are skipped) for `user`;
-/// with `own_timeline`, the user's own latest activities too (Home).
+/// The facts about `seeds` (people and records; users are skipped) for `user`,
+/// with `own` activities of the user's added (Home).
 pub fn gather(
     s: &dyn CrmStore,
     user: UserId,
     seeds: &[RecordRef],
-    own_timeline: bool,
+    own: Vec<crate::store::Activity>,
 ) -> store::Result<Facts> {
     let mut facts = Facts {
         user: Some(user),
+        activities: own,
         ..Facts::default()
     };
     let mut seen = HashSet::new();
@@ -97,11 +98,6 @@ pub fn gather(
     for id in focus {
         facts.activities.extend(s.activities_of(id, PER_RECORD)?);
     }
-    if own_timeline {
-        facts
-            .activities
-            .extend(s.activities_of(user.uuid(), HOME_ACTIVITIES)?);
-    }
     Ok(facts)
 }
 
@@ -127,7 +123,7 @@ pub async fn for_message(
     let seeds = message_seeds(crm);
     let settings = settings(&app.config);
     with_store(app, move |s| {
-        let facts = gather(s, user, &seeds, false)?;
+        let facts = gather(s, user, &seeds, Vec::new())?;
         Ok(top(assistant::cards(&facts, chrono::Utc::now(), &settings)))
     })
     .await
@@ -137,12 +133,13 @@ pub async fn for_message(
 pub async fn for_user(app: &AppState, user: UserId) -> Result<Vec<Card>, Failure> {
     let settings = settings(&app.config);
     with_store(app, move |s| {
+        let own = s.activities_of(user.uuid(), HOME_ACTIVITIES)?;
         let mut seeds = Vec::new();
-        for a in s.activities_of(user.uuid(), HOME_ACTIVITIES)? {
+        for a in &own {
             seeds.extend(a.regarding);
             seeds.extend(a.parties.iter().flat_map(|p| p.records.iter().copied()));
         }
-        let facts = gather(s, user, &seeds, true)?;
+        let facts = gather(s, user, &seeds, own)?;
         Ok(top(assistant::cards(&facts, chrono::Utc::now(), &settings)))
     })
     .await
