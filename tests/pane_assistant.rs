@@ -333,3 +333,37 @@ async fn recent_records_are_newest_first_bounded_and_survive_deletes() {
     let r = c.get(&format!("/record/{}", ids[10])).await;
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test]
+async fn the_assistant_follows_its_settings() {
+    // Quiet only after 200 days, appointments only within a day, deals within a day.
+    let pane = TestPane::start_with(|c| {
+        c.pane.quiet_after_days = 200;
+        c.pane.upcoming_within_days = 1;
+        c.pane.closing_within_days = 1;
+    })
+    .await;
+    seed(pane.store.as_ref());
+    let mut c = pane.signed_in(ALICE).await;
+    let cards = assistant_section(&open_current(&pane, &mut c).await);
+    position(&cards, "Call Uma back");
+    position(&cards, "Proposal questions");
+    for absent in ["Quinn Quiet", "Site visit with Uma", "Northwind renewal"] {
+        assert!(!cards.contains(absent), "{absent:?} in {cards}");
+    }
+
+    // Out-of-range values are refused when the config is read, naming the key.
+    for bad in ["quiet_after_days = 0", "closing_within_days = 4000"] {
+        let err = crmproxy::config::Config::from_toml(
+            &format!("[pane]\n{bad}\n"),
+            std::path::Path::new("crmproxy.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        let key = bad.split(' ').next().unwrap();
+        assert!(
+            err.contains(key) && err.contains("between 1 and 3650"),
+            "{err}"
+        );
+    }
+}

@@ -251,6 +251,9 @@ pub async fn search(
                 @if hits.is_empty() {
                     p.empty { "No record matches. Try fewer or shorter words." }
                 } @else {
+                    @if q.trim().is_empty() && hits.len() >= SEARCH_LIMIT {
+                        p.hint { "The " (SEARCH_LIMIT) " newest; search by name to find others." }
+                    }
                     ul.list {
                         @for (k, id, title) in hits {
                             li {

@@ -259,5 +259,17 @@ mod tests {
             id: x.id,
         };
         assert!(s.set_favourite(a, gone, true).is_err());
+
+        // At most FAVOURITES_LIMIT; the one too many is refused and nothing changes.
+        for i in 0..FAVOURITES_LIMIT {
+            s.set_favourite(b, account(&s, &format!("fav {i}")), true)
+                .unwrap();
+        }
+        let extra = account(&s, "one too many");
+        let err = s.set_favourite(b, extra, true).unwrap_err().to_string();
+        assert!(err.contains("at most 100 favourites"), "{err}");
+        let list = s.user_list(b, UserList::Favourites).unwrap();
+        assert_eq!(list.len(), FAVOURITES_LIMIT);
+        assert!(!ids(&list).contains(&extra.id));
     }
 }
