@@ -367,3 +367,119 @@ async fn the_assistant_follows_its_settings() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_snoozed_card_stays_away_for_its_user_only() {
+    let pane = TestPane::start().await;
+    seed(pane.store.as_ref());
+    let mut c = pane.signed_in(ALICE).await;
+    let page = open_current(&pane, &mut c).await;
+    let csrf = {
+        let at = page
+            .find("name=\"card\"")
+            .expect("snooze forms on the cards");
+        let before = &page[..at];
+        let i = before.rfind("name=\"csrf\" value=\"").unwrap() + 19;
+        before[i..i + before[i..].find('"').unwrap()].to_owned()
+    };
+    let mid = form_urlencoded::byte_serialize(CURRENT.as_bytes()).collect::<String>();
+    let cards = c.get(&format!("/api/assistant?id={mid}")).await.json()["cards"].clone();
+    let key = |title: &str| {
+        cards
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["title"] == title)
+            .unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let reply = key("Proposal questions");
+    assert_eq!(reply, "reply:<q-1@northwind.example>");
+    let quiet = key("Quinn Quiet");
+
+    // Without the CSRF token, or with a bad length or key: refused, nothing changes.
+    let origin = c.origin();
+    let referer = format!("{origin}/current");
+    let headers = [("origin", origin.as_str()), ("referer", referer.as_str())];
+    let r = c
+        .post_form_with(
+            "/assistant/snooze",
+            &[("card", &reply), ("days", "7")],
+            &headers,
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    for (card, days, why) in [
+        (reply.as_str(), "0", "1 to 30 days"),
+        (reply.as_str(), "31", "1 to 30 days"),
+        ("bogus", "1", "not a card"),
+    ] {
+        let r = c
+            .post_form_with(
+                "/assistant/snooze",
+                &[("csrf", &csrf), ("card", card), ("days", days)],
+                &headers,
+            )
+            .await;
+        assert_eq!(r.status, 400, "{card} {days}");
+        assert!(r.text().contains(why), "{}", r.text());
+    }
+    assert!(assistant_section(&c.get("/current").await.text()).contains("Proposal questions"));
+
+    // Snoozed: gone from this message and from Home, back to the page it was on.
+    let r = c
+        .post_form_with(
+            "/assistant/snooze",
+            &[("csrf", &csrf), ("card", &reply), ("days", "7")],
+            &headers,
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.header("location").unwrap(), "/current");
+    let cards = assistant_section(&c.get("/current").await.text());
+    assert!(!cards.contains("Proposal questions"), "{cards}");
+    position(&cards, "Call Uma back");
+    position(&cards, "Quinn Quiet");
+    assert!(!assistant_section(&c.get("/").await.text()).contains("Proposal questions"));
+
+    // By JSON, with the API's token.
+    let api_csrf = c.get("/api/session").await.json()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = format!("{{\"card\": \"{quiet}\", \"days\": 1}}");
+    let r = api_post(&mut c, "/api/assistant/snooze", &body, Some(&api_csrf)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = c.get(&format!("/api/assistant?id={mid}")).await.json();
+    assert!(!j.to_string().contains("Quinn Quiet"), "{j}");
+    let r = api_post(
+        &mut c,
+        "/api/assistant/snooze",
+        &format!("{{\"card\": \"{quiet}\", \"days\": 99}}"),
+        Some(&api_csrf),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+
+    // Another user's assistant is not affected by Alice's snoozing.
+    pane.store
+        .snooze(
+            assistant_support::alice(),
+            "closing:whatever",
+            chrono::Utc::now() + chrono::Duration::days(1),
+        )
+        .unwrap();
+    let bob = crmproxy::store::UserId::from_uuid(
+        Uuid::parse_str("0193a1b2-c3d4-7002-8000-000000000002").unwrap(),
+    );
+    assert!(pane.store.snoozed(bob).unwrap().is_empty());
+    assert_eq!(
+        pane.store
+            .snoozed(assistant_support::alice())
+            .unwrap()
+            .len(),
+        3
+    );
+}

@@ -86,6 +86,9 @@ pub enum CardTarget {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Card {
+    /// Names the card across page loads (what snoozing remembers): its kind and the
+    /// activity, message or record it is about.
+    pub key: String,
     pub kind: CardKind,
     pub priority: Priority,
     /// What the card is about: an activity's subject, an opportunity's or a person's name.
@@ -223,6 +226,7 @@ fn upcoming(
             Priority::Normal
         };
         out.push(Card {
+            key: format!("upcoming:{}", a.id),
             kind: CardKind::Upcoming,
             priority,
             title: subject(a),
@@ -314,6 +318,7 @@ fn waiting_replies(
             continue;
         }
         out.push(Card {
+            key: format!("reply:{}", e.message_id),
             kind: CardKind::WaitingReply,
             priority: Priority::High,
             title: subject(a),
@@ -355,6 +360,7 @@ fn closing(facts: &Facts, now: DateTime<Utc>, settings: &AssistantSettings, out:
             d => format!("Estimated close date passed {} days ago; still open", -d),
         };
         out.push(Card {
+            key: format!("closing:{}", o.id),
             kind: CardKind::ClosingSoon,
             priority: if days <= URGENT_CLOSE_DAYS {
                 Priority::Urgent
@@ -418,6 +424,7 @@ fn quiet(
             ),
         };
         out.push(Card {
+            key: format!("quiet:{}", p.record.id),
             kind: CardKind::Quiet,
             priority: Priority::Low,
             title: p.name.clone(),

@@ -95,10 +95,12 @@ pub struct Dashboard {
     pub newest: Vec<Record>,
     pub lists: super::favourites::Lists,
     pub cards: Vec<super::assistant::Card>,
+    /// For the cards' Snooze forms.
+    pub csrf: String,
 }
 
-pub async fn dashboard(app: &AppState, user: &store::SystemUser) -> Result<Dashboard, Failure> {
-    let me = user.id;
+pub async fn dashboard(app: &AppState, user: &SignedIn) -> Result<Dashboard, Failure> {
+    let me = user.crm_user.id;
     let (counts, newest, lists) = with_store(app, move |s| {
         let mut counts = Vec::new();
         let mut newest = Vec::new();
@@ -117,12 +119,13 @@ pub async fn dashboard(app: &AppState, user: &store::SystemUser) -> Result<Dashb
         newest,
         lists,
         cards,
+        csrf: user.session.csrf_token.clone(),
     })
 }
 
 pub fn dashboard_cards(d: &Dashboard) -> Markup {
     html! {
-        (super::insights::section(&d.cards, "Nothing needs your attention right now."))
+        (super::insights::section(&d.cards, "Nothing needs your attention right now.", &d.csrf))
         (super::favourites::lists_cards(&d.lists))
         section.card aria-labelledby="h-records" {
             h2 #h-records { "Records" }

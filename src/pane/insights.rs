@@ -2,10 +2,15 @@
 //! message's people and records (or, on Home, for the records of the user's own
 //! latest activities) with a bounded number of store reads — a few records, each
 //! one's latest activities, their accounts' opportunities — runs the rules of
-//! [`assistant`](super::assistant), and renders the cards. Also `GET /api/assistant`.
+//! [`assistant`](super::assistant), leaves out the cards the user snoozed, and
+//! renders the rest, each with Snooze buttons (a form post; `POST /assistant/snooze`).
+//! Also the JSON calls `GET /api/assistant` and `POST /api/assistant/snooze`.
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Json, Response};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Json, Redirect, Response};
+use axum::Form;
 use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::json;
@@ -14,9 +19,10 @@ use uuid::Uuid;
 
 use super::assistant::{self, AssistantSettings, Card, CardKind, CardTarget, Facts, Person};
 use super::crm::with_store;
-use super::errors::{ApiFailure, Failure};
+use super::errors::{ApiFailure, Failure, PageFailure};
 use super::events::MessageOpened;
-use super::handlers::{valid_message_id, SignedIn};
+use super::guard::CSRF_FIELD;
+use super::handlers::{safe_next, valid_message_id, SignedIn};
 use super::message_view::{self, MessageCrm, TrackView};
 use super::AppState;
 use crate::config::Config;
@@ -33,6 +39,8 @@ const OPPORTUNITIES_PER_ACCOUNT: usize = 25;
 const HOME_ACTIVITIES: usize = 60;
 /// Cards shown at most.
 pub const MAX_CARDS: usize = 10;
+/// The longest a card may be snoozed, in days.
+const MAX_SNOOZE_DAYS: i64 = 30;
 
 pub fn settings(cfg: &Config) -> AssistantSettings {
     AssistantSettings {
@@ -124,7 +132,11 @@ pub async fn for_message(
     let settings = settings(&app.config);
     with_store(app, move |s| {
         let facts = gather(s, user, &seeds, Vec::new())?;
-        Ok(top(assistant::cards(&facts, chrono::Utc::now(), &settings)))
+        top(
+            s,
+            user,
+            assistant::cards(&facts, chrono::Utc::now(), &settings),
+        )
     })
     .await
 }
@@ -140,14 +152,21 @@ pub async fn for_user(app: &AppState, user: UserId) -> Result<Vec<Card>, Failure
             seeds.extend(a.parties.iter().flat_map(|p| p.records.iter().copied()));
         }
         let facts = gather(s, user, &seeds, own)?;
-        Ok(top(assistant::cards(&facts, chrono::Utc::now(), &settings)))
+        top(
+            s,
+            user,
+            assistant::cards(&facts, chrono::Utc::now(), &settings),
+        )
     })
     .await
 }
 
-fn top(mut cards: Vec<Card>) -> Vec<Card> {
+/// The most important cards the user has not snoozed.
+fn top(s: &dyn CrmStore, user: UserId, mut cards: Vec<Card>) -> store::Result<Vec<Card>> {
+    let asleep: HashSet<String> = s.snoozed(user)?.into_iter().map(|z| z.card).collect();
+    cards.retain(|c| !asleep.contains(&c.key));
     cards.truncate(MAX_CARDS);
-    cards
+    Ok(cards)
 }
 
 pub fn href(target: &CardTarget) -> String {
@@ -180,8 +199,21 @@ fn kind_label(k: CardKind) -> &'static str {
     }
 }
 
+/// The Snooze buttons of a card.
+fn snooze_buttons(c: &Card, csrf: &str) -> Markup {
+    html! {
+        form.snooze method="post" action="/assistant/snooze" {
+            input type="hidden" name=(CSRF_FIELD) value=(csrf);
+            input type="hidden" name="card" value=(c.key);
+            button type="submit" name="days" value="1" { "Snooze 1 day" }
+            " · "
+            button type="submit" name="days" value="7" { "1 week" }
+        }
+    }
+}
+
 /// The assistant's section: one card per item, most important first.
-pub fn section(cards: &[Card], empty: &str) -> Markup {
+pub fn section(cards: &[Card], empty: &str, csrf: &str) -> Markup {
     html! {
         section.card.assistant aria-labelledby="h-assistant" {
             h2 #h-assistant { "Relationship assistant" }
@@ -197,6 +229,7 @@ pub fn section(cards: &[Card], empty: &str) -> Markup {
                             }
                             a.atitle href=(href(&c.target)) { (c.title) }
                             p.why { (c.why) }
+                            (snooze_buttons(c, csrf))
                         }
                     }
                 }
@@ -239,4 +272,75 @@ pub async fn api_assistant(
     };
     let cards: Vec<_> = cards.iter().map(card_json).collect();
     Ok(Json(json!({ "cards": cards })).into_response())
+}
+
+fn snooze_days(days: i64) -> Result<chrono::Duration, Failure> {
+    if (1..=MAX_SNOOZE_DAYS).contains(&days) {
+        Ok(chrono::Duration::days(days))
+    } else {
+        Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            format!("A card can be snoozed for 1 to {MAX_SNOOZE_DAYS} days."),
+        ))
+    }
+}
+
+async fn snooze(app: &AppState, user: UserId, card: String, days: i64) -> Result<(), Failure> {
+    let until = chrono::Utc::now() + snooze_days(days)?;
+    let known = card.split_once(':').is_some_and(|(kind, rest)| {
+        ["upcoming", "reply", "closing", "quiet"].contains(&kind) && !rest.is_empty()
+    });
+    if !known {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "This is not a card of the relationship assistant.",
+        ));
+    }
+    with_store(app, move |s| s.snooze(user, &card, until)).await
+}
+
+#[derive(Deserialize)]
+pub struct SnoozeForm {
+    card: String,
+    days: i64,
+}
+
+/// `POST /assistant/snooze` (card, days): put a card aside, then back to the page
+/// the form was on (its same-origin Referer; Home otherwise).
+pub async fn snooze_form(
+    State(app): State<AppState>,
+    user: SignedIn,
+    headers: HeaderMap,
+    Form(f): Form<SnoozeForm>,
+) -> Result<Response, PageFailure> {
+    snooze(&app, user.crm_user.id, f.card, f.days)
+        .await
+        .map_err(PageFailure)?;
+    let back = headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.strip_prefix("https://"))
+        .and_then(|r| r.find('/').map(|i| r[i..].to_owned()));
+    Ok(Redirect::to(&safe_next(back.as_deref())).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnoozeBody {
+    card: String,
+    days: i64,
+}
+
+/// `POST /api/assistant/snooze` `{ "card": KEY, "days": N }`.
+pub async fn api_snooze(
+    State(app): State<AppState>,
+    user: SignedIn,
+    body: Result<Json<SnoozeBody>, JsonRejection>,
+) -> Result<Response, ApiFailure> {
+    let Json(b) = body.map_err(super::api::bad_json)?;
+    let card = b.card.clone();
+    snooze(&app, user.crm_user.id, b.card, b.days)
+        .await
+        .map_err(ApiFailure)?;
+    Ok(Json(json!({ "snoozed": card, "days": b.days })).into_response())
 }

@@ -276,7 +276,7 @@ pub fn panels(crm: &MessageCrm, csrf: &str, done: Option<&str>) -> Markup {
                 }
             }
         }
-        (super::insights::section(&crm.assistant, "Nothing needs your attention for these people right now."))
+        (super::insights::section(&crm.assistant, "Nothing needs your attention for these people right now.", csrf))
     }
 }
 

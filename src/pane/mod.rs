@@ -276,6 +276,8 @@ fn router(state: AppState) -> Router {
         .route("/api/favourites", post(favourites::api_favourite))
         .route("/api/lists", get(favourites::api_lists))
         .route("/api/assistant", get(insights::api_assistant))
+        .route("/assistant/snooze", post(insights::snooze_form))
+        .route("/api/assistant/snooze", post(insights::api_snooze))
         .route("/activity/{id}", get(activity_view::activity))
         .route("/activity/{id}/raw", get(activity_view::raw))
         .route("/track", post(track_actions::track_form))

@@ -39,7 +39,7 @@ pub use ids::Id;
 pub use model::*;
 pub use settings::{AutoTrack, OrgSettings, UserOptions};
 pub use sled_store::SledStore;
-pub use user_lists::{ListEntry, UserList};
+pub use user_lists::{ListEntry, Snoozed, UserList};
 
 use uuid::Uuid;
 
@@ -225,6 +225,10 @@ pub trait CrmStore: Send + Sync {
     /// Put a record first in `user`'s recently viewed list (at most
     /// [`user_lists::RECENT_LIMIT`] kept).
     fn note_viewed(&self, user: UserId, record: RecordRef) -> Result<()>;
+    /// The relationship assistant's cards `user` put aside and that are still asleep.
+    fn snoozed(&self, user: UserId) -> Result<Vec<Snoozed>>;
+    /// Put the card with this key aside until `until` (a past time wakes it).
+    fn snooze(&self, user: UserId, card: &str, until: chrono::DateTime<chrono::Utc>) -> Result<()>;
 
     // --- settings --------------------------------------------------------------
     fn settings(&self) -> Result<OrgSettings>;

@@ -21,7 +21,7 @@ use super::search_index::MemIndex;
 use super::settings::OrgSettings;
 use super::sled_index::{self as ix, decode, Tx};
 use super::text;
-use super::user_lists::{ListEntry, UserList};
+use super::user_lists::{ListEntry, Snoozed, UserList};
 use super::validate;
 use super::{CrmStore, ImportSummary, Result, SearchHit, SearchQuery};
 
@@ -280,6 +280,14 @@ impl CrmStore for SledStore {
 
     fn note_viewed(&self, user: UserId, record: RecordRef) -> Result<()> {
         self.note_viewed_row(user, record)
+    }
+
+    fn snoozed(&self, user: UserId) -> Result<Vec<Snoozed>> {
+        self.snoozed_rows(user)
+    }
+
+    fn snooze(&self, user: UserId, card: &str, until: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        self.snooze_row(user, card, until)
     }
 
     fn activity(&self, id: ActivityId) -> Result<Option<Activity>> {

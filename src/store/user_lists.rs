@@ -3,6 +3,7 @@
 //! last. One JSON row per (user, list) in the `user_lists` tree, changed in one
 //! transaction. Lists are not links: a record in a list can still be deleted, and
 //! reading a list leaves out records that are gone (the next change drops them).
+//! Also the relationship assistant's snoozed cards: card key → until when.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,10 @@ use super::Result;
 pub const RECENT_LIMIT: usize = 20;
 /// How many favourites a user may have.
 pub const FAVOURITES_LIMIT: usize = 100;
+/// How many snoozed cards a user's list keeps (the ones ending last are kept).
+pub const SNOOZED_LIMIT: usize = 200;
+/// The longest card key accepted (a Message-ID may be long).
+const CARD_KEY_MAX: usize = 1024;
 
 /// Which of a user's lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,8 +47,22 @@ pub struct ListEntry {
     pub at: DateTime<Utc>,
 }
 
+/// An assistant card the user put aside until `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snoozed {
+    pub card: String,
+    pub until: DateTime<Utc>,
+}
+
+/// The list code of snoozed cards.
+const SNOOZED: u8 = b'S';
+
 fn key(user: UserId, list: UserList) -> Vec<u8> {
-    [user.uuid().as_bytes(), &[list.code()][..]].concat()
+    raw_key(user, list.code())
+}
+
+fn raw_key(user: UserId, code: u8) -> Vec<u8> {
+    [user.uuid().as_bytes(), &[code][..]].concat()
 }
 
 /// The list as stored, newest first.
@@ -154,6 +173,54 @@ impl SledStore {
     }
 }
 
+impl SledStore {
+    pub(crate) fn snoozed_rows(&self, user: UserId) -> Result<Vec<Snoozed>> {
+        let now = Utc::now();
+        let mut list: Vec<Snoozed> = match self.tree(ix::USER_LISTS).get(raw_key(user, SNOOZED))? {
+            Some(v) => decode("snoozed cards", &v)?,
+            None => Vec::new(),
+        };
+        list.retain(|s| s.until > now);
+        Ok(list)
+    }
+
+    pub(crate) fn snooze_row(&self, user: UserId, card: &str, until: DateTime<Utc>) -> Result<()> {
+        let card = card.trim();
+        if card.is_empty() || card.len() > CARD_KEY_MAX || card.chars().any(char::is_control) {
+            return Err(StoreError::invalid(
+                "snoozed card",
+                "not a card of the assistant",
+            ));
+        }
+        self.write(|tx| {
+            if !matches!(tx.record(user.uuid())?, Some(Record::User(_))) {
+                return abort(StoreError::NotFound {
+                    kind: Some(Kind::User),
+                    id: user.uuid(),
+                });
+            }
+            let k = raw_key(user, SNOOZED);
+            let mut list: Vec<Snoozed> = match tx.t(ix::USER_LISTS).get(&k)? {
+                Some(v) => decode("snoozed cards", &v).or_else(abort)?,
+                None => Vec::new(),
+            };
+            let now = Utc::now();
+            list.retain(|s| s.until > now && s.card != card);
+            if until > now {
+                list.push(Snoozed {
+                    card: card.to_owned(),
+                    until,
+                });
+            }
+            list.sort_by_key(|s| std::cmp::Reverse(s.until));
+            list.truncate(SNOOZED_LIMIT);
+            let json = serde_json::to_vec(&list).expect("snoozed cards serialise");
+            tx.t(ix::USER_LISTS).insert(k, json)?;
+            Ok(())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +293,36 @@ mod tests {
         ));
         assert!(matches!(
             s.note_viewed(UserId::new(), recs[0]),
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn snoozed_cards_expire_and_stay_per_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let a = user(&s, "a@example.test");
+        let b = user(&s, "b@example.test");
+        let later = Utc::now() + chrono::Duration::days(1);
+        s.snooze(a, "quiet:x", later).unwrap();
+        s.snooze(a, "reply:<m@x>", later).unwrap();
+        s.snooze(a, "quiet:x", later + chrono::Duration::days(6))
+            .unwrap();
+        let got = s.snoozed(a).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[0].card, "quiet:x",
+            "snoozed again: one entry, ending last"
+        );
+        assert!(s.snoozed(b).unwrap().is_empty());
+        // A time in the past un-snoozes; bad keys and unknown users are refused.
+        s.snooze(a, "quiet:x", Utc::now() - chrono::Duration::days(1))
+            .unwrap();
+        assert_eq!(s.snoozed(a).unwrap().len(), 1);
+        assert!(s.snooze(a, " ", later).is_err());
+        assert!(s.snooze(a, "x\ny", later).is_err());
+        assert!(matches!(
+            s.snooze(UserId::new(), "quiet:x", later),
             Err(StoreError::NotFound { .. })
         ));
     }
