@@ -107,6 +107,12 @@ pub struct PaneConfig {
     pub addr: Option<SocketAddr>,
     /// Extra host names (besides loopback names) the pane answers to.
     pub extra_hosts: Vec<String>,
+    /// Relationship assistant: appointments, calls and tasks due within this many days.
+    pub upcoming_within_days: u32,
+    /// Relationship assistant: a contact or lead with no activity for this many days.
+    pub quiet_after_days: u32,
+    /// Relationship assistant: opportunities closing within this many days.
+    pub closing_within_days: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -185,6 +191,9 @@ impl Default for PaneConfig {
         PaneConfig {
             addr: Some(SocketAddr::from(([127, 0, 0, 1], 8443))),
             extra_hosts: Vec::new(),
+            upcoming_within_days: 7,
+            quiet_after_days: 30,
+            closing_within_days: 14,
         }
     }
 }
@@ -253,6 +262,18 @@ impl Config {
                 key: "upstream.port",
                 reason: "must be between 1 and 65535".into(),
             });
+        }
+        for (key, days) in [
+            ("pane.upcoming_within_days", self.pane.upcoming_within_days),
+            ("pane.quiet_after_days", self.pane.quiet_after_days),
+            ("pane.closing_within_days", self.pane.closing_within_days),
+        ] {
+            if !(1..=3650).contains(&days) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be between 1 and 3650 days".into(),
+                });
+            }
         }
         if self.proxy.max_line_bytes < 1024 {
             return Err(ConfigError::Invalid {

@@ -1,5 +1,5 @@
-//! The pane's read-only CRM pages on the store: the home dashboard's counts and recent
-//! records, search of all records with a type filter (the guide's Set Regarding list),
+//! The pane's read-only CRM pages on the store: the home dashboard (counts, newest
+//! records, favourites and recent records, assistant cards), search of all records with a type filter (the guide's Set Regarding list),
 //! one record with its links and activities, CRM contacts, and documents (templates,
 //! sales literature, knowledge articles). Store calls block, so they run on the
 //! blocking pool.
@@ -86,30 +86,47 @@ fn title_or_untitled(t: &str) -> &str {
     }
 }
 
-/// What the dashboard shows: counts per searchable kind and the newest changes.
+/// What the dashboard shows: counts per searchable kind, the newest records, the
+/// user's favourites and recent records, and the relationship assistant's cards.
+/// Every part is a bounded read (counts are kept by the store), so Home stays fast
+/// with 100,000 records.
 pub struct Dashboard {
     pub counts: Vec<(Kind, &'static str, usize)>,
-    pub recent: Vec<Record>,
+    pub newest: Vec<Record>,
+    pub lists: super::favourites::Lists,
+    pub cards: Vec<super::assistant::Card>,
+    /// For the cards' Snooze forms.
+    pub csrf: String,
 }
 
-pub async fn dashboard(app: &AppState) -> Result<Dashboard, Failure> {
-    with_store(app, |s| {
+pub async fn dashboard(app: &AppState, user: &SignedIn) -> Result<Dashboard, Failure> {
+    let me = user.crm_user.id;
+    let (counts, newest, lists) = with_store(app, move |s| {
         let mut counts = Vec::new();
-        let mut recent = Vec::new();
+        let mut newest = Vec::new();
         for (kind, label) in SEARCH_KINDS {
-            let records = s.records(Some(kind))?;
-            counts.push((kind, label, records.len()));
-            recent.extend(records);
+            counts.push((kind, label, s.count_records(kind)?));
+            newest.extend(s.recent_records(kind, RECENT_RECORDS)?);
         }
-        recent.sort_by_key(|r| std::cmp::Reverse(r.stamps().modified));
-        recent.truncate(RECENT_RECORDS);
-        Ok(Dashboard { counts, recent })
+        newest.sort_by_key(|r| std::cmp::Reverse(r.stamps().created));
+        newest.truncate(RECENT_RECORDS);
+        Ok((counts, newest, super::favourites::read_lists(s, me)?))
     })
-    .await
+    .await?;
+    let cards = super::insights::for_user(app, me).await?;
+    Ok(Dashboard {
+        counts,
+        newest,
+        lists,
+        cards,
+        csrf: user.session.csrf_token.clone(),
+    })
 }
 
 pub fn dashboard_cards(d: &Dashboard) -> Markup {
     html! {
+        (super::insights::section(&d.cards, "Nothing needs your attention right now.", &d.csrf))
+        (super::favourites::lists_cards(&d.lists))
         section.card aria-labelledby="h-records" {
             h2 #h-records { "Records" }
             ul.counts {
@@ -118,16 +135,16 @@ pub fn dashboard_cards(d: &Dashboard) -> Markup {
                 }
             }
         }
-        section.card aria-labelledby="h-recent-records" {
-            h2 #h-recent-records { "Recent records" }
-            @if d.recent.is_empty() {
+        section.card aria-labelledby="h-newest-records" {
+            h2 #h-newest-records { "Newest records" }
+            @if d.newest.is_empty() {
                 p.empty { "No records yet." }
             } @else {
                 ul.list {
-                    @for r in &d.recent {
+                    @for r in &d.newest {
                         li {
                             a href=(record_href(r.id())) { (title_or_untitled(&r.title())) }
-                            span.meta { (kind_label(r.kind())) " · " (r.stamps().modified.format("%Y-%m-%d")) }
+                            span.meta { (kind_label(r.kind())) " · " (r.stamps().created.format("%Y-%m-%d")) }
                         }
                     }
                 }
@@ -193,9 +210,9 @@ pub async fn search(
     let hits: Option<Vec<(Kind, Uuid, String)>> = if text.is_empty() && kind.is_none() {
         None
     } else if text.is_empty() {
-        // A type alone lists that type, by title.
+        // A type alone lists that type's newest records, by title (a bounded read).
         let k = kind.unwrap_or(Kind::Account);
-        let mut all = with_store(&app, move |s| s.records(Some(k)))
+        let mut all = with_store(&app, move |s| s.recent_records(k, SEARCH_LIMIT))
             .await
             .map_err(PageFailure)?;
         all.sort_by_key(|r| r.title().to_lowercase());
@@ -219,6 +236,15 @@ pub async fn search(
             .map_err(PageFailure)?;
         Some(hits.into_iter().map(|h| (h.kind, h.id, h.title)).collect())
     };
+    // Before a search: the user's favourites and recent records (the guide's Recent).
+    let lists = match hits {
+        None => Some(
+            super::favourites::lists(&app, user.crm_user.id)
+                .await
+                .map_err(PageFailure)?,
+        ),
+        Some(_) => None,
+    };
     let body = html! {
         h1 { "Search" }
         section.card { (search_form(&q, kind, "/search", true)) }
@@ -228,6 +254,9 @@ pub async fn search(
                 @if hits.is_empty() {
                     p.empty { "No record matches. Try fewer or shorter words." }
                 } @else {
+                    @if q.trim().is_empty() && hits.len() >= SEARCH_LIMIT {
+                        p.hint { "The " (SEARCH_LIMIT) " newest; search by name to find others." }
+                    }
                     ul.list {
                         @for (k, id, title) in hits {
                             li {
@@ -239,6 +268,7 @@ pub async fn search(
                 }
             }
         }
+        @if let Some(l) = &lists { (super::favourites::lists_cards(l)) }
     };
     Ok(pages::layout(&user.chrome(), Some(Nav::Search), "Search", body).into_response())
 }
@@ -339,21 +369,31 @@ pub async fn record(
     user: SignedIn,
 ) -> Result<Response, PageFailure> {
     let id = Uuid::parse_str(&raw).map_err(|_| PageFailure(Failure::not_found()))?;
+    let me = user.crm_user.id;
     let found = with_store(&app, move |s| {
         let Some(rec) = s.record(id)? else {
             return Ok(None);
         };
+        // Viewing a record puts it first in the user's recent records; a failure
+        // there must not cost the page.
+        if let Err(e) = s.note_viewed(me, rec.as_ref()) {
+            tracing::warn!(error = %e, "could not note a viewed record");
+        }
+        let favourite = s
+            .user_list(me, store::UserList::Favourites)?
+            .iter()
+            .any(|e| e.record.id == id);
         let mut links = Vec::new();
         for l in rec.links() {
             let title = s.record(l.id)?.map(|r| r.title()).unwrap_or_default();
             links.push((l, title));
         }
         let activities = s.activities_of(id, RECORD_ACTIVITIES)?;
-        Ok(Some((rec, links, activities)))
+        Ok(Some((rec, links, activities, favourite)))
     })
     .await
     .map_err(PageFailure)?;
-    let Some((rec, links, activities)) = found else {
+    let Some((rec, links, activities, favourite)) = found else {
         return Err(PageFailure(Failure::new(
             StatusCode::NOT_FOUND,
             "There is no record with this id: it may have been deleted.",
@@ -363,6 +403,7 @@ pub async fn record(
     let body = html! {
         p.kind { (kind_label(rec.kind())) }
         h1 { (title) }
+        (super::favourites::star_form(id, favourite, &user.session.csrf_token))
         section.card aria-label="Details" {
             dl.facts {
                 @for (label, value) in fields(&rec) {

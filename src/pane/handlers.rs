@@ -187,7 +187,7 @@ pub async fn home(
     user: SignedIn,
 ) -> Response {
     let recent = app.events.recent(&user.user);
-    let dashboard = match crm::dashboard(&app).await {
+    let dashboard = match crm::dashboard(&app, &user).await {
         Ok(d) => d,
         Err(f) => return f.html(),
     };

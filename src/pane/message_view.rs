@@ -46,6 +46,8 @@ pub struct MessageCrm {
     /// Why this mailbox may not track the message (a meeting it did not organise):
     /// shown as a banner, and Track is not offered. Set by the caller.
     pub refusal: Option<String>,
+    /// The relationship assistant's cards for these people and records.
+    pub assistant: Vec<super::assistant::Card>,
 }
 
 fn role_label(r: PartyRole) -> &'static str {
@@ -91,7 +93,7 @@ pub async fn lookup(
     let owner = user.id;
     let mid = MessageId::parse(&message.message_id).ok();
     let from = message.from.clone();
-    with_store(app, move |s| {
+    let mut crm = with_store(app, move |s| {
         let activity: Option<Activity> = match &mid {
             Some(m) => s.activity_by_message_id(m)?,
             None => None,
@@ -150,9 +152,12 @@ pub async fn lookup(
             activity: tracked_activity,
             people,
             refusal: None,
+            assistant: Vec::new(),
         })
     })
-    .await
+    .await?;
+    crm.assistant = super::insights::for_message(app, owner, &crm).await?;
+    Ok(crm)
 }
 
 fn status_label(kind: Kind) -> &'static str {
@@ -278,6 +283,7 @@ pub fn panels(crm: &MessageCrm, csrf: &str, done: Option<&str>) -> Markup {
                 }
             }
         }
+        (super::insights::section(&crm.assistant, "Nothing needs your attention for these people right now.", csrf))
     }
 }
 

@@ -9,14 +9,17 @@
 mod activity_view;
 mod api;
 mod assets;
+mod assistant;
 mod compose;
 mod create_actions;
 mod crm;
 mod delegation;
 mod errors;
+mod favourites;
 pub mod guard;
 mod handlers;
 pub mod imap_login;
+mod insights;
 pub mod link;
 pub mod manifest;
 mod message_view;
@@ -301,6 +304,12 @@ fn router(state: AppState) -> Router {
         .route("/contacts", get(crm::contacts))
         .route("/documents", get(crm::documents))
         .route("/record/{id}", get(crm::record))
+        .route("/favourite", post(favourites::favourite_form))
+        .route("/api/favourites", post(favourites::api_favourite))
+        .route("/api/lists", get(favourites::api_lists))
+        .route("/api/assistant", get(insights::api_assistant))
+        .route("/assistant/snooze", post(insights::snooze_form))
+        .route("/api/assistant/snooze", post(insights::api_snooze))
         .route("/activity/{id}", get(activity_view::activity))
         .route("/activity/{id}/raw", get(activity_view::raw))
         .route("/track", post(track_actions::track_form))

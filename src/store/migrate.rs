@@ -21,7 +21,7 @@ use super::Result;
 pub const CURRENT_VERSION: u32 = 3;
 const VERSION_KEY: &[u8] = b"schema_version";
 /// Trees that hold nothing but what can be rebuilt from the rows.
-const DERIVED: [usize; 13] = [
+const DERIVED: [usize; 15] = [
     ix::EMAILS,
     ix::LOGINS,
     ix::TEXT,
@@ -35,6 +35,8 @@ const DERIVED: [usize; 13] = [
     ix::TOKENS,
     ix::APPT_UIDS,
     ix::LOCATIONS,
+    ix::BY_KIND,
+    ix::BACKLINKS,
 ];
 const REINDEX_CHUNK: usize = 1_000;
 

@@ -22,11 +22,13 @@ pub mod import;
 pub mod kind;
 pub mod migrate;
 pub mod model;
+pub mod paging;
 mod search_index;
 pub mod settings;
 mod sled_index;
 pub mod sled_store;
 pub mod text;
+pub mod user_lists;
 mod validate;
 pub mod vcard;
 
@@ -39,6 +41,7 @@ pub use ids::Id;
 pub use model::*;
 pub use settings::{AutoTrack, OrgSettings, UserOptions};
 pub use sled_store::SledStore;
+pub use user_lists::{ListEntry, Snoozed, UserList};
 
 use uuid::Uuid;
 
@@ -99,6 +102,30 @@ pub trait CrmStore: Send + Sync {
     fn records(&self, kind: Option<Kind>) -> Result<Vec<Record>>;
     /// Is there no record at all?
     fn is_empty(&self) -> Result<bool>;
+    /// How many records of `kind` there are.
+    fn count_records(&self, kind: Kind) -> Result<usize> {
+        Ok(self.records(Some(kind))?.len())
+    }
+    /// The newest `n` records of `kind` (by id, i.e. creation), newest first.
+    fn recent_records(&self, kind: Kind, n: usize) -> Result<Vec<Record>> {
+        let mut all = self.records(Some(kind))?;
+        all.reverse();
+        all.truncate(n);
+        Ok(all)
+    }
+    /// Records (of `kind`, or any) that link to `target` (an account's contacts,
+    /// opportunities, cases), in id order, at most `limit`.
+    fn linked_records(
+        &self,
+        target: Uuid,
+        kind: Option<Kind>,
+        limit: usize,
+    ) -> Result<Vec<Record>> {
+        let mut out = self.records(kind)?;
+        out.retain(|r| r.links().iter().any(|l| l.id == target));
+        out.truncate(limit);
+        Ok(out)
+    }
 
     // --- activities ------------------------------------------------------------
     fn activity(&self, id: ActivityId) -> Result<Option<Activity>>;
@@ -204,6 +231,21 @@ pub trait CrmStore: Send + Sync {
         };
         Ok(a.has(Privilege::UseApp) && (actor == owner || o.delegates.contains(&actor)))
     }
+
+    // --- per-user lists (favourites, recently viewed) ---------------------------
+    /// A user's list, newest first, without records deleted since.
+    fn user_list(&self, user: UserId, list: UserList) -> Result<Vec<ListEntry>>;
+    /// Star (`on`) or unstar a record for `user`; returns whether it was a favourite.
+    /// Starring a record that does not exist is [`StoreError::NotFound`]; at most
+    /// [`user_lists::FAVOURITES_LIMIT`] favourites.
+    fn set_favourite(&self, user: UserId, record: RecordRef, on: bool) -> Result<bool>;
+    /// Put a record first in `user`'s recently viewed list (at most
+    /// [`user_lists::RECENT_LIMIT`] kept).
+    fn note_viewed(&self, user: UserId, record: RecordRef) -> Result<()>;
+    /// The relationship assistant's cards `user` put aside and that are still asleep.
+    fn snoozed(&self, user: UserId) -> Result<Vec<Snoozed>>;
+    /// Put the card with this key aside until `until` (a past time wakes it).
+    fn snooze(&self, user: UserId, card: &str, until: chrono::DateTime<chrono::Utc>) -> Result<()>;
 
     // --- settings --------------------------------------------------------------
     fn settings(&self) -> Result<OrgSettings>;

@@ -19,6 +19,8 @@
 //! - `tokens`    subject tracking token 0 activity id → ()          (v3)
 //! - `appt_uids` iCalendar UID 0 appointment id → ()                 (v3)
 //! - `locations` owner id, folder 0, UIDVALIDITY (4), UID (4) → Message-ID (v3)
+//! - `by_kind`, `backlinks`: records per kind and who links to whom (see `paging`)
+//! - `user_lists` user id, list code → JSON entries (see `user_lists`; not derived)
 //! - `facts`     activity id → JSON header facts (regarding, S/MIME): what a fetch
 //!   of a tracked message reads, without the activity's body text (absent for
 //!   activities written before it existed: read from `activities` then)
@@ -39,7 +41,7 @@ use super::search_index::PostingChange;
 use super::text::Document;
 use std::cell::RefCell;
 
-pub(crate) const TREES: [&str; 18] = [
+pub(crate) const TREES: [&str; 21] = [
     "records",
     "activities",
     "emails",
@@ -57,6 +59,9 @@ pub(crate) const TREES: [&str; 18] = [
     "tokens",
     "appt_uids",
     "locations",
+    "by_kind",
+    "backlinks",
+    "user_lists",
     "facts",
 ];
 pub(crate) const RECORDS: usize = 0;
@@ -76,7 +81,10 @@ pub(crate) const THREADS: usize = 13;
 pub(crate) const TOKENS: usize = 14;
 pub(crate) const APPT_UIDS: usize = 15;
 pub(crate) const LOCATIONS: usize = 16;
-pub(crate) const FACTS: usize = 17;
+pub(crate) const BY_KIND: usize = 17;
+pub(crate) const BACKLINKS: usize = 18;
+pub(crate) const USER_LISTS: usize = 19;
+pub(crate) const FACTS: usize = 20;
 
 pub(crate) type TxResult<T> = ConflictableTransactionResult<T, StoreError>;
 
@@ -173,7 +181,7 @@ impl<'a> Tx<'a> {
         self.changes.into_inner()
     }
 
-    fn t(&self, i: usize) -> &TransactionalTree {
+    pub(crate) fn t(&self, i: usize) -> &TransactionalTree {
         &self.trees[i]
     }
 
@@ -299,7 +307,7 @@ impl<'a> Tx<'a> {
         for l in r.links() {
             self.adjust_ref(l.id, add)?;
         }
-        Ok(())
+        super::paging::index_record(self, r, add)
     }
 
     /// Create or replace a record with its index entries. `keep_stamps` keeps the

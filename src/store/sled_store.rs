@@ -21,6 +21,7 @@ use super::search_index::MemIndex;
 use super::settings::OrgSettings;
 use super::sled_index::{self as ix, decode, Tx};
 use super::text;
+use super::user_lists::{ListEntry, Snoozed, UserList};
 use super::validate;
 use super::{CrmStore, ImportSummary, Result, SearchHit, SearchQuery};
 
@@ -87,6 +88,7 @@ impl SledStore {
             search: RwLock::new(None),
         };
         migrate::bring_up_to_date(&store)?;
+        super::paging::ensure_indexes(&store)?;
         Ok(store)
     }
 
@@ -249,6 +251,43 @@ impl CrmStore for SledStore {
 
     fn is_empty(&self) -> Result<bool> {
         Ok(self.trees[ix::RECORDS].is_empty() && self.trees[ix::ACTIVITIES].is_empty())
+    }
+
+    fn count_records(&self, kind: Kind) -> Result<usize> {
+        self.count_records_indexed(kind)
+    }
+
+    fn recent_records(&self, kind: Kind, n: usize) -> Result<Vec<Record>> {
+        self.recent_records_indexed(kind, n)
+    }
+
+    fn linked_records(
+        &self,
+        target: Uuid,
+        kind: Option<Kind>,
+        limit: usize,
+    ) -> Result<Vec<Record>> {
+        self.linked_records_indexed(target, kind, limit)
+    }
+
+    fn user_list(&self, user: UserId, list: UserList) -> Result<Vec<ListEntry>> {
+        self.user_list_rows(user, list)
+    }
+
+    fn set_favourite(&self, user: UserId, record: RecordRef, on: bool) -> Result<bool> {
+        self.set_favourite_row(user, record, on)
+    }
+
+    fn note_viewed(&self, user: UserId, record: RecordRef) -> Result<()> {
+        self.note_viewed_row(user, record)
+    }
+
+    fn snoozed(&self, user: UserId) -> Result<Vec<Snoozed>> {
+        self.snoozed_rows(user)
+    }
+
+    fn snooze(&self, user: UserId, card: &str, until: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        self.snooze_row(user, card, until)
     }
 
     fn activity(&self, id: ActivityId) -> Result<Option<Activity>> {
