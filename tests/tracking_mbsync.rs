@@ -123,3 +123,44 @@ fn mbsync_through_the_proxy_gets_the_block_and_the_exact_original() {
     // Nothing was written into the server's message.
     assert_eq!(direct.fetch_body(1), tracked);
 }
+
+#[test]
+fn mbsync_uploading_a_sent_copy_with_a_request_attached_writes_the_block() {
+    let env = Env::start("");
+    let (user, _) = env.user("mbsyncup", true);
+    let sent = message("mbsync-sent@customer.example", "Sent with mbsync", "");
+    let mut direct = env.direct(&user);
+    assert!(direct.append("INBOX", &sent).ok());
+    let mut c = env.through_proxy(&user);
+    assert!(c.cmd("SELECT INBOX").ok());
+    assert!(c.cmd("UID STORE 1 +FLAGS.SILENT ($CRM_Track)").ok());
+    wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
+
+    // First sync makes the local folders; then a copy is put in the local Sent
+    // folder (as a client that sent it would) and the next sync uploads it.
+    let work = tempfile::tempdir().unwrap();
+    let local = work.path().join("mail");
+    let (ok, out) = clients::mbsync(work.path(), env.proxy.imap, &user, PASSWORD, &local);
+    assert!(ok, "first mbsync: {out}");
+    std::fs::write(local.join("Sent/new/1700000000.1.host:2,S"), &sent).unwrap();
+    let (ok, out) = clients::mbsync(work.path(), env.proxy.imap, &user, PASSWORD, &local);
+    assert!(ok, "upload through the proxy: {out}");
+
+    // The server's copy starts with the block; the message follows (mbsync may
+    // add its own X-TUID line to the header).
+    assert!(direct.cmd("SELECT Sent").ok());
+    let stored = direct.fetch_body(1);
+    let block = block_of(&stored);
+    let text = String::from_utf8_lossy(&stored).into_owned();
+    assert!(
+        text.starts_with("X-CRM-Track-Status: tracked\r\n"),
+        "{text}"
+    );
+    assert!(text[block.len()..].contains("Message-ID: <mbsync-sent@customer.example>"));
+    assert!(text.ends_with("Dana\r\n"), "{text}");
+    // Through the proxy, one block.
+    assert!(c.cmd("SELECT Sent").ok());
+    let (_, view) = fetch(&mut c, 1, "BODY.PEEK[]");
+    let shown = String::from_utf8_lossy(&view).into_owned();
+    assert_eq!(shown.matches("X-CRM-Track-Status:").count(), 1, "{shown}");
+}
