@@ -1,7 +1,8 @@
 //! mbsync (isync) through the proxy with tracking, against the private Dovecot: a
 //! message tracked by keyword through the proxy lands in mbsync's Maildir as the
 //! X-CRM-* block followed by the exact original bytes, with its flags; an untracked
-//! one lands exactly as the server has it. "Exactly" as mbsync stores any message:
+//! one lands exactly as the server has it. A copy that mbsync uploads while its
+//! Message-ID is tracked goes up with the block written into it. "Exactly" as mbsync stores any message:
 //! with LF line ends and its own `X-TUID:` header line, which are undone here.
 
 mod common;
