@@ -1,9 +1,10 @@
 //! mbsync (isync) through the proxy with tracking, against the private Dovecot: a
 //! message tracked by keyword through the proxy lands in mbsync's Maildir as the
 //! X-CRM-* block followed by the exact original bytes, with its flags; an untracked
-//! one lands exactly as the server has it. A copy that mbsync uploads while its
-//! Message-ID is tracked goes up with the block written into it. "Exactly" as mbsync stores any message:
-//! with LF line ends and its own `X-TUID:` header line, which are undone here.
+//! one lands exactly as the server has it. "Exactly" as mbsync stores any message:
+//! with LF line ends and its own `X-TUID:` header line, which are undone here. A
+//! copy that mbsync uploads while its Message-ID is tracked goes up with the block
+//! written into it.
 
 mod common;
 mod tracking_support;
