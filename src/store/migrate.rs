@@ -21,7 +21,7 @@ use super::Result;
 pub const CURRENT_VERSION: u32 = 3;
 const VERSION_KEY: &[u8] = b"schema_version";
 /// Trees that hold nothing but what can be rebuilt from the rows.
-const DERIVED: [usize; 13] = [
+const DERIVED: [usize; 17] = [
     ix::EMAILS,
     ix::LOGINS,
     ix::TEXT,
@@ -35,6 +35,10 @@ const DERIVED: [usize; 13] = [
     ix::TOKENS,
     ix::APPT_UIDS,
     ix::LOCATIONS,
+    ix::KIND_ORDER,
+    ix::KIND_COUNTS,
+    ix::BOOK_ORDER,
+    ix::BOOK_EMAILS,
 ];
 const REINDEX_CHUNK: usize = 1_000;
 
@@ -159,5 +163,6 @@ pub fn rebuild_indexes(store: &SledStore) -> Result<()> {
             .collect::<Result<_>>()?;
         store.write(|tx| ts.iter().try_for_each(|t| tx.index_tracking(t, true)))?;
     }
+    super::address_book::reindex(store)?;
     Ok(())
 }

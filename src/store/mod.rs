@@ -9,8 +9,10 @@
 
 pub mod activity;
 pub mod address;
+pub mod address_book;
 pub mod admin;
 pub mod blobs;
+pub mod book_actions;
 mod csv_rows;
 pub mod demo;
 pub mod error;
@@ -20,6 +22,7 @@ pub mod import;
 pub mod kind;
 pub mod migrate;
 pub mod model;
+pub mod paging;
 mod search_index;
 pub mod settings;
 mod sled_index;
@@ -30,11 +33,13 @@ pub mod vcard;
 
 pub use activity::*;
 pub use address::{AddressError, EmailAddress, MessageId};
+pub use address_book::{AddressBookEntry, BookCounts, BookView, ContactLink, EntryId, EntrySource};
 pub use blobs::{BlobRef, BlobStore};
 pub use error::StoreError;
 pub use export::ExportBundle;
 pub use ids::Id;
 pub use model::*;
+pub use paging::{Page, PageRequest};
 pub use settings::{AutoTrack, OrgSettings, UserOptions};
 pub use sled_store::SledStore;
 
@@ -97,6 +102,38 @@ pub trait CrmStore: Send + Sync {
     fn records(&self, kind: Option<Kind>) -> Result<Vec<Record>>;
     /// Is there no record at all?
     fn is_empty(&self) -> Result<bool>;
+    /// How many records of one kind there are (without loading them).
+    fn count_records(&self, kind: Kind) -> Result<usize>;
+    /// One page of the records of a kind, in name order (case and accents ignored).
+    fn records_page(&self, kind: Kind, page: &PageRequest) -> Result<Page<Record>>;
+
+    // --- address books (a user's own "mail contacts", see [`address_book`]) ------
+    fn address_book_entry(&self, owner: UserId, id: EntryId) -> Result<Option<AddressBookEntry>>;
+    /// The entry of `owner`'s address book with this e-mail address.
+    fn address_book_by_email(
+        &self,
+        owner: UserId,
+        address: &EmailAddress,
+    ) -> Result<Option<AddressBookEntry>>;
+    /// One page of a view of `owner`'s address book in name order; a non-empty
+    /// `text` keeps the entries whose name, company, department or address match it.
+    fn address_book_page(
+        &self,
+        owner: UserId,
+        view: BookView,
+        text: &str,
+        page: &PageRequest,
+    ) -> Result<Page<AddressBookEntry>>;
+    fn address_book_counts(&self, owner: UserId) -> Result<BookCounts>;
+    /// Write CRM records (created or replaced) and entries of `owner`'s address book
+    /// as one atomic change: Track creates a contact and links the entry together.
+    /// An address belongs to one entry per address book ([`StoreError::Duplicate`]).
+    fn address_book_write(
+        &self,
+        owner: UserId,
+        records: Vec<Record>,
+        entries: Vec<AddressBookEntry>,
+    ) -> Result<Vec<AddressBookEntry>>;
 
     // --- activities ------------------------------------------------------------
     fn activity(&self, id: ActivityId) -> Result<Option<Activity>>;

@@ -19,6 +19,11 @@
 //! - `tokens`    subject tracking token 0 activity id → ()          (v3)
 //! - `appt_uids` iCalendar UID 0 appointment id → ()                 (v3)
 //! - `locations` owner id, folder 0, UIDVALIDITY (4), UID (4) → Message-ID (v3)
+//! - `kind_order` kind code, name key 0 id → ()  and `kind_counts` kind code → u64
+//!   (see `paging`)
+//! - `book` owner id, entry id → JSON address-book entry; `book_order` owner id, view,
+//!   name key 0 entry id → (); `book_emails` owner id, address key → entry id
+//!   (see `address_book`)
 
 use chrono::{DateTime, Utc};
 use sled::transaction::{
@@ -36,7 +41,7 @@ use super::search_index::PostingChange;
 use super::text::Document;
 use std::cell::RefCell;
 
-pub(crate) const TREES: [&str; 17] = [
+pub(crate) const TREES: [&str; 22] = [
     "records",
     "activities",
     "emails",
@@ -54,6 +59,11 @@ pub(crate) const TREES: [&str; 17] = [
     "tokens",
     "appt_uids",
     "locations",
+    "kind_order",
+    "kind_counts",
+    "book",
+    "book_order",
+    "book_emails",
 ];
 pub(crate) const RECORDS: usize = 0;
 pub(crate) const ACTIVITIES: usize = 1;
@@ -72,6 +82,11 @@ pub(crate) const THREADS: usize = 13;
 pub(crate) const TOKENS: usize = 14;
 pub(crate) const APPT_UIDS: usize = 15;
 pub(crate) const LOCATIONS: usize = 16;
+pub(crate) const KIND_ORDER: usize = 17;
+pub(crate) const KIND_COUNTS: usize = 18;
+pub(crate) const BOOK: usize = 19;
+pub(crate) const BOOK_ORDER: usize = 20;
+pub(crate) const BOOK_EMAILS: usize = 21;
 
 pub(crate) type TxResult<T> = ConflictableTransactionResult<T, StoreError>;
 
@@ -168,7 +183,7 @@ impl<'a> Tx<'a> {
         self.changes.into_inner()
     }
 
-    fn t(&self, i: usize) -> &TransactionalTree {
+    pub(crate) fn t(&self, i: usize) -> &TransactionalTree {
         &self.trees[i]
     }
 
@@ -291,6 +306,7 @@ impl<'a> Tx<'a> {
             }
         }
         self.postings(&Document::of_record(r), r.kind(), id, add)?;
+        super::paging::index_kind_order(self, r, add)?;
         for l in r.links() {
             self.adjust_ref(l.id, add)?;
         }
@@ -571,6 +587,7 @@ impl<'a> Tx<'a> {
             self.check_tracking(t)?;
         }
         self.t(TRACKING).insert(key, json(t))?;
+        super::address_book::note_seen(self, t)?;
         Ok(outcome)
     }
 

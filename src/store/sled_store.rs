@@ -22,6 +22,8 @@ use super::settings::OrgSettings;
 use super::sled_index::{self as ix, decode, Tx};
 use super::text;
 use super::validate;
+use super::address_book::{self as book, AddressBookEntry, BookCounts, BookView, EntryId};
+use super::paging::{Page, PageRequest};
 use super::{CrmStore, ImportSummary, Result, SearchHit, SearchQuery};
 
 /// How long `open` waits for a lock that another process is releasing.
@@ -87,6 +89,7 @@ impl SledStore {
             search: RwLock::new(None),
         };
         migrate::bring_up_to_date(&store)?;
+        super::paging::ensure_indexes(&store)?;
         Ok(store)
     }
 
@@ -249,6 +252,49 @@ impl CrmStore for SledStore {
 
     fn is_empty(&self) -> Result<bool> {
         Ok(self.trees[ix::RECORDS].is_empty() && self.trees[ix::ACTIVITIES].is_empty())
+    }
+
+    fn count_records(&self, kind: Kind) -> Result<usize> {
+        super::paging::count(self, kind)
+    }
+
+    fn records_page(&self, kind: Kind, page: &PageRequest) -> Result<Page<Record>> {
+        super::paging::records_page(self, kind, page)
+    }
+
+    fn address_book_entry(&self, owner: UserId, id: EntryId) -> Result<Option<AddressBookEntry>> {
+        book::entry(self, owner, id)
+    }
+
+    fn address_book_by_email(
+        &self,
+        owner: UserId,
+        address: &EmailAddress,
+    ) -> Result<Option<AddressBookEntry>> {
+        book::by_email(self, owner, address)
+    }
+
+    fn address_book_page(
+        &self,
+        owner: UserId,
+        view: BookView,
+        text: &str,
+        page: &PageRequest,
+    ) -> Result<Page<AddressBookEntry>> {
+        book::page(self, owner, view, text, page)
+    }
+
+    fn address_book_counts(&self, owner: UserId) -> Result<BookCounts> {
+        book::counts(self, owner)
+    }
+
+    fn address_book_write(
+        &self,
+        owner: UserId,
+        records: Vec<Record>,
+        entries: Vec<AddressBookEntry>,
+    ) -> Result<Vec<AddressBookEntry>> {
+        book::write(self, owner, records, entries)
     }
 
     fn activity(&self, id: ActivityId) -> Result<Option<Activity>> {

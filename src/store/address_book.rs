@@ -1,0 +1,638 @@
+//! A user's own address book ("mail contacts", SPEC section 6 and the guide's
+//! "Track Outlook contacts"): entries imported from the user's vCard/CSV address
+//! book, plus every address seen in mail tracked in the user's mailbox. Each entry
+//! is untracked, tracked (linked to a CRM contact), or pending (Track found several
+//! CRM contacts with its address, and the user must choose one).
+//!
+//! Seen addresses are written when tracking happens (inside the same transaction
+//! as the tracking record, see `Tx::write_tracking`), not derived on read: deriving
+//! would read every tracked email of the mailbox on every page view, and could not
+//! be paged or filtered without doing so. Writing costs a few key look-ups per
+//! tracked email; reading a page costs one index range.
+//!
+//! Trees (see `sled_index`): `book` owner, entry id → JSON; `book_order` owner,
+//! view byte, name key 0 entry id → () (each entry is listed under "all" and under
+//! its status, so every filter view is a plain range in name order); `book_emails`
+//! owner, address key → entry id (an address belongs to one entry per owner).
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::activity::{TrackStatus, TrackingRecord};
+use super::address::EmailAddress;
+use super::error::StoreError;
+use super::ids::Id;
+use super::import::Row;
+use super::model::{join_name, Contact, ContactId, PostalAddress, Record, Stamps, UserId};
+use super::paging::{id_at_end, order_suffix, page_of, Page, PageRequest};
+use super::sled_index::{self as ix, abort, decode, Tx, TxResult};
+use super::sled_store::SledStore;
+use super::text::tokens;
+use super::{CrmStore, ImportSummary, Result};
+
+pub type EntryId = Id<AddressBookEntry>;
+
+/// Longest text field of an entry, in characters.
+pub const MAX_FIELD_CHARS: usize = 500;
+/// Entries per atomic write in an import.
+const IMPORT_CHUNK: usize = 1_000;
+
+/// Where an entry came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntrySource {
+    /// Imported from the user's address book (vCard, CSV).
+    #[default]
+    Imported,
+    /// Seen as a sender or recipient of mail tracked in the user's mailbox.
+    SeenInMail,
+}
+
+/// Whether an entry is tracked in the CRM.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ContactLink {
+    #[default]
+    Untracked,
+    /// Linked to this CRM contact.
+    Tracked { contact: ContactId },
+    /// Track was asked, but several CRM contacts have the entry's address: the
+    /// user chooses one (or asks for a new contact).
+    Pending { candidates: Vec<ContactId> },
+}
+
+/// The filter views of the list (the guide's view drop-down, plus pending).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookView {
+    #[default]
+    All,
+    Tracked,
+    Untracked,
+    Pending,
+}
+
+impl BookView {
+    pub const ALL: [BookView; 4] = [
+        BookView::All,
+        BookView::Tracked,
+        BookView::Untracked,
+        BookView::Pending,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BookView::All => "all",
+            BookView::Tracked => "tracked",
+            BookView::Untracked => "untracked",
+            BookView::Pending => "pending",
+        }
+    }
+    fn byte(self) -> u8 {
+        match self {
+            BookView::All => 0,
+            BookView::Tracked => 1,
+            BookView::Untracked => 2,
+            BookView::Pending => 3,
+        }
+    }
+}
+
+impl std::str::FromStr for BookView {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        BookView::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s.trim())
+            .ok_or_else(|| format!("unknown view {s:?}; one of: all, tracked, untracked, pending"))
+    }
+}
+
+/// How many entries each view holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookCounts {
+    pub all: usize,
+    pub tracked: usize,
+    pub untracked: usize,
+    pub pending: usize,
+}
+
+/// One person in a user's address book.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddressBookEntry {
+    pub id: EntryId,
+    pub owner: UserId,
+    #[serde(flatten)]
+    pub stamps: Stamps,
+    #[serde(default)]
+    pub first_name: String,
+    #[serde(default)]
+    pub last_name: String,
+    /// Shown name; filled from first/last name or the address when empty.
+    #[serde(default)]
+    pub full_name: String,
+    #[serde(default)]
+    pub company: String,
+    #[serde(default)]
+    pub job_title: String,
+    #[serde(default)]
+    pub department: String,
+    #[serde(default)]
+    pub emails: Vec<EmailAddress>,
+    #[serde(default)]
+    pub business_phone: String,
+    #[serde(default)]
+    pub mobile_phone: String,
+    #[serde(default)]
+    pub address: PostalAddress,
+    #[serde(default)]
+    pub source: EntrySource,
+    #[serde(default)]
+    pub link: ContactLink,
+}
+
+impl AddressBookEntry {
+    /// A new, untracked entry of `owner`'s made from an address-book contact.
+    pub fn from_contact(owner: UserId, c: Contact, source: EntrySource) -> Self {
+        AddressBookEntry {
+            id: EntryId::new(),
+            owner,
+            stamps: Stamps::default(),
+            first_name: c.first_name,
+            last_name: c.last_name,
+            full_name: c.full_name,
+            company: c.company,
+            job_title: c.job_title,
+            department: c.department,
+            emails: c.emails,
+            business_phone: c.business_phone,
+            mobile_phone: c.mobile_phone,
+            address: c.address,
+            source,
+            link: ContactLink::Untracked,
+        }
+    }
+
+    /// A new CRM contact with this entry's fields (Track when no contact has its address).
+    pub fn to_contact(&self) -> Contact {
+        Contact {
+            id: ContactId::new(),
+            stamps: Stamps::default(),
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            full_name: self.full_name.clone(),
+            job_title: self.job_title.clone(),
+            department: self.department.clone(),
+            company: self.company.clone(),
+            account: None,
+            emails: self.emails.clone(),
+            business_phone: self.business_phone.clone(),
+            mobile_phone: self.mobile_phone.clone(),
+            address: self.address.clone(),
+        }
+    }
+
+    pub fn view(&self) -> BookView {
+        match self.link {
+            ContactLink::Untracked => BookView::Untracked,
+            ContactLink::Tracked { .. } => BookView::Tracked,
+            ContactLink::Pending { .. } => BookView::Pending,
+        }
+    }
+
+    /// Does every word of `words` start a word of the searchable fields (the
+    /// guide's: full name, company, department, business address)?
+    pub fn matches(&self, words: &[String]) -> bool {
+        let mut have = Vec::new();
+        for f in [
+            &self.full_name,
+            &self.first_name,
+            &self.last_name,
+            &self.company,
+            &self.department,
+            &self.address.street,
+            &self.address.city,
+            &self.address.state,
+            &self.address.postal_code,
+            &self.address.country,
+        ] {
+            have.extend(tokens(f));
+        }
+        words
+            .iter()
+            .all(|w| have.iter().any(|t| t.starts_with(w.as_str())))
+    }
+
+    /// Check lengths and characters, and fill the shown name.
+    pub fn validate(&mut self) -> Result<()> {
+        let fields = [
+            ("first name", &self.first_name),
+            ("last name", &self.last_name),
+            ("full name", &self.full_name),
+            ("company", &self.company),
+            ("job title", &self.job_title),
+            ("department", &self.department),
+            ("business phone", &self.business_phone),
+            ("mobile phone", &self.mobile_phone),
+            ("street", &self.address.street),
+            ("city", &self.address.city),
+            ("state", &self.address.state),
+            ("postal code", &self.address.postal_code),
+            ("country", &self.address.country),
+        ];
+        for (name, v) in fields {
+            if v.chars().count() > MAX_FIELD_CHARS {
+                return Err(StoreError::invalid(
+                    "address-book entry",
+                    format!("the {name} is longer than {MAX_FIELD_CHARS} characters"),
+                ));
+            }
+            let multi_line = name == "street";
+            if v.chars().any(|c| c.is_control() && !(multi_line && c == '\n')) {
+                return Err(StoreError::invalid(
+                    "address-book entry",
+                    format!("the {name} holds control characters"),
+                ));
+            }
+        }
+        if self.full_name.trim().is_empty() {
+            self.full_name = join_name(&self.first_name, &self.last_name);
+        }
+        if self.full_name.trim().is_empty() {
+            match self.emails.first() {
+                Some(e) => self.full_name = e.as_str().to_owned(),
+                None => {
+                    return Err(StoreError::invalid(
+                        "address-book entry",
+                        "it needs a name or an e-mail address",
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn book_key(owner: UserId, id: EntryId) -> Vec<u8> {
+    [&owner.uuid().as_bytes()[..], id.uuid().as_bytes()].concat()
+}
+fn order_key(e: &AddressBookEntry, view: BookView) -> Vec<u8> {
+    [
+        e.owner.uuid().as_bytes(),
+        &[view.byte()][..],
+        &order_suffix(&e.full_name, e.id.uuid()),
+    ]
+    .concat()
+}
+fn email_key(owner: UserId, a: &EmailAddress) -> Vec<u8> {
+    [owner.uuid().as_bytes(), a.key().as_bytes()].concat()
+}
+
+fn tx_entry(tx: &Tx, owner: UserId, id: EntryId) -> TxResult<Option<AddressBookEntry>> {
+    match tx.t(ix::BOOK).get(book_key(owner, id))? {
+        Some(v) => Ok(Some(decode("address-book entry", &v).or_else(abort)?)),
+        None => Ok(None),
+    }
+}
+
+/// Add or remove an entry's index keys.
+fn index_entry(tx: &Tx, e: &AddressBookEntry, add: bool) -> TxResult<()> {
+    for view in [BookView::All, e.view()] {
+        if add {
+            tx.t(ix::BOOK_ORDER).insert(order_key(e, view), &[])?;
+        } else {
+            tx.t(ix::BOOK_ORDER).remove(order_key(e, view))?;
+        }
+    }
+    for a in &e.emails {
+        let k = email_key(e.owner, a);
+        if add {
+            if let Some(other) = tx.t(ix::BOOK_EMAILS).insert(k, e.id.uuid().as_bytes())? {
+                if other.as_ref() != e.id.uuid().as_bytes() {
+                    return abort(StoreError::Duplicate(format!(
+                        "{a} is already in this address book"
+                    )));
+                }
+            }
+        } else {
+            tx.t(ix::BOOK_EMAILS).remove(k)?;
+        }
+    }
+    Ok(())
+}
+
+/// Create or replace an entry with its index keys (inside a write).
+pub(crate) fn write_entry(tx: &Tx, e: &AddressBookEntry) -> TxResult<()> {
+    if let Some(old) = tx_entry(tx, e.owner, e.id)? {
+        index_entry(tx, &old, false)?;
+    }
+    index_entry(tx, e, true)?;
+    let json = serde_json::to_vec(e).expect("entries serialise");
+    tx.t(ix::BOOK).insert(book_key(e.owner, e.id), json)?;
+    Ok(())
+}
+
+/// Put every address of a tracked email into its owner's address book (inside the
+/// tracking record's write). The owner's own addresses are left out; an address
+/// already in the book is left as it is.
+pub(crate) fn note_seen(tx: &Tx, t: &TrackingRecord) -> TxResult<()> {
+    if t.status != TrackStatus::Tracked {
+        return Ok(());
+    }
+    let Some(aid) = t.activity else {
+        return Ok(());
+    };
+    let Some(activity) = tx.activity(aid.uuid())? else {
+        return Ok(());
+    };
+    let own: Vec<EmailAddress> = match tx.record(t.owner.uuid())? {
+        Some(Record::User(u)) => u.logins,
+        _ => return Ok(()),
+    };
+    let now = Utc::now();
+    for p in &activity.parties {
+        let Some(addr) = &p.address else { continue };
+        if own.iter().any(|o| o.same_as(addr)) {
+            continue;
+        }
+        if tx.t(ix::BOOK_EMAILS).get(email_key(t.owner, addr))?.is_some() {
+            continue;
+        }
+        let name: String = p.name.trim().chars().filter(|c| !c.is_control()).take(MAX_FIELD_CHARS).collect();
+        let (first, last) = match name.rsplit_once(' ') {
+            Some((f, l)) => (f.trim().to_owned(), l.trim().to_owned()),
+            None => (String::new(), name.clone()),
+        };
+        let mut e = AddressBookEntry {
+            id: EntryId::new(),
+            owner: t.owner,
+            stamps: Stamps {
+                created: now,
+                modified: now,
+            },
+            first_name: first,
+            last_name: last,
+            full_name: name,
+            company: String::new(),
+            job_title: String::new(),
+            department: String::new(),
+            emails: vec![addr.clone()],
+            business_phone: String::new(),
+            mobile_phone: String::new(),
+            address: PostalAddress::default(),
+            source: EntrySource::SeenInMail,
+            link: ContactLink::Untracked,
+        };
+        if e.validate().is_ok() {
+            write_entry(tx, &e)?;
+        }
+    }
+    Ok(())
+}
+
+// --- the sled side of the CrmStore methods ----------------------------------------
+
+pub(crate) fn entry(store: &SledStore, owner: UserId, id: EntryId) -> Result<Option<AddressBookEntry>> {
+    match store.tree(ix::BOOK).get(book_key(owner, id))? {
+        Some(v) => Ok(Some(decode("address-book entry", &v)?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn by_email(
+    store: &SledStore,
+    owner: UserId,
+    address: &EmailAddress,
+) -> Result<Option<AddressBookEntry>> {
+    match store.tree(ix::BOOK_EMAILS).get(email_key(owner, address))? {
+        Some(v) => {
+            let id = Uuid::from_slice(&v)
+                .map_err(|_| StoreError::Corrupt("bad address-book e-mail index".into()))?;
+            entry(store, owner, EntryId::from_uuid(id))
+        }
+        None => Ok(None),
+    }
+}
+
+/// A page of one view in name order; with `text`, only entries matching it.
+pub(crate) fn page(
+    store: &SledStore,
+    owner: UserId,
+    view: BookView,
+    text: &str,
+    req: &PageRequest,
+) -> Result<Page<AddressBookEntry>> {
+    let prefix = [owner.uuid().as_bytes(), &[view.byte()][..]].concat();
+    let words = tokens(text);
+    page_of(store.tree(ix::BOOK_ORDER), &prefix, req, |k| {
+        let id = EntryId::from_uuid(id_at_end(k)?);
+        Ok(entry(store, owner, id)?.filter(|e| words.is_empty() || e.matches(&words)))
+    })
+}
+
+pub(crate) fn counts(store: &SledStore, owner: UserId) -> Result<BookCounts> {
+    let n = |v: BookView| {
+        let prefix = [owner.uuid().as_bytes(), &[v.byte()][..]].concat();
+        store.tree(ix::BOOK_ORDER).scan_prefix(prefix).keys().count()
+    };
+    Ok(BookCounts {
+        all: n(BookView::All),
+        tracked: n(BookView::Tracked),
+        untracked: n(BookView::Untracked),
+        pending: n(BookView::Pending),
+    })
+}
+
+/// Write CRM records and address-book entries of `owner` as one atomic change.
+pub(crate) fn write(
+    store: &SledStore,
+    owner: UserId,
+    mut records: Vec<Record>,
+    mut entries: Vec<AddressBookEntry>,
+) -> Result<Vec<AddressBookEntry>> {
+    for r in &mut records {
+        super::validate::record(r)?;
+    }
+    for e in &mut entries {
+        if e.owner != owner {
+            return Err(StoreError::invalid(
+                "address-book entry",
+                "it belongs to another user's address book",
+            ));
+        }
+        e.validate()?;
+    }
+    let now = Utc::now();
+    store.write(|tx| {
+        match tx.record(owner.uuid())? {
+            Some(Record::User(_)) => {}
+            _ => {
+                return abort(StoreError::NotFound {
+                    kind: Some(super::Kind::User),
+                    id: owner.uuid(),
+                })
+            }
+        }
+        for r in &records {
+            tx.write_record(r, false, true)?;
+        }
+        let mut out = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let mut e = e.clone();
+            let created = tx_entry(tx, owner, e.id)?.map(|o| o.stamps.created);
+            e.stamps = Stamps {
+                created: created.unwrap_or(now),
+                modified: now,
+            };
+            if let ContactLink::Tracked { contact } = &e.link {
+                if !matches!(tx.record(contact.uuid())?, Some(Record::Contact(_))) {
+                    return abort(StoreError::MissingLink {
+                        what: format!("address-book entry {}", e.id),
+                        kind: super::Kind::Contact,
+                        id: contact.uuid(),
+                    });
+                }
+            }
+            write_entry(tx, &e)?;
+            out.push(e);
+        }
+        Ok(out)
+    })
+}
+
+/// Rebuild `book_order` and `book_emails` from the entries (after they were cleared).
+pub(crate) fn reindex(store: &SledStore) -> Result<()> {
+    let rows: Vec<sled::IVec> = store
+        .tree(ix::BOOK)
+        .iter()
+        .values()
+        .collect::<sled::Result<_>>()?;
+    for chunk in rows.chunks(IMPORT_CHUNK) {
+        let es: Vec<AddressBookEntry> = chunk
+            .iter()
+            .map(|v| decode("address-book entry", v))
+            .collect::<Result<_>>()?;
+        store.write(|tx| es.iter().try_for_each(|e| index_entry(tx, e, true)))?;
+    }
+    Ok(())
+}
+
+/// Put the addresses of mail tracked before address books existed into them.
+pub(crate) fn backfill_seen(store: &SledStore) -> Result<()> {
+    let rows: Vec<sled::IVec> = store
+        .tree(ix::TRACKING)
+        .iter()
+        .values()
+        .collect::<sled::Result<_>>()?;
+    for chunk in rows.chunks(IMPORT_CHUNK) {
+        let ts: Vec<TrackingRecord> = chunk
+            .iter()
+            .map(|v| decode("tracking", v))
+            .collect::<Result<_>>()?;
+        store.write(|tx| ts.iter().try_for_each(|t| note_seen(tx, t)))?;
+    }
+    Ok(())
+}
+
+/// Import parsed address-book rows (vCard, CSV contacts) into `owner`'s address
+/// book: a row whose address is already there updates that entry's non-empty
+/// fields (its tracking status stays), any other row adds an untracked entry.
+pub fn import_rows(store: &dyn CrmStore, owner: UserId, rows: Vec<Row>) -> Result<ImportSummary> {
+    let mut summary = ImportSummary::default();
+    let mut out: Vec<AddressBookEntry> = Vec::new();
+    let mut seen: std::collections::HashMap<String, String> = Default::default();
+    for row in rows {
+        let (place, record) = match row {
+            Row::Skip { place, reason } => {
+                summary.skipped.push((place, reason));
+                continue;
+            }
+            Row::Record { place, record } => (place, record),
+        };
+        let Record::Contact(c) = record else {
+            summary
+                .skipped
+                .push((place, "not a contact; an address book holds people".into()));
+            continue;
+        };
+        let keys: Vec<String> = c.emails.iter().map(|e| e.key().to_owned()).collect();
+        if let Some(first) = keys.iter().find_map(|k| seen.get(k)) {
+            summary
+                .skipped
+                .push((place, format!("same person as {first}")));
+            continue;
+        }
+        for k in keys {
+            seen.insert(k, place.clone());
+        }
+        let mut new = AddressBookEntry::from_contact(owner, c, EntrySource::Imported);
+        if let Err(e) = new.validate() {
+            summary.skipped.push((place, e.to_string()));
+            continue;
+        }
+        // The entry that already holds one of the row's addresses; an address held
+        // by yet another entry stays with that one.
+        let mut existing: Option<AddressBookEntry> = None;
+        let mut own = Vec::new();
+        for a in std::mem::take(&mut new.emails) {
+            match store.address_book_by_email(owner, &a)? {
+                None => own.push(a),
+                Some(e) if existing.is_none() => {
+                    existing = Some(e);
+                    own.push(a);
+                }
+                Some(e) if existing.as_ref().is_some_and(|x| x.id == e.id) => own.push(a),
+                Some(_) => {}
+            }
+        }
+        new.emails = own;
+        match existing {
+            None => {
+                summary.created += 1;
+                out.push(new);
+            }
+            Some(old) => {
+                let merged = merge(&old, &new);
+                if merged == old {
+                    summary.unchanged += 1;
+                } else {
+                    summary.updated += 1;
+                    out.push(merged);
+                }
+            }
+        }
+    }
+    for chunk in out.chunks(IMPORT_CHUNK) {
+        store.address_book_write(owner, Vec::new(), chunk.to_vec())?;
+    }
+    Ok(summary)
+}
+
+/// `old` with `new`'s non-empty fields and any address it lacks; status and source kept
+/// (a seen address found in the imported book becomes an imported entry).
+fn merge(old: &AddressBookEntry, new: &AddressBookEntry) -> AddressBookEntry {
+    let mut m = old.clone();
+    let set = |d: &mut String, s: &str| {
+        if !s.trim().is_empty() {
+            *d = s.to_owned();
+        }
+    };
+    set(&mut m.first_name, &new.first_name);
+    set(&mut m.last_name, &new.last_name);
+    set(&mut m.full_name, &new.full_name);
+    set(&mut m.company, &new.company);
+    set(&mut m.job_title, &new.job_title);
+    set(&mut m.department, &new.department);
+    set(&mut m.business_phone, &new.business_phone);
+    set(&mut m.mobile_phone, &new.mobile_phone);
+    if !new.address.is_empty() {
+        m.address = new.address.clone();
+    }
+    for e in &new.emails {
+        if !m.emails.iter().any(|x| x.same_as(e)) {
+            m.emails.push(e.clone());
+        }
+    }
+    m.source = EntrySource::Imported;
+    m
+}
