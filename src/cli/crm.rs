@@ -360,8 +360,7 @@ pub fn import(a: ImportArgs, g: &GlobalOpts) -> anyhow::Result<ExitCode> {
                 .into());
             };
             let v = b.call(AdminRequest::AddressBookImport { user, rows })?;
-            let summary: ImportSummary =
-                serde_json::from_value(v).context("bad import summary")?;
+            let summary: ImportSummary = serde_json::from_value(v).context("bad import summary")?;
             print_summary(&summary, a.json);
             return Ok(ExitCode::SUCCESS);
         }

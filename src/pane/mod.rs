@@ -10,6 +10,8 @@ mod activity_view;
 mod api;
 mod assets;
 mod compose;
+mod contact_actions;
+mod contacts;
 mod create_actions;
 mod crm;
 mod errors;
@@ -266,7 +268,25 @@ fn router(state: AppState) -> Router {
         )
         .route("/message", get(handlers::message))
         .route("/search", get(crm::search))
-        .route("/contacts", get(crm::contacts))
+        .route(
+            "/contacts",
+            get(contacts::contacts).post(contact_actions::act),
+        )
+        .route(
+            "/contacts/link",
+            get(contact_actions::link_form).post(contact_actions::link_submit),
+        )
+        .route(
+            "/contacts/choose",
+            get(contact_actions::choose_form).post(contact_actions::choose_submit),
+        )
+        .route("/contacts/invite.ics", get(contact_actions::invite))
+        .route("/api/contacts", get(contacts::api_list))
+        .route("/api/contacts/track", post(contact_actions::api_track))
+        .route("/api/contacts/untrack", post(contact_actions::api_untrack))
+        .route("/api/contacts/link", post(contact_actions::api_link))
+        .route("/api/contacts/choose", post(contact_actions::api_choose))
+        .route("/api/contacts/mailto", get(contact_actions::api_mailto))
         .route("/documents", get(crm::documents))
         .route("/record/{id}", get(crm::record))
         .route("/activity/{id}", get(activity_view::activity))

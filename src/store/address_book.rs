@@ -248,7 +248,9 @@ impl AddressBookEntry {
                 ));
             }
             let multi_line = name == "street";
-            if v.chars().any(|c| c.is_control() && !(multi_line && c == '\n')) {
+            if v.chars()
+                .any(|c| c.is_control() && !(multi_line && c == '\n'))
+            {
                 return Err(StoreError::invalid(
                     "address-book entry",
                     format!("the {name} holds control characters"),
@@ -355,10 +357,20 @@ pub(crate) fn note_seen(tx: &Tx, t: &TrackingRecord) -> TxResult<()> {
         if own.iter().any(|o| o.same_as(addr)) {
             continue;
         }
-        if tx.t(ix::BOOK_EMAILS).get(email_key(t.owner, addr))?.is_some() {
+        if tx
+            .t(ix::BOOK_EMAILS)
+            .get(email_key(t.owner, addr))?
+            .is_some()
+        {
             continue;
         }
-        let name: String = p.name.trim().chars().filter(|c| !c.is_control()).take(MAX_FIELD_CHARS).collect();
+        let name: String = p
+            .name
+            .trim()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_FIELD_CHARS)
+            .collect();
         let (first, last) = match name.rsplit_once(' ') {
             Some((f, l)) => (f.trim().to_owned(), l.trim().to_owned()),
             None => (String::new(), name.clone()),
@@ -392,7 +404,11 @@ pub(crate) fn note_seen(tx: &Tx, t: &TrackingRecord) -> TxResult<()> {
 
 // --- the sled side of the CrmStore methods ----------------------------------------
 
-pub(crate) fn entry(store: &SledStore, owner: UserId, id: EntryId) -> Result<Option<AddressBookEntry>> {
+pub(crate) fn entry(
+    store: &SledStore,
+    owner: UserId,
+    id: EntryId,
+) -> Result<Option<AddressBookEntry>> {
     match store.tree(ix::BOOK).get(book_key(owner, id))? {
         Some(v) => Ok(Some(decode("address-book entry", &v)?)),
         None => Ok(None),
@@ -433,7 +449,11 @@ pub(crate) fn page(
 pub(crate) fn counts(store: &SledStore, owner: UserId) -> Result<BookCounts> {
     let n = |v: BookView| {
         let prefix = [owner.uuid().as_bytes(), &[v.byte()][..]].concat();
-        store.tree(ix::BOOK_ORDER).scan_prefix(prefix).keys().count()
+        store
+            .tree(ix::BOOK_ORDER)
+            .scan_prefix(prefix)
+            .keys()
+            .count()
     };
     Ok(BookCounts {
         all: n(BookView::All),

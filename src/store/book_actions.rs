@@ -126,7 +126,10 @@ fn load(
 }
 
 /// The contact an entry is linked to, if it still exists.
-fn linked_contact(store: &dyn CrmStore, e: &AddressBookEntry) -> Result<Option<ContactId>, BookError> {
+fn linked_contact(
+    store: &dyn CrmStore,
+    e: &AddressBookEntry,
+) -> Result<Option<ContactId>, BookError> {
     if let ContactLink::Tracked { contact } = &e.link {
         if matches!(store.record(contact.uuid())?, Some(Record::Contact(_))) {
             return Ok(Some(*contact));
@@ -136,7 +139,10 @@ fn linked_contact(store: &dyn CrmStore, e: &AddressBookEntry) -> Result<Option<C
 }
 
 /// CRM contacts having one of the entry's addresses.
-fn contacts_with_address(store: &dyn CrmStore, e: &AddressBookEntry) -> Result<Vec<ContactId>, BookError> {
+fn contacts_with_address(
+    store: &dyn CrmStore,
+    e: &AddressBookEntry,
+) -> Result<Vec<ContactId>, BookError> {
     let mut found = BTreeSet::new();
     for a in &e.emails {
         for r in store.resolve_address(a)? {

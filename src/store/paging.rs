@@ -143,10 +143,7 @@ pub(crate) fn page_of<T>(
     let iter = match &req.after {
         Some(after) => {
             let start = [prefix, &parse_cursor(after)?].concat();
-            tree.range((
-                std::ops::Bound::Excluded(start),
-                std::ops::Bound::Unbounded,
-            ))
+            tree.range((std::ops::Bound::Excluded(start), std::ops::Bound::Unbounded))
         }
         None => tree.range(prefix.to_vec()..),
     };
@@ -210,7 +207,11 @@ pub(crate) fn count(store: &SledStore, kind: Kind) -> Result<usize> {
 }
 
 /// A page of records of one kind in name order.
-pub(crate) fn records_page(store: &SledStore, kind: Kind, req: &PageRequest) -> Result<Page<Record>> {
+pub(crate) fn records_page(
+    store: &SledStore,
+    kind: Kind,
+    req: &PageRequest,
+) -> Result<Page<Record>> {
     let prefix = [kind.code()];
     page_of(store.tree(ix::KIND_ORDER), &prefix, req, |k| {
         store_record(store, id_at_end(k)?)
@@ -244,10 +245,7 @@ pub(crate) fn ensure_indexes(store: &SledStore) -> Result<()> {
                 .iter()
                 .map(|v| decode("record", v))
                 .collect::<Result<_>>()?;
-            store.write(|tx| {
-                recs.iter()
-                    .try_for_each(|r| index_kind_order(tx, r, true))
-            })?;
+            store.write(|tx| recs.iter().try_for_each(|r| index_kind_order(tx, r, true)))?;
         }
     }
     super::address_book::backfill_seen(store)?;
@@ -275,8 +273,11 @@ mod tests {
         let t = db.open_tree("t").unwrap();
         let ids: Vec<Uuid> = (0..7).map(|_| Uuid::now_v7()).collect();
         for (i, id) in ids.iter().enumerate() {
-            t.insert([&b"P"[..], &order_suffix(&format!("n{i}"), *id)].concat(), &[])
-                .unwrap();
+            t.insert(
+                [&b"P"[..], &order_suffix(&format!("n{i}"), *id)].concat(),
+                &[],
+            )
+            .unwrap();
         }
         // Another list's keys around ours must never show.
         t.insert(b"O-zzz", &[]).unwrap();
@@ -319,7 +320,15 @@ mod tests {
         .unwrap();
         assert_eq!(odd.items, vec![ids[1], ids[3]]);
         // A forged cursor is refused with a clear error.
-        let bad = page_of(&t, b"P", &PageRequest { after: Some("zz".into()), ..Default::default() }, |_| Ok(Some(())));
+        let bad = page_of(
+            &t,
+            b"P",
+            &PageRequest {
+                after: Some("zz".into()),
+                ..Default::default()
+            },
+            |_| Ok(Some(())),
+        );
         assert!(bad.unwrap_err().to_string().contains("first page"));
     }
 }

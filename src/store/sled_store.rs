@@ -12,18 +12,18 @@ use super::activity::{
     thread_conversation, Activity, ActivityId, HeaderFacts, MessageLocation, TrackingRecord,
 };
 use super::address::{EmailAddress, MessageId};
+use super::address_book::{self as book, AddressBookEntry, BookCounts, BookView, EntryId};
 use super::blobs::{BlobRef, BlobStore};
 use super::error::StoreError;
 use super::export::ExportBundle;
 use super::migrate;
 use super::model::{Kind, Privilege, Record, RecordRef, SystemUser, UserId};
+use super::paging::{Page, PageRequest};
 use super::search_index::MemIndex;
 use super::settings::OrgSettings;
 use super::sled_index::{self as ix, decode, Tx};
 use super::text;
 use super::validate;
-use super::address_book::{self as book, AddressBookEntry, BookCounts, BookView, EntryId};
-use super::paging::{Page, PageRequest};
 use super::{CrmStore, ImportSummary, Result, SearchHit, SearchQuery};
 
 /// How long `open` waits for a lock that another process is releasing.
