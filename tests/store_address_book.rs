@@ -174,7 +174,7 @@ fn tracked_mail_fills_the_address_book_and_imports_merge() {
         card("Ann Again", "ann@able.example", ""),
     ]
     .concat();
-    let sum = address_book::import_rows(s, w.alice, rows(&vcf)).unwrap();
+    let sum = book_import::import_rows(s, w.alice, rows(&vcf)).unwrap();
     assert_eq!(
         (sum.created, sum.updated, sum.skipped.len()),
         (1, 1, 1),
@@ -187,7 +187,7 @@ fn tracked_mail_fills_the_address_book_and_imports_merge() {
     assert_eq!(merged.id, seen.id);
     assert_eq!(merged.company, "Unknown GmbH");
     assert_eq!(merged.source, EntrySource::Imported);
-    let again = address_book::import_rows(s, w.alice, rows(&vcf)).unwrap();
+    let again = book_import::import_rows(s, w.alice, rows(&vcf)).unwrap();
     assert_eq!((again.created, again.updated, again.unchanged), (0, 0, 2));
     // Search: name, company, department, address; not the title or e-mail.
     assert_eq!(page_all(s, w.alice, BookView::All, "able").len(), 1);
@@ -216,7 +216,7 @@ fn book_of(w: &World) -> Vec<AddressBookEntry> {
         card("Oscar Other", "oscar@other.example", ""),
     ]
     .concat();
-    address_book::import_rows(w.store.as_ref(), w.alice, rows(&vcf)).unwrap();
+    book_import::import_rows(w.store.as_ref(), w.alice, rows(&vcf)).unwrap();
     page_all(w.store.as_ref(), w.alice, BookView::All, "")
 }
 

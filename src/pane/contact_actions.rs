@@ -1,35 +1,29 @@
 //! The Contacts page's actions on selected contacts (the guide's ribbon: Track,
 //! Untrack, Link, Email, Appointment) as one no-JavaScript form (`POST /contacts`,
 //! checkboxes `sel` for mail contacts and `crm` for CRM contacts, the button
-//! pressed in `action`), the account picker for Link (`/contacts/link`), the
-//! choice of contact for a pending entry (`/contacts/choose`), the invitation
-//! download (`/contacts/invite.ics`) and their JSON twins under `/api/contacts/`.
-//! The decisions and the refusals (a delegate may not track the owner's
-//! contacts) live in `store::book_actions`; this module parses and renders.
+//! pressed in `action`), and the invitation download (`/contacts/invite.ics`).
+//! Link's account picker and a pending entry's choice are in
+//! [`super::contact_pickers`], the JSON twins in [`super::contacts_api`]. The
+//! decisions and the refusals (a delegate may not track the owner's contacts)
+//! live in `store::book_actions`; this module parses and renders.
 
 use axum::body::Bytes;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Query, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Json, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
-use serde::Deserialize;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::contacts::{actor_and_owner, book_failure};
 use super::crm::with_store;
-use super::errors::{ApiFailure, Failure, PageFailure};
-use super::guard::CSRF_FIELD;
+use super::errors::{Failure, PageFailure};
 use super::handlers::SignedIn;
 use super::pages::{self, Nav};
 use super::AppState;
-use crate::store::book_actions::{
-    self, AccountTarget, BookError, BookReport, Choice, MAX_ACCOUNT_NAME, MAX_SELECTION,
-};
-use crate::store::{AccountId, ContactId, ContactLink, EntryId, Kind, Record, SearchQuery};
+use crate::store::book_actions::{self, BookError, BookReport, MAX_SELECTION};
+use crate::store::{ContactLink, EntryId, Record};
 
-fn bad(msg: impl Into<String>) -> Failure {
+pub(super) fn bad(msg: impl Into<String>) -> Failure {
     Failure::new(StatusCode::BAD_REQUEST, msg)
 }
 
@@ -48,20 +42,20 @@ pub fn mailto_encode(addr: &str) -> String {
 
 /// Form or query fields, where `sel` and `crm` repeat.
 #[derive(Debug, Default)]
-struct Fields {
-    action: String,
-    sel: Vec<String>,
-    crm: Vec<String>,
-    back: String,
-    account: String,
-    new_account: String,
-    entry: String,
-    contact: String,
-    q: String,
+pub(super) struct Fields {
+    pub(super) action: String,
+    pub(super) sel: Vec<String>,
+    pub(super) crm: Vec<String>,
+    pub(super) back: String,
+    pub(super) account: String,
+    pub(super) new_account: String,
+    pub(super) entry: String,
+    pub(super) contact: String,
+    pub(super) q: String,
 }
 
 impl Fields {
-    fn parse(bytes: &[u8]) -> Result<Fields, Failure> {
+    pub(super) fn parse(bytes: &[u8]) -> Result<Fields, Failure> {
         let mut f = Fields::default();
         for (k, v) in form_urlencoded::parse(bytes) {
             let v = v.into_owned();
@@ -87,18 +81,18 @@ impl Fields {
     }
 }
 
-fn uuid_of(raw: &str, what: &str) -> Result<Uuid, Failure> {
+pub(super) fn uuid_of(raw: &str, what: &str) -> Result<Uuid, Failure> {
     Uuid::parse_str(raw.trim()).map_err(|_| bad(format!("{raw:?} is not the id of a {what}.")))
 }
 
-fn entry_ids(raw: &[String]) -> Result<Vec<EntryId>, Failure> {
+pub(super) fn entry_ids(raw: &[String]) -> Result<Vec<EntryId>, Failure> {
     raw.iter()
         .map(|s| uuid_of(s, "contact").map(EntryId::from_uuid))
         .collect()
 }
 
 /// Where to go back to: a Contacts address only.
-fn back_to(back: &str, done: &str) -> Response {
+pub(super) fn back_to(back: &str, done: &str) -> Response {
     let base =
         if back == "/contacts" || back.starts_with("/contacts?") && !back.contains(['\r', '\n']) {
             back
@@ -170,7 +164,7 @@ pub fn report_sentence(r: &BookReport) -> String {
     }
 }
 
-async fn run_book<T: Send + 'static>(
+pub(super) async fn run_book<T: Send + 'static>(
     app: &AppState,
     f: impl FnOnce(&dyn crate::store::CrmStore) -> Result<T, BookError> + Send + 'static,
 ) -> Result<T, Failure> {
@@ -185,10 +179,10 @@ async fn run_book<T: Send + 'static>(
 }
 
 /// A person to write to or invite: name and address.
-type Person = (String, String);
+pub(super) type Person = (String, String);
 
 /// The selected people with an address (mail contacts of the owner, CRM contacts).
-async fn people(
+pub(super) async fn people(
     app: &AppState,
     user: &SignedIn,
     sel: &[String],
@@ -234,7 +228,7 @@ async fn people(
     found.into_iter().collect()
 }
 
-fn mailto_all(people: &[Person]) -> String {
+pub(super) fn mailto_all(people: &[Person]) -> String {
     let list: Vec<String> = people.iter().map(|(_, a)| mailto_encode(a)).collect();
     format!("mailto:{}", list.join(","))
 }
@@ -446,355 +440,4 @@ pub async fn invite(
         body,
     )
         .into_response())
-}
-
-/// `GET /contacts/link?sel=…&q=…`: choose the account (search) or name a new one.
-pub async fn link_form(
-    State(app): State<AppState>,
-    RawQuery(raw): RawQuery,
-    user: SignedIn,
-) -> Result<Response, PageFailure> {
-    let f = Fields::parse(raw.unwrap_or_default().as_bytes()).map_err(PageFailure)?;
-    let ids = entry_ids(&f.sel).map_err(PageFailure)?;
-    if ids.is_empty() {
-        return Err(PageFailure(bad(
-            "Select at least one mail contact to link to an account.",
-        )));
-    }
-    let (_, owner) = actor_and_owner(&user);
-    let q: String = f.q.trim().chars().take(200).collect();
-    let text = q.clone();
-    let (names, hits) = with_store(&app, move |s| {
-        let mut names = Vec::new();
-        for id in &ids {
-            match s.address_book_entry(owner, *id)? {
-                Some(e) => names.push(e.full_name),
-                None => return Ok(Err(book_failure(BookError::UnknownEntry(*id)))),
-            }
-        }
-        let hits = if text.is_empty() {
-            Vec::new()
-        } else {
-            s.search(&SearchQuery {
-                text,
-                kinds: vec![Kind::Account],
-                limit: 25,
-            })?
-        };
-        Ok(Ok((names, hits)))
-    })
-    .await
-    .and_then(|r| r)
-    .map_err(PageFailure)?;
-    let csrf = &user.session.csrf_token;
-    let hidden_sel = html! { @for v in &f.sel { input type="hidden" name="sel" value=(v); } };
-    let body = html! {
-        h1 { "Link to an account" }
-        p { "Contacts: " (names.join(", ")) }
-        p.hint { "A contact that is not tracked yet is tracked first." }
-        section.card {
-            form.search method="get" action="/contacts/link" role="search" {
-                (hidden_sel)
-                label for="q" { "Find the account" }
-                div.row {
-                    input #q type="search" name="q" value=(q) placeholder="Account name…";
-                    button type="submit" { "Search" }
-                }
-            }
-            @if !q.is_empty() {
-                @if hits.is_empty() {
-                    p.empty { "No account matches." }
-                } @else {
-                    form method="post" action="/contacts/link" {
-                        input type="hidden" name=(CSRF_FIELD) value=(csrf);
-                        (hidden_sel)
-                        fieldset.pick {
-                            legend { "Accounts" }
-                            @for (i, h) in hits.iter().enumerate() {
-                                div {
-                                    input type="radio" name="account" id=(format!("acc-{i}")) value=(h.id) required checked[i == 0];
-                                    label for=(format!("acc-{i}")) { (h.title) }
-                                }
-                            }
-                        }
-                        button.primary type="submit" { "Link" }
-                    }
-                }
-            }
-        }
-        section.card {
-            h2 { "New account" }
-            form method="post" action="/contacts/link" {
-                input type="hidden" name=(CSRF_FIELD) value=(csrf);
-                (hidden_sel)
-                label for="new_account" { "Account name" }
-                input #new_account type="text" name="new_account" maxlength=(MAX_ACCOUNT_NAME) required;
-                button.primary type="submit" { "Save and link" }
-            }
-        }
-        p { a href="/contacts?tab=mail" { "Back to contacts" } }
-    };
-    Ok(pages::layout(
-        &user.chrome(),
-        Some(Nav::Contacts),
-        "Link to an account",
-        body,
-    )
-    .into_response())
-}
-
-fn account_target(account: &str, new_account: &str) -> Result<AccountTarget, Failure> {
-    match (account.trim(), new_account.trim()) {
-        ("", "") => Err(bad("Choose an account, or enter the name of a new one.")),
-        (a, "") => Ok(AccountTarget::Existing(AccountId::from_uuid(uuid_of(
-            a, "account",
-        )?))),
-        ("", n) => Ok(AccountTarget::New(n.to_owned())),
-        _ => Err(bad("Choose an account or enter a new one, not both.")),
-    }
-}
-
-/// `POST /contacts/link`.
-pub async fn link_submit(
-    State(app): State<AppState>,
-    user: SignedIn,
-    body: Bytes,
-) -> Result<Response, PageFailure> {
-    let f = Fields::parse(&body).map_err(PageFailure)?;
-    let ids = entry_ids(&f.sel).map_err(PageFailure)?;
-    let target = account_target(&f.account, &f.new_account).map_err(PageFailure)?;
-    let (actor, owner) = actor_and_owner(&user);
-    let r = run_book(&app, move |s| {
-        book_actions::link_account(s, actor, owner, &ids, target)
-    })
-    .await
-    .map_err(PageFailure)?;
-    Ok(back_to("/contacts?tab=mail", &report_sentence(&r)))
-}
-
-#[derive(Deserialize)]
-pub struct ChooseParams {
-    entry: Option<String>,
-}
-
-/// `GET /contacts/choose?entry=…`: which CRM contact a pending entry is.
-pub async fn choose_form(
-    State(app): State<AppState>,
-    Query(p): Query<ChooseParams>,
-    user: SignedIn,
-) -> Result<Response, PageFailure> {
-    let id = EntryId::from_uuid(
-        uuid_of(p.entry.as_deref().unwrap_or(""), "contact").map_err(PageFailure)?,
-    );
-    let (_, owner) = actor_and_owner(&user);
-    let found = with_store(&app, move |s| {
-        let Some(e) = s.address_book_entry(owner, id)? else {
-            return Ok(None);
-        };
-        let ids: Vec<ContactId> = match &e.link {
-            ContactLink::Pending { candidates } => candidates.clone(),
-            _ => Vec::new(),
-        };
-        let mut cs = Vec::new();
-        for c in ids {
-            if let Some(Record::Contact(c)) = s.record(c.uuid())? {
-                let account = match c.account {
-                    Some(a) => s.record(a.uuid())?.map(|r| r.title()),
-                    None => None,
-                };
-                cs.push((c, account));
-            }
-        }
-        Ok(Some((e, cs)))
-    })
-    .await
-    .map_err(PageFailure)?;
-    let Some((e, cs)) = found else {
-        return Err(PageFailure(book_failure(BookError::UnknownEntry(id))));
-    };
-    let csrf = &user.session.csrf_token;
-    let body = html! {
-        h1 { "Choose the CRM contact" }
-        section.card {
-            p { strong { (e.full_name) } @if let Some(a) = e.emails.first() { " " span.meta { (a) } } }
-            @if cs.is_empty() {
-                p.empty { "This contact is not pending. Select it and press Track on the contacts page." }
-            } @else {
-                p { "Several CRM contacts have this address. Which one is it?" }
-                form method="post" action="/contacts/choose" {
-                    input type="hidden" name=(CSRF_FIELD) value=(csrf);
-                    input type="hidden" name="entry" value=(e.id);
-                    fieldset.pick {
-                        legend { "CRM contacts" }
-                        @for (i, (c, account)) in cs.iter().enumerate() {
-                            div {
-                                input type="radio" name="contact" id=(format!("c-{i}")) value=(c.id) required checked[i == 0];
-                                label for=(format!("c-{i}")) {
-                                    (c.full_name)
-                                    @let sub = [c.job_title.as_str(), account.as_deref().unwrap_or(c.company.as_str())].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" · ");
-                                    @if !sub.is_empty() { " " span.meta { (sub) } }
-                                }
-                            }
-                        }
-                        div {
-                            input type="radio" name="contact" id="c-new" value="new";
-                            label for="c-new" { "None of these: create a new CRM contact" }
-                        }
-                    }
-                    button.primary type="submit" { "Track" }
-                }
-            }
-        }
-        p { a href="/contacts?tab=mail&view=pending" { "Back to pending contacts" } }
-    };
-    Ok(pages::layout(
-        &user.chrome(),
-        Some(Nav::Contacts),
-        "Choose the contact",
-        body,
-    )
-    .into_response())
-}
-
-fn parse_choice(raw: &str) -> Result<Choice, Failure> {
-    match raw.trim() {
-        "new" => Ok(Choice::NewContact),
-        other => Ok(Choice::Contact(ContactId::from_uuid(uuid_of(
-            other,
-            "CRM contact",
-        )?))),
-    }
-}
-
-/// `POST /contacts/choose`.
-pub async fn choose_submit(
-    State(app): State<AppState>,
-    user: SignedIn,
-    body: Bytes,
-) -> Result<Response, PageFailure> {
-    let f = Fields::parse(&body).map_err(PageFailure)?;
-    let id = EntryId::from_uuid(uuid_of(&f.entry, "contact").map_err(PageFailure)?);
-    let choice = parse_choice(&f.contact).map_err(PageFailure)?;
-    let (actor, owner) = actor_and_owner(&user);
-    let r = run_book(&app, move |s| {
-        book_actions::choose(s, actor, owner, id, choice)
-    })
-    .await
-    .map_err(PageFailure)?;
-    Ok(back_to("/contacts?tab=mail", &report_sentence(&r)))
-}
-
-// --- JSON API ----------------------------------------------------------------------
-
-/// Body of `/api/contacts/track|untrack|link|choose`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiBody {
-    #[serde(default)]
-    ids: Vec<String>,
-    /// `/choose`: the entry.
-    #[serde(default)]
-    id: Option<String>,
-    /// `/choose`: a CRM contact id, or `"new"`.
-    #[serde(default)]
-    contact: Option<String>,
-    /// `/link`: an account id …
-    #[serde(default)]
-    account: Option<String>,
-    /// … or the name of a new account.
-    #[serde(default)]
-    new_account: Option<String>,
-}
-
-fn report_json(r: &BookReport) -> serde_json::Value {
-    json!({ "message": report_sentence(r), "report": r })
-}
-
-async fn api_run(
-    app: AppState,
-    user: SignedIn,
-    body: Result<Json<ApiBody>, JsonRejection>,
-    action: &'static str,
-) -> Result<Response, ApiFailure> {
-    let Json(b) = body.map_err(super::api::bad_json)?;
-    if b.ids.len() > MAX_SELECTION {
-        return Err(ApiFailure(bad(format!(
-            "Select at most {MAX_SELECTION} contacts at a time."
-        ))));
-    }
-    let ids = entry_ids(&b.ids).map_err(ApiFailure)?;
-    let (actor, owner) = actor_and_owner(&user);
-    let r = match action {
-        "track" => run_book(&app, move |s| book_actions::track(s, actor, owner, &ids)).await,
-        "untrack" => run_book(&app, move |s| book_actions::untrack(s, actor, owner, &ids)).await,
-        "link" => {
-            let target = account_target(
-                b.account.as_deref().unwrap_or(""),
-                b.new_account.as_deref().unwrap_or(""),
-            )
-            .map_err(ApiFailure)?;
-            run_book(&app, move |s| {
-                book_actions::link_account(s, actor, owner, &ids, target)
-            })
-            .await
-        }
-        _ => {
-            let id = EntryId::from_uuid(
-                uuid_of(b.id.as_deref().unwrap_or(""), "contact").map_err(ApiFailure)?,
-            );
-            let choice = parse_choice(b.contact.as_deref().unwrap_or("")).map_err(ApiFailure)?;
-            run_book(&app, move |s| {
-                book_actions::choose(s, actor, owner, id, choice)
-            })
-            .await
-        }
-    }
-    .map_err(ApiFailure)?;
-    Ok(Json(report_json(&r)).into_response())
-}
-
-pub async fn api_track(
-    State(app): State<AppState>,
-    user: SignedIn,
-    body: Result<Json<ApiBody>, JsonRejection>,
-) -> Result<Response, ApiFailure> {
-    api_run(app, user, body, "track").await
-}
-pub async fn api_untrack(
-    State(app): State<AppState>,
-    user: SignedIn,
-    body: Result<Json<ApiBody>, JsonRejection>,
-) -> Result<Response, ApiFailure> {
-    api_run(app, user, body, "untrack").await
-}
-pub async fn api_link(
-    State(app): State<AppState>,
-    user: SignedIn,
-    body: Result<Json<ApiBody>, JsonRejection>,
-) -> Result<Response, ApiFailure> {
-    api_run(app, user, body, "link").await
-}
-pub async fn api_choose(
-    State(app): State<AppState>,
-    user: SignedIn,
-    body: Result<Json<ApiBody>, JsonRejection>,
-) -> Result<Response, ApiFailure> {
-    api_run(app, user, body, "choose").await
-}
-
-/// `GET /api/contacts/mailto?sel=…&crm=…`: the addresses and a `mailto:` URL.
-pub async fn api_mailto(
-    State(app): State<AppState>,
-    RawQuery(q): RawQuery,
-    user: SignedIn,
-) -> Result<Response, ApiFailure> {
-    let f = Fields::parse(q.unwrap_or_default().as_bytes()).map_err(ApiFailure)?;
-    let ps = people(&app, &user, &f.sel, &f.crm)
-        .await
-        .map_err(ApiFailure)?;
-    let list: Vec<_> = ps
-        .iter()
-        .map(|(n, a)| json!({ "name": n, "address": a }))
-        .collect();
-    Ok(Json(json!({ "mailto": mailto_all(&ps), "people": list })).into_response())
 }

@@ -11,7 +11,10 @@ mod api;
 mod assets;
 mod compose;
 mod contact_actions;
+mod contact_pickers;
 mod contacts;
+mod contacts_api;
+mod contacts_list;
 mod create_actions;
 mod crm;
 mod errors;
@@ -274,19 +277,19 @@ fn router(state: AppState) -> Router {
         )
         .route(
             "/contacts/link",
-            get(contact_actions::link_form).post(contact_actions::link_submit),
+            get(contact_pickers::link_form).post(contact_pickers::link_submit),
         )
         .route(
             "/contacts/choose",
-            get(contact_actions::choose_form).post(contact_actions::choose_submit),
+            get(contact_pickers::choose_form).post(contact_pickers::choose_submit),
         )
         .route("/contacts/invite.ics", get(contact_actions::invite))
-        .route("/api/contacts", get(contacts::api_list))
-        .route("/api/contacts/track", post(contact_actions::api_track))
-        .route("/api/contacts/untrack", post(contact_actions::api_untrack))
-        .route("/api/contacts/link", post(contact_actions::api_link))
-        .route("/api/contacts/choose", post(contact_actions::api_choose))
-        .route("/api/contacts/mailto", get(contact_actions::api_mailto))
+        .route("/api/contacts", get(contacts_api::api_list))
+        .route("/api/contacts/track", post(contacts_api::api_track))
+        .route("/api/contacts/untrack", post(contacts_api::api_untrack))
+        .route("/api/contacts/link", post(contacts_api::api_link))
+        .route("/api/contacts/choose", post(contacts_api::api_choose))
+        .route("/api/contacts/mailto", get(contacts_api::api_mailto))
         .route("/documents", get(crm::documents))
         .route("/record/{id}", get(crm::record))
         .route("/activity/{id}", get(activity_view::activity))

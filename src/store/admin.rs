@@ -172,7 +172,7 @@ pub fn handle(store: &dyn CrmStore, req: AdminRequest) -> Result<Value, StoreErr
         }
         AdminRequest::AddressBookImport { user, rows } => {
             let u = find_user(store, &user)?;
-            Ok(to_value(&super::address_book::import_rows(
+            Ok(to_value(&super::book_import::import_rows(
                 store, u.id, rows,
             )?))
         }

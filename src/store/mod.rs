@@ -13,6 +13,7 @@ pub mod address_book;
 pub mod admin;
 pub mod blobs;
 pub mod book_actions;
+pub mod book_import;
 mod csv_rows;
 pub mod demo;
 pub mod error;
