@@ -307,6 +307,20 @@ fn track_links_creates_or_waits_for_a_choice() {
         ContactLink::Untracked
     );
     assert!(s.record(contact.uuid()).unwrap().is_some());
+    // The kept counts agree with the views' pages.
+    let counts = s.address_book_counts(w.alice).unwrap();
+    assert_eq!(
+        (counts.all, counts.tracked, counts.untracked, counts.pending),
+        (4, 2, 2, 0)
+    );
+    for (view, n) in [
+        (BookView::All, 4),
+        (BookView::Tracked, 2),
+        (BookView::Untracked, 2),
+        (BookView::Pending, 0),
+    ] {
+        assert_eq!(page_all(s, w.alice, view, "").len(), n, "{view:?}");
+    }
 }
 
 #[test]

@@ -12,8 +12,9 @@
 //!
 //! Trees (see `sled_index`): `book` owner, entry id → JSON; `book_order` owner,
 //! view byte, name key 0 entry id → () (each entry is listed under "all" and under
-//! its status, so every filter view is a plain range in name order); `book_emails`
-//! owner, address key → entry id (an address belongs to one entry per owner).
+//! its status, so every filter view is a plain range in name order) and owner,
+//! 0xFF, view byte → u64 (each view's count, one read); `book_emails` owner,
+//! address key → entry id (an address belongs to one entry per owner).
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,8 @@ pub type EntryId = Id<AddressBookEntry>;
 
 /// Longest text field of an entry, in characters.
 pub const MAX_FIELD_CHARS: usize = 500;
+/// The view byte under which `book_order` keeps each view's count.
+const COUNTS: u8 = 0xFF;
 /// Rows per atomic write when reindexing or backfilling.
 const CHUNK: usize = 1_000;
 
@@ -285,6 +288,10 @@ fn order_key(e: &AddressBookEntry, view: BookView) -> Vec<u8> {
     ]
     .concat()
 }
+/// The count of a view: `owner, 0xFF, view byte` (outside every view's range).
+fn count_key(owner: UserId, view: BookView) -> Vec<u8> {
+    [&owner.uuid().as_bytes()[..], &[COUNTS, view.byte()]].concat()
+}
 fn email_key(owner: UserId, a: &EmailAddress) -> Vec<u8> {
     [owner.uuid().as_bytes(), a.key().as_bytes()].concat()
 }
@@ -299,10 +306,20 @@ fn tx_entry(tx: &Tx, owner: UserId, id: EntryId) -> TxResult<Option<AddressBookE
 /// Add or remove an entry's index keys.
 fn index_entry(tx: &Tx, e: &AddressBookEntry, add: bool) -> TxResult<()> {
     for view in [BookView::All, e.view()] {
+        let counter = count_key(e.owner, view);
+        let n = tx
+            .t(ix::BOOK_ORDER)
+            .get(&counter)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0);
         if add {
             tx.t(ix::BOOK_ORDER).insert(order_key(e, view), &[])?;
+            tx.t(ix::BOOK_ORDER)
+                .insert(counter, &(n + 1).to_be_bytes())?;
         } else {
             tx.t(ix::BOOK_ORDER).remove(order_key(e, view))?;
+            tx.t(ix::BOOK_ORDER)
+                .insert(counter, &n.saturating_sub(1).to_be_bytes())?;
         }
     }
     for a in &e.emails {
@@ -446,19 +463,18 @@ pub(crate) fn page(
 }
 
 pub(crate) fn counts(store: &SledStore, owner: UserId) -> Result<BookCounts> {
-    let n = |v: BookView| {
-        let prefix = [owner.uuid().as_bytes(), &[v.byte()][..]].concat();
-        store
+    let n = |v: BookView| -> Result<usize> {
+        Ok(store
             .tree(ix::BOOK_ORDER)
-            .scan_prefix(prefix)
-            .keys()
-            .count()
+            .get(count_key(owner, v))?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0) as usize)
     };
     Ok(BookCounts {
-        all: n(BookView::All),
-        tracked: n(BookView::Tracked),
-        untracked: n(BookView::Untracked),
-        pending: n(BookView::Pending),
+        all: n(BookView::All)?,
+        tracked: n(BookView::Tracked)?,
+        untracked: n(BookView::Untracked)?,
+        pending: n(BookView::Pending)?,
     })
 }
 
