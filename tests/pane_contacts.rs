@@ -347,7 +347,12 @@ async fn lists_are_paged() {
     let total = pane.store.count_records(Kind::Contact).unwrap();
     let mut c = pane.signed_in(ALICE).await;
 
-    for (tab, marker) in [("crm", "name=\"crm\""), ("mail", "name=\"sel\"")] {
+    // Browsing (cursors), searching the CRM (offsets), the address book (cursors).
+    for (tab, marker) in [
+        ("crm", "name=\"crm\""),
+        ("crm&q=row", "name=\"crm\""),
+        ("mail", "name=\"sel\""),
+    ] {
         let mut seen = std::collections::BTreeSet::new();
         let mut path = format!("/contacts?tab={tab}");
         let mut pages = Vec::new();
@@ -382,6 +387,8 @@ async fn lists_are_paged() {
         // The demo's tracked mail put its people in alice's address book too.
         let want = if tab == "crm" {
             total
+        } else if tab == "crm&q=row" {
+            120
         } else {
             pane.store.address_book_counts(alice.id).unwrap().all
         };
@@ -408,4 +415,7 @@ async fn lists_are_paged() {
     let r = c.get("/contacts?tab=crm&after=zz").await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(c.get("/api/contacts?tab=mail&before=00").await.status, 400);
+    let r = c.get("/contacts?tab=crm&q=row&from=-1").await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("first page"));
 }

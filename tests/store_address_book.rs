@@ -429,3 +429,47 @@ fn delegates_strangers_and_unknown_entries_change_nothing() {
     assert_eq!(s.count_records(Kind::Contact).unwrap(), contacts);
     assert_eq!(s.address_book_counts(w.alice).unwrap().untracked, 4);
 }
+
+/// Scale check (run by hand, in release: `cargo test --release --test
+/// store_address_book -- --ignored --nocapture`): with 100,000 contacts, a count
+/// and a page cost the same at the start and deep in the list. Prints timings;
+/// asserts only what the pages hold.
+#[test]
+#[ignore]
+fn a_hundred_thousand_contacts_page_without_loading_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
+    let n = 100_000;
+    let records: Vec<Record> = (0..n)
+        .map(|i| {
+            Record::Contact(contact(
+                &format!("First{}", i % 977),
+                &format!("Last{i:06}"),
+                &format!("c{i}@scale.example"),
+                None,
+            ))
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    s.put_records_bulk(records, &mut |_| {}).unwrap();
+    println!("bulk write of {n}: {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    assert_eq!(s.count_records(Kind::Contact).unwrap(), n);
+    println!("count: {:?}", t.elapsed());
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        s.records_page(Kind::Contact, &PageRequest::first(50))
+            .unwrap();
+        println!("first page: {:?}", t.elapsed());
+    }
+    let mut req = PageRequest::first(50);
+    for page in 0..1_000 {
+        let t = std::time::Instant::now();
+        let p = s.records_page(Kind::Contact, &req).unwrap();
+        if page % 250 == 0 {
+            println!("page {page}: {:?}", t.elapsed());
+        }
+        assert_eq!(p.items.len(), 50);
+        req.after = p.next;
+    }
+}

@@ -93,12 +93,13 @@ pub(super) fn entry_ids(raw: &[String]) -> Result<Vec<EntryId>, Failure> {
 
 /// Where to go back to: a Contacts address only.
 pub(super) fn back_to(back: &str, done: &str) -> Response {
-    let base =
-        if back == "/contacts" || back.starts_with("/contacts?") && !back.contains(['\r', '\n']) {
-            back
-        } else {
-            "/contacts"
-        };
+    let base = if back == "/contacts"
+        || (back.starts_with("/contacts?") && !back.contains(['\r', '\n']))
+    {
+        back
+    } else {
+        "/contacts"
+    };
     let sep = if base.contains('?') { '&' } else { '?' };
     let done: String = form_urlencoded::byte_serialize(done.as_bytes()).collect();
     Redirect::to(&format!("{base}{sep}done={done}")).into_response()

@@ -94,7 +94,7 @@ pub struct ListParams {
     after: Option<String>,
     before: Option<String>,
     /// Offset into CRM search results.
-    from: Option<usize>,
+    from: Option<String>,
     /// A sentence about the last action (after a redirect).
     done: Option<String>,
 }
@@ -138,7 +138,12 @@ impl ListState {
                 before: cursor(&p.before),
                 limit: PAGE,
             },
-            from: p.from.unwrap_or(0),
+            from: match p.from.as_deref().map(str::trim) {
+                None | Some("") => 0,
+                Some(f) => f.parse().map_err(|_| {
+                    bad("This page link is not valid: start again from the first page.")
+                })?,
+            },
         })
     }
 
