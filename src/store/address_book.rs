@@ -20,7 +20,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::activity::{TrackStatus, TrackingRecord};
+use super::activity::{Party, TrackStatus, TrackingRecord};
 use super::address::EmailAddress;
 use super::error::StoreError;
 use super::ids::Id;
@@ -350,6 +350,18 @@ pub(crate) fn write_entry(tx: &Tx, e: &AddressBookEntry) -> TxResult<()> {
     Ok(())
 }
 
+#[derive(Deserialize)]
+struct PartiesOnly {
+    #[serde(default)]
+    parties: Vec<Party>,
+}
+
+#[derive(Deserialize)]
+struct LoginsOnly {
+    #[serde(default)]
+    logins: Vec<EmailAddress>,
+}
+
 /// Put every address of a tracked email into its owner's address book (inside the
 /// tracking record's write). The owner's own addresses are left out; an address
 /// already in the book is left as it is.
@@ -360,13 +372,16 @@ pub(crate) fn note_seen(tx: &Tx, t: &TrackingRecord) -> TxResult<()> {
     let Some(aid) = t.activity else {
         return Ok(());
     };
-    let Some(activity) = tx.activity(aid.uuid())? else {
+    // Only the parties and the owner's logins are read: decoding the whole
+    // activity (its body text) for each tracked email would cost more.
+    let Some(raw) = tx.t(ix::ACTIVITIES).get(aid.uuid().as_bytes())? else {
         return Ok(());
     };
-    let own: Vec<EmailAddress> = match tx.record(t.owner.uuid())? {
-        Some(Record::User(u)) => u.logins,
-        _ => return Ok(()),
+    let activity: PartiesOnly = decode("activity", &raw).or_else(abort)?;
+    let Some(raw) = tx.t(ix::RECORDS).get(t.owner.uuid().as_bytes())? else {
+        return Ok(());
     };
+    let own = decode::<LoginsOnly>("user", &raw).or_else(abort)?.logins;
     let now = Utc::now();
     for p in &activity.parties {
         let Some(addr) = &p.address else { continue };

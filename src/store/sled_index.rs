@@ -587,7 +587,13 @@ impl<'a> Tx<'a> {
             self.check_tracking(t)?;
         }
         self.t(TRACKING).insert(key, json(t))?;
-        super::address_book::note_seen(self, t)?;
+        // Its people join the owner's address book once, when it becomes tracked.
+        let was_tracked = old
+            .as_ref()
+            .is_some_and(|o| o.status == t.status && o.activity == t.activity);
+        if !was_tracked {
+            super::address_book::note_seen(self, t)?;
+        }
         Ok(outcome)
     }
 
