@@ -447,3 +447,54 @@ pub(super) fn cursor_failure(f: Failure) -> Failure {
         f
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_get_their_status_and_a_sentence() {
+        let f = book_failure(BookError::Delegate);
+        assert_eq!(f.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            f.message,
+            "A delegate cannot track contacts of the owner's mailbox; the owner can."
+        );
+        assert_eq!(
+            book_failure(BookError::UnknownEntry(crate::store::EntryId::new())).status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            book_failure(BookError::Pending("Pat".into())).status,
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            book_failure(BookError::NothingSelected).status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn list_parameters_are_checked() {
+        let p = |q: &str| -> ListParams { serde_json::from_str(q).unwrap() };
+        let st = ListState::parse(&p(r#"{"tab":"mail","view":"pending","q":" ann "}"#)).unwrap();
+        assert_eq!(
+            (st.tab, st.view, st.q.as_str()),
+            (Some(Tab::Mail), BookView::Pending, "ann")
+        );
+        assert_eq!(
+            st.href(Tab::Mail, &[]),
+            "/contacts?tab=mail&q=ann&view=pending"
+        );
+        assert_eq!(
+            st.href(Tab::Crm, &[("from", "50")]),
+            "/contacts?tab=crm&q=ann&from=50"
+        );
+        for bad in [r#"{"tab":"x"}"#, r#"{"view":"x"}"#, r#"{"from":"-1"}"#] {
+            assert_eq!(
+                ListState::parse(&p(bad)).unwrap_err().status,
+                StatusCode::BAD_REQUEST
+            );
+        }
+    }
+}
