@@ -473,3 +473,49 @@ fn a_hundred_thousand_contacts_page_without_loading_them() {
         req.after = p.next;
     }
 }
+
+#[test]
+fn address_books_survive_export_and_import() {
+    let w = World::new();
+    let s: &dyn CrmStore = w.store.as_ref();
+    w.engine
+        .track(
+            &w.alice(),
+            &mail("from-unknown.eml"),
+            TrackRequest::new(TrackSource::Pane),
+        )
+        .unwrap();
+    let b = book_of(&w);
+    book_actions::track(s, w.alice, w.alice, &[named(&b, "Nina New").id]).unwrap();
+    let first = s.export().unwrap();
+    assert_eq!(first.address_books.len(), 5, "4 imported, 1 seen");
+    let text = first.to_json();
+
+    let d = tempfile::tempdir().unwrap();
+    let other = SledStore::open(d.path()).unwrap();
+    let sum = other
+        .import_bundle(&ExportBundle::from_json(&text).unwrap())
+        .unwrap();
+    assert_eq!(sum.updated, 0);
+    assert_eq!(
+        other.export().unwrap().to_json(),
+        text,
+        "export → import → export"
+    );
+    assert_eq!(
+        other.address_book_counts(w.alice).unwrap(),
+        s.address_book_counts(w.alice).unwrap()
+    );
+    let again = other
+        .import_bundle(&ExportBundle::from_json(&text).unwrap())
+        .unwrap();
+    assert_eq!(again.created + again.updated, 0);
+    // A store without address books writes no `address_books` field at all.
+    let empty = tempfile::tempdir().unwrap();
+    assert!(!SledStore::open(empty.path())
+        .unwrap()
+        .export()
+        .unwrap()
+        .to_json()
+        .contains("address_books"));
+}

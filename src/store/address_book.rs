@@ -26,7 +26,7 @@ use super::error::StoreError;
 use super::ids::Id;
 use super::model::{join_name, Contact, ContactId, PostalAddress, Record, Stamps, UserId};
 use super::paging::{id_at_end, order_suffix, page_of, Page, PageRequest};
-use super::sled_index::{self as ix, abort, decode, Tx, TxResult};
+use super::sled_index::{self as ix, abort, decode, Outcome, Tx, TxResult};
 use super::sled_store::SledStore;
 use super::text::tokens;
 use super::Result;
@@ -347,6 +347,39 @@ pub(crate) fn write_entry(tx: &Tx, e: &AddressBookEntry) -> TxResult<()> {
     index_entry(tx, e, true)?;
     let json = serde_json::to_vec(e).expect("entries serialise");
     tx.t(ix::BOOK).insert(book_key(e.owner, e.id), json)?;
+    Ok(())
+}
+
+/// Write an entry as given (an export being imported), telling whether it changed.
+pub(crate) fn import_entry(tx: &Tx, e: &AddressBookEntry) -> TxResult<Outcome> {
+    let outcome = match tx_entry(tx, e.owner, e.id)? {
+        None => Outcome::Created,
+        Some(old) if old == *e => return Ok(Outcome::Unchanged),
+        Some(_) => Outcome::Updated,
+    };
+    write_entry(tx, e)?;
+    Ok(outcome)
+}
+
+/// Check what an entry points to: its owner, and the contact it is linked to.
+pub(crate) fn check_entry(tx: &Tx, e: &AddressBookEntry) -> TxResult<()> {
+    let what = format!("address-book entry {}", e.id);
+    if !matches!(tx.record(e.owner.uuid())?, Some(Record::User(_))) {
+        return abort(StoreError::MissingLink {
+            what,
+            kind: super::Kind::User,
+            id: e.owner.uuid(),
+        });
+    }
+    if let ContactLink::Tracked { contact } = &e.link {
+        if !matches!(tx.record(contact.uuid())?, Some(Record::Contact(_))) {
+            return abort(StoreError::MissingLink {
+                what,
+                kind: super::Kind::Contact,
+                id: contact.uuid(),
+            });
+        }
+    }
     Ok(())
 }
 
