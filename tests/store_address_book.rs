@@ -410,6 +410,18 @@ fn delegates_strangers_and_unknown_entries_change_nothing() {
         book_actions::check_actor(s, w.dave, w.dave).unwrap_err(),
         BookError::NotOwner
     ));
+    // An entry read before another change is stale: writing it is refused.
+    let stale = s.address_book_entry(w.alice, ids[0]).unwrap().unwrap();
+    book_actions::track(s, w.alice, w.alice, &ids[..1]).unwrap();
+    let e = s
+        .address_book_write(w.alice, Vec::new(), vec![stale])
+        .unwrap_err();
+    assert!(e.to_string().contains("changed meanwhile"), "{e}");
+    assert!(matches!(
+        s.address_book_entry(w.alice, ids[0]).unwrap().unwrap().link,
+        ContactLink::Tracked { .. }
+    ));
+    book_actions::untrack(s, w.alice, w.alice, &ids[..1]).unwrap();
     // One unknown id among known ones: refused as a whole.
     let mut with_unknown = ids.clone();
     with_unknown.push(EntryId::new());

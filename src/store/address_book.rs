@@ -562,7 +562,22 @@ pub(crate) fn write(
         let mut out = Vec::with_capacity(entries.len());
         for e in &entries {
             let mut e = e.clone();
-            let created = tx_entry(tx, owner, e.id)?.map(|o| o.stamps.created);
+            let old = tx_entry(tx, owner, e.id)?;
+            // An entry read before another change to it was written is stale:
+            // writing it would undo that change.
+            if old
+                .as_ref()
+                .is_some_and(|o| o.stamps.modified != e.stamps.modified)
+            {
+                return abort(StoreError::invalid(
+                    "address-book entry",
+                    format!(
+                        "{} changed meanwhile (in another window?); reload and try again",
+                        e.full_name
+                    ),
+                ));
+            }
+            let created = old.map(|o| o.stamps.created);
             e.stamps = Stamps {
                 created: created.unwrap_or(now),
                 modified: now,

@@ -128,7 +128,9 @@ pub trait CrmStore: Send + Sync {
     fn address_book_counts(&self, owner: UserId) -> Result<BookCounts>;
     /// Write CRM records (created or replaced) and entries of `owner`'s address book
     /// as one atomic change: Track creates a contact and links the entry together.
-    /// An address belongs to one entry per address book ([`StoreError::Duplicate`]).
+    /// An address belongs to one entry per address book ([`StoreError::Duplicate`]);
+    /// an existing entry must carry the `modified` stamp it has in the store (it
+    /// was read, then changed), else it is refused as stale ([`StoreError::Invalid`]).
     fn address_book_write(
         &self,
         owner: UserId,
