@@ -163,6 +163,6 @@ pub fn rebuild_indexes(store: &SledStore) -> Result<()> {
             .collect::<Result<_>>()?;
         store.write(|tx| ts.iter().try_for_each(|t| tx.index_tracking(t, true)))?;
     }
-    super::address_book::reindex(store)?;
+    super::sled_book::reindex(store)?;
     Ok(())
 }

@@ -26,6 +26,7 @@ pub mod model;
 pub mod paging;
 mod search_index;
 pub mod settings;
+mod sled_book;
 mod sled_index;
 pub mod sled_store;
 pub mod text;

@@ -248,7 +248,7 @@ pub(crate) fn ensure_indexes(store: &SledStore) -> Result<()> {
             store.write(|tx| recs.iter().try_for_each(|r| index_kind_order(tx, r, true)))?;
         }
     }
-    super::address_book::backfill_seen(store)?;
+    super::sled_book::backfill_seen(store)?;
     store.tree(ix::META).insert(MARKER, &[1])?;
     store.db().flush()?;
     Ok(())

@@ -12,7 +12,7 @@ use super::activity::{
     thread_conversation, Activity, ActivityId, HeaderFacts, MessageLocation, TrackingRecord,
 };
 use super::address::{EmailAddress, MessageId};
-use super::address_book::{self as book, AddressBookEntry, BookCounts, BookView, EntryId};
+use super::address_book::{AddressBookEntry, BookCounts, BookView, EntryId};
 use super::blobs::{BlobRef, BlobStore};
 use super::error::StoreError;
 use super::export::ExportBundle;
@@ -21,6 +21,7 @@ use super::model::{Kind, Privilege, Record, RecordRef, SystemUser, UserId};
 use super::paging::{Page, PageRequest};
 use super::search_index::MemIndex;
 use super::settings::OrgSettings;
+use super::sled_book as book;
 use super::sled_index::{self as ix, decode, Tx};
 use super::text;
 use super::validate;
