@@ -78,6 +78,10 @@ pub struct ImportArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Import the contacts (vCard, CSV) into this user's own address book (the
+    /// pane's "Mail contacts") instead of the CRM.
+    #[arg(long, value_name = "USER_EMAIL")]
+    pub address_book: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -342,6 +346,24 @@ pub fn import(a: ImportArgs, g: &GlobalOpts) -> anyhow::Result<ExitCode> {
             )
         })?;
         let b = Backend::open(g)?;
+        if let Some(user) = a.address_book {
+            let Parsed::Rows {
+                kind: ImportKind::Contacts,
+                rows,
+            } = parsed
+            else {
+                return Err(anyhow::anyhow!(
+                    "{} holds no contacts: an address book is a vCard or a contacts CSV \
+                     (nothing was changed)",
+                    a.file.display()
+                )
+                .into());
+            };
+            let v = b.call(AdminRequest::AddressBookImport { user, rows })?;
+            let summary: ImportSummary = serde_json::from_value(v).context("bad import summary")?;
+            print_summary(&summary, a.json);
+            return Ok(ExitCode::SUCCESS);
+        }
         let summary: ImportSummary = match (&b, parsed) {
             (Backend::Local(store), Parsed::Rows { rows, .. }) if rows.len() >= PROGRESS_FROM => {
                 let n = rows

@@ -435,69 +435,6 @@ pub async fn record(
     Ok(pages::layout(&user.chrome(), None, &title, body).into_response())
 }
 
-/// `GET /contacts?q=…`: the CRM's contacts, searchable by name, company, title,
-/// department and address.
-pub async fn contacts(
-    State(app): State<AppState>,
-    Query(p): Query<SearchParams>,
-    user: SignedIn,
-) -> Result<Response, PageFailure> {
-    let q = p.q.unwrap_or_default();
-    let text = q.trim().to_owned();
-    let rows: Vec<(Uuid, String, String)> = if text.is_empty() {
-        let mut all = with_store(&app, |s| s.records(Some(Kind::Contact)))
-            .await
-            .map_err(PageFailure)?;
-        all.sort_by_key(|r| r.title().to_lowercase());
-        all.into_iter()
-            .take(SEARCH_LIMIT)
-            .map(|r| {
-                let sub = match &r {
-                    Record::Contact(c) => [c.job_title.as_str(), c.company.as_str()]
-                        .iter()
-                        .filter(|s| !s.is_empty())
-                        .copied()
-                        .collect::<Vec<_>>()
-                        .join(" · "),
-                    _ => String::new(),
-                };
-                (r.id(), r.title(), sub)
-            })
-            .collect()
-    } else {
-        let query = SearchQuery {
-            text,
-            kinds: vec![Kind::Contact],
-            limit: SEARCH_LIMIT,
-        };
-        let hits = with_store(&app, move |s| s.search(&query))
-            .await
-            .map_err(PageFailure)?;
-        hits.into_iter()
-            .map(|h| (h.id, h.title, String::new()))
-            .collect()
-    };
-    let body = html! {
-        h1 { "Contacts" }
-        section.card { (search_form(&q, None, "/contacts", false)) }
-        section.card {
-            @if rows.is_empty() {
-                p.empty { @if q.trim().is_empty() { "No contacts yet." } @else { "No contact matches." } }
-            } @else {
-                ul.list {
-                    @for (id, title, sub) in &rows {
-                        li {
-                            a href=(record_href(*id)) { (title_or_untitled(title)) }
-                            @if !sub.is_empty() { span.meta { (sub) } }
-                        }
-                    }
-                }
-            }
-        }
-    };
-    Ok(pages::layout(&user.chrome(), Some(Nav::Contacts), "Contacts", body).into_response())
-}
-
 /// `GET /documents`: email templates, sales literature and knowledge articles.
 pub async fn documents(
     State(app): State<AppState>,

@@ -11,6 +11,11 @@ mod api;
 mod assets;
 mod assistant;
 mod compose;
+mod contact_actions;
+mod contact_pickers;
+mod contacts;
+mod contacts_api;
+mod contacts_list;
 mod create_actions;
 mod crm;
 mod delegation;
@@ -301,7 +306,25 @@ fn router(state: AppState) -> Router {
         )
         .route("/message", get(handlers::message))
         .route("/search", get(crm::search))
-        .route("/contacts", get(crm::contacts))
+        .route(
+            "/contacts",
+            get(contacts::contacts).post(contact_actions::act),
+        )
+        .route(
+            "/contacts/link",
+            get(contact_pickers::link_form).post(contact_pickers::link_submit),
+        )
+        .route(
+            "/contacts/choose",
+            get(contact_pickers::choose_form).post(contact_pickers::choose_submit),
+        )
+        .route("/contacts/invite.ics", get(contact_actions::invite))
+        .route("/api/contacts", get(contacts_api::api_list))
+        .route("/api/contacts/track", post(contacts_api::api_track))
+        .route("/api/contacts/untrack", post(contacts_api::api_untrack))
+        .route("/api/contacts/link", post(contacts_api::api_link))
+        .route("/api/contacts/choose", post(contacts_api::api_choose))
+        .route("/api/contacts/mailto", get(contacts_api::api_mailto))
         .route("/documents", get(crm::documents))
         .route("/record/{id}", get(crm::record))
         .route("/favourite", post(favourites::favourite_form))

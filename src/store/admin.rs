@@ -71,6 +71,11 @@ pub enum AdminRequest {
         delegate: String,
         on: bool,
     },
+    /// Import address-book rows into `user`'s own address book (mail contacts).
+    AddressBookImport {
+        user: String,
+        rows: Vec<import::Row>,
+    },
 }
 
 /// The answer on the wire.
@@ -164,6 +169,12 @@ pub fn handle(store: &dyn CrmStore, req: AdminRequest) -> Result<Value, StoreErr
             let o = find_user(store, &owner)?;
             let d = find_user(store, &delegate)?;
             Ok(to_value(&store.set_delegate(o.id, d.id, on)?))
+        }
+        AdminRequest::AddressBookImport { user, rows } => {
+            let u = find_user(store, &user)?;
+            Ok(to_value(&super::book_import::import_rows(
+                store, u.id, rows,
+            )?))
         }
     }
 }

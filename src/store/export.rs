@@ -6,6 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 
 use super::activity::{Activity, TrackingRecord};
+use super::address_book::{self, AddressBookEntry};
 use super::error::StoreError;
 use super::model::Record;
 use super::settings::OrgSettings;
@@ -65,6 +66,10 @@ pub struct ExportBundle {
     /// SHA-256 → content of every file a record or activity points to.
     #[serde(default)]
     pub blobs: BTreeMap<String, Bytes>,
+    /// Users' own address books (mail contacts), ordered by owner, then id; left
+    /// out of the file when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub address_books: Vec<AddressBookEntry>,
 }
 
 impl Default for ExportBundle {
@@ -77,6 +82,7 @@ impl Default for ExportBundle {
             activities: Vec::new(),
             tracking: Vec::new(),
             blobs: BTreeMap::new(),
+            address_books: Vec::new(),
         }
     }
 }
@@ -120,6 +126,7 @@ impl ExportBundle {
         self.activities.sort_by_key(|a| a.id);
         self.tracking
             .sort_by(|a, b| (a.owner, &a.message_id).cmp(&(b.owner, &b.message_id)));
+        self.address_books.sort_by_key(|e| (e.owner, e.id));
     }
 }
 
@@ -136,6 +143,10 @@ pub(crate) fn collect(store: &SledStore) -> Result<ExportBundle> {
     for item in store.tree(ix::TRACKING).iter() {
         let (_, v) = item?;
         b.tracking.push(ix::decode("tracking", &v)?);
+    }
+    for item in store.tree(ix::BOOK).iter() {
+        let (_, v) = item?;
+        b.address_books.push(ix::decode("address-book entry", &v)?);
     }
     let refs: Vec<_> = b
         .records
@@ -163,6 +174,10 @@ pub(crate) fn import(store: &SledStore, bundle: &ExportBundle) -> Result<ImportS
     }
     for t in &bundle.tracking {
         validate::tracking(t)?;
+    }
+    for e in &bundle.address_books {
+        let mut checked = e.clone();
+        checked.validate()?;
     }
     // Files first: a record never points to a blob that is not on disk.
     for (sha, data) in &bundle.blobs {
@@ -202,6 +217,10 @@ pub(crate) fn import(store: &SledStore, bundle: &ExportBundle) -> Result<ImportS
         for a in &bundle.activities {
             count(tx.write_activity(a, true, false)?.1);
         }
+        // Before the tracking records, which add the addresses they see.
+        for e in &bundle.address_books {
+            count(address_book::import_entry(tx, e)?);
+        }
         for t in &bundle.tracking {
             count(tx.write_tracking(t, false)?);
         }
@@ -213,6 +232,9 @@ pub(crate) fn import(store: &SledStore, bundle: &ExportBundle) -> Result<ImportS
         }
         for t in &bundle.tracking {
             tx.check_tracking(t)?;
+        }
+        for e in &bundle.address_books {
+            address_book::check_entry(tx, e)?;
         }
         tx.put_meta("settings", &settings)?;
         Ok(s)

@@ -21,7 +21,7 @@ use super::Result;
 pub const CURRENT_VERSION: u32 = 3;
 const VERSION_KEY: &[u8] = b"schema_version";
 /// Trees that hold nothing but what can be rebuilt from the rows.
-const DERIVED: [usize; 15] = [
+const DERIVED: [usize; 18] = [
     ix::EMAILS,
     ix::LOGINS,
     ix::TEXT,
@@ -37,6 +37,9 @@ const DERIVED: [usize; 15] = [
     ix::LOCATIONS,
     ix::BY_KIND,
     ix::BACKLINKS,
+    ix::KIND_ORDER,
+    ix::BOOK_ORDER,
+    ix::BOOK_EMAILS,
 ];
 const REINDEX_CHUNK: usize = 1_000;
 
@@ -161,5 +164,6 @@ pub fn rebuild_indexes(store: &SledStore) -> Result<()> {
             .collect::<Result<_>>()?;
         store.write(|tx| ts.iter().try_for_each(|t| tx.index_tracking(t, true)))?;
     }
+    super::sled_book::reindex(store)?;
     Ok(())
 }

@@ -9,10 +9,12 @@
 
 pub mod activity;
 pub mod address;
+pub mod address_book;
 pub mod admin;
 pub mod blobs;
+pub mod book_actions;
+pub mod book_import;
 mod carried;
-pub use carried::CarriedBlock;
 mod csv_rows;
 pub mod demo;
 pub mod error;
@@ -20,11 +22,13 @@ pub mod export;
 pub mod ids;
 pub mod import;
 pub mod kind;
+mod kind_index;
 pub mod migrate;
 pub mod model;
 pub mod paging;
 mod search_index;
 pub mod settings;
+mod sled_book;
 mod sled_index;
 pub mod sled_store;
 pub mod text;
@@ -34,11 +38,14 @@ pub mod vcard;
 
 pub use activity::*;
 pub use address::{AddressError, EmailAddress, MessageId};
+pub use address_book::{AddressBookEntry, BookCounts, BookView, ContactLink, EntryId, EntrySource};
 pub use blobs::{BlobRef, BlobStore};
+pub use carried::CarriedBlock;
 pub use error::StoreError;
 pub use export::ExportBundle;
 pub use ids::Id;
 pub use model::*;
+pub use paging::{Page, PageRequest};
 pub use settings::{AutoTrack, OrgSettings, UserOptions};
 pub use sled_store::SledStore;
 pub use user_lists::{ListEntry, Snoozed, UserList};
@@ -126,6 +133,38 @@ pub trait CrmStore: Send + Sync {
         out.truncate(limit);
         Ok(out)
     }
+    /// One page of the records of a kind, in name order (case and accents ignored).
+    fn records_page(&self, kind: Kind, page: &PageRequest) -> Result<Page<Record>>;
+
+    // --- address books (a user's own "mail contacts", see [`address_book`]) ------
+    fn address_book_entry(&self, owner: UserId, id: EntryId) -> Result<Option<AddressBookEntry>>;
+    /// The entry of `owner`'s address book with this e-mail address.
+    fn address_book_by_email(
+        &self,
+        owner: UserId,
+        address: &EmailAddress,
+    ) -> Result<Option<AddressBookEntry>>;
+    /// One page of a view of `owner`'s address book in name order; a non-empty
+    /// `text` keeps the entries whose name, company, department or address match it.
+    fn address_book_page(
+        &self,
+        owner: UserId,
+        view: BookView,
+        text: &str,
+        page: &PageRequest,
+    ) -> Result<Page<AddressBookEntry>>;
+    fn address_book_counts(&self, owner: UserId) -> Result<BookCounts>;
+    /// Write CRM records (created or replaced) and entries of `owner`'s address book
+    /// as one atomic change: Track creates a contact and links the entry together.
+    /// An address belongs to one entry per address book ([`StoreError::Duplicate`]);
+    /// an existing entry must carry the `modified` stamp it has in the store (it
+    /// was read, then changed), else it is refused as stale ([`StoreError::Invalid`]).
+    fn address_book_write(
+        &self,
+        owner: UserId,
+        records: Vec<Record>,
+        entries: Vec<AddressBookEntry>,
+    ) -> Result<Vec<AddressBookEntry>>;
 
     // --- activities ------------------------------------------------------------
     fn activity(&self, id: ActivityId) -> Result<Option<Activity>>;

@@ -1,249 +1,316 @@
-//! Reading records a page at a time, so that pages stay fast with 100,000 records:
-//! how many records of a kind there are, the newest of a kind, and the records that
-//! link to one (an account's contacts and opportunities). Two derived trees, kept in
-//! step with every record write by [`index_record`] (called from `sled_index`):
+//! Paging through long lists without loading them: a page of records of one kind
+//! in name order, for lists that must stay fast with 100,000 contacts (the pane's
+//! Contacts page, SPEC section 10); counts per kind are `kind_index`'s.
 //!
-//! - `by_kind`   kind code, id → ()   (id order is creation order for v7 ids);
-//!   `0xFF`, kind code → u64 count (big-endian)
-//! - `backlinks` target id, source kind code, source id → ()
+//! A derived tree (see `sled_index`): `kind_order` holds `kind code, name key,
+//! 0, id → ()` for every record, kept in step by `Tx::index_record`. A store
+//! written before it existed is indexed once on open ([`ensure_indexes`]); a
+//! marker in `meta` records that.
 //!
-//! Stores made before these trees existed get them built once on open
-//! ([`ensure_indexes`]); a full index rebuild (migration) rebuilds them too.
+//! A page is addressed by an opaque cursor (the hex of the key after the list's
+//! prefix), so the next page costs the same however deep it is.
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::error::StoreError;
 use super::model::{Kind, Record};
 use super::sled_index::{self as ix, decode, Tx, TxResult};
 use super::sled_store::SledStore;
+use super::text::fold;
 use super::Result;
 
-/// First byte of a count key in `by_kind` (kind codes are small).
-const COUNT_TAG: u8 = 0xFF;
-/// Set in `meta` once `by_kind` and `backlinks` hold every record.
-const BUILT_KEY: &[u8] = b"paging_indexes";
-const BUILD_CHUNK: usize = 2_000;
+/// Longest name prefix (bytes) a sort key keeps; names equal up to here sort by id.
+const NAME_KEY_BYTES: usize = 64;
+/// The default and largest page sizes.
+pub const DEFAULT_PAGE: usize = 50;
+pub const MAX_PAGE: usize = 500;
+/// Marker in `meta`: the paging trees are built.
+const MARKER: &[u8] = b"index:kind_order";
+const CHUNK: usize = 1_000;
 
-fn kind_key(kind: Kind, id: Uuid) -> Vec<u8> {
-    [&[kind.code()][..], id.as_bytes()].concat()
+/// Which page of a list: the first, the one after a cursor, or the one before.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageRequest {
+    #[serde(default)]
+    pub after: Option<String>,
+    #[serde(default)]
+    pub before: Option<String>,
+    /// Items per page; 0 means [`DEFAULT_PAGE`], more than [`MAX_PAGE`] is cut.
+    #[serde(default)]
+    pub limit: usize,
 }
 
-fn count_key(kind: Kind) -> [u8; 2] {
-    [COUNT_TAG, kind.code()]
-}
-
-fn backlink_key(target: Uuid, source: Kind, id: Uuid) -> Vec<u8> {
-    [target.as_bytes(), &[source.code()][..], id.as_bytes()].concat()
-}
-
-fn read_count(v: Option<sled::IVec>) -> u64 {
-    v.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-        .map(u64::from_be_bytes)
-        .unwrap_or(0)
-}
-
-/// Add (or remove) a record's entries in `by_kind` and `backlinks`. The count
-/// changes only when the membership does, so a replace (remove old, add new) in
-/// one transaction leaves it as it was.
-pub(crate) fn index_record(tx: &Tx, r: &Record, add: bool) -> TxResult<()> {
-    let (kind, id) = (r.kind(), r.id());
-    let tree = tx.t(ix::BY_KIND);
-    let key = kind_key(kind, id);
-    let changed = if add {
-        tree.insert(key, &[])?.is_none()
-    } else {
-        tree.remove(key)?.is_some()
-    };
-    if changed {
-        let n = read_count(tree.get(count_key(kind))?);
-        let n = if add { n + 1 } else { n.saturating_sub(1) };
-        tree.insert(count_key(kind).to_vec(), &n.to_be_bytes())?;
-    }
-    for l in r.links() {
-        let k = backlink_key(l.id, kind, id);
-        if add {
-            tx.t(ix::BACKLINKS).insert(k, &[])?;
-        } else {
-            tx.t(ix::BACKLINKS).remove(k)?;
+impl PageRequest {
+    pub fn first(limit: usize) -> Self {
+        PageRequest {
+            limit,
+            ..Default::default()
         }
+    }
+    pub fn limit(&self) -> usize {
+        match self.limit {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        }
+    }
+}
+
+/// One page and the cursors of its neighbours (absent at either end).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub prev: Option<String>,
+    pub next: Option<String>,
+}
+
+/// The sort key of a name: folded (case and accents ignored), cut at a char boundary.
+pub(crate) fn name_key(name: &str) -> Vec<u8> {
+    let f = fold(name.trim());
+    let mut end = f.len().min(NAME_KEY_BYTES);
+    while !f.is_char_boundary(end) {
+        end -= 1;
+    }
+    f.as_bytes()[..end]
+        .iter()
+        .map(|b| if *b == 0 { 1 } else { *b })
+        .collect()
+}
+
+/// `name key 0 id`: what follows a list's prefix in an ordered index.
+pub(crate) fn order_suffix(name: &str, id: Uuid) -> Vec<u8> {
+    [&name_key(name)[..], &[0], id.as_bytes()].concat()
+}
+
+fn kind_order_key(kind: Kind, title: &str, id: Uuid) -> Vec<u8> {
+    [&[kind.code()][..], &order_suffix(title, id)].concat()
+}
+
+/// The id at the end of an ordered index key.
+pub(crate) fn id_at_end(key: &[u8]) -> Result<Uuid> {
+    key.len()
+        .checked_sub(16)
+        .and_then(|i| Uuid::from_slice(&key[i..]).ok())
+        .ok_or_else(|| StoreError::Corrupt("bad ordered index key".into()))
+}
+
+fn parse_cursor(c: &str) -> Result<Vec<u8>> {
+    let bytes = hex::decode(c.trim())
+        .ok()
+        .filter(|b| b.len() >= 17 && b.len() <= NAME_KEY_BYTES + 17)
+        .ok_or_else(|| {
+            StoreError::invalid(
+                "page cursor",
+                "it is not one this list gave out; start again from the first page",
+            )
+        })?;
+    Ok(bytes)
+}
+
+/// A page of `tree` under `prefix`, in key order. `accept` turns a key into an
+/// item, or skips it (`None`: a filter); it is called only until the page fills.
+pub(crate) fn page_of<T>(
+    tree: &sled::Tree,
+    prefix: &[u8],
+    req: &PageRequest,
+    mut accept: impl FnMut(&[u8]) -> Result<Option<T>>,
+) -> Result<Page<T>> {
+    let limit = req.limit();
+    let cursor = |k: &[u8]| hex::encode(&k[prefix.len()..]);
+    let mut got: Vec<(Vec<u8>, T)> = Vec::new();
+    if let Some(before) = &req.before {
+        let end = [prefix, &parse_cursor(before)?].concat();
+        for item in tree.range(prefix.to_vec()..end).rev() {
+            let (k, _) = item?;
+            if let Some(t) = accept(&k)? {
+                got.push((k.to_vec(), t));
+                if got.len() > limit {
+                    break;
+                }
+            }
+        }
+        let more_before = got.len() > limit;
+        got.truncate(limit);
+        got.reverse();
+        let prev = more_before.then(|| cursor(&got[0].0));
+        let next = got.last().map(|(k, _)| cursor(k));
+        return Ok(Page {
+            items: got.into_iter().map(|(_, t)| t).collect(),
+            prev,
+            next,
+        });
+    }
+    let iter = match &req.after {
+        Some(after) => {
+            let start = [prefix, &parse_cursor(after)?].concat();
+            tree.range((std::ops::Bound::Excluded(start), std::ops::Bound::Unbounded))
+        }
+        None => tree.range(prefix.to_vec()..),
+    };
+    for item in iter {
+        let (k, _) = item?;
+        if !k.starts_with(prefix) {
+            break;
+        }
+        if let Some(t) = accept(&k)? {
+            got.push((k.to_vec(), t));
+            if got.len() > limit {
+                break;
+            }
+        }
+    }
+    let more_after = got.len() > limit;
+    got.truncate(limit);
+    let next = if more_after {
+        got.last().map(|(k, _)| cursor(k))
+    } else {
+        None
+    };
+    let prev = if req.after.is_some() {
+        got.first().map(|(k, _)| cursor(k))
+    } else {
+        None
+    };
+    Ok(Page {
+        items: got.into_iter().map(|(_, t)| t).collect(),
+        prev,
+        next,
+    })
+}
+
+/// Keep `kind_order` in step with one record (inside its write).
+pub(crate) fn index_kind_order(tx: &Tx, r: &Record, add: bool) -> TxResult<()> {
+    let key = kind_order_key(r.kind(), &r.title(), r.id());
+    if add {
+        tx.t(ix::KIND_ORDER).insert(key, &[])?;
+    } else {
+        tx.t(ix::KIND_ORDER).remove(key)?;
     }
     Ok(())
 }
 
-/// Build `by_kind` and `backlinks` from the rows once, for a store written before
-/// they existed. Restartable: the marker is written last.
+/// A page of records of one kind in name order.
+pub(crate) fn records_page(
+    store: &SledStore,
+    kind: Kind,
+    req: &PageRequest,
+) -> Result<Page<Record>> {
+    let prefix = [kind.code()];
+    page_of(store.tree(ix::KIND_ORDER), &prefix, req, |k| {
+        store_record(store, id_at_end(k)?)
+    })
+}
+
+fn store_record(store: &SledStore, id: Uuid) -> Result<Option<Record>> {
+    match store.tree(ix::RECORDS).get(id.as_bytes())? {
+        Some(v) => Ok(Some(decode("record", &v)?)),
+        None => Ok(None),
+    }
+}
+
+/// Build the paging trees of a store written before they existed (once; then a
+/// marker says they are there), and what other derived trees of this feature need.
 pub(crate) fn ensure_indexes(store: &SledStore) -> Result<()> {
-    let meta = store.tree(ix::META);
-    if meta.contains_key(BUILT_KEY)? {
+    if store.tree(ix::META).get(MARKER)?.is_some() {
         return Ok(());
     }
     if !store.tree(ix::RECORDS).is_empty() {
-        tracing::info!("building the CRM store's per-kind and link indexes");
-        store.tree(ix::BY_KIND).clear()?;
-        store.tree(ix::BACKLINKS).clear()?;
-        let rows = store
+        tracing::info!("building the CRM store's per-kind name index");
+        store.tree(ix::KIND_ORDER).clear()?;
+        let rows: Vec<sled::IVec> = store
             .tree(ix::RECORDS)
             .iter()
             .values()
-            .collect::<sled::Result<Vec<_>>>()?;
-        for chunk in rows.chunks(BUILD_CHUNK) {
+            .collect::<sled::Result<_>>()?;
+        for chunk in rows.chunks(CHUNK) {
             let recs: Vec<Record> = chunk
                 .iter()
                 .map(|v| decode("record", v))
                 .collect::<Result<_>>()?;
-            store.write(|tx| recs.iter().try_for_each(|r| index_record(tx, r, true)))?;
+            store.write(|tx| recs.iter().try_for_each(|r| index_kind_order(tx, r, true)))?;
         }
     }
-    meta.insert(BUILT_KEY, &[1])?;
+    super::sled_book::backfill_seen(store)?;
+    store.tree(ix::META).insert(MARKER, &[1])?;
     store.db().flush()?;
     Ok(())
-}
-
-impl SledStore {
-    /// How many records of `kind` there are (one key read).
-    pub fn count_records_indexed(&self, kind: Kind) -> Result<usize> {
-        let n = read_count(self.tree(ix::BY_KIND).get(count_key(kind))?);
-        Ok(usize::try_from(n).unwrap_or(usize::MAX))
-    }
-
-    /// The newest `n` records of `kind`, newest first (by id: creation order).
-    pub fn recent_records_indexed(&self, kind: Kind, n: usize) -> Result<Vec<Record>> {
-        let mut out = Vec::with_capacity(n.min(256));
-        for item in self.tree(ix::BY_KIND).scan_prefix([kind.code()]).rev() {
-            if out.len() >= n {
-                break;
-            }
-            let (k, _) = item?;
-            let id = Uuid::from_slice(&k[1..])
-                .map_err(|_| super::StoreError::Corrupt("bad by_kind key".into()))?;
-            out.extend(self.record_row(id)?);
-        }
-        Ok(out)
-    }
-
-    /// Records (of `kind`, or any) that link to `target`, in id order, at most `limit`.
-    pub fn linked_records_indexed(
-        &self,
-        target: Uuid,
-        kind: Option<Kind>,
-        limit: usize,
-    ) -> Result<Vec<Record>> {
-        let mut prefix = target.as_bytes().to_vec();
-        prefix.extend(kind.map(|k| k.code()));
-        let mut out = Vec::new();
-        for item in self.tree(ix::BACKLINKS).scan_prefix(&prefix) {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, _) = item?;
-            let id = Uuid::from_slice(&k[17..])
-                .map_err(|_| super::StoreError::Corrupt("bad backlinks key".into()))?;
-            out.extend(self.record_row(id)?);
-        }
-        Ok(out)
-    }
-
-    fn record_row(&self, id: Uuid) -> Result<Option<Record>> {
-        match self.tree(ix::RECORDS).get(id.as_bytes())? {
-            Some(v) => Ok(Some(decode("record", &v)?)),
-            None => Ok(None),
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::model::{Account, AccountId, Contact, ContactId, Stamps};
-    use crate::store::CrmStore;
 
-    fn account(name: &str) -> Record {
-        Record::Account(Account {
-            id: AccountId::new(),
-            stamps: Stamps::default(),
-            name: name.into(),
-            website: String::new(),
-            phone: String::new(),
-            emails: vec![],
-            address: Default::default(),
-            primary_contact: None,
-        })
-    }
-
-    fn contact(name: &str, account: Option<AccountId>) -> Record {
-        Record::Contact(Contact {
-            id: ContactId::new(),
-            stamps: Stamps::default(),
-            first_name: name.into(),
-            last_name: String::new(),
-            full_name: String::new(),
-            job_title: String::new(),
-            department: String::new(),
-            company: String::new(),
-            account,
-            emails: vec![],
-            business_phone: String::new(),
-            mobile_phone: String::new(),
-            address: Default::default(),
-        })
+    #[test]
+    fn name_keys_fold_and_stay_bounded() {
+        assert_eq!(name_key("  Zoë Müller "), b"zoe muller".to_vec());
+        let long = name_key(&"é".repeat(200));
+        assert!(long.len() <= NAME_KEY_BYTES);
+        assert!(std::str::from_utf8(&long).is_ok());
+        assert!(name_key("a\0b").iter().all(|b| *b != 0));
     }
 
     #[test]
-    fn counts_newest_and_backlinks_follow_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
-        let acc = s.put_record(account("Contoso")).unwrap();
-        let acc_id = AccountId::from_uuid(acc.id());
-        let mut ids = Vec::new();
-        for i in 0..5 {
-            let c = s
-                .put_record(contact(&format!("c{i}"), Some(acc_id)))
-                .unwrap();
-            ids.push(c.id());
+    fn pages_walk_forward_and_back() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let t = db.open_tree("t").unwrap();
+        let ids: Vec<Uuid> = (0..7).map(|_| Uuid::now_v7()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            t.insert(
+                [&b"P"[..], &order_suffix(&format!("n{i}"), *id)].concat(),
+                &[],
+            )
+            .unwrap();
         }
-        assert_eq!(s.count_records(Kind::Contact).unwrap(), 5);
-        assert_eq!(s.count_records(Kind::Account).unwrap(), 1);
-        assert_eq!(s.count_records(Kind::Lead).unwrap(), 0);
-        let newest: Vec<Uuid> = s
-            .recent_records(Kind::Contact, 2)
-            .unwrap()
-            .iter()
-            .map(|r| r.id())
-            .collect();
-        assert_eq!(newest, vec![ids[4], ids[3]]);
-        assert_eq!(
-            s.linked_records(acc.id(), Some(Kind::Contact), 10)
-                .unwrap()
-                .len(),
-            5
+        // Another list's keys around ours must never show.
+        t.insert(b"O-zzz", &[]).unwrap();
+        t.insert(b"Q-aaa", &[]).unwrap();
+        let get = |req: &PageRequest| page_of(&t, b"P", req, |k| Ok(Some(id_at_end(k)?))).unwrap();
+        let p1 = get(&PageRequest::first(3));
+        assert_eq!(p1.items, ids[0..3]);
+        assert!(p1.prev.is_none());
+        let p2 = get(&PageRequest {
+            after: p1.next.clone(),
+            limit: 3,
+            ..Default::default()
+        });
+        assert_eq!(p2.items, ids[3..6]);
+        let p3 = get(&PageRequest {
+            after: p2.next.clone(),
+            limit: 3,
+            ..Default::default()
+        });
+        assert_eq!(p3.items, ids[6..7]);
+        assert!(p3.next.is_none());
+        let back = get(&PageRequest {
+            before: p3.prev.clone(),
+            limit: 3,
+            ..Default::default()
+        });
+        assert_eq!(back.items, ids[3..6]);
+        let first = get(&PageRequest {
+            before: back.prev.clone(),
+            limit: 3,
+            ..Default::default()
+        });
+        assert_eq!(first.items, ids[0..3]);
+        assert!(first.prev.is_none(), "nothing before the first page");
+        // A filter skips keys; the page still fills.
+        let odd = page_of(&t, b"P", &PageRequest::first(2), |k| {
+            let id = id_at_end(k)?;
+            Ok((ids.iter().position(|x| *x == id).unwrap() % 2 == 1).then_some(id))
+        })
+        .unwrap();
+        assert_eq!(odd.items, vec![ids[1], ids[3]]);
+        // A forged cursor is refused with a clear error.
+        let bad = page_of(
+            &t,
+            b"P",
+            &PageRequest {
+                after: Some("zz".into()),
+                ..Default::default()
+            },
+            |_| Ok(Some(())),
         );
-        assert!(s
-            .linked_records(acc.id(), Some(Kind::Opportunity), 10)
-            .unwrap()
-            .is_empty());
-
-        // A replace keeps the count; unlinking and deleting update both indexes.
-        let Some(Record::Contact(mut c0)) = s.record(ids[0]).unwrap() else {
-            panic!()
-        };
-        c0.account = None;
-        s.put_record(Record::Contact(c0)).unwrap();
-        assert_eq!(s.count_records(Kind::Contact).unwrap(), 5);
-        assert_eq!(s.linked_records(acc.id(), None, 10).unwrap().len(), 4);
-        s.delete_record(ids[0]).unwrap();
-        assert_eq!(s.count_records(Kind::Contact).unwrap(), 4);
-
-        // Built again from the rows when missing (a store from before the trees).
-        s.tree(ix::META).remove(BUILT_KEY).unwrap();
-        s.tree(ix::BY_KIND).clear().unwrap();
-        s.tree(ix::BACKLINKS).clear().unwrap();
-        drop(s);
-        let s = SledStore::open(dir.path()).unwrap();
-        assert_eq!(s.count_records(Kind::Contact).unwrap(), 4);
-        assert_eq!(s.linked_records(acc.id(), None, 10).unwrap().len(), 4);
-        assert_eq!(s.recent_records(Kind::Contact, 1).unwrap()[0].id(), ids[4]);
-        // And by a full rebuild.
-        crate::store::migrate::rebuild_indexes(&s).unwrap();
-        assert_eq!(s.count_records(Kind::Contact).unwrap(), 4);
-        assert_eq!(s.linked_records(acc.id(), None, 10).unwrap().len(), 4);
+        assert!(bad.unwrap_err().to_string().contains("first page"));
     }
 }

@@ -19,11 +19,15 @@
 //! - `tokens`    subject tracking token 0 activity id → ()          (v3)
 //! - `appt_uids` iCalendar UID 0 appointment id → ()                 (v3)
 //! - `locations` owner id, folder 0, UIDVALIDITY (4), UID (4) → Message-ID (v3)
-//! - `by_kind`, `backlinks`: records per kind and who links to whom (see `paging`)
+//! - `by_kind`, `backlinks`: records per kind and who links to whom (see `kind_index`)
 //! - `user_lists` user id, list code → JSON entries (see `user_lists`; not derived)
 //! - `facts`     activity id → JSON header facts (regarding, S/MIME): what a fetch
 //!   of a tracked message reads, without the activity's body text (absent for
 //!   activities written before it existed: read from `activities` then)
+//! - `kind_order` kind code, name key 0 id → ()  (records in name order, see `paging`)
+//! - `book` owner id, entry id → JSON address-book entry; `book_order` owner id, view,
+//!   name key 0 entry id → (); `book_emails` owner id, address key → entry id
+//!   (see `address_book`)
 
 use chrono::{DateTime, Utc};
 use sled::transaction::{
@@ -41,7 +45,7 @@ use super::search_index::PostingChange;
 use super::text::Document;
 use std::cell::RefCell;
 
-pub(crate) const TREES: [&str; 21] = [
+pub(crate) const TREES: [&str; 25] = [
     "records",
     "activities",
     "emails",
@@ -63,6 +67,10 @@ pub(crate) const TREES: [&str; 21] = [
     "backlinks",
     "user_lists",
     "facts",
+    "kind_order",
+    "book",
+    "book_order",
+    "book_emails",
 ];
 pub(crate) const RECORDS: usize = 0;
 pub(crate) const ACTIVITIES: usize = 1;
@@ -85,6 +93,10 @@ pub(crate) const BY_KIND: usize = 17;
 pub(crate) const BACKLINKS: usize = 18;
 pub(crate) const USER_LISTS: usize = 19;
 pub(crate) const FACTS: usize = 20;
+pub(crate) const KIND_ORDER: usize = 21;
+pub(crate) const BOOK: usize = 22;
+pub(crate) const BOOK_ORDER: usize = 23;
+pub(crate) const BOOK_EMAILS: usize = 24;
 
 pub(crate) type TxResult<T> = ConflictableTransactionResult<T, StoreError>;
 
@@ -304,10 +316,11 @@ impl<'a> Tx<'a> {
             }
         }
         self.postings(&Document::of_record(r), r.kind(), id, add)?;
+        super::paging::index_kind_order(self, r, add)?;
         for l in r.links() {
             self.adjust_ref(l.id, add)?;
         }
-        super::paging::index_record(self, r, add)
+        super::kind_index::index_record(self, r, add)
     }
 
     /// Create or replace a record with its index entries. `keep_stamps` keeps the
@@ -587,6 +600,13 @@ impl<'a> Tx<'a> {
             self.check_tracking(t)?;
         }
         self.t(TRACKING).insert(key, json(t))?;
+        // Its people join the owner's address book once, when it becomes tracked.
+        let was_tracked = old
+            .as_ref()
+            .is_some_and(|o| o.status == t.status && o.activity == t.activity);
+        if !was_tracked {
+            super::address_book::note_seen(self, t)?;
+        }
         Ok(outcome)
     }
 

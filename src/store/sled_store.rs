@@ -12,13 +12,16 @@ use super::activity::{
     thread_conversation, Activity, ActivityId, HeaderFacts, MessageLocation, TrackingRecord,
 };
 use super::address::{EmailAddress, MessageId};
+use super::address_book::{AddressBookEntry, BookCounts, BookView, EntryId};
 use super::blobs::{BlobRef, BlobStore};
 use super::error::StoreError;
 use super::export::ExportBundle;
 use super::migrate;
 use super::model::{Kind, Privilege, Record, RecordRef, SystemUser, UserId};
+use super::paging::{Page, PageRequest};
 use super::search_index::MemIndex;
 use super::settings::OrgSettings;
+use super::sled_book as book;
 use super::sled_index::{self as ix, decode, Tx};
 use super::text;
 use super::user_lists::{ListEntry, Snoozed, UserList};
@@ -88,6 +91,7 @@ impl SledStore {
             search: RwLock::new(None),
         };
         migrate::bring_up_to_date(&store)?;
+        super::kind_index::ensure_indexes(&store)?;
         super::paging::ensure_indexes(&store)?;
         Ok(store)
     }
@@ -288,6 +292,45 @@ impl CrmStore for SledStore {
 
     fn snooze(&self, user: UserId, card: &str, until: chrono::DateTime<chrono::Utc>) -> Result<()> {
         self.snooze_row(user, card, until)
+    }
+
+    fn records_page(&self, kind: Kind, page: &PageRequest) -> Result<Page<Record>> {
+        super::paging::records_page(self, kind, page)
+    }
+
+    fn address_book_entry(&self, owner: UserId, id: EntryId) -> Result<Option<AddressBookEntry>> {
+        book::entry(self, owner, id)
+    }
+
+    fn address_book_by_email(
+        &self,
+        owner: UserId,
+        address: &EmailAddress,
+    ) -> Result<Option<AddressBookEntry>> {
+        book::by_email(self, owner, address)
+    }
+
+    fn address_book_page(
+        &self,
+        owner: UserId,
+        view: BookView,
+        text: &str,
+        page: &PageRequest,
+    ) -> Result<Page<AddressBookEntry>> {
+        book::page(self, owner, view, text, page)
+    }
+
+    fn address_book_counts(&self, owner: UserId) -> Result<BookCounts> {
+        book::counts(self, owner)
+    }
+
+    fn address_book_write(
+        &self,
+        owner: UserId,
+        records: Vec<Record>,
+        entries: Vec<AddressBookEntry>,
+    ) -> Result<Vec<AddressBookEntry>> {
+        book::write(self, owner, records, entries)
     }
 
     fn activity(&self, id: ActivityId) -> Result<Option<Activity>> {

@@ -1,0 +1,249 @@
+//! Per-kind indexes, so that pages stay fast with 100,000 records: how many
+//! records of a kind there are, the newest of a kind, and the records that link to
+//! one (an account's contacts and opportunities). Two derived trees, kept in
+//! step with every record write by [`index_record`] (called from `sled_index`):
+//!
+//! - `by_kind`   kind code, id → ()   (id order is creation order for v7 ids);
+//!   `0xFF`, kind code → u64 count (big-endian)
+//! - `backlinks` target id, source kind code, source id → ()
+//!
+//! Stores made before these trees existed get them built once on open
+//! ([`ensure_indexes`]); a full index rebuild (migration) rebuilds them too.
+
+use uuid::Uuid;
+
+use super::model::{Kind, Record};
+use super::sled_index::{self as ix, decode, Tx, TxResult};
+use super::sled_store::SledStore;
+use super::Result;
+
+/// First byte of a count key in `by_kind` (kind codes are small).
+const COUNT_TAG: u8 = 0xFF;
+/// Set in `meta` once `by_kind` and `backlinks` hold every record.
+const BUILT_KEY: &[u8] = b"paging_indexes";
+const BUILD_CHUNK: usize = 2_000;
+
+fn kind_key(kind: Kind, id: Uuid) -> Vec<u8> {
+    [&[kind.code()][..], id.as_bytes()].concat()
+}
+
+fn count_key(kind: Kind) -> [u8; 2] {
+    [COUNT_TAG, kind.code()]
+}
+
+fn backlink_key(target: Uuid, source: Kind, id: Uuid) -> Vec<u8> {
+    [target.as_bytes(), &[source.code()][..], id.as_bytes()].concat()
+}
+
+fn read_count(v: Option<sled::IVec>) -> u64 {
+    v.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+/// Add (or remove) a record's entries in `by_kind` and `backlinks`. The count
+/// changes only when the membership does, so a replace (remove old, add new) in
+/// one transaction leaves it as it was.
+pub(crate) fn index_record(tx: &Tx, r: &Record, add: bool) -> TxResult<()> {
+    let (kind, id) = (r.kind(), r.id());
+    let tree = tx.t(ix::BY_KIND);
+    let key = kind_key(kind, id);
+    let changed = if add {
+        tree.insert(key, &[])?.is_none()
+    } else {
+        tree.remove(key)?.is_some()
+    };
+    if changed {
+        let n = read_count(tree.get(count_key(kind))?);
+        let n = if add { n + 1 } else { n.saturating_sub(1) };
+        tree.insert(count_key(kind).to_vec(), &n.to_be_bytes())?;
+    }
+    for l in r.links() {
+        let k = backlink_key(l.id, kind, id);
+        if add {
+            tx.t(ix::BACKLINKS).insert(k, &[])?;
+        } else {
+            tx.t(ix::BACKLINKS).remove(k)?;
+        }
+    }
+    Ok(())
+}
+
+/// Build `by_kind` and `backlinks` from the rows once, for a store written before
+/// they existed. Restartable: the marker is written last.
+pub(crate) fn ensure_indexes(store: &SledStore) -> Result<()> {
+    let meta = store.tree(ix::META);
+    if meta.contains_key(BUILT_KEY)? {
+        return Ok(());
+    }
+    if !store.tree(ix::RECORDS).is_empty() {
+        tracing::info!("building the CRM store's per-kind and link indexes");
+        store.tree(ix::BY_KIND).clear()?;
+        store.tree(ix::BACKLINKS).clear()?;
+        let rows = store
+            .tree(ix::RECORDS)
+            .iter()
+            .values()
+            .collect::<sled::Result<Vec<_>>>()?;
+        for chunk in rows.chunks(BUILD_CHUNK) {
+            let recs: Vec<Record> = chunk
+                .iter()
+                .map(|v| decode("record", v))
+                .collect::<Result<_>>()?;
+            store.write(|tx| recs.iter().try_for_each(|r| index_record(tx, r, true)))?;
+        }
+    }
+    meta.insert(BUILT_KEY, &[1])?;
+    store.db().flush()?;
+    Ok(())
+}
+
+impl SledStore {
+    /// How many records of `kind` there are (one key read).
+    pub fn count_records_indexed(&self, kind: Kind) -> Result<usize> {
+        let n = read_count(self.tree(ix::BY_KIND).get(count_key(kind))?);
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    /// The newest `n` records of `kind`, newest first (by id: creation order).
+    pub fn recent_records_indexed(&self, kind: Kind, n: usize) -> Result<Vec<Record>> {
+        let mut out = Vec::with_capacity(n.min(256));
+        for item in self.tree(ix::BY_KIND).scan_prefix([kind.code()]).rev() {
+            if out.len() >= n {
+                break;
+            }
+            let (k, _) = item?;
+            let id = Uuid::from_slice(&k[1..])
+                .map_err(|_| super::StoreError::Corrupt("bad by_kind key".into()))?;
+            out.extend(self.record_row(id)?);
+        }
+        Ok(out)
+    }
+
+    /// Records (of `kind`, or any) that link to `target`, in id order, at most `limit`.
+    pub fn linked_records_indexed(
+        &self,
+        target: Uuid,
+        kind: Option<Kind>,
+        limit: usize,
+    ) -> Result<Vec<Record>> {
+        let mut prefix = target.as_bytes().to_vec();
+        prefix.extend(kind.map(|k| k.code()));
+        let mut out = Vec::new();
+        for item in self.tree(ix::BACKLINKS).scan_prefix(&prefix) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = item?;
+            let id = Uuid::from_slice(&k[17..])
+                .map_err(|_| super::StoreError::Corrupt("bad backlinks key".into()))?;
+            out.extend(self.record_row(id)?);
+        }
+        Ok(out)
+    }
+
+    fn record_row(&self, id: Uuid) -> Result<Option<Record>> {
+        match self.tree(ix::RECORDS).get(id.as_bytes())? {
+            Some(v) => Ok(Some(decode("record", &v)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::model::{Account, AccountId, Contact, ContactId, Stamps};
+    use crate::store::CrmStore;
+
+    fn account(name: &str) -> Record {
+        Record::Account(Account {
+            id: AccountId::new(),
+            stamps: Stamps::default(),
+            name: name.into(),
+            website: String::new(),
+            phone: String::new(),
+            emails: vec![],
+            address: Default::default(),
+            primary_contact: None,
+        })
+    }
+
+    fn contact(name: &str, account: Option<AccountId>) -> Record {
+        Record::Contact(Contact {
+            id: ContactId::new(),
+            stamps: Stamps::default(),
+            first_name: name.into(),
+            last_name: String::new(),
+            full_name: String::new(),
+            job_title: String::new(),
+            department: String::new(),
+            company: String::new(),
+            account,
+            emails: vec![],
+            business_phone: String::new(),
+            mobile_phone: String::new(),
+            address: Default::default(),
+        })
+    }
+
+    #[test]
+    fn counts_newest_and_backlinks_follow_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let acc = s.put_record(account("Contoso")).unwrap();
+        let acc_id = AccountId::from_uuid(acc.id());
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let c = s
+                .put_record(contact(&format!("c{i}"), Some(acc_id)))
+                .unwrap();
+            ids.push(c.id());
+        }
+        assert_eq!(s.count_records(Kind::Contact).unwrap(), 5);
+        assert_eq!(s.count_records(Kind::Account).unwrap(), 1);
+        assert_eq!(s.count_records(Kind::Lead).unwrap(), 0);
+        let newest: Vec<Uuid> = s
+            .recent_records(Kind::Contact, 2)
+            .unwrap()
+            .iter()
+            .map(|r| r.id())
+            .collect();
+        assert_eq!(newest, vec![ids[4], ids[3]]);
+        assert_eq!(
+            s.linked_records(acc.id(), Some(Kind::Contact), 10)
+                .unwrap()
+                .len(),
+            5
+        );
+        assert!(s
+            .linked_records(acc.id(), Some(Kind::Opportunity), 10)
+            .unwrap()
+            .is_empty());
+
+        // A replace keeps the count; unlinking and deleting update both indexes.
+        let Some(Record::Contact(mut c0)) = s.record(ids[0]).unwrap() else {
+            panic!()
+        };
+        c0.account = None;
+        s.put_record(Record::Contact(c0)).unwrap();
+        assert_eq!(s.count_records(Kind::Contact).unwrap(), 5);
+        assert_eq!(s.linked_records(acc.id(), None, 10).unwrap().len(), 4);
+        s.delete_record(ids[0]).unwrap();
+        assert_eq!(s.count_records(Kind::Contact).unwrap(), 4);
+
+        // Built again from the rows when missing (a store from before the trees).
+        s.tree(ix::META).remove(BUILT_KEY).unwrap();
+        s.tree(ix::BY_KIND).clear().unwrap();
+        s.tree(ix::BACKLINKS).clear().unwrap();
+        drop(s);
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.count_records(Kind::Contact).unwrap(), 4);
+        assert_eq!(s.linked_records(acc.id(), None, 10).unwrap().len(), 4);
+        assert_eq!(s.recent_records(Kind::Contact, 1).unwrap()[0].id(), ids[4]);
+        // And by a full rebuild.
+        crate::store::migrate::rebuild_indexes(&s).unwrap();
+        assert_eq!(s.count_records(Kind::Contact).unwrap(), 4);
+        assert_eq!(s.linked_records(acc.id(), None, 10).unwrap().len(), 4);
+    }
+}
