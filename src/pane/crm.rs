@@ -1,8 +1,9 @@
 //! The pane's read-only CRM pages on the store: the home dashboard (counts, newest
-//! records, favourites and recent records, assistant cards), search of all records with a type filter (the guide's Set Regarding list),
-//! one record with its links and activities, CRM contacts, and documents (templates,
-//! sales literature, knowledge articles). Store calls block, so they run on the
-//! blocking pool.
+//! records, favourites and recent records, assistant cards), search of all records
+//! with a type filter (the guide's Set Regarding list), one record with its links
+//! and activities, and documents (templates, sales literature, knowledge articles).
+//! The Contacts page is `contacts`. Store calls block, so they run on the blocking
+//! pool.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
