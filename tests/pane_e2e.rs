@@ -4,8 +4,10 @@
 //! the proxy and the pane follows by itself (nothing here publishes the "opened"
 //! event); Set Regarding through search tracks it and a direct imaplib client (straight
 //! to Dovecot) sees `$CRM_Tracked`; "+ Add as contact" for the unknown sender; Untrack,
-//! and the direct client no longer sees the keyword. Screenshots at 350 and 1280 px
-//! wide go to target/pane-screenshots/.
+//! and the direct client no longer sees the keyword; a delegate follows the owner's
+//! mailbox; a password sign-in adds an email template as a draft, found in Drafts by
+//! a direct IMAP client. Screenshots at 350 and 1280 px wide go to
+//! target/pane-screenshots/.
 
 mod browser_support;
 mod common;
@@ -210,6 +212,41 @@ async fn the_pane_follows_the_mail_client_tracks_adds_a_contact_and_untracks_ups
     driver.size(1280, 900).await;
     driver.screenshot("e2e-delegate-1280.png").await;
     tokio::task::block_in_place(|| delegate.cmd("LOGOUT"));
+
+    // Alice signs in with her mailbox password (checked against Dovecot) and adds an
+    // email template to an email: the draft, addressed to the current message's
+    // sender, is in her Drafts folder for any IMAP client.
+    driver.click("form.signout button").await;
+    driver.wait_for_url(|u| u.contains("/signin")).await;
+    driver.goto(&format!("{origin}/signin")).await;
+    driver.type_into("#user", ALICE).await;
+    driver.type_into("#password", PASSWORD).await;
+    driver.click("form[action='/signin'] button.primary").await;
+    driver.wait_for_url(|u| u.ends_with('/')).await;
+    driver.goto(&format!("{origin}/documents")).await;
+    driver
+        .click("a[href='/compose?doc=0193a1b2-c3d4-7017-8000-000000000017']")
+        .await;
+    driver.wait_for_url(|u| u.contains("/compose?doc=")).await;
+    assert_eq!(
+        driver
+            .script("return document.querySelector('#to').value")
+            .await,
+        "dana@customer.example"
+    );
+    driver.click("main form button.primary").await;
+    driver.wait_for_text("main", "Draft saved in Drafts").await;
+    let drafts = tokio::task::block_in_place(|| {
+        let mut direct = common::RawImap::login(dovecot().imap_addr(), ALICE, PASSWORD);
+        assert!(direct.cmd("SELECT Drafts").ok());
+        direct.cmd("UID FETCH 1:* (FLAGS BODY.PEEK[])").text()
+    });
+    assert!(drafts.contains("\\Draft"), "{drafts}");
+    assert!(
+        drafts.contains("Subject: Thank you for your time, Dana"),
+        "{drafts}"
+    );
+    assert!(drafts.contains("dana@customer.example"), "{drafts}");
 
     // No CSP violation or script error on the way.
     let console = driver.console().await;
