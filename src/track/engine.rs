@@ -270,6 +270,27 @@ impl Engine {
         record: &TrackingRecord,
         activity: Option<&Activity>,
     ) -> Result<TrackingHeaders, TrackError> {
+        self.headers_with(record, activity, &mut |id| self.record_title(id))
+    }
+
+    /// The display name of a record ("" when it is gone).
+    pub fn record_title(&self, id: uuid::Uuid) -> Result<String, TrackError> {
+        Ok(self
+            .store
+            .record(id)?
+            .map(|x| x.title())
+            .unwrap_or_default())
+    }
+
+    /// [`Engine::headers_for`] with the regarding record's name from `title` (the
+    /// proxy keeps names of the records its blocks show, so a first fetch of many
+    /// messages regarding one account reads that account once).
+    pub fn headers_with(
+        &self,
+        record: &TrackingRecord,
+        activity: Option<&Activity>,
+        title: &mut dyn FnMut(uuid::Uuid) -> Result<String, TrackError>,
+    ) -> Result<TrackingHeaders, TrackError> {
         let status = match record.status {
             TrackStatus::Tracked => "tracked",
             TrackStatus::Pending => "pending",
@@ -293,11 +314,7 @@ impl Engine {
             None => record.regarding,
         };
         if let Some(r) = regarding {
-            let name = self
-                .store
-                .record(r.id)?
-                .map(|x| x.title())
-                .unwrap_or_default();
+            let name = title(r.id)?;
             headers.regarding = Some((r.kind.to_string(), r.id.to_string(), name));
         }
         if let Some(f) = facts {

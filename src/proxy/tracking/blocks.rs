@@ -16,12 +16,14 @@ use crate::wire::Literal;
 const CACHE_MAX: usize = 65_536;
 
 /// (owner, folder, UIDVALIDITY, UID) → rendered block and state keyword (None:
-/// not tracked), and whether the Message-ID was known when it was looked up.
-/// Emptied when the tracking generation changes.
+/// not tracked), and whether the Message-ID was known when it was looked up; and
+/// the names of the regarding records those blocks show. Emptied when the
+/// tracking generation changes.
 #[derive(Default)]
 pub(super) struct BlockCache {
     generation: u64,
     entries: HashMap<BlockKey, (Option<Tracked>, bool)>,
+    titles: HashMap<uuid::Uuid, String>,
 }
 
 /// (owner, folder, UIDVALIDITY, UID).
@@ -60,6 +62,7 @@ impl TrackingHook {
             let mut c = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
             if c.generation != generation {
                 c.entries.clear();
+                c.titles.clear();
                 c.generation = generation;
             }
             c.entries.get(&key).cloned()
@@ -92,7 +95,8 @@ impl TrackingHook {
         let record = by_id.or_else(|| engine.tracking_at(owner, &loc).ok().flatten());
         let shown = record.and_then(|r| {
             let keyword = engine.keywords_for(&r.status)?.to_string();
-            let block = Bytes::from(engine.headers_for(&r, None).ok()?.render());
+            let mut title = |id| self.regarding_title(id, generation);
+            let block = Bytes::from(engine.headers_with(&r, None, &mut title).ok()?.render());
             Some((block, keyword))
         });
         let tracked = match shown {
@@ -114,11 +118,33 @@ impl TrackingHook {
             if c.generation == generation {
                 if c.entries.len() >= CACHE_MAX {
                     c.entries.clear();
+                    c.titles.clear();
                 }
                 c.entries.insert(key, (tracked.clone(), knows_id));
             }
         }
         tracked
+    }
+
+    /// A regarding record's name, read once per tracking generation.
+    fn regarding_title(
+        &self,
+        id: uuid::Uuid,
+        generation: u64,
+    ) -> Result<String, crate::track::TrackError> {
+        let cached = {
+            let c = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+            c.titles.get(&id).cloned()
+        };
+        if let Some(t) = cached {
+            return Ok(t);
+        }
+        let title = self.workers.engine().record_title(id)?;
+        let mut c = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        if c.generation == generation {
+            c.titles.insert(id, title.clone());
+        }
+        Ok(title)
     }
 
     /// The edit of a whole-item literal (BODY[], RFC822, HEADER, HEADER.FIELDS):
