@@ -166,6 +166,16 @@ fn literal_plus_appends_and_appends_without_a_request() {
     let uid = newest_uid(&mut direct, "Drafts");
     assert_eq!(direct.fetch_body(uid), plain2);
 
+    // CATENATE (RFC 4469): its first literal need not be the top of the message,
+    // so it goes up untouched.
+    c.send(format!("p3 APPEND Drafts CATENATE (TEXT {{{}+}}\r\n", tracked.len()).as_bytes());
+    c.send(&tracked);
+    c.send(b")\r\n");
+    let r = c.read_until_tagged("p3").unwrap();
+    assert!(r.ok(), "{}", r.tagged);
+    let uid = newest_uid(&mut direct, "Drafts");
+    assert_eq!(direct.fetch_body(uid), tracked);
+
     // A message that carries a block already goes up as it is (no second one).
     let r = c.append("Drafts", &stored);
     assert!(r.ok(), "{}", r.tagged);

@@ -20,9 +20,13 @@ pub(super) struct Carrying {
 }
 
 impl TrackingHook {
-    /// Only the sessions of CRM users read ahead of their APPENDs.
+    /// Only the sessions of CRM users read ahead of their APPENDs, and only of a
+    /// plain one: with CATENATE (RFC 4469) the first literal need not be the top
+    /// of the message.
     pub(super) fn wants_head(&self, cx: &HookContext<'_>, first_line: &[u8]) -> bool {
-        append_target(first_line).is_some() && self.owner_id(cx).is_some()
+        append_target(first_line).is_some()
+            && !is_catenate(first_line)
+            && self.owner_id(cx).is_some()
     }
 
     pub(super) fn prefix_for_append(
@@ -172,7 +176,28 @@ impl TrackingHook {
     }
 }
 
+/// Does an APPEND's first line build its message with CATENATE?
+fn is_catenate(first_line: &[u8]) -> bool {
+    first_line
+        .windows(b"CATENATE".len())
+        .any(|w| w.eq_ignore_ascii_case(b"CATENATE"))
+}
+
 /// Most COPYUID pairs looked at for carried blocks.
 const MAX_COPIES: usize = 100_000;
 /// Up to this many pairs are looked at inline (point reads), more on a task.
 const INLINE_COPIES: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::is_catenate;
+
+    #[test]
+    fn catenate_appends_are_recognised() {
+        assert!(is_catenate(b"a APPEND Drafts CATENATE (TEXT {120}\r\n"));
+        assert!(is_catenate(
+            b"a APPEND Drafts (\\Draft) catenate (URL \"/x\" TEXT {5}\r\n"
+        ));
+        assert!(!is_catenate(b"a APPEND Drafts (\\Draft) {120}\r\n"));
+    }
+}
