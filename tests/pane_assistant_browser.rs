@@ -5,158 +5,13 @@
 //! target/pane-screenshots/assistant-*.png.
 
 mod assistant_support;
+mod browser_support;
 mod pane_util;
 
 use assistant_support::{seed, ALICE, CURRENT};
-use base64::Engine;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
+use browser_support::{spki_pin, Driver};
 use pane_util::TestPane;
-use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-/// A minimal WebDriver session: just what these screenshots need.
-struct Driver {
-    child: Child,
-    port: u16,
-    session: String,
-    _profile: tempfile::TempDir,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn http(port: u16, method: &str, path: &str, body: Option<Value>) -> Value {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("chromedriver is listening");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", format!("127.0.0.1:{port}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(
-            body.map(|b| b.to_string()).unwrap_or_default(),
-        )))
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let status = resp.status();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    assert!(
-        status.is_success(),
-        "WebDriver {method} {path}: {status} {v}"
-    );
-    v["value"].clone()
-}
-
-/// base64(SHA-256(SubjectPublicKeyInfo)) of the pane's certificate.
-fn spki_pin(cert_pem: &std::path::Path) -> String {
-    use rustls::pki_types::pem::PemObject;
-    let der = rustls::pki_types::CertificateDer::from_pem_file(cert_pem).unwrap();
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
-    base64::engine::general_purpose::STANDARD
-        .encode(Sha256::digest(cert.tbs_certificate.subject_pki.raw))
-}
-
-impl Driver {
-    async fn start(pin: &str) -> Driver {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver is installed (apt-get install chromium chromium-driver)");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let profile = tempfile::tempdir().unwrap();
-        let args = vec![
-            "--headless=new".to_string(),
-            "--no-sandbox".into(),
-            "--disable-gpu".into(),
-            "--disable-dev-shm-usage".into(),
-            "--disable-background-networking".into(),
-            "--no-first-run".into(),
-            "--hide-scrollbars".into(),
-            "--force-device-scale-factor=1".into(),
-            format!("--user-data-dir={}", profile.path().display()),
-            format!("--ignore-certificate-errors-spki-list={pin}"),
-        ];
-        let caps = json!({ "capabilities": { "alwaysMatch": {
-            "browserName": "chrome",
-            "acceptInsecureCerts": false,
-            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args }
-        }}});
-        let v = http(port, "POST", "/session", Some(caps)).await;
-        Driver {
-            child,
-            port,
-            session: v["sessionId"].as_str().expect("a session").to_owned(),
-            _profile: profile,
-        }
-    }
-
-    async fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let p = format!("/session/{}{path}", self.session);
-        http(self.port, method, &p, body).await
-    }
-
-    async fn goto(&self, url: &str) {
-        self.cmd("POST", "/url", Some(json!({ "url": url }))).await;
-    }
-
-    async fn script(&self, js: &str) -> Value {
-        self.cmd(
-            "POST",
-            "/execute/sync",
-            Some(json!({ "script": js, "args": [] })),
-        )
-        .await
-    }
-
-    async fn screenshot(&self, name: &str) {
-        let v = self.cmd("GET", "/screenshot", None).await;
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(v.as_str().unwrap())
-            .unwrap();
-        assert!(png.starts_with(b"\x89PNG"));
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/pane-screenshots");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(name), png).unwrap();
-    }
-
-    /// Wait until `js` returns true (a click's navigation may still be under way).
-    async fn wait_until(&self, js: &str) {
-        for _ in 0..300 {
-            if self.script(js).await == Value::Bool(true) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("never true: {js}");
-    }
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn cards_fit_a_narrow_pane_and_the_star_works_without_script() {
@@ -223,8 +78,8 @@ async fn cards_fit_a_narrow_pane_and_the_star_works_without_script() {
         .await;
     driver
         .wait_until(
-            "return document.readyState === 'complete' && \
-             !!document.querySelector('form.star button[aria-pressed=\"true\"]')",
+            "document.readyState === 'complete' && \
+             document.querySelector('form.star button[aria-pressed=\"true\"]')",
         )
         .await;
     driver.screenshot("assistant-record-starred-350.png").await;
@@ -237,11 +92,5 @@ async fn cards_fit_a_narrow_pane_and_the_star_works_without_script() {
         "{favourites}"
     );
     driver.screenshot("assistant-home-350.png").await;
-    let _ = http(
-        driver.port,
-        "DELETE",
-        &format!("/session/{}", driver.session),
-        None,
-    )
-    .await;
+    driver.quit().await;
 }

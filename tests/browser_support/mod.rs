@@ -263,4 +263,48 @@ impl Driver {
         )
         .await;
     }
+
+    /// Press and release keys one after another (WebDriver key codes, e.g. Tab
+    /// `\u{E004}`).
+    pub async fn keys(&self, keys: &[&str]) {
+        let mut actions = Vec::new();
+        for k in keys {
+            actions.push(json!({ "type": "keyDown", "value": k }));
+            actions.push(json!({ "type": "keyUp", "value": k }));
+        }
+        let body = json!({ "actions": [{ "type": "key", "id": "kb", "actions": actions }] });
+        self.cmd("POST", "/actions", Some(body)).await;
+    }
+
+    /// Press keys together (e.g. Shift+Tab).
+    pub async fn chord(&self, keys: &[&str]) {
+        let mut actions: Vec<Value> = keys
+            .iter()
+            .map(|k| json!({ "type": "keyDown", "value": k }))
+            .collect();
+        actions.extend(
+            keys.iter()
+                .rev()
+                .map(|k| json!({ "type": "keyUp", "value": k })),
+        );
+        let body = json!({ "actions": [{ "type": "key", "id": "kb", "actions": actions }] });
+        self.cmd("POST", "/actions", Some(body)).await;
+    }
+
+    /// The focused element as `TAG name value`.
+    pub async fn focused(&self) -> String {
+        let js = "var e = document.activeElement; return e.tagName + ' ' + (e.name || '') + ' ' + (e.value || '');";
+        self.script(js).await.as_str().unwrap_or("").to_owned()
+    }
+
+    /// Wait (15 s at most) until the JavaScript expression is truthy.
+    pub async fn wait_until(&self, condition: &str) {
+        for _ in 0..300 {
+            if self.script(&format!("return !!({condition})")).await == true {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("never true: {condition}");
+    }
 }
