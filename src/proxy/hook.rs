@@ -126,12 +126,15 @@ pub trait Hook: Send + Sync + 'static {
 
     /// Bytes to put before the first byte of an APPENDed message (lines added at
     /// the top of its header); the session raises the literal's count. `head`: the
-    /// message's first bytes, through the end of its header when it fits.
+    /// message's first bytes, through the end of its header when it fits. At most
+    /// `room` bytes may be added (LITERAL-, APPENDLIMIT): a longer prefix must not
+    /// be returned (the session would drop it).
     fn append_prefix(
         &self,
         _cx: &HookContext<'_>,
         _first_line: &[u8],
         _head: &[u8],
+        _room: u64,
     ) -> Option<Bytes> {
         None
     }

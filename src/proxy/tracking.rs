@@ -448,8 +448,14 @@ impl Hook for TrackingHook {
         self.wants_head(cx, first_line)
     }
 
-    fn append_prefix(&self, cx: &HookContext<'_>, first_line: &[u8], head: &[u8]) -> Option<Bytes> {
-        self.prefix_for_append(cx, first_line, head)
+    fn append_prefix(
+        &self,
+        cx: &HookContext<'_>,
+        first_line: &[u8],
+        head: &[u8],
+        room: u64,
+    ) -> Option<Bytes> {
+        self.prefix_for_append(cx, first_line, head, room)
     }
 
     fn streamed_fetch_line(&self, cx: &HookContext<'_>, seq: u32, line: &[u8]) -> Option<Vec<u8>> {

@@ -379,16 +379,18 @@ impl Ctx {
                 _ => return Err(io::ErrorKind::UnexpectedEof.into()),
             }
         }
+        // How many bytes the literal may grow: LITERAL- allows 4096 in all, and
+        // APPENDLIMIT caps the message.
+        let room = match literals {
+            NonSyncLiterals::UpTo4096 => 4096u64.saturating_sub(lit.len),
+            _ => u64::MAX,
+        }
+        .min(limit.map_or(u64::MAX, |l| l.saturating_sub(lit.len)));
         let prefix = self
-            .with_hook(|hook, hcx| hook.append_prefix(hcx, first, &head))
+            .with_hook(|hook, hcx| hook.append_prefix(hcx, first, &head, room))
+            .filter(|p| p.len() as u64 <= room)
             .unwrap_or_default();
         let total = lit.len + prefix.len() as u64;
-        let fits = literals.allows(total) && limit.is_none_or(|l| total <= l);
-        let (prefix, total) = if fits {
-            (prefix, total)
-        } else {
-            (Bytes::new(), lit.len)
-        };
         let line = if lit.sync || !prefix.is_empty() {
             with_literal_len(first, total)
                 .ok_or_else(|| io::Error::other("literal announcement"))?

@@ -34,6 +34,7 @@ impl TrackingHook {
         cx: &HookContext<'_>,
         first_line: &[u8],
         head: &[u8],
+        room: u64,
     ) -> Option<Bytes> {
         let (tag, folder) = append_target(first_line)?;
         let owner = self.owner_id(cx)?;
@@ -44,6 +45,11 @@ impl TrackingHook {
                 return None;
             }
         };
+        // Too long for what the server takes: the message goes up as it is, and
+        // nothing is recorded as carried.
+        if block.bytes.len() as u64 > room {
+            return None;
+        }
         let len = u32::try_from(block.bytes.len()).ok()?;
         tracing::debug!(message_id = %block.message_id, folder = %folder, "APPEND carries its tracking block");
         let bytes = Bytes::from(block.bytes.clone());
