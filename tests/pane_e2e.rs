@@ -88,6 +88,16 @@ async fn the_pane_follows_the_mail_client_tracks_adds_a_contact_and_untracks_ups
     driver.goto(&format!("{origin}/current")).await;
     driver.wait_for_text("main", "No message opened yet").await;
 
+    // A client syncing the folder (a FETCH of every message) opens nothing.
+    tokio::task::block_in_place(|| {
+        let mut sync = common::RawImap::login(p.imap, ALICE, PASSWORD);
+        assert!(sync.cmd("SELECT INBOX").ok());
+        let r = sync.cmd("UID FETCH 1:* (UID BODY.PEEK[])");
+        assert!(r.ok() && r.text().contains(MID), "{}", r.tagged);
+    });
+    driver.goto(&format!("{origin}/current")).await;
+    driver.wait_for_text("main", "No message opened yet").await;
+
     // The mail client opens the message through the proxy: the pane follows (SSE).
     let out = tokio::task::block_in_place(|| imaplib(p.imap, "open", 1));
     assert!(out.starts_with("fetched "), "{out}");

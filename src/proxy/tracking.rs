@@ -49,6 +49,9 @@ pub struct TrackingHook {
     blocks: Mutex<BlockCache>,
 }
 
+/// How long a session's user, once found not to be a CRM user, is taken as such.
+const NOT_A_USER_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What a client command asked for, applied when its tagged answer comes.
 #[derive(Debug)]
 enum TagAction {
@@ -65,6 +68,12 @@ enum TagAction {
 #[derive(Default)]
 struct SessionData {
     owner: Option<UserId>,
+    /// When the session's user was last found not to be a CRM user: looked up
+    /// again after [`NOT_A_USER_RECHECK`] (a user may be added meanwhile).
+    not_a_user_since: Option<std::time::Instant>,
+    /// FETCH commands (by tag) naming more than one message, in flight: a
+    /// client syncing a folder is not opening a message.
+    bulk_fetches: Vec<String>,
     actions: HashMap<String, TagAction>,
     /// Folders the server's LIST marked `\Sent` (SPECIAL-USE).
     sent_folders: Vec<String>,
@@ -106,16 +115,28 @@ impl TrackingHook {
             .map_err(|e| e.alert_text())
     }
 
+    /// The session's CRM user. Called for every fetched message, so a session of
+    /// someone who is not a CRM user does not read the store each time.
     fn owner_id(&self, cx: &HookContext<'_>) -> Option<UserId> {
         let identity = cx.identity?;
-        let cached = self.with_session(cx.session_id, |s| s.owner);
-        if cached.is_some() {
+        let (cached, recently_absent) = self.with_session(cx.session_id, |s| {
+            let recent = s
+                .not_a_user_since
+                .is_some_and(|t| t.elapsed() < NOT_A_USER_RECHECK);
+            (s.owner, recent)
+        });
+        if cached.is_some() || recently_absent {
             return cached;
         }
-        let login = crate::store::EmailAddress::parse(&identity.user).ok()?;
-        let user = self.workers.engine().store().user_by_login(&login).ok()??;
-        self.with_session(cx.session_id, |s| s.owner = Some(user.id));
-        Some(user.id)
+        let found = crate::store::EmailAddress::parse(&identity.user)
+            .ok()
+            .and_then(|login| self.workers.engine().store().user_by_login(&login).ok()?)
+            .map(|u| u.id);
+        self.with_session(cx.session_id, |s| {
+            s.owner = found;
+            s.not_a_user_since = found.is_none().then(std::time::Instant::now);
+        });
+        found
     }
 
     fn keyword_store(
@@ -298,6 +319,13 @@ impl TrackingHook {
     /// A whole body fetched: tell the pane which message the user opened.
     fn publish_opened(&self, cx: &HookContext<'_>, seq: u32, items: &[MessageDataItem<'_>]) {
         let Some(identity) = cx.identity else { return };
+        // Only a CRM user has a pane, and a FETCH of many messages (a sync) does
+        // not open one.
+        if self.owner_id(cx).is_none()
+            || self.with_session(cx.session_id, |s| !s.bulk_fetches.is_empty())
+        {
+            return;
+        }
         let whole = items.iter().any(|i| {
             matches!(
                 i,
@@ -348,6 +376,14 @@ impl Hook for TrackingHook {
                 uid,
                 ..
             } => self.keyword_store(cx, tag, sequence_set, *uid, kind, flags),
+            CommandBody::Fetch { sequence_set, .. } if !names_one(sequence_set) => {
+                self.with_session(cx.session_id, |s| {
+                    if s.bulk_fetches.len() >= 64 {
+                        s.bulk_fetches.remove(0);
+                    }
+                    s.bulk_fetches.push(tag.to_string())
+                });
+            }
             CommandBody::Copy { mailbox, .. } | CommandBody::Move { mailbox, .. } => {
                 let is_move = matches!(command.body, CommandBody::Move { .. });
                 self.copy_started(cx, tag, mailbox_name(mailbox), is_move);
@@ -402,7 +438,10 @@ impl Hook for TrackingHook {
                     self.folder_copied(cx, Some(&tag), code);
                     self.copied(cx, Some(&tag), code);
                 }
-                self.with_session(cx.session_id, |s| s.copies.retain(|(t, _, _)| *t != tag));
+                self.with_session(cx.session_id, |s| {
+                    s.copies.retain(|(t, _, _)| *t != tag);
+                    s.bulk_fetches.retain(|t| *t != tag);
+                });
                 let action = self.with_session(cx.session_id, |s| s.actions.remove(&tag));
                 if let Some(TagAction::Refuse(text)) = action {
                     return Status::no(Some(t.tag.clone()), Some(Code::Alert), text)
@@ -503,4 +542,10 @@ impl Hook for TrackingHook {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&session_id);
     }
+}
+
+/// Does a sequence set name exactly one message (`7`, not `1:*` or `3,5`)?
+fn names_one(set: &SequenceSet) -> bool {
+    use imap_codec::imap_types::sequence::{SeqOrUid, Sequence};
+    matches!(set.0.as_ref(), [Sequence::Single(SeqOrUid::Value(_))])
 }
