@@ -219,10 +219,18 @@ impl SessionState {
     }
 }
 
-/// The Message-ID field value of a header section (unfolded, trimmed).
+/// The Message-ID field value of a header section (unfolded, trimmed). Looks
+/// no further than the blank line that ends the header: a body (or a message
+/// attached in it) is not this message's header.
 pub fn message_id_from_header(header: &[u8]) -> Option<String> {
-    let mut lines = header.split(|&b| b == b'\n').peekable();
+    let mut lines = header
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .peekable();
     while let Some(line) = lines.next() {
+        if line.is_empty() {
+            return None;
+        }
         if line.len() >= 11 && line[..11].eq_ignore_ascii_case(b"message-id:") {
             let mut value = String::from_utf8_lossy(&line[11..]).into_owned();
             while let Some(next) = lines.peek() {
@@ -307,5 +315,10 @@ mod tests {
         let h = b"Subject: x\r\nMessage-ID:\r\n <abc@d>\r\n\r\n";
         assert_eq!(message_id_from_header(h).unwrap(), "<abc@d>");
         assert_eq!(message_id_from_header(b"Subject: x\r\n\r\n"), None);
+        // A forwarded message's Message-ID in the body is not this one's.
+        let fwd = b"Subject: fwd\r\n\r\nMessage-ID: <inner@x>\r\n\r\nhi\r\n";
+        assert_eq!(message_id_from_header(fwd), None);
+        let folded = b"Message-ID:\r\n\t<a@b>\r\nSubject: y\r\n";
+        assert_eq!(message_id_from_header(folded).unwrap(), "<a@b>");
     }
 }
