@@ -1,5 +1,6 @@
 //! The framer over arbitrary chunkings: framing a stream delivered in any
-//! pieces equals framing it whole, and every byte comes out exactly once.
+//! pieces equals framing it whole, and every byte comes out exactly once; and
+//! `frame_ready` says true exactly when the next frame needs no read.
 
 use bytes::Bytes;
 use crmproxy::wire::{Frame, Framer, Literal};
@@ -14,6 +15,12 @@ struct Chunked {
     pos: usize,
     sizes: Vec<usize>,
     next: usize,
+}
+
+impl Chunked {
+    fn reads(&self) -> usize {
+        self.next
+    }
 }
 
 impl AsyncRead for Chunked {
@@ -55,7 +62,14 @@ async fn frame_all(data: &[u8], sizes: Vec<usize>, max_line: usize) -> (Vec<Unit
     let mut long: Vec<u8> = Vec::new();
     let mut lit: Option<Vec<u8>> = None;
     loop {
-        match f.next().await {
+        let (ready, reads) = (f.frame_ready(), f.get_mut().reads());
+        let next = f.next().await;
+        if ready {
+            assert_eq!(f.get_mut().reads(), reads, "frame_ready, yet next() read");
+        } else if matches!(next, Ok(Some(_))) {
+            assert!(f.get_mut().reads() > reads, "not frame_ready, yet no read");
+        }
+        match next {
             Ok(Some(Frame::Line { bytes, literal })) => {
                 assert!(bytes.len() <= max_line);
                 units.push(Unit::Line(bytes.to_vec(), literal, false));

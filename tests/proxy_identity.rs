@@ -27,6 +27,7 @@ struct Recorder {
     seen: Mutex<Vec<Seen>>,
     commands: Mutex<Vec<String>>,
     prefix: Option<&'static str>,
+    reads_fetch: bool,
 }
 
 impl Recorder {
@@ -46,6 +47,10 @@ impl Hook for Recorder {
             .lock()
             .unwrap()
             .push(command.body.name().to_string());
+    }
+
+    fn reads_fetch_responses(&self, _cx: &HookContext<'_>) -> bool {
+        self.reads_fetch
     }
 
     fn on_response(&self, cx: &HookContext<'_>, _r: &Response<'_>) -> Option<Response<'static>> {
@@ -76,6 +81,7 @@ impl Hook for Recorder {
 async fn with_recorder(prefix: Option<&'static str>) -> (Setup, Arc<Recorder>) {
     let rec = Arc::new(Recorder {
         prefix,
+        reads_fetch: true,
         ..Default::default()
     });
     let s = setup(Some(rec.clone() as Arc<dyn Hook>)).await;
@@ -239,6 +245,40 @@ async fn state_follows_select_fetch_expunge_vanished_close() {
     exchange(&mut s, "t SELECT Nope\r\n", "t NO no such mailbox\r\n").await;
     exchange(&mut s, "n NOOP\r\n", "n OK\r\n").await;
     assert_eq!(rec.last().selected, None);
+}
+
+#[tokio::test]
+async fn fetch_responses_nobody_reads_are_relayed_as_they_are_and_still_map_uids() {
+    let rec = Arc::new(Recorder::default());
+    let mut s = setup(Some(rec.clone() as Arc<dyn Hook>)).await;
+    exchange(
+        &mut s,
+        "s SELECT INBOX\r\n",
+        "* 3 EXISTS\r\n* OK [UIDVALIDITY 42] v\r\ns OK [READ-WRITE] done\r\n",
+    )
+    .await;
+    let seen_before = rec.seen.lock().unwrap().len();
+    // The UID after a literal, a look-alike inside the literal and in a flag list.
+    let answer = "* 1 FETCH (FLAGS (UID 4) BODY[] {22}\r\nMessage-ID: <a@x>\r\n\r\n UID 5)\r\n\
+                  * 2 FETCH (UID 7 BODY[HEADER.FIELDS (MESSAGE-ID)] {19}\r\nMessage-ID: <b@x>\r\n)\r\n\
+                  * 3 FETCH (FLAGS (\\Seen))\r\nf OK done\r\n";
+    s.client.send("f FETCH 1:3 (FLAGS BODY[])\r\n").await;
+    s.server.line().await;
+    s.server.send(answer).await;
+    let mut got = String::new();
+    while !got.ends_with("f OK done\r\n") {
+        got.push_str(&s.client.line().await);
+    }
+    assert_eq!(got, answer, "relayed byte for byte");
+    assert_eq!(
+        rec.seen.lock().unwrap().len(),
+        seen_before + 1,
+        "only the tagged OK reached on_response"
+    );
+    exchange(&mut s, "n NOOP\r\n", "n OK done\r\n").await;
+    let seen = rec.last();
+    assert_eq!(seen.uid_of_seq, vec![Some(5), Some(7), None, None]);
+    assert_eq!(seen.message_id_of_uid_7, None, "not read, not learned");
 }
 
 #[tokio::test]

@@ -424,6 +424,12 @@ impl Hook for TrackingHook {
         }
     }
 
+    /// A CRM user's FETCH responses carry what the pane and the tracking
+    /// state need (Message-IDs, sizes, flags); anyone else's are relayed as is.
+    fn reads_fetch_responses(&self, cx: &HookContext<'_>) -> bool {
+        self.owner_id(cx).is_some()
+    }
+
     fn on_response(
         &self,
         cx: &HookContext<'_>,

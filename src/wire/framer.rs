@@ -13,7 +13,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// Largest literal payload chunk handed out at once: bounds memory per stream
 /// while keeping syscalls few enough to match a plain relay on bulk FETCH.
 pub const LITERAL_CHUNK: usize = 256 * 1024;
-/// How much is asked of the reader at a time while looking for the end of a line.
+/// How much is asked of the reader at a time while looking for the end of a line
+/// (and the most an idle stream keeps buffered).
 const LINE_READ: usize = 4 * 1024;
 /// Bytes of an over-long line kept to find a literal announcement at its end
 /// (`~{` + 20 digits + `+}` fits).
@@ -64,6 +65,10 @@ pub struct Framer<R> {
     /// Inside an over-long line; `tail` holds its last bytes so far.
     long_line: bool,
     tail: Vec<u8>,
+    /// Bytes asked of the next read at least: doubles (up to [`LITERAL_CHUNK`])
+    /// while reads come back full, as in a burst of many small responses, and
+    /// falls back to [`LINE_READ`] after a short one.
+    read_ahead: usize,
 }
 
 impl<R: AsyncRead + Unpin> Framer<R> {
@@ -76,6 +81,7 @@ impl<R: AsyncRead + Unpin> Framer<R> {
             literal_remaining: 0,
             long_line: false,
             tail: Vec::new(),
+            read_ahead: LINE_READ,
         }
     }
 
@@ -92,8 +98,22 @@ impl<R: AsyncRead + Unpin> Framer<R> {
             } else {
                 LINE_READ
             };
-            self.buf.reserve(want);
+            if self.literal_remaining == 0
+                && self.read_ahead == LINE_READ
+                && self.buf.is_empty()
+                && self.buf.capacity() > 4 * LINE_READ
+            {
+                // A burst is over and a line is awaited: give the burst's buffer back.
+                self.buf = BytesMut::new();
+            }
+            self.buf.reserve(want.max(self.read_ahead));
+            let offered = self.buf.capacity() - self.buf.len();
             let n = self.reader.read_buf(&mut self.buf).await?;
+            self.read_ahead = if n == offered {
+                (self.read_ahead * 2).min(LITERAL_CHUNK)
+            } else {
+                LINE_READ
+            };
             if n == 0 {
                 if self.buf.is_empty() && self.literal_remaining == 0 && !self.long_line {
                     return Ok(None);
@@ -179,6 +199,16 @@ impl<R: AsyncRead + Unpin> Framer<R> {
     /// Payload bytes of the current literal still expected.
     pub fn literal_remaining(&self) -> u64 {
         self.literal_remaining
+    }
+
+    /// Whether [`Framer::next`] would return without reading: a whole frame is
+    /// buffered. (A relay flushes what it holds before it waits on a read.)
+    pub fn frame_ready(&self) -> bool {
+        if self.literal_remaining > 0 || self.long_line {
+            return !self.buf.is_empty();
+        }
+        self.buf.len() >= self.max_line
+            || memchr::memchr(b'\n', &self.buf[self.scanned..]).is_some()
     }
 
     /// Bytes received but not yet handed out.

@@ -3,10 +3,12 @@
 //! capability filtering). Knows nothing of sessions.
 
 pub mod caps;
+pub mod fetch_scan;
 pub mod framer;
 pub mod token;
 
 pub use caps::{filter_capabilities, literal_capabilities, CapabilityPolicy, NonSyncLiterals};
+pub use fetch_scan::fetch_uid;
 pub use framer::{
     parse_literal_announcement, set_literal_len, Frame, Framer, Literal, LITERAL_CHUNK,
 };

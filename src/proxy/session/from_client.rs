@@ -174,7 +174,11 @@ impl Ctx {
             }
         };
         let mut w = self.client_w.lock().await;
-        let mut writer = w.take().ok_or_else(|| io::Error::other("client closed"))?;
+        let mut writer = w
+            .take()
+            .ok_or_else(|| io::Error::other("client closed"))?
+            .into_inner()
+            .await?;
         let mut ok = tag.to_vec();
         ok.extend_from_slice(b" OK Begin TLS negotiation now\r\n");
         writer.write_all(&ok).await?;
@@ -186,7 +190,7 @@ impl Ctx {
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
         let (r, wr) = split(Box::new(tls) as BoxedIo);
-        *w = Some(wr);
+        *w = Some(ClientWriter::new(wr));
         lock(&self.shared).client_tls = true;
         tracing::debug!("client upgraded to TLS");
         Ok(Framer::new(r, self.p.max_line))

@@ -12,6 +12,9 @@ impl Ctx {
         mut framer: Framer<ReadHalf<BoxedIo>>,
     ) -> UpstreamEnd {
         loop {
+            if self.flush_before_read(framer.frame_ready()).await.is_err() {
+                return UpstreamEnd::ClientGone;
+            }
             let first = match framer.next().await {
                 Ok(Some(f)) => f,
                 Ok(None) | Err(_) => return UpstreamEnd::Closed { at_boundary: true },
@@ -82,7 +85,7 @@ impl Ctx {
             });
             if msg.len() as u64 + lit_len > self.p.message_cap as u64 {
                 // Too big to decode whole: still learn the UID from the first line.
-                if let (Some(seq), Some(uid)) = (fetch_seq, fetch_uid_in_first_line(&msg)) {
+                if let (Some(seq), Some(uid)) = (fetch_seq, crate::wire::fetch_uid(&msg)) {
                     lock(&self.shared).state.on_fetch(seq, Some(uid), None);
                 }
                 // Items before the first literal (RFC822.SIZE, FLAGS) as the
@@ -105,6 +108,7 @@ impl Ctx {
                 }
                 None => (0, lit.len),
             };
+            self.flush_before_read(framer.frame_ready()).await?;
             let mut pos = 0u64;
             read_literal(framer, lit.len, |b| {
                 let (from, to) = window(pos, b.len() as u64, skip, take);
@@ -112,6 +116,7 @@ impl Ctx {
                 pos += b.len() as u64;
             })
             .await?;
+            self.flush_before_read(framer.frame_ready()).await?;
             match framer.next().await {
                 Ok(Some(Frame::Line { bytes, literal: l })) => {
                     line_start = msg.len();
@@ -139,16 +144,17 @@ impl Ctx {
     ) -> Result<(), Relay> {
         let mut g = self.client_w.lock().await;
         let w = g.as_mut().ok_or(Relay::Client)?;
-        w.write_all(&head).await.map_err(|_| Relay::Client)?;
+        w.queue(&head).await.map_err(|_| Relay::Client)?;
         loop {
             if in_long_line {
                 loop {
+                    flush_before_read(w, framer.frame_ready()).await?;
                     match framer.next().await {
                         Ok(Some(Frame::LongLinePart(b))) => {
-                            w.write_all(&b).await.map_err(|_| Relay::Client)?
+                            w.queue(&b).await.map_err(|_| Relay::Client)?
                         }
                         Ok(Some(Frame::LongLineEnd { bytes, literal: l })) => {
-                            w.write_all(&bytes).await.map_err(|_| Relay::Client)?;
+                            w.queue(&bytes).await.map_err(|_| Relay::Client)?;
                             literal = l.map(|l| (l, None));
                             break;
                         }
@@ -158,12 +164,12 @@ impl Ctx {
                 in_long_line = false;
             }
             let Some((lit, cut)) = literal.take() else {
-                return w.flush().await.map_err(|_| Relay::Client);
+                return Ok(());
             };
             let (skip, take) = match cut {
                 Some(c) => {
                     if let Some(p) = c.prefix {
-                        w.write_all(&p).await.map_err(|_| Relay::Client)?;
+                        w.queue(&p).await.map_err(|_| Relay::Client)?;
                     }
                     (c.skip, c.take)
                 }
@@ -172,6 +178,7 @@ impl Ctx {
             let mut remaining = lit.len;
             let mut pos = 0u64;
             while remaining > 0 {
+                flush_before_read(w, framer.frame_ready()).await?;
                 match framer.next().await {
                     Ok(Some(Frame::LiteralData {
                         bytes,
@@ -179,9 +186,7 @@ impl Ctx {
                     })) => {
                         let (from, to) = window(pos, bytes.len() as u64, skip, take);
                         if from < to {
-                            w.write_all(&bytes[from..to])
-                                .await
-                                .map_err(|_| Relay::Client)?;
+                            w.queue(&bytes[from..to]).await.map_err(|_| Relay::Client)?;
                         }
                         pos += bytes.len() as u64;
                         remaining = r;
@@ -189,13 +194,14 @@ impl Ctx {
                     _ => return Err(Relay::Upstream),
                 }
             }
+            flush_before_read(w, framer.frame_ready()).await?;
             match framer.next().await {
                 Ok(Some(Frame::Line { bytes, literal: l })) => {
-                    w.write_all(&bytes).await.map_err(|_| Relay::Client)?;
+                    w.queue(&bytes).await.map_err(|_| Relay::Client)?;
                     literal = l.map(|l| (l, None));
                 }
                 Ok(Some(Frame::LongLinePart(b))) => {
-                    w.write_all(&b).await.map_err(|_| Relay::Client)?;
+                    w.queue(&b).await.map_err(|_| Relay::Client)?;
                     in_long_line = true;
                 }
                 _ => return Err(Relay::Upstream),
@@ -224,7 +230,14 @@ impl Ctx {
         }
         // After the tagged answer is applied: a LOGIN's OK [CAPABILITY …] drops STARTTLS.
         let mut out = self.filter_caps(&msg);
-        if !matches!(response_start(&msg), ResponseStart::Continuation) {
+        let fetch_unread =
+            fetch_seq(&msg).filter(|_| !self.with_hook(|h, hcx| h.reads_fetch_responses(hcx)));
+        if let Some(seq) = fetch_unread {
+            // Nobody reads it: relay as is, keep only the seq → UID map current.
+            lock(&self.shared)
+                .state
+                .on_fetch(seq, crate::wire::fetch_uid(&msg), None);
+        } else if !matches!(response_start(&msg), ResponseStart::Continuation) {
             if let Ok((rest, resp)) = ResponseCodec::default().decode(&msg) {
                 if rest.is_empty() {
                     self.learn(&resp);
@@ -257,9 +270,17 @@ impl Ctx {
                 out = Some(with);
             }
         }
-        self.write_client(out.as_deref().unwrap_or(&msg))
+        self.queue_client(out.as_deref().unwrap_or(&msg))
             .await
             .map_err(|_| Relay::Client)
+    }
+
+    /// [`flush_before_read`] for when the client writer is not held.
+    async fn flush_before_read(&self, frame_ready: bool) -> Result<(), Relay> {
+        if frame_ready {
+            return Ok(());
+        }
+        self.flush_client().await.map_err(|_| Relay::Client)
     }
 
     /// A `+` from the upstream: a waiting sync literal may go.
@@ -404,41 +425,14 @@ fn fetch_seq(line: &[u8]) -> Option<u32> {
     std::str::from_utf8(n).ok()?.parse().ok()
 }
 
-/// The `UID n` item in the first line of a FETCH response, outside quoted strings.
-pub(crate) fn fetch_uid_in_first_line(msg: &[u8]) -> Option<u32> {
-    let end = memchr::memchr(b'\n', msg).unwrap_or(msg.len());
-    let open = memchr::memchr(b'(', &msg[..end])?;
-    let items = &msg[open + 1..end];
-    let mut in_quote = false;
-    let mut escaped = false;
-    let mut token_start = 0;
-    let mut prev: &[u8] = b"";
-    for (i, &b) in items.iter().enumerate() {
-        if in_quote {
-            match (escaped, b) {
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_quote = false,
-                _ => escaped = false,
-            }
-            token_start = i + 1;
-            continue;
-        }
-        match b {
-            b'"' => in_quote = true,
-            b' ' | b'(' | b')' | b'\r' => {
-                let token = &items[token_start..i];
-                if prev.eq_ignore_ascii_case(b"UID") && !token.is_empty() {
-                    return std::str::from_utf8(token).ok()?.parse().ok();
-                }
-                if !token.is_empty() {
-                    prev = token;
-                }
-                token_start = i + 1;
-            }
-            _ => {}
-        }
+/// Flush what is queued for the client unless the next frame is already here:
+/// nothing waits in the queue while the relay waits on the upstream.
+/// `frame_ready`: [`Framer::frame_ready`] of the upstream framer.
+async fn flush_before_read(w: &mut ClientWriter, frame_ready: bool) -> Result<(), Relay> {
+    if frame_ready {
+        return Ok(());
     }
-    None
+    w.flush().await.map_err(|_| Relay::Client)
 }
 
 async fn read_literal(
@@ -464,8 +458,6 @@ async fn read_literal(
 
 #[cfg(test)]
 mod tests {
-    use super::fetch_uid_in_first_line as uid;
-
     #[test]
     fn windows_of_chunks() {
         use super::window;
@@ -474,16 +466,5 @@ mod tests {
         assert_eq!(window(10, 10, 3, 4), (0, 0));
         assert_eq!(window(5, 10, 3, 4), (0, 2));
         assert_eq!(window(5, 10, 8, 100), (3, 10));
-    }
-
-    #[test]
-    fn uid_from_a_streamed_fetch_line() {
-        assert_eq!(uid(b"* 3 FETCH (UID 77 BODY[] {900000}\r\n"), Some(77));
-        assert_eq!(
-            uid(b"* 3 FETCH (FLAGS (\\Seen) UID 8 BODY[] {9}\r\n"),
-            Some(8)
-        );
-        assert_eq!(uid(b"* 3 FETCH (X \"UID 5\" BODY[] {9}\r\n"), None);
-        assert_eq!(uid(b"* 3 FETCH (BODY[] {9}\r\nUID 4)\r\n"), None);
     }
 }

@@ -14,10 +14,11 @@
 //! (state, identity, hook) and filtered (capabilities); a response with a
 //! literal too big for `message_cap` is streamed through as it arrives.
 
+mod client_writer;
 mod from_client;
 mod from_upstream;
 
-pub(crate) use from_upstream::fetch_uid_in_first_line as fetch_uid_in_line;
+use client_writer::ClientWriter;
 
 use bytes::Bytes;
 use imap_codec::decode::Decoder;
@@ -101,7 +102,7 @@ struct Shared {
 struct Ctx {
     p: SessionParams,
     shared: Mutex<Shared>,
-    client_w: tokio::sync::Mutex<Option<WriteHalf<BoxedIo>>>,
+    client_w: tokio::sync::Mutex<Option<ClientWriter>>,
     handle: UpstreamHandle,
 }
 
@@ -132,7 +133,7 @@ pub async fn run(client: BoxedIo, upstream: Upstream, p: SessionParams) {
             ..Default::default()
         }),
         p,
-        client_w: tokio::sync::Mutex::new(Some(client_w)),
+        client_w: tokio::sync::Mutex::new(Some(ClientWriter::new(client_w))),
         handle,
     };
     if upstream.greeting.len() > 10 && upstream.greeting[..10].eq_ignore_ascii_case(b"* PREAUTH ") {
@@ -210,13 +211,31 @@ impl Ctx {
         filter_capabilities(msg, self.policy())
     }
 
+    /// Send `bytes` to the client now (after anything queued before).
     async fn write_client(&self, bytes: &[u8]) -> io::Result<()> {
         let mut g = self.client_w.lock().await;
         let w = g
             .as_mut()
             .ok_or_else(|| io::Error::other("client closed"))?;
-        w.write_all(bytes).await?;
+        w.queue(bytes).await?;
         w.flush().await
+    }
+
+    /// Queue `bytes` for the client; they leave with the next flush (or sooner).
+    async fn queue_client(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut g = self.client_w.lock().await;
+        let w = g
+            .as_mut()
+            .ok_or_else(|| io::Error::other("client closed"))?;
+        w.queue(bytes).await
+    }
+
+    /// Send what is queued for the client.
+    async fn flush_client(&self) -> io::Result<()> {
+        match self.client_w.lock().await.as_mut() {
+            Some(w) => w.flush().await,
+            None => Err(io::Error::other("client closed")),
+        }
     }
 
     /// Call the hook with a view of the session (state lock held: hooks are quick).

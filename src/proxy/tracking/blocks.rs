@@ -162,7 +162,7 @@ impl TrackingHook {
                 return None;
             }
         }
-        let uid = crate::proxy::session::fetch_uid_in_line(line)
+        let uid = crate::wire::fetch_uid(line)
             .or_else(|| cx.state.selected().and_then(|m| m.uid(seq)))?;
         let tracked = self.tracked_at(cx, uid)?;
         let carried = u64::from(tracked.carried);

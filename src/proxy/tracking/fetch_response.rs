@@ -81,8 +81,7 @@ impl TrackingHook {
         line: &[u8],
     ) -> Option<Vec<u8>> {
         let mailbox = cx.state.selected();
-        let uid = crate::proxy::session::fetch_uid_in_line(line)
-            .or_else(|| mailbox.and_then(|m| m.uid(seq)))?;
+        let uid = crate::wire::fetch_uid(line).or_else(|| mailbox.and_then(|m| m.uid(seq)))?;
         let tracked = self.tracked_at(cx, uid)?;
         let mut out = line.to_vec();
         if let Some((start, end)) = item_value(&out, b"RFC822.SIZE") {

@@ -123,8 +123,8 @@ impl TrackingHook {
                 .find(|p| p.key == key && p.sent_origin == sent_origin)
                 .cloned()
         })?;
-        let uid = crate::proxy::session::fetch_uid_in_line(line)
-            .or_else(|| cx.state.selected().and_then(|m| m.uid(seq)));
+        let uid =
+            crate::wire::fetch_uid(line).or_else(|| cx.state.selected().and_then(|m| m.uid(seq)));
         let tracked = uid.and_then(|u| self.tracked_at(cx, u));
         let carried = tracked.as_ref().map_or(0, |t| u64::from(t.carried));
         let block = tracked
