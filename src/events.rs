@@ -51,6 +51,24 @@ impl MessageOpened {
             opened_at: Utc::now(),
         }
     }
+
+    /// What the proxy publishes when a client fetches a message's body: where in
+    /// the mailbox it saw it.
+    pub fn fetched(message_id: &str, folder: &str, uid_validity: Option<u32>, uid: u32) -> Self {
+        MessageOpened {
+            mailbox: Some(folder.to_owned()),
+            uid: Some(uid),
+            uid_validity,
+            ..MessageOpened::new(message_id)
+        }
+    }
+
+    /// Whether the proxy saw this message in the mailbox (folder and UID known):
+    /// proof that the mailbox holds it. A Message-ID someone typed into the pane or
+    /// an add-in sent proves nothing, and may name anybody's mail.
+    pub fn seen_in_mailbox(&self) -> bool {
+        self.mailbox.is_some() && self.uid.is_some()
+    }
 }
 
 /// What the pane's live connections receive.

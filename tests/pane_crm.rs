@@ -185,7 +185,7 @@ async fn the_message_pages_show_track_status_and_people() {
 
     // Alice tracked demo-0001 regarding the Contoso opportunity.
     let mut alice = pane.signed_in("alice@example.test").await;
-    let mut ev = MessageOpened::new("<demo-0001@mail.contoso.example>");
+    let mut ev = MessageOpened::fetched("<demo-0001@mail.contoso.example>", "INBOX", Some(1), 1);
     ev.from = Some("Nancy Davolio <nancy.davolio@contoso.example>".into());
     pane.events.publish_opened("alice@example.test", ev);
     let t = alice.get("/current").await.text();
@@ -197,7 +197,8 @@ async fn the_message_pages_show_track_status_and_people() {
     );
     assert!(t.contains("CRM user"), "alice, a recipient, is a CRM user");
 
-    // The same message is not tracked in Bob's mailbox; its people are still known.
+    // Bob names the same message by hand: nothing shows it is in his mailbox, so the
+    // CRM's activity (its people, its regarding) stays hidden.
     let mut bob = pane.signed_in("bob@example.test").await;
     let t = bob
         .get("/message?id=demo-0001%40mail.contoso.example")
@@ -207,7 +208,23 @@ async fn the_message_pages_show_track_status_and_people() {
         t.contains("Not tracked") && !t.contains("Tracked regarding"),
         "{t}"
     );
-    assert!(t.contains("Nancy Davolio"));
+    assert!(
+        !t.contains("Nancy Davolio") && !t.contains("Contoso"),
+        "{t}"
+    );
+    // Once the proxy saw it in Bob's mailbox, its people are known there too.
+    pane.events.publish_opened(
+        "bob@example.test",
+        MessageOpened::fetched("demo-0001@mail.contoso.example", "INBOX", Some(7), 3),
+    );
+    let t = bob
+        .get("/message?id=demo-0001%40mail.contoso.example")
+        .await
+        .text();
+    assert!(
+        t.contains("Not tracked") && t.contains("Nancy Davolio"),
+        "{t}"
+    );
 
     // A pending request in Bob's mailbox.
     let bob_id =
@@ -216,7 +233,7 @@ async fn the_message_pages_show_track_status_and_people() {
     pane.store
         .put_tracking(TrackingRecord::pending(bob_id, mid, bob_id))
         .unwrap();
-    let mut ev = MessageOpened::new("pending-1@fabrikam.example");
+    let mut ev = MessageOpened::fetched("pending-1@fabrikam.example", "INBOX", Some(1), 1);
     ev.from = Some("Zoë Müller <zoe.mueller@fabrikam.example>".into());
     pane.events.publish_opened("bob@example.test", ev);
     let t = bob.get("/current").await.text();
@@ -224,7 +241,7 @@ async fn the_message_pages_show_track_status_and_people() {
     assert!(t.contains("Zoë Müller") && t.contains(">Contact<"), "{t}");
 
     // A stranger's message: not tracked, sender unknown.
-    let mut ev = MessageOpened::new("x1@elsewhere.example");
+    let mut ev = MessageOpened::fetched("x1@elsewhere.example", "INBOX", Some(1), 1);
     ev.from = Some("Someone <someone@elsewhere.example>".into());
     pane.events.publish_opened("bob@example.test", ev);
     let t = bob.get("/current").await.text();

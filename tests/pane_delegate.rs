@@ -57,7 +57,7 @@ async fn a_delegate_acts_for_the_owner_with_a_banner_and_is_recorded_as_the_acto
 
     // Alice's mailbox: the proxy saw a message opened there (a delegate's session
     // with authzid = alice publishes for alice's mailbox).
-    let mut ev = MessageOpened::new(DEMO_MID);
+    let mut ev = MessageOpened::fetched(DEMO_MID, "INBOX", Some(1), 1);
     ev.subject = Some("Owner's message".into());
     pane.events.publish_opened(ALICE, ev);
     let r = switch(&mut carol, ALICE).await;
@@ -156,7 +156,7 @@ async fn a_delegate_cannot_set_regarding_to_a_new_contact() {
     let pane = TestPane::start().await;
     let mut carol = pane.signed_in(CAROL).await;
     let new_mid = "from-a-stranger@newco.example";
-    let mut ev = MessageOpened::new(new_mid);
+    let mut ev = MessageOpened::fetched(new_mid, "INBOX", Some(1), 1);
     ev.from = Some("Nina Newman <nina@newco.example>".into());
     ev.mailbox = Some("INBOX".into());
     ev.uid = Some(3);
@@ -271,7 +271,7 @@ async fn a_delegate_cannot_set_regarding_to_a_new_contact() {
 #[tokio::test]
 async fn another_mailbox_without_a_grant_is_refused_and_nothing_is_shown() {
     let pane = TestPane::start().await;
-    let mut ev = MessageOpened::new("secret-1@contoso.example");
+    let mut ev = MessageOpened::fetched("secret-1@contoso.example", "INBOX", Some(1), 1);
     ev.subject = Some("Alice's secret plans".into());
     pane.events.publish_opened(ALICE, ev);
     let mut bob = pane.signed_in(BOB).await;
@@ -299,7 +299,7 @@ async fn another_mailbox_without_a_grant_is_refused_and_nothing_is_shown() {
 #[tokio::test]
 async fn a_revoked_grant_is_refused_on_the_next_request() {
     let pane = TestPane::start().await;
-    let mut ev = MessageOpened::new("later-1@contoso.example");
+    let mut ev = MessageOpened::fetched("later-1@contoso.example", "INBOX", Some(1), 1);
     ev.subject = Some("After the grant ended".into());
     pane.events.publish_opened(ALICE, ev);
     let mut carol = pane.signed_in(CAROL).await;
@@ -314,9 +314,10 @@ async fn a_revoked_grant_is_refused_on_the_next_request() {
     let mut live = carol.open("GET", "/events", &[], vec![]).await.into_body();
     let mut delivered = 0;
     for _ in 0..200 {
-        delivered = pane
-            .events
-            .publish_opened(ALICE, MessageOpened::new("<warmup@x>"));
+        delivered = pane.events.publish_opened(
+            ALICE,
+            MessageOpened::fetched("<warmup@x>", "INBOX", Some(1), 1),
+        );
         if delivered == 1 {
             break;
         }
@@ -329,8 +330,10 @@ async fn a_revoked_grant_is_refused_on_the_next_request() {
         .set_delegate(uid(ALICE_ID), uid(CAROL_ID), false)
         .unwrap();
     // ...and ends, without the next event, once it is revoked.
-    pane.events
-        .publish_opened(ALICE, MessageOpened::new("<after-revoke@x>"));
+    pane.events.publish_opened(
+        ALICE,
+        MessageOpened::fetched("<after-revoke@x>", "INBOX", Some(1), 1),
+    );
     let rest = tokio::time::timeout(
         Duration::from_secs(30),
         read_until(&mut live, "after-revoke@x"),
@@ -415,7 +418,8 @@ async fn a_non_organizer_sees_the_banner_and_track_is_refused() {
         .unwrap();
 
     let mut alice = pane.signed_in(ALICE).await;
-    pane.events.publish_opened(ALICE, MessageOpened::new(id));
+    pane.events
+        .publish_opened(ALICE, MessageOpened::fetched(id, "INBOX", Some(1), 1));
     let page = alice.get("/current").await;
     let t = page.text();
     assert!(
@@ -448,7 +452,8 @@ async fn a_non_organizer_sees_the_banner_and_track_is_refused() {
 
     // The organizer sees no banner.
     let mut bob_pane = pane.signed_in(BOB).await;
-    pane.events.publish_opened(BOB, MessageOpened::new(id));
+    pane.events
+        .publish_opened(BOB, MessageOpened::fetched(id, "INBOX", Some(1), 1));
     assert!(!bob_pane
         .get("/current")
         .await

@@ -29,8 +29,10 @@ fn mid(s: &str) -> MessageId {
 async fn change_regarding_untrack_and_track_again_through_forms() {
     let pane = TestPane::start().await;
     let mut alice = pane.signed_in(ALICE).await;
-    pane.events
-        .publish_opened(ALICE, MessageOpened::new(&format!("<{DEMO_MID}>")));
+    pane.events.publish_opened(
+        ALICE,
+        MessageOpened::fetched(&format!("<{DEMO_MID}>"), "INBOX", Some(1), 1),
+    );
 
     // The panel offers the guide's buttons for a tracked message.
     let page = alice.get("/current").await;
@@ -127,7 +129,7 @@ async fn change_regarding_untrack_and_track_again_through_forms() {
 async fn a_message_the_crm_has_not_seen_becomes_a_pending_request_with_its_place() {
     let pane = TestPane::start().await;
     let mut bob = pane.signed_in(BOB).await;
-    let mut ev = MessageOpened::new("new-1@fabrikam.example");
+    let mut ev = MessageOpened::fetched("new-1@fabrikam.example", "INBOX", Some(1), 1);
     ev.mailbox = Some("INBOX".into());
     ev.uid = Some(7);
     ev.uid_validity = Some(1234);
@@ -200,7 +202,7 @@ async fn the_json_api_tracks_sets_regarding_and_untracks() {
     let post =
         |path: &'static str, body: serde_json::Value| (path, serde_json::to_vec(&body).unwrap());
     pane.events
-        .publish_opened(ALICE, MessageOpened::new(DEMO_MID));
+        .publish_opened(ALICE, MessageOpened::fetched(DEMO_MID, "INBOX", Some(1), 1));
 
     let (p, b) = post(
         "/api/regarding",
@@ -344,6 +346,81 @@ async fn another_users_message_and_unknown_ids_are_refused_and_nothing_changes()
     assert_eq!(r.status, 400);
 }
 
+/// A Message-ID made current by hand (or by an add-in) proves nothing: Bob names
+/// Alice's tracked email, "tracks" it and sets its regarding, and still can read
+/// neither the activity nor the original, and Alice's activity does not change.
+#[tokio::test]
+async fn naming_someone_elses_message_as_current_opens_nothing() {
+    let pane = TestPane::start().await;
+    let act = pane
+        .store
+        .activity_by_message_id(&mid(DEMO_MID))
+        .unwrap()
+        .expect("the demo email is in the CRM");
+    assert_eq!(act.owner, uid(ALICE_ID));
+    let mut bob = pane.signed_in(BOB).await;
+    let csrf = bob.get("/current").await.csrf();
+    let r = bob
+        .post_form("/current", &[("csrf", &csrf), ("message_id", DEMO_MID)])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let t = bob.get("/current").await.text();
+    assert!(t.contains("Not tracked"), "{t}");
+    assert!(
+        !t.contains("Nancy Davolio"),
+        "the activity's people stay hidden: {t}"
+    );
+
+    // Track through the form, then through the JSON API as an add-in would.
+    let r = bob
+        .post_form("/track", &[("csrf", &csrf), ("message_id", DEMO_MID)])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let api_csrf = bob.get("/api/session").await.json()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let origin = bob.origin();
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-csrf-token", api_csrf.as_str()),
+        ("origin", origin.as_str()),
+    ];
+    for (path, body) in [
+        (
+            "/api/current",
+            serde_json::json!({ "message_id": DEMO_MID }),
+        ),
+        ("/api/track", serde_json::json!({ "message_id": DEMO_MID })),
+        (
+            "/api/regarding",
+            serde_json::json!({ "message_id": DEMO_MID, "regarding": format!("account:{CONTOSO}") }),
+        ),
+    ] {
+        let r = bob
+            .send("POST", path, &headers, serde_json::to_vec(&body).unwrap())
+            .await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert_ne!(r.json()["tracking"]["status"], "tracked", "{path}");
+    }
+    // Bob's mailbox only asked: pending, linked to nothing, nowhere to fetch it from.
+    let rec = pane
+        .store
+        .tracking(uid(BOB_ID), &mid(DEMO_MID))
+        .unwrap()
+        .expect("a request");
+    assert_eq!(
+        (rec.status, rec.activity, rec.location),
+        (TrackStatus::Pending, None, None)
+    );
+    let id = act.id.to_string();
+    for path in [format!("/activity/{id}"), format!("/activity/{id}/raw")] {
+        let r = bob.get(&path).await;
+        assert_eq!(r.status, 404, "{path}");
+    }
+    assert_eq!(pane.store.activity(act.id).unwrap(), Some(act));
+}
+
 #[tokio::test]
 async fn view_email_in_crm_shows_the_activity_and_downloads_the_original_for_its_mailbox_only() {
     use crmproxy::track::{Engine, TrackRequest, TrackSource};
@@ -360,8 +437,10 @@ Message-ID: <viewed-1@contoso.example>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\
     let id = tracked.activity.id.to_string();
 
     let mut alice = pane.signed_in(ALICE).await;
-    pane.events
-        .publish_opened(ALICE, MessageOpened::new("viewed-1@contoso.example"));
+    pane.events.publish_opened(
+        ALICE,
+        MessageOpened::fetched("viewed-1@contoso.example", "INBOX", Some(1), 1),
+    );
     let t = alice.get("/current").await.text();
     assert!(
         t.contains(&format!("/activity/{id}")),
@@ -406,7 +485,7 @@ async fn add_an_unknown_sender_as_contact_or_lead_and_track_regarding_it() {
     use crmproxy::store::{EmailAddress, Record};
     let pane = TestPane::start().await;
     let mut bob = pane.signed_in(BOB).await;
-    let mut ev = MessageOpened::new("intro-1@newco.example");
+    let mut ev = MessageOpened::fetched("intro-1@newco.example", "INBOX", Some(1), 1);
     ev.from = Some("Jane <b>Doe</b> <jane.doe@newco.example>".into());
     pane.events.publish_opened(BOB, ev);
     let page = bob.get("/current").await;
@@ -529,7 +608,7 @@ async fn add_an_unknown_sender_as_contact_or_lead_and_track_regarding_it() {
     assert_eq!(r.status, 409, "{}", r.text());
 
     // The JSON twin creates a lead.
-    let mut ev = MessageOpened::new("intro-2@newco.example");
+    let mut ev = MessageOpened::fetched("intro-2@newco.example", "INBOX", Some(1), 1);
     ev.from = Some("Max Lead <max@newco.example>".into());
     pane.events.publish_opened(BOB, ev);
     let api_csrf = bob.get("/api/session").await.json()["csrf_token"]
@@ -567,7 +646,7 @@ async fn add_activity_regarding_the_linked_record_and_quick_create() {
     let pane = TestPane::start().await;
     let mut alice = pane.signed_in(ALICE).await;
     pane.events
-        .publish_opened(ALICE, MessageOpened::new(DEMO_MID));
+        .publish_opened(ALICE, MessageOpened::fetched(DEMO_MID, "INBOX", Some(1), 1));
     let t = alice.get("/current").await.text();
     let add = format!("/activities/new?regarding=opportunity:{OPPORTUNITY}");
     assert!(t.contains(&add) && t.contains("Add activity"), "{t}");

@@ -18,7 +18,9 @@ use super::pages::{self, Nav};
 use super::AppState;
 use crate::store::{Activity, ActivityDetails, ActivityId, Direction, EmailActivity};
 
-/// The user may see this activity: they own it, or their mailbox tracks its message.
+/// The user may see this activity: they own it, or their mailbox tracks its message
+/// and the tracking links this activity (a pending request from a bare Message-ID
+/// is no proof of holding the message).
 fn visible(
     s: &dyn crate::store::CrmStore,
     a: &Activity,
@@ -28,7 +30,7 @@ fn visible(
         return Ok(true);
     }
     match a.message_id() {
-        Some(m) => Ok(s.tracking(user, m)?.is_some()),
+        Some(m) => Ok(super::message_view::tracks(&s.tracking(user, m)?, a)),
         None => Ok(false),
     }
 }

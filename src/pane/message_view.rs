@@ -84,6 +84,14 @@ fn titles(s: &dyn CrmStore, refs: &[RecordRef]) -> crate::store::Result<Vec<(Rec
     Ok(out)
 }
 
+/// Whether this mailbox's tracking record links activity `a` (a pending request
+/// made from a bare Message-ID does not).
+pub(crate) fn tracks(tracking: &Option<crate::store::TrackingRecord>, a: &Activity) -> bool {
+    tracking
+        .as_ref()
+        .is_some_and(|t| t.status == TrackStatus::Tracked && t.activity == Some(a.id))
+}
+
 /// Look the message up in the store for `user`'s mailbox.
 pub async fn lookup(
     app: &AppState,
@@ -93,13 +101,18 @@ pub async fn lookup(
     let owner = user.id;
     let mid = MessageId::parse(&message.message_id).ok();
     let from = message.from.clone();
+    let in_mailbox = message.seen_in_mailbox();
     let mut crm = with_store(app, move |s| {
-        let activity: Option<Activity> = match &mid {
-            Some(m) => s.activity_by_message_id(m)?,
-            None => None,
-        };
         let tracking = match &mid {
             Some(m) => s.tracking(owner, m)?,
+            None => None,
+        };
+        // The CRM's activity (its people, its regarding) only for a message this
+        // mailbox holds: a Message-ID typed into the pane may be anybody's mail.
+        let activity: Option<Activity> = match &mid {
+            Some(m) => s
+                .activity_by_message_id(m)?
+                .filter(|a| in_mailbox || tracks(&tracking, a) || a.owner == owner),
             None => None,
         };
         let tracked_activity = tracking.as_ref().and_then(|t| t.activity);

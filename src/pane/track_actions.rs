@@ -5,9 +5,12 @@
 //!
 //! A user acts only on the mailbox of the session (their own, or as a delegate an
 //! owner's who granted it; the engine records the delegate as the actor), and only
-//! on a message the proxy showed in that mailbox (it is in its recent messages) or
-//! that is tracked there: a guessed Message-ID of someone else's mail is refused and
-//! nothing changes. Tracking a message the CRM has not seen whole asks the engine
+//! on a message that is current or recent in that mailbox or tracked there: a
+//! guessed Message-ID that is none of these is refused and nothing changes. Only a
+//! message the proxy saw fetched from the mailbox (folder and UID known) counts as
+//! held by it: one made current by hand or by an add-in (`POST /current`) may be
+//! anybody's mail, so tracking it only asks (pending) and never links the CRM's
+//! activity, text and all, to this mailbox. Tracking a message the CRM has not seen whole asks the engine
 //! for a pending request, which the sync worker completes by fetching the message
 //! (it knows where from the folder, UIDVALIDITY and UID the proxy saw).
 //!
@@ -141,7 +144,7 @@ fn not_yours() -> Failure {
     Failure::new(
         StatusCode::NOT_FOUND,
         "This message is not one you opened through the proxy, nor is it tracked in \
-         your mailbox. Open it in your mail client first.",
+         your mailbox. Open it in your mail client (through crmproxy) first.",
     )
 }
 
@@ -236,16 +239,17 @@ pub async fn perform(
     let mid_text = mid.as_str().to_owned();
     let actor = actor(app, user)?;
     let seen = app.events.find(&user.user, mid.as_str());
-    let location = seen
-        .as_ref()
-        .and_then(|m| match (&m.mailbox, m.uid, m.uid_validity) {
+    // Only the proxy's own sighting says where the message is (see the module comment).
+    let location = seen.as_ref().filter(|m| m.seen_in_mailbox()).and_then(|m| {
+        match (&m.mailbox, m.uid, m.uid_validity) {
             (Some(folder), Some(uid), Some(uid_validity)) => Some(MessageLocation {
                 folder: folder.clone(),
                 uid_validity,
                 uid,
             }),
             _ => None,
-        });
+        }
+    });
     let engine = app.engine.clone();
     let seen = seen.is_some();
     // A contact this session quick-created counts as new: a delegate may not pick it.

@@ -353,14 +353,12 @@ impl TrackingHook {
         let Some(mid) = uid.and_then(|u| mailbox.message_id(u)) else {
             return;
         };
-        let mut ev = MessageOpened::new(mid);
+        let Some(uid) = uid else { return };
+        let mut ev = MessageOpened::fetched(mid, &mailbox.name, mailbox.uid_validity, uid);
         if let Some((subject, from)) = items.iter().find_map(header_summary) {
             ev.subject = subject;
             ev.from = from;
         }
-        ev.mailbox = Some(mailbox.name.clone());
-        ev.uid = uid;
-        ev.uid_validity = mailbox.uid_validity;
         self.workers.events().publish_opened(&identity.user, ev);
     }
 }

@@ -42,7 +42,15 @@ impl Engine {
         let old = self.store.tracking(actor.owner.id, message_id)?;
         let now = Utc::now();
         let mut writes = Vec::new();
-        let mut record = match self.store.activity_by_message_id(message_id)? {
+        // An activity the CRM already has is linked at once only when the request
+        // says where the message is in this mailbox (the proxy saw it there). A bare
+        // Message-ID (typed into the pane, sent by an add-in) proves nothing and may
+        // name anybody's mail: it waits, pending, until the message itself is found.
+        let known = match &req.location {
+            Some(_) => self.store.activity_by_message_id(message_id)?,
+            None => None,
+        };
+        let mut record = match known {
             Some(a) if a.kind() == Kind::Email => {
                 let mut updated = a.clone();
                 if asked.is_some() {
