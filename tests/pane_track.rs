@@ -376,16 +376,6 @@ async fn naming_someone_elses_message_as_current_opens_nothing() {
         .post_form("/track", &[("csrf", &csrf), ("message_id", DEMO_MID)])
         .await;
     assert_eq!(r.status, 303, "{}", r.text());
-    let api_csrf = bob.get("/api/session").await.json()["csrf_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let origin = bob.origin();
-    let headers = [
-        ("content-type", "application/json"),
-        ("x-csrf-token", api_csrf.as_str()),
-        ("origin", origin.as_str()),
-    ];
     for (path, body) in [
         (
             "/api/current",
@@ -397,9 +387,7 @@ async fn naming_someone_elses_message_as_current_opens_nothing() {
             serde_json::json!({ "message_id": DEMO_MID, "regarding": format!("account:{CONTOSO}") }),
         ),
     ] {
-        let r = bob
-            .send("POST", path, &headers, serde_json::to_vec(&body).unwrap())
-            .await;
+        let r = bob.post_json(path, &body).await;
         assert_eq!(r.status, 200, "{path}: {}", r.text());
         assert_ne!(r.json()["tracking"]["status"], "tracked", "{path}");
     }
