@@ -1,6 +1,8 @@
 //! Folder tracking end to end: COPY, MOVE, UID COPY/MOVE and APPEND into
-//! `CRM/Track` (created by the sync worker at login) and into a folder mapped to a
-//! record, through a real `crmproxy serve` and the private Dovecot.
+//! `CRM/Track` (created and subscribed at a CRM user's login, so that even an APPEND
+//! as the first command finds it; created again by a COPY/MOVE if it went) and into a
+//! folder mapped to a record, through a real `crmproxy serve` and the private Dovecot.
+//! Pipelined MOVEs match each untagged COPYUID to its own command.
 
 mod common;
 mod tracking_support;
@@ -35,9 +37,12 @@ fn copy_move_and_append_into_the_tracking_folder_track() {
 
     let mut c = env.through_proxy(&user);
     assert!(c.cmd("SELECT INBOX").ok());
-    // CRM/Track does not exist yet: the proxy creates it on first use.
-    let r = direct.cmd("LIST \"\" \"CRM/Track\"");
-    assert!(!r.text().contains("* LIST"), "{}", r.text());
+    // Deleted after the login created it: the COPY creates it again.
+    wait_for("CRM/Track created at login", || {
+        let r = direct.cmd("LSUB \"\" \"CRM/Track\"");
+        r.text().contains("* LSUB").then_some(())
+    });
+    assert!(direct.cmd("DELETE CRM/Track").ok());
     let r = c.cmd("COPY 1 CRM/Track");
     assert!(r.ok(), "{}", r.tagged);
     let r = c.cmd("UID MOVE 2 \"CRM/Track\"");
@@ -115,4 +120,47 @@ fn a_mapped_folder_tracks_regarding_its_record() {
     );
     let shown = show(env.data(), CONTOSO).to_string();
     assert!(shown.contains("mapped@customer.example"), "{shown}");
+}
+
+#[test]
+fn an_append_as_the_first_command_finds_the_tracking_folder() {
+    let env = Env::start("");
+    let (user, _) = env.user("firstappend", true);
+    let m = message("first-append@customer.example", "Appended first", "");
+    let mut c = env.through_proxy(&user);
+    let r = c.append("CRM/Track", &m);
+    assert!(r.ok(), "{}", r.tagged);
+    let mut direct = env.direct(&user);
+    let uid = uid_of(&mut direct, "CRM/Track", "first-append@customer.example");
+    wait_keyword(&mut direct, "CRM/Track", uid, "$CRM_Tracked", true);
+    assert!(email_titled(env.data(), "Appended first"));
+}
+
+#[test]
+fn pipelined_moves_each_get_their_own_copyuid() {
+    let env = Env::start("");
+    let (user, _) = env.user("pipemove", true);
+    let one = message("pipe-one@customer.example", "Pipelined one", "");
+    let two = message("pipe-two@customer.example", "Pipelined two", "");
+    let mut direct = env.direct(&user);
+    assert!(direct.append("INBOX", &one).ok());
+    assert!(direct.append("INBOX", &two).ok());
+    assert!(direct.cmd("CREATE Elsewhere").ok());
+    // So that the two COPYUIDs name different UIDs.
+    let filler = message("pipe-filler@customer.example", "Filler", "");
+    assert!(direct.append("Elsewhere", &filler).ok());
+    let mut c = env.through_proxy(&user);
+    assert!(c.cmd("SELECT INBOX").ok());
+    // Both at once: the first MOVE's untagged COPYUID arrives while the second,
+    // the one into the tracking folder, is also waiting for its answer.
+    c.send(b"m1 UID MOVE 1 Elsewhere\r\nm2 UID MOVE 2 CRM/Track\r\n");
+    assert!(c.read_until_tagged("m1").unwrap().ok());
+    assert!(c.read_until_tagged("m2").unwrap().ok());
+    let uid = uid_of(&mut direct, "CRM/Track", "pipe-two@customer.example");
+    wait_keyword(&mut direct, "CRM/Track", uid, "$CRM_Tracked", true);
+    assert!(email_titled(env.data(), "Pipelined two"));
+    assert!(!email_titled(env.data(), "Pipelined one"));
+    let elsewhere = uid_of(&mut direct, "Elsewhere", "pipe-one@customer.example");
+    let f = flags(&mut direct, "Elsewhere", elsewhere);
+    assert!(!f.contains("$CRM_"), "{f}");
 }

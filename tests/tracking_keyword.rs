@@ -3,7 +3,9 @@
 //! activity in the store), other clients see `$CRM_Tracked`, fetches through the
 //! proxy show the X-CRM-* block above the exact original bytes with consistent
 //! sizes (BODY[], RFC822, BINARY[], headers), removing `$CRM_Tracked` untracks,
-//! and a user without use_app is refused.
+//! and a user without use_app is refused. A request set by sequence number in a
+//! session that has seen no UIDs (Python imaplib: SELECT, STORE) and one set on the
+//! server behind the proxy's back are tracked too.
 
 mod common;
 mod tracking_support;
@@ -132,8 +134,15 @@ fn a_user_without_use_app_is_refused_and_nothing_changes() {
     assert!(!f.contains("$CRM_Tracked"), "{f}");
     let (_, body) = fetch(&mut c, 1, "BODY.PEEK[]");
     assert_eq!(body, m);
-    let found = crm(env.data(), &["search", "Not allowed", "--json"]);
-    assert!(!found.contains("noapp@customer.example"), "{found}");
+    assert!(!email_titled(env.data(), "Not allowed"));
+
+    // By sequence number in a session that has seen no UIDs: refused just the same.
+    assert!(direct.append("INBOX", &m).ok());
+    let mut fresh = env.through_proxy(&user);
+    assert!(fresh.cmd("SELECT INBOX").ok());
+    let r = fresh.cmd("STORE 2 +FLAGS ($CRM_Track)");
+    assert!(r.tagged.contains("NO [ALERT]"), "{}", r.tagged);
+    wait_keyword(&mut direct, "INBOX", 2, "$CRM_Track", false);
 
     // Someone who is not a CRM user at all gets a clear refusal too.
     let stranger = format!("{}@crm-test.example", common::unique_user("stranger"));
@@ -215,4 +224,64 @@ fn partial_fetches_slice_the_message_as_the_client_sees_it() {
         let (_, want) = fetch(&mut direct, 2, &item);
         assert_eq!(got, want, "<{s}.{n}>");
     }
+}
+
+#[test]
+fn imaplib_requests_by_sequence_number_in_a_session_that_saw_no_uids() {
+    let env = Env::start("");
+    let (user, _) = env.user("seq", true);
+    let mut direct = env.direct(&user);
+    for n in 1..=3 {
+        let m = message(
+            &format!("seq-{n}@customer.example"),
+            &format!("Seq {n}"),
+            "",
+        );
+        assert!(direct.append("INBOX", &m).ok());
+    }
+    let (ok, out, err) = common::clients::run_python(
+        "store_flags.py",
+        env.proxy.imap,
+        common::clients::ClientTls::Plain,
+        None,
+        &user,
+        common::PASSWORD,
+        &["INBOX", "2:3", "($CRM_Track)"],
+    );
+    assert!(ok && out.starts_with("OK"), "{out}{err}");
+    for uid in [2, 3] {
+        wait_keyword(&mut direct, "INBOX", uid, "$CRM_Tracked", true);
+        wait_keyword(&mut direct, "INBOX", uid, "$CRM_Track", false);
+    }
+    let f = flags(&mut direct, "INBOX", 1);
+    assert!(
+        !f.contains("$CRM_Track"),
+        "message 1 was not asked for: {f}"
+    );
+    for (n, tracked) in [(1, false), (2, true), (3, true)] {
+        assert_eq!(
+            email_titled(env.data(), &format!("Seq {n}")),
+            tracked,
+            "Seq {n}"
+        );
+    }
+}
+
+#[test]
+fn a_request_set_behind_the_proxys_back_is_tracked_at_the_next_login() {
+    let env = Env::start("");
+    let (user, _) = env.user("behind", true);
+    let m = message("behind-1@customer.example", "Set on a phone", "");
+    let mut direct = env.direct(&user);
+    assert!(direct.append("INBOX", &m).ok());
+    // A client talking to the server directly (a phone) asks for tracking.
+    assert!(direct.cmd("SELECT INBOX").ok());
+    assert!(direct.cmd("UID STORE 1 +FLAGS ($CRM_Track)").ok());
+    // The user's next session through the proxy starts the sync worker, whose
+    // first sweep finds the request.
+    let mut c = env.through_proxy(&user);
+    assert!(c.cmd("NOOP").ok());
+    wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
+    wait_keyword(&mut direct, "INBOX", 1, "$CRM_Track", false);
+    assert!(email_titled(env.data(), "Set on a phone"));
 }

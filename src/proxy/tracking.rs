@@ -13,7 +13,7 @@ use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::Vec1;
 use imap_codec::imap_types::fetch::{MessageDataItem, Section};
 use imap_codec::imap_types::flag::{Flag, StoreType};
-use imap_codec::imap_types::response::{Code, Data, Response, Status};
+use imap_codec::imap_types::response::{Code, Data, Response, Status, StatusKind};
 use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::IntoStatic;
 use std::collections::HashMap;
@@ -38,7 +38,7 @@ use blocks::BlockCache;
 use fetch_item::announced_partial;
 use opened::header_summary;
 use partial::Partial;
-use sets::{mailbox_name, seqs, set_text, uid_list_text, uid_set_text};
+use sets::{mailbox_name, seqs, set_text, uid_set_text};
 
 /// The hook `serve` installs.
 pub struct TrackingHook {
@@ -63,6 +63,10 @@ enum TagAction {
     Append { actor: Actor, folder: String },
     /// An APPEND into the Sent folder: a reply to tracked email tracks.
     Sent { actor: Actor, folder: String },
+    /// Once the command is done, hand this job to the mailbox's worker (a STORE
+    /// by sequence numbers the session has no UIDs for: the worker finds the
+    /// messages by the request keyword, which must be on the server first).
+    SubmitWhenDone(Job),
 }
 
 #[derive(Default)]
@@ -168,26 +172,36 @@ impl TrackingHook {
         let Some(mailbox) = cx.state.selected() else {
             return;
         };
+        // By sequence number: the UIDs this session saw. Any unseen and a request
+        // is found on the server by its keyword once the STORE is done.
+        let mut by_keyword = false;
         let uids = if uid {
             Uids::Set(set_text(set))
         } else {
-            Uids::List(
-                seqs(set, mailbox.exists)
-                    .filter_map(|s| mailbox.uid(s))
-                    .collect(),
-            )
+            let mut known = Vec::new();
+            for seq in seqs(set, mailbox.exists) {
+                match mailbox.uid(seq) {
+                    Some(u) => known.push(u),
+                    None => by_keyword = track,
+                }
+            }
+            match by_keyword {
+                true => Uids::Keyword(cfg.request_keyword.clone()),
+                false => Uids::List(known),
+            }
         };
         let actor = match self.actor(identity) {
             Ok(a) => a,
             Err(text) => {
                 if track {
-                    // Nothing changes: the request keyword is taken off again.
-                    if let Some(list) = uid_list_text(&uids) {
-                        let _ = cx.upstream.send_command(&format!(
-                            "UID STORE {list} -FLAGS.SILENT ({})",
-                            cfg.request_keyword
-                        ));
-                    }
+                    // Nothing changes: the request keyword is taken off again (this
+                    // command goes up after the client's STORE, same numbering).
+                    let _ = cx.upstream.send_command(&format!(
+                        "{}STORE {} -FLAGS.SILENT ({})",
+                        if uid { "UID " } else { "" },
+                        set_text(set),
+                        cfg.request_keyword
+                    ));
                     self.with_session(cx.session_id, |s| {
                         s.actions.insert(tag.to_string(), TagAction::Refuse(text))
                     });
@@ -212,6 +226,13 @@ impl TrackingHook {
                 uids,
             }
         };
+        if by_keyword {
+            self.with_session(cx.session_id, |s| {
+                s.actions
+                    .insert(tag.to_string(), TagAction::SubmitWhenDone(job))
+            });
+            return;
+        }
         if !self.workers.submit(&identity.user, job) {
             self.with_session(cx.session_id, |s| {
                 s.actions.insert(
@@ -265,12 +286,13 @@ impl TrackingHook {
         let action = self.with_session(cx.session_id, |s| {
             let key = match tag {
                 Some(t) => s.actions.contains_key(t).then(|| t.to_string()),
-                // MOVE: the COPYUID comes untagged; the one folder action waiting.
+                // MOVE: the COPYUID comes untagged, before the MOVE's tagged OK;
+                // of the MOVEs in flight, the oldest is the one answered.
                 None => s
-                    .actions
+                    .copies
                     .iter()
-                    .find(|(_, a)| matches!(a, TagAction::IntoFolder { .. }))
-                    .map(|(k, _)| k.clone()),
+                    .find(|(_, _, is_move)| *is_move)
+                    .map(|(t, _, _)| t.clone()),
             }?;
             match s.actions.get(&key) {
                 Some(
@@ -447,10 +469,20 @@ impl Hook for TrackingHook {
                     s.bulk_fetches.retain(|t| *t != tag);
                 });
                 let action = self.with_session(cx.session_id, |s| s.actions.remove(&tag));
-                if let Some(TagAction::Refuse(text)) = action {
-                    return Status::no(Some(t.tag.clone()), Some(Code::Alert), text)
-                        .ok()
-                        .map(|s| Response::Status(s).into_static());
+                match action {
+                    Some(TagAction::Refuse(text)) => {
+                        return Status::no(Some(t.tag.clone()), Some(Code::Alert), text)
+                            .ok()
+                            .map(|s| Response::Status(s).into_static());
+                    }
+                    Some(TagAction::SubmitWhenDone(job)) if t.body.kind == StatusKind::Ok => {
+                        if let Some(identity) = cx.identity {
+                            if !self.workers.submit(&identity.user, job) {
+                                tracing::warn!("no sync worker for this session: the request waits on the server");
+                            }
+                        }
+                    }
+                    _ => {}
                 }
                 None
             }
@@ -530,6 +562,16 @@ impl Hook for TrackingHook {
 
     fn on_login(&self, cx: &HookContext<'_>, credential: Option<&Credential>) {
         let Some(identity) = cx.identity else { return };
+        if self.actor(identity).is_ok() {
+            // The tracking folder exists (and shows in clients that list only
+            // subscribed folders) from a CRM user's first session: an APPEND into
+            // it, or a drag onto it, needs it there. An existing one answers NO,
+            // which nobody sees.
+            let folder = super::worker::quoted(&self.workers.engine().config().track_folder);
+            for command in [format!("CREATE {folder}"), format!("SUBSCRIBE {folder}")] {
+                let _ = cx.upstream.send_command(&command);
+            }
+        }
         match (credential, identity.mechanism) {
             (Some(c), Mechanism::Login | Mechanism::Plain) => {
                 self.workers.login(&identity.user, c.clone())

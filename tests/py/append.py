@@ -6,26 +6,19 @@ literal: imaplib waits for the `+` go-ahead), then print the tagged answer.
 
 The password comes from the IMAP_PASSWORD environment variable, never argv.
 """
-import argparse
-import imaplib
-import os
 import sys
+
+from plain_client import login, parser
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--host", required=True)
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--tls", choices=["plain"], default="plain")
-    p.add_argument("--user", required=True)
-    p.add_argument("--cafile")
+    p = parser(__doc__)
     p.add_argument("folder")
     p.add_argument("file")
     a = p.parse_args()
     with open(a.file, "rb") as f:
         raw = f.read()
-    c = imaplib.IMAP4(a.host, a.port)
-    c.login(a.user, os.environ["IMAP_PASSWORD"])
+    c = login(a)
     typ, data = c.append(a.folder, r"(\Seen)", None, raw)
     print(typ, data[0].decode(errors="replace"))
     c.logout()

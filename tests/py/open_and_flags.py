@@ -6,25 +6,19 @@
 
 The password comes from the IMAP_PASSWORD environment variable, never argv.
 """
-import argparse
 import imaplib
-import os
 import re
 import sys
 
+from plain_client import login, parser
+
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--host", required=True)
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--tls", choices=["plain"], default="plain")
-    p.add_argument("--user", required=True)
-    p.add_argument("--cafile")
+    p = parser(__doc__)
     p.add_argument("action", choices=["open", "flags"])
     p.add_argument("uid")
     a = p.parse_args()
-    c = imaplib.IMAP4(a.host, a.port)
-    c.login(a.user, os.environ["IMAP_PASSWORD"])
+    c = login(a)
     if a.action == "open":
         typ, _ = c.select("INBOX")
         assert typ == "OK", typ

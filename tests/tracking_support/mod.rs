@@ -12,6 +12,17 @@ use crate::common::imap::{first_literal, RawImap};
 use crate::common::{dovecot, unique_user, Dovecot, Proxy, ProxyOptions, PASSWORD};
 
 /// Run `crmproxy --data-dir DATA args…`; panics unless it succeeds; returns stdout.
+/// Whether the store has an email activity with exactly this subject (`crm search`).
+pub fn email_titled(data: &Path, subject: &str) -> bool {
+    let found: serde_json::Value =
+        serde_json::from_str(&crm(data, &["search", subject, "--json"])).expect("search JSON");
+    found
+        .as_array()
+        .expect("a list of hits")
+        .iter()
+        .any(|h| h["kind"] == "email" && h["title"] == subject)
+}
+
 pub fn crm(data: &Path, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_crmproxy"))
         .arg("--data-dir")

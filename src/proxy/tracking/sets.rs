@@ -3,8 +3,6 @@
 use imap_codec::imap_types::mailbox::Mailbox as ImapMailbox;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 
-use crate::proxy::worker::Uids;
-
 pub fn mailbox_name(m: &ImapMailbox<'_>) -> String {
     match m {
         ImapMailbox::Inbox => "INBOX".into(),
@@ -54,19 +52,6 @@ pub fn uid_set_values(
         UidElement::Single(v) => v.get()..=v.get(),
         UidElement::Range(a, b) => a.get().min(b.get())..=a.get().max(b.get()),
     })
-}
-
-pub fn uid_list_text(uids: &Uids) -> Option<String> {
-    match uids {
-        Uids::Set(s) => Some(s.clone()),
-        Uids::List(l) if l.is_empty() => None,
-        Uids::List(l) => Some(
-            l.iter()
-                .map(|u| u.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
-    }
 }
 
 /// The sequence numbers of a set, in a mailbox of `exists` messages.

@@ -32,6 +32,10 @@ pub enum Uids {
     List(Vec<u32>),
     /// An IMAP UID set (`4:9,12`), expanded by the worker with UID SEARCH.
     Set(String),
+    /// The messages carrying this keyword (`UID SEARCH KEYWORD`): a request set by
+    /// sequence numbers the session had no UIDs for, or by a client that bypassed
+    /// the proxy.
+    Keyword(String),
 }
 
 /// Work for a mailbox's worker.

@@ -60,8 +60,9 @@ pub(super) async fn run(
     ));
     let mut conn: Option<ImapClient> = None;
     let mut shutdown = inner.shutdown.clone();
-    let mut sweep = tokio::time::interval(inner.sync_interval);
-    sweep.tick().await;
+    // The first tick is immediate: a worker's first work is a sweep (requests
+    // left on the server while no worker ran are picked up at login).
+    let mut sweep_timer = tokio::time::interval(inner.sync_interval);
     // Jobs asked for while no worker ran (the pane's untracks): done first.
     let mut backlog = std::collections::VecDeque::new();
     loop {
@@ -83,13 +84,13 @@ pub(super) async fn run(
             None => tokio::select! {
                 _ = shutdown.changed() => break,
                 j = jobs.recv() => match j { Some(j) => Some(j), None => break },
-                _ = sweep.tick() => None,
+                _ = sweep_timer.tick() => None,
             },
         };
         let c = conn.as_mut().expect("connected above");
         let result = match job {
             Some(job) => do_job(&inner, c, &owner, job).await,
-            None => sweep_pending(&inner, c, owner_id).await,
+            None => sweep(&inner, c, &owner, owner_id).await,
         };
         if let Err(e) = result {
             tracing::warn!(error = %e, "sync worker job failed");
@@ -116,6 +117,7 @@ async fn expand(c: &mut ImapClient, uids: Uids) -> Result<Vec<u32>, ClientError>
     match uids {
         Uids::List(l) => Ok(l),
         Uids::Set(s) => c.uid_search(&format!("UID {s}")).await,
+        Uids::Keyword(k) => c.uid_search(&format!("KEYWORD {k}")).await,
     }
 }
 
@@ -201,7 +203,7 @@ async fn do_job(
             let engine = inner.engine.clone();
             let o = owner.to_string();
             let owner_id = blocking(move || engine.actor(&o, &o)).await?.owner_id();
-            sweep_pending(inner, c, owner_id).await?
+            sweep(inner, c, owner, owner_id).await?
         }
         Job::Untrack {
             actor,
@@ -290,6 +292,36 @@ fn message_id_of(raw: &[u8]) -> Option<MessageId> {
         Some(m) => MessageId::parse(&m).ok(),
         None => Some(crate::track::synthetic_message_id(raw)),
     }
+}
+
+/// The periodic sweep: pending requests, then requests left on the server.
+async fn sweep(
+    inner: &Arc<Inner>,
+    c: &mut ImapClient,
+    owner: &str,
+    owner_id: UserId,
+) -> Result<(), JobError> {
+    sweep_pending(inner, c, owner_id).await?;
+    sweep_requests(inner, c, owner).await
+}
+
+/// The request keyword on INBOX messages no job took (set by a client that
+/// bypassed the proxy, or while no worker ran): tracked like any keyword request.
+async fn sweep_requests(
+    inner: &Arc<Inner>,
+    c: &mut ImapClient,
+    owner: &str,
+) -> Result<(), JobError> {
+    let engine = inner.engine.clone();
+    let o = owner.to_string();
+    let actor = blocking(move || engine.actor(&o, &o)).await?;
+    let job = Job::Track {
+        actor,
+        folder: "INBOX".into(),
+        uids: Uids::Keyword(inner.engine.config().request_keyword.clone()),
+        source: TrackSource::Keyword,
+    };
+    Box::pin(do_job(inner, c, owner, job)).await
 }
 
 /// Complete this mailbox's pending requests that say where the message is.
