@@ -616,13 +616,17 @@ Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nWe need 20 seats.\r\n";
         Duration::from_millis(200),
         stop_rx,
     );
-    workers.login(
-        ALICE,
-        crmproxy::proxy::Credential::Login {
-            user: ALICE.as_bytes().to_vec(),
-            password: ALICE_PW.as_bytes().to_vec(),
-        },
-    );
+    // An old password first (the worker cannot log in with it), then the new one
+    // from a later session: the worker's next attempt uses the newest.
+    for password in ["an-old-password", ALICE_PW] {
+        workers.login(
+            ALICE,
+            crmproxy::proxy::Credential::Login {
+                user: ALICE.as_bytes().to_vec(),
+                password: password.as_bytes().to_vec(),
+            },
+        );
+    }
     let mut tracked = false;
     for _ in 0..150 {
         let rec = pane.store.tracking(alice_id, &mid).unwrap().unwrap();

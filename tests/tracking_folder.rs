@@ -164,3 +164,37 @@ fn pipelined_moves_each_get_their_own_copyuid() {
     let f = flags(&mut direct, "Elsewhere", elsewhere);
     assert!(!f.contains("$CRM_"), "{f}");
 }
+
+#[test]
+fn a_user_without_use_app_is_refused_and_nothing_moves() {
+    let env = Env::start("");
+    let (user, _) = env.user("foldnoapp", false);
+    let m = message("fold-noapp@customer.example", "Not to be moved", "");
+    let mut direct = env.direct(&user);
+    assert!(direct.append("INBOX", &m).ok());
+    assert!(direct.cmd("CREATE CRM/Track").ok());
+    let mut c = env.through_proxy(&user);
+    assert!(c.cmd("SELECT INBOX").ok());
+    for command in [
+        "COPY 1 CRM/Track",
+        "UID MOVE 1 CRM/Track",
+        "MOVE 1 CRM/Track",
+    ] {
+        let r = c.cmd(command);
+        assert!(
+            r.tagged.contains("NO [ALERT]") && r.tagged.contains("use_app"),
+            "{command}: {}",
+            r.tagged
+        );
+    }
+    // Still in INBOX, and nothing in the tracking folder.
+    assert_eq!(
+        uid_of(&mut direct, "INBOX", "fold-noapp@customer.example"),
+        1
+    );
+    let r = direct.cmd("STATUS CRM/Track (MESSAGES)");
+    assert!(r.text().contains("MESSAGES 0"), "{}", r.text());
+    assert!(!email_titled(env.data(), "Not to be moved"));
+    // The session goes on.
+    assert!(c.cmd("NOOP").ok());
+}

@@ -285,3 +285,34 @@ fn a_request_set_behind_the_proxys_back_is_tracked_at_the_next_login() {
     wait_keyword(&mut direct, "INBOX", 1, "$CRM_Track", false);
     assert!(email_titled(env.data(), "Set on a phone"));
 }
+
+#[test]
+fn replacing_all_flags_untracks_only_what_was_tracked() {
+    let env = Env::start("");
+    let (user, _) = env.user("replace", true);
+    let mut direct = env.direct(&user);
+    for n in 1..=3 {
+        let m = message(
+            &format!("replace-{n}@customer.example"),
+            &format!("Replace {n}"),
+            "",
+        );
+        assert!(direct.append("INBOX", &m).ok());
+    }
+    let mut c = env.through_proxy(&user);
+    assert!(c.cmd("SELECT INBOX").ok());
+    assert!(c.cmd("UID STORE 2 +FLAGS ($CRM_Track)").ok());
+    wait_keyword(&mut direct, "INBOX", 2, "$CRM_Tracked", true);
+    // A client that sets every message's flags outright (no $CRM_Tracked).
+    assert!(c.cmd("UID STORE 1:* FLAGS (\\Seen)").ok());
+    wait_for("message 2 untracked", || {
+        let (_, body) = fetch(&mut c, 2, "BODY.PEEK[HEADER]");
+        (!String::from_utf8_lossy(&body).contains("X-CRM-Track-Status")).then_some(())
+    });
+    for uid in 1..=3 {
+        let f = flags(&mut direct, "INBOX", uid);
+        assert_eq!(f, "\\Seen", "UID {uid}");
+    }
+    // The activity stays in the CRM; only the mailbox's tracking went.
+    assert!(email_titled(env.data(), "Replace 2"));
+}

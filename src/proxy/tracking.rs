@@ -538,6 +538,17 @@ impl Hook for TrackingHook {
     }
 
     fn rewrite_command(&self, cx: &HookContext<'_>, command: &Command<'_>) -> Option<Vec<u8>> {
+        if let CommandBody::Copy { .. } | CommandBody::Move { .. } = &command.body {
+            // A refused COPY/MOVE into a tracking folder must change nothing: the
+            // server gets a NOOP under its tag, whose OK becomes the refusal.
+            let tag = command.tag.inner();
+            let refused = self.with_session(cx.session_id, |s| {
+                matches!(s.actions.get(tag), Some(TagAction::Refuse(_)))
+            });
+            if refused {
+                return Some(format!("{tag} NOOP\r\n").into_bytes());
+            }
+        }
         self.widen_partials(cx, command)
     }
 

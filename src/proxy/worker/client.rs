@@ -337,8 +337,25 @@ impl ImapClient {
 
     /// The whole message with this UID (not marked \Seen), or `None` if gone.
     pub async fn fetch_raw(&mut self, uid: u32) -> Result<Option<Vec<u8>>, ClientError> {
+        self.fetch_section(uid, "BODY.PEEK[]").await
+    }
+
+    /// Only the Message-ID field of message `uid` (as a header section), or `None`.
+    pub async fn fetch_message_id_field(
+        &mut self,
+        uid: u32,
+    ) -> Result<Option<Vec<u8>>, ClientError> {
+        self.fetch_section(uid, "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]")
+            .await
+    }
+
+    async fn fetch_section(
+        &mut self,
+        uid: u32,
+        section: &str,
+    ) -> Result<Option<Vec<u8>>, ClientError> {
         let r = self
-            .ok("UID FETCH", &format!("UID FETCH {uid} (UID BODY.PEEK[])"))
+            .ok("UID FETCH", &format!("UID FETCH {uid} (UID {section})"))
             .await?;
         for mut u in r.untagged {
             let is_fetch = String::from_utf8_lossy(&u.text)

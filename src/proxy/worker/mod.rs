@@ -90,6 +90,9 @@ pub(crate) struct Inner {
     /// Bumped whenever tracking state changes: sessions drop their header caches.
     pub generation: AtomicU64,
     users: Mutex<HashMap<String, mpsc::Sender<Job>>>,
+    /// Each mailbox's newest login (in memory only): a worker reconnecting after a
+    /// password change uses the new one.
+    credentials: Mutex<HashMap<String, Credential>>,
     /// Refusals of jobs (the engine's alert text) not yet shown, per mailbox.
     notices: Mutex<HashMap<String, VecDeque<String>>>,
     /// Jobs for mailboxes without a running worker, handed over when one starts
@@ -98,6 +101,12 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// The newest credential a session of `owner` logged in with.
+    pub(crate) fn credential(&self, owner: &str) -> Option<Credential> {
+        let c = self.credentials.lock().unwrap_or_else(|e| e.into_inner());
+        c.get(owner).cloned()
+    }
+
     /// Jobs kept for `owner` while no worker ran (or its queue was full).
     pub(crate) fn take_deferred(&self, owner: &str) -> VecDeque<Job> {
         let mut d = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
@@ -132,6 +141,7 @@ impl Workers {
                 shutdown,
                 generation: AtomicU64::new(0),
                 users: Mutex::new(HashMap::new()),
+                credentials: Mutex::new(HashMap::new()),
                 notices: Mutex::new(HashMap::new()),
                 deferred: Mutex::new(HashMap::new()),
             }),
@@ -155,6 +165,11 @@ impl Workers {
     /// owner's worker. The newest credential replaces an older one.
     pub fn login(&self, owner: &str, credential: Credential) {
         let key = owner.trim().to_lowercase();
+        self.inner
+            .credentials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), credential.clone());
         let (tx, rx) = mpsc::channel(QUEUE);
         {
             let mut users = self.inner.users.lock().unwrap_or_else(|e| e.into_inner());

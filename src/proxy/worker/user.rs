@@ -46,18 +46,10 @@ pub(super) async fn run(
         tracing::debug!("no sync worker: the mailbox's user is not a CRM user with use_app");
         return;
     };
-    tokio::spawn(watch(
-        inner.clone(),
-        owner_id,
-        credential.clone(),
-        Watched::Inbox,
-    ));
-    tokio::spawn(watch(
-        inner.clone(),
-        owner_id,
-        credential.clone(),
-        Watched::Sent,
-    ));
+    for what in [Watched::Inbox, Watched::Sent] {
+        let (inner, owner, credential) = (inner.clone(), owner.clone(), credential.clone());
+        tokio::spawn(watch(inner, owner_id, owner, credential, what));
+    }
     let mut conn: Option<ImapClient> = None;
     let mut shutdown = inner.shutdown.clone();
     // The first tick is immediate: a worker's first work is a sweep (requests
@@ -67,7 +59,10 @@ pub(super) async fn run(
     let mut backlog = std::collections::VecDeque::new();
     loop {
         if conn.is_none() {
-            match ImapClient::connect(&inner.connector, &credential).await {
+            let newest = inner
+                .credential(&owner)
+                .unwrap_or_else(|| credential.clone());
+            match ImapClient::connect(&inner.connector, &newest).await {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
                     tracing::warn!(error = %e, "sync worker cannot reach the upstream");
@@ -223,16 +218,29 @@ async fn do_job(
                     .await?
                     .map(|r| r.message_id);
                 if mid.is_none() {
-                    if let Some(raw) = c.fetch_raw(uid).await? {
-                        mid = message_id_of(&raw);
+                    // Its Message-ID field only: a `STORE 1:* FLAGS (\Seen)` names
+                    // every message, and most were never tracked.
+                    let field = c.fetch_message_id_field(uid).await?;
+                    mid = field
+                        .as_deref()
+                        .and_then(crate::proxy::state::message_id_from_header)
+                        .and_then(|m| MessageId::parse(&m).ok());
+                    if mid.is_none() && field.is_some() {
+                        // None in the header: tracked under one made from the bytes.
+                        if let Some(raw) = c.fetch_raw(uid).await? {
+                            mid = message_id_of(&raw);
+                        }
                     }
                 }
                 let Some(mid) = mid else { continue };
                 let engine = inner.engine.clone();
                 let a = actor.clone();
                 let was = blocking(move || engine.untrack(&a, &mid)).await?;
+                if !was {
+                    continue;
+                }
                 bump(inner);
-                tracing::info!(uid, folder = %folder, was_tracked = was, "untracked");
+                tracing::info!(uid, folder = %folder, "untracked");
                 if c.keywords_allowed {
                     c.store_keywords(
                         uid,
@@ -427,12 +435,21 @@ enum Watched {
     Sent,
 }
 
-async fn watch(inner: Arc<Inner>, owner: UserId, credential: Credential, what: Watched) {
+async fn watch(
+    inner: Arc<Inner>,
+    owner: UserId,
+    login: String,
+    credential: Credential,
+    what: Watched,
+) {
     let mut shutdown = inner.shutdown.clone();
     loop {
+        let newest = inner
+            .credential(&login)
+            .unwrap_or_else(|| credential.clone());
         let r = tokio::select! {
             _ = shutdown.changed() => return,
-            r = watch_once(&inner, owner, &credential, what) => r,
+            r = watch_once(&inner, owner, &newest, what) => r,
         };
         match r {
             // Nothing to watch (no Sent folder): done.
