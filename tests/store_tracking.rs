@@ -39,8 +39,14 @@ fn tracking_records_share_one_activity_and_check_delegation() {
     bobs.requested_at = first.requested_at + chrono::Duration::seconds(1);
     s.put_tracking(bobs.clone()).unwrap();
     assert_eq!(
-        s.pending_tracking(10).unwrap(),
+        s.pending_tracking(None, 10).unwrap(),
         vec![first.clone(), bobs.clone()]
+    );
+    // One mailbox's queue: another's older requests neither show nor use the limit.
+    assert_eq!(s.pending_tracking(Some(b), 1).unwrap(), vec![bobs.clone()]);
+    assert_eq!(
+        s.pending_tracking(Some(a), 10).unwrap(),
+        vec![first.clone()]
     );
 
     // Tracked needs an activity with the same Message-ID.
@@ -68,7 +74,7 @@ fn tracking_records_share_one_activity_and_check_delegation() {
     tb.status = TrackStatus::Tracked;
     tb.activity = Some(act.id);
     s.put_tracking(tb).unwrap();
-    assert!(s.pending_tracking(10).unwrap().is_empty());
+    assert!(s.pending_tracking(None, 10).unwrap().is_empty());
     assert_eq!(s.activity_by_message_id(&m).unwrap().unwrap().id, act.id);
     assert_eq!(s.tracking_of_message(&m).unwrap().len(), 2);
 

@@ -31,7 +31,7 @@ fn pending_then_completed_by_the_worker() {
     assert_eq!((p.owner, p.requested_by), (w.alice, w.bob));
     assert_eq!(p.regarding, Some(w.opportunity));
     assert_eq!(w.engine.keywords_for(&p.status), Some("$CRM_Pending"));
-    assert_eq!(w.engine.pending(10).unwrap(), vec![p.clone()]);
+    assert_eq!(w.engine.pending(w.alice, 10).unwrap(), vec![p.clone()]);
     assert_eq!(
         w.engine.tracking_at(w.alice, &loc(42)).unwrap(),
         Some(p.clone())
@@ -55,7 +55,7 @@ fn pending_then_completed_by_the_worker() {
     assert_eq!(t.record.location, Some(loc(42)));
     assert_eq!(t.activity.regarding, Some(w.opportunity));
     assert_eq!(World::email(&t.activity).correlation, Correlation::Explicit);
-    assert!(w.engine.pending(10).unwrap().is_empty());
+    assert!(w.engine.pending(w.alice, 10).unwrap().is_empty());
     assert_eq!(
         w.engine
             .tracking_at(w.alice, &loc(42))
@@ -108,7 +108,7 @@ fn a_request_that_keeps_failing_is_marked_failed_with_the_reason() {
             reason: "message not found".into()
         }
     );
-    assert!(w.engine.pending(10).unwrap().is_empty());
+    assert!(w.engine.pending(w.alice, 10).unwrap().is_empty());
     assert_eq!(w.engine.keywords_for(&p.status), None);
     let h = w
         .engine
@@ -340,7 +340,7 @@ fn a_recurring_meeting_is_pending_until_the_worker_completes_it() {
         .appointment_by_uid("meet-3@contoso.example")
         .unwrap()
         .is_none());
-    let queue = w.engine.pending(10).unwrap();
+    let queue = w.engine.pending(w.alice, 10).unwrap();
     assert_eq!(queue, vec![t.record.clone()]);
     let done = w.engine.complete_pending(&queue[0], &raw).unwrap();
     assert_eq!(done.record.status, TrackStatus::Tracked);
@@ -358,5 +358,5 @@ fn a_recurring_meeting_is_pending_until_the_worker_completes_it() {
             .id,
         ap.id
     );
-    assert!(w.engine.pending(10).unwrap().is_empty());
+    assert!(w.engine.pending(w.alice, 10).unwrap().is_empty());
 }

@@ -109,7 +109,7 @@ pub async fn activity(
             ul.people {
                 @for p in &a.parties {
                     li {
-                        span.role { (format!("{:?}", p.role)) }
+                        span.role { (super::message_view::role_label(p.role)) }
                         span.who {
                             @if !p.name.is_empty() { strong { (p.name) } " " }
                             span.addr { (p.address.as_ref().map(|x| x.to_string()).unwrap_or_default()) }

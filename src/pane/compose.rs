@@ -55,10 +55,25 @@ pub fn fill(text: &str, f: &Fill) -> String {
         ("{{user.full_name}}", &f.user_full),
         ("{{user.email}}", &f.user_email),
     ];
-    let mut out = text.to_owned();
-    for (k, v) in pairs {
-        out = out.replace(k, v);
+    // One pass: a value that itself reads like a placeholder (a name typed as
+    // "{{user.email}}") stays as it is.
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("{{") {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        match pairs.iter().find(|(k, _)| rest.starts_with(k)) {
+            Some((k, v)) => {
+                out.push_str(v);
+                rest = &rest[k.len()..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = &rest[2..];
+            }
+        }
     }
+    out.push_str(rest);
     out
 }
 
@@ -237,7 +252,8 @@ async fn save_draft(
         // The password the pane holds is the delegate's, not the owner's mailbox's.
         return Err(Failure::new(
             StatusCode::CONFLICT,
-            "Drafts are saved in your own mailbox only: switch back to your mailbox              (Mailbox, at the top) to add documents to an email.",
+            "Drafts are saved in your own mailbox only: switch back to your mailbox \
+             (Mailbox, at the top) to add documents to an email.",
         ));
     }
     let Some(password) = app.sessions.password(&user.session.id) else {
@@ -445,6 +461,19 @@ mod tests {
                 &f
             ),
             "Dear Nancy, 150 seats {{x.y}} — Alice Example"
+        );
+    }
+
+    #[test]
+    fn a_value_that_looks_like_a_placeholder_is_not_filled_again() {
+        let f = Fill {
+            recipient_full: "{{user.email}} {{".into(),
+            user_email: "alice@example.test".into(),
+            ..Fill::default()
+        };
+        assert_eq!(
+            fill("To {{recipient.full_name}}, from {{user.email}}{{", &f),
+            "To {{user.email}} {{, from alice@example.test{{"
         );
     }
 }

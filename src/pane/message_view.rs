@@ -50,7 +50,7 @@ pub struct MessageCrm {
     pub assistant: Vec<super::assistant::Card>,
 }
 
-fn role_label(r: PartyRole) -> &'static str {
+pub(crate) fn role_label(r: PartyRole) -> &'static str {
     match r {
         PartyRole::Sender => "From",
         PartyRole::To => "To",

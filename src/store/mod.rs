@@ -210,8 +210,8 @@ pub trait CrmStore: Send + Sync {
     ) -> Result<(Vec<Activity>, Vec<TrackingRecord>)>;
     /// Untrack in one mailbox; the activity stays. Returns whether there was one.
     fn delete_tracking(&self, owner: UserId, message_id: &MessageId) -> Result<bool>;
-    /// Pending requests, oldest request first.
-    fn pending_tracking(&self, limit: usize) -> Result<Vec<TrackingRecord>>;
+    /// Pending requests, oldest request first: every mailbox's, or `owner`'s only.
+    fn pending_tracking(&self, owner: Option<UserId>, limit: usize) -> Result<Vec<TrackingRecord>>;
     /// Every mailbox's tracking record for one Message-ID.
     fn tracking_of_message(&self, message_id: &MessageId) -> Result<Vec<TrackingRecord>>;
     /// The tracking record of the message at this place in `owner`'s mailbox

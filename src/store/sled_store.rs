@@ -458,12 +458,19 @@ impl CrmStore for SledStore {
         self.write(|tx| tx.delete_tracking(owner.uuid(), message_id.as_str()))
     }
 
-    fn pending_tracking(&self, limit: usize) -> Result<Vec<TrackingRecord>> {
+    fn pending_tracking(&self, only: Option<UserId>, limit: usize) -> Result<Vec<TrackingRecord>> {
         let mut out = Vec::new();
-        for item in self.trees[ix::PENDING].iter().take(limit) {
+        // Keys only (time, owner, Message-ID): another mailbox's are skipped unread.
+        for item in self.trees[ix::PENDING].iter() {
+            if out.len() >= limit {
+                break;
+            }
             let (k, _) = item?;
             let owner = Uuid::from_slice(&k[8..24])
                 .map_err(|_| StoreError::Corrupt("bad pending key".into()))?;
+            if only.is_some_and(|o| o.uuid() != owner) {
+                continue;
+            }
             let msgid = std::str::from_utf8(&k[24..])
                 .map_err(|_| StoreError::Corrupt("bad pending key".into()))?;
             out.extend(self.get_json::<TrackingRecord>(

@@ -154,9 +154,9 @@ impl Engine {
             })
     }
 
-    /// Pending requests, oldest first (the sync worker's queue).
-    pub fn pending(&self, limit: usize) -> Result<Vec<TrackingRecord>, TrackError> {
-        Ok(self.store.pending_tracking(limit)?)
+    /// `owner`'s pending requests, oldest first (its sync worker's queue).
+    pub fn pending(&self, owner: UserId, limit: usize) -> Result<Vec<TrackingRecord>, TrackError> {
+        Ok(self.store.pending_tracking(Some(owner), limit)?)
     }
 
     /// End the tracking of a message in the owner's mailbox. The activity stays in

@@ -339,10 +339,10 @@ async fn sweep_pending(
     owner: UserId,
 ) -> Result<(), JobError> {
     let engine = inner.engine.clone();
-    let pending: Vec<TrackingRecord> = blocking(move || engine.pending(500))
+    let pending: Vec<TrackingRecord> = blocking(move || engine.pending(owner, 500))
         .await?
         .into_iter()
-        .filter(|r| r.owner == owner && r.location.is_some())
+        .filter(|r| r.location.is_some())
         .collect();
     for record in pending {
         let loc = record.location.clone().expect("filtered");
