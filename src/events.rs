@@ -28,6 +28,11 @@ pub struct MessageOpened {
     pub message_id: String,
     pub subject: Option<String>,
     pub from: Option<String>,
+    /// To and Cc recipients (`Name <address>`), when the proxy saw the header.
+    #[serde(default)]
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub cc: Vec<String>,
     /// The IMAP folder and UID, when the proxy saw the fetch.
     pub mailbox: Option<String>,
     pub uid: Option<u32>,
@@ -45,6 +50,8 @@ impl MessageOpened {
             message_id: normalize_message_id(message_id),
             subject: None,
             from: None,
+            to: Vec::new(),
+            cc: Vec::new(),
             mailbox: None,
             uid: None,
             uid_validity: None,

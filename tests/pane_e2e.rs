@@ -64,7 +64,11 @@ async fn the_pane_follows_the_mail_client_tracks_adds_a_contact_and_untracks_ups
     let dv = dovecot();
     dv.fill_inbox(
         ALICE,
-        std::iter::once(message(MID, "Proposal for the new fleet", "")),
+        std::iter::once(message(
+            MID,
+            "Proposal for the new fleet",
+            "Cc: Nancy Davolio <nancy.davolio@contoso.example>\r\n",
+        )),
     );
     let p = Proxy::start_with(
         dv,
@@ -106,6 +110,15 @@ async fn the_pane_follows_the_mail_client_tracks_adds_a_contact_and_untracks_ups
         main.contains("Not tracked") && main.contains("Proposal for the new fleet"),
         "{main}"
     );
+    // Sender and recipients with what they are in the CRM (Nancy is a contact).
+    for who in [
+        "dana@customer.example",
+        "owner@crm-test.example",
+        "Nancy Davolio",
+    ] {
+        assert!(main.contains(who), "{who}: {main}");
+    }
+    assert!(main.contains("Contact"), "{main}");
     assert!(
         !tokio::task::block_in_place(direct_flags).contains(&"$CRM_Tracked".to_string()),
         "not tracked yet"
@@ -204,7 +217,8 @@ async fn the_pane_follows_the_mail_client_tracks_adds_a_contact_and_untracks_ups
         let r = c.cmd(&format!("AUTHENTICATE PLAIN {ir}"));
         assert!(r.ok(), "{}", r.tagged);
         assert!(c.cmd("SELECT INBOX").ok());
-        let r = c.cmd("UID FETCH 2 (BODY[])");
+        // As a client fetching MIME parts on demand: the header and the first part.
+        let r = c.cmd("UID FETCH 2 (BODY.PEEK[HEADER] BODY[1])");
         assert!(r.ok(), "{}", r.tagged);
         c
     });

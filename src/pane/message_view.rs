@@ -100,7 +100,13 @@ pub async fn lookup(
 ) -> Result<MessageCrm, Failure> {
     let owner = user.id;
     let mid = MessageId::parse(&message.message_id).ok();
-    let from = message.from.clone();
+    let header_people: Vec<(&'static str, String)> = message
+        .from
+        .iter()
+        .map(|f| ("From", f.clone()))
+        .chain(message.to.iter().map(|t| ("To", t.clone())))
+        .chain(message.cc.iter().map(|c| ("Cc", c.clone())))
+        .collect();
     let in_mailbox = message.seen_in_mailbox();
     let mut crm = with_store(app, move |s| {
         let tracking = match &mid {
@@ -146,18 +152,21 @@ pub async fn lookup(
                     records: titles(s, &p.records)?,
                 });
             }
-        } else if let Some(from) = from {
-            let (name, address) = split_mailbox(&from);
-            let records = match EmailAddress::parse(&address) {
-                Ok(addr) => titles(s, &s.resolve_address(&addr)?)?,
-                Err(_) => Vec::new(),
-            };
-            people.push(PersonView {
-                role: "From",
-                name,
-                address,
-                records,
-            });
+        } else {
+            // Not in the CRM yet: the people of the header the proxy saw.
+            for (role, raw) in header_people {
+                let (name, address) = split_mailbox(&raw);
+                let records = match EmailAddress::parse(&address) {
+                    Ok(addr) => titles(s, &s.resolve_address(&addr)?)?,
+                    Err(_) => Vec::new(),
+                };
+                people.push(PersonView {
+                    role,
+                    name,
+                    address,
+                    records,
+                });
+            }
         }
         Ok(MessageCrm {
             message_id: mid.map(|m| m.to_string()).unwrap_or_default(),

@@ -348,18 +348,21 @@ impl TrackingHook {
         {
             return;
         }
-        let whole = items.iter().any(|i| {
+        // The body or a part of it (a client that fetches MIME parts on demand
+        // shows the message from BODY[1]); a header alone opens nothing.
+        let opened = items.iter().any(|i| {
             matches!(
                 i,
                 MessageDataItem::BodyExt {
-                    section: None | Some(Section::Text(None)),
+                    section: None | Some(Section::Text(_) | Section::Part(_)),
                     origin: None,
                     ..
                 } | MessageDataItem::Rfc822(_)
                     | MessageDataItem::Rfc822Text(_)
+                    | MessageDataItem::Binary { .. }
             )
         });
-        if !whole {
+        if !opened {
             return;
         }
         let Some(mailbox) = cx.state.selected() else {
@@ -377,9 +380,8 @@ impl TrackingHook {
         };
         let Some(uid) = uid else { return };
         let mut ev = MessageOpened::fetched(mid, &mailbox.name, mailbox.uid_validity, uid);
-        if let Some((subject, from)) = items.iter().find_map(header_summary) {
-            ev.subject = subject;
-            ev.from = from;
+        if let Some(h) = items.iter().find_map(header_summary) {
+            (ev.subject, ev.from, ev.to, ev.cc) = (h.subject, h.from, h.to, h.cc);
         }
         self.workers.events().publish_opened(&identity.user, ev);
     }

@@ -1,16 +1,27 @@
 //! What the pane's "message opened" event says besides where the message is: the
-//! Subject and From of a message whose bytes came whole in the FETCH response.
+//! Subject, From, To and Cc of a message whose header came in the FETCH response.
 
-use imap_codec::imap_types::fetch::MessageDataItem;
+use imap_codec::imap_types::fetch::{MessageDataItem, Section};
 
-/// Subject and From of a whole-message item whose bytes came in this response (a
-/// message small enough not to be streamed), for the pane's summary.
-pub(super) fn header_summary(
-    item: &MessageDataItem<'_>,
-) -> Option<(Option<String>, Option<String>)> {
+/// What the header of a fetched message says, for the pane's summary.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct HeaderSummary {
+    pub subject: Option<String>,
+    pub from: Option<String>,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+}
+
+/// The header summary of an item whose bytes start with the message's header (the
+/// whole message or its header section, small enough not to be streamed).
+pub(super) fn header_summary(item: &MessageDataItem<'_>) -> Option<HeaderSummary> {
     let data = match item {
-        MessageDataItem::BodyExt { data, .. } => data.0.as_ref()?,
-        MessageDataItem::Rfc822(data) => data.0.as_ref()?,
+        MessageDataItem::BodyExt {
+            section: None | Some(Section::Header(None)),
+            data,
+            ..
+        } => data.0.as_ref()?,
+        MessageDataItem::Rfc822(data) | MessageDataItem::Rfc822Header(data) => data.0.as_ref()?,
         _ => return None,
     };
     let bytes = data.as_ref();
@@ -20,15 +31,62 @@ pub(super) fn header_summary(
         .map(|p| p + 4)
         .unwrap_or(bytes.len());
     let headers = mail_parser::MessageParser::default().parse_headers(&bytes[..end])?;
-    let subject = headers.subject().map(str::to_owned);
-    let from = headers
-        .from()
-        .and_then(|a| a.first())
-        .map(|a| match (a.name(), a.address()) {
-            (Some(n), Some(addr)) => format!("{n} <{addr}>"),
-            (None, Some(addr)) => addr.to_owned(),
-            (Some(n), None) => n.to_owned(),
-            (None, None) => String::new(),
-        });
-    Some((subject, from.filter(|f| !f.is_empty())))
+    let list = |a: Option<&mail_parser::Address<'_>>| -> Vec<String> {
+        a.map(|a| {
+            a.iter()
+                .map(mailbox_text)
+                .filter(|t| !t.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    Some(HeaderSummary {
+        subject: headers.subject().map(str::to_owned),
+        from: list(headers.from()).into_iter().next(),
+        to: list(headers.to()),
+        cc: list(headers.cc()),
+    })
+}
+
+fn mailbox_text(a: &mail_parser::Addr<'_>) -> String {
+    match (a.name(), a.address()) {
+        (Some(n), Some(addr)) => format!("{n} <{addr}>"),
+        (None, Some(addr)) => addr.to_owned(),
+        (Some(n), None) => n.to_owned(),
+        (None, None) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imap_codec::imap_types::core::NString;
+
+    fn body(section: Option<Section<'static>>, bytes: &'static [u8]) -> MessageDataItem<'static> {
+        MessageDataItem::BodyExt {
+            section,
+            origin: None,
+            data: NString::try_from(bytes.to_vec()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn sender_and_recipients_of_a_whole_message_or_its_header() {
+        let raw: &[u8] =
+            b"From: \"Dana S.\" <dana@x.example>\r\nTo: a@x.example, Bo <b@x.example>\r\n\
+Cc: Cy <c@x.example>\r\nSubject: Hi\r\n\r\nTo: not@header.example\r\n";
+        let want = HeaderSummary {
+            subject: Some("Hi".into()),
+            from: Some("Dana S. <dana@x.example>".into()),
+            to: vec!["a@x.example".into(), "Bo <b@x.example>".into()],
+            cc: vec!["Cy <c@x.example>".into()],
+        };
+        assert_eq!(header_summary(&body(None, raw)), Some(want));
+        assert!(header_summary(&body(Some(Section::Header(None)), raw)).is_some());
+        // A part's bytes are not the message's header.
+        let part = Section::Part(imap_codec::imap_types::fetch::Part(
+            imap_codec::imap_types::core::Vec1::from(std::num::NonZeroU32::new(1).unwrap()),
+        ));
+        assert_eq!(header_summary(&body(Some(part), raw)), None);
+    }
 }
