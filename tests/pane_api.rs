@@ -1,5 +1,6 @@
 //! The pane's JSON API, live events (SSE) and lifecycle over real HTTPS: error shapes
-//! and status codes, the per-user event channel, shutdown with open streams, and the
+//! and status codes, search → Set Regarding → the message's status as a script does
+//! it, the per-user event channel, shutdown with open streams, and the
 //! `crmproxy pane-url` command run as a separate process.
 
 mod pane_util;
@@ -133,6 +134,66 @@ async fn api_errors_are_json_with_the_right_status() {
 }
 
 /// Read an SSE stream until `needle` shows up (or the stream ends).
+#[tokio::test]
+async fn a_script_searches_sets_regarding_and_reads_the_message_back() {
+    const DEMO_MID: &str = "demo-0001@mail.contoso.example";
+    let pane = TestPane::start().await;
+    let mut alice = pane.signed_in("alice@example.test").await;
+    // Alice opened the demo message in her mail client (the proxy saw it).
+    pane.events.publish_opened(
+        "alice@example.test",
+        crmproxy::pane::MessageOpened::fetched(DEMO_MID, "INBOX", Some(1), 1),
+    );
+
+    let r = alice.get("/api/search?q=fabrikam&type=account").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let hits = r.json()["hits"].as_array().unwrap().clone();
+    assert!(!hits.is_empty(), "{}", r.text());
+    assert!(hits.iter().all(|h| h["kind"] == "account"), "{}", r.text());
+    let hit = &hits[0];
+    assert!(hit["title"].as_str().unwrap().contains("Fabrikam"), "{hit}");
+
+    let r = alice
+        .post_json(
+            "/api/regarding",
+            &serde_json::json!({ "message_id": DEMO_MID, "regarding": hit["ref"] }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let r = alice
+        .get(&format!("/api/message?id={}", DEMO_MID.replace('@', "%40")))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let m = r.json();
+    assert_eq!(m["tracking"]["status"], "tracked", "{m}");
+    assert_eq!(m["tracking"]["regarding"]["ref"], hit["ref"], "{m}");
+    assert_eq!(m["tracking"]["regarding"]["title"], hit["title"], "{m}");
+    let people = m["people"].as_array().unwrap();
+    assert!(
+        people
+            .iter()
+            .any(|p| p["role"] == "From" && !p["records"].as_array().unwrap().is_empty()),
+        "the sender is a CRM contact: {m}"
+    );
+
+    // Errors: JSON, with the right status; nothing asked, a bad type, no id.
+    for (path, status) in [
+        ("/api/search", 400),
+        ("/api/search?type=spaceship", 400),
+        ("/api/message", 400),
+        ("/api/message?id=a%0D%0Ab%40x", 400),
+    ] {
+        let r = alice.get(path).await;
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+        assert!(r.json()["error"].as_str().is_some(), "{path}: {}", r.text());
+    }
+    // A message nobody tracks: not tracked, no people from anyone's CRM.
+    let r = alice.get("/api/message?id=nobody%40nowhere.example").await;
+    assert_eq!(r.json()["tracking"]["status"], "not_tracked");
+    assert!(r.json()["people"].as_array().unwrap().is_empty());
+}
+
 async fn read_until(body: &mut hyper::body::Incoming, needle: &str) -> String {
     let mut seen = String::new();
     while let Some(frame) = body.frame().await {

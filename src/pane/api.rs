@@ -1,16 +1,20 @@
-//! The pane's JSON API under `/api/`: who is signed in, and "this message is open"
-//! from the Outlook add-in script. Errors are `{ "error": "...", "status": N }`.
+//! The pane's JSON API under `/api/`: who is signed in, "this message is open" from
+//! the Outlook add-in script, what the CRM knows of a message, and search (the rest
+//! sits beside each page's handlers). Errors are `{ "error": "...", "status": N }`.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::crm::{parse_kind, search_hits, SearchParams};
 use super::errors::{ApiFailure, Failure};
-use super::handlers::{set_current_from_api, SignedIn};
+use super::handlers::{set_current_from_api, valid_message_id, SignedIn};
+use super::message_view::{self, TrackView};
 use super::AppState;
+use crate::events::MessageOpened;
 
 /// `GET /api/session`: the signed-in user and the CSRF token for `x-csrf-token`.
 pub async fn session(user: SignedIn) -> Response {
@@ -55,6 +59,95 @@ pub async fn set_current(
     let event = set_current_from_api(&app, &user.user, &item.message_id, item.subject, item.from)
         .map_err(ApiFailure)?;
     Ok((StatusCode::OK, Json(json!({ "current": event }))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MessageParams {
+    id: Option<String>,
+}
+
+/// `GET /api/message?id=…`: the message's track status in this mailbox, its
+/// regarding record and its people with what they are in the CRM (the message
+/// page's panels, as data).
+pub async fn message(
+    State(app): State<AppState>,
+    Query(p): Query<MessageParams>,
+    user: SignedIn,
+) -> Result<Response, ApiFailure> {
+    let id = valid_message_id(p.id.as_deref().unwrap_or("")).map_err(ApiFailure)?;
+    let probe = app
+        .events
+        .find(&user.user, &id)
+        .unwrap_or_else(|| MessageOpened::new(&id));
+    let crm = message_view::lookup(&app, &user.crm_user, &probe)
+        .await
+        .map_err(ApiFailure)?;
+    let (status, regarding, reason) = match &crm.track {
+        TrackView::NotTracked => ("not_tracked", None, None),
+        TrackView::Pending => ("pending", None, None),
+        TrackView::Tracked => ("tracked", None, None),
+        TrackView::TrackedRegarding(r, title) => (
+            "tracked",
+            Some(json!({ "ref": format!("{}:{}", r.kind, r.id), "title": title })),
+            None,
+        ),
+        TrackView::Failed(reason) => ("failed", None, Some(reason.clone())),
+    };
+    let people: Vec<_> = crm
+        .people
+        .iter()
+        .map(|p| {
+            let records: Vec<_> = p
+                .records
+                .iter()
+                .map(|(r, title)| json!({ "ref": format!("{}:{}", r.kind, r.id), "title": title }))
+                .collect();
+            json!({ "role": p.role, "name": p.name, "address": p.address, "records": records })
+        })
+        .collect();
+    Ok(Json(json!({
+        "message_id": crm.message_id,
+        "subject": probe.subject,
+        "tracking": {
+            "status": status,
+            "reason": reason,
+            "regarding": regarding,
+            "activity": crm.activity.map(|a| a.to_string()),
+        },
+        "people": people,
+    }))
+    .into_response())
+}
+
+/// `GET /api/search?q=…&type=…`: records by name (of one type, or of every type
+/// that search covers); a type alone lists its newest records.
+pub async fn search(
+    State(app): State<AppState>,
+    Query(p): Query<SearchParams>,
+    _user: SignedIn,
+) -> Result<Response, ApiFailure> {
+    let kind = parse_kind(p.kind.as_deref()).map_err(ApiFailure)?;
+    let q = p.q.unwrap_or_default();
+    if q.chars().count() > 200 {
+        return Err(ApiFailure(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "Search for at most 200 characters.",
+        )));
+    }
+    let hits = search_hits(&app, &q, kind).await.map_err(ApiFailure)?;
+    let Some(hits) = hits else {
+        return Err(ApiFailure(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "Give q (words to search for), type (a record type), or both.",
+        )));
+    };
+    let hits: Vec<_> = hits
+        .into_iter()
+        .map(|(k, id, title)| {
+            json!({ "ref": format!("{k}:{id}"), "kind": k.as_str(), "id": id, "title": title })
+        })
+        .collect();
+    Ok(Json(json!({ "hits": hits })).into_response())
 }
 
 /// Anything else under `/api/`.

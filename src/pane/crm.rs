@@ -156,12 +156,12 @@ pub fn dashboard_cards(d: &Dashboard) -> Markup {
 
 #[derive(Deserialize)]
 pub struct SearchParams {
-    q: Option<String>,
+    pub(crate) q: Option<String>,
     #[serde(rename = "type")]
-    kind: Option<String>,
+    pub(crate) kind: Option<String>,
 }
 
-fn parse_kind(raw: Option<&str>) -> Result<Option<Kind>, Failure> {
+pub(crate) fn parse_kind(raw: Option<&str>) -> Result<Option<Kind>, Failure> {
     match raw.map(str::trim).filter(|s| !s.is_empty() && *s != "all") {
         None => Ok(None),
         Some(s) => SEARCH_KINDS
@@ -200,6 +200,44 @@ fn search_form(q: &str, kind: Option<Kind>, action: &str, with_types: bool) -> M
 }
 
 /// `GET /search?q=…&type=…`: search of all records, filtered by type.
+/// The Search page's (and `GET /api/search`'s) hits: records matching `q`, of
+/// `kind` when given; a type alone lists its newest records by title. `None`
+/// when nothing was asked.
+pub(crate) async fn search_hits(
+    app: &AppState,
+    q: &str,
+    kind: Option<Kind>,
+) -> Result<Option<Vec<(Kind, Uuid, String)>>, Failure> {
+    let text = q.trim().to_owned();
+    if text.is_empty() && kind.is_none() {
+        return Ok(None);
+    }
+    if text.is_empty() {
+        // A bounded read of that type's newest records.
+        let k = kind.unwrap_or(Kind::Account);
+        let mut all = with_store(app, move |s| s.recent_records(k, SEARCH_LIMIT)).await?;
+        all.sort_by_key(|r| r.title().to_lowercase());
+        return Ok(Some(
+            all.into_iter()
+                .take(SEARCH_LIMIT)
+                .map(|r| (r.kind(), r.id(), r.title()))
+                .collect(),
+        ));
+    }
+    let query = SearchQuery {
+        text,
+        kinds: match kind {
+            Some(k) => vec![k],
+            None => SEARCH_KINDS.iter().map(|(k, _)| *k).collect(),
+        },
+        limit: SEARCH_LIMIT,
+    };
+    let hits = with_store(app, move |s| s.search(&query)).await?;
+    Ok(Some(
+        hits.into_iter().map(|h| (h.kind, h.id, h.title)).collect(),
+    ))
+}
+
 pub async fn search(
     State(app): State<AppState>,
     Query(p): Query<SearchParams>,
@@ -207,36 +245,7 @@ pub async fn search(
 ) -> Result<Response, PageFailure> {
     let kind = parse_kind(p.kind.as_deref()).map_err(PageFailure)?;
     let q = p.q.unwrap_or_default();
-    let text = q.trim().to_owned();
-    let hits: Option<Vec<(Kind, Uuid, String)>> = if text.is_empty() && kind.is_none() {
-        None
-    } else if text.is_empty() {
-        // A type alone lists that type's newest records, by title (a bounded read).
-        let k = kind.unwrap_or(Kind::Account);
-        let mut all = with_store(&app, move |s| s.recent_records(k, SEARCH_LIMIT))
-            .await
-            .map_err(PageFailure)?;
-        all.sort_by_key(|r| r.title().to_lowercase());
-        Some(
-            all.into_iter()
-                .take(SEARCH_LIMIT)
-                .map(|r| (r.kind(), r.id(), r.title()))
-                .collect(),
-        )
-    } else {
-        let query = SearchQuery {
-            text,
-            kinds: match kind {
-                Some(k) => vec![k],
-                None => SEARCH_KINDS.iter().map(|(k, _)| *k).collect(),
-            },
-            limit: SEARCH_LIMIT,
-        };
-        let hits = with_store(&app, move |s| s.search(&query))
-            .await
-            .map_err(PageFailure)?;
-        Some(hits.into_iter().map(|h| (h.kind, h.id, h.title)).collect())
-    };
+    let hits = search_hits(&app, &q, kind).await.map_err(PageFailure)?;
     // Before a search: the user's favourites and recent records (the guide's Recent).
     let lists = match hits {
         None => Some(

@@ -364,6 +364,8 @@ fn router(state: AppState) -> Router {
         .route("/events", get(handlers::events))
         .route("/api/session", get(api::session))
         .route("/api/current", post(api::set_current))
+        .route("/api/message", get(api::message))
+        .route("/api/search", get(api::search))
         .route("/api/track", post(track_actions::api_track))
         .route("/api/regarding", post(track_actions::api_regarding))
         .route("/api/untrack", post(track_actions::api_untrack))
