@@ -14,7 +14,6 @@ use super::errors::{ApiFailure, Failure};
 use super::handlers::{set_current_from_api, valid_message_id, SignedIn};
 use super::message_view::{self, TrackView};
 use super::AppState;
-use crate::events::MessageOpened;
 
 /// `GET /api/session`: the signed-in user and the CSRF token for `x-csrf-token`.
 pub async fn session(user: SignedIn) -> Response {
@@ -75,11 +74,7 @@ pub async fn message(
     user: SignedIn,
 ) -> Result<Response, ApiFailure> {
     let id = valid_message_id(p.id.as_deref().unwrap_or("")).map_err(ApiFailure)?;
-    let probe = app
-        .events
-        .find(&user.user, &id)
-        .unwrap_or_else(|| MessageOpened::new(&id));
-    let crm = message_view::lookup(&app, &user.crm_user, &probe)
+    let (probe, crm) = message_view::lookup_id(&app, &user, &id)
         .await
         .map_err(ApiFailure)?;
     let (status, regarding, reason) = match &crm.track {

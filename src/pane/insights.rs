@@ -20,7 +20,6 @@ use uuid::Uuid;
 use super::assistant::{self, AssistantSettings, Card, CardKind, CardTarget, Facts, Person};
 use super::crm::with_store;
 use super::errors::{ApiFailure, Failure, PageFailure};
-use super::events::MessageOpened;
 use super::guard::CSRF_FIELD;
 use super::handlers::{safe_next, valid_message_id, SignedIn};
 use super::message_view::{self, MessageCrm, TrackView};
@@ -259,11 +258,7 @@ pub async fn api_assistant(
     let cards = match q.id.as_deref() {
         Some(raw) => {
             let id = valid_message_id(raw).map_err(ApiFailure)?;
-            let probe = app
-                .events
-                .find(&user.user, &id)
-                .unwrap_or_else(|| MessageOpened::new(&id));
-            let crm = message_view::lookup(&app, &user.crm_user, &probe)
+            let (_, crm) = message_view::lookup_id(&app, &user, &id)
                 .await
                 .map_err(ApiFailure)?;
             crm.assistant

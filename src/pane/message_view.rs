@@ -92,6 +92,21 @@ pub(crate) fn tracks(tracking: &Option<crate::store::TrackingRecord>, a: &Activi
         .is_some_and(|t| t.status == TrackStatus::Tracked && t.activity == Some(a.id))
 }
 
+/// [`lookup`] of message `id` as this session knows it: what the proxy saw of it
+/// (or the bare Message-ID), and what the CRM knows.
+pub async fn lookup_id(
+    app: &AppState,
+    user: &super::handlers::SignedIn,
+    id: &str,
+) -> Result<(MessageOpened, MessageCrm), Failure> {
+    let probe = app
+        .events
+        .find(&user.user, id)
+        .unwrap_or_else(|| MessageOpened::new(id));
+    let crm = lookup(app, &user.crm_user, &probe).await?;
+    Ok((probe, crm))
+}
+
 /// Look the message up in the store for `user`'s mailbox.
 pub async fn lookup(
     app: &AppState,

@@ -18,7 +18,6 @@ use serde_json::json;
 
 use super::crm::with_store;
 use super::errors::{ApiFailure, Failure, PageFailure};
-use super::events::MessageOpened;
 use super::guard::CSRF_FIELD;
 use super::handlers::SignedIn;
 use super::message_view;
@@ -126,11 +125,7 @@ async fn add_person(
         )
     })?;
     let mid = check_message(app, user, &f.message_id).await?;
-    let probe = app
-        .events
-        .find(&user.user, mid.as_str())
-        .unwrap_or_else(|| MessageOpened::new(mid.as_str()));
-    let crm = message_view::lookup(app, &user.crm_user, &probe).await?;
+    let (_, crm) = message_view::lookup_id(app, user, mid.as_str()).await?;
     let person = crm
         .people
         .iter()
@@ -206,11 +201,7 @@ pub async fn new_form(
         .await
         .map_err(PageFailure)?;
     let address = p.address.unwrap_or_default();
-    let probe = app
-        .events
-        .find(&user.user, mid.as_str())
-        .unwrap_or_else(|| MessageOpened::new(mid.as_str()));
-    let crm = message_view::lookup(&app, &user.crm_user, &probe)
+    let (_, crm) = message_view::lookup_id(&app, &user, mid.as_str())
         .await
         .map_err(PageFailure)?;
     let person = crm
