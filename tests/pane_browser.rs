@@ -214,13 +214,40 @@ async fn browser_signs_in_follows_live_events_and_submits_forms() {
     driver.goto(&record_url).await;
     driver.screenshot("record-1280.png").await;
 
-    // Keyboard: the skip link is the first stop and leads to the content.
+    // Keyboard: on a fresh page the first Tab lands on the skip link, and Enter on
+    // it goes to the content.
+    driver.goto(&format!("{origin}/current")).await;
+    driver.keys(&["\u{E004}"]).await;
     let first = driver
-        .script(
-            "document.body.focus(); return document.querySelector('a.skip').getAttribute('href')",
-        )
+        .script("var e = document.activeElement; return e.tagName + ' ' + e.getAttribute('href')")
         .await;
-    assert_eq!(first, "#main");
+    assert_eq!(first, "A #main");
+    driver.keys(&["\u{E007}"]).await;
+    driver.wait_until("location.hash === '#main'").await;
+
+    // At a side pane's 350 px no page scrolls sideways.
+    driver.size(350, 900).await;
+    for page in [
+        "/",
+        "/current",
+        "/search?q=contoso",
+        "/documents",
+        record_url.as_str(),
+    ] {
+        let url = if page.starts_with("http") {
+            page.to_owned()
+        } else {
+            format!("{origin}{page}")
+        };
+        driver.goto(&url).await;
+        let overflow = driver
+            .script("return document.documentElement.scrollWidth - window.innerWidth")
+            .await;
+        assert!(
+            overflow.as_i64().unwrap() <= 0,
+            "{page}: sideways overflow at 350 px: {overflow}"
+        );
+    }
 
     let console = driver.console().await;
     let problems: Vec<_> = console
