@@ -247,3 +247,66 @@ async fn the_message_pages_show_track_status_and_people() {
     let t = bob.get("/current").await.text();
     assert!(t.contains("Not tracked") && t.contains("Unknown"), "{t}");
 }
+
+#[tokio::test]
+async fn quick_create_finds_the_customer_by_name_or_from_its_page() {
+    let pane = TestPane::start().await;
+    let mut alice = pane.signed_in("alice@example.test").await;
+    // The account's page offers a new opportunity and case for it.
+    let t = alice.get(&format!("/record/{CONTOSO}")).await.text();
+    let link = format!("link=account%3A{CONTOSO}");
+    assert!(
+        t.contains(&format!("/create?kind=opportunity&amp;{link}")),
+        "{t}"
+    );
+    assert!(t.contains(&format!("/create?kind=case&amp;{link}")), "{t}");
+    let csrf = alice.get("/create").await.csrf();
+    let create = |kind: &'static str, name: &'static str, customer: &'static str| {
+        vec![("kind", kind), ("name", name), ("link", customer)]
+    };
+    let created = |r: pane_util::Resp| {
+        assert_eq!(r.status, 303, "{}", r.text());
+        let at = r.header("location").unwrap();
+        Uuid::parse_str(at.trim_start_matches("/record/")).unwrap()
+    };
+
+    // An opportunity for an account named in full, a case for a contact.
+    let mut f = create("opportunity", "Fleet renewal", "contoso pharmaceuticals");
+    f.push(("csrf", &csrf));
+    let id = created(alice.post_form("/create", &f).await);
+    match pane.store.record(id).unwrap() {
+        Some(Record::Opportunity(o)) => {
+            assert_eq!(o.account.map(|a| a.to_string()).as_deref(), Some(CONTOSO))
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut f = create("case", "Login fails", "Nancy Davolio");
+    f.push(("csrf", &csrf));
+    let id = created(alice.post_form("/create", &f).await);
+    match pane.store.record(id).unwrap() {
+        Some(Record::Case(c)) => assert_eq!(c.customer.id.to_string(), NANCY),
+        other => panic!("{other:?}"),
+    }
+
+    // Nobody by that name, or several: a clear error and nothing stored.
+    for name in ["Tailspin North", "Tailspin South"] {
+        let mut f = create("account", name, "");
+        f.push(("csrf", &csrf));
+        created(alice.post_form("/create", &f).await);
+    }
+    let before = pane.store.records(Some(Kind::Opportunity)).unwrap().len();
+    for (customer, says) in [
+        ("Nobody Incorporated", "No account is called"),
+        ("Tailspin", "Several match"),
+    ] {
+        let mut f = create("opportunity", "Should not exist", customer);
+        f.push(("csrf", &csrf));
+        let r = alice.post_form("/create", &f).await;
+        assert_eq!(r.status, 400, "{customer}: {}", r.text());
+        assert!(r.text().contains(says), "{customer}: {}", r.text());
+    }
+    assert_eq!(
+        pane.store.records(Some(Kind::Opportunity)).unwrap().len(),
+        before
+    );
+}

@@ -22,7 +22,7 @@ use super::track_actions::parse_regarding;
 use super::AppState;
 use crate::store::{
     Activity, ActivityDetails, ActivityId, AppointmentActivity, Direction, EmailAddress, Kind,
-    PhoneCallActivity, Record, Stamps, TaskActivity, TaskState,
+    PhoneCallActivity, Record, RecordRef, SearchQuery, Stamps, TaskActivity, TaskState,
 };
 
 const MAX_LINE: usize = 200;
@@ -276,6 +276,61 @@ pub struct RecordFields {
     link: String,
 }
 
+/// An opportunity's account or a case's customer: `TYPE:UUID`, or a name the
+/// record is found by (accounts; for a case, contacts too) when exactly one matches.
+async fn customer(app: &AppState, kind: &str, raw: &str) -> Result<Option<RecordRef>, Failure> {
+    let raw = raw.trim();
+    if raw.is_empty() || crate::track::parse_record_ref(raw).is_ok() {
+        return parse_regarding(Some(raw));
+    }
+    if raw.chars().count() > MAX_LINE {
+        return Err(bad(format!(
+            "A customer's name has at most {MAX_LINE} characters."
+        )));
+    }
+    let kinds = match kind {
+        "case" => vec![Kind::Account, Kind::Contact],
+        _ => vec![Kind::Account],
+    };
+    let query = SearchQuery {
+        text: raw.to_owned(),
+        kinds,
+        limit: 6,
+    };
+    let hits = with_store(app, move |s| s.search(&query)).await?;
+    let exact: Vec<_> = hits
+        .iter()
+        .filter(|h| h.title.eq_ignore_ascii_case(raw))
+        .collect();
+    let chosen: Vec<_> = if exact.len() == 1 {
+        exact
+    } else {
+        hits.iter().collect()
+    };
+    match chosen.as_slice() {
+        [one] => Ok(Some(RecordRef {
+            kind: one.kind,
+            id: one.id,
+        })),
+        [] => Err(bad(format!(
+            "No {} is called {raw:?}. Create it first, or check the spelling.",
+            if kind == "case" {
+                "account or contact"
+            } else {
+                "account"
+            }
+        ))),
+        many => Err(bad(format!(
+            "Several match {raw:?}: {}. Type the whole name.",
+            many.iter()
+                .take(5)
+                .map(|h| h.title.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
 async fn quick_create(app: &AppState, f: &RecordFields) -> Result<Record, Failure> {
     let name = line("name", &f.name)?;
     let first = line("first name", &f.first_name)?;
@@ -288,7 +343,7 @@ async fn quick_create(app: &AppState, f: &RecordFields) -> Result<Record, Failur
             .map_err(|_| bad(format!("{e:?} is not an e-mail address.")))?
             .to_string()],
     };
-    let link = parse_regarding(Some(&f.link))?;
+    let link = customer(app, &f.kind, &f.link).await?;
     let now = Utc::now();
     let mut v = json!({ "created": now, "modified": now });
     let need = |ok: bool, what: &str| {
@@ -396,8 +451,8 @@ pub async fn create_form(Query(p): Query<CreateParams>, user: SignedIn) -> Respo
                 input #company name="company" maxlength=(MAX_LINE);
                 label for="topic" { "Topic (lead)" }
                 input #topic name="topic" maxlength=(MAX_LINE);
-                label for="link" { "Customer (opportunity: account; case: account or contact), TYPE:UUID" }
-                input #link name="link" value=(link) maxlength="100";
+                label for="link" { "Customer (opportunity: an account; case: an account or a contact), by name" }
+                input #link name="link" value=(link) maxlength=(MAX_LINE);
                 button.primary type="submit" { "Save" }
             }
         }

@@ -425,6 +425,21 @@ pub async fn record(
                 }
                 dt { "Modified" } dd { (rec.stamps().modified.format("%Y-%m-%d %H:%M UTC")) }
             }
+            // Quick create for this customer: an account's opportunities and cases,
+            // a contact's cases.
+            @let here = format!("{}:{}", rec.kind(), id);
+            @let creates: &[(&str, &str)] = match rec.kind() {
+                Kind::Account => &[("opportunity", "New opportunity"), ("case", "New case")],
+                Kind::Contact => &[("case", "New case")],
+                _ => &[],
+            };
+            @if !creates.is_empty() {
+                div.actions {
+                    @for (k, label) in creates {
+                        a.button href=(format!("/create?{}", form_urlencoded::Serializer::new(String::new()).append_pair("kind", k).append_pair("link", &here).finish())) { (label) }
+                    }
+                }
+            }
         }
         section.card aria-labelledby="h-activities" {
             h2 #h-activities { "Activities" }
