@@ -310,3 +310,23 @@ async fn quick_create_finds_the_customer_by_name_or_from_its_page() {
         before
     );
 }
+
+#[tokio::test]
+async fn documents_are_searched_by_title() {
+    let pane = TestPane::start().await;
+    let mut alice = pane.signed_in("alice@example.test").await;
+    let all = alice.get("/documents").await.text();
+    assert!(all.contains("Contoso Cloud Analytics brochure"), "{all}");
+    assert!(all.contains("Support plans"), "{all}");
+    let t = alice.get("/documents?q=BROCHURE").await.text();
+    assert!(t.contains("Contoso Cloud Analytics brochure"), "{t}");
+    assert!(
+        !t.contains("Support plans") && t.contains("None match."),
+        "{t}"
+    );
+    let t = alice.get("/documents?q=%3Cscript%3E").await.text();
+    assert!(
+        t.contains("&lt;script&gt;") && !t.contains("<script>"),
+        "{t}"
+    );
+}

@@ -461,20 +461,37 @@ pub async fn record(
 }
 
 /// `GET /documents`: email templates, sales literature and knowledge articles.
+#[derive(Deserialize)]
+pub struct DocumentsParams {
+    q: Option<String>,
+}
+
+/// Documents shown per kind at most; a search narrows them.
+const DOCUMENTS_SHOWN: usize = 100;
+
 pub async fn documents(
     State(app): State<AppState>,
+    Query(p): Query<DocumentsParams>,
     user: SignedIn,
 ) -> Result<Response, PageFailure> {
-    let groups = with_store(&app, |s| {
+    let q: String = p.q.unwrap_or_default().trim().chars().take(200).collect();
+    let needle = q.to_lowercase();
+    let groups = with_store(&app, move |s| {
         let mut out = Vec::new();
         for (kind, label) in [
             (Kind::EmailTemplate, "Email templates"),
             (Kind::SalesLiterature, "Sales literature"),
             (Kind::KnowledgeArticle, "Knowledge articles"),
         ] {
-            let mut rs = s.records(Some(kind))?;
+            let mut rs: Vec<Record> = s
+                .records(Some(kind))?
+                .into_iter()
+                .filter(|r| needle.is_empty() || r.title().to_lowercase().contains(&needle))
+                .collect();
             rs.sort_by_key(|r| r.title().to_lowercase());
-            out.push((label, rs));
+            let total = rs.len();
+            rs.truncate(DOCUMENTS_SHOWN);
+            out.push((label, rs, total));
         }
         Ok(out)
     })
@@ -482,11 +499,21 @@ pub async fn documents(
     .map_err(PageFailure)?;
     let body = html! {
         h1 { "Documents" }
-        @for (label, rs) in &groups {
+        section.card {
+            form.search method="get" action="/documents" role="search" {
+                label for="q" { "Search templates, sales literature and articles by title" }
+                input #q type="search" name="q" value=(q) maxlength="200";
+                button type="submit" { "Search" }
+            }
+        }
+        @for (label, rs, total) in &groups {
             section.card {
                 h2 { (label) }
+                @if *total > rs.len() {
+                    p.hint { "The first " (rs.len()) " of " (total) " by title; search to find others." }
+                }
                 @if rs.is_empty() {
-                    p.empty { "None yet." }
+                    p.empty { @if q.is_empty() { "None yet." } @else { "None match." } }
                 } @else {
                     ul.list {
                         @for r in rs {
