@@ -457,7 +457,7 @@ pub async fn create_form(Query(p): Query<CreateParams>, user: SignedIn) -> Respo
             }
         }
     };
-    pages::layout(&user.chrome(), Some(Nav::Search), "Quick create", body).into_response()
+    pages::layout(&user.chrome(), Some(Nav::Create), "Quick create", body).into_response()
 }
 
 /// A contact created here is new to this session: a delegate may not then set it

@@ -14,18 +14,21 @@ use super::guard::CSRF_FIELD;
 pub enum Nav {
     Home,
     Current,
+    Create,
     Search,
     Contacts,
     Documents,
 }
 
-/// (entry, path, label, shorter label for a narrow pane)
-const NAV: [(Nav, &str, &str, &str); 5] = [
+/// (entry, path, label, shorter label for a narrow pane), in the guide's order (Home, Quick Create, Search, Documents), with the current
+/// message after Home and the Contacts page last.
+const NAV: [(Nav, &str, &str, &str); 6] = [
     (Nav::Home, "/", "Home", "Home"),
     (Nav::Current, "/current", "Current message", "Message"),
+    (Nav::Create, "/create", "Quick Create", "New"),
     (Nav::Search, "/search", "Search", "Search"),
+    (Nav::Documents, "/documents", "Documents", "Docs"),
     (Nav::Contacts, "/contacts", "Contacts", "Contacts"),
-    (Nav::Documents, "/documents", "Documents", "Documents"),
 ];
 
 /// What every signed-in page needs for its chrome.
