@@ -529,6 +529,7 @@ mod served {
         assert!(r.ok(), "{}", r.tagged);
         let mut direct = common::RawImap::login(dv.imap_addr(), &login, common::PASSWORD);
         wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
+        wait_keyword(&mut direct, "INBOX", 1, "$CRM_Track", false);
         through.cmd("LOGOUT");
         login
     }
@@ -612,10 +613,20 @@ async fn without_a_running_worker_untrack_says_so_and_the_worker_finishes_it_lat
             tracking_support::flags(&mut direct, "INBOX", 1).contains("$CRM_Tracked"),
             "still on the server copy while no worker runs"
         );
+        // A request keyword left on it (a phone asked again) goes with the untrack,
+        // else the worker's first sweep would track the message again.
+        assert!(direct.cmd("SELECT INBOX").ok());
+        assert!(direct.cmd("UID STORE 1 +FLAGS ($CRM_Track)").ok());
         // The mail client logs in through the proxy: the worker starts and finishes it.
         let mut through = common::RawImap::login(p.imap, &login, common::PASSWORD);
         assert!(through.cmd("NOOP").ok());
         wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", false);
+        let until = std::time::Instant::now() + Duration::from_secs(2);
+        while std::time::Instant::now() < until {
+            let f = tracking_support::flags(&mut direct, "INBOX", 1);
+            assert!(!f.contains("$CRM_"), "untracked stays untracked: {f}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
         through.cmd("LOGOUT");
     });
 }

@@ -281,9 +281,14 @@ async fn clear_keywords(
         bump(inner);
         return Ok(());
     }
+    // The request keyword too: left there, the next sweep would track it again.
+    let all = [
+        cfg.tracked_keyword.as_str(),
+        cfg.pending_keyword.as_str(),
+        cfg.request_keyword.as_str(),
+    ];
     for uid in uids {
-        c.store_keywords(uid, &[], &[&cfg.tracked_keyword, &cfg.pending_keyword])
-            .await?;
+        c.store_keywords(uid, &[], &all).await?;
         tracing::info!(uid, folder = %at.folder, "tracking keywords removed after untrack");
     }
     bump(inner);
