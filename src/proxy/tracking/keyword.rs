@@ -1,0 +1,119 @@
+//! Keyword requests in client STOREs (SPEC section 3, "Keyword"): `$CRM_Track` added
+//! asks for tracking, `$CRM_Tracked` removed (or all flags replaced without it) for
+//! untracking; both become jobs for the mailbox's sync worker. A request by sequence
+//! numbers the session has no UIDs for waits for the STORE's OK and is then found
+//! by its keyword; a refused one has its keyword taken off again.
+
+use imap_codec::imap_types::flag::{Flag, StoreType};
+use imap_codec::imap_types::sequence::SequenceSet;
+
+use super::sets::{seqs, set_text};
+use super::{TagAction, TrackingHook};
+use crate::proxy::hook::HookContext;
+use crate::proxy::worker::{Job, Uids};
+use crate::track::TrackSource;
+
+impl TrackingHook {
+    pub(super) fn keyword_store(
+        &self,
+        cx: &HookContext<'_>,
+        tag: &str,
+        set: &SequenceSet,
+        uid: bool,
+        kind: &StoreType,
+        flags: &[Flag<'_>],
+    ) {
+        let Some(identity) = cx.identity else { return };
+        let engine = self.workers.engine();
+        let cfg = engine.config();
+        let has = |k: &str| {
+            flags
+                .iter()
+                .any(|f| matches!(f, Flag::Keyword(a) if a.as_ref().eq_ignore_ascii_case(k)))
+        };
+        let track =
+            matches!(kind, StoreType::Add | StoreType::Replace) && has(&cfg.request_keyword);
+        let untrack = (matches!(kind, StoreType::Remove) && has(&cfg.tracked_keyword))
+            || (matches!(kind, StoreType::Replace)
+                && !has(&cfg.tracked_keyword)
+                && !has(&cfg.request_keyword));
+        if !track && !untrack {
+            return;
+        }
+        let Some(mailbox) = cx.state.selected() else {
+            return;
+        };
+        // By sequence number: the UIDs this session saw. Any unseen and a request
+        // is found on the server by its keyword once the STORE is done.
+        let mut by_keyword = false;
+        let uids = if uid {
+            Uids::Set(set_text(set))
+        } else {
+            let mut known = Vec::new();
+            for seq in seqs(set, mailbox.exists) {
+                match mailbox.uid(seq) {
+                    Some(u) => known.push(u),
+                    None => by_keyword = track,
+                }
+            }
+            match by_keyword {
+                true => Uids::Keyword(cfg.request_keyword.clone()),
+                false => Uids::List(known),
+            }
+        };
+        let actor = match self.actor(identity) {
+            Ok(a) => a,
+            Err(text) => {
+                if track {
+                    // Nothing changes: the request keyword is taken off again (this
+                    // command goes up after the client's STORE, same numbering).
+                    let _ = cx.upstream.send_command(&format!(
+                        "{}STORE {} -FLAGS.SILENT ({})",
+                        if uid { "UID " } else { "" },
+                        set_text(set),
+                        cfg.request_keyword
+                    ));
+                    self.with_session(cx.session_id, |s| {
+                        s.actions.insert(tag.to_string(), TagAction::Refuse(text))
+                    });
+                }
+                return;
+            }
+        };
+        let folder = mailbox.name.clone();
+        let job = if track {
+            Job::Track {
+                actor,
+                folder,
+                uids,
+                source: TrackSource::Keyword,
+            }
+        } else {
+            // A replace without the tracked keyword also untracks, but only
+            // messages that are tracked: the worker finds none for the others.
+            Job::Untrack {
+                actor,
+                folder,
+                uids,
+            }
+        };
+        if by_keyword {
+            self.with_session(cx.session_id, |s| {
+                s.actions
+                    .insert(tag.to_string(), TagAction::SubmitWhenDone(job))
+            });
+            return;
+        }
+        if !self.workers.submit(&identity.user, job) {
+            self.with_session(cx.session_id, |s| {
+                s.actions.insert(
+                    tag.to_string(),
+                    TagAction::Refuse(
+                        "CRM: tracking needs a LOGIN or AUTHENTICATE PLAIN session (or the queue is full); try again"
+                            .into(),
+                    ),
+                )
+            });
+        }
+    }
+}
