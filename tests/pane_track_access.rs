@@ -7,24 +7,9 @@
 mod pane_util;
 
 use crmproxy::pane::MessageOpened;
-use crmproxy::store::{MessageId, TrackStatus, UserId};
+use crmproxy::store::TrackStatus;
+use pane_util::demo::*;
 use pane_util::TestPane;
-use uuid::Uuid;
-
-const ALICE: &str = "alice@example.test";
-const BOB: &str = "bob@example.test";
-const ALICE_ID: &str = "0193a1b2-c3d4-7001-8000-000000000001";
-const BOB_ID: &str = "0193a1b2-c3d4-7002-8000-000000000002";
-const CONTOSO: &str = "0193a1b2-c3d4-7005-8000-000000000005";
-const DEMO_MID: &str = "demo-0001@mail.contoso.example";
-
-fn uid(s: &str) -> UserId {
-    UserId::from_uuid(Uuid::parse_str(s).unwrap())
-}
-
-fn mid(s: &str) -> MessageId {
-    MessageId::parse(s).unwrap()
-}
 
 #[tokio::test]
 async fn another_users_message_and_unknown_ids_are_refused_and_nothing_changes() {

@@ -3,6 +3,8 @@
 //! pane's own test CA) that lets each test set any header it wants.
 #![allow(dead_code)]
 
+pub mod demo;
+
 use crmproxy::config::Config;
 use crmproxy::pane::{PaneEvents, RunningPane};
 use crmproxy::store::{CrmStore, SledStore};
