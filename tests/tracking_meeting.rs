@@ -193,3 +193,28 @@ fn the_org_setting_lets_a_non_organizer_track_an_invitation() {
     let r = c.cmd("NOOP");
     assert!(!r.text().contains("[ALERT]"), "{}", r.text());
 }
+
+#[test]
+fn a_recurring_invitation_goes_through_pending_and_is_completed_at_once() {
+    // The default sweep interval (15 minutes) is far longer than this test may take:
+    // the worker completes what went pending in the same job.
+    let env = Env::start("");
+    let login = format!("{}@crm-test.example", common::unique_user("recurring"));
+    add_user_also(env.data(), &login, &["alice@contoso.example"]);
+    // A first request, so that the worker's start-up sweep is behind it.
+    let plain = message("before-recurring@customer.example", "Before", "");
+    let (mut direct, mut c) = ask_to_track(&env, &login, &plain);
+    wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let raw = fixture("meeting-recurring.eml");
+    assert!(direct.append("INBOX", &raw).ok());
+    assert!(c.cmd("NOOP").ok());
+    let r = c.cmd("UID STORE 2 +FLAGS.SILENT ($CRM_Track)");
+    assert!(r.ok(), "{}", r.tagged);
+    wait_keyword(&mut direct, "INBOX", 2, "$CRM_Tracked", true);
+    let f = flags(&mut direct, "INBOX", 2);
+    assert!(!f.contains("$CRM_Pending"), "{f}");
+    let shown = appointment(env.data()).expect("an appointment for the recurring meeting");
+    let details = &shown["activity"]["details"];
+    assert_eq!(details["recurrence"], "FREQ=WEEKLY;COUNT=10", "{shown}");
+}
