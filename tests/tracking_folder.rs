@@ -166,7 +166,7 @@ fn pipelined_moves_each_get_their_own_copyuid() {
 }
 
 #[test]
-fn a_user_without_use_app_is_refused_and_nothing_moves() {
+fn a_user_without_use_app_is_refused_and_nothing_moves_or_is_stored() {
     let env = Env::start("");
     let (user, _) = env.user("foldnoapp", false);
     let m = message("fold-noapp@customer.example", "Not to be moved", "");
@@ -187,6 +187,20 @@ fn a_user_without_use_app_is_refused_and_nothing_moves() {
             r.tagged
         );
     }
+    // APPEND: synchronising (no `+` is given, the NO comes at once) and
+    // non-synchronising (the literal is read and dropped); nothing is stored.
+    c.send(b"s1 APPEND CRM/Track {20}\r\n");
+    let r = c.read_until_tagged("s1").unwrap();
+    assert!(
+        r.tagged.contains("NO [ALERT]") && r.tagged.contains("use_app"),
+        "{}",
+        r.tagged
+    );
+    c.send(format!("s2 APPEND CRM/Track (\\Seen) {{{}+}}\r\n", m.len()).as_bytes());
+    c.send(&m);
+    c.send(b"\r\n");
+    let r = c.read_until_tagged("s2").unwrap();
+    assert!(r.tagged.contains("NO [ALERT]"), "{}", r.tagged);
     // Still in INBOX, and nothing in the tracking folder.
     assert_eq!(
         uid_of(&mut direct, "INBOX", "fold-noapp@customer.example"),

@@ -124,6 +124,14 @@ pub trait Hook: Send + Sync + 'static {
         None
     }
 
+    /// A refusal text for this APPEND (`first_line`: its first line, with the tag),
+    /// checked before anything goes upstream: the session answers `NO [ALERT] text`
+    /// itself and the message is never stored (its literal is not asked for, or is
+    /// read and dropped).
+    fn refuse_append(&self, _cx: &HookContext<'_>, _first_line: &[u8]) -> Option<String> {
+        None
+    }
+
     /// Should the session read the start of this APPEND's message (`first_line`:
     /// its first line, with the tag) before the command goes upstream, to ask
     /// [`Hook::append_prefix`]? For a synchronising literal that means the proxy

@@ -418,6 +418,10 @@ impl Hook for TrackingHook {
         }
     }
 
+    fn refuse_append(&self, cx: &HookContext<'_>, first_line: &[u8]) -> Option<String> {
+        self.append_refusal(cx, first_line)
+    }
+
     fn wants_append_head(&self, cx: &HookContext<'_>, first_line: &[u8]) -> bool {
         self.wants_head(cx, first_line)
     }

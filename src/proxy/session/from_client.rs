@@ -196,6 +196,52 @@ impl Ctx {
         Ok(Framer::new(r, self.p.max_line))
     }
 
+    /// Answer a command with literals `NO [ALERT] text` without sending it upstream:
+    /// a synchronising literal is never asked for; non-synchronising ones (the
+    /// client sends them unasked) are read and dropped up to the command's end.
+    async fn refuse_command(
+        &self,
+        framer: &mut Framer<ReadHalf<BoxedIo>>,
+        tag: &[u8],
+        first: crate::wire::Literal,
+        text: &str,
+    ) -> io::Result<()> {
+        let text: String = text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let mut literal = Some(first);
+        while let Some(lit) = literal.take() {
+            if lit.sync {
+                framer.cancel_literal();
+                break;
+            }
+            let mut remaining = lit.len;
+            while remaining > 0 {
+                match self.next_in_message(framer).await? {
+                    Some(Frame::LiteralData { remaining: r, .. }) => remaining = r,
+                    _ => return Err(io::Error::other("client ended inside a literal")),
+                }
+            }
+            // What follows the literal: the command's end, or another literal.
+            loop {
+                match self.next_in_message(framer).await? {
+                    Some(Frame::Line { literal: l, .. }) => {
+                        literal = l;
+                        break;
+                    }
+                    Some(Frame::LongLinePart(_)) => continue,
+                    Some(Frame::LongLineEnd { literal: l, .. }) => {
+                        literal = l;
+                        break;
+                    }
+                    _ => return Err(io::Error::other("client ended inside a command")),
+                }
+            }
+        }
+        self.answer(tag, &format!("NO [ALERT] {text}")).await
+    }
+
     /// Forward one client message: its lines and literals, waiting for the
     /// upstream's go-ahead before each synchronising literal.
     async fn forward_command(
@@ -234,6 +280,11 @@ impl Ctx {
             }
         }
         let tag: Box<[u8]> = first_token(&first).into();
+        if let Some(lit) = first_literal {
+            if let Some(text) = self.with_hook(|h, hcx| h.refuse_append(hcx, &first)) {
+                return self.refuse_command(framer, &tag, lit, &text).await;
+            }
+        }
         let first_line = first.clone();
         let cap = self.p.message_cap;
         let mut copy: Option<Vec<u8>> = Some(first.to_vec());

@@ -23,6 +23,23 @@ impl TrackingHook {
     /// Only the sessions of CRM users read ahead of their APPENDs, and only of a
     /// plain one: with CATENATE (RFC 4469) the first literal need not be the top
     /// of the message.
+    /// An APPEND into a tracking folder by someone who may not track: refused
+    /// before it goes up (so nothing is stored).
+    pub(super) fn append_refusal(&self, cx: &HookContext<'_>, first_line: &[u8]) -> Option<String> {
+        let identity = cx.identity?;
+        let (_, folder) = append_target(first_line)?;
+        if self.is_sent_folder(cx, &folder)
+            || !self
+                .workers
+                .engine()
+                .is_tracking_folder(&folder)
+                .unwrap_or(false)
+        {
+            return None;
+        }
+        self.actor(identity).err()
+    }
+
     pub(super) fn wants_head(&self, cx: &HookContext<'_>, first_line: &[u8]) -> bool {
         append_target(first_line).is_some()
             && !is_catenate(first_line)
