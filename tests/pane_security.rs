@@ -412,3 +412,34 @@ async fn manifest_and_assets_are_served_locally() {
     assert_eq!(c.get("/assets/nothing.js").await.status, 404);
     assert_eq!(c.get("/assets/..%2Fmod.rs").await.status, 404);
 }
+
+#[tokio::test]
+async fn status_notices_come_from_the_action_not_from_the_address() {
+    use pane_util::demo::*;
+    let pane = TestPane::start().await;
+    let mut alice = pane.signed_in(ALICE).await;
+    // A crafted link cannot put words in the pane.
+    for path in [
+        "/message?id=demo-0001%40mail.contoso.example&done=Your+session+expired%2C+sign+in+at+evil.example",
+        "/contacts?done=Your+session+expired%2C+sign+in+at+evil.example",
+    ] {
+        let t = alice.get(path).await.text();
+        assert!(!t.contains("evil.example"), "{path}: {t}");
+    }
+    // An action's own notice shows once, on the page it leads to.
+    pane.events.publish_opened(
+        ALICE,
+        crmproxy::pane::MessageOpened::fetched(DEMO_MID, "INBOX", Some(1), 1),
+    );
+    let csrf = alice.get("/current").await.csrf();
+    let r = alice
+        .post_form("/untrack", &[("csrf", &csrf), ("message_id", DEMO_MID)])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let at = r.header("location").unwrap();
+    assert!(!at.contains("done"), "{at}");
+    let t = alice.get(&at).await.text();
+    assert!(t.contains("No longer tracked"), "{t}");
+    let t = alice.get(&at).await.text();
+    assert!(!t.contains("No longer tracked"), "shown once: {t}");
+}

@@ -91,8 +91,8 @@ pub(super) fn entry_ids(raw: &[String]) -> Result<Vec<EntryId>, Failure> {
         .collect()
 }
 
-/// Where to go back to: a Contacts address only.
-pub(super) fn back_to(back: &str, done: &str) -> Response {
+/// Back to a Contacts address (only), which shows `done` once.
+pub(super) fn back_to(app: &AppState, user: &SignedIn, back: &str, done: &str) -> Response {
     let base = if back == "/contacts"
         || (back.starts_with("/contacts?") && !back.contains(['\r', '\n']))
     {
@@ -100,9 +100,8 @@ pub(super) fn back_to(back: &str, done: &str) -> Response {
     } else {
         "/contacts"
     };
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let done: String = form_urlencoded::byte_serialize(done.as_bytes()).collect();
-    Redirect::to(&format!("{base}{sep}done={done}")).into_response()
+    app.sessions.set_notice(&user.session.id, done);
+    Redirect::to(base).into_response()
 }
 
 /// One sentence for the banner.
@@ -269,7 +268,7 @@ pub async fn act(
             })
             .await
             .map_err(PageFailure)?;
-            Ok(back_to(&f.back, &report_sentence(&r)))
+            Ok(back_to(&app, &user, &f.back, &report_sentence(&r)))
         }
         "link" => {
             if f.sel.is_empty() {

@@ -141,7 +141,12 @@ pub async fn link_submit(
     })
     .await
     .map_err(PageFailure)?;
-    Ok(back_to("/contacts?tab=mail", &report_sentence(&r)))
+    Ok(back_to(
+        &app,
+        &user,
+        "/contacts?tab=mail",
+        &report_sentence(&r),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -253,5 +258,10 @@ pub async fn choose_submit(
     })
     .await
     .map_err(PageFailure)?;
-    Ok(back_to("/contacts?tab=mail", &report_sentence(&r)))
+    Ok(back_to(
+        &app,
+        &user,
+        "/contacts?tab=mail",
+        &report_sentence(&r),
+    ))
 }

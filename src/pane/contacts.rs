@@ -95,8 +95,6 @@ pub struct ListParams {
     before: Option<String>,
     /// Offset into CRM search results.
     from: Option<String>,
-    /// A sentence about the last action (after a redirect).
-    done: Option<String>,
 }
 
 /// The list state parsed and checked.
@@ -383,7 +381,7 @@ pub async fn contacts(
         .await
         .map_err(|f| PageFailure(cursor_failure(f)))?;
     let may_track = actor == owner;
-    let done: Option<String> = p.done.map(|d| d.chars().take(300).collect());
+    let done = app.sessions.take_notice(&user.session.id);
     let csrf = &user.session.csrf_token;
     let counts = match &listing {
         Listing::Mail { counts, .. } => Some(*counts),

@@ -425,8 +425,6 @@ pub(crate) fn set_current_from_api(
 #[derive(Deserialize)]
 pub struct MessageQuery {
     id: Option<String>,
-    /// What the last action did (after a tracking button's redirect).
-    done: Option<String>,
 }
 
 pub async fn message(
@@ -443,7 +441,7 @@ pub async fn message(
     crm.refusal = track_actions::meeting_refusal(&app, &user, &id)
         .await
         .map_err(PageFailure)?;
-    let done: Option<String> = q.done.map(|d| d.chars().take(300).collect());
+    let done = app.sessions.take_notice(&user.session.id);
     let panels = message_view::panels(&crm, &user.session.csrf_token, done.as_deref());
     Ok(pages::message(&user.chrome(), &id, found.as_ref(), panels).into_response())
 }

@@ -254,7 +254,7 @@ pub async fn new_submit(
     Form(f): Form<PersonFields>,
 ) -> Result<Response, PageFailure> {
     let o = add_person(&app, &user, &f).await.map_err(PageFailure)?;
-    Ok(back_to(&f.message_id, &o.message))
+    Ok(back_to(&app, &user, &f.message_id, &o.message))
 }
 
 /// `POST /api/people`: `{message_id, address, kind, first_name, last_name, company, topic}`.

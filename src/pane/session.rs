@@ -99,6 +99,9 @@ struct Entry {
     /// Contacts this session created (quick create): new contacts that a delegate
     /// may not set as regarding.
     created_contacts: std::collections::HashSet<uuid::Uuid>,
+    /// What the last action did, shown once on the page it redirects to (kept
+    /// here, not in the address, so a crafted link cannot put words in the pane).
+    notice: Option<String>,
     password: Option<MailboxPassword>,
     csrf_token: String,
     created: Instant,
@@ -160,6 +163,7 @@ impl SessionStore {
                 principal,
                 acting_for: None,
                 created_contacts: Default::default(),
+                notice: None,
                 password: None,
                 csrf_token: session.csrf_token.clone(),
                 created: now,
@@ -220,6 +224,20 @@ impl SessionStore {
         entries
             .get(id)
             .is_some_and(|e| e.created_contacts.contains(&contact))
+    }
+
+    /// Keep `text` to show once on this session's next page (see [`Entry`]).
+    pub fn set_notice(&self, id: &str, text: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = entries.get_mut(id) {
+            e.notice = Some(text.chars().take(300).collect());
+        }
+    }
+
+    /// The notice kept for this session, taken (shown once).
+    pub fn take_notice(&self, id: &str) -> Option<String> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.get_mut(id).and_then(|e| e.notice.take())
     }
 
     /// End a session (sign-out, or replaced at sign-in).

@@ -440,10 +440,11 @@ pub struct ActionForm {
     regarding: Option<String>,
 }
 
-pub(crate) fn back_to(mid: &str, note: &str) -> Response {
+/// Back to the message's page, which shows `note` once.
+pub(crate) fn back_to(app: &AppState, user: &SignedIn, mid: &str, note: &str) -> Response {
+    app.sessions.set_notice(&user.session.id, note);
     let q = form_urlencoded::Serializer::new(String::new())
         .append_pair("id", mid)
-        .append_pair("done", note)
         .finish();
     Redirect::to(&format!("/message?{q}")).into_response()
 }
@@ -456,7 +457,7 @@ pub async fn track_form(
     let o = perform(&app, &user, &f.message_id, TrackAction::Track)
         .await
         .map_err(PageFailure)?;
-    Ok(back_to(&f.message_id, &o.message))
+    Ok(back_to(&app, &user, &f.message_id, &o.message))
 }
 
 pub async fn regarding_form(
@@ -468,7 +469,7 @@ pub async fn regarding_form(
     let o = perform(&app, &user, &f.message_id, TrackAction::Regarding(r))
         .await
         .map_err(PageFailure)?;
-    Ok(back_to(&f.message_id, &o.message))
+    Ok(back_to(&app, &user, &f.message_id, &o.message))
 }
 
 pub async fn untrack_form(
@@ -479,7 +480,7 @@ pub async fn untrack_form(
     let o = perform(&app, &user, &f.message_id, TrackAction::Untrack)
         .await
         .map_err(PageFailure)?;
-    Ok(back_to(&f.message_id, &o.message))
+    Ok(back_to(&app, &user, &f.message_id, &o.message))
 }
 
 /// JSON body of `/api/track`, `/api/regarding`, `/api/untrack`.
