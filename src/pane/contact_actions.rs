@@ -114,43 +114,38 @@ pub fn report_sentence(r: &BookReport) -> String {
             many.replace('#', &k.to_string())
         }
     };
-    if r.linked > 0 {
-        parts.push(n(
+    let counts = [
+        (
             r.linked,
             "# contact tracked (linked to the CRM contact with its address)",
             "# contacts tracked (linked to the CRM contacts with their addresses)",
-        ));
-    }
-    if r.created > 0 {
-        parts.push(n(
+        ),
+        (
             r.created,
             "# contact tracked as a new CRM contact",
             "# contacts tracked as new CRM contacts",
-        ));
-    }
-    if r.pending > 0 {
-        parts.push(n(
+        ),
+        (
             r.pending,
             "# contact pending: several CRM contacts have its address, choose one",
             "# contacts pending: several CRM contacts have their addresses, choose one for each",
-        ));
-    }
-    if r.untracked > 0 {
-        parts.push(n(
+        ),
+        (
             r.untracked,
             "# contact untracked (the CRM contact stays)",
             "# contacts untracked (the CRM contacts stay)",
-        ));
-    }
-    if r.account_set > 0 {
-        parts.push(n(
+        ),
+        (
             r.account_set,
             "# CRM contact linked to the account",
             "# CRM contacts linked to the account",
-        ));
-    }
-    if r.unchanged > 0 {
-        parts.push(n(r.unchanged, "# already as asked", "# already as asked"));
+        ),
+        (r.unchanged, "# already as asked", "# already as asked"),
+    ];
+    for (k, one, many) in counts {
+        if k > 0 {
+            parts.push(n(k, one, many));
+        }
     }
     if parts.is_empty() {
         "Nothing to change.".into()

@@ -153,12 +153,7 @@ impl TrackingHook {
             }
             return;
         }
-        if !self
-            .workers
-            .engine()
-            .is_tracking_folder(&folder)
-            .unwrap_or(false)
-        {
+        if !self.tracks_into(cx, &folder, append) {
             return;
         }
         let action = match self.actor(identity) {
@@ -167,6 +162,17 @@ impl TrackingHook {
             Ok(actor) => TagAction::IntoFolder { actor, folder },
         };
         self.with_session(cx.session_id, |s| s.actions.insert(tag.to_string(), action));
+    }
+
+    /// Whether copying (or, `append`, appending) into `folder` asks for tracking: a
+    /// tracking folder, and for an APPEND not the Sent folder (judged automatically).
+    fn tracks_into(&self, cx: &HookContext<'_>, folder: &str, append: bool) -> bool {
+        !(append && self.is_sent_folder(cx, folder))
+            && self
+                .workers
+                .engine()
+                .is_tracking_folder(folder)
+                .unwrap_or(false)
     }
 
     /// The session's Sent folder: marked `\Sent` in a LIST it saw, or named `Sent`.

@@ -28,13 +28,7 @@ impl TrackingHook {
     pub(super) fn append_refusal(&self, cx: &HookContext<'_>, first_line: &[u8]) -> Option<String> {
         let identity = cx.identity?;
         let (_, folder) = append_target(first_line)?;
-        if self.is_sent_folder(cx, &folder)
-            || !self
-                .workers
-                .engine()
-                .is_tracking_folder(&folder)
-                .unwrap_or(false)
-        {
+        if !self.tracks_into(cx, &folder, true) {
             return None;
         }
         self.actor(identity).err()

@@ -135,7 +135,7 @@ async fn do_job(
             source,
         } => {
             let uid_validity = c.select(&folder).await?;
-            let mut left_pending = None;
+            let mut left_pending = false;
             for uid in expand(c, uids).await? {
                 let kw = c.keywords_allowed;
                 if kw {
@@ -159,9 +159,7 @@ async fn do_job(
                 match result {
                     Ok(t) => {
                         tracing::info!(uid, folder = %folder, activity = %t.activity.id, "tracked");
-                        if t.record.status == TrackStatus::Pending {
-                            left_pending = Some(t.record.owner);
-                        }
+                        left_pending |= t.record.status == TrackStatus::Pending;
                         if kw {
                             let state = inner
                                 .engine
@@ -197,8 +195,8 @@ async fn do_job(
             }
             // What went pending (a recurring meeting) is completed now, not at the
             // next interval: the worker is immediate (SPEC section 5).
-            if let Some(owner_id) = left_pending {
-                sweep_pending(inner, c, owner_id).await?;
+            if left_pending {
+                sweep_pending(inner, c, actor.owner_id()).await?;
             }
         }
         Job::Sent { actor, folder, uid } => sent_message(inner, c, actor, &folder, uid).await?,
