@@ -451,6 +451,31 @@ async fn add_to_email_saves_the_filled_template_as_a_draft_tracked_regarding_the
     assert!(drafts.contains("contoso-product-overview.txt"), "{drafts}");
     assert!(drafts.contains(&mid), "{drafts}");
 
+    // A knowledge article goes into an email the same way: its text in the body.
+    let article = "0193a1b2-c3d4-701c-8000-00000000001c";
+    let page = alice.get(&format!("/compose?doc={article}")).await;
+    let t = page.text();
+    assert!(t.contains("Share → Export → PDF"), "{t}");
+    let r = alice
+        .post_form(
+            "/compose",
+            &[
+                ("csrf", &page.csrf()),
+                ("to", "nancy.davolio@contoso.example"),
+                ("subject", "How to export a dashboard as PDF"),
+                ("body", "Open the dashboard, choose Share, Export, PDF."),
+                ("regarding", regarding),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let drafts = drafts_of(&dv, ALICE, ALICE_PW, "Drafts");
+    assert!(
+        drafts.contains("Subject: How to export a dashboard as PDF")
+            && drafts.contains("Open the dashboard, choose Share, Export, PDF."),
+        "{drafts}"
+    );
+
     // The regarding is attached as a pending tracking request where the draft is.
     let alice_id =
         UserId::from_uuid(uuid::Uuid::parse_str("0193a1b2-c3d4-7001-8000-000000000001").unwrap());
