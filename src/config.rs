@@ -134,6 +134,23 @@ pub struct TrackingConfig {
     pub subject_tracking_token: bool,
     /// Load the demo CRM from fixtures on the first run, when the store is empty.
     pub load_demo_on_first_run: bool,
+    /// Where the X-CRM-* block is written for real (SPEC section 3).
+    pub write_headers: WriteHeaders,
+}
+
+/// Which messages get the X-CRM-* block written into them. The proxy never edits
+/// a message the server holds: a block is only ever in a new message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteHeaders {
+    /// Only messages a client APPENDs through the proxy while a tracking request
+    /// is attached (a draft whose regarding was set in the pane, its sent copy).
+    #[default]
+    Appended,
+    /// Also every message the sync worker tracks: replaced by a copy with the
+    /// block on top (APPEND, then the original expunged once APPENDUID confirms
+    /// the copy). Needs UIDPLUS and a server where expunge deletes (not Gmail).
+    Replace,
 }
 
 impl Default for Config {
@@ -209,6 +226,7 @@ impl Default for TrackingConfig {
             sync_interval_minutes: 15,
             subject_tracking_token: false,
             load_demo_on_first_run: true,
+            write_headers: WriteHeaders::Appended,
         }
     }
 }

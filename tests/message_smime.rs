@@ -99,7 +99,8 @@ fn plain_mail_has_no_smime() {
 #[test]
 fn tracking_headers_on_top_keep_signatures_valid_for_openssl() {
     let block = message::TrackingHeaders {
-        status: "tracked",
+        tracked_by: Some("alice@contoso.example".into()),
+        tracked_at: Some(chrono::Utc::now()),
         activity_id: Some("0190c1d2-0000-7000-8000-000000000001".into()),
         regarding: Some((
             "account".into(),

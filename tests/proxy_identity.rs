@@ -5,11 +5,12 @@ mod proxy_support;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use bytes::Bytes;
 use crmproxy::proxy::{Hook, HookContext, Identity};
-use crmproxy::wire::Literal;
 use imap_codec::imap_types::command::Command;
-use imap_codec::imap_types::response::Response;
+use imap_codec::imap_types::core::{NString, Vec1};
+use imap_codec::imap_types::fetch::MessageDataItem;
+use imap_codec::imap_types::response::{Data, Response};
+use imap_codec::imap_types::IntoStatic;
 use proxy_support::*;
 use std::sync::{Arc, Mutex};
 
@@ -26,6 +27,7 @@ struct Seen {
 struct Recorder {
     seen: Mutex<Vec<Seen>>,
     commands: Mutex<Vec<String>>,
+    /// Text the hook tries to put before every BODY[] it sees (it must not stick).
     prefix: Option<&'static str>,
     reads_fetch: bool,
 }
@@ -53,7 +55,7 @@ impl Hook for Recorder {
         self.reads_fetch
     }
 
-    fn on_response(&self, cx: &HookContext<'_>, _r: &Response<'_>) -> Option<Response<'static>> {
+    fn on_response(&self, cx: &HookContext<'_>, r: &Response<'_>) -> Option<Response<'static>> {
         let sel = cx.state.selected();
         self.seen.lock().unwrap().push(Seen {
             identity: cx.identity.cloned(),
@@ -61,20 +63,38 @@ impl Hook for Recorder {
             uid_of_seq: (1..=4).map(|s| sel.and_then(|m| m.uid(s))).collect(),
             message_id_of_uid_7: sel.and_then(|m| m.message_id(7)).map(String::from),
         });
-        None
-    }
-
-    fn fetch_literal_prefix(
-        &self,
-        _cx: &HookContext<'_>,
-        _seq: u32,
-        line: &[u8],
-        _literal: Literal,
-    ) -> Option<Bytes> {
-        let is_body = line.windows(7).any(|w| w == b"BODY[] ");
-        self.prefix
-            .filter(|_| is_body)
-            .map(|p| Bytes::from_static(p.as_bytes()))
+        let prefix = self.prefix?;
+        // A hook that tries to edit a message: prefix every BODY[] it sees.
+        let Response::Data(Data::Fetch { seq, items }) = r else {
+            return None;
+        };
+        let items: Vec<MessageDataItem<'static>> = items
+            .as_ref()
+            .iter()
+            .map(|i| match i {
+                MessageDataItem::BodyExt {
+                    section,
+                    origin,
+                    data,
+                } => {
+                    let old = data
+                        .0
+                        .as_ref()
+                        .map(|d| d.as_ref().to_vec())
+                        .unwrap_or_default();
+                    MessageDataItem::BodyExt {
+                        section: section.clone().map(IntoStatic::into_static),
+                        origin: *origin,
+                        data: NString::try_from([prefix.as_bytes(), &old].concat()).unwrap(),
+                    }
+                }
+                other => other.clone().into_static(),
+            })
+            .collect();
+        Some(Response::Data(Data::Fetch {
+            seq: *seq,
+            items: Vec1::try_from(items).ok()?,
+        }))
     }
 }
 
@@ -282,28 +302,31 @@ async fn fetch_responses_nobody_reads_are_relayed_as_they_are_and_still_map_uids
 }
 
 #[tokio::test]
-async fn hook_prefix_extends_a_fetch_body_literal() {
+async fn a_hook_cannot_change_a_fetched_message() {
     let (mut s, _rec) = with_recorder(Some("X-CRM: 1\r\n")).await;
     s.client.send("f FETCH 1 BODY[]\r\n").await;
     s.server.line().await;
     s.server
         .send("* 1 FETCH (UID 3 BODY[] {8}\r\nSubject:)\r\nf OK\r\n")
         .await;
-    assert_eq!(s.client.line().await, "* 1 FETCH (UID 3 BODY[] {18}\r\n");
-    assert_eq!(s.client.bytes(18).await, b"X-CRM: 1\r\nSubject:");
+    // The server's bytes, not the hook's: the literal and its count as sent.
+    assert_eq!(s.client.line().await, "* 1 FETCH (UID 3 BODY[] {8}\r\n");
+    assert_eq!(s.client.bytes(8).await, b"Subject:");
     assert_eq!(s.client.line().await, ")\r\n");
-    // A big (streamed) body gets it too.
+    assert_eq!(s.client.line().await, "f OK\r\n");
+    // A big (streamed) body is never offered to the hook at all.
+    s.client.send("g FETCH 2 BODY[]\r\n").await;
+    s.server.line().await;
     let body = vec![b'b'; 300_000];
     s.server
         .send(format!("* 2 FETCH (BODY[] {{{}}}\r\n", body.len()))
         .await;
     s.server.send(&body).await;
-    s.server.send(")\r\n").await;
-    assert_eq!(s.client.line().await, "f OK\r\n");
-    assert_eq!(s.client.line().await, "* 2 FETCH (BODY[] {300010}\r\n");
-    let got = s.client.bytes(300_010).await;
-    assert_eq!(&got[..10], b"X-CRM: 1\r\n");
-    assert!(got[10..] == body[..]);
+    s.server.send(")\r\ng OK\r\n").await;
+    assert_eq!(s.client.line().await, "* 2 FETCH (BODY[] {300000}\r\n");
+    let got = s.client.bytes(300_000).await;
+    assert!(got[..] == body[..]);
+    assert_eq!(s.client.line().await, ")\r\n");
 }
 
 /// Sends its own NOOP upstream when the client says `NOOP` with tag `trigger`.

@@ -108,7 +108,7 @@ fn track_and_untrack_from_the_command_line() {
     assert!(t["headers"]
         .as_str()
         .unwrap()
-        .starts_with("X-CRM-Track-Status: tracked\r\n"));
+        .starts_with("X-CRM-Tracked-By: "));
     let shown = json(&ok(p, &["show", t["activity"].as_str().unwrap(), "--json"]));
     assert_eq!(shown["activity"]["subject"], "Quote for 40 licences");
     assert_eq!(shown["tracking"][0]["status"], "tracked");

@@ -72,7 +72,12 @@ fn tracking_makes_an_email_activity_with_every_field() {
     );
     assert_eq!(w.store.activities_of(w.carol.id, 10).unwrap()[0].id, a.id);
     // Headers: status and activity id.
-    assert_eq!(t.headers.status, "tracked");
+    // Only facts that stay true: who asked for tracking and when, no status.
+    assert_eq!(
+        t.headers.tracked_by.as_deref(),
+        Some("alice@contoso.example")
+    );
+    assert_eq!(t.headers.tracked_at, Some(t.record.requested_at));
     assert_eq!(t.headers.activity_id, Some(a.id.to_string()));
     assert_eq!(
         w.engine.headers(w.alice, &e.message_id).unwrap(),
@@ -315,10 +320,8 @@ fn headers_name_the_regarding_record_in_ascii() {
     let block = t.headers.render();
     assert!(block.is_ascii());
     let text = String::from_utf8(block).unwrap();
-    assert!(
-        text.starts_with("X-CRM-Track-Status: tracked\r\n"),
-        "{text}"
-    );
+    assert!(text.starts_with("X-CRM-Tracked-By: "), "{text}");
+    assert!(!text.contains("Status"), "{text}");
     assert!(text.contains("X-CRM-Regarding: lead <"), "{text}");
     assert!(text.contains("=?UTF-8?B?"), "{text}");
 }

@@ -36,9 +36,8 @@ fn a_reply_to_a_tracked_email_arriving_in_inbox_is_tracked_automatically() {
 
     assert!(c.cmd("NOOP").ok());
     let (_, body) = fetch(&mut c, 3, "BODY.PEEK[]");
-    let block = block_of(&body);
-    assert_eq!(&body[block.len()..], &reply[..]);
-    let shown = show(env.data(), &activity_id(&block)).to_string();
+    assert_eq!(body, reply);
+    let shown = show(env.data(), &email_id(env.data(), "Re: Offer for 2027")).to_string();
     assert!(shown.contains("in_reply_to"), "{shown}");
     assert!(shown.contains("automatic"), "{shown}");
     // Mail that replies to nothing tracked is left alone (default option).
@@ -74,9 +73,12 @@ fn a_reply_the_client_saves_in_sent_is_tracked() {
     wait_keyword(&mut direct, "Sent", 2, "$CRM_Tracked", true);
     assert!(c.cmd("SELECT Sent").ok());
     let (_, body) = fetch(&mut c, 2, "BODY.PEEK[]");
-    let block = block_of(&body);
-    assert_eq!(&body[block.len()..], &reply[..]);
-    let shown = show(env.data(), &activity_id(&block)).to_string();
+    assert_eq!(body, reply);
+    let shown = show(
+        env.data(),
+        &email_id(env.data(), "Re: Question about pricing"),
+    )
+    .to_string();
     assert!(
         shown.contains("in_reply_to") && shown.contains("\"sent\""),
         "{shown}"
@@ -111,9 +113,8 @@ fn a_reply_saved_in_sent_elsewhere_is_tracked_by_the_sent_watch() {
     wait_keyword(&mut direct, "Sent", 1, "$CRM_Tracked", true);
     assert!(c.cmd("SELECT Sent").ok());
     let (_, body) = fetch(&mut c, 1, "BODY.PEEK[]");
-    let block = block_of(&body);
-    assert_eq!(&body[block.len()..], &reply[..]);
-    let shown = show(env.data(), &activity_id(&block)).to_string();
+    assert_eq!(body, reply);
+    let shown = show(env.data(), &email_id(env.data(), "Re: Renewal terms")).to_string();
     assert!(shown.contains("in_reply_to"), "{shown}");
 }
 
@@ -139,9 +140,8 @@ fn a_delegate_tracks_for_the_owner_and_is_recorded_as_the_actor() {
     wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
 
     let (_, body) = fetch(&mut c, 1, "BODY.PEEK[]");
-    let block = block_of(&body);
-    assert_eq!(&body[block.len()..], &m[..]);
-    let shown = show(env.data(), &activity_id(&block));
+    assert_eq!(body, m);
+    let shown = show(env.data(), &email_id(env.data(), "For the boss"));
     let tracking = shown["tracking"].as_array().unwrap();
     assert_eq!(tracking.len(), 1, "{shown}");
     assert_eq!(
@@ -158,8 +158,8 @@ fn a_delegate_tracks_for_the_owner_and_is_recorded_as_the_actor() {
     // The owner's own session sees it tracked as well.
     let mut o = env.through_proxy(&owner);
     assert!(o.cmd("SELECT INBOX").ok());
-    let (_, body) = fetch(&mut o, 1, "BODY.PEEK[]");
-    assert_eq!(block_of(&body), block);
+    let f = flags(&mut o, "INBOX", 1);
+    assert!(f.contains("$CRM_Tracked"), "{f}");
 
     // Someone who is not the owner's delegate is refused.
     let (stranger, _) = env.user("notdelegate", true);
@@ -235,17 +235,13 @@ fn smime_messages_keep_verifying_through_the_proxy_and_in_the_store() {
     for (i, n) in names.iter().enumerate() {
         let uid = i as u32 + 1;
         wait_keyword(&mut direct, "INBOX", uid, "$CRM_Tracked", true);
-        // What the server holds, as any client gets it directly.
+        // What the server holds, as any client gets it directly, and through the proxy.
         let original = direct.fetch_body(uid);
         let (_, body) = fetch(&mut c, uid, "BODY.PEEK[]");
-        let block = block_of(&body);
-        let text = String::from_utf8_lossy(&block).replace("\r\n ", " ");
-        assert!(text.contains("X-CRM-SMIME: "), "{n}: {text}");
-        assert_eq!(&body[block.len()..], &original[..], "{n}: bytes changed");
+        assert_eq!(body, original, "{n}: bytes changed");
         let blob = stored_blob(env.data(), &original);
         assert_eq!(std::fs::read(&blob).unwrap(), original, "{n}");
         if n.starts_with("signed") {
-            assert!(text.contains("verified=yes"), "{n}: {text}");
             let fetched = dir.path().join(n);
             std::fs::write(&fetched, &body).unwrap();
             for p in [&fetched, &blob] {
@@ -257,11 +253,200 @@ fn smime_messages_keep_verifying_through_the_proxy_and_in_the_store() {
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
-        } else {
-            assert!(text.contains("X-CRM-SMIME: encrypted"), "{n}: {text}");
         }
     }
     // The tampered fixture does not verify: the check above can fail.
     let out = verify(&fixture("signed-detached-tampered.eml"));
     assert!(!out.status.success());
+}
+
+/// `tracking.write_headers = "replace"`.
+const REPLACE: &str = "write_headers = \"replace\"\n";
+
+/// FLAGS and INTERNALDATE of a UID, seen directly.
+fn flags_and_date(direct: &mut common::RawImap, uid: u32) -> (Vec<String>, String) {
+    let (text, _) = fetch(direct, uid, "FLAGS INTERNALDATE");
+    let mut flags: Vec<String> = text
+        .split("FLAGS (")
+        .nth(1)
+        .and_then(|f| f.split(')').next())
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|f| *f != "\\Recent")
+        .map(str::to_owned)
+        .collect();
+    flags.sort();
+    let date = text
+        .split("INTERNALDATE \"")
+        .nth(1)
+        .and_then(|d| d.split('"').next())
+        .unwrap_or_default()
+        .to_string();
+    (flags, date)
+}
+
+#[test]
+fn replace_mode_writes_the_block_into_a_new_copy_that_keeps_flags_date_and_signatures() {
+    let env = Env::start(REPLACE);
+    let (user, _) = env.user("replace", true);
+    let mut direct = env.direct(&user);
+    let names = ["signed-detached.eml", "signed-opaque.eml", "encrypted.eml"];
+    let mut originals = Vec::new();
+    for n in names {
+        let bytes = std::fs::read(fixture(n)).unwrap();
+        // Flags and a date of its own, which the copy must keep.
+        let r = direct.cmd_with_literal(
+            "APPEND INBOX (\\Flagged $Customer) \"01-Feb-2026 08:15:00 +0100\"",
+            &bytes,
+        );
+        assert!(r.ok(), "{}", r.tagged);
+        originals.push(bytes);
+    }
+    let mid_of = |raw: &[u8]| -> String {
+        let text = String::from_utf8_lossy(raw).into_owned();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("Message-ID: ")
+                    .or_else(|| l.strip_prefix("Message-Id: "))
+            })
+            .expect("a Message-ID")
+            .trim()
+            .to_string()
+    };
+    // The instant the server keeps (Maildir keeps no zone).
+    assert!(direct.cmd("EXAMINE INBOX").ok());
+    let (_, appended_at) = flags_and_date(&mut direct, 1);
+    let mut c = env.through_proxy(&user);
+    assert!(c.cmd("SELECT INBOX").ok());
+    assert!(c.cmd("UID STORE 1:3 +FLAGS.SILENT ($CRM_Track)").ok());
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (n, original)) in names.iter().zip(&originals).enumerate() {
+        let old_uid = i as u32 + 1;
+        let mid = mid_of(original);
+        // The copy replaces the original: a new UID, the old one gone.
+        let uid = wait_for(&format!("{n} replaced"), || {
+            uid_of(&mut direct, "INBOX", &mid).filter(|&u| u > 3)
+        });
+        assert!(uid > old_uid);
+        // A fresh EXAMINE: expunges by another session show at a new selection.
+        assert!(direct.cmd("EXAMINE INBOX").ok());
+        assert!(
+            !direct
+                .cmd(&format!("UID FETCH {old_uid} (UID)"))
+                .text()
+                .contains("FETCH"),
+            "{n}: the original is gone"
+        );
+        let stored = direct.fetch_body(uid);
+        let block = block_of(&stored);
+        let text = String::from_utf8_lossy(&block).replace("\r\n ", " ");
+        assert!(
+            text.starts_with(&format!("X-CRM-Tracked-By: {user}\r\n")),
+            "{n}: {text}"
+        );
+        assert!(text.contains("X-CRM-SMIME: "), "{n}: {text}");
+        assert_eq!(
+            &stored[block.len()..],
+            &original[..],
+            "{n}: only a block on top"
+        );
+        assert!(direct.cmd("EXAMINE INBOX").ok());
+        let (flags, date) = flags_and_date(&mut direct, uid);
+        assert_eq!(
+            flags,
+            ["$CRM_Tracked", "$Customer", "\\Flagged"],
+            "{n}: flags kept"
+        );
+        assert_eq!(date, appended_at, "{n}: INTERNALDATE kept");
+        // The tracking record follows the copy; the activity keeps the original.
+        let shown = show(env.data(), &activity_id(&block));
+        assert_eq!(shown["tracking"][0]["location"]["uid"], uid, "{shown}");
+        let blob = stored_blob(env.data(), original);
+        assert_eq!(std::fs::read(&blob).unwrap(), *original, "{n}");
+        if n.starts_with("signed") {
+            assert!(text.contains("verified=yes"), "{n}: {text}");
+            let copy = dir.path().join(n);
+            std::fs::write(&copy, &stored).unwrap();
+            let out = verify(&copy);
+            assert!(
+                out.status.success(),
+                "{n}: openssl smime -verify on the server's copy: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        } else {
+            assert!(text.contains("X-CRM-SMIME: encrypted"), "{n}: {text}");
+        }
+        // Through the proxy: the server's bytes of the new UID.
+        assert_same_bytes(&mut c, &mut direct, "INBOX", uid);
+    }
+}
+
+/// The server without UIDPLUS (no APPENDUID, no UID EXPUNGE), and one that says
+/// it is Gmail (an expunge removes a label only).
+const NO_UIDPLUS: &str = "imap_capability = IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE CHILDREN SPECIAL-USE MOVE\n";
+const GMAIL: &str = "imap_capability = +X-GM-EXT-1\n";
+
+#[test]
+fn replace_mode_is_refused_with_a_reason_where_it_cannot_be_safe() {
+    for (server, reason) in [(NO_UIDPLUS, "UIDPLUS"), (GMAIL, "Gmail")] {
+        let env = Env::start_on(common::dovecot::dovecot_with(server), REPLACE);
+        let (user, _) = env.user("replace-refused", true);
+        let m = message("replace-refused@customer.example", "Stays as it is", "");
+        let mut direct = env.direct(&user);
+        assert!(direct.append("INBOX", &m).ok());
+        let mut c = env.through_proxy(&user);
+        assert!(c.cmd("SELECT INBOX").ok());
+        assert!(c.cmd("UID STORE 1 +FLAGS.SILENT ($CRM_Track)").ok());
+        wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
+        // Tracked, and the message is the original at its UID.
+        assert!(email_titled(env.data(), "Stays as it is"));
+        // The user is told why (an ALERT before the next answer).
+        let notice = wait_for("the refusal notice", || {
+            let r = c.cmd("NOOP");
+            let t = r.text();
+            t.contains("[ALERT] CRM: tracking headers").then_some(t)
+        });
+        assert!(notice.contains(reason), "{notice}");
+        assert_eq!(direct.fetch_body(1), m);
+        assert_eq!(
+            uid_of(&mut direct, "INBOX", "replace-refused@customer.example"),
+            Some(1)
+        );
+    }
+}
+
+/// A quota the original fits in and its copy does not: the copy's APPEND fails.
+const SMALL_QUOTA: &str = "mail_plugins = $mail_plugins quota\n\
+protocol imap {\n  mail_plugins = zlib imap_zlib quota\n}\n\
+plugin {\n  quota = count:User quota\n  quota_rule = *:storage=40K\n  quota_vsizes = yes\n}\n";
+
+#[test]
+fn a_failed_copy_leaves_the_original_in_place() {
+    let env = Env::start_on(common::dovecot::dovecot_with(SMALL_QUOTA), REPLACE);
+    let (user, _) = env.user("replace-quota", true);
+    let mut m = message("replace-quota@customer.example", "Too big to copy", "");
+    while m.len() < 30 * 1024 {
+        m.extend_from_slice(b"Padding line of the message body, forty-odd bytes.\r\n");
+    }
+    let mut direct = env.direct(&user);
+    let r = direct.append("INBOX", &m);
+    assert!(r.ok(), "{}", r.tagged);
+    let mut c = env.through_proxy(&user);
+    assert!(c.cmd("SELECT INBOX").ok());
+    assert!(c.cmd("UID STORE 1 +FLAGS.SILENT ($CRM_Track)").ok());
+    wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
+    let notice = wait_for("the failure notice", || {
+        let r = c.cmd("NOOP");
+        let t = r.text();
+        t.contains("[ALERT] CRM: tracking headers").then_some(t)
+    });
+    assert!(notice.to_ascii_uppercase().contains("QUOTA"), "{notice}");
+    // The original is where it was, unchanged and not marked deleted; no copy.
+    assert!(direct.cmd("EXAMINE INBOX").ok());
+    assert_eq!(direct.fetch_body(1), m);
+    let (flags, _) = flags_and_date(&mut direct, 1);
+    assert!(!flags.iter().any(|f| f == "\\Deleted"), "{flags:?}");
+    let r = direct.cmd("UID SEARCH ALL");
+    assert!(r.text().contains("* SEARCH 1\r\n"), "{}", r.text());
+    assert!(email_titled(env.data(), "Too big to copy"));
 }

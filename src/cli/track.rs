@@ -178,7 +178,11 @@ pub fn track(a: TrackArgs, g: &GlobalOpts) -> anyhow::Result<ExitCode> {
                 .map(|x: Record| x.title()),
             None => None,
         };
-        let status = t.headers.status;
+        let status = match t.record.status {
+            crate::store::TrackStatus::Tracked => "tracked",
+            crate::store::TrackStatus::Pending => "pending",
+            crate::store::TrackStatus::Failed { .. } => "failed",
+        };
         if a.json {
             let v = json!({
                 "status": status,

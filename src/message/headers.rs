@@ -1,23 +1,20 @@
-//! The tracking header block the proxy shows at the top of a tracked message's
-//! top-level header (SPEC section 3). Values are ASCII; a record name that is not is
-//! written as an RFC 2047 encoded-word. Only whole lines are produced, each ending in
-//! CRLF, so that splicing them before the first header line changes no other byte.
+//! The tracking header block written once, for real, at the top of a new copy of a
+//! tracked message's top-level header (SPEC section 3). It holds only facts that
+//! stay true (who tracked it and when, the activity, the regarding set then, S/MIME
+//! facts): status changes travel in keywords. Values are ASCII; a record name that
+//! is not is written as an RFC 2047 encoded-word. Only whole lines are produced,
+//! each ending in CRLF, so that putting them before the first header line changes
+//! no other byte.
 
 use base64::Engine;
-
-/// The header names the proxy adds, lower-case, for matching HEADER.FIELDS lists.
-pub const TRACKING_HEADER_NAMES: [&str; 4] = [
-    "x-crm-track-status",
-    "x-crm-activity-id",
-    "x-crm-regarding",
-    "x-crm-smime",
-];
 
 /// What the block says. Built by the tracking engine from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackingHeaders {
-    /// `tracked`, `pending` or `failed`.
-    pub status: &'static str,
+    /// The login address of whoever asked for tracking (owner or delegate).
+    pub tracked_by: Option<String>,
+    /// When tracking was asked for.
+    pub tracked_at: Option<chrono::DateTime<chrono::Utc>>,
     pub activity_id: Option<String>,
     /// Record type, id and display name.
     pub regarding: Option<(String, String, String)>,
@@ -29,7 +26,13 @@ impl TrackingHeaders {
     /// The header lines, CRLF-terminated, in the order of SPEC section 3.
     pub fn render(&self) -> Vec<u8> {
         let mut out = String::with_capacity(256);
-        push_field(&mut out, "X-CRM-Track-Status", self.status);
+        if let Some(by) = &self.tracked_by {
+            push_field(&mut out, "X-CRM-Tracked-By", &ascii_token(by));
+        }
+        if let Some(at) = &self.tracked_at {
+            let at = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            push_field(&mut out, "X-CRM-Tracked-At", &at);
+        }
         if let Some(id) = &self.activity_id {
             push_field(&mut out, "X-CRM-Activity-Id", &ascii_token(id));
         }
@@ -63,15 +66,6 @@ impl TrackingHeaders {
         }
         out.into_bytes()
     }
-}
-
-/// Whether a `HEADER.FIELDS (...)` list names any tracking header.
-pub fn names_tracking_header<'a>(fields: impl IntoIterator<Item = &'a str>) -> bool {
-    fields.into_iter().any(|f| {
-        TRACKING_HEADER_NAMES
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(f.trim()))
-    })
 }
 
 /// Appends `Name: value` CRLF, folding at spaces so no line exceeds 78 characters.
@@ -155,7 +149,8 @@ mod tests {
 
     fn sample() -> TrackingHeaders {
         TrackingHeaders {
-            status: "tracked",
+            tracked_by: Some("alice@example.test".into()),
+            tracked_at: Some("2026-12-01T09:30:00Z".parse().unwrap()),
             activity_id: Some("0190c1d2-0000-7000-8000-000000000001".into()),
             regarding: Some((
                 "account".into(),
@@ -171,7 +166,8 @@ mod tests {
         let text = String::from_utf8(sample().render()).unwrap();
         assert_eq!(
             text,
-            "X-CRM-Track-Status: tracked\r\n\
+            "X-CRM-Tracked-By: alice@example.test\r\n\
+X-CRM-Tracked-At: 2026-12-01T09:30:00Z\r\n\
 X-CRM-Activity-Id: 0190c1d2-0000-7000-8000-000000000001\r\n\
 X-CRM-Regarding: account <0190c1d2-0000-7000-8000-0000000000aa> \"Contoso Ltd\"\r\n\
 X-CRM-SMIME: signed; form=multipart-signed; signer=\"a@contoso.example\";\r\n verified=yes\r\n"
@@ -201,12 +197,5 @@ X-CRM-SMIME: signed; form=multipart-signed; signer=\"a@contoso.example\";\r\n ve
         h.regarding.as_mut().unwrap().2 = r#"A "B" \ C"#.into();
         let text = String::from_utf8(h.render()).unwrap();
         assert!(text.contains(r#""A \"B\" \\ C""#), "{text}");
-    }
-
-    #[test]
-    fn header_fields_lists_are_matched_case_insensitively() {
-        assert!(names_tracking_header(["From", "X-CRM-Regarding"]));
-        assert!(names_tracking_header(["x-crm-track-status"]));
-        assert!(!names_tracking_header(["From", "Subject"]));
     }
 }

@@ -9,5 +9,5 @@ pub mod headers;
 pub mod smime;
 
 pub use facts::{parse, Attachment, BulkMarker, EmailFacts, Mailbox};
-pub use headers::{TrackingHeaders, TRACKING_HEADER_NAMES};
+pub use headers::TrackingHeaders;
 pub use smime::{SignatureCheck, SmimeForm, SmimeInfo};

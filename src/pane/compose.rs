@@ -361,15 +361,14 @@ async fn save_draft(
             }
         };
     let mut note = format!("Draft saved in {}.", saved.folder);
-    if let (Some(r), Some(b)) = (regarding, &block) {
+    if let (Some(r), Some(_)) = (regarding, &block) {
         if let (Some(v), Some(u)) = (saved.uid_validity, saved.uid) {
             let location = MessageLocation {
                 folder: saved.folder.clone(),
                 uid_validity: v,
                 uid: u,
             };
-            let len = b.len() as u32;
-            request_tracking(app, user, &message_id, r, Some((location, len)), &raw).await?;
+            request_tracking(app, user, &message_id, r, Some(location), &raw).await?;
         }
         note.push_str(
             " Track pending regarding the record: it completes once the proxy reads the draft.",
@@ -379,14 +378,14 @@ async fn save_draft(
 }
 
 /// Ask for tracking of the draft regarding `r` (a pending request; at `place`
-/// once the APPEND said where the draft is, with the length of the block it
-/// carries). Returns the X-CRM-* block the draft carries.
+/// once the APPEND said where the draft is). Returns the X-CRM-* block to write
+/// into the draft (none once it is placed).
 async fn request_tracking(
     app: &AppState,
     user: &SignedIn,
     message_id: &MessageId,
     r: RecordRef,
-    place: Option<(MessageLocation, u32)>,
+    place: Option<MessageLocation>,
     raw: &[u8],
 ) -> Result<Vec<u8>, Failure> {
     let engine = app.engine.clone();
@@ -396,14 +395,10 @@ async fn request_tracking(
     tokio::task::spawn_blocking(move || {
         let actor = engine.actor(&login, &login)?;
         let mut req = TrackRequest::new(TrackSource::Append).regarding(r);
-        req.location = place.as_ref().map(|(l, _)| l.clone());
+        let placed = place.is_some();
+        req.location = place;
         engine.request(&actor, &message_id, req)?;
-        if let Some((location, len)) = &place {
-            let block = crate::store::CarriedBlock {
-                len: *len,
-                message_id,
-            };
-            engine.note_carried(actor.owner_id(), location, &block)?;
+        if placed {
             return Ok(Vec::new());
         }
         Ok(engine

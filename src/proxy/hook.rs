@@ -1,7 +1,7 @@
 //! The hook point: how a layer above the proxy (the tracking engine) sees and
 //! adjusts a session's traffic. The session calls the hook with every decoded
-//! client command and server response, and at the start of every literal in a
-//! FETCH response. [`NoopHook`] does nothing; `serve` uses it until tracking exists.
+//! client command and server response. It never sees or changes the bytes of a
+//! message (SPEC section 3). [`NoopHook`] does nothing.
 //!
 //! Hooks run inline on the session's task while it holds the session state:
 //! they must be quick and must not block (hand slow work to another task).
@@ -14,7 +14,6 @@ use tokio::sync::mpsc;
 
 use super::identity::Identity;
 use super::state::SessionState;
-use crate::wire::Literal;
 
 /// Tag prefix of commands a hook sends upstream; their tagged answers are not
 /// relayed to the client but given to [`Hook::on_own_response`].
@@ -71,43 +70,10 @@ pub trait Hook: Send + Sync + 'static {
         None
     }
 
-    /// A literal begins inside the FETCH response for message `seq`; `line` is
-    /// the line announcing it (e.g. `* 3 FETCH (UID 7 BODY[] {2048}`). Bytes
-    /// returned are sent first as part of the literal; the session raises the
-    /// announced count. The payload itself is streamed, never buffered.
-    fn fetch_literal_prefix(
-        &self,
-        _cx: &HookContext<'_>,
-        _seq: u32,
-        _line: &[u8],
-        _literal: Literal,
-    ) -> Option<Bytes> {
-        None
-    }
-
-    /// Like [`Hook::fetch_literal_prefix`], with more power: also drop payload
-    /// bytes at the start and the end, and replace the announcing line (a partial
-    /// fetch's `<origin>`). The default applies `fetch_literal_prefix`.
-    fn fetch_literal_edit(
-        &self,
-        cx: &HookContext<'_>,
-        seq: u32,
-        line: &[u8],
-        literal: Literal,
-    ) -> Option<LiteralEdit> {
-        self.fetch_literal_prefix(cx, seq, line, literal)
-            .map(|prefix| LiteralEdit {
-                prefix,
-                skip: 0,
-                take: literal.len,
-                line: None,
-            })
-    }
-
     /// A FETCH response for message `seq` is too big to hold and streams: a
     /// replacement for its first line (up to and including its first literal's
-    /// announcement, already edited by [`Hook::fetch_literal_edit`]), for items
-    /// that [`Hook::on_response`] would have changed. The count is kept.
+    /// announcement), for items before the literal that [`Hook::on_response`]
+    /// would have changed (FLAGS). The literal's count and bytes are never changed.
     fn streamed_fetch_line(
         &self,
         _cx: &HookContext<'_>,
@@ -118,8 +84,8 @@ pub trait Hook: Send + Sync + 'static {
     }
 
     /// A replacement (CRLF-ended) for a one-line client command, sent upstream
-    /// instead of it (e.g. a FETCH whose partial ranges must cover the tracking
-    /// block). `None` relays the client's bytes.
+    /// instead of it (e.g. a NOOP for a command the hook refuses). `None` relays
+    /// the client's bytes.
     fn rewrite_command(&self, _cx: &HookContext<'_>, _command: &Command<'_>) -> Option<Vec<u8>> {
         None
     }
@@ -194,18 +160,6 @@ impl std::fmt::Debug for Credential {
             Credential::SaslPlain { .. } => f.write_str("Credential::SaslPlain(<redacted>)"),
         }
     }
-}
-
-/// How a hook changes one literal of a FETCH response. The payload still streams:
-/// `prefix` goes first, then payload bytes `skip..skip + take`; the rest of the
-/// payload is read and dropped. The session sets the announced count.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LiteralEdit {
-    pub prefix: Bytes,
-    pub skip: u64,
-    pub take: u64,
-    /// The line announcing the literal, to send instead (its `{n}` is rewritten).
-    pub line: Option<Vec<u8>>,
 }
 
 /// The hook that does nothing.

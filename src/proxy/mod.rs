@@ -15,7 +15,7 @@ pub mod tracking;
 pub mod upstream;
 pub mod worker;
 
-pub use hook::{Credential, Hook, HookContext, LiteralEdit, NoopHook, UpstreamHandle};
+pub use hook::{Credential, Hook, HookContext, NoopHook, UpstreamHandle};
 pub use identity::Identity;
 pub use server::{Server, ServerOptions};
 pub use state::SessionState;

@@ -1,12 +1,13 @@
 //! The tracking hook (SPEC section 3): what the proxy does for tracking inside a
 //! session. Keyword and folder requests seen in client commands become jobs for
 //! the mailbox's sync worker (which fetches, tracks and sets keywords on its own
-//! connection); FETCH responses of tracked messages get the X-CRM-* block at the
-//! top of the top-level header, with literal counts and RFC822.SIZE raised.
+//! connection). FETCH responses pass as the server sent them: a message's bytes
+//! never change under its UID (SPEC section 3). A CRM user's single-message
+//! fetches are read for the pane's "message opened" event.
 //!
 //! Hooks run inline on the session: only point reads of the store happen here
-//! (the owner, a tracking record by location or Message-ID), cached per session
-//! until the worker reports a tracking change. Everything else runs on tasks.
+//! (the owner, a tracking record by location or Message-ID), cached until the
+//! worker reports a tracking change. Everything else runs on tasks.
 
 use bytes::Bytes;
 use imap_codec::imap_types::command::{Command, CommandBody};
@@ -18,35 +19,29 @@ use imap_codec::imap_types::IntoStatic;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::hook::{Credential, Hook, HookContext, LiteralEdit};
+use super::hook::{Credential, Hook, HookContext};
 use super::identity::{Identity, Mechanism};
 use super::worker::{Job, Uids, Workers};
 use crate::events::MessageOpened;
 use crate::store::UserId;
 use crate::track::{Actor, TrackSource};
-use crate::wire::Literal;
 
 mod append;
-mod blocks;
-mod fetch_item;
-mod fetch_response;
+mod flags;
 mod keyword;
 mod opened;
-mod partial;
 mod sets;
-use blocks::BlockCache;
-use fetch_item::announced_partial;
-use opened::header_summary;
-use partial::Partial;
+use flags::KeywordCache;
+use opened::{header_summary, message_id_of_item};
 use sets::{mailbox_name, uid_set_text};
 
 /// The hook `serve` installs.
 pub struct TrackingHook {
     workers: Workers,
     sessions: Mutex<HashMap<u64, SessionData>>,
-    /// Shared by the sessions of every mailbox: a client that reconnects (or
-    /// opens several connections) does not read the store again.
-    blocks: Mutex<BlockCache>,
+    /// State keywords shown in FLAGS where a mailbox cannot store them; shared by
+    /// the sessions of every mailbox.
+    keywords: Mutex<KeywordCache>,
 }
 
 /// How long a session's user, once found not to be a CRM user, is taken as such.
@@ -78,15 +73,14 @@ struct SessionData {
     /// FETCH commands (by tag) naming more than one message, in flight: a
     /// client syncing a folder is not opening a message.
     bulk_fetches: Vec<String>,
+    /// FETCH commands (by tag) naming one message, in flight: their responses
+    /// are read for the "message opened" event.
+    single_fetches: Vec<String>,
     actions: HashMap<String, TagAction>,
     /// Folders the server's LIST marked `\Sent` (SPECIAL-USE).
     sent_folders: Vec<String>,
-    /// Partial fetches rewritten, per command tag, in command order.
-    partials: Vec<(String, Vec<Partial>)>,
-    /// APPENDs (by tag) whose message went up with its tracking block.
-    carrying: HashMap<String, append::Carrying>,
-    /// COPY/MOVE commands waiting for their COPYUID: tag, target folder, MOVE?
-    copies: Vec<(String, String, bool)>,
+    /// MOVE commands (by tag) waiting for their untagged COPYUID.
+    moves: Vec<String>,
 }
 
 impl TrackingHook {
@@ -94,7 +88,7 @@ impl TrackingHook {
         TrackingHook {
             workers,
             sessions: Mutex::new(HashMap::new()),
-            blocks: Mutex::new(BlockCache::default()),
+            keywords: Mutex::new(KeywordCache::default()),
         }
     }
 
@@ -189,13 +183,11 @@ impl TrackingHook {
         let action = self.with_session(cx.session_id, |s| {
             let key = match tag {
                 Some(t) => s.actions.contains_key(t).then(|| t.to_string()),
-                // MOVE: the COPYUID comes untagged, before the MOVE's tagged OK;
-                // of the MOVEs in flight, the oldest is the one answered.
-                None => s
-                    .copies
-                    .iter()
-                    .find(|(_, _, is_move)| *is_move)
-                    .map(|(t, _, _)| t.clone()),
+                // MOVE: the COPYUID comes untagged, before the MOVE's tagged OK
+                // (which may come after the next MOVE's COPYUID: Dovecot answers
+                // pipelined MOVEs so); each COPYUID answers the oldest MOVE not
+                // answered yet.
+                None => (!s.moves.is_empty()).then(|| s.moves.remove(0)),
             }?;
             match s.actions.get(&key) {
                 Some(
@@ -278,11 +270,16 @@ impl TrackingHook {
                 _ => None,
             })
             .or_else(|| mailbox.uid(seq));
-        let Some(mid) = uid.and_then(|u| mailbox.message_id(u)) else {
-            return;
-        };
         let Some(uid) = uid else { return };
-        let mut ev = MessageOpened::fetched(mid, &mailbox.name, mailbox.uid_validity, uid);
+        // The header in this response says it, when the session has not learned it.
+        let mid = match mailbox.message_id(uid) {
+            Some(m) => m.to_owned(),
+            None => match items.iter().find_map(message_id_of_item) {
+                Some(m) => m,
+                None => return,
+            },
+        };
+        let mut ev = MessageOpened::fetched(&mid, &mailbox.name, mailbox.uid_validity, uid);
         if let Some(h) = items.iter().find_map(header_summary) {
             (ev.subject, ev.from, ev.to, ev.cc) = (h.subject, h.from, h.to, h.cc);
         }
@@ -301,17 +298,24 @@ impl Hook for TrackingHook {
                 uid,
                 ..
             } => self.keyword_store(cx, tag, sequence_set, *uid, kind, flags),
-            CommandBody::Fetch { sequence_set, .. } if !names_one(sequence_set) => {
+            CommandBody::Fetch { sequence_set, .. } => {
+                let one = names_one(sequence_set);
                 self.with_session(cx.session_id, |s| {
-                    if s.bulk_fetches.len() >= 64 {
-                        s.bulk_fetches.remove(0);
+                    let list = if one {
+                        &mut s.single_fetches
+                    } else {
+                        &mut s.bulk_fetches
+                    };
+                    if list.len() >= 64 {
+                        list.remove(0);
                     }
-                    s.bulk_fetches.push(tag.to_string())
+                    list.push(tag.to_string())
                 });
             }
             CommandBody::Copy { mailbox, .. } | CommandBody::Move { mailbox, .. } => {
-                let is_move = matches!(command.body, CommandBody::Move { .. });
-                self.copy_started(cx, tag, mailbox_name(mailbox), is_move);
+                if matches!(command.body, CommandBody::Move { .. }) {
+                    self.move_started(cx, tag);
+                }
                 self.copy_or_append_into(cx, tag, mailbox_name(mailbox), false)
             }
             CommandBody::Append { mailbox, .. } => {
@@ -349,10 +353,14 @@ impl Hook for TrackingHook {
         }
     }
 
-    /// A CRM user's FETCH responses carry what the pane and the tracking
-    /// state need (Message-IDs, sizes, flags); anyone else's are relayed as is.
+    /// Read only what the pane needs: a CRM user's fetch of one message (which
+    /// may open it) while no folder sync runs, and FLAGS where the mailbox cannot
+    /// store state keywords. Everything else is relayed undecoded.
     fn reads_fetch_responses(&self, cx: &HookContext<'_>) -> bool {
-        self.owner_id(cx).is_some()
+        let opening = self.with_session(cx.session_id, |s| {
+            !s.single_fetches.is_empty() && s.bulk_fetches.is_empty()
+        });
+        (opening || Self::flags_from_store(cx)) && self.owner_id(cx).is_some()
     }
 
     fn on_response(
@@ -363,15 +371,13 @@ impl Hook for TrackingHook {
         match response {
             Response::Status(Status::Tagged(t)) => {
                 let tag = t.tag.inner().to_string();
-                self.with_session(cx.session_id, |s| s.partials.retain(|(t, _)| *t != tag));
-                self.appended(cx, &tag, t.body.code.as_ref());
                 if let Some(code) = &t.body.code {
                     self.folder_copied(cx, Some(&tag), code);
-                    self.copied(cx, Some(&tag), code);
                 }
                 self.with_session(cx.session_id, |s| {
-                    s.copies.retain(|(t, _, _)| *t != tag);
+                    s.moves.retain(|t| *t != tag);
                     s.bulk_fetches.retain(|t| *t != tag);
+                    s.single_fetches.retain(|t| *t != tag);
                 });
                 let action = self.with_session(cx.session_id, |s| s.actions.remove(&tag));
                 match action {
@@ -394,7 +400,6 @@ impl Hook for TrackingHook {
             Response::Status(Status::Untagged(b)) => {
                 if let Some(code @ Code::CopyUid { .. }) = &b.code {
                     self.folder_copied(cx, None, code);
-                    self.copied(cx, None, code);
                 }
                 None
             }
@@ -447,32 +452,19 @@ impl Hook for TrackingHook {
     }
 
     fn rewrite_command(&self, cx: &HookContext<'_>, command: &Command<'_>) -> Option<Vec<u8>> {
-        if let CommandBody::Copy { .. } | CommandBody::Move { .. } = &command.body {
-            // A refused COPY/MOVE into a tracking folder must change nothing: the
-            // server gets a NOOP under its tag, whose OK becomes the refusal.
-            let tag = command.tag.inner();
-            let refused = self.with_session(cx.session_id, |s| {
-                matches!(s.actions.get(tag), Some(TagAction::Refuse(_)))
-            });
-            if refused {
-                return Some(format!("{tag} NOOP\r\n").into_bytes());
-            }
+        // A refused request (a COPY/MOVE into a tracking folder, a STORE of a
+        // tracking keyword) must change nothing: the server gets a NOOP under its
+        // tag, whose OK becomes the refusal.
+        let tag = command.tag.inner();
+        let refused = self.with_session(cx.session_id, |s| {
+            matches!(s.actions.get(tag), Some(TagAction::Refuse(_)))
+        });
+        if refused {
+            return Some(format!("{tag} NOOP\r\n").into_bytes());
         }
-        self.widen_partials(cx, command)
+        self.fetch_with_uid(cx, command)
     }
 
-    fn fetch_literal_edit(
-        &self,
-        cx: &HookContext<'_>,
-        seq: u32,
-        line: &[u8],
-        literal: Literal,
-    ) -> Option<LiteralEdit> {
-        if let Some((key, sent_origin)) = announced_partial(line) {
-            return self.partial_edit(cx, seq, line, literal, &key, sent_origin);
-        }
-        self.whole_edit(cx, seq, line, literal)
-    }
     fn notices(&self, cx: &HookContext<'_>) -> Vec<String> {
         match cx.identity {
             Some(identity) => self.workers.take_notices(&identity.user),
@@ -511,7 +503,7 @@ impl Hook for TrackingHook {
 }
 
 /// Does a sequence set name exactly one message (`7`, not `1:*` or `3,5`)?
-fn names_one(set: &SequenceSet) -> bool {
+pub(super) fn names_one(set: &SequenceSet) -> bool {
     use imap_codec::imap_types::sequence::{SeqOrUid, Sequence};
     matches!(set.0.as_ref(), [Sequence::Single(SeqOrUid::Value(_))])
 }

@@ -14,7 +14,6 @@ pub mod admin;
 pub mod blobs;
 pub mod book_actions;
 pub mod book_import;
-mod carried;
 mod csv_rows;
 pub mod demo;
 pub mod error;
@@ -40,7 +39,6 @@ pub use activity::*;
 pub use address::{AddressError, EmailAddress, MessageId};
 pub use address_book::{AddressBookEntry, BookCounts, BookView, ContactLink, EntryId, EntrySource};
 pub use blobs::{BlobRef, BlobStore};
-pub use carried::CarriedBlock;
 pub use error::StoreError;
 pub use export::ExportBundle;
 pub use ids::Id;
@@ -222,21 +220,6 @@ pub trait CrmStore: Send + Sync {
         owner: UserId,
         location: &MessageLocation,
     ) -> Result<Option<TrackingRecord>>;
-
-    /// The length of the X-CRM-* block that the copy at this place carries for
-    /// real (written when it was APPENDed with a tracking request attached).
-    fn carried_block(
-        &self,
-        owner: UserId,
-        location: &MessageLocation,
-    ) -> Result<Option<CarriedBlock>>;
-    /// Record (durably) that the copy at this place carries a block.
-    fn put_carried_block(
-        &self,
-        owner: UserId,
-        location: &MessageLocation,
-        block: &CarriedBlock,
-    ) -> Result<()>;
 
     // --- correlation lookups (tracking engine) ---------------------------------
     /// Email activities in the same Outlook Thread-Index conversation (see

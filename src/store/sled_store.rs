@@ -499,23 +499,6 @@ impl CrmStore for SledStore {
         Ok(out)
     }
 
-    fn carried_block(
-        &self,
-        owner: UserId,
-        location: &MessageLocation,
-    ) -> Result<Option<super::CarriedBlock>> {
-        self.carried_block_at(owner, location)
-    }
-
-    fn put_carried_block(
-        &self,
-        owner: UserId,
-        location: &MessageLocation,
-        block: &super::CarriedBlock,
-    ) -> Result<()> {
-        self.put_carried_block_at(owner, location, block)
-    }
-
     fn tracking_at(
         &self,
         owner: UserId,

@@ -5,13 +5,11 @@
 //! stores. "Attached" means the owner's mailbox has a pending or tracked record
 //! for the message's Message-ID when the APPEND starts.
 //!
-//! The copy's block then stays as written; the proxy records where the copy is
-//! and how long its block is ([`Engine::note_carried`]) and, on fetch, shows the
-//! current block in its place rather than a second one above it.
+//! The copy's block then stays as written: it holds only facts that stay true.
 
 use super::{Engine, TrackError};
 use crate::message::headers::{header_end, TrackingHeaders};
-use crate::store::{CarriedBlock, MessageId, MessageLocation, TrackStatus, UserId};
+use crate::store::{MessageId, MessageLocation, TrackStatus, UserId};
 
 /// The block to write into an APPENDed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,24 +50,36 @@ impl Engine {
         }))
     }
 
-    /// The copy at `location` carries `block` (its APPEND was answered with
-    /// this APPENDUID).
-    pub fn note_carried(
+    /// The block to write on top of a copy of the tracked message `message_id` in
+    /// `owner`'s mailbox (the `replace` mode, SPEC section 3). `None` when it is
+    /// not tracked there (or not yet: a pending request gets its block once done).
+    pub fn written_block(
         &self,
         owner: UserId,
-        location: &MessageLocation,
-        block: &CarriedBlock,
-    ) -> Result<(), TrackError> {
-        Ok(self.store.put_carried_block(owner, location, block)?)
+        message_id: &MessageId,
+    ) -> Result<Option<Vec<u8>>, TrackError> {
+        let Some(record) = self.store.tracking(owner, message_id)? else {
+            return Ok(None);
+        };
+        if record.status != TrackStatus::Tracked {
+            return Ok(None);
+        }
+        Ok(Some(self.headers_for(&record, None)?.render()))
     }
 
-    /// The block the copy at `location` carries, if it carries one.
-    pub fn carried_block(
+    /// The tracked message now lives at `location` (its copy replaced it), so that
+    /// the pane and the sync worker find it there.
+    pub fn relocate(
         &self,
         owner: UserId,
-        location: &MessageLocation,
-    ) -> Result<Option<CarriedBlock>, TrackError> {
-        Ok(self.store.carried_block(owner, location)?)
+        message_id: &MessageId,
+        location: MessageLocation,
+    ) -> Result<(), TrackError> {
+        if let Some(mut record) = self.store.tracking(owner, message_id)? {
+            record.location = Some(location);
+            self.store.put_tracking(record)?;
+        }
+        Ok(())
     }
 }
 
@@ -80,7 +90,7 @@ fn message_id_of_header(header: &[u8]) -> Option<MessageId> {
 }
 
 /// Does the message begin with an X-CRM-* line (a block written earlier)?
-fn starts_with_block(head: &[u8]) -> bool {
+pub fn starts_with_block(head: &[u8]) -> bool {
     head.len() >= 6 && head[..6].eq_ignore_ascii_case(b"x-crm-")
 }
 
@@ -90,7 +100,7 @@ mod tests {
 
     #[test]
     fn a_written_block_is_recognised() {
-        assert!(starts_with_block(b"X-CRM-Track-Status: pending\r\n"));
+        assert!(starts_with_block(b"X-CRM-Tracked-By: a@b.example\r\n"));
         assert!(starts_with_block(b"x-crm-activity-id: 1\r\n"));
         assert!(!starts_with_block(b"From: a@b\r\n"));
         assert!(!starts_with_block(b"X-CR"));

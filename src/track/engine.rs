@@ -260,7 +260,7 @@ impl Engine {
     }
 
     /// The X-CRM-* header block for a message in `owner`'s mailbox, or `None` when
-    /// it is not tracked there. Three point reads; called per FETCH by the proxy.
+    /// it is not tracked there.
     pub fn headers(
         &self,
         owner: UserId,
@@ -290,28 +290,26 @@ impl Engine {
             .unwrap_or_default())
     }
 
-    /// [`Engine::headers_for`] with the regarding record's name from `title` (the
-    /// proxy keeps names of the records its blocks show, so a first fetch of many
-    /// messages regarding one account reads that account once).
+    /// [`Engine::headers_for`] with the regarding record's name from `title`.
     pub fn headers_with(
         &self,
         record: &TrackingRecord,
         activity: Option<&Activity>,
         title: &mut dyn FnMut(uuid::Uuid) -> Result<String, TrackError>,
     ) -> Result<TrackingHeaders, TrackError> {
-        let status = match record.status {
-            TrackStatus::Tracked => "tracked",
-            TrackStatus::Pending => "pending",
-            TrackStatus::Failed { .. } => "failed",
+        // Only facts that stay true: who asked and when, not the status.
+        let tracked_by = match self.store.record(record.requested_by.uuid())? {
+            Some(crate::store::Record::User(u)) => u.logins.first().map(|l| l.to_string()),
+            _ => None,
         };
-        // The proxy calls this per fetched message: read only what the block shows.
         let facts = match (activity, record.activity) {
             (Some(a), _) => Some(HeaderFacts::from(a)),
             (None, Some(id)) => self.store.header_facts(id)?,
             (None, None) => None,
         };
         let mut headers = TrackingHeaders {
-            status,
+            tracked_by,
+            tracked_at: Some(record.requested_at),
             activity_id: record.activity.map(|a| a.to_string()),
             regarding: None,
             smime: None,

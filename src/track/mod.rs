@@ -14,7 +14,7 @@
 //! let engine = Engine::new(store, crmproxy::config::TrackingConfig::default())?;
 //! let actor = engine.actor("owner@contoso.example", "owner@contoso.example")?;
 //! let tracked = engine.track(&actor, raw, TrackRequest::new(TrackSource::Keyword))?;
-//! let block = tracked.headers.render(); // X-CRM-* lines to splice into the header
+//! let block = tracked.headers.render(); // X-CRM-* lines for a new copy's header
 //! # let _ = block; Ok(()) }
 //! ```
 //!
@@ -41,7 +41,7 @@ mod regarding;
 mod request;
 mod tz;
 
-pub use append::AppendBlock;
+pub use append::{starts_with_block, AppendBlock};
 pub use email::synthetic_message_id;
 pub use error::TrackError;
 pub use regarding::Resolution;

@@ -128,12 +128,14 @@ pub fn mbsync(
         ),
     )
     .unwrap();
-    let out = Command::new("mbsync")
-        .arg("-c")
-        .arg(&rc)
-        .arg("-a")
-        .output()
-        .expect("run mbsync (apt-get install isync)");
+    let mut cmd = Command::new("mbsync");
+    cmd.arg("-c").arg(&rc).arg("-a");
+    run_sync_client(cmd, "mbsync (apt-get install isync)")
+}
+
+/// Run a sync client; (success, stdout and stderr).
+fn run_sync_client(mut cmd: Command, what: &str) -> (bool, String) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {what}: {e}"));
     (
         out.status.success(),
         format!(
@@ -142,6 +144,26 @@ pub fn mbsync(
             String::from_utf8_lossy(&out.stderr)
         ),
     )
+}
+
+/// A message a sync client stored, as the bytes it fetched: the client's own header
+/// lines dropped (mbsync's `X-TUID:`, offlineimap's `X-OfflineIMAP:`), LF line ends
+/// back to CRLF.
+pub fn as_fetched(stored: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in stored.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b"X-TUID: ") || line.starts_with(b"X-OfflineIMAP: ") {
+            continue;
+        }
+        match line.strip_suffix(b"\n") {
+            Some(l) => {
+                out.extend_from_slice(l.strip_suffix(b"\r").unwrap_or(l));
+                out.extend_from_slice(b"\r\n");
+            }
+            None => out.extend_from_slice(line),
+        }
+    }
+    out
 }
 
 /// The message contents of a Maildir tree: folder → sorted message bodies (file names
@@ -179,4 +201,54 @@ fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, Ve
             walk(root, &p, out);
         }
     }
+}
+
+/// Sync the IMAP account into a local Maildir tree with offlineimap (plain IMAP,
+/// no STARTTLS); returns (success, output). Folders are stored with `.` between
+/// levels (offlineimap's Maildir default).
+pub fn offlineimap(
+    work: &Path,
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+    maildir: &Path,
+) -> (bool, String) {
+    std::fs::create_dir_all(maildir).unwrap();
+    let meta = work.join("offlineimap-meta");
+    let rc = work.join("offlineimaprc");
+    std::fs::write(
+        &rc,
+        format!(
+            "[general]\n\
+             accounts = test\n\
+             metadata = {meta}\n\
+             ui = basic\n\
+             \n\
+             [Account test]\n\
+             localrepository = local\n\
+             remoterepository = remote\n\
+             \n\
+             [Repository local]\n\
+             type = Maildir\n\
+             localfolders = {md}\n\
+             \n\
+             [Repository remote]\n\
+             type = IMAP\n\
+             remotehost = {ip}\n\
+             remoteport = {port}\n\
+             remoteuser = {user}\n\
+             remotepass = {password}\n\
+             ssl = no\n\
+             starttls = no\n\
+             maxconnections = 1\n",
+            meta = meta.display(),
+            md = maildir.display(),
+            ip = addr.ip(),
+            port = addr.port(),
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("offlineimap");
+    cmd.arg("-c").arg(&rc).arg("-o");
+    run_sync_client(cmd, "offlineimap (apt-get install offlineimap3)")
 }

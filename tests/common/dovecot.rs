@@ -52,13 +52,41 @@ pub struct Dovecot {
 
 static DOVECOT: OnceLock<Dovecot> = OnceLock::new();
 
-/// The private Dovecot of this test binary, started on first use.
-pub fn dovecot() -> &'static Dovecot {
-    DOVECOT.get_or_init(|| {
-        let d = Dovecot::start().unwrap_or_else(|e| panic!("{e}"));
+/// Dovecots configured otherwise (see [`dovecot_with`]), by their extra config.
+static VARIANTS: OnceLock<std::sync::Mutex<Vec<(&'static str, &'static Dovecot)>>> =
+    OnceLock::new();
+
+/// A second private Dovecot whose config ends with `extra` (later settings win:
+/// e.g. `imap_capability = …` without UIDPLUS, a quota, another namespace), started
+/// on first use and stopped at exit like [`dovecot`].
+pub fn dovecot_with(extra: &'static str) -> &'static Dovecot {
+    let list = VARIANTS.get_or_init(Default::default);
+    let mut list = list.lock().unwrap();
+    if let Some((_, d)) = list.iter().find(|(e, _)| *e == extra) {
+        return d;
+    }
+    let d: &'static Dovecot = Box::leak(Box::new(
+        Dovecot::start(extra).unwrap_or_else(|e| panic!("{e}")),
+    ));
+    if list.is_empty() && DOVECOT.get().is_none() {
         // SAFETY: registering a plain extern "C" function.
         unsafe {
             libc::atexit(stop_at_exit);
+        }
+    }
+    list.push((extra, d));
+    d
+}
+
+/// The private Dovecot of this test binary, started on first use.
+pub fn dovecot() -> &'static Dovecot {
+    DOVECOT.get_or_init(|| {
+        let d = Dovecot::start("").unwrap_or_else(|e| panic!("{e}"));
+        if VARIANTS.get().is_none_or(|v| v.lock().unwrap().is_empty()) {
+            // SAFETY: registering a plain extern "C" function.
+            unsafe {
+                libc::atexit(stop_at_exit);
+            }
         }
         d
     })
@@ -67,7 +95,17 @@ pub fn dovecot() -> &'static Dovecot {
 /// Stop Dovecot and remove its directory when the test binary exits (the death
 /// signal alone would stop it, but leave its Maildirs behind).
 extern "C" fn stop_at_exit() {
-    if let Some(d) = DOVECOT.get() {
+    let variants: Vec<&Dovecot> = VARIANTS
+        .get()
+        .map(|v| {
+            v.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(_, d)| *d)
+                .collect()
+        })
+        .unwrap_or_default();
+    for d in DOVECOT.get().into_iter().chain(variants) {
         // SAFETY: signalling the child we started.
         unsafe {
             libc::kill(d.pid as libc::pid_t, libc::SIGTERM);
@@ -83,11 +121,11 @@ extern "C" fn stop_at_exit() {
 }
 
 impl Dovecot {
-    fn start() -> Result<Dovecot, String> {
+    fn start(extra: &str) -> Result<Dovecot, String> {
         let mut last_err = String::new();
         // A port taken between choosing and binding makes Dovecot fail: try again.
         for _ in 0..3 {
-            match Self::start_once() {
+            match Self::start_once(extra) {
                 Ok(d) => return Ok(d),
                 Err(e) => last_err = e,
             }
@@ -95,7 +133,7 @@ impl Dovecot {
         Err(format!("cannot start the private Dovecot: {last_err}"))
     }
 
-    fn start_once() -> Result<Dovecot, String> {
+    fn start_once(extra: &str) -> Result<Dovecot, String> {
         // Under /tmp rather than $TMPDIR: Dovecot's unprivileged users must be able to
         // walk down to the Maildirs, and a private TMPDIR (e.g. under /root) forbids it.
         let base = if Path::new("/tmp").is_dir() {
@@ -121,7 +159,7 @@ impl Dovecot {
         let conf = dir.join("dovecot.conf");
         std::fs::write(
             &conf,
-            config_text(&dir, imap_port, imaps_port, &certs.cert, &certs.key),
+            config_text(&dir, imap_port, imaps_port, &certs.cert, &certs.key) + extra,
         )
         .map_err(|e| e.to_string())?;
 

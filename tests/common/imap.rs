@@ -137,8 +137,15 @@ impl RawImap {
 
     /// APPEND `message` to `mailbox` with a synchronising literal (waits for `+`).
     pub fn append(&mut self, mailbox: &str, message: &[u8]) -> Response {
+        self.cmd_with_literal(&format!("APPEND {mailbox}"), message)
+    }
+
+    /// `command {n}` then, after the server's `+`, `literal` (e.g. an APPEND with
+    /// flags and a date).
+    pub fn cmd_with_literal(&mut self, command: &str, literal: &[u8]) -> Response {
+        let message = literal;
         let tag = self.tag();
-        self.send(format!("{tag} APPEND {mailbox} {{{}}}\r\n", message.len()).as_bytes());
+        self.send(format!("{tag} {command} {{{}}}\r\n", message.len()).as_bytes());
         let cont = self.read_line().expect("continuation");
         assert!(cont.starts_with('+'), "expected +, got {cont}");
         self.send(message);

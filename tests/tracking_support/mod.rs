@@ -14,13 +14,19 @@ use crate::common::{dovecot, unique_user, Dovecot, Proxy, ProxyOptions, PASSWORD
 /// Run `crmproxy --data-dir DATA args…`; panics unless it succeeds; returns stdout.
 /// Whether the store has an email activity with exactly this subject (`crm search`).
 pub fn email_titled(data: &Path, subject: &str) -> bool {
+    email_hit(data, subject).is_some()
+}
+
+/// The search hit of the email activity titled exactly `subject`.
+fn email_hit(data: &Path, subject: &str) -> Option<serde_json::Value> {
     let found: serde_json::Value =
         serde_json::from_str(&crm(data, &["search", subject, "--json"])).expect("search JSON");
     found
         .as_array()
         .expect("a list of hits")
         .iter()
-        .any(|h| h["kind"] == "email" && h["title"] == subject)
+        .find(|h| h["kind"] == "email" && h["title"] == subject)
+        .cloned()
 }
 
 pub fn crm(data: &Path, args: &[&str]) -> String {
@@ -57,7 +63,11 @@ pub struct Env {
 
 impl Env {
     pub fn start(extra_toml: &str) -> Env {
-        let dv = dovecot();
+        Env::start_on(dovecot(), extra_toml)
+    }
+
+    /// [`Env::start`] in front of another Dovecot (see `dovecot_with`).
+    pub fn start_on(dv: &'static Dovecot, extra_toml: &str) -> Env {
         let toml = format!("[tracking]\nload_demo_on_first_run = false\n{extra_toml}");
         let proxy = Proxy::start_with(
             dv,
@@ -114,6 +124,18 @@ pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// The UID of the message with `message_id` in `mailbox` (the lowest, when there
+/// are copies), seen on `direct` after a fresh EXAMINE.
+pub fn uid_of(direct: &mut RawImap, mailbox: &str, message_id: &str) -> Option<u32> {
+    assert!(direct.cmd(&format!("EXAMINE \"{mailbox}\"")).ok());
+    let r = direct.cmd(&format!("UID SEARCH HEADER Message-ID \"{message_id}\""));
+    r.text()
+        .lines()
+        .find_map(|l| l.strip_prefix("* SEARCH "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.trim().parse().ok())
+}
+
 /// The FLAGS of a UID in `mailbox`, read on a direct (not proxied) connection.
 pub fn flags(c: &mut RawImap, mailbox: &str, uid: u32) -> String {
     let r = c.cmd(&format!("EXAMINE \"{mailbox}\""));
@@ -147,7 +169,9 @@ pub fn fetch(c: &mut RawImap, uid: u32, items: &str) -> (String, Vec<u8>) {
     (r.text(), lit)
 }
 
-/// The tracking block at the top of `fetched` (the X-CRM-* lines and continuations).
+/// The tracking block at the top of `fetched` (the X-CRM-* lines and continuations):
+/// written into a message for real (an APPEND with a request attached, or the
+/// `replace` mode); the proxy never adds one on the fly.
 pub fn block_of(fetched: &[u8]) -> Vec<u8> {
     let mut end = 0;
     let mut in_block = false;
@@ -164,7 +188,7 @@ pub fn block_of(fetched: &[u8]) -> Vec<u8> {
     fetched[..end].to_vec()
 }
 
-/// The activity id named by a block.
+/// The activity id named by a written block.
 pub fn activity_id(block: &[u8]) -> String {
     let t = String::from_utf8_lossy(block);
     t.lines()
@@ -172,6 +196,69 @@ pub fn activity_id(block: &[u8]) -> String {
         .expect("X-CRM-Activity-Id in the block")
         .trim()
         .to_string()
+}
+
+/// The id of the email activity titled exactly `subject` (`crm search`).
+pub fn email_id(data: &Path, subject: &str) -> String {
+    email_hit(data, subject)
+        .and_then(|h| h["id"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no email titled {subject:?}"))
+}
+
+/// Every FETCH form a client may use to read a message, partials included.
+pub const FETCH_FORMS: &[&str] = &[
+    "BODY.PEEK[]",
+    "RFC822",
+    "BINARY.PEEK[]",
+    "BODY.PEEK[HEADER]",
+    "RFC822.HEADER",
+    "RFC822.TEXT",
+    "BODY.PEEK[TEXT]",
+    "BODY.PEEK[1]",
+    "BODY.PEEK[1.MIME]",
+    "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT X-CRM-ACTIVITY-ID X-CRM-TRACKED-BY)]",
+    "BODY.PEEK[HEADER.FIELDS.NOT (SUBJECT)]",
+    "BODY.PEEK[]<0.100>",
+    "BODY.PEEK[]<64.4096>",
+    "BODY.PEEK[HEADER]<5.60>",
+    "BINARY.SIZE[]",
+    "RFC822.SIZE",
+    "ENVELOPE",
+    "BODYSTRUCTURE",
+    "INTERNALDATE",
+    "UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)] BODY.PEEK[]",
+];
+
+/// `UID FETCH uid (form)` for every form of [`FETCH_FORMS`] in `mailbox` (opened
+/// read-only, so no fetch sets `\Seen`): the untagged response bytes of each.
+pub fn fetch_every_form(c: &mut RawImap, mailbox: &str, uid: u32) -> Vec<(String, Vec<u8>)> {
+    let r = c.cmd(&format!("EXAMINE \"{mailbox}\""));
+    assert!(r.ok(), "{}", r.tagged);
+    FETCH_FORMS
+        .iter()
+        .map(|form| {
+            let r = c.cmd(&format!("UID FETCH {uid} ({form})"));
+            assert!(r.ok(), "{form}: {}", r.tagged);
+            // The tagged line (and its CRLF) is the tag's, not the message's.
+            let tagged_at = r.bytes.len() - r.tagged.len() - 2;
+            (form.to_string(), r.bytes[..tagged_at].to_vec())
+        })
+        .collect()
+}
+
+/// Every FETCH form of `uid` through `proxied` is byte for byte what `direct` (a
+/// connection to the server itself) gets.
+pub fn assert_same_bytes(proxied: &mut RawImap, direct: &mut RawImap, mailbox: &str, uid: u32) {
+    let got = fetch_every_form(proxied, mailbox, uid);
+    let want = fetch_every_form(direct, mailbox, uid);
+    for ((form, g), (_, w)) in got.iter().zip(&want) {
+        assert!(
+            g == w,
+            "{mailbox} UID {uid} {form}: the proxy returned\n{}\nthe server\n{}",
+            String::from_utf8_lossy(g),
+            String::from_utf8_lossy(w)
+        );
+    }
 }
 
 /// The RFC822.SIZE in a FETCH response text.

@@ -60,66 +60,34 @@ impl Ctx {
         }
         let fetch_seq = fetch_seq(&line);
         let mut msg = line.to_vec();
-        let mut line_start = 0;
+        let mut first_line = true;
         while let Some(lit) = literal {
-            let edit = fetch_seq.and_then(|seq| {
-                self.with_hook(|h, hcx| h.fetch_literal_edit(hcx, seq, &msg[line_start..], lit))
-            });
-            let cut = edit.map(|e| {
-                let skip = e.skip.min(lit.len);
-                let cut = Cut {
-                    prefix: (!e.prefix.is_empty()).then_some(e.prefix),
-                    skip,
-                    take: e.take.min(lit.len - skip),
-                };
-                let new_len = cut.prefix.as_ref().map_or(0, |p| p.len() as u64) + cut.take;
-                let line = e.line.unwrap_or_else(|| msg[line_start..].to_vec());
-                if let Some(new) = crate::wire::set_literal_len(&line, new_len) {
-                    msg.truncate(line_start);
-                    msg.extend_from_slice(&new);
-                }
-                cut
-            });
-            let lit_len = cut.as_ref().map_or(lit.len, |c| {
-                c.prefix.as_ref().map_or(0, |p| p.len() as u64) + c.take
-            });
-            if msg.len() as u64 + lit_len > self.p.message_cap as u64 {
+            // Message bytes are never edited (SPEC section 3): a literal goes to the
+            // client as the server sent it, held whole only while the response fits
+            // under the cap (to be decoded), else streamed.
+            let held = (msg.len() as u64).checked_add(lit.len);
+            if held.is_none_or(|n| n > self.p.message_cap as u64) {
                 // Too big to decode whole: still learn the UID from the first line.
                 if let (Some(seq), Some(uid)) = (fetch_seq, crate::wire::fetch_uid(&msg)) {
                     lock(&self.shared).state.on_fetch(seq, Some(uid), None);
                 }
-                // Items before the first literal (RFC822.SIZE, FLAGS) as the
-                // hook shows them; later lines stream as they come.
-                if let (0, Some(seq)) = (line_start, fetch_seq) {
+                // Items before the first literal (FLAGS) as the hook shows them;
+                // later lines stream as they come.
+                if let Some(seq) = fetch_seq.filter(|_| first_line) {
                     if let Some(new) =
                         self.with_hook(|h, hcx| h.streamed_fetch_line(hcx, seq, &msg))
                     {
                         msg = new;
                     }
                 }
-                return self.stream_rest(framer, msg, Some((lit, cut)), false).await;
+                return self.stream_rest(framer, msg, Some(lit), false).await;
             }
-            let (skip, take) = match &cut {
-                Some(c) => {
-                    if let Some(p) = &c.prefix {
-                        msg.extend_from_slice(p);
-                    }
-                    (c.skip, c.take)
-                }
-                None => (0, lit.len),
-            };
             self.flush_before_read(framer.frame_ready()).await?;
-            let mut pos = 0u64;
-            read_literal(framer, lit.len, |b| {
-                let (from, to) = window(pos, b.len() as u64, skip, take);
-                msg.extend_from_slice(&b[from..to]);
-                pos += b.len() as u64;
-            })
-            .await?;
+            read_literal(framer, lit.len, |b| msg.extend_from_slice(b)).await?;
+            first_line = false;
             self.flush_before_read(framer.frame_ready()).await?;
             match framer.next().await {
                 Ok(Some(Frame::Line { bytes, literal: l })) => {
-                    line_start = msg.len();
                     msg.extend_from_slice(&bytes);
                     literal = l;
                 }
@@ -139,7 +107,7 @@ impl Ctx {
         &self,
         framer: &mut Framer<ReadHalf<BoxedIo>>,
         head: Vec<u8>,
-        mut literal: Option<(crate::wire::Literal, Option<Cut>)>,
+        mut literal: Option<crate::wire::Literal>,
         mut in_long_line: bool,
     ) -> Result<(), Relay> {
         let mut g = self.client_w.lock().await;
@@ -155,7 +123,7 @@ impl Ctx {
                         }
                         Ok(Some(Frame::LongLineEnd { bytes, literal: l })) => {
                             w.queue(&bytes).await.map_err(|_| Relay::Client)?;
-                            literal = l.map(|l| (l, None));
+                            literal = l;
                             break;
                         }
                         _ => return Err(Relay::Upstream),
@@ -163,20 +131,10 @@ impl Ctx {
                 }
                 in_long_line = false;
             }
-            let Some((lit, cut)) = literal.take() else {
+            let Some(lit) = literal.take() else {
                 return Ok(());
             };
-            let (skip, take) = match cut {
-                Some(c) => {
-                    if let Some(p) = c.prefix {
-                        w.queue(&p).await.map_err(|_| Relay::Client)?;
-                    }
-                    (c.skip, c.take)
-                }
-                None => (0, lit.len),
-            };
             let mut remaining = lit.len;
-            let mut pos = 0u64;
             while remaining > 0 {
                 flush_before_read(w, framer.frame_ready()).await?;
                 match framer.next().await {
@@ -184,11 +142,7 @@ impl Ctx {
                         bytes,
                         remaining: r,
                     })) => {
-                        let (from, to) = window(pos, bytes.len() as u64, skip, take);
-                        if from < to {
-                            w.queue(&bytes[from..to]).await.map_err(|_| Relay::Client)?;
-                        }
-                        pos += bytes.len() as u64;
+                        w.queue(&bytes).await.map_err(|_| Relay::Client)?;
                         remaining = r;
                     }
                     _ => return Err(Relay::Upstream),
@@ -198,7 +152,7 @@ impl Ctx {
             match framer.next().await {
                 Ok(Some(Frame::Line { bytes, literal: l })) => {
                     w.queue(&bytes).await.map_err(|_| Relay::Client)?;
-                    literal = l.map(|l| (l, None));
+                    literal = l;
                 }
                 Ok(Some(Frame::LongLinePart(b))) => {
                     w.queue(&b).await.map_err(|_| Relay::Client)?;
@@ -242,7 +196,10 @@ impl Ctx {
                 if rest.is_empty() {
                     self.learn(&resp);
                     if !swallow {
-                        if let Some(new) = self.with_hook(|h, hcx| h.on_response(hcx, &resp)) {
+                        let new = self
+                            .with_hook(|h, hcx| h.on_response(hcx, &resp))
+                            .filter(|new| keeps_message_data(&resp, new));
+                        if let Some(new) = new {
                             let bytes = ResponseCodec::default().encode(&new).dump();
                             out = Some(self.filter_caps(&bytes).unwrap_or(bytes));
                         }
@@ -381,20 +338,34 @@ impl Ctx {
     }
 }
 
-/// What of a literal goes to the client: an added prefix, then the payload
-/// bytes `skip..skip + take`.
-pub(super) struct Cut {
-    prefix: Option<Bytes>,
-    skip: u64,
-    take: u64,
-}
-
-/// The part of a chunk at payload offset `pos` (length `len`) that lies inside
-/// `skip..skip + take`, as indexes into the chunk.
-fn window(pos: u64, len: u64, skip: u64, take: u64) -> (usize, usize) {
-    let start = skip.max(pos).min(pos + len);
-    let end = (skip + take).min(pos + len).max(start);
-    ((start - pos) as usize, (end - pos) as usize)
+/// Whether a hook's replacement of `original` keeps every FETCH item but FLAGS
+/// as the server sent it: a message's bytes, sizes and structure never change
+/// under its UID (SPEC section 3), whatever a hook returns. A replacement that
+/// would change them is dropped (and the original relayed).
+fn keeps_message_data(original: &Response<'_>, new: &Response<'_>) -> bool {
+    let (
+        Response::Data(Data::Fetch { seq, items }),
+        Response::Data(Data::Fetch {
+            seq: new_seq,
+            items: new_items,
+        }),
+    ) = (original, new)
+    else {
+        // Not a FETCH response: only a FETCH response carries message data.
+        return !matches!(original, Response::Data(Data::Fetch { .. }))
+            && !matches!(new, Response::Data(Data::Fetch { .. }));
+    };
+    let not_flags = |i: &&MessageDataItem<'_>| !matches!(i, MessageDataItem::Flags(_));
+    let same = seq == new_seq
+        && items
+            .as_ref()
+            .iter()
+            .filter(not_flags)
+            .eq(new_items.as_ref().iter().filter(not_flags));
+    if !same {
+        tracing::error!("a hook tried to change a message's data in a FETCH response: relayed as the server sent it");
+    }
+    same
 }
 
 /// Why relaying a response stopped.
@@ -454,17 +425,4 @@ async fn read_literal(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn windows_of_chunks() {
-        use super::window;
-        assert_eq!(window(0, 10, 0, 10), (0, 10));
-        assert_eq!(window(0, 10, 3, 4), (3, 7));
-        assert_eq!(window(10, 10, 3, 4), (0, 0));
-        assert_eq!(window(5, 10, 3, 4), (0, 2));
-        assert_eq!(window(5, 10, 8, 100), (3, 10));
-    }
 }

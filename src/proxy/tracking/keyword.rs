@@ -1,8 +1,11 @@
 //! Keyword requests in client STOREs (SPEC section 3, "Keyword"): `$CRM_Track` added
-//! asks for tracking, `$CRM_Tracked` removed (or all flags replaced without it) for
-//! untracking; both become jobs for the mailbox's sync worker. A request by sequence
-//! numbers the session has no UIDs for waits for the STORE's OK and is then found
-//! by its keyword; a refused one has its keyword taken off again.
+//! asks for tracking, and so does `$CRM_Tracked` (state keywords never lie: a
+//! client claiming "tracked" gets it tracked for real); `$CRM_Tracked` removed (or
+//! all flags replaced without it) untracks. Both become jobs for the mailbox's sync
+//! worker. `$CRM_Pending` is the proxy's alone: a client adding it is refused. A
+//! request by sequence numbers the session has no UIDs for waits for the STORE's OK
+//! and is then found by its keyword. A refused STORE never goes up (the server
+//! gets a NOOP), so nothing changes on any message.
 
 use imap_codec::imap_types::flag::{Flag, StoreType};
 use imap_codec::imap_types::sequence::SequenceSet;
@@ -31,12 +34,19 @@ impl TrackingHook {
                 .iter()
                 .any(|f| matches!(f, Flag::Keyword(a) if a.as_ref().eq_ignore_ascii_case(k)))
         };
-        let track =
-            matches!(kind, StoreType::Add | StoreType::Replace) && has(&cfg.request_keyword);
+        let adds = matches!(kind, StoreType::Add | StoreType::Replace);
+        let track = adds && (has(&cfg.request_keyword) || has(&cfg.tracked_keyword));
         let untrack = (matches!(kind, StoreType::Remove) && has(&cfg.tracked_keyword))
             || (matches!(kind, StoreType::Replace)
                 && !has(&cfg.tracked_keyword)
                 && !has(&cfg.request_keyword));
+        if matches!(kind, StoreType::Add) && has(&cfg.pending_keyword) {
+            let text = format!("CRM: {} is set by crmproxy only", cfg.pending_keyword);
+            self.with_session(cx.session_id, |s| {
+                s.actions.insert(tag.to_string(), TagAction::Refuse(text))
+            });
+            return;
+        }
         if !track && !untrack {
             return;
         }
@@ -65,14 +75,7 @@ impl TrackingHook {
             Ok(a) => a,
             Err(text) => {
                 if track {
-                    // Nothing changes: the request keyword is taken off again (this
-                    // command goes up after the client's STORE, same numbering).
-                    let _ = cx.upstream.send_command(&format!(
-                        "{}STORE {} -FLAGS.SILENT ({})",
-                        if uid { "UID " } else { "" },
-                        set_text(set),
-                        cfg.request_keyword
-                    ));
+                    // Refused before it goes up (see `rewrite_command`).
                     self.with_session(cx.session_id, |s| {
                         s.actions.insert(tag.to_string(), TagAction::Refuse(text))
                     });

@@ -1,7 +1,89 @@
-//! What the pane's "message opened" event says besides where the message is: the
-//! Subject, From, To and Cc of a message whose header came in the FETCH response.
+//! What the pane's "message opened" event needs: where the message is (a fetch by
+//! sequence number of one message's body asks for its UID too, when the session
+//! has not learned it), and the Message-ID, Subject, From, To and Cc of a message
+//! whose header came in the FETCH response.
 
-use imap_codec::imap_types::fetch::{MessageDataItem, Section};
+use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::fetch::{
+    MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
+};
+use imap_codec::imap_types::IntoStatic;
+use imap_codec::{encode::Encoder, CommandCodec};
+
+use super::{names_one, TrackingHook};
+use crate::proxy::hook::HookContext;
+
+impl TrackingHook {
+    /// A CRM user's `FETCH n (BODY[])` (one message, by sequence number, for its
+    /// body) when the session does not know message n's UID, as imaplib sends it:
+    /// sent up as `FETCH n (BODY[] UID)`, so that the response says where the
+    /// opened message is. The client gets one item more (servers may always send
+    /// UID); the message's bytes are untouched.
+    pub(super) fn fetch_with_uid(
+        &self,
+        cx: &HookContext<'_>,
+        command: &Command<'_>,
+    ) -> Option<Vec<u8>> {
+        let CommandBody::Fetch {
+            sequence_set,
+            macro_or_item_names: MacroOrMessageDataItemNames::MessageDataItemNames(names),
+            uid: false,
+            ..
+        } = &command.body
+        else {
+            return None;
+        };
+        if !names_one(sequence_set) || names.contains(&MessageDataItemName::Uid) {
+            return None;
+        }
+        let opens = names.iter().any(|n| {
+            matches!(
+                n,
+                MessageDataItemName::BodyExt {
+                    section: None | Some(Section::Text(_) | Section::Part(_)),
+                    partial: None,
+                    ..
+                } | MessageDataItemName::Rfc822
+                    | MessageDataItemName::Rfc822Text
+                    | MessageDataItemName::Binary { .. }
+            )
+        });
+        let mailbox = cx.state.selected()?;
+        let seq = super::sets::seqs(sequence_set, mailbox.exists).next()?;
+        if !opens || mailbox.uid(seq).is_some() || self.owner_id(cx).is_none() {
+            return None;
+        }
+        let mut with_uid = command.clone().into_static();
+        if let CommandBody::Fetch {
+            macro_or_item_names: MacroOrMessageDataItemNames::MessageDataItemNames(names),
+            ..
+        } = &mut with_uid.body
+        {
+            names.push(MessageDataItemName::Uid);
+        }
+        Some(CommandCodec::default().encode(&with_uid).dump())
+    }
+}
+
+/// The Message-ID in the header an item carries (the whole message or its header).
+pub(super) fn message_id_of_item(item: &MessageDataItem<'_>) -> Option<String> {
+    let bytes = header_bytes(item)?;
+    crate::proxy::state::message_id_from_header(bytes)
+}
+
+/// The bytes of an item that start with the message's top-level header.
+fn header_bytes<'a>(item: &'a MessageDataItem<'_>) -> Option<&'a [u8]> {
+    let data = match item {
+        MessageDataItem::BodyExt {
+            section: None | Some(Section::Header(None)),
+            origin: None,
+            data,
+        } => data.0.as_ref()?,
+        MessageDataItem::Rfc822(data) | MessageDataItem::Rfc822Header(data) => data.0.as_ref()?,
+        _ => return None,
+    };
+    Some(data.as_ref())
+}
 
 /// What the header of a fetched message says, for the pane's summary.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -15,16 +97,7 @@ pub(super) struct HeaderSummary {
 /// The header summary of an item whose bytes start with the message's header (the
 /// whole message or its header section, small enough not to be streamed).
 pub(super) fn header_summary(item: &MessageDataItem<'_>) -> Option<HeaderSummary> {
-    let data = match item {
-        MessageDataItem::BodyExt {
-            section: None | Some(Section::Header(None)),
-            data,
-            ..
-        } => data.0.as_ref()?,
-        MessageDataItem::Rfc822(data) | MessageDataItem::Rfc822Header(data) => data.0.as_ref()?,
-        _ => return None,
-    };
-    let bytes = data.as_ref();
+    let bytes = header_bytes(item)?;
     let end = bytes
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

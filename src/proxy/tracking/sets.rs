@@ -43,17 +43,6 @@ pub fn uid_set_text(set: &imap_codec::imap_types::extensions::uidplus::UidSet) -
         .join(",")
 }
 
-/// The UIDs of a UID set, in its order (COPYUID pairs them up in order).
-pub fn uid_set_values(
-    set: &imap_codec::imap_types::extensions::uidplus::UidSet,
-) -> impl Iterator<Item = u32> + '_ {
-    use imap_codec::imap_types::extensions::uidplus::UidElement;
-    set.0.as_ref().iter().flat_map(|e| match e {
-        UidElement::Single(v) => v.get()..=v.get(),
-        UidElement::Range(a, b) => a.get().min(b.get())..=a.get().max(b.get()),
-    })
-}
-
 /// The sequence numbers of a set, in a mailbox of `exists` messages.
 pub fn seqs(set: &SequenceSet, exists: u32) -> impl Iterator<Item = u32> + '_ {
     let v = move |x: &SeqOrUid| match x {

@@ -48,10 +48,14 @@ pub struct Reply {
 
 pub struct ImapClient {
     reader: Framer<ReadHalf<BoxedIo>>,
-    writer: WriteHalf<BoxedIo>,
+    pub(super) writer: WriteHalf<BoxedIo>,
     next: u32,
     /// PERMANENTFLAGS of the selected mailbox allows new keywords (`\*`).
     pub keywords_allowed: bool,
+    /// The server's capabilities after login (upper case), once asked for.
+    pub(super) capabilities: Option<Vec<String>>,
+    /// Whether this connection told the user that `replace` cannot work here.
+    pub(super) replace_refusal_said: bool,
 }
 
 /// An IMAP quoted string (mailbox names, keywords are atoms).
@@ -74,6 +78,8 @@ impl ImapClient {
             writer: up.writer,
             next: 1,
             keywords_allowed: false,
+            capabilities: None,
+            replace_refusal_said: false,
         };
         let reply = match credential {
             Credential::Login { user, password } => {
@@ -113,7 +119,7 @@ impl ImapClient {
         Ok(c)
     }
 
-    fn tag(&mut self) -> String {
+    pub(super) fn tag(&mut self) -> String {
         let t = format!("W{}", self.next);
         self.next += 1;
         t
@@ -151,7 +157,7 @@ impl ImapClient {
     }
 
     /// Wait for `+` (true) or the tagged answer (false).
-    async fn wait_continuation(&mut self, tag: &str) -> Result<bool, ClientError> {
+    pub(super) async fn wait_continuation(&mut self, tag: &str) -> Result<bool, ClientError> {
         loop {
             let (u, tagged) = self.read_response().await?;
             if u.text.starts_with(b"+") {
@@ -164,7 +170,9 @@ impl ImapClient {
     }
 
     /// Read one response; `Some(tag)` when tagged.
-    async fn read_response(&mut self) -> Result<(Untagged, Option<String>), ClientError> {
+    pub(super) async fn read_response(
+        &mut self,
+    ) -> Result<(Untagged, Option<String>), ClientError> {
         let mut u = Untagged::default();
         let mut literal = match self.reader.next().await? {
             Some(Frame::Line { bytes, literal }) => {
@@ -207,7 +215,7 @@ impl ImapClient {
         Ok((u, tagged))
     }
 
-    async fn read_reply(&mut self, tag: &str) -> Result<Reply, ClientError> {
+    pub(super) async fn read_reply(&mut self, tag: &str) -> Result<Reply, ClientError> {
         let mut reply = Reply::default();
         loop {
             let (u, tagged) = self.read_response().await?;
@@ -234,7 +242,11 @@ impl ImapClient {
         self.read_reply(&tag).await
     }
 
-    async fn ok(&mut self, name: &'static str, line: &str) -> Result<Reply, ClientError> {
+    pub(super) async fn ok(
+        &mut self,
+        name: &'static str,
+        line: &str,
+    ) -> Result<Reply, ClientError> {
         let r = self.command(line).await?;
         if !r.ok {
             return Err(ClientError::Refused {
@@ -436,7 +448,7 @@ impl ImapClient {
 }
 
 /// Whether a FETCH response's text names `UID uid`.
-fn contains_uid(text: &[u8], uid: u32) -> bool {
+pub(super) fn contains_uid(text: &[u8], uid: u32) -> bool {
     let t = String::from_utf8_lossy(text).to_ascii_uppercase();
     let words: Vec<&str> = t
         .split(|c: char| c.is_whitespace() || c == '(' || c == ')')

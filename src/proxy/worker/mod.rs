@@ -10,6 +10,7 @@
 //! LOGIN or AUTHENTICATE PLAIN session.
 
 mod client;
+mod replace;
 mod user;
 
 pub use client::{quoted, ClientError, ImapClient};

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::client::{ClientError, ImapClient};
+use super::replace::replace_with_block;
 use super::{Inner, Job, Uids};
 use crate::events::KeywordCleanup;
 use crate::proxy::hook::Credential;
@@ -18,7 +19,7 @@ use crate::track::{TrackError, TrackRequest, TrackSource};
 const RECONNECT_PAUSE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
-enum JobError {
+pub(super) enum JobError {
     #[error(transparent)]
     Imap(#[from] ClientError),
     #[error(transparent)]
@@ -144,17 +145,19 @@ async fn do_job(
                 let Some(raw) = c.fetch_raw(uid).await? else {
                     continue;
                 };
+                let raw: Arc<[u8]> = raw.into();
                 let location = MessageLocation {
                     folder: folder.clone(),
                     uid_validity,
                     uid,
                 };
                 let engine = inner.engine.clone();
-                let (a, req) = (
+                let (a, req, r) = (
                     actor.clone(),
-                    TrackRequest::new(source.clone()).at(location),
+                    TrackRequest::new(source.clone()).at(location.clone()),
+                    raw.clone(),
                 );
-                let result = blocking(move || engine.track(&a, &raw, req)).await;
+                let result = blocking(move || engine.track(&a, &r, req)).await;
                 bump(inner);
                 match result {
                     Ok(t) => {
@@ -171,6 +174,10 @@ async fn do_job(
                                 remove.push(&cfg.pending_keyword);
                             }
                             c.store_keywords(uid, &[&state], &remove).await?;
+                        }
+                        if t.record.status == TrackStatus::Tracked {
+                            let owner_id = actor.owner_id();
+                            replace_with_block(inner, c, owner_id, owner, &location, &raw).await?;
                         }
                     }
                     Err(e) => {
@@ -196,10 +203,12 @@ async fn do_job(
             // What went pending (a recurring meeting) is completed now, not at the
             // next interval: the worker is immediate (SPEC section 5).
             if left_pending {
-                sweep_pending(inner, c, actor.owner_id()).await?;
+                sweep_pending(inner, c, actor.owner_id(), owner).await?;
             }
         }
-        Job::Sent { actor, folder, uid } => sent_message(inner, c, actor, &folder, uid).await?,
+        Job::Sent { actor, folder, uid } => {
+            sent_message(inner, c, actor, owner, &folder, uid).await?
+        }
         Job::ClearKeywords(at) => clear_keywords(inner, c, &at).await?,
         Job::SweepPending => {
             let engine = inner.engine.clone();
@@ -321,7 +330,7 @@ async fn sweep(
     owner: &str,
     owner_id: UserId,
 ) -> Result<(), JobError> {
-    sweep_pending(inner, c, owner_id).await?;
+    sweep_pending(inner, c, owner_id, owner).await?;
     sweep_requests(inner, c, owner).await
 }
 
@@ -349,6 +358,7 @@ async fn sweep_pending(
     inner: &Arc<Inner>,
     c: &mut ImapClient,
     owner: UserId,
+    login: &str,
 ) -> Result<(), JobError> {
     let engine = inner.engine.clone();
     let pending: Vec<TrackingRecord> = blocking(move || engine.pending(owner, 500))
@@ -366,9 +376,9 @@ async fn sweep_pending(
                 .await?;
             continue;
         }
-        let raw = c.fetch_raw(loc.uid).await?;
+        let raw: Option<Arc<[u8]>> = c.fetch_raw(loc.uid).await?.map(Into::into);
         let r = record.clone();
-        let result = match raw {
+        let result = match raw.clone() {
             Some(raw) => blocking(move || engine.complete_pending(&r, &raw).map(|_| ())).await,
             None => {
                 blocking(move || {
@@ -384,14 +394,17 @@ async fn sweep_pending(
             let engine = inner.engine.clone();
             let reason = e.to_string();
             blocking(move || engine.retry_later(&record, &reason)).await?;
-        } else if c.keywords_allowed {
-            let cfg = inner.engine.config();
-            c.store_keywords(
-                loc.uid,
-                &[&cfg.tracked_keyword],
-                &[&cfg.pending_keyword, &cfg.request_keyword],
-            )
-            .await?;
+        } else if let Some(raw) = raw {
+            if c.keywords_allowed {
+                let cfg = inner.engine.config();
+                c.store_keywords(
+                    loc.uid,
+                    &[&cfg.tracked_keyword],
+                    &[&cfg.pending_keyword, &cfg.request_keyword],
+                )
+                .await?;
+            }
+            replace_with_block(inner, c, owner, login, &loc, &raw).await?;
         }
     }
     Ok(())
@@ -404,6 +417,7 @@ async fn sent_message(
     inner: &Arc<Inner>,
     c: &mut ImapClient,
     actor: crate::track::Actor,
+    login: &str,
     folder: &str,
     uid: u32,
 ) -> Result<(), JobError> {
@@ -412,6 +426,8 @@ async fn sent_message(
     let Some(raw) = c.fetch_raw(uid).await? else {
         return Ok(());
     };
+    let raw: Arc<[u8]> = raw.into();
+    let (owner, r) = (actor.owner_id(), raw.clone());
     let engine = inner.engine.clone();
     let location = MessageLocation {
         folder: folder.to_string(),
@@ -420,12 +436,13 @@ async fn sent_message(
     };
     // Engine::on_sent takes no location: tracking it again with one (an
     // idempotent update) lets fetches find it by UID.
+    let at = location.clone();
     let sent = blocking(move || {
-        let Some(_) = engine.on_sent(&actor, &raw)? else {
+        let Some(_) = engine.on_sent(&actor, &r)? else {
             return Ok(None);
         };
         let req = TrackRequest::new(TrackSource::Sent).at(location);
-        engine.track(&actor, &raw, req).map(Some)
+        engine.track(&actor, &r, req).map(Some)
     })
     .await?;
     if let Some(t) = sent {
@@ -433,6 +450,9 @@ async fn sent_message(
         tracing::info!(uid, folder = %folder, activity = %t.activity.id, "sent reply tracked");
         if c.keywords_allowed {
             c.store_keywords(uid, &[&cfg.tracked_keyword], &[]).await?;
+        }
+        if t.record.status == TrackStatus::Tracked {
+            replace_with_block(inner, c, owner, login, &at, &raw).await?;
         }
     }
     Ok(())
@@ -461,7 +481,7 @@ async fn watch(
             .unwrap_or_else(|| credential.clone());
         let r = tokio::select! {
             _ = shutdown.changed() => return,
-            r = watch_once(&inner, owner, &newest, what) => r,
+            r = watch_once(&inner, owner, &login, &newest, what) => r,
         };
         match r {
             // Nothing to watch (no Sent folder): done.
@@ -480,6 +500,7 @@ async fn watch(
 async fn watch_once(
     inner: &Arc<Inner>,
     owner: UserId,
+    login: &str,
     credential: &Credential,
     what: Watched,
 ) -> Result<(), JobError> {
@@ -518,11 +539,11 @@ async fn watch_once(
         for uid in new {
             last = last.max(uid);
             match what {
-                Watched::Inbox => inbox_message(inner, &mut c, owner, validity, uid).await?,
+                Watched::Inbox => inbox_message(inner, &mut c, owner, login, validity, uid).await?,
                 Watched::Sent => {
                     let engine = inner.engine.clone();
                     let actor = blocking(move || engine.actor_by_id(owner, owner)).await?;
-                    sent_message(inner, &mut c, actor, &folder, uid).await?;
+                    sent_message(inner, &mut c, actor, login, &folder, uid).await?;
                     // sent_message selected the folder again: still the same one.
                 }
             }
@@ -535,19 +556,22 @@ async fn inbox_message(
     inner: &Arc<Inner>,
     c: &mut ImapClient,
     owner: UserId,
+    login: &str,
     validity: u32,
     uid: u32,
 ) -> Result<(), JobError> {
     let Some(raw) = c.fetch_raw(uid).await? else {
         return Ok(());
     };
+    let raw: Arc<[u8]> = raw.into();
     let engine = inner.engine.clone();
     let location = MessageLocation {
         folder: "INBOX".into(),
         uid_validity: validity,
         uid,
     };
-    match blocking(move || engine.on_new_inbox_mail(owner, &raw, Some(location))).await {
+    let (at, r) = (location.clone(), raw.clone());
+    match blocking(move || engine.on_new_inbox_mail(owner, &r, Some(location))).await {
         Ok(Some(t)) => {
             bump(inner);
             tracing::info!(uid, activity = %t.activity.id, "tracked automatically");
@@ -559,6 +583,9 @@ async fn inbox_message(
                     &cfg.tracked_keyword
                 };
                 c.store_keywords(uid, &[kw], &[]).await?;
+            }
+            if t.record.status == TrackStatus::Tracked {
+                replace_with_block(inner, c, owner, login, &at, &raw).await?;
             }
         }
         Ok(None) => {}
