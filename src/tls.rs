@@ -104,7 +104,8 @@ pub fn ensure_certs_in(
     renew_before_days: u32,
 ) -> Result<(CertPaths, CertAction), TlsError> {
     let paths = CertPaths::in_dir(dir);
-    std::fs::create_dir_all(dir).map_err(|e| io_err("cannot create certificate dir", dir, e))?;
+    crate::private_files::create_dir_all(dir)
+        .map_err(|e| io_err("cannot create certificate dir", dir, e))?;
     let margin = Duration::from_secs(86_400 * u64::from(renew_before_days));
 
     let ca_usable = paths.ca_cert.exists()
@@ -123,7 +124,7 @@ pub fn ensure_certs_in(
     } else {
         let (ca_pem, ca_key_pem) = generate_ca()?;
         write_atomic(&paths.ca_key, ca_key_pem.as_bytes(), 0o600)?;
-        write_atomic(&paths.ca_cert, ca_pem.as_bytes(), 0o644)?;
+        write_atomic(&paths.ca_cert, ca_pem.as_bytes(), 0o600)?;
         (ca_pem, ca_key_pem, CertAction::CreatedCa)
     };
 
@@ -131,7 +132,7 @@ pub fn ensure_certs_in(
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
     let (leaf_pem, leaf_key_pem) = generate_leaf(&issuer, LEAF_VALIDITY_DAYS)?;
     write_atomic(&paths.key, leaf_key_pem.as_bytes(), 0o600)?;
-    write_atomic(&paths.cert, leaf_pem.as_bytes(), 0o644)?;
+    write_atomic(&paths.cert, leaf_pem.as_bytes(), 0o600)?;
     Ok((paths, action))
 }
 
@@ -353,15 +354,14 @@ fn io_err(what: &'static str, path: &Path, source: std::io::Error) -> TlsError {
 /// Write a file under a temporary name with `mode`, fsync it, and rename it into place,
 /// so that a crash never leaves a half-written key, and a key is never world-readable.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
-    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| io_err("cannot write", &tmp, e))?;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, mode);
+    #[cfg(not(unix))]
+    let _ = mode; // no Unix modes here: the data directory's ACL protects the file
+    let mut f = o.open(&tmp).map_err(|e| io_err("cannot write", &tmp, e))?;
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .map_err(|e| io_err("cannot write", &tmp, e))?;
@@ -377,10 +377,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
+    #[cfg(unix)]
     #[test]
     fn creates_ca_and_leaf_with_private_keys_0600() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let (paths, action) = ensure_certs_in(dir.path(), 30).unwrap();
         assert_eq!(action, CertAction::CreatedCa);
