@@ -1,7 +1,10 @@
 //! TLS for both sides: the local CA and localhost certificate (made and renewed with
 //! rcgen), the rustls server config for the client-facing listeners, and the rustls
-//! connector for the upstream server (system roots, an extra CA file, or — only when
-//! explicitly configured — no verification at all).
+//! connector for the upstream server (system roots, an extra CA file whose own
+//! certificates are also accepted as pinned, a pinned SHA-256 fingerprint (see
+//! [`pinning`]), or — only when explicitly configured — no verification at all).
+
+pub mod pinning;
 
 use crate::config::{Config, UpstreamConfig};
 use rcgen::{
@@ -43,6 +46,10 @@ pub enum TlsError {
     ServerName(String),
     #[error("no trusted CA certificates: the system store is empty and no ca_file is set")]
     NoRoots,
+    #[error("invalid upstream.fingerprint: {0}")]
+    Fingerprint(String),
+    #[error("cannot set up certificate verification: {0}")]
+    Verifier(String),
 }
 
 /// Where the local CA and the localhost certificate live.
@@ -221,6 +228,22 @@ pub fn server_config(paths: &CertPaths) -> Result<Arc<rustls::ServerConfig>, Tls
 
 /// The connector for the upstream server, verifying as configured.
 pub fn upstream_connector(up: &UpstreamConfig) -> Result<tokio_rustls::TlsConnector, TlsError> {
+    connector(up, None)
+}
+
+/// [`upstream_connector`] that also leaves the certificate the server presents in
+/// the returned slot (for `doctor` to describe).
+pub fn upstream_connector_observed(
+    up: &UpstreamConfig,
+) -> Result<(tokio_rustls::TlsConnector, pinning::PresentedCert), TlsError> {
+    let slot = pinning::PresentedCert::default();
+    Ok((connector(up, Some(slot.clone()))?, slot))
+}
+
+fn connector(
+    up: &UpstreamConfig,
+    presented: Option<pinning::PresentedCert>,
+) -> Result<tokio_rustls::TlsConnector, TlsError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?;
     let config = if up.insecure_skip_verify {
@@ -235,7 +258,8 @@ pub fn upstream_connector(up: &UpstreamConfig) -> Result<tokio_rustls::TlsConnec
             .with_no_client_auth()
     } else {
         builder
-            .with_root_certificates(root_store(up.ca_file.as_deref())?)
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier(up, presented)?))
             .with_no_client_auth()
     };
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
@@ -247,6 +271,68 @@ pub fn upstream_server_name(up: &UpstreamConfig) -> Result<ServerName<'static>, 
     ServerName::try_from(name.to_owned()).map_err(|_| TlsError::ServerName(name.to_owned()))
 }
 
+/// The verifier for the configured trust: a fingerprint pins exactly one
+/// certificate; otherwise the CA chain, plus ca_file's own certificates as pins.
+fn verifier(
+    up: &UpstreamConfig,
+    presented: Option<pinning::PresentedCert>,
+) -> Result<pinning::PinningVerifier, TlsError> {
+    let fingerprint = up
+        .fingerprint
+        .as_deref()
+        .map(crate::config::parse_fingerprint)
+        .transpose()
+        .map_err(TlsError::Fingerprint)?;
+    let (webpki, pinned) = if fingerprint.is_some() {
+        (None, Vec::new())
+    } else {
+        let pinned = match up.ca_file.as_deref() {
+            Some(path) => ca_file_certs(path)?,
+            None => Vec::new(),
+        };
+        let webpki = match root_store(up.ca_file.as_deref()) {
+            Ok(roots) => Some(
+                rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider(),
+                )
+                .build()
+                .map_err(|e| TlsError::Verifier(e.to_string()))?,
+            ),
+            // Only pinned certificates: enough.
+            Err(TlsError::NoRoots) if !pinned.is_empty() => None,
+            Err(e) => return Err(e),
+        };
+        (webpki, pinned)
+    };
+    Ok(pinning::PinningVerifier {
+        webpki,
+        pinned,
+        fingerprint,
+        provider: provider(),
+        presented,
+    })
+}
+
+/// The certificates of a PEM file (at least one).
+fn ca_file_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Pem {
+            what: "upstream CA file",
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem {
+            what: "upstream CA file",
+            path: path.to_owned(),
+            reason: "no certificate in it".into(),
+        });
+    }
+    Ok(certs)
+}
+
 fn root_store(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
@@ -255,22 +341,11 @@ fn root_store(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, TlsError>
     }
     roots.add_parsable_certificates(native.certs);
     if let Some(path) = ca_file {
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| TlsError::Pem {
-                what: "upstream CA file",
-                path: path.to_owned(),
-                reason: e.to_string(),
-            })?;
-        if certs.is_empty() {
-            return Err(TlsError::Pem {
-                what: "upstream CA file",
-                path: path.to_owned(),
-                reason: "no certificate in it".into(),
-            });
-        }
-        for c in certs {
-            roots.add(c)?;
+        for c in ca_file_certs(path)? {
+            // A certificate that cannot be a trust anchor may still be pinned.
+            if let Err(e) = roots.add(c) {
+                tracing::debug!(ca_file = %path.display(), error = %e, "not usable as a CA");
+            }
         }
     }
     if roots.is_empty() {
