@@ -57,11 +57,11 @@ pub fn create_file(path: &Path) -> io::Result<File> {
 /// Why a file the pane would trust is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Untrusted {
-    #[error("it is not a regular file")]
+    #[error("is not a regular file")]
     NotAFile,
-    #[error("it is owned by user id {owner}, not by this service's user id {me}")]
+    #[error("is owned by user id {owner}, not by this service's user id {me}")]
     Owner { owner: u32, me: u32 },
-    #[error("others may write it (mode {0:o})")]
+    #[error("may be written by others (mode {0:o})")]
     Writable(u32),
 }
 
