@@ -366,58 +366,8 @@ fn tls_failure(up: &UpstreamConfig, what: &str, e: HandshakeError, no_cert_fix: 
     let Some(facts) = presented.as_deref().and_then(CertFacts::of) else {
         return Check::fail("upstream TLS", format!("{what}: {error}"), no_cert_fix);
     };
-    let name = up.server_name.as_deref().unwrap_or(&up.host);
-    let detail = format!(
-        "{what}: {error}. The server presents a certificate for {} ({}), issued by {}{}, \
-         valid until {}, fingerprint {}",
-        facts.names.join(", "),
-        facts.subject,
-        if facts.self_signed() {
-            "itself (self-signed)"
-        } else {
-            facts.issuer.as_str()
-        },
-        if facts.is_ca { ", marked CA:TRUE" } else { "" },
-        facts.not_after,
-        facts.fingerprint,
-    );
-    let pin = format!(
-        "upstream.fingerprint = \"{}\" (after comparing it with the fingerprint on the \
-         server: openssl x509 -noout -fingerprint -sha256 -in CERT)",
-        facts.fingerprint
-    );
-    let fix = if let Some(fp) = &up.fingerprint {
-        format!(
-            "upstream.fingerprint is {fp}, but the server's certificate is {}: if the server's \
-             certificate was renewed, check the new one with its administrator and set {pin}",
-            facts.fingerprint
-        )
-    } else if facts.expired {
-        format!(
-            "the server's certificate expired ({}): renew it on the server",
-            facts.not_after
-        )
-    } else if !facts.is_for(name) {
-        format!(
-            "the certificate is for {}, not {name}: set upstream.server_name to one of those \
-             names (or connect to the host name it was made for)",
-            facts.names.join(", ")
-        )
-    } else if let Some(ca) = &up.ca_file {
-        format!(
-            "upstream.ca_file {} is set but does not vouch for this certificate (it holds neither \
-             this certificate nor the CA that issued it): put the server's own certificate or its \
-             issuing CA into that file, or pin it with {pin}",
-            ca.display()
-        )
-    } else {
-        format!(
-            "the system's trusted CAs do not vouch for this certificate: set upstream.ca_file \
-             to the server's own certificate or its issuing CA (`serve --upstream-ca FILE`), \
-             or pin it with {pin}"
-        )
-    };
-    Check::fail("upstream TLS", detail, fix)
+    let (about, fix) = facts.explain_distrust(up);
+    Check::fail("upstream TLS", format!("{what}: {error}. {about}"), fix)
 }
 
 fn io_fail(e: &std::io::Error) -> Check {

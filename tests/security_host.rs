@@ -137,7 +137,7 @@ fn other_user() -> Option<u32> {
         String::from_utf8_lossy(&o.stdout).trim().parse().ok()
     };
     let id = || Command::new("id").args(["-u", OTHER_USER]).output().ok();
-    if let Some(u) = id().and_then(|o| uid(o)) {
+    if let Some(u) = id().and_then(&uid) {
         return Some(u);
     }
     let root = unsafe { libc::geteuid() } == 0;
@@ -147,7 +147,7 @@ fn other_user() -> Option<u32> {
     let _ = Command::new("useradd")
         .args(["--no-create-home", "--shell", "/bin/sh", OTHER_USER])
         .output();
-    id().and_then(|o| uid(o))
+    id().and_then(&uid)
 }
 
 /// Run `program args` as the second user; whether it succeeded.

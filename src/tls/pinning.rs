@@ -6,6 +6,7 @@
 //! usual webpki verification. The verifier also keeps the certificate the server
 //! presented, so that `doctor` can say what is wrong with it.
 
+use crate::config::UpstreamConfig;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -168,6 +169,63 @@ impl CertFacts {
         })
     }
 
+    /// What the certificate is, and what to change so that it is trusted, given the
+    /// trust configured in `up` (never advising a setting that is already made).
+    pub fn explain_distrust(&self, up: &UpstreamConfig) -> (String, String) {
+        let name = up.server_name.as_deref().unwrap_or(&up.host);
+        let about = format!(
+            "The server presents a certificate for {} ({}), issued by {}{}, \
+             valid until {}, fingerprint {}",
+            self.names.join(", "),
+            self.subject,
+            if self.self_signed() {
+                "itself (self-signed)"
+            } else {
+                self.issuer.as_str()
+            },
+            if self.is_ca { ", marked CA:TRUE" } else { "" },
+            self.not_after,
+            self.fingerprint,
+        );
+        let pin = format!(
+            "upstream.fingerprint = \"{}\" (after comparing it with the fingerprint on the \
+             server: openssl x509 -noout -fingerprint -sha256 -in CERT)",
+            self.fingerprint
+        );
+        let fix = if let Some(fp) = &up.fingerprint {
+            format!(
+                "upstream.fingerprint is {fp}, but the server's certificate is {}: if the server's \
+                 certificate was renewed, check the new one with its administrator and set {pin}",
+                self.fingerprint
+            )
+        } else if self.expired {
+            format!(
+                "the server's certificate expired ({}): renew it on the server",
+                self.not_after
+            )
+        } else if !self.is_for(name) {
+            format!(
+                "the certificate is for {}, not {name}: set upstream.server_name to one of those \
+                 names (or connect to the host name it was made for)",
+                self.names.join(", ")
+            )
+        } else if let Some(ca) = &up.ca_file {
+            format!(
+                "upstream.ca_file {} is set but does not vouch for this certificate (it holds neither \
+                 this certificate nor the CA that issued it): put the server's own certificate or its \
+                 issuing CA into that file, or pin it with {pin}",
+                ca.display()
+            )
+        } else {
+            format!(
+                "the system's trusted CAs do not vouch for this certificate: set upstream.ca_file \
+                 to the server's own certificate or its issuing CA (`serve --upstream-ca FILE`), \
+                 or pin it with {pin}"
+            )
+        };
+        (about, fix)
+    }
+
     pub fn self_signed(&self) -> bool {
         self.subject == self.issuer
     }
@@ -184,5 +242,99 @@ impl CertFacts {
                 None => n == name,
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use rustls::pki_types::pem::PemObject;
+
+    /// A self-signed certificate for localhost that marks itself CA:TRUE, as
+    /// `openssl req -x509` makes one: (certificate PEM, key PEM).
+    fn self_signed_ca_for_localhost() -> (String, String) {
+        let mut params = CertificateParams::new(vec!["localhost".into()]).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    async fn handshake(server: (&str, &str), up: &UpstreamConfig) -> Result<(), String> {
+        let chain = vec![CertificateDer::from_pem_slice(server.0.as_bytes()).unwrap()];
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(server.1.as_bytes()).unwrap();
+        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let connector = super::super::upstream_connector(up).map_err(|e| e.to_string())?;
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(async move { acceptor.accept(b).await.map(|_| ()) });
+        let name = super::super::upstream_server_name(up).unwrap();
+        let r = connector.connect(name, a).await.map(|_| ());
+        let _ = server.await;
+        r.map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn a_self_signed_ca_certificate_works_pinned_by_file_or_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed_ca_for_localhost();
+        let file = dir.path().join("server.pem");
+        std::fs::write(&file, &cert).unwrap();
+        let der = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+        let facts = CertFacts::of(&der).unwrap();
+        assert!(facts.is_ca && facts.self_signed() && facts.is_for("LOCALHOST"));
+        let base = UpstreamConfig {
+            host: "localhost".into(),
+            ..UpstreamConfig::default()
+        };
+        let by_file = UpstreamConfig {
+            ca_file: Some(file.clone()),
+            ..base.clone()
+        };
+        handshake((&cert, &key), &by_file).await.unwrap();
+        let by_fingerprint = UpstreamConfig {
+            fingerprint: Some(fingerprint_of(&der)),
+            ..base.clone()
+        };
+        handshake((&cert, &key), &by_fingerprint).await.unwrap();
+        // Another certificate's pin does not let this one in.
+        let (other, _) = self_signed_ca_for_localhost();
+        let other_der = CertificateDer::from_pem_slice(other.as_bytes()).unwrap();
+        let wrong = UpstreamConfig {
+            fingerprint: Some(fingerprint_of(&other_der)),
+            ..base.clone()
+        };
+        let e = handshake((&cert, &key), &wrong).await.unwrap_err();
+        assert!(e.contains(&facts.fingerprint), "{e}");
+        let (_, fix) = facts.explain_distrust(&wrong);
+        assert!(fix.contains("renewed"), "{fix}");
+    }
+
+    #[test]
+    fn names_match_exactly_or_by_one_wildcard_label() {
+        let facts = CertFacts {
+            subject: "CN=x".into(),
+            issuer: "CN=y".into(),
+            names: vec!["*.example.com".into(), "mail.example.org".into()],
+            is_ca: false,
+            expired: false,
+            not_after: String::new(),
+            fingerprint: String::new(),
+        };
+        assert!(facts.is_for("imap.example.com") && facts.is_for("mail.example.org."));
+        assert!(!facts.is_for("example.com") && !facts.is_for("a.b.example.com"));
+        let up = UpstreamConfig {
+            host: "imap.example.net".into(),
+            ..UpstreamConfig::default()
+        };
+        assert!(facts.explain_distrust(&up).1.contains("server_name"));
     }
 }
