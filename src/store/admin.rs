@@ -38,8 +38,10 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// request that starts as an import may be this long.
 pub const MAX_IMPORT_REQUEST_BYTES: usize = 256 * 1024 * 1024;
 /// How a request carrying an import begins on the wire (serde writes the tag first).
+#[cfg(unix)]
 const IMPORT_PREFIXES: [&[u8]; 2] = [br#"{"op":"import""#, br#"{"op":"address_book_import""#];
 /// Pause after a failed accept (e.g. out of file descriptors) before the next one.
+#[cfg(unix)]
 const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -187,6 +189,7 @@ pub fn handle(store: &dyn CrmStore, req: AdminRequest) -> Result<Value, StoreErr
     }
 }
 
+#[cfg(unix)]
 fn is_user_error(e: &StoreError) -> bool {
     !matches!(
         e,
@@ -197,6 +200,7 @@ fn is_user_error(e: &StoreError) -> bool {
     )
 }
 
+#[cfg(unix)]
 fn respond(store: &dyn CrmStore, line: &str) -> AdminResponse {
     match serde_json::from_str::<AdminRequest>(line) {
         Err(e) => AdminResponse::Error {
@@ -289,6 +293,7 @@ pub async fn serve_listener(_store: Arc<dyn CrmStore>, listener: Listener) -> st
 
 /// Read one request line within the size its operation allows: `Ok(None)` at the
 /// end of the stream, `Ok(Some(Err(why)))` for a request over its limit.
+#[cfg(unix)]
 async fn read_request<R: tokio::io::AsyncBufRead + Unpin>(
     rd: &mut R,
 ) -> std::io::Result<Option<Result<Vec<u8>, String>>> {
@@ -417,7 +422,7 @@ pub fn request(path: &Path, req: &AdminRequest) -> Result<Value, ClientError> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
