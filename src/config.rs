@@ -71,6 +71,11 @@ pub struct ProxyConfig {
     pub idle_timeout_secs: u64,
     /// Write a redacted transcript of each session into this directory.
     pub record_dir: Option<PathBuf>,
+    /// Most client connections served at once; more are answered `* BYE` and closed.
+    pub max_connections: usize,
+    /// Most client connections at once from one client address (all local mail
+    /// clients share 127.0.0.1, so keep this generous).
+    pub max_connections_per_address: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,6 +89,10 @@ pub struct UpstreamConfig {
     pub ca_file: Option<PathBuf>,
     /// Name checked against the upstream certificate; defaults to `host`.
     pub server_name: Option<String>,
+    /// Pin the upstream's own certificate by its SHA-256 (`"sha256:AB:CD:…"`, colons
+    /// optional): that certificate is accepted whoever issued it (e.g. self-signed),
+    /// and no other. `crmproxy doctor` prints the server's fingerprint.
+    pub fingerprint: Option<String>,
     /// Accept any upstream certificate. Dangerous: logged loudly at every start.
     pub insecure_skip_verify: bool,
     /// Seconds allowed for the TCP connect and TLS handshake to the upstream.
@@ -176,6 +185,8 @@ impl Default for ProxyConfig {
             max_header_bytes: 1024 * 1024,
             idle_timeout_secs: 31 * 60,
             record_dir: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
         }
     }
 }
@@ -188,6 +199,7 @@ impl Default for UpstreamConfig {
             tls: UpstreamTls::Implicit,
             ca_file: None,
             server_name: None,
+            fingerprint: None,
             insecure_skip_verify: false,
             connect_timeout_secs: 15,
         }
@@ -230,6 +242,12 @@ impl Default for TrackingConfig {
         }
     }
 }
+
+/// Default of `proxy.max_connections`: well above what mail clients open (a few per
+/// account and folder), well below what exhausts memory or file descriptors.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
+/// Default of `proxy.max_connections_per_address`.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 500;
 
 /// `$XDG_DATA_HOME/crmproxy`, else `~/.local/share/crmproxy`, else `./crmproxy-data`.
 pub fn default_data_dir() -> PathBuf {
@@ -293,6 +311,12 @@ impl Config {
                 });
             }
         }
+        if let Some(fp) = &self.upstream.fingerprint {
+            parse_fingerprint(fp).map_err(|reason| ConfigError::Invalid {
+                key: "upstream.fingerprint",
+                reason,
+            })?;
+        }
         if self.proxy.max_line_bytes < 1024 {
             return Err(ConfigError::Invalid {
                 key: "proxy.max_line_bytes",
@@ -304,6 +328,20 @@ impl Config {
                 key: "proxy.max_header_bytes",
                 reason: "must be at least 1024".into(),
             });
+        }
+        for (key, n) in [
+            ("proxy.max_connections", self.proxy.max_connections),
+            (
+                "proxy.max_connections_per_address",
+                self.proxy.max_connections_per_address,
+            ),
+        ] {
+            if n == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be at least 1".into(),
+                });
+            }
         }
         for kw in [
             &self.tracking.request_keyword,
@@ -340,6 +378,21 @@ impl Config {
     }
 }
 
+/// The 32 bytes of a `sha256:…` certificate fingerprint (hex, colons optional).
+pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], String> {
+    let t = text.trim();
+    let hex_part = t
+        .get(..7)
+        .filter(|p| p.eq_ignore_ascii_case("sha256:"))
+        .map(|_| &t[7..])
+        .ok_or_else(|| format!("{text:?} must start with \"sha256:\""))?;
+    let digits: String = hex_part.chars().filter(|c| *c != ':').collect();
+    let bytes = hex::decode(&digits)
+        .map_err(|_| format!("{text:?}: expected 64 hex digits after \"sha256:\""))?;
+    <[u8; 32]>::try_from(bytes)
+        .map_err(|_| format!("{text:?}: expected 64 hex digits after \"sha256:\""))
+}
+
 /// IMAP `ATOM-CHAR`: any CHAR except atom-specials.
 fn is_atom_char(b: u8) -> bool {
     (0x21..0x7f).contains(&b) && !b"(){ %*\"\\]".contains(&b)
@@ -366,6 +419,12 @@ mod tests {
         assert_eq!(c.proxy.imap, d.proxy.imap);
         assert_eq!(c.upstream.tls, d.upstream.tls);
         assert_eq!(c.tracking.request_keyword, d.tracking.request_keyword);
+        assert_eq!(c.proxy.max_connections, d.proxy.max_connections);
+        assert_eq!(
+            c.proxy.max_connections_per_address,
+            d.proxy.max_connections_per_address
+        );
+        assert_eq!(c.upstream.fingerprint, d.upstream.fingerprint);
     }
 
     #[test]
@@ -382,6 +441,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("keyword"), "{err}");
+    }
+
+    #[test]
+    fn fingerprints_and_connection_limits_are_checked() {
+        let fp = format!("sha256:{}", ["ab"; 32].join(":"));
+        assert_eq!(parse_fingerprint(&fp).unwrap(), [0xab; 32]);
+        assert_eq!(
+            parse_fingerprint(&format!("SHA256:{}", "0".repeat(64))).unwrap(),
+            [0; 32]
+        );
+        assert!(parse_fingerprint("ab:cd").is_err());
+        assert!(parse_fingerprint("sha256:abcd").is_err());
+        let err = Config::from_toml("[proxy]\nmax_connections = 0\n", Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("proxy.max_connections"), "{err}");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! listener ports, as data. Each failed check says what to fix; `cli::setup` prints
 //! them (as text or JSON) and turns a failure into the exit code.
 
-use crate::config::{Config, UpstreamTls};
+use crate::config::{Config, UpstreamConfig, UpstreamTls};
+use crate::tls::pinning::CertFacts;
 use crate::tls::CertPaths;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -153,6 +154,19 @@ pub fn check_certificates(cfg: &Config) -> Vec<Check> {
     out
 }
 
+#[cfg(not(unix))]
+fn check_key_mode(key: &Path) -> Check {
+    Check::warn(
+        "key permissions",
+        format!(
+            "{}: file modes are not checked on this system",
+            key.display()
+        ),
+        "make sure only your user account can read the certificate directory",
+    )
+}
+
+#[cfg(unix)]
 fn check_key_mode(key: &Path) -> Check {
     use std::os::unix::fs::PermissionsExt;
     match std::fs::metadata(key) {
@@ -252,10 +266,10 @@ fn is_local(host: &str) -> bool {
 /// TLS per mode, then the greeting and CAPABILITY. Returns (TLS detail, capabilities).
 async fn talk_to_upstream(cfg: &Config, tcp: TcpStream) -> Result<(String, Vec<String>), Check> {
     let up = &cfg.upstream;
+    // Only for a handshake that failed before any certificate was seen.
     let tls_fix = || {
         format!(
-            "check upstream.tls (now \"{}\"): port 993 is usually implicit, 143 starttls; \
-             for a private CA set upstream.ca_file",
+            "check upstream.tls (now \"{}\"): port 993 is usually implicit, 143 starttls",
             tls_name(up.tls)
         )
     };
@@ -267,13 +281,9 @@ async fn talk_to_upstream(cfg: &Config, tcp: TcpStream) -> Result<(String, Vec<S
             Ok(("plain connection (no TLS), as configured".into(), caps))
         }
         UpstreamTls::Implicit => {
-            let tls = handshake(cfg, tcp).await.map_err(|e| {
-                Check::fail(
-                    "upstream TLS",
-                    format!("TLS handshake failed: {e}"),
-                    tls_fix(),
-                )
-            })?;
+            let tls = handshake(cfg, tcp)
+                .await
+                .map_err(|e| tls_failure(up, "TLS handshake failed", e, tls_fix()))?;
             let mut io = BufReader::new(tls);
             let greeting = read_greeting(&mut io).await?;
             let caps = capabilities(&mut io, &greeting).await?;
@@ -306,11 +316,7 @@ async fn talk_to_upstream(cfg: &Config, tcp: TcpStream) -> Result<(String, Vec<S
                 ));
             }
             let tls = handshake(cfg, io.into_inner()).await.map_err(|e| {
-                Check::fail(
-                    "upstream TLS",
-                    format!("TLS handshake after STARTTLS failed: {e}"),
-                    tls_fix(),
-                )
+                tls_failure(up, "TLS handshake after STARTTLS failed", e, tls_fix())
             })?;
             let mut io = BufReader::new(tls);
             let caps = capabilities(&mut io, "").await?;
@@ -322,16 +328,46 @@ async fn talk_to_upstream(cfg: &Config, tcp: TcpStream) -> Result<(String, Vec<S
     }
 }
 
+/// Why a handshake did not happen.
+enum HandshakeError {
+    /// The TLS settings themselves are unusable (e.g. an unreadable ca_file).
+    Setup(String),
+    /// The handshake failed; the certificate the server presented, if it got that far.
+    Failed(String, Option<Vec<u8>>),
+}
+
 async fn handshake(
     cfg: &Config,
     tcp: TcpStream,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
-    let connector = crate::tls::upstream_connector(&cfg.upstream).map_err(|e| e.to_string())?;
-    let name = crate::tls::upstream_server_name(&cfg.upstream).map_err(|e| e.to_string())?;
-    connector
-        .connect(name, tcp)
-        .await
-        .map_err(|e| e.to_string())
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, HandshakeError> {
+    let setup = |e: crate::tls::TlsError| HandshakeError::Setup(e.to_string());
+    let (connector, seen) =
+        crate::tls::upstream_connector_observed(&cfg.upstream).map_err(setup)?;
+    let name = crate::tls::upstream_server_name(&cfg.upstream).map_err(setup)?;
+    connector.connect(name, tcp).await.map_err(|e| {
+        let cert = seen.lock().unwrap_or_else(|p| p.into_inner()).take();
+        HandshakeError::Failed(e.to_string(), cert.map(|c| c.as_ref().to_vec()))
+    })
+}
+
+/// A failed handshake, explained from the certificate the server presented and the
+/// trust that is configured (so the advice never repeats a setting already made).
+fn tls_failure(up: &UpstreamConfig, what: &str, e: HandshakeError, no_cert_fix: String) -> Check {
+    let (error, presented) = match e {
+        HandshakeError::Setup(error) => {
+            return Check::fail(
+                "upstream TLS",
+                format!("{what}: {error}"),
+                "fix the named [upstream] setting (ca_file, fingerprint or server_name)",
+            )
+        }
+        HandshakeError::Failed(error, presented) => (error, presented),
+    };
+    let Some(facts) = presented.as_deref().and_then(CertFacts::of) else {
+        return Check::fail("upstream TLS", format!("{what}: {error}"), no_cert_fix);
+    };
+    let (about, fix) = facts.explain_distrust(up);
+    Check::fail("upstream TLS", format!("{what}: {error}. {about}"), fix)
 }
 
 fn io_fail(e: &std::io::Error) -> Check {
@@ -512,6 +548,7 @@ mod tests {
         );
     }
 
+    #[cfg(unix)]
     #[test]
     fn group_readable_key_fails_with_chmod_advice() {
         use std::os::unix::fs::PermissionsExt;

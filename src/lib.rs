@@ -3,12 +3,15 @@
 //! Dependencies point one way: `cli` → `proxy` → (tracking engine) → `store`;
 //! `wire` is the IMAP framing that `proxy` uses, and knows nothing of sessions.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod events;
 pub mod message;
 pub mod pane;
+pub mod private_files;
 pub mod proxy;
 pub mod store;
 pub mod tls;

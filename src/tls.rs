@@ -1,7 +1,10 @@
 //! TLS for both sides: the local CA and localhost certificate (made and renewed with
 //! rcgen), the rustls server config for the client-facing listeners, and the rustls
-//! connector for the upstream server (system roots, an extra CA file, or — only when
-//! explicitly configured — no verification at all).
+//! connector for the upstream server (system roots, an extra CA file whose own
+//! certificates are also accepted as pinned, a pinned SHA-256 fingerprint (see
+//! [`pinning`]), or — only when explicitly configured — no verification at all).
+
+pub mod pinning;
 
 use crate::config::{Config, UpstreamConfig};
 use rcgen::{
@@ -43,6 +46,10 @@ pub enum TlsError {
     ServerName(String),
     #[error("no trusted CA certificates: the system store is empty and no ca_file is set")]
     NoRoots,
+    #[error("invalid upstream.fingerprint: {0}")]
+    Fingerprint(String),
+    #[error("cannot set up certificate verification: {0}")]
+    Verifier(String),
 }
 
 /// Where the local CA and the localhost certificate live.
@@ -104,7 +111,8 @@ pub fn ensure_certs_in(
     renew_before_days: u32,
 ) -> Result<(CertPaths, CertAction), TlsError> {
     let paths = CertPaths::in_dir(dir);
-    std::fs::create_dir_all(dir).map_err(|e| io_err("cannot create certificate dir", dir, e))?;
+    crate::private_files::create_dir_all(dir)
+        .map_err(|e| io_err("cannot create certificate dir", dir, e))?;
     let margin = Duration::from_secs(86_400 * u64::from(renew_before_days));
 
     let ca_usable = paths.ca_cert.exists()
@@ -123,7 +131,7 @@ pub fn ensure_certs_in(
     } else {
         let (ca_pem, ca_key_pem) = generate_ca()?;
         write_atomic(&paths.ca_key, ca_key_pem.as_bytes(), 0o600)?;
-        write_atomic(&paths.ca_cert, ca_pem.as_bytes(), 0o644)?;
+        write_atomic(&paths.ca_cert, ca_pem.as_bytes(), 0o600)?;
         (ca_pem, ca_key_pem, CertAction::CreatedCa)
     };
 
@@ -131,7 +139,7 @@ pub fn ensure_certs_in(
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
     let (leaf_pem, leaf_key_pem) = generate_leaf(&issuer, LEAF_VALIDITY_DAYS)?;
     write_atomic(&paths.key, leaf_key_pem.as_bytes(), 0o600)?;
-    write_atomic(&paths.cert, leaf_pem.as_bytes(), 0o644)?;
+    write_atomic(&paths.cert, leaf_pem.as_bytes(), 0o600)?;
     Ok((paths, action))
 }
 
@@ -220,6 +228,22 @@ pub fn server_config(paths: &CertPaths) -> Result<Arc<rustls::ServerConfig>, Tls
 
 /// The connector for the upstream server, verifying as configured.
 pub fn upstream_connector(up: &UpstreamConfig) -> Result<tokio_rustls::TlsConnector, TlsError> {
+    connector(up, None)
+}
+
+/// [`upstream_connector`] that also leaves the certificate the server presents in
+/// the returned slot (for `doctor` to describe).
+pub fn upstream_connector_observed(
+    up: &UpstreamConfig,
+) -> Result<(tokio_rustls::TlsConnector, pinning::PresentedCert), TlsError> {
+    let slot = pinning::PresentedCert::default();
+    Ok((connector(up, Some(slot.clone()))?, slot))
+}
+
+fn connector(
+    up: &UpstreamConfig,
+    presented: Option<pinning::PresentedCert>,
+) -> Result<tokio_rustls::TlsConnector, TlsError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?;
     let config = if up.insecure_skip_verify {
@@ -234,7 +258,8 @@ pub fn upstream_connector(up: &UpstreamConfig) -> Result<tokio_rustls::TlsConnec
             .with_no_client_auth()
     } else {
         builder
-            .with_root_certificates(root_store(up.ca_file.as_deref())?)
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier(up, presented)?))
             .with_no_client_auth()
     };
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
@@ -246,6 +271,68 @@ pub fn upstream_server_name(up: &UpstreamConfig) -> Result<ServerName<'static>, 
     ServerName::try_from(name.to_owned()).map_err(|_| TlsError::ServerName(name.to_owned()))
 }
 
+/// The verifier for the configured trust: a fingerprint pins exactly one
+/// certificate; otherwise the CA chain, plus ca_file's own certificates as pins.
+fn verifier(
+    up: &UpstreamConfig,
+    presented: Option<pinning::PresentedCert>,
+) -> Result<pinning::PinningVerifier, TlsError> {
+    let fingerprint = up
+        .fingerprint
+        .as_deref()
+        .map(crate::config::parse_fingerprint)
+        .transpose()
+        .map_err(TlsError::Fingerprint)?;
+    let (webpki, pinned) = if fingerprint.is_some() {
+        (None, Vec::new())
+    } else {
+        let pinned = match up.ca_file.as_deref() {
+            Some(path) => ca_file_certs(path)?,
+            None => Vec::new(),
+        };
+        let webpki = match root_store(up.ca_file.as_deref()) {
+            Ok(roots) => Some(
+                rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider(),
+                )
+                .build()
+                .map_err(|e| TlsError::Verifier(e.to_string()))?,
+            ),
+            // Only pinned certificates: enough.
+            Err(TlsError::NoRoots) if !pinned.is_empty() => None,
+            Err(e) => return Err(e),
+        };
+        (webpki, pinned)
+    };
+    Ok(pinning::PinningVerifier {
+        webpki,
+        pinned,
+        fingerprint,
+        provider: provider(),
+        presented,
+    })
+}
+
+/// The certificates of a PEM file (at least one).
+fn ca_file_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Pem {
+            what: "upstream CA file",
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem {
+            what: "upstream CA file",
+            path: path.to_owned(),
+            reason: "no certificate in it".into(),
+        });
+    }
+    Ok(certs)
+}
+
 fn root_store(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
@@ -254,22 +341,11 @@ fn root_store(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, TlsError>
     }
     roots.add_parsable_certificates(native.certs);
     if let Some(path) = ca_file {
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| TlsError::Pem {
-                what: "upstream CA file",
-                path: path.to_owned(),
-                reason: e.to_string(),
-            })?;
-        if certs.is_empty() {
-            return Err(TlsError::Pem {
-                what: "upstream CA file",
-                path: path.to_owned(),
-                reason: "no certificate in it".into(),
-            });
-        }
-        for c in certs {
-            roots.add(c)?;
+        for c in ca_file_certs(path)? {
+            // A certificate that cannot be a trust anchor may still be pinned.
+            if let Err(e) = roots.add(c) {
+                tracing::debug!(ca_file = %path.display(), error = %e, "not usable as a CA");
+            }
         }
     }
     if roots.is_empty() {
@@ -353,15 +429,14 @@ fn io_err(what: &'static str, path: &Path, source: std::io::Error) -> TlsError {
 /// Write a file under a temporary name with `mode`, fsync it, and rename it into place,
 /// so that a crash never leaves a half-written key, and a key is never world-readable.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
-    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| io_err("cannot write", &tmp, e))?;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, mode);
+    #[cfg(not(unix))]
+    let _ = mode; // no Unix modes here: the data directory's ACL protects the file
+    let mut f = o.open(&tmp).map_err(|e| io_err("cannot write", &tmp, e))?;
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .map_err(|e| io_err("cannot write", &tmp, e))?;
@@ -377,10 +452,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
+    #[cfg(unix)]
     #[test]
     fn creates_ca_and_leaf_with_private_keys_0600() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let (paths, action) = ensure_certs_in(dir.path(), 30).unwrap();
         assert_eq!(action, CertAction::CreatedCa);

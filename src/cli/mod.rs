@@ -112,6 +112,9 @@ fn init_logging() {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    // Everything this process creates (store, blobs, certificates, sockets) is
+    // private to the service user, whatever umask it was started with.
+    crate::private_files::restrict_umask();
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {

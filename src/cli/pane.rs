@@ -1,5 +1,6 @@
 //! `crmproxy pane-url`: print a one-time sign-in link for the pane. The link works once,
-//! for 10 minutes, against the `serve` running with the same data directory.
+//! for 10 minutes, against the `serve` running with the same data directory, at the
+//! address that `serve` really listens on (which `serve --pane` may have changed).
 
 use super::GlobalOpts;
 use anyhow::Context;
@@ -13,10 +14,15 @@ pub struct PaneUrlArgs {
 }
 
 pub fn pane_url(args: PaneUrlArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
-    let cfg = global.load_config()?;
+    let mut cfg = global.load_config()?;
     let user = args.user.trim();
     if !looks_like_address(user) {
         anyhow::bail!("--user {user:?} is not an e-mail address (like you@example.com)");
+    }
+    if let Some(running) = super::serve::running_pane_addr(&cfg.data_dir) {
+        cfg.pane.addr = Some(running);
+    } else if cfg.pane.addr.is_some() {
+        eprintln!("Note: no running `crmproxy serve` found for this data directory; the link points at the configured pane address.");
     }
     if cfg.pane.addr.is_none() {
         anyhow::bail!("the pane is turned off: set pane.addr in the config file");

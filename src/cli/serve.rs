@@ -12,6 +12,10 @@
 //! listening pane 127.0.0.1:8443
 //! ```
 //!
+//! The pane's actual address also goes to `<data_dir>/pane-addr` while `serve` runs,
+//! so that `crmproxy pane-url` prints links to the pane that really runs (`--pane`
+//! may differ from the config).
+//!
 //! SIGTERM or SIGINT stops accepting, says BYE to idle sessions, stops the pane
 //! and the workers, and waits a bounded time for the sessions.
 
@@ -24,7 +28,7 @@ use crate::store::{admin, CrmStore, SledStore};
 use crate::track::Engine;
 use anyhow::Context;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -64,6 +68,21 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
     s.parse()
         .map(|a| Listen(Some(a)))
         .map_err(|_| format!("{s:?} is not an address like 127.0.0.1:1143 (or `off`)"))
+}
+
+/// The file naming the address of the pane that `serve` runs.
+pub fn pane_addr_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("pane-addr")
+}
+
+/// The address of the pane a running `serve` with this data dir listens on: the
+/// one it wrote, if something still listens there.
+pub fn running_pane_addr(data_dir: &Path) -> Option<SocketAddr> {
+    let text = std::fs::read_to_string(pane_addr_file(data_dir)).ok()?;
+    let addr: SocketAddr = text.trim().parse().ok()?;
+    let alive =
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).is_ok();
+    alive.then_some(addr)
 }
 
 /// Apply the command-line overrides to a loaded config.
@@ -106,6 +125,8 @@ pub fn run(args: ServeArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     if cfg.proxy.imap.is_none() && cfg.proxy.imaps.is_none() {
         anyhow::bail!("both --imap and --imaps are off: nothing to serve");
     }
+    crate::private_files::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create the data dir {}", cfg.data_dir.display()))?;
     if cfg.upstream.insecure_skip_verify {
         eprintln!(
             "WARNING: upstream certificate verification is OFF: anyone between crmproxy and {} can read your mail and password",
@@ -151,9 +172,18 @@ pub fn run(args: ServeArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
             let _ = rx.wait_for(|s| *s).await;
         };
         let admin_path = admin::socket_path(&cfg.data_dir);
-        let admin_listener = admin::bind(&admin_path)
-            .with_context(|| format!("cannot serve the admin socket {}", admin_path.display()))?;
-        let admin_task = tokio::spawn(admin::serve_listener(store.clone(), admin_listener));
+        let admin_task = match admin::bind(&admin_path) {
+            Ok(l) => Some(tokio::spawn(admin::serve_listener(store.clone(), l))),
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                tracing::warn!("{e}: CLI store commands work only while serve is stopped");
+                None
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot serve the admin socket {}", admin_path.display())
+                })
+            }
+        };
         let events = crate::events::PaneEvents::new();
         let interval =
             std::time::Duration::from_secs(cfg.tracking.sync_interval_minutes.max(1) * 60);
@@ -176,6 +206,9 @@ pub fn run(args: ServeArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
                 .await
                 .context("cannot start the pane")?;
             eprintln!("listening pane {}", p.local_addr);
+            let file = pane_addr_file(&cfg.data_dir);
+            crate::tls::write_atomic(&file, p.local_addr.to_string().as_bytes(), 0o600)
+                .context("cannot record the pane's address for `crmproxy pane-url`")?;
             Some(p)
         } else {
             None
@@ -199,13 +232,24 @@ pub fn run(args: ServeArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
         if let Some(p) = pane {
             p.wait().await;
         }
-        admin_task.abort();
-        let _ = std::fs::remove_file(&admin_path);
+        if let Some(t) = admin_task {
+            t.abort();
+            remove_if_present(&admin_path);
+        }
+        remove_if_present(&pane_addr_file(&cfg.data_dir));
         anyhow::Ok(())
     })?;
     // Workers blocked in the store finish their write before the store closes.
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     Ok(ExitCode::SUCCESS)
+}
+
+fn remove_if_present(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove");
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

@@ -49,7 +49,7 @@ pub fn config_text(data_dir: &Path) -> String {
 
 pub fn init(args: InitArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let data_dir = global.data_dir.clone().unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&data_dir)
+    crate::private_files::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
     let config_path = global
@@ -63,7 +63,7 @@ pub fn init(args: InitArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
             config_path.display()
         );
     } else {
-        crate::tls::write_atomic(&config_path, config_text(&data_dir).as_bytes(), 0o644)
+        crate::tls::write_atomic(&config_path, config_text(&data_dir).as_bytes(), 0o600)
             .context("cannot write the config file")?;
         println!("Wrote the config {}.", config_path.display());
     }

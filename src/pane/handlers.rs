@@ -247,6 +247,7 @@ pub struct SigninForm {
 pub async fn signin_submit(
     State(app): State<AppState>,
     current: axum::Extension<CurrentSession>,
+    client: Option<axum::Extension<imap_login::ClientAddr>>,
     Form(form): Form<SigninForm>,
 ) -> Response {
     // The CSRF guard already required a session, so there is one here.
@@ -268,7 +269,10 @@ pub async fn signin_submit(
             "Enter your e-mail address and password.",
         );
     }
-    match imap_login::check_credentials(&app.config.upstream, &user, &form.password).await {
+    let client = client.map(|c| c.0 .0);
+    let limits = &app.signin_limits;
+    let up = &app.config.upstream;
+    match imap_login::check_credentials_limited(limits, up, &user, client, &form.password).await {
         Ok(()) => {
             if let Err(f) = check_crm_user(&app, &user).await {
                 tracing::info!(user = %user, "pane sign-in refused: {}", f.message);
@@ -286,6 +290,10 @@ pub async fn signin_submit(
                 StatusCode::UNAUTHORIZED,
                 "The mail server did not accept this e-mail address and password.",
             )
+        }
+        Err(e @ imap_login::LoginError::Limited { .. }) => {
+            tracing::warn!(user = %user, ?client, "pane sign-in refused: {e}");
+            refuse(StatusCode::TOO_MANY_REQUESTS, &e.to_string())
         }
         Err(e @ imap_login::LoginError::Unsendable) => {
             refuse(StatusCode::BAD_REQUEST, &e.to_string())

@@ -2,9 +2,17 @@
 //! configured (implicit TLS, STARTTLS or plain), LOGIN with correctly quoted or literal
 //! strings, and report OK or NO; and save a draft with the same sign-in (APPEND into
 //! the Drafts folder). The password is never logged nor put in an error.
+//!
+//! Password guessing is limited per user name and per client address
+//! ([`SigninLimits`]): once over the limit, sign-in is refused before anything is
+//! sent upstream, so guesses neither reach the server nor earn the proxy's address
+//! penalties that would hit every user.
 
 use crate::config::{UpstreamConfig, UpstreamTls};
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -23,6 +31,98 @@ pub enum LoginError {
     Unreachable { server: String, reason: String },
     #[error("the mail server {server} answered unexpectedly: {reason}")]
     Protocol { server: String, reason: String },
+    /// Too many recent failures: nothing was sent to the server.
+    #[error(
+        "too many failed sign-ins {scope}: try again in about {minutes} minute(s), \
+         or sign in with a one-time link from `crmproxy pane-url`"
+    )]
+    Limited { scope: &'static str, minutes: u64 },
+}
+
+/// Failed password sign-ins allowed per user name within [`FAILURE_WINDOW`].
+pub const MAX_FAILURES_PER_USER: usize = 5;
+/// Failed password sign-ins allowed per client address within [`FAILURE_WINDOW`]
+/// (several user names may be tried from one address, but not hundreds).
+pub const MAX_FAILURES_PER_CLIENT: usize = 20;
+/// How long a failure counts against the limits.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// The address a pane request came from (set per connection by the pane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+/// Recent failed sign-ins, per user name and per client address.
+#[derive(Debug, Default)]
+pub struct SigninLimits {
+    failures: Mutex<Failures>,
+}
+
+#[derive(Debug, Default)]
+struct Failures {
+    by_user: HashMap<String, VecDeque<Instant>>,
+    by_client: HashMap<IpAddr, VecDeque<Instant>>,
+}
+
+/// Drop failures older than the window; how long until the oldest left expires.
+fn recent(times: &mut VecDeque<Instant>, now: Instant) -> Option<Duration> {
+    while times
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= FAILURE_WINDOW)
+    {
+        times.pop_front();
+    }
+    times
+        .front()
+        .map(|t| FAILURE_WINDOW.saturating_sub(now.duration_since(*t)))
+}
+
+fn user_key(user: &str) -> String {
+    user.trim().to_lowercase()
+}
+
+impl SigninLimits {
+    /// Refuse when `user` or `client` has used up its failures.
+    pub fn check(&self, user: &str, client: Option<IpAddr>) -> Result<(), LoginError> {
+        let now = Instant::now();
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let limited = |times: Option<&mut VecDeque<Instant>>, max: usize| {
+            let times = times?;
+            let wait = recent(times, now)?;
+            (times.len() >= max).then_some(wait)
+        };
+        let over = limited(f.by_user.get_mut(&user_key(user)), MAX_FAILURES_PER_USER)
+            .map(|w| ("for this user name", w))
+            .or_else(|| {
+                let times = client.and_then(|c| f.by_client.get_mut(&c));
+                limited(times, MAX_FAILURES_PER_CLIENT).map(|w| ("from this address", w))
+            });
+        match over {
+            Some((scope, wait)) => Err(LoginError::Limited {
+                scope,
+                minutes: wait.as_secs().div_ceil(60).max(1),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Count a refused password.
+    pub fn failed(&self, user: &str, client: Option<IpAddr>) {
+        let now = Instant::now();
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget keys whose failures all expired, so the maps stay small.
+        f.by_user.retain(|_, t| recent(t, now).is_some());
+        f.by_client.retain(|_, t| recent(t, now).is_some());
+        f.by_user.entry(user_key(user)).or_default().push_back(now);
+        if let Some(c) = client {
+            f.by_client.entry(c).or_default().push_back(now);
+        }
+    }
+
+    /// A correct password clears the user name's failures (not the address's).
+    pub fn succeeded(&self, user: &str) {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        f.by_user.remove(&user_key(user));
+    }
 }
 
 fn reason_suffix(text: &str) -> String {
@@ -46,6 +146,25 @@ pub async fn check_credentials(
         Box::pin(async { Ok(()) })
     })
     .await
+}
+
+/// [`check_credentials`] within `limits`: refused without contacting the server
+/// while `user` or `client` is over its limit; a refused password counts.
+pub async fn check_credentials_limited(
+    limits: &SigninLimits,
+    up: &UpstreamConfig,
+    user: &str,
+    client: Option<IpAddr>,
+    password: &str,
+) -> Result<(), LoginError> {
+    limits.check(user, client)?;
+    let result = check_credentials(up, user, password).await;
+    match &result {
+        Ok(()) => limits.succeeded(user),
+        Err(LoginError::Rejected(_)) => limits.failed(user, client),
+        Err(_) => {}
+    }
+    result
 }
 
 /// Where a draft was saved.
@@ -474,6 +593,28 @@ fn literal_len(line: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_limit_the_user_name_and_the_address() {
+        let limits = SigninLimits::default();
+        let a: IpAddr = [127, 0, 0, 1].into();
+        let b: IpAddr = [127, 0, 0, 2].into();
+        for _ in 0..MAX_FAILURES_PER_USER {
+            limits.check("Alice@x", Some(a)).unwrap();
+            limits.failed("Alice@x", Some(a));
+        }
+        let e = limits.check("alice@x ", Some(b)).unwrap_err().to_string();
+        assert!(e.contains("for this user name"), "{e}");
+        limits.check("bob@x", Some(b)).unwrap();
+        for n in MAX_FAILURES_PER_USER..MAX_FAILURES_PER_CLIENT {
+            limits.failed(&format!("u{n}@x"), Some(a));
+        }
+        let e = limits.check("bob@x", Some(a)).unwrap_err().to_string();
+        assert!(e.contains("from this address"), "{e}");
+        limits.check("bob@x", Some(b)).unwrap();
+        limits.succeeded("alice@x");
+        limits.check("alice@x", Some(b)).unwrap();
+    }
 
     #[test]
     fn astrings_are_quoted_or_literal() {

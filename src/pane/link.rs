@@ -2,6 +2,8 @@
 //! random token, prints it inside a link, and leaves only the token's SHA-256, the user
 //! and the expiry in a 0600 file under `<data_dir>/pane-tokens/`. The pane consumes the
 //! file once: an atomic rename marks it used, so two clicks cannot both sign in.
+//! A link file (or directory) that someone else owns, or may write, is refused: it
+//! could have been planted by another local user.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -25,6 +27,8 @@ pub enum LinkError {
     Expired,
     #[error("this sign-in link is not valid")]
     Unknown,
+    #[error("this sign-in link is refused: its file {0}")]
+    Untrusted(crate::private_files::Untrusted),
     #[error("cannot read or write sign-in links in {dir}: {reason}")]
     Io { dir: PathBuf, reason: String },
 }
@@ -100,6 +104,11 @@ pub fn consume(data_dir: &Path, token: &str) -> Result<String, LinkError> {
         return Err(LinkError::Unknown);
     }
     let dir = token_dir(data_dir);
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) => trusted(&dir, &m, true)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(LinkError::Unknown),
+        Err(e) => return Err(io_err(&dir, e)),
+    }
     let hash = token_hash(token);
     let live = dir.join(format!("{hash}.json"));
     let used = dir.join(format!("{hash}.used"));
@@ -115,6 +124,8 @@ pub fn consume(data_dir: &Path, token: &str) -> Result<String, LinkError> {
         }
         Err(e) => return Err(io_err(&dir, e)),
     }
+    let meta = std::fs::symlink_metadata(&used).map_err(|e| io_err(&dir, e))?;
+    trusted(&used, &meta, false)?;
     let text = std::fs::read(&used).map_err(|e| io_err(&dir, e))?;
     let file: LinkFile = serde_json::from_slice(&text).map_err(|_| LinkError::Unknown)?;
     if !super::session::constant_time_eq(&file.token_sha256, &hash) {
@@ -124,6 +135,13 @@ pub fn consume(data_dir: &Path, token: &str) -> Result<String, LinkError> {
         return Err(LinkError::Expired);
     }
     Ok(file.user)
+}
+
+fn trusted(path: &Path, meta: &std::fs::Metadata, dir: bool) -> Result<(), LinkError> {
+    crate::private_files::check_trusted(meta, dir).map_err(|why| {
+        tracing::warn!(path = %path.display(), "refused a sign-in link file: {why}");
+        LinkError::Untrusted(why)
+    })
 }
 
 /// Delete link files that expired (or were used) long ago.
@@ -145,19 +163,13 @@ fn sweep(dir: &Path) {
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), LinkError> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(dir).map_err(|e| io_err(dir, e))
+    crate::private_files::create_dir_all(dir).map_err(|e| io_err(dir, e))
 }
 
 fn open_private_new(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    o.open(path)
+    crate::private_files::file_options()
+        .create_new(true)
+        .open(path)
 }
 
 #[cfg(test)]
@@ -183,6 +195,20 @@ mod tests {
             Err(LinkError::Unknown)
         );
         assert_eq!(consume(d.path(), ""), Err(LinkError::Unknown));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_file_others_may_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let t = issue(d.path(), "u@x").unwrap();
+        let file = token_dir(d.path()).join(format!("{}.json", token_hash(&t)));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(matches!(
+            consume(d.path(), &t),
+            Err(LinkError::Untrusted(_))
+        ));
     }
 
     #[cfg(unix)]

@@ -101,6 +101,8 @@ pub(crate) struct AppInner {
     pub origin: String,
     /// Turns true when the pane shuts down (ends live streams).
     pub shutdown: watch::Receiver<bool>,
+    /// Failed password sign-ins per user name and client address.
+    pub signin_limits: imap_login::SigninLimits,
 }
 
 #[derive(Clone)]
@@ -206,6 +208,7 @@ pub async fn start_with(
         allowed_hosts: guard::allowed_hosts(local_addr.port(), &cfg.pane.extra_hosts),
         origin: origin.clone(),
         shutdown: stop_rx.clone(),
+        signin_limits: Default::default(),
     }));
     let app = router(state);
     tracing::info!(%origin, "pane listening");
@@ -259,6 +262,12 @@ async fn accept_loop(
                 Err(_) => return,
             };
             let service = TowerToHyperService::new(app);
+            // Each request carries its client's address (sign-in limits).
+            let client = imap_login::ClientAddr(peer.ip());
+            let service = hyper::service::service_fn(move |mut req| {
+                req.extensions_mut().insert(client);
+                hyper::service::Service::call(&service, req)
+            });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())

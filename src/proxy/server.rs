@@ -1,12 +1,15 @@
 //! Listeners and connection handling: the IMAP listener (STARTTLS answered by
 //! the proxy) and the IMAPS listener (implicit TLS); for each connection, the
-//! upstream connection and then the session. Graceful shutdown: stop accepting,
+//! upstream connection and then the session. Connections over the configured
+//! limits (in total, per client address) get a `* BYE` saying which limit, and are
+//! closed before anything reaches the upstream. Graceful shutdown: stop accepting,
 //! tell idle sessions BYE, wait a bounded time.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -24,6 +27,74 @@ use crate::config::Config;
 /// How long sessions get to finish after a shutdown request.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const CLIENT_TLS_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a refused IMAPS client gets to finish TLS and read its BYE.
+const REFUSAL_TLS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Open client connections, in total and per client address.
+struct ConnectionLimits {
+    max_total: usize,
+    max_per_address: usize,
+    open: Mutex<OpenConnections>,
+}
+
+#[derive(Default)]
+struct OpenConnections {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+/// One admitted connection; counted until dropped.
+struct Admitted {
+    limits: Arc<ConnectionLimits>,
+    ip: IpAddr,
+}
+
+impl ConnectionLimits {
+    fn new(cfg: &Config) -> Arc<ConnectionLimits> {
+        Arc::new(ConnectionLimits {
+            max_total: cfg.proxy.max_connections,
+            max_per_address: cfg.proxy.max_connections_per_address,
+            open: Mutex::new(OpenConnections::default()),
+        })
+    }
+
+    /// Count a new connection from `ip`, or the BYE line that refuses it.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, String> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.total >= self.max_total {
+            return Err(format!(
+                "* BYE [UNAVAILABLE] Too many connections to crmproxy (proxy.max_connections = {}); try again later\r\n",
+                self.max_total
+            ));
+        }
+        let from_ip = open.by_address.entry(ip).or_insert(0);
+        if *from_ip >= self.max_per_address {
+            return Err(format!(
+                "* BYE [UNAVAILABLE] Too many connections from {ip} (proxy.max_connections_per_address = {}); close some or try again later\r\n",
+                self.max_per_address
+            ));
+        }
+        *from_ip += 1;
+        open.total += 1;
+        Ok(Admitted {
+            limits: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut open = self.limits.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.total = open.total.saturating_sub(1);
+        if let Some(n) = open.by_address.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.by_address.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// What the proxy needs besides the config.
 pub struct ServerOptions {
@@ -109,6 +180,7 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut sessions = JoinSet::new();
         let next_id = AtomicU64::new(1);
+        let limits = ConnectionLimits::new(&self.cfg);
         tokio::pin!(shutdown);
         loop {
             let (tcp, peer, implicit) = tokio::select! {
@@ -123,6 +195,19 @@ impl Server {
                 }
                 r = accept(&self.imap) => { let (t, p) = r?; (t, p, false) }
                 r = accept(&self.imaps) => { let (t, p) = r?; (t, p, true) }
+            };
+            let admitted = match limits.admit(peer.ip()) {
+                Ok(a) => a,
+                Err(bye) => {
+                    tracing::warn!(%peer, "refused a connection: {}", bye.trim_end());
+                    let tls = if implicit {
+                        self.acceptor.clone()
+                    } else {
+                        None
+                    };
+                    refuse(tcp, tls, bye);
+                    continue;
+                }
             };
             let id = next_id.fetch_add(1, Ordering::Relaxed);
             let params = SessionParams {
@@ -148,7 +233,11 @@ impl Server {
             };
             let connector = self.connector.clone();
             let span = tracing::info_span!("session", id, %peer);
-            sessions.spawn(handle(tcp, acceptor, connector, params).instrument(span));
+            let session = async move {
+                let _counted = admitted;
+                handle(tcp, acceptor, connector, params).await
+            };
+            sessions.spawn(session.instrument(span));
         }
         drop(self.imap);
         drop(self.imaps);
@@ -185,6 +274,27 @@ async fn accept(l: &Option<TcpListener>) -> Result<(TcpStream, SocketAddr), Prox
                 tracing::warn!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+        }
+    }
+}
+
+/// Say `bye` and close, without a session or an upstream connection. A plain
+/// connection gets it at once (a fresh socket takes a short line without waiting);
+/// an IMAPS one after a short TLS handshake.
+fn refuse(tcp: TcpStream, tls: Option<TlsAcceptor>, bye: String) {
+    match tls {
+        None => {
+            let _ = tcp.try_write(bye.as_bytes());
+        }
+        Some(acc) => {
+            tokio::spawn(async move {
+                if let Ok(Ok(mut s)) =
+                    tokio::time::timeout(REFUSAL_TLS_TIMEOUT, acc.accept(tcp)).await
+                {
+                    let _ = s.write_all(bye.as_bytes()).await;
+                    let _ = s.shutdown().await;
+                }
+            });
         }
     }
 }

@@ -2,7 +2,8 @@
 //! response per line over a Unix-domain socket in the data directory. `serve`
 //! holds sled's lock on the store, so while it runs the CLI talks to it here;
 //! without `serve` the CLI opens the store itself and calls [`handle`] directly,
-//! so both paths run the same code.
+//! so both paths run the same code. Unix only: elsewhere (Windows) [`bind`] and
+//! [`request`] say so, and the CLI's store commands need `serve` stopped.
 //!
 //! Wiring in `serve` (inside the runtime, after opening the store):
 //!
@@ -31,8 +32,17 @@ use super::{ActivityId, CrmStore, SearchQuery, StoreError};
 
 /// The socket's file name inside the data directory.
 pub const SOCKET_NAME: &str = "admin.sock";
-/// Longest request line accepted (an export file being imported).
-const MAX_REQUEST_BYTES: u64 = 1 << 30;
+/// Longest request line of an ordinary request (a user, a search, an id).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Longest request line that carries an import (rows or an export bundle); only a
+/// request that starts as an import may be this long.
+pub const MAX_IMPORT_REQUEST_BYTES: usize = 256 * 1024 * 1024;
+/// How a request carrying an import begins on the wire (serde writes the tag first).
+#[cfg(unix)]
+const IMPORT_PREFIXES: [&[u8]; 2] = [br#"{"op":"import""#, br#"{"op":"address_book_import""#];
+/// Pause after a failed accept (e.g. out of file descriptors) before the next one.
+#[cfg(unix)]
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SOCKET_NAME)
@@ -179,6 +189,7 @@ pub fn handle(store: &dyn CrmStore, req: AdminRequest) -> Result<Value, StoreErr
     }
 }
 
+#[cfg(unix)]
 fn is_user_error(e: &StoreError) -> bool {
     !matches!(
         e,
@@ -189,6 +200,7 @@ fn is_user_error(e: &StoreError) -> bool {
     )
 }
 
+#[cfg(unix)]
 fn respond(store: &dyn CrmStore, line: &str) -> AdminResponse {
     match serde_json::from_str::<AdminRequest>(line) {
         Err(e) => AdminResponse::Error {
@@ -205,9 +217,25 @@ fn respond(store: &dyn CrmStore, line: &str) -> AdminResponse {
     }
 }
 
+/// The listening admin socket.
+#[cfg(unix)]
+pub type Listener = tokio::net::UnixListener;
+/// No admin socket without Unix-domain sockets: [`bind`] always fails.
+#[cfg(not(unix))]
+pub enum Listener {}
+
+#[cfg(not(unix))]
+fn unsupported() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "the admin socket needs Unix-domain sockets (Linux, macOS; on Windows run crmproxy in WSL2)",
+    )
+}
+
 /// Bind the admin socket at `path` (mode 0600). A stale socket file left by a
 /// crashed process is replaced; a live one is an `AddrInUse` error.
-pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+#[cfg(unix)]
+pub fn bind(path: &Path) -> std::io::Result<Listener> {
     use std::os::unix::fs::PermissionsExt;
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -223,6 +251,11 @@ pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     Ok(l)
 }
 
+#[cfg(not(unix))]
+pub fn bind(_path: &Path) -> std::io::Result<Listener> {
+    Err(unsupported())
+}
+
 /// Serve the admin socket until the task is dropped. `serve` spawns this:
 /// `tokio::spawn(store::admin::serve_admin_socket(store.clone(), admin::socket_path(&cfg.data_dir)))`.
 pub async fn serve_admin_socket(store: Arc<dyn CrmStore>, path: PathBuf) -> std::io::Result<()> {
@@ -230,13 +263,20 @@ pub async fn serve_admin_socket(store: Arc<dyn CrmStore>, path: PathBuf) -> std:
     serve_listener(store, listener).await
 }
 
-/// Accept connections on an already bound listener.
-pub async fn serve_listener(
-    store: Arc<dyn CrmStore>,
-    listener: tokio::net::UnixListener,
-) -> std::io::Result<()> {
+/// Accept connections on an already bound listener, until the task is dropped. A
+/// failed accept (too many open files) is logged and retried: the CLI must still
+/// reach `serve` once the pressure is gone.
+#[cfg(unix)]
+pub async fn serve_listener(store: Arc<dyn CrmStore>, listener: Listener) -> std::io::Result<()> {
     loop {
-        let (conn, _) = listener.accept().await?;
+        let conn = match listener.accept().await {
+            Ok((conn, _)) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin socket: accept failed; retrying");
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
+        };
         let store = store.clone();
         tokio::spawn(async move {
             if let Err(e) = serve_connection(store, conn).await {
@@ -246,28 +286,84 @@ pub async fn serve_listener(
     }
 }
 
+#[cfg(not(unix))]
+pub async fn serve_listener(_store: Arc<dyn CrmStore>, listener: Listener) -> std::io::Result<()> {
+    match listener {}
+}
+
+/// Read one request line within the size its operation allows: `Ok(None)` at the
+/// end of the stream, `Ok(Some(Err(why)))` for a request over its limit.
+#[cfg(unix)]
+async fn read_request<R: tokio::io::AsyncBufRead + Unpin>(
+    rd: &mut R,
+) -> std::io::Result<Option<Result<Vec<u8>, String>>> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut line = Vec::new();
+    let small = MAX_REQUEST_BYTES as u64;
+    let n = (&mut *rd).take(small).read_until(b'\n', &mut line).await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.ends_with(b"\n") || (n as u64) < small {
+        return Ok(Some(Ok(line)));
+    }
+    if !IMPORT_PREFIXES.iter().any(|p| line.starts_with(p)) {
+        return Ok(Some(Err(format!(
+            "admin request longer than {MAX_REQUEST_BYTES} bytes"
+        ))));
+    }
+    let rest = (MAX_IMPORT_REQUEST_BYTES - MAX_REQUEST_BYTES) as u64;
+    let m = (&mut *rd).take(rest).read_until(b'\n', &mut line).await?;
+    if !line.ends_with(b"\n") && m as u64 == rest {
+        return Ok(Some(Err(format!(
+            "import request longer than {MAX_IMPORT_REQUEST_BYTES} bytes: import the file \
+             in parts, or stop `crmproxy serve` and import without it"
+        ))));
+    }
+    Ok(Some(Ok(line)))
+}
+
+#[cfg(unix)]
 async fn serve_connection(
     store: Arc<dyn CrmStore>,
     conn: tokio::net::UnixStream,
 ) -> std::io::Result<()> {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let (rd, mut wr) = conn.into_split();
-    let mut rd = tokio::io::BufReader::new(rd.take(MAX_REQUEST_BYTES));
+    let mut rd = tokio::io::BufReader::new(rd);
     loop {
-        let mut line = String::new();
-        if rd.read_line(&mut line).await? == 0 {
+        let Some(read) = read_request(&mut rd).await? else {
             return Ok(());
-        }
-        let store = store.clone();
-        let resp = tokio::task::spawn_blocking(move || respond(store.as_ref(), &line))
-            .await
-            .unwrap_or_else(|e| AdminResponse::Error {
-                message: format!("the request failed: {e}"),
-                user_error: false,
-            });
+        };
+        let too_large = read.is_err();
+        let resp = match read {
+            Err(why) => AdminResponse::Error {
+                message: why,
+                user_error: true,
+            },
+            Ok(line) => {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || match String::from_utf8(line) {
+                    Ok(line) => respond(store.as_ref(), &line),
+                    Err(_) => AdminResponse::Error {
+                        message: "bad admin request: not UTF-8".into(),
+                        user_error: true,
+                    },
+                })
+                .await
+                .unwrap_or_else(|e| AdminResponse::Error {
+                    message: format!("the request failed: {e}"),
+                    user_error: false,
+                })
+            }
+        };
         let mut out = serde_json::to_vec(&resp).expect("response serialises");
         out.push(b'\n');
         wr.write_all(&out).await?;
+        if too_large {
+            // The rest of that request is still on its way: end the connection.
+            return Ok(());
+        }
     }
 }
 
@@ -294,11 +390,14 @@ pub fn request(path: &Path, req: &AdminRequest) -> Result<Value, ClientError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut s =
-        std::os::unix::net::UnixStream::connect(path).map_err(|source| ClientError::Connect {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    #[cfg(unix)]
+    let connected = std::os::unix::net::UnixStream::connect(path);
+    #[cfg(not(unix))]
+    let connected: std::io::Result<std::net::TcpStream> = Err(unsupported());
+    let mut s = connected.map_err(|source| ClientError::Connect {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut line = serde_json::to_vec(req).expect("request serialises");
     line.push(b'\n');
     s.write_all(&line).map_err(io)?;
@@ -320,5 +419,43 @@ pub fn request(path: &Path, req: &AdminRequest) -> Result<Value, ClientError> {
             user_error,
         }),
         Err(e) => Err(io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))),
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    async fn read_all(input: Vec<u8>) -> Vec<Result<usize, String>> {
+        let mut rd = tokio::io::BufReader::new(std::io::Cursor::new(input));
+        let mut out = Vec::new();
+        while let Some(r) = read_request(&mut rd).await.unwrap() {
+            let stop = r.is_err();
+            out.push(r.map(|l| l.len()));
+            if stop {
+                break;
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn only_an_import_may_be_a_long_request() {
+        let ping = b"{\"op\":\"ping\"}\n".to_vec();
+        assert_eq!(read_all(ping.clone()).await, vec![Ok(ping.len())]);
+        let mut long_search = br#"{"op":"search","query":""#.to_vec();
+        long_search.resize(MAX_REQUEST_BYTES + 10, b'a');
+        long_search.extend_from_slice(b"\"}\n");
+        let got = read_all(long_search).await;
+        assert!(
+            matches!(&got[..], [Err(e)] if e.contains("longer than")),
+            "{got:?}"
+        );
+        let mut import = br#"{"op":"import","parsed":""#.to_vec();
+        import.resize(MAX_REQUEST_BYTES * 3, b'a');
+        import.extend_from_slice(b"\"}\n");
+        let len = import.len();
+        import.extend_from_slice(&ping);
+        assert_eq!(read_all(import).await, vec![Ok(len), Ok(ping.len())]);
     }
 }

@@ -1,8 +1,10 @@
 //! Content-addressed files beside sled: raw messages, invitations, sales
 //! literature. A blob is named by the SHA-256 of its bytes, written to a temporary
 //! name, fsynced, renamed into place, and its directory fsynced, so a blob that a
-//! record points to is always whole.
+//! record points to is always whole. Directories are 0700 and blobs 0600: they are
+//! other people's mail.
 
+use crate::private_files;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
@@ -60,7 +62,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
 impl BlobStore {
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, BlobError> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        private_files::create_dir_all(&dir).map_err(io_err(&dir))?;
         Ok(BlobStore { dir })
     }
 
@@ -79,10 +81,10 @@ impl BlobStore {
             return Ok(r);
         }
         let sub = path.parent().expect("blob path has a parent");
-        fs::create_dir_all(sub).map_err(io_err(sub))?;
+        private_files::create_dir_all(sub).map_err(io_err(sub))?;
         let tmp = sub.join(format!(".{}.{}.tmp", r.sha256, std::process::id()));
         {
-            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+            let mut f = private_files::create_file(&tmp).map_err(io_err(&tmp))?;
             f.write_all(bytes).map_err(io_err(&tmp))?;
             f.sync_all().map_err(io_err(&tmp))?;
         }
@@ -112,9 +114,9 @@ impl BlobStore {
                 continue;
             }
             let sub = path.parent().expect("blob path has a parent");
-            fs::create_dir_all(sub).map_err(io_err(sub))?;
+            private_files::create_dir_all(sub).map_err(io_err(sub))?;
             let tmp = sub.join(format!(".{}.{}.tmp", r.sha256, std::process::id()));
-            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+            let mut f = private_files::create_file(&tmp).map_err(io_err(&tmp))?;
             f.write_all(bytes).map_err(io_err(&tmp))?;
             staged.push((tmp, path));
         }

@@ -56,7 +56,9 @@ impl SledStore {
     /// A store held open by another process gives [`StoreError::Locked`].
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir)
+        // 0700: the store holds everyone's tracked mail (sled's own files follow the
+        // process umask, which `cli::main` sets to 077).
+        crate::private_files::create_dir_all(&dir)
             .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))?;
         let db_path = dir.join("db");
         // A process that just closed the store may hold sled's lock for a moment
