@@ -42,7 +42,9 @@ impl Ctx {
                     let start = command_start(&bytes);
                     let local = match start {
                         Some((tag, name)) if self.sasl_active().is_none() => {
-                            if name.is("STARTTLS") {
+                            if let Some(refusal) = self.claim_tag(tag) {
+                                Some(Local::TagRefused(tag.to_vec(), refusal))
+                            } else if name.is("STARTTLS") {
                                 Some(Local::StartTls(tag.to_vec()))
                             } else if name.is("COMPRESS") {
                                 Some(Local::Answer(
@@ -73,6 +75,14 @@ impl Ctx {
                             }
                             framer.cancel_literal();
                             self.answer(&tag, text).await?;
+                        }
+                        Some(Local::TagRefused(tag, text)) => {
+                            // The command holding the tag keeps it.
+                            if literal.is_some_and(|l| !l.sync) {
+                                discard_rest(&mut framer, literal).await?;
+                            }
+                            framer.cancel_literal();
+                            self.write_answer(&tag, text).await?;
                         }
                         Some(Local::StartTls(tag)) => {
                             framer = self.start_tls(framer, &tag).await?;
@@ -111,12 +121,31 @@ impl Ctx {
                         discard_rest(&mut framer, lit).await?;
                     }
                     framer.cancel_literal();
-                    self.answer(&tag, "BAD command line too long").await?;
+                    // Never sent up, never claimed its tag: the tag stays as it was.
+                    self.write_answer(&tag, "BAD command line too long").await?;
                 }
                 // Payload the client sent although its literal was refused: not a command.
                 Frame::LiteralData { .. } | Frame::LongLineEnd { .. } => {}
             }
         }
+    }
+
+    /// Note `tag` as in flight, or say why the command may not go up: its tag is
+    /// in flight already (the server would answer both under one tag, and the
+    /// proxy could not tell which answer is whose), or too many commands are.
+    fn claim_tag(&self, tag: &[u8]) -> Option<&'static str> {
+        if !is_valid_tag(tag) {
+            return None;
+        }
+        let mut sh = lock(&self.shared);
+        if sh.in_flight.contains(tag) {
+            return Some("BAD tag already in use by a command in progress");
+        }
+        if sh.in_flight.len() >= MAX_COMMANDS_IN_FLIGHT {
+            return Some("BAD too many commands in progress");
+        }
+        sh.in_flight.insert(tag.into());
+        None
     }
 
     /// The hook's own commands go upstream only between client commands, never
@@ -147,7 +176,14 @@ impl Ctx {
         self.p.plaintext_login || lock(&self.shared).client_tls
     }
 
+    /// Answer a command the proxy took on itself (it never went upstream): its
+    /// tag is free again.
     async fn answer(&self, tag: &[u8], text: &str) -> io::Result<()> {
+        lock(&self.shared).in_flight.remove(tag);
+        self.write_answer(tag, text).await
+    }
+
+    async fn write_answer(&self, tag: &[u8], text: &str) -> io::Result<()> {
         let mut line = Vec::with_capacity(tag.len() + text.len() + 3);
         line.extend_from_slice(tag);
         line.push(b' ');
@@ -179,6 +215,7 @@ impl Ctx {
             .ok_or_else(|| io::Error::other("client closed"))?
             .into_inner()
             .await?;
+        lock(&self.shared).in_flight.remove(tag);
         let mut ok = tag.to_vec();
         ok.extend_from_slice(b" OK Begin TLS negotiation now\r\n");
         writer.write_all(&ok).await?;
@@ -434,18 +471,23 @@ impl Ctx {
                 _ => return Err(io::ErrorKind::UnexpectedEof.into()),
             }
         }
-        // How many bytes the literal may grow: LITERAL- allows 4096 in all, and
-        // APPENDLIMIT caps the message.
+        // How many bytes the literal may grow: LITERAL- allows 4096 in all,
+        // APPENDLIMIT caps the message, and the count must stay a u64 (the client
+        // chose it: `{18446744073709551615+}` leaves no room at all).
         let room = match literals {
             NonSyncLiterals::UpTo4096 => 4096u64.saturating_sub(lit.len),
             _ => u64::MAX,
         }
-        .min(limit.map_or(u64::MAX, |l| l.saturating_sub(lit.len)));
+        .min(limit.map_or(u64::MAX, |l| l.saturating_sub(lit.len)))
+        .min(u64::MAX - lit.len);
         let prefix = self
             .with_hook(|hook, hcx| hook.append_prefix(hcx, first, &head, room))
             .filter(|p| p.len() as u64 <= room)
             .unwrap_or_default();
-        let total = lit.len + prefix.len() as u64;
+        let total = lit
+            .len
+            .checked_add(prefix.len() as u64)
+            .ok_or_else(|| io::Error::other("literal count overflows"))?;
         let line = if lit.sync || !prefix.is_empty() {
             with_literal_len(first, total)
                 .ok_or_else(|| io::Error::other("literal announcement"))?
@@ -560,7 +602,11 @@ struct ReadAhead {
 
 enum Local {
     StartTls(Vec<u8>),
+    /// Answered by the proxy, never sent up.
     Answer(Vec<u8>, &'static str),
+    /// A tag in flight already (or too many commands in flight): refused, and the
+    /// command that holds the tag keeps it.
+    TagRefused(Vec<u8>, &'static str),
 }
 
 fn mailbox_name(m: &ImapMailbox<'_>) -> String {

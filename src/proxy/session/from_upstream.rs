@@ -251,6 +251,7 @@ impl Ctx {
     /// to give [`Hook::on_login`] (called by the caller, without the lock).
     fn tagged_complete(&self, tag: &[u8], ok: bool) -> Option<Option<Credential>> {
         let mut sh = lock(&self.shared);
+        sh.in_flight.remove(tag);
         let credential = sh.credentials.remove(tag);
         if sh.idle.as_ref().is_some_and(|t| &**t == tag) {
             sh.idle = None;

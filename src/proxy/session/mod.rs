@@ -49,6 +49,9 @@ use crate::wire::{
 };
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most client commands in flight (sent upstream, not answered) in one session;
+/// a client pipelining more gets `BAD` for the excess.
+const MAX_COMMANDS_IN_FLIGHT: usize = 10_000;
 /// After the client closed, how long the upstream may take to finish its answers.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -79,6 +82,10 @@ enum Pending {
 #[derive(Default)]
 struct Shared {
     pending: HashMap<Box<[u8]>, Pending>,
+    /// Tags of the client's commands sent upstream and not answered yet: a second
+    /// command with one of them gets `BAD` from the proxy (per-command state, the
+    /// login's identity among it, follows the command the server answers).
+    in_flight: std::collections::HashSet<Box<[u8]>>,
     /// A client sync literal waiting for the upstream's `+` (true) or tagged answer (false).
     literal_wait: Option<(Box<[u8]>, oneshot::Sender<bool>)>,
     /// AUTHENTICATE in progress: its tag, and the mechanism if the identity is

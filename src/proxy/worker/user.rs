@@ -17,6 +17,16 @@ use crate::track::{TrackError, TrackRequest, TrackSource};
 
 /// Pause before reconnecting after the upstream failed.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(5);
+/// How often a job is tried, each time on a fresh connection after the one it ran
+/// on failed (the upstream restarted, the network dropped): the client was told OK.
+const JOB_TRIES: u32 = 3;
+
+/// The login to try next: the mailbox's newest credential, unless the server
+/// refused exactly that one already (trying it again and again would only earn
+/// the account a lockout; a session logging in anew brings a new one).
+fn next_login(newest: Credential, refused: Option<&Credential>) -> Option<Credential> {
+    (refused != Some(&newest)).then_some(newest)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub(super) enum JobError {
@@ -58,15 +68,32 @@ pub(super) async fn run(
     let mut sweep_timer = tokio::time::interval(inner.sync_interval);
     // Jobs asked for while no worker ran (the pane's untracks): done first.
     let mut backlog = std::collections::VecDeque::new();
+    // A job whose connection failed under it, and how often it was tried.
+    let mut retry: Option<(Job, u32)> = None;
+    let mut refused: Option<Credential> = None;
     loop {
         if conn.is_none() {
             let newest = inner
                 .credential(&owner)
                 .unwrap_or_else(|| credential.clone());
-            match ImapClient::connect(&inner.connector, &newest).await {
-                Ok(c) => conn = Some(c),
+            let Some(login) = next_login(newest, refused.as_ref()) else {
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    _ = tokio::time::sleep(RECONNECT_PAUSE) => continue,
+                }
+            };
+            match ImapClient::connect(&inner.connector, &login).await {
+                Ok(c) => {
+                    conn = Some(c);
+                    refused = None;
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "sync worker cannot reach the upstream");
+                    if matches!(e, ClientError::Refused { .. }) {
+                        tracing::warn!(error = %e, "sync worker: the upstream refused the login; waiting for the next login through the proxy");
+                        refused = Some(login);
+                    } else {
+                        tracing::warn!(error = %e, "sync worker cannot reach the upstream");
+                    }
                     tokio::select! {
                         _ = shutdown.changed() => break,
                         _ = tokio::time::sleep(RECONNECT_PAUSE) => continue,
@@ -75,24 +102,37 @@ pub(super) async fn run(
             }
         }
         backlog.extend(inner.take_deferred(&owner));
-        let job = match backlog.pop_front() {
-            Some(j) => Some(j),
-            None => tokio::select! {
-                _ = shutdown.changed() => break,
-                j = jobs.recv() => match j { Some(j) => Some(j), None => break },
-                _ = sweep_timer.tick() => None,
+        let (job, tries) = match retry.take() {
+            Some((j, tries)) => (Some(j), tries),
+            None => match backlog.pop_front() {
+                Some(j) => (Some(j), 0),
+                None => tokio::select! {
+                    _ = shutdown.changed() => break,
+                    j = jobs.recv() => match j { Some(j) => (Some(j), 0), None => break },
+                    _ = sweep_timer.tick() => (None, 0),
+                },
             },
         };
         let c = conn.as_mut().expect("connected above");
-        let result = match job {
-            Some(job) => do_job(&inner, c, &owner, job).await,
+        let result = match &job {
+            Some(job) => do_job(&inner, c, &owner, job.clone()).await,
             None => sweep(&inner, c, &owner, owner_id).await,
         };
         if let Err(e) = result {
-            tracing::warn!(error = %e, "sync worker job failed");
             if matches!(e, JobError::Imap(_)) {
+                // The connection is gone or unusable: the job runs again on a
+                // fresh one (jobs are idempotent: tracking twice finds one record).
                 conn = None;
+                match job {
+                    Some(job) if tries + 1 < JOB_TRIES => {
+                        tracing::info!(error = %e, "sync worker job failed; trying it again on a fresh connection");
+                        retry = Some((job, tries + 1));
+                        continue;
+                    }
+                    _ => {}
+                }
             }
+            tracing::warn!(error = %e, "sync worker job failed");
         }
     }
     if let Some(c) = conn {
@@ -475,19 +515,30 @@ async fn watch(
     what: Watched,
 ) {
     let mut shutdown = inner.shutdown.clone();
+    let mut refused = None;
     loop {
         let newest = inner
             .credential(&login)
             .unwrap_or_else(|| credential.clone());
-        let r = tokio::select! {
-            _ = shutdown.changed() => return,
-            r = watch_once(&inner, owner, &login, &newest, what) => r,
-        };
-        match r {
-            // Nothing to watch (no Sent folder): done.
-            Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, folder = ?what, "folder watch ended; reconnecting")
+        if let Some(cred) = next_login(newest, refused.as_ref()) {
+            let r = tokio::select! {
+                _ = shutdown.changed() => return,
+                r = watch_once(&inner, owner, &login, &cred, what) => r,
+            };
+            match r {
+                // Nothing to watch (no Sent folder): done.
+                Ok(()) => return,
+                Err(JobError::Imap(
+                    e @ ClientError::Refused {
+                        command: "LOGIN", ..
+                    },
+                )) => {
+                    tracing::warn!(error = %e, folder = ?what, "folder watch: login refused; waiting for a new one");
+                    refused = Some(cred);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, folder = ?what, "folder watch ended; reconnecting")
+                }
             }
         }
         tokio::select! {
@@ -592,4 +643,23 @@ async fn inbox_message(
         Err(e) => tracing::warn!(uid, error = %e, "automatic tracking failed"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login(password: &str) -> Credential {
+        Credential::Login {
+            user: b"alice@example.test".to_vec(),
+            password: password.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_refused_credential_is_not_tried_again_until_a_new_one_comes() {
+        assert_eq!(next_login(login("a"), None), Some(login("a")));
+        assert_eq!(next_login(login("a"), Some(&login("a"))), None);
+        assert_eq!(next_login(login("b"), Some(&login("a"))), Some(login("b")));
+    }
 }
