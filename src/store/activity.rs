@@ -123,6 +123,11 @@ pub struct EmailActivity {
     /// The whole message as received, in the blob store.
     #[serde(default)]
     pub raw: Option<BlobRef>,
+    /// What makes this message this message (see [`content_digest`]): two messages
+    /// with one Message-ID are one activity only when their digests are equal.
+    /// `None` for an activity kept without its original (an import).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_digest: Option<String>,
     #[serde(default)]
     pub smime: Option<SmimeMeta>,
     #[serde(default)]
@@ -130,6 +135,92 @@ pub struct EmailActivity {
     /// The tracked email this one was correlated with.
     #[serde(default)]
     pub correlated_with: Option<ActivityId>,
+}
+
+/// Header fields that say which message this is, hashed by [`content_digest`].
+const IDENTIFYING_FIELDS: [&str; 11] = [
+    "message-id",
+    "from",
+    "sender",
+    "to",
+    "cc",
+    "date",
+    "subject",
+    "in-reply-to",
+    "references",
+    "content-type",
+    "content-transfer-encoding",
+];
+
+/// The content digest of a raw message: SHA-256 over its identifying header fields
+/// (unfolded, whitespace runs collapsed, in order) and its body bytes (line ends
+/// made CRLF), lower-case hex.
+///
+/// Not a digest of the raw bytes: the same message differs from mailbox to mailbox
+/// in its trace fields (`Received`, `Delivered-To`, `Return-Path`), a sent copy
+/// carries `Bcc`, a copy written by the proxy carries the X-CRM-* block, and stores
+/// turn CRLF into LF. A forger who reuses a Message-ID changes what this covers: the
+/// text, the attachments, the sender, the date or the subject.
+pub fn content_digest(raw: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let (head, body) = split_header(raw);
+    let mut h = Sha256::new();
+    for (name, value) in header_fields(head) {
+        if IDENTIFYING_FIELDS.contains(&name.as_str()) {
+            h.update(name.as_bytes());
+            h.update(b":");
+            h.update(&value);
+            h.update(b"\n");
+        }
+    }
+    h.update(b"\n");
+    let mut prev = 0u8;
+    for &b in body {
+        if b == b'\n' && prev != b'\r' {
+            h.update(b"\r");
+        }
+        h.update([b]);
+        prev = b;
+    }
+    hex::encode(h.finalize())
+}
+
+/// The header section and the body of a raw message (split at the first empty line).
+fn split_header(raw: &[u8]) -> (&[u8], &[u8]) {
+    let mut at = 0;
+    for line in raw.split_inclusive(|&b| b == b'\n') {
+        at += line.len();
+        if line == b"\n" || line == b"\r\n" {
+            return (&raw[..at - line.len()], &raw[at..]);
+        }
+    }
+    (raw, &[])
+}
+
+/// (lower-case name, unfolded value with whitespace runs made one space) per field.
+fn header_fields(head: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
+            if let Some((_, v)) = out.last_mut() {
+                v.push(b' ');
+                v.extend_from_slice(line);
+            }
+        } else if let Some(colon) = line.iter().position(|&b| b == b':') {
+            let name = String::from_utf8_lossy(&line[..colon])
+                .trim()
+                .to_ascii_lowercase();
+            out.push((name, line[colon + 1..].to_vec()));
+        }
+    }
+    for (_, v) in &mut out {
+        let words: Vec<&[u8]> = v
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|w| !w.is_empty())
+            .collect();
+        *v = words.join(&b' ');
+    }
+    out
 }
 
 /// The conversation part of an Outlook Thread-Index: its first 22 bytes (a
@@ -195,6 +286,9 @@ pub struct TaskActivity {
 }
 
 /// The kind-specific part of an activity.
+// An email is the common case and is handled one at a time: boxing it would cost
+// an allocation per activity read for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ActivityDetails {
@@ -271,6 +365,13 @@ impl Activity {
             ActivityDetails::Task(t) => t.due.unwrap_or(self.stamps.created),
         }
     }
+    /// An email's content digest (see [`content_digest`]).
+    pub fn content_digest(&self) -> Option<&str> {
+        match &self.details {
+            ActivityDetails::Email(e) => e.content_digest.as_deref(),
+            _ => None,
+        }
+    }
     /// The Message-ID that identifies this activity across mailboxes, if any.
     pub fn message_id(&self) -> Option<&MessageId> {
         match &self.details {
@@ -319,7 +420,8 @@ pub struct MessageLocation {
 }
 
 /// One mailbox's tracking of one message. Many mailboxes may track the same
-/// Message-ID; they all point to the one activity.
+/// message; they all point to its one activity. Two different messages with one
+/// Message-ID are two activities (see [`content_digest`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrackingRecord {
     /// The user whose mailbox holds the message.

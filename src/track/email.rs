@@ -199,6 +199,7 @@ pub(crate) fn new_email_activity(
             date: facts.date.and_then(timestamp).unwrap_or_else(Utc::now),
             direction: direction(owner, facts),
             body_text: facts.body_text.clone(),
+            content_digest: None,
             in_reply_to: ids(&facts.in_reply_to).into_iter().next(),
             references: ids(&facts.references),
             thread_index: facts.thread_index.clone(),

