@@ -198,3 +198,175 @@ async fn a_reused_message_id_opens_nobodys_mail_and_never_merges_two_messages() 
         "{t}"
     );
 }
+
+/// How many records of `kind` named with `word` the CRM has (`crmproxy search`).
+fn records_named(p: &Proxy, word: &str, kind: &str) -> usize {
+    let hits: serde_json::Value =
+        serde_json::from_str(&crm(&p.data_dir, &["search", word, "--json"])).unwrap();
+    hits.as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["kind"] == kind)
+        .count()
+}
+
+/// SPEC section 4: `use_app` opens the pane at all, `create_records` creates
+/// accounts, contacts, leads, opportunities and cases wherever the pane can (quick
+/// create, `POST /api/records`, "+ Add as contact / lead", tracking a mail contact);
+/// `delete_records` and `admin` stand for neither (no pane route deletes records
+/// or manages users: those are the operator's CLI). A change applies at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_privilege_is_enforced_where_records_are_made_and_at_once() {
+    let p = serve();
+    let dv = dovecot();
+    let (pat, _) = new_user(&p, "pat", &["use_app", "delete_records", "admin"]);
+    let mid = format!("{}@newco.example", unique_user("stranger"));
+    let stranger = "Nina Newman <nina.newman@newco.example>";
+    let m = String::from_utf8(mail(&mid, "Hello from Newco", "Hi.")).unwrap();
+    let m = m.replace("Dana Sender <dana@customer.example>", stranger);
+    dv.fill_inbox(&pat, std::iter::once(m.into_bytes()));
+    tokio::task::block_in_place(|| track_by_keyword(&p, &pat, 1));
+    let mut c = sign_in(&p, &pat).await;
+    let csrf = c.get("/current").await.csrf();
+
+    // Without create_records: every way to create a record is refused, clearly.
+    let refused = |r: &pane_util::Resp, what: &str| {
+        assert_eq!(r.status, 403, "{what}: {}", r.text());
+        assert!(r.text().contains("Create records"), "{what}: {}", r.text());
+    };
+    refused(&c.get("/create?kind=account").await, "quick create form");
+    let r = c
+        .post_form(
+            "/create",
+            &[("csrf", &csrf), ("kind", "account"), ("name", "Acme Forms")],
+        )
+        .await;
+    refused(&r, "quick create");
+    let r = c
+        .post_json(
+            "/api/records",
+            &serde_json::json!({ "kind": "account", "name": "Acme Api" }),
+        )
+        .await;
+    refused(&r, "POST /api/records");
+    let q = format!("/people/new?id={mid}&address=nina.newman%40newco.example&kind=lead");
+    refused(&c.get(&q).await, "add as lead form");
+    for kind in ["contact", "lead"] {
+        let r = c
+            .post_form(
+                "/people/new",
+                &[
+                    ("csrf", &csrf),
+                    ("message_id", &mid),
+                    ("address", "nina.newman@newco.example"),
+                    ("kind", kind),
+                    ("first_name", "Nina"),
+                    ("last_name", "Newman"),
+                    ("topic", "Newco"),
+                ],
+            )
+            .await;
+        refused(&r, kind);
+        let r = c
+            .post_json(
+                "/api/people",
+                &serde_json::json!({ "message_id": mid, "address": "nina.newman@newco.example",
+                    "kind": kind, "first_name": "Nina", "last_name": "Newman" }),
+            )
+            .await;
+        refused(&r, kind);
+    }
+    let book = c.get("/api/contacts").await.json();
+    let entry = book["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["entry"].to_string().contains("nina.newman@newco.example"))
+        .unwrap_or_else(|| panic!("the sender is in the mail contacts: {book}"))["entry"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = c
+        .post_json(
+            "/api/contacts/track",
+            &serde_json::json!({ "ids": [entry.clone()] }),
+        )
+        .await;
+    refused(&r, "track a mail contact");
+    assert_eq!(records_named(&p, "Acme", "account"), 0);
+    assert_eq!(records_named(&p, "Newman", "contact"), 0);
+    assert_eq!(records_named(&p, "Newman", "lead"), 0);
+
+    // Granted: the same requests create (no new sign-in needed).
+    crm(&p.data_dir, &["user", "grant", &pat, "create_records"]);
+    let r = c
+        .post_json(
+            "/api/records",
+            &serde_json::json!({ "kind": "account", "name": "Acme Api" }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = c
+        .post_json(
+            "/api/contacts/track",
+            &serde_json::json!({ "ids": [entry] }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(records_named(&p, "Acme", "account"), 1);
+    assert_eq!(records_named(&p, "Newman", "contact"), 1);
+
+    // use_app revoked: the next request is refused, in the pane and the API.
+    crm(&p.data_dir, &["user", "revoke", &pat, "use_app"]);
+    for path in ["/current", "/api/session"] {
+        let r = c.get(path).await;
+        assert_eq!(r.status, 403, "{path}: {}", r.text());
+        assert!(r.text().contains("Use the app"), "{}", r.text());
+    }
+}
+
+/// Item 10: a Message-ID with `"` or `>` in it is tracked through IMAP, and the
+/// pane acts on it like on any other (Untrack here), not with a 400.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_id_with_quotes_or_brackets_can_be_acted_on_in_the_pane() {
+    let p = serve();
+    let dv = dovecot();
+    let (login, _) = new_user(&p, "odd", &["use_app"]);
+    let odd = [
+        format!("{}\"quoted\"@customer.example", unique_user("q")),
+        format!("{}>angle@customer.example", unique_user("a")),
+        format!("\"{} with space\"@customer.example", unique_user("s")),
+    ];
+    dv.fill_inbox(
+        &login,
+        odd.iter().map(|id| mail(id, "Odd Message-ID", "Odd.")),
+    );
+    for (i, _) in odd.iter().enumerate() {
+        let uid = i as u32 + 1;
+        tokio::task::block_in_place(|| track_by_keyword(&p, &login, uid));
+        let mut c = sign_in(&p, &login).await;
+        let page = c.get("/current").await;
+        let t = page.text();
+        assert!(t.contains("Tracked"), "{t}");
+        let shown = t
+            .split("name=\"message_id\" value=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or_else(|| panic!("an Untrack form: {t}"))
+            .replace("&quot;", "\"")
+            .replace("&gt;", ">")
+            .replace("&lt;", "<")
+            .replace("&amp;", "&");
+        let r = c
+            .post_form(
+                "/untrack",
+                &[("csrf", &page.csrf()), ("message_id", &shown)],
+            )
+            .await;
+        assert_eq!(r.status, 303, "{shown}: {}", r.text());
+        tokio::task::block_in_place(|| {
+            let mut direct = RawImap::login(dovecot().imap_addr(), &login, PASSWORD);
+            wait_keyword(&mut direct, "INBOX", uid, "$CRM_Tracked", false);
+        });
+    }
+}

@@ -12,8 +12,7 @@ use super::events::MessageOpened;
 use super::guard::CSRF_FIELD;
 use super::AppState;
 use crate::store::{
-    Activity, CrmStore, EmailAddress, Kind, MessageId, PartyRole, RecordRef, SystemUser,
-    TrackStatus,
+    Activity, CrmStore, EmailAddress, Kind, PartyRole, RecordRef, SystemUser, TrackStatus,
 };
 
 /// The track status of a message in one mailbox, in the guide's words.
@@ -106,7 +105,7 @@ pub async fn lookup(
     message: &MessageOpened,
 ) -> Result<MessageCrm, Failure> {
     let owner = user.id;
-    let mid = MessageId::parse(&message.message_id).ok();
+    let mid = crate::track::message_id_lenient(&message.message_id).ok();
     let header_people: Vec<(&'static str, String)> = message
         .from
         .iter()

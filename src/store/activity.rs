@@ -185,6 +185,15 @@ pub fn content_digest(raw: &[u8]) -> String {
     hex::encode(h.finalize())
 }
 
+/// The first `name` field (lower-case) of a raw message's header, unfolded, with
+/// whitespace runs made one space.
+pub fn header_value(raw: &[u8], name: &str) -> Option<String> {
+    header_fields(split_header(raw).0)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
+}
+
 /// The header section and the body of a raw message (split at the first empty line).
 fn split_header(raw: &[u8]) -> (&[u8], &[u8]) {
     let mut at = 0;
