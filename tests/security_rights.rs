@@ -370,3 +370,96 @@ async fn a_message_id_with_quotes_or_brackets_can_be_acted_on_in_the_pane() {
         });
     }
 }
+
+/// A store written before content digests (schema 3: Message-ID → activity)
+/// opens, gets its emails' digests from their originals, and then shares an
+/// email only with an identical copy.
+#[test]
+fn a_version_3_store_is_migrated_to_one_activity_per_message() {
+    use crmproxy::store::migrate::{stored_version, CURRENT_VERSION};
+    use crmproxy::store::{
+        ActivityDetails, CrmStore, EmailAddress, Privilege, Record, SledStore, SystemUser, UserId,
+    };
+    use crmproxy::track::{Engine, TrackRequest, TrackSource};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let user = |login: &str| SystemUser {
+        id: UserId::new(),
+        stamps: Default::default(),
+        full_name: login.into(),
+        logins: vec![EmailAddress::parse(login).unwrap()],
+        privileges: [Privilege::UseApp].into_iter().collect(),
+        delegates: Default::default(),
+        options: Default::default(),
+    };
+    let real = mail("old-1@customer.example", "Old quote", "Price 4711.");
+    let old_id = {
+        let store: Arc<dyn CrmStore> = Arc::new(SledStore::open(dir.path()).unwrap());
+        for login in ["ann@crm-test.example", "ben@crm-test.example"] {
+            store.put_record(Record::User(user(login))).unwrap();
+        }
+        let engine = Engine::new(store.clone(), Default::default()).unwrap();
+        let ann = engine.actor("ann@crm-test.example", "").unwrap();
+        let t = engine
+            .track(&ann, &real, TrackRequest::new(TrackSource::Cli))
+            .unwrap();
+        t.activity.id
+    };
+    {
+        // Make it look like version 3: no digest in the row, the old index key.
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let acts = db.open_tree("activities").unwrap();
+        let key = old_id.uuid();
+        let mut row: serde_json::Value =
+            serde_json::from_slice(&acts.get(key.as_bytes()).unwrap().unwrap()).unwrap();
+        assert!(row["details"]["content_digest"].is_string());
+        row["details"]
+            .as_object_mut()
+            .unwrap()
+            .remove("content_digest");
+        acts.insert(key.as_bytes(), serde_json::to_vec(&row).unwrap())
+            .unwrap();
+        let msgids = db.open_tree("msgids").unwrap();
+        msgids.clear().unwrap();
+        msgids
+            .insert("old-1@customer.example", key.as_bytes())
+            .unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", &3u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let sled = Arc::new(SledStore::open(dir.path()).unwrap());
+    assert_eq!(stored_version(&sled).unwrap(), Some(CURRENT_VERSION));
+    let store: Arc<dyn CrmStore> = sled;
+    let a = store.activity(old_id).unwrap().unwrap();
+    let ActivityDetails::Email(e) = &a.details else {
+        panic!("an email")
+    };
+    assert_eq!(
+        e.content_digest.as_deref(),
+        Some(crmproxy::store::content_digest(&real).as_str())
+    );
+    let engine = Engine::new(store.clone(), Default::default()).unwrap();
+    let ben = engine.actor("ben@crm-test.example", "").unwrap();
+    let same = engine
+        .track(&ben, &real, TrackRequest::new(TrackSource::Cli))
+        .unwrap();
+    assert_eq!(same.activity.id, old_id, "an identical copy shares it");
+    let forged = mail("old-1@customer.example", "Old quote", "FORGED.");
+    let other = engine
+        .track(&ben, &forged, TrackRequest::new(TrackSource::Cli))
+        .unwrap();
+    assert_ne!(
+        other.activity.id, old_id,
+        "another message is another activity"
+    );
+    let all = store
+        .activities_by_message_id(
+            &crmproxy::store::MessageId::parse("old-1@customer.example").unwrap(),
+        )
+        .unwrap();
+    assert_eq!(all.len(), 2);
+}
