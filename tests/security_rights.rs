@@ -377,29 +377,17 @@ async fn a_message_id_with_quotes_or_brackets_can_be_acted_on_in_the_pane() {
 #[test]
 fn a_version_3_store_is_migrated_to_one_activity_per_message() {
     use crmproxy::store::migrate::{stored_version, CURRENT_VERSION};
-    use crmproxy::store::{
-        ActivityDetails, CrmStore, EmailAddress, Privilege, Record, SledStore, SystemUser, UserId,
-    };
+    use crmproxy::store::{ActivityDetails, CrmStore, SledStore};
     use crmproxy::track::{Engine, TrackRequest, TrackSource};
     use std::sync::Arc;
 
     let dir = tempfile::tempdir().unwrap();
-    let user = |login: &str| SystemUser {
-        id: UserId::new(),
-        stamps: Default::default(),
-        full_name: login.into(),
-        logins: vec![EmailAddress::parse(login).unwrap()],
-        privileges: [Privilege::UseApp].into_iter().collect(),
-        delegates: Default::default(),
-        options: Default::default(),
-    };
     let real = mail("old-1@customer.example", "Old quote", "Price 4711.");
     let old_id = {
-        let store: Arc<dyn CrmStore> = Arc::new(SledStore::open(dir.path()).unwrap());
-        for login in ["ann@crm-test.example", "ben@crm-test.example"] {
-            store.put_record(Record::User(user(login))).unwrap();
-        }
-        let engine = Engine::new(store.clone(), Default::default()).unwrap();
+        let engine = engine_with_users(
+            dir.path(),
+            &["ann@crm-test.example", "ben@crm-test.example"],
+        );
         let ann = engine.actor("ann@crm-test.example", "").unwrap();
         let t = engine
             .track(&ann, &real, TrackRequest::new(TrackSource::Cli))
@@ -462,4 +450,79 @@ fn a_version_3_store_is_migrated_to_one_activity_per_message() {
         )
         .unwrap();
     assert_eq!(all.len(), 2);
+}
+
+/// An engine over a new store in `dir` with these users (`use_app` each).
+fn engine_with_users(dir: &std::path::Path, logins: &[&str]) -> crmproxy::track::Engine {
+    use crmproxy::store::{
+        CrmStore, EmailAddress, Privilege, Record, SledStore, SystemUser, UserId,
+    };
+    let store: std::sync::Arc<dyn CrmStore> = std::sync::Arc::new(SledStore::open(dir).unwrap());
+    for login in logins {
+        store
+            .put_record(Record::User(SystemUser {
+                id: UserId::new(),
+                stamps: Default::default(),
+                full_name: login.to_string(),
+                logins: vec![EmailAddress::parse(login).unwrap()],
+                privileges: [Privilege::UseApp].into_iter().collect(),
+                delegates: Default::default(),
+                options: Default::default(),
+            }))
+            .unwrap();
+    }
+    crmproxy::track::Engine::new(store, Default::default()).unwrap()
+}
+
+/// A reply correlates with the replying mailbox's own copy of the message it
+/// answers, not with another message that reuses its Message-ID (a forger's,
+/// filed regarding a record of the forger's choice).
+#[test]
+fn a_reply_correlates_with_its_own_mailboxs_message_not_a_forgery() {
+    use crmproxy::store::{Account, ActivityDetails, Kind, Record, RecordRef};
+    use crmproxy::track::{TrackRequest, TrackSource};
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_with_users(dir.path(), &["amy@crm-test.example", "bo@crm-test.example"]);
+    let store = engine.store().clone();
+    let acc: Account = serde_json::from_value(serde_json::json!({
+        "id": crmproxy::store::AccountId::new(), "name": "Forger's pick",
+        "created": "2026-11-01T09:00:00Z", "modified": "2026-11-01T09:00:00Z"
+    }))
+    .unwrap();
+    let acc = store.put_record(Record::Account(acc)).unwrap();
+    let amy = engine.actor("amy@crm-test.example", "").unwrap();
+    let bo = engine.actor("bo@crm-test.example", "").unwrap();
+    let forged = mail("thread-1@customer.example", "Terms", "FORGED terms.");
+    engine
+        .track(
+            &bo,
+            &forged,
+            TrackRequest::new(TrackSource::Cli).regarding(RecordRef {
+                kind: Kind::Account,
+                id: acc.id(),
+            }),
+        )
+        .unwrap();
+    let real = engine
+        .track(
+            &amy,
+            &mail("thread-1@customer.example", "Terms", "Real terms."),
+            TrackRequest::new(TrackSource::Cli),
+        )
+        .unwrap();
+    let reply = String::from_utf8(mail("reply-1@crm-test.example", "Re: Terms", "Agreed."))
+        .unwrap()
+        .replacen(
+            "\r\n\r\n",
+            "\r\nIn-Reply-To: <thread-1@customer.example>\r\n\r\n",
+            1,
+        );
+    let t = engine
+        .track(&amy, reply.as_bytes(), TrackRequest::new(TrackSource::Cli))
+        .unwrap();
+    let ActivityDetails::Email(e) = &t.activity.details else {
+        panic!("an email")
+    };
+    assert_eq!(e.correlated_with, Some(real.activity.id));
+    assert_eq!(t.activity.regarding, None, "not the forger's pick");
 }

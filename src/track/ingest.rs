@@ -232,7 +232,14 @@ impl Engine {
                 Some(a) => Some(a.clone()),
                 None => self.existing_email(actor, &message_id, &digest)?,
             };
-        let resolution = self.resolve_regarding_in(&facts, &message_id, req, settings, batch)?;
+        let resolution = self.resolve_regarding_in(
+            &facts,
+            &message_id,
+            req,
+            settings,
+            batch,
+            Some(actor.owner.id),
+        )?;
         let mut resolver =
             PartyResolver::new(self.store.as_ref(), settings.resolve_ambiguous_to_all);
 
