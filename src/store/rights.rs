@@ -1,5 +1,5 @@
-//! Who may see what of an activity (SPEC sections 4 and 8), decided here once for
-//! every page, API and download that shows one.
+//! Who may see what of an activity, and who holds a privilege (SPEC sections 4 and
+//! 8), decided here once for every page, API, download and write that needs it.
 //!
 //! An activity's content (an email's text, its original, its people) is for its
 //! owner, the users the owner made delegates, and the mailboxes (and their
@@ -10,7 +10,8 @@
 //! date on a record's timeline are for everyone with `use_app` only when it was
 //! filed regarding a record (shared with the team on purpose); a private email
 //! (regarding nothing) is listed for those who may read it. `admin` manages users
-//! and settings; it does not open other people's mail.
+//! and settings; it does not open other people's mail. Privileges are separate:
+//! none implies another ([`require`]).
 
 use super::activity::Activity;
 use super::model::{Privilege, Record, SystemUser, UserId};
