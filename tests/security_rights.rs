@@ -526,3 +526,33 @@ fn a_reply_correlates_with_its_own_mailboxs_message_not_a_forgery() {
     assert_eq!(e.correlated_with, Some(real.activity.id));
     assert_eq!(t.activity.regarding, None, "not the forger's pick");
 }
+
+/// An export made before content digests imports with them (from the originals it
+/// carries), so a later copy of the same message shares its email.
+#[test]
+fn an_export_without_digests_imports_with_them() {
+    use crmproxy::store::{ActivityDetails, CrmStore, SledStore};
+    use crmproxy::track::{TrackRequest, TrackSource};
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_with_users(dir.path(), &["eve@crm-test.example"]);
+    let real = mail("exported-1@customer.example", "Exported", "Price 99.");
+    let eve = engine.actor("eve@crm-test.example", "").unwrap();
+    let id = engine
+        .track(&eve, &real, TrackRequest::new(TrackSource::Cli))
+        .unwrap()
+        .activity
+        .id;
+    let mut bundle = engine.store().export().unwrap();
+    for a in &mut bundle.activities {
+        if let ActivityDetails::Email(e) = &mut a.details {
+            e.content_digest = None;
+        }
+    }
+    let other = tempfile::tempdir().unwrap();
+    let store = SledStore::open(other.path()).unwrap();
+    store.import_bundle(&bundle).unwrap();
+    let digest = crmproxy::store::content_digest(&real);
+    let m = crmproxy::store::MessageId::parse("exported-1@customer.example").unwrap();
+    let found = store.email_by_content(&m, &digest).unwrap();
+    assert_eq!(found.map(|a| a.id), Some(id));
+}
