@@ -485,3 +485,23 @@ pub fn subject_token(subject: &str) -> Option<&str> {
     let digits = rest[4..].bytes().take_while(u8::is_ascii_digit).count();
     (digits > 0).then(|| &rest[..4 + digits])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::content_digest;
+
+    #[test]
+    fn the_digest_ignores_delivery_and_line_ends_but_not_content() {
+        let m =
+            b"Message-ID: <a@x>\r\nFrom: a@x\r\nSubject: Quote\r\n  for you\r\n\r\nPrice 1.\r\n";
+        let d = content_digest(m);
+        let delivered = [b"Received: from mx\r\nDelivered-To: b@y\r\n".as_slice(), m].concat();
+        assert_eq!(content_digest(&delivered), d);
+        let lf = String::from_utf8_lossy(m).replace("\r\n", "\n");
+        assert_eq!(content_digest(lf.as_bytes()), d);
+        let text = String::from_utf8_lossy(m).replace("Price 1.", "Price 2.");
+        assert_ne!(content_digest(text.as_bytes()), d);
+        let sender = String::from_utf8_lossy(m).replace("From: a@x", "From: z@x");
+        assert_ne!(content_digest(sender.as_bytes()), d);
+    }
+}
