@@ -556,3 +556,86 @@ fn an_export_without_digests_imports_with_them() {
     let found = store.email_by_content(&m, &digest).unwrap();
     assert_eq!(found.map(|a| a.id), Some(id));
 }
+
+/// A meeting invitation with its own Message-ID, UID, organizer and room.
+fn invitation(mid: &str, uid: &str, organizer: &str, room: &str) -> Vec<u8> {
+    format!(
+        "Message-ID: <{mid}>\r\nDate: Tue, 24 Nov 2026 09:15:00 +0000\r\n\
+         From: <{organizer}>\r\nTo: team@customer.example\r\nSubject: Pricing review\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/calendar; charset=utf-8; method=REQUEST\r\n\r\n\
+         BEGIN:VCALENDAR\r\nPRODID:-//crmproxy tests//EN\r\nVERSION:2.0\r\nMETHOD:REQUEST\r\n\
+         BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20261124T091500Z\r\nDTSTART:20261202T100000Z\r\n\
+         DTEND:20261202T110000Z\r\nSUMMARY:Pricing review\r\nLOCATION:{room}\r\n\
+         ORGANIZER:mailto:{organizer}\r\nATTENDEE:mailto:team@customer.example\r\n\
+         END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    .into_bytes()
+}
+
+/// A meeting's UID reused in another invitation makes another appointment: the
+/// forger's regarding never reaches the real one, and an identical copy shares it.
+#[test]
+fn a_reused_meeting_uid_never_changes_another_mailboxs_appointment() {
+    use crmproxy::store::{Account, ActivityDetails, Kind, Record, RecordRef};
+    use crmproxy::track::{TrackRequest, TrackSource};
+    let dir = tempfile::tempdir().unwrap();
+    let logins = [
+        "amy@crm-test.example",
+        "bo@crm-test.example",
+        "cy@crm-test.example",
+    ];
+    let engine = engine_with_users(dir.path(), &logins);
+    let store = engine.store().clone();
+    let mut settings = store.settings().unwrap();
+    settings.track_appointments_from_non_organizer = true;
+    store.put_settings(settings).unwrap();
+    let acc: Account = serde_json::from_value(serde_json::json!({
+        "id": crmproxy::store::AccountId::new(), "name": "Forger's pick",
+        "created": "2026-11-01T09:00:00Z", "modified": "2026-11-01T09:00:00Z"
+    }))
+    .unwrap();
+    let pick = RecordRef {
+        kind: Kind::Account,
+        id: store.put_record(Record::Account(acc)).unwrap().id(),
+    };
+    let [amy, bo, cy] = logins.map(|l| engine.actor(l, "").unwrap());
+    let room = |a: &crmproxy::store::Activity| match &a.details {
+        ActivityDetails::Appointment(x) => x.location.clone(),
+        _ => panic!("an appointment"),
+    };
+    let forged = invitation(
+        "f-1@x.example",
+        "meet-9@x.example",
+        logins[1],
+        "Forged room",
+    );
+    let b = engine
+        .track(
+            &bo,
+            &forged,
+            TrackRequest::new(TrackSource::Cli).regarding(pick),
+        )
+        .unwrap();
+    let real = invitation("r-1@x.example", "meet-9@x.example", logins[0], "Real room");
+    let a = engine
+        .track(&amy, &real, TrackRequest::new(TrackSource::Cli))
+        .unwrap();
+    let (a_appt, b_appt) = (a.appointment.unwrap(), b.appointment.unwrap());
+    assert_ne!(a_appt.id, b_appt.id);
+    assert_eq!(room(&a_appt), "Real room");
+    assert_eq!(a_appt.regarding, None);
+    let c = engine
+        .track(&cy, &real, TrackRequest::new(TrackSource::Cli))
+        .unwrap();
+    assert_eq!(
+        c.appointment.unwrap().id,
+        a_appt.id,
+        "an identical copy shares it"
+    );
+    // Bo's set regarding on his own email moves his appointment only.
+    let forged_id = crmproxy::store::MessageId::parse("f-1@x.example").unwrap();
+    engine
+        .set_regarding(&bo, &forged_id, Some(pick), false)
+        .unwrap();
+    assert_eq!(store.activity(a_appt.id).unwrap().unwrap().regarding, None);
+}

@@ -260,8 +260,11 @@ pub trait CrmStore: Send + Sync {
     fn emails_by_thread_index(&self, thread_index: &str, limit: usize) -> Result<Vec<Activity>>;
     /// The oldest email activity whose subject carries this `CRM:` + digits token.
     fn email_by_tracking_token(&self, token: &str) -> Result<Option<Activity>>;
-    /// The appointment activity made from the meeting with this iCalendar UID.
+    /// The (oldest) appointment activity made from the meeting with this iCalendar UID.
     fn appointment_by_uid(&self, uid: &str) -> Result<Option<Activity>>;
+    /// Every appointment made from a meeting with this UID, oldest first (a UID
+    /// reused in another invitation, by someone else, makes another appointment).
+    fn appointments_by_uid(&self, uid: &str) -> Result<Vec<Activity>>;
 
     // --- lookups ---------------------------------------------------------------
     /// Records with this e-mail address, ordered user, contact, account, lead.

@@ -573,6 +573,10 @@ impl CrmStore for SledStore {
         Ok(self.activities_under(ix::APPT_UIDS, uid, 1)?.pop())
     }
 
+    fn appointments_by_uid(&self, uid: &str) -> Result<Vec<Activity>> {
+        self.activities_under(ix::APPT_UIDS, uid, usize::MAX)
+    }
+
     fn resolve_address(&self, address: &EmailAddress) -> Result<Vec<RecordRef>> {
         let mut prefix = address.key().as_bytes().to_vec();
         prefix.push(0);

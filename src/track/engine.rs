@@ -258,7 +258,7 @@ impl Engine {
             .and_then(|f| f.invitation)
             .and_then(|i| i.uid);
         match uid {
-            Some(uid) => Ok(self.store.appointment_by_uid(&uid)?),
+            Some(uid) => self.meeting_appointment(email.owner, &uid, email.owner),
             None => Ok(None),
         }
     }

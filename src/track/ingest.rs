@@ -291,7 +291,7 @@ impl Engine {
                 let found = match &inv.uid {
                     Some(uid) => match batch.and_then(|b| b.appointments.get(uid)) {
                         Some(a) => Some(a.clone()),
-                        None => self.store.appointment_by_uid(uid)?,
+                        None => self.meeting_appointment(actor.owner.id, uid, email.owner)?,
                     },
                     None => None,
                 };
@@ -368,6 +368,26 @@ impl Engine {
 }
 
 impl Engine {
+    /// The appointment of meeting `uid` that a mailbox tracking an invitation email
+    /// (owned by `email_owner`) shares: the one made with that email's first
+    /// tracking, else one `owner` may read. Anybody can send an invitation reusing
+    /// a meeting's UID: that makes another appointment, never changes this one.
+    pub(crate) fn meeting_appointment(
+        &self,
+        owner: crate::store::UserId,
+        uid: &str,
+        email_owner: crate::store::UserId,
+    ) -> Result<Option<Activity>, TrackError> {
+        for a in self.store.appointments_by_uid(uid)? {
+            if a.owner == email_owner
+                || crate::store::rights::may_read(self.store.as_ref(), owner, &a)?
+            {
+                return Ok(Some(a));
+            }
+        }
+        Ok(None)
+    }
+
     /// The email activity of this very message (same Message-ID, same content
     /// digest), which a mailbox holding it shares; else, in the owner's own mailbox,
     /// an email with this Message-ID kept without its original (an import), which
