@@ -527,14 +527,17 @@ fn a_reply_correlates_with_its_own_mailboxs_message_not_a_forgery() {
     assert_eq!(t.activity.regarding, None, "not the forger's pick");
 }
 
-/// An export made before content digests imports with them (from the originals it
-/// carries), so a later copy of the same message shares its email.
+/// An email imported from an export made before content digests is found again
+/// by its original's content: an identical copy shares it, another message not.
 #[test]
-fn an_export_without_digests_imports_with_them() {
-    use crmproxy::store::{ActivityDetails, CrmStore, SledStore};
-    use crmproxy::track::{TrackRequest, TrackSource};
+fn an_email_imported_without_a_digest_is_found_by_its_content() {
+    use crmproxy::store::{ActivityDetails, CrmStore, Privilege, SledStore};
+    use crmproxy::track::{Engine, TrackRequest, TrackSource};
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine_with_users(dir.path(), &["eve@crm-test.example"]);
+    let engine = engine_with_users(
+        dir.path(),
+        &["eve@crm-test.example", "fay@crm-test.example"],
+    );
     let real = mail("exported-1@customer.example", "Exported", "Price 99.");
     let eve = engine.actor("eve@crm-test.example", "").unwrap();
     let id = engine
@@ -549,12 +552,31 @@ fn an_export_without_digests_imports_with_them() {
         }
     }
     let other = tempfile::tempdir().unwrap();
-    let store = SledStore::open(other.path()).unwrap();
+    let store: std::sync::Arc<dyn CrmStore> =
+        std::sync::Arc::new(SledStore::open(other.path()).unwrap());
     store.import_bundle(&bundle).unwrap();
-    let digest = crmproxy::store::content_digest(&real);
-    let m = crmproxy::store::MessageId::parse("exported-1@customer.example").unwrap();
-    let found = store.email_by_content(&m, &digest).unwrap();
-    assert_eq!(found.map(|a| a.id), Some(id));
+    let fay = store
+        .users()
+        .unwrap()
+        .into_iter()
+        .find(|u| u.full_name.starts_with("fay"))
+        .unwrap();
+    assert!(fay.has(Privilege::UseApp));
+    let engine = Engine::new(store.clone(), Default::default()).unwrap();
+    let fay = engine.actor_by_id(fay.id, fay.id).unwrap();
+    let same = engine
+        .track(&fay, &real, TrackRequest::new(TrackSource::Cli))
+        .unwrap();
+    assert_eq!(same.activity.id, id, "the same message");
+    assert_eq!(
+        same.activity.content_digest(),
+        Some(crmproxy::store::content_digest(&real).as_str())
+    );
+    let forged = mail("exported-1@customer.example", "Exported", "FORGED.");
+    let other = engine
+        .track(&fay, &forged, TrackRequest::new(TrackSource::Cli))
+        .unwrap();
+    assert_ne!(other.activity.id, id);
 }
 
 /// A meeting invitation with its own Message-ID, UID, organizer and room.

@@ -5,7 +5,7 @@ use base64::Engine;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 
-use super::activity::{Activity, ActivityDetails, TrackingRecord};
+use super::activity::{Activity, TrackingRecord};
 use super::address_book::{self, AddressBookEntry};
 use super::error::StoreError;
 use super::model::Record;
@@ -169,18 +169,8 @@ pub(crate) fn import(store: &SledStore, bundle: &ExportBundle) -> Result<ImportS
     for r in &mut records {
         validate::record(r)?;
     }
-    // An export from before content digests: each email with its original gets its
-    // digest now, so a later copy of the same message shares it (see `migrate`).
-    let mut activities = bundle.activities.clone();
-    for a in &mut activities {
+    for a in &bundle.activities {
         validate::activity(a)?;
-        if let ActivityDetails::Email(e) = &mut a.details {
-            if let (None, Some(raw)) = (&e.content_digest, &e.raw) {
-                if let Some(data) = bundle.blobs.get(&raw.sha256) {
-                    e.content_digest = Some(super::content_digest(&data.0));
-                }
-            }
-        }
     }
     for t in &bundle.tracking {
         validate::tracking(t)?;
@@ -202,7 +192,7 @@ pub(crate) fn import(store: &SledStore, bundle: &ExportBundle) -> Result<ImportS
     for b in records
         .iter()
         .flat_map(|r| r.blobs())
-        .chain(activities.iter().flat_map(|a| a.blobs()))
+        .chain(bundle.activities.iter().flat_map(|a| a.blobs()))
     {
         if !store.has_blob(b) {
             return Err(StoreError::invalid(
@@ -224,7 +214,7 @@ pub(crate) fn import(store: &SledStore, bundle: &ExportBundle) -> Result<ImportS
         for r in &records {
             count(tx.write_record(r, true, false)?.1);
         }
-        for a in &activities {
+        for a in &bundle.activities {
             count(tx.write_activity(a, true, false)?.1);
         }
         // Before the tracking records, which add the addresses they see.
@@ -237,7 +227,7 @@ pub(crate) fn import(store: &SledStore, bundle: &ExportBundle) -> Result<ImportS
         for r in &records {
             tx.check_record_links(r)?;
         }
-        for a in &activities {
+        for a in &bundle.activities {
             tx.check_activity_links(a)?;
         }
         for t in &bundle.tracking {

@@ -14,7 +14,7 @@ use chrono::Utc;
 use crate::message;
 use crate::store::{
     content_digest, subject_token, thread_conversation, Activity, ActivityDetails, BlobRef,
-    Correlation, Kind, MessageId, OrgSettings, TrackStatus, TrackingRecord,
+    Correlation, MessageId, OrgSettings, TrackStatus, TrackingRecord,
 };
 
 use super::appointment::{self, meeting_request};
@@ -389,10 +389,11 @@ impl Engine {
     }
 
     /// The email activity of this very message (same Message-ID, same content
-    /// digest), which a mailbox holding it shares; else, in the owner's own mailbox,
-    /// an email with this Message-ID kept without its original (an import), which
-    /// this message completes. Another message that reuses the Message-ID is never
-    /// it: merging would show one sender's text to the other (SPEC section 4).
+    /// digest), which a mailbox holding it shares. An email stored without a digest
+    /// (imported from an export made before digests) is this message when its
+    /// original has this digest, or, kept without an original, when it is the
+    /// owner's own. Another message that reuses the Message-ID is never it: merging
+    /// would show one sender's text to the other (SPEC section 4).
     fn existing_email(
         &self,
         actor: &Actor,
@@ -402,16 +403,22 @@ impl Engine {
         if let Some(a) = self.store.email_by_content(message_id, digest)? {
             return Ok(Some(a));
         }
-        Ok(self
-            .store
-            .activities_by_message_id(message_id)?
-            .into_iter()
-            .find(|a| {
-                a.kind() == Kind::Email
-                    && a.owner == actor.owner.id
-                    && a.content_digest().is_none()
-                    && a.blobs().is_empty()
-            }))
+        for a in self.store.activities_by_message_id(message_id)? {
+            let ActivityDetails::Email(e) = &a.details else {
+                continue;
+            };
+            if e.content_digest.is_some() {
+                continue;
+            }
+            let same = match &e.raw {
+                Some(blob) => content_digest(&self.store.blob(blob)?) == digest,
+                None => a.owner == actor.owner.id,
+            };
+            if same {
+                return Ok(Some(a));
+            }
+        }
+        Ok(None)
     }
 }
 
