@@ -168,6 +168,7 @@ fn email(user: UserId, i: usize, contacts: &[ContactId]) -> (Activity, TrackingR
             party(PartyRole::Cc, c(i * 31 + 2)),
         ],
         details: ActivityDetails::Email(EmailActivity {
+            content_digest: None,
             message_id: mid.clone(),
             date: Utc::now() - Days::hours((i % 2000) as i64),
             direction: Direction::Incoming,

@@ -267,6 +267,7 @@ fn main() {
                 records: who,
             }],
             details: ActivityDetails::Email(EmailActivity {
+                content_digest: None,
                 message_id: m.clone(),
                 date: Utc::now(),
                 direction: Direction::Incoming,

@@ -212,11 +212,12 @@ async fn the_message_pages_show_track_status_and_people() {
         !t.contains("Nancy Davolio") && !t.contains("Contoso"),
         "{t}"
     );
-    // Once the proxy saw it in Bob's mailbox, its people are known there too.
-    pane.events.publish_opened(
-        "bob@example.test",
-        MessageOpened::fetched("demo-0001@mail.contoso.example", "INBOX", Some(7), 3),
-    );
+    // Once the proxy saw it in Bob's mailbox, its people are known there too: from
+    // the header of his copy (the CRM's activity is Alice's, and a Message-ID in a
+    // mailbox proves nothing about the content).
+    let mut seen = MessageOpened::fetched("demo-0001@mail.contoso.example", "INBOX", Some(7), 3);
+    seen.from = Some("Nancy Davolio <nancy.davolio@contoso.example>".into());
+    pane.events.publish_opened("bob@example.test", seen);
     let t = bob
         .get("/message?id=demo-0001%40mail.contoso.example")
         .await

@@ -72,6 +72,7 @@ fn crash_writer() {
                 regarding: Some(c.as_ref()),
                 parties: vec![],
                 details: ActivityDetails::Email(EmailActivity {
+                    content_digest: None,
                     message_id: msgid.clone(),
                     date: Utc::now(),
                     direction: Direction::Incoming,

@@ -129,6 +129,7 @@ fn build(store: &SledStore, people: &[Person], subjects: &[String]) -> Vec<Recor
                     .map(|r| r.as_ref()),
                 parties: vec![],
                 details: ActivityDetails::Email(EmailActivity {
+                    content_digest: None,
                     message_id: MessageId::parse(&format!("<p{i}@example.test>")).unwrap(),
                     date: Utc
                         .with_ymd_and_hms(2026, 1, 1 + i as u32 % 28, 0, 0, 0)

@@ -147,17 +147,15 @@ fn a_request_that_keeps_failing_is_marked_failed_with_the_reason() {
 }
 
 #[test]
-fn a_request_for_a_message_tracked_elsewhere_completes_at_once() {
+fn a_request_for_a_message_tracked_elsewhere_waits_for_its_bytes_then_shares_it() {
     let w = World::new();
+    let raw = mail("from-contact.eml");
     let t = w
         .engine
-        .track(
-            &w.erin(),
-            &mail("from-contact.eml"),
-            TrackRequest::new(TrackSource::Pane),
-        )
+        .track(&w.erin(), &raw, TrackRequest::new(TrackSource::Pane))
         .unwrap();
     let id = World::email(&t.activity).message_id.clone();
+    // The Message-ID alone (even seen in the mailbox) links nobody's activity.
     let r = w
         .engine
         .request(
@@ -166,13 +164,19 @@ fn a_request_for_a_message_tracked_elsewhere_completes_at_once() {
             TrackRequest::new(TrackSource::Folder(FABRIKAM_FOLDER.into())).at(loc(7)),
         )
         .unwrap();
-    assert_eq!(r.status, TrackStatus::Tracked);
-    assert_eq!(r.activity, Some(t.activity.id));
-    assert_eq!(r.regarding, Some(w.fabrikam));
+    assert_eq!((r.status.clone(), r.activity), (TrackStatus::Pending, None));
+    // The same message read from the mailbox: the one activity, shared.
+    let done = w.engine.complete_pending(&r, &raw).unwrap();
+    assert_eq!(done.record.status, TrackStatus::Tracked);
+    assert_eq!(done.record.activity, Some(t.activity.id));
+    assert_eq!(done.record.regarding, Some(w.fabrikam));
     let a = w.store.activity(t.activity.id).unwrap().unwrap();
     assert_eq!(a.regarding, Some(w.fabrikam));
     assert_eq!(World::email(&a).correlation, Correlation::FolderMapping);
-    assert_eq!(w.engine.tracking_at(w.alice, &loc(7)).unwrap(), Some(r));
+    assert_eq!(
+        w.engine.tracking_at(w.alice, &loc(7)).unwrap(),
+        Some(done.record)
+    );
 }
 
 #[test]

@@ -155,6 +155,10 @@ impl World {
         )));
         let id = |r: RecordRef| UserId::from_uuid(r.id);
         store.set_delegate(id(alice), id(bob), true).unwrap();
+        // Alice's address-book actions create contacts and accounts.
+        store
+            .set_privilege(id(alice), Privilege::CreateRecords, true)
+            .unwrap();
         let fabrikam = put(Record::Account(account("Fabrikam", &[])));
         let adatum = put(Record::Account(account(
             "Adatum",

@@ -3,8 +3,9 @@
 //! and the original message as a download (`message/rfc822`, as an attachment so the
 //! browser never renders it).
 //!
-//! An email's text is private to the mailboxes that track it: the page and the download
-//! are for the activity's owner and for users whose mailbox tracks the message.
+//! An email's text is private: the page and the download are for those
+//! `store::rights` lets read it (its owner, the owner's delegates, the mailboxes that
+//! hold this very message), never for whoever knows its Message-ID.
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -17,23 +18,6 @@ use super::handlers::SignedIn;
 use super::pages::{self, Nav};
 use super::AppState;
 use crate::store::{Activity, ActivityDetails, ActivityId, Direction, EmailActivity};
-
-/// The user may see this activity: they own it, or their mailbox tracks its message
-/// and the tracking links this activity (a pending request from a bare Message-ID
-/// is no proof of holding the message).
-fn visible(
-    s: &dyn crate::store::CrmStore,
-    a: &Activity,
-    user: crate::store::UserId,
-) -> crate::store::Result<bool> {
-    if a.owner == user {
-        return Ok(true);
-    }
-    match a.message_id() {
-        Some(m) => Ok(super::message_view::tracks(&s.tracking(user, m)?, a)),
-        None => Ok(false),
-    }
-}
 
 fn not_found() -> Failure {
     Failure::new(
@@ -49,14 +33,11 @@ async fn load(
     raw_id: &str,
 ) -> Result<(Activity, EmailActivity, Option<String>), Failure> {
     let id: ActivityId = raw_id.parse().map_err(|_| not_found())?;
-    let me = user.crm_user.id;
+    let me = user.acting.id;
     let found = with_store(app, move |s| {
-        let Some(a) = s.activity(id)? else {
+        let Some(a) = crate::store::rights::readable(s, me, id)? else {
             return Ok(None);
         };
-        if !visible(s, &a, me)? {
-            return Ok(None);
-        }
         let title = match a.regarding {
             Some(r) => s.record(r.id)?.map(|x| x.title()),
             None => None,

@@ -66,6 +66,7 @@ fn email(
         &format!("Mail {mid}"),
         vec![party(PartyRole::Sender, from), party(PartyRole::To, to)],
         ActivityDetails::Email(EmailActivity {
+            content_digest: None,
             message_id: mid,
             date,
             direction: dir,

@@ -328,7 +328,7 @@ async fn save_draft(
             format!("cannot build the draft: {e}"),
         )
     })?;
-    let message_id = MessageId::parse(&mid).map_err(|_| bad("bad Message-ID"))?;
+    let message_id = crate::track::message_id_lenient(&mid).map_err(|_| bad("bad Message-ID"))?;
     // The request is made first, so that the draft goes up carrying its tracking
     // block for real (SPEC section 3); it is taken back if the APPEND fails.
     let block = match regarding {

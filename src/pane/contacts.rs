@@ -55,6 +55,12 @@ pub fn actor_and_owner(user: &SignedIn) -> (UserId, UserId) {
 /// A refused or failed action as the user sees it.
 pub fn book_failure(e: BookError) -> Failure {
     use crate::store::StoreError;
+    let e = match e {
+        BookError::Store(refused @ StoreError::NotPermitted { .. }) => {
+            return super::crm::store_failure(refused)
+        }
+        other => other,
+    };
     let status = match &e {
         BookError::Delegate | BookError::NotOwner => StatusCode::FORBIDDEN,
         BookError::UnknownEntry(_) | BookError::UnknownAccount(_) => StatusCode::NOT_FOUND,

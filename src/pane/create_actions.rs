@@ -21,8 +21,9 @@ use super::pages::{self, Nav};
 use super::track_actions::parse_regarding;
 use super::AppState;
 use crate::store::{
-    Activity, ActivityDetails, ActivityId, AppointmentActivity, Direction, EmailAddress, Kind,
-    PhoneCallActivity, Record, RecordRef, SearchQuery, Stamps, TaskActivity, TaskState,
+    self, Activity, ActivityDetails, ActivityId, AppointmentActivity, Direction, EmailAddress,
+    Kind, PhoneCallActivity, Privilege, Record, RecordRef, SearchQuery, Stamps, TaskActivity,
+    TaskState,
 };
 
 const MAX_LINE: usize = 200;
@@ -331,7 +332,11 @@ async fn customer(app: &AppState, kind: &str, raw: &str) -> Result<Option<Record
     }
 }
 
-async fn quick_create(app: &AppState, f: &RecordFields) -> Result<Record, Failure> {
+async fn quick_create(
+    app: &AppState,
+    user: &SignedIn,
+    f: &RecordFields,
+) -> Result<Record, Failure> {
     let name = line("name", &f.name)?;
     let first = line("first name", &f.first_name)?;
     let last = line("last name", &f.last_name)?;
@@ -409,7 +414,9 @@ async fn quick_create(app: &AppState, f: &RecordFields) -> Result<Record, Failur
         }
     }
     .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let acting = user.acting.id;
     with_store(app, move |s| {
+        store::rights::require(s, acting, Privilege::CreateRecords)?;
         if let Some(l) = link {
             if s.record(l.id)?.map(|r| r.kind()) != Some(l.kind) {
                 return Ok(Err(Failure::new(
@@ -430,7 +437,12 @@ pub struct CreateParams {
 }
 
 /// `GET /create?kind=…&link=TYPE:UUID`: Quick create.
-pub async fn create_form(Query(p): Query<CreateParams>, user: SignedIn) -> Response {
+pub async fn create_form(
+    Query(p): Query<CreateParams>,
+    user: SignedIn,
+) -> Result<Response, PageFailure> {
+    user.require(Privilege::CreateRecords)
+        .map_err(PageFailure)?;
     let kind = p.kind.unwrap_or_else(|| "contact".into());
     let link = p.link.unwrap_or_default();
     let body = html! {
@@ -457,7 +469,7 @@ pub async fn create_form(Query(p): Query<CreateParams>, user: SignedIn) -> Respo
             }
         }
     };
-    pages::layout(&user.chrome(), Some(Nav::Create), "Quick create", body).into_response()
+    Ok(pages::layout(&user.chrome(), Some(Nav::Create), "Quick create", body).into_response())
 }
 
 /// A contact created here is new to this session: a delegate may not then set it
@@ -474,7 +486,7 @@ pub async fn create_submit(
     user: SignedIn,
     Form(f): Form<RecordFields>,
 ) -> Result<Response, PageFailure> {
-    let r = quick_create(&app, &f).await.map_err(PageFailure)?;
+    let r = quick_create(&app, &user, &f).await.map_err(PageFailure)?;
     remember_contact(&app, &user, &r);
     Ok(Redirect::to(&format!("/record/{}", r.id())).into_response())
 }
@@ -485,7 +497,7 @@ pub async fn api_create(
     body: Result<Json<RecordFields>, JsonRejection>,
 ) -> Result<Response, ApiFailure> {
     let Json(f) = body.map_err(super::api::bad_json)?;
-    let r = quick_create(&app, &f).await.map_err(ApiFailure)?;
+    let r = quick_create(&app, &user, &f).await.map_err(ApiFailure)?;
     remember_contact(&app, &user, &r);
     Ok(
         Json(json!({ "record": format!("{}:{}", r.kind(), r.id()), "title": r.title() }))

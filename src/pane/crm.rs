@@ -42,17 +42,42 @@ pub async fn with_store<T: Send + 'static>(
     let store = app.store.clone();
     match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "store error in the pane");
-            Err(Failure::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("The CRM store failed: {e}"),
-            ))
-        }
+        Ok(Err(e)) => Err(store_failure(e)),
         Err(_) => Err(Failure::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "The CRM store call failed.",
         )),
+    }
+}
+
+/// A store error as the user sees it: a missing privilege is a refusal (403,
+/// saying what to ask for), anything else a failure of the store.
+pub fn store_failure(e: store::StoreError) -> Failure {
+    if let store::StoreError::NotPermitted { user, privilege } = &e {
+        return Failure::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{user} does not have the \"{}\" privilege. Ask your administrator to grant \
+                 it (crmproxy user grant {user} {privilege}).",
+                privilege_label(privilege)
+            ),
+        );
+    }
+    tracing::error!(error = %e, "store error in the pane");
+    Failure::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("The CRM store failed: {e}"),
+    )
+}
+
+/// A privilege in the words the pane uses.
+fn privilege_label(name: &str) -> &str {
+    match name {
+        "use_app" => "Use the app",
+        "create_records" => "Create records",
+        "delete_records" => "Delete records",
+        "admin" => "Administer",
+        other => other,
     }
 }
 
@@ -398,7 +423,8 @@ pub async fn record(
             let title = s.record(l.id)?.map(|r| r.title()).unwrap_or_default();
             links.push((l, title));
         }
-        let activities = s.activities_of(id, RECORD_ACTIVITIES)?;
+        // A private email (regarding nothing) is listed only for those who may read it.
+        let activities = store::rights::listable(s, me, s.activities_of(id, RECORD_ACTIVITIES)?)?;
         Ok(Some((rec, links, activities, favourite)))
     })
     .await

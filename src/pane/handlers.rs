@@ -56,6 +56,19 @@ impl SignedIn {
         }
     }
 
+    /// Refused (403, saying what to ask for) unless the user who signed in holds
+    /// `privilege` (SPEC section 4; a delegate's own privileges count, not the
+    /// owner's). The store checks again where it writes (`store::rights::require`).
+    pub fn require(&self, privilege: Privilege) -> Result<(), Failure> {
+        if self.acting.has(privilege) {
+            return Ok(());
+        }
+        Err(crm::store_failure(crate::store::StoreError::NotPermitted {
+            user: self.signed_in.clone(),
+            privilege: privilege.as_str(),
+        }))
+    }
+
     /// A delegate acting for an owner's mailbox (not their own).
     pub fn is_delegate(&self) -> bool {
         self.acting.id != self.crm_user.id

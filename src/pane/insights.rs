@@ -103,7 +103,10 @@ pub fn gather(
         }
     }
     for id in focus {
-        facts.activities.extend(s.activities_of(id, PER_RECORD)?);
+        let listed = s.activities_of(id, PER_RECORD)?;
+        facts
+            .activities
+            .extend(store::rights::listable(s, user, listed)?);
     }
     Ok(facts)
 }
@@ -144,7 +147,7 @@ pub async fn for_message(
 pub async fn for_user(app: &AppState, user: UserId) -> Result<Vec<Card>, Failure> {
     let settings = settings(&app.config);
     with_store(app, move |s| {
-        let own = s.activities_of(user.uuid(), HOME_ACTIVITIES)?;
+        let own = store::rights::listable(s, user, s.activities_of(user.uuid(), HOME_ACTIVITIES)?)?;
         let mut seeds = Vec::new();
         for a in &own {
             seeds.extend(a.regarding);

@@ -12,8 +12,7 @@ use super::events::MessageOpened;
 use super::guard::CSRF_FIELD;
 use super::AppState;
 use crate::store::{
-    Activity, CrmStore, EmailAddress, Kind, MessageId, PartyRole, RecordRef, SystemUser,
-    TrackStatus,
+    Activity, CrmStore, EmailAddress, Kind, PartyRole, RecordRef, SystemUser, TrackStatus,
 };
 
 /// The track status of a message in one mailbox, in the guide's words.
@@ -84,14 +83,6 @@ fn titles(s: &dyn CrmStore, refs: &[RecordRef]) -> crate::store::Result<Vec<(Rec
     Ok(out)
 }
 
-/// Whether this mailbox's tracking record links activity `a` (a pending request
-/// made from a bare Message-ID does not).
-pub(crate) fn tracks(tracking: &Option<crate::store::TrackingRecord>, a: &Activity) -> bool {
-    tracking
-        .as_ref()
-        .is_some_and(|t| t.status == TrackStatus::Tracked && t.activity == Some(a.id))
-}
-
 /// [`lookup`] of message `id` as this session knows it: what the proxy saw of it
 /// (or the bare Message-ID), and what the CRM knows.
 pub async fn lookup_id(
@@ -114,7 +105,7 @@ pub async fn lookup(
     message: &MessageOpened,
 ) -> Result<MessageCrm, Failure> {
     let owner = user.id;
-    let mid = MessageId::parse(&message.message_id).ok();
+    let mid = crate::track::message_id_lenient(&message.message_id).ok();
     let header_people: Vec<(&'static str, String)> = message
         .from
         .iter()
@@ -122,18 +113,16 @@ pub async fn lookup(
         .chain(message.to.iter().map(|t| ("To", t.clone())))
         .chain(message.cc.iter().map(|c| ("Cc", c.clone())))
         .collect();
-    let in_mailbox = message.seen_in_mailbox();
     let mut crm = with_store(app, move |s| {
         let tracking = match &mid {
             Some(m) => s.tracking(owner, m)?,
             None => None,
         };
-        // The CRM's activity (its people, its regarding) only for a message this
-        // mailbox holds: a Message-ID typed into the pane may be anybody's mail.
+        // The CRM's activity (its people, its regarding) only when this mailbox may
+        // read it: a Message-ID seen in the mailbox or typed into the pane may be
+        // anybody's mail, and another message may reuse it.
         let activity: Option<Activity> = match &mid {
-            Some(m) => s
-                .activity_by_message_id(m)?
-                .filter(|a| in_mailbox || tracks(&tracking, a) || a.owner == owner),
+            Some(m) => crate::store::rights::readable_by_message_id(s, owner, m)?,
             None => None,
         };
         let tracked_activity = tracking.as_ref().and_then(|t| t.activity);

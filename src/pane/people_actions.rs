@@ -55,7 +55,9 @@ impl NewPerson {
     }
     /// A delegate may not set regarding to a contact created in the same action
     /// (SPEC section 8): refused before anything is written.
+    /// Adding a contact or lead creates a record (`create_records`).
     fn check_allowed(self, user: &SignedIn) -> Result<(), Failure> {
+        user.require(crate::store::Privilege::CreateRecords)?;
         if self == NewPerson::Contact && user.is_delegate() {
             return Err(track_actions::track_failure(
                 crate::track::TrackError::DelegateNewContact,
@@ -164,7 +166,12 @@ async fn add_person(
         NewPerson::Lead => serde_json::from_value(value).map(Record::Lead),
     }
     .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}")))?;
-    let created = with_store(app, move |s| s.put_record(record)).await?;
+    let acting = user.acting.id;
+    let created = with_store(app, move |s| {
+        crate::store::rights::require(s, acting, crate::store::Privilege::CreateRecords)?;
+        s.put_record(record)
+    })
+    .await?;
     let new_ref = RecordRef {
         kind: record_kind,
         id: created.id(),

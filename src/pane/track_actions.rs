@@ -170,7 +170,7 @@ pub async fn check_message(
 
 pub(crate) fn parse_mid(raw: &str) -> Result<MessageId, Failure> {
     let id = valid_message_id(raw)?;
-    MessageId::parse(&id).map_err(|_| {
+    crate::track::message_id_lenient(&id).map_err(|_| {
         Failure::new(
             StatusCode::BAD_REQUEST,
             "A Message-ID looks like abc123@example.com (at most 998 characters, one line).",
@@ -213,7 +213,7 @@ pub async fn meeting_refusal(
     user: &SignedIn,
     mid: &str,
 ) -> Result<Option<String>, Failure> {
-    let Ok(mid) = MessageId::parse(mid) else {
+    let Ok(mid) = crate::track::message_id_lenient(mid) else {
         return Ok(None);
     };
     let engine = app.engine.clone();

@@ -123,6 +123,11 @@ pub struct EmailActivity {
     /// The whole message as received, in the blob store.
     #[serde(default)]
     pub raw: Option<BlobRef>,
+    /// What makes this message this message ([`super::content_digest`]): two
+    /// messages with one Message-ID are one activity only when their digests are
+    /// equal. `None` for an activity kept without its original (an import).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_digest: Option<String>,
     #[serde(default)]
     pub smime: Option<SmimeMeta>,
     #[serde(default)]
@@ -195,6 +200,9 @@ pub struct TaskActivity {
 }
 
 /// The kind-specific part of an activity.
+// An email is the common case and is handled one at a time: boxing it would cost
+// an allocation per activity read for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ActivityDetails {
@@ -271,6 +279,13 @@ impl Activity {
             ActivityDetails::Task(t) => t.due.unwrap_or(self.stamps.created),
         }
     }
+    /// An email's content digest (see [`super::content_digest`]).
+    pub fn content_digest(&self) -> Option<&str> {
+        match &self.details {
+            ActivityDetails::Email(e) => e.content_digest.as_deref(),
+            _ => None,
+        }
+    }
     /// The Message-ID that identifies this activity across mailboxes, if any.
     pub fn message_id(&self) -> Option<&MessageId> {
         match &self.details {
@@ -319,7 +334,8 @@ pub struct MessageLocation {
 }
 
 /// One mailbox's tracking of one message. Many mailboxes may track the same
-/// Message-ID; they all point to the one activity.
+/// message; they all point to its one activity. Two different messages with one
+/// Message-ID are two activities (see [`super::content_digest`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrackingRecord {
     /// The user whose mailbox holds the message.

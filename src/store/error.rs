@@ -28,6 +28,11 @@ pub enum StoreError {
         found: u32,
         supported: u32,
     },
+    #[error("{user} does not have the \"{privilege}\" privilege; ask your administrator to grant it (crmproxy user grant {user} {privilege})")]
+    NotPermitted {
+        user: String,
+        privilege: &'static str,
+    },
     #[error("the store is damaged: {0}")]
     Corrupt(String),
     #[error(transparent)]

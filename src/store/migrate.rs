@@ -3,8 +3,12 @@
 //! - v1: contacts and leads had one `email` string; there was no full-text index
 //!   (`text`) and no per-record timeline (`timeline`).
 //! - v2: `emails` lists; every derived index present.
-//! - v3 (current): new derived indexes `threads`, `tokens`, `appt_uids`, `locations`
+//! - v3: new derived indexes `threads`, `tokens`, `appt_uids`, `locations`
 //!   (tracking engine lookups); rows unchanged, so v2 → v3 rebuilds the indexes.
+//! - v4 (current): one email activity per *message*, not per Message-ID: email
+//!   rows get `content_digest` (computed from their original, when kept) and
+//!   `msgids` is keyed by Message-ID and digest; v3 → v4 fills the digests, then
+//!   rebuilds the indexes.
 //!
 //! A migration is restartable: rows are converted in place (idempotently), every
 //! derived index is rebuilt from the rows, and only then is the new version
@@ -18,7 +22,7 @@ use super::sled_index::{self as ix, decode};
 use super::sled_store::SledStore;
 use super::Result;
 
-pub const CURRENT_VERSION: u32 = 3;
+pub const CURRENT_VERSION: u32 = 4;
 const VERSION_KEY: &[u8] = b"schema_version";
 /// Trees that hold nothing but what can be rebuilt from the rows.
 const DERIVED: [usize; 18] = [
@@ -83,6 +87,14 @@ pub(crate) fn bring_up_to_date(store: &SledStore) -> Result<()> {
         tracing::info!(from = found, to = 2, "migrating the CRM store");
         v1_to_v2_rows(store)?;
     }
+    if found < 4 {
+        tracing::info!(
+            from = found,
+            to = 4,
+            "computing the content digests of emails"
+        );
+        v3_to_v4_rows(store)?;
+    }
     if found < CURRENT_VERSION {
         // v2 → v3 adds derived indexes only; rebuilding covers every step.
         tracing::info!(
@@ -124,6 +136,33 @@ fn v1_to_v2_rows(store: &SledStore) -> Result<()> {
         }
         obj.insert("emails".into(), Value::Array(emails));
         tree.insert(k, serde_json::to_vec(&row).expect("json"))?;
+    }
+    store.db().flush()?;
+    Ok(())
+}
+
+/// v3 → v4: each email activity that keeps its original gets its content digest
+/// (one without keeps none, and so is never merged with another message).
+fn v3_to_v4_rows(store: &SledStore) -> Result<()> {
+    let tree = store.tree(ix::ACTIVITIES);
+    for item in tree.iter() {
+        let (k, v) = item?;
+        let mut a: super::Activity = decode("activity", &v)?;
+        let super::ActivityDetails::Email(e) = &mut a.details else {
+            continue;
+        };
+        let Some(blob) = e.raw.as_ref().filter(|_| e.content_digest.is_none()) else {
+            continue;
+        };
+        let raw = match super::CrmStore::blob(store, blob) {
+            Ok(raw) => raw,
+            Err(err) => {
+                tracing::warn!(activity = %a.id, error = %err, "an email's original is unreadable; it keeps no content digest");
+                continue;
+            }
+        };
+        e.content_digest = Some(super::content_digest(&raw));
+        tree.insert(k, serde_json::to_vec(&a).expect("json"))?;
     }
     store.db().flush()?;
     Ok(())

@@ -16,6 +16,7 @@ pub mod book_actions;
 pub mod book_import;
 mod csv_rows;
 pub mod demo;
+mod digest;
 pub mod error;
 pub mod export;
 pub mod ids;
@@ -25,6 +26,7 @@ mod kind_index;
 pub mod migrate;
 pub mod model;
 pub mod paging;
+pub mod rights;
 mod search_index;
 pub mod settings;
 mod sled_book;
@@ -39,6 +41,7 @@ pub use activity::*;
 pub use address::{AddressError, EmailAddress, MessageId};
 pub use address_book::{AddressBookEntry, BookCounts, BookView, ContactLink, EntryId, EntrySource};
 pub use blobs::{BlobRef, BlobStore};
+pub use digest::{content_digest, header_value};
 pub use error::StoreError;
 pub use export::ExportBundle;
 pub use ids::Id;
@@ -170,13 +173,26 @@ pub trait CrmStore: Send + Sync {
     fn header_facts(&self, id: ActivityId) -> Result<Option<HeaderFacts>> {
         Ok(self.activity(id)?.as_ref().map(HeaderFacts::from))
     }
-    /// Create or replace an activity. An email activity's Message-ID is unique:
-    /// a second activity with the same one is refused ([`StoreError::Duplicate`]).
+    /// Create or replace an activity. An email activity's (Message-ID, content
+    /// digest) is unique: a second activity for the same message is refused
+    /// ([`StoreError::Duplicate`]); another message with that Message-ID is not.
     fn put_activity(&self, activity: Activity) -> Result<Activity>;
     /// Delete an activity; refused while a mailbox tracks it or an email correlates to it.
     fn delete_activity(&self, id: ActivityId) -> Result<()>;
-    /// The (email or appointment) activity for a Message-ID.
-    fn activity_by_message_id(&self, message_id: &MessageId) -> Result<Option<Activity>>;
+    /// The oldest (email or appointment) activity for a Message-ID. Several
+    /// messages may share one: see [`CrmStore::activities_by_message_id`].
+    fn activity_by_message_id(&self, message_id: &MessageId) -> Result<Option<Activity>> {
+        Ok(self
+            .activities_by_message_id(message_id)?
+            .into_iter()
+            .next())
+    }
+    /// Every activity for a Message-ID, oldest first (different messages that
+    /// share it, see [`content_digest`]).
+    fn activities_by_message_id(&self, message_id: &MessageId) -> Result<Vec<Activity>>;
+    /// The email activity of exactly this message: its Message-ID and its
+    /// [`content_digest`].
+    fn email_by_content(&self, message_id: &MessageId, digest: &str) -> Result<Option<Activity>>;
     /// A record's activities (as regarding, party or owner), newest first.
     fn activities_of(&self, record: Uuid, limit: usize) -> Result<Vec<Activity>>;
 
@@ -227,8 +243,11 @@ pub trait CrmStore: Send + Sync {
     fn emails_by_thread_index(&self, thread_index: &str, limit: usize) -> Result<Vec<Activity>>;
     /// The oldest email activity whose subject carries this `CRM:` + digits token.
     fn email_by_tracking_token(&self, token: &str) -> Result<Option<Activity>>;
-    /// The appointment activity made from the meeting with this iCalendar UID.
+    /// The (oldest) appointment activity made from the meeting with this iCalendar UID.
     fn appointment_by_uid(&self, uid: &str) -> Result<Option<Activity>>;
+    /// Every appointment made from a meeting with this UID, oldest first (a UID
+    /// reused in another invitation, by someone else, makes another appointment).
+    fn appointments_by_uid(&self, uid: &str) -> Result<Vec<Activity>>;
 
     // --- lookups ---------------------------------------------------------------
     /// Records with this e-mail address, ordered user, contact, account, lead.

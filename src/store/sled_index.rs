@@ -8,7 +8,9 @@
 //! - `logins`    address key → user id              (unique among users)
 //! - `text`      token 0 id → [kind code, weight]  (full-text postings)
 //! - `timeline`  record id, !time (8), activity id → ()   (newest first)
-//! - `msgids`    Message-ID → activity id           (one activity per Message-ID)
+//! - `msgids`    Message-ID 0 `d:`content digest → email activity id (one activity
+//!   per message; the empty digest for an email kept without its original), or
+//!   Message-ID 0 `i:`activity id → activity id (an appointment) (v4)
 //! - `tracking`  owner id, Message-ID → JSON tracking record
 //! - `track_msg` Message-ID 0 owner id → ()
 //! - `pending`   time (8), owner id, Message-ID → () (oldest request first)
@@ -44,6 +46,23 @@ use super::model::{Kind, Record, RecordRef};
 use super::search_index::PostingChange;
 use super::text::Document;
 use std::cell::RefCell;
+
+/// The `msgids` key of an activity (see the module's list of trees).
+pub(crate) fn msgid_key(message_id: &str, digest: Option<&str>, id: Uuid) -> Vec<u8> {
+    let mut k = message_id.as_bytes().to_vec();
+    k.push(0);
+    match digest {
+        Some(d) => {
+            k.extend_from_slice(b"d:");
+            k.extend_from_slice(d.as_bytes());
+        }
+        None => {
+            k.extend_from_slice(b"i:");
+            k.extend_from_slice(id.as_bytes());
+        }
+    }
+    k
+}
 
 pub(crate) const TREES: [&str; 25] = [
     "records",
@@ -404,20 +423,24 @@ impl<'a> Tx<'a> {
     pub(crate) fn index_activity(&self, a: &Activity, add: bool) -> TxResult<()> {
         let id = a.id.uuid();
         if let Some(m) = a.message_id() {
+            // An email kept without its original has the empty digest: one such
+            // email per Message-ID, as before digests existed.
+            let digest = match &a.details {
+                ActivityDetails::Email(e) => Some(e.content_digest.as_deref().unwrap_or("")),
+                _ => None,
+            };
+            let key = msgid_key(m.as_str(), digest, id);
             if add {
-                if let Some(other) = self
-                    .t(MSGIDS)
-                    .insert(m.as_str().as_bytes(), id.as_bytes())?
-                {
+                if let Some(other) = self.t(MSGIDS).insert(key, id.as_bytes())? {
                     if other.as_ref() != id.as_bytes() {
                         let other = Uuid::from_slice(&other).unwrap_or_default();
                         return abort(StoreError::Duplicate(format!(
-                            "Message-ID {m} already belongs to activity {other}"
+                            "Message-ID {m} with this content already belongs to activity {other}"
                         )));
                     }
                 }
             } else {
-                self.t(MSGIDS).remove(m.as_str().as_bytes())?;
+                self.t(MSGIDS).remove(key)?;
             }
         }
         let mut lookups: Vec<(usize, Vec<u8>)> = Vec::new();

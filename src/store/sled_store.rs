@@ -332,6 +332,14 @@ impl CrmStore for SledStore {
         records: Vec<Record>,
         entries: Vec<AddressBookEntry>,
     ) -> Result<Vec<AddressBookEntry>> {
+        // Whoever changes an address book is its owner (delegates are refused
+        // above), so a record it creates needs the owner's `create_records`.
+        for r in &records {
+            if self.record(r.id())?.is_none() {
+                super::rights::require(self, owner, Privilege::CreateRecords)?;
+                break;
+            }
+        }
         book::write(self, owner, records, entries)
     }
 
@@ -356,8 +364,24 @@ impl CrmStore for SledStore {
         self.write(|tx| tx.delete_activity(id.uuid()))
     }
 
-    fn activity_by_message_id(&self, message_id: &MessageId) -> Result<Option<Activity>> {
-        match self.trees[ix::MSGIDS].get(message_id.as_str().as_bytes())? {
+    fn activities_by_message_id(&self, message_id: &MessageId) -> Result<Vec<Activity>> {
+        let mut prefix = message_id.as_str().as_bytes().to_vec();
+        prefix.push(0);
+        let mut out = Vec::new();
+        for item in self.trees[ix::MSGIDS].scan_prefix(&prefix) {
+            let (_, id) = item?;
+            let id = Uuid::from_slice(&id)
+                .map_err(|_| StoreError::Corrupt("bad id in Message-ID index".into()))?;
+            out.extend(self.activity(ActivityId::from_uuid(id))?);
+        }
+        // Ids are UUIDv7: creation order, so the oldest first.
+        out.sort_by_key(|a| (a.stamps.created, a.id.uuid()));
+        Ok(out)
+    }
+
+    fn email_by_content(&self, message_id: &MessageId, digest: &str) -> Result<Option<Activity>> {
+        let key = ix::msgid_key(message_id.as_str(), Some(digest), Uuid::nil());
+        match self.trees[ix::MSGIDS].get(key)? {
             Some(id) => {
                 let id = Uuid::from_slice(&id)
                     .map_err(|_| StoreError::Corrupt("bad id in Message-ID index".into()))?;
@@ -532,6 +556,10 @@ impl CrmStore for SledStore {
 
     fn appointment_by_uid(&self, uid: &str) -> Result<Option<Activity>> {
         Ok(self.activities_under(ix::APPT_UIDS, uid, 1)?.pop())
+    }
+
+    fn appointments_by_uid(&self, uid: &str) -> Result<Vec<Activity>> {
+        self.activities_under(ix::APPT_UIDS, uid, usize::MAX)
     }
 
     fn resolve_address(&self, address: &EmailAddress) -> Result<Vec<RecordRef>> {

@@ -27,12 +27,41 @@ pub fn synthetic_message_id(raw: &[u8]) -> MessageId {
 }
 
 /// The message's own Message-ID when it has a usable one, else the synthetic one.
+/// The field as written wins when it is one `<…>` (what the proxy and the pane
+/// show): a parser stops at the first `>` of `<a>b@x>`.
 pub(crate) fn message_id_of(facts: &EmailFacts, raw: &[u8]) -> MessageId {
-    facts
-        .message_id
+    let written = crate::store::header_value(raw, "message-id")
+        .filter(|v| v.starts_with('<') && v.ends_with('>') && !v.contains(char::is_whitespace));
+    written
         .as_deref()
-        .and_then(|m| MessageId::parse(m).ok())
+        .or(facts.message_id.as_deref())
+        .and_then(|m| message_id_lenient(m).ok())
         .unwrap_or_else(|| synthetic_message_id(raw))
+}
+
+/// A Message-ID as a client or the proxy shows it, made usable: characters that a
+/// stored Message-ID may not hold inside (spaces, `<`, `>`, controls), which real
+/// mail has, are written `%XX`. The engine names such a message this way when it
+/// tracks it, and the pane when it acts on it, so both mean the same message.
+pub fn message_id_lenient(raw: &str) -> Result<MessageId, crate::store::AddressError> {
+    if let Ok(m) = MessageId::parse(raw) {
+        return Ok(m);
+    }
+    let t = raw.trim();
+    let t = t.strip_prefix('<').unwrap_or(t);
+    let t = t.strip_suffix('>').unwrap_or(t);
+    let mut out = String::with_capacity(t.len());
+    for c in t.chars() {
+        if c.is_whitespace() || c.is_control() || c == '<' || c == '>' {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    MessageId::parse(&out)
 }
 
 /// Resolves addresses to records (user, contact, account, lead), remembering
@@ -199,6 +228,7 @@ pub(crate) fn new_email_activity(
             date: facts.date.and_then(timestamp).unwrap_or_else(Utc::now),
             direction: direction(owner, facts),
             body_text: facts.body_text.clone(),
+            content_digest: None,
             in_reply_to: ids(&facts.in_reply_to).into_iter().next(),
             references: ids(&facts.references),
             thread_index: facts.thread_index.clone(),
@@ -221,6 +251,17 @@ pub(crate) fn new_email_activity(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn odd_message_ids_are_escaped_the_same_way_everywhere() {
+        use super::message_id_lenient as l;
+        assert_eq!(l("<abc@x.example>").unwrap().as_str(), "abc@x.example");
+        assert_eq!(l("a\"q\"@x").unwrap().as_str(), "a\"q\"@x");
+        assert_eq!(l("<a>b@x>").unwrap().as_str(), "a%3Eb@x");
+        assert_eq!(l("a>b@x").unwrap(), l("<a>b@x>").unwrap());
+        assert_eq!(l("a b@x").unwrap().as_str(), "a%20b@x");
+        assert!(l("").is_err() && l(&"x".repeat(400).replace('x', ">")).is_err());
+    }
+
     use super::*;
 
     #[test]

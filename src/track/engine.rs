@@ -43,11 +43,13 @@ impl Engine {
         let now = Utc::now();
         let mut writes = Vec::new();
         // An activity the CRM already has is linked at once only when the request
-        // says where the message is in this mailbox (the proxy saw it there). A bare
-        // Message-ID (typed into the pane, sent by an add-in) proves nothing and may
-        // name anybody's mail: it waits, pending, until the message itself is found.
+        // says where the message is in this mailbox (the proxy saw it there) AND the
+        // activity is this mailbox's own (or already linked to it). A Message-ID,
+        // seen or typed, proves nothing about the content: anybody can APPEND a
+        // message reusing someone else's. Any other request waits, pending, until
+        // the sync worker reads the message and tracks it by its content.
         let known = match &req.location {
-            Some(_) => self.store.activity_by_message_id(message_id)?,
+            Some(_) => self.own_email(&actor, old.as_ref(), message_id)?,
             None => None,
         };
         let mut record = match known {
@@ -112,6 +114,27 @@ impl Engine {
             regarding_is_new_contact: false,
         };
         self.track_message(&actor, raw, &req, Some(record))
+    }
+
+    /// The email activity with this Message-ID that the owner's mailbox may link
+    /// without reading the message again: the one its tracking record links, else
+    /// one the owner's own mailbox tracked first.
+    fn own_email(
+        &self,
+        actor: &Actor,
+        old: Option<&TrackingRecord>,
+        message_id: &MessageId,
+    ) -> Result<Option<Activity>, TrackError> {
+        if let Some(id) = old.and_then(|o| o.activity) {
+            if let Some(a) = self.store.activity(id)? {
+                return Ok(Some(a));
+            }
+        }
+        Ok(self
+            .store
+            .activities_by_message_id(message_id)?
+            .into_iter()
+            .find(|a| a.owner == actor.owner.id))
     }
 
     /// Count a failed attempt at a pending request; after [`MAX_ATTEMPTS`] it is
@@ -235,7 +258,7 @@ impl Engine {
             .and_then(|f| f.invitation)
             .and_then(|i| i.uid);
         match uid {
-            Some(uid) => Ok(self.store.appointment_by_uid(&uid)?),
+            Some(uid) => self.meeting_appointment(email.owner, &uid, email.owner),
             None => Ok(None),
         }
     }

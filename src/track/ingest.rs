@@ -13,8 +13,8 @@ use chrono::Utc;
 
 use crate::message;
 use crate::store::{
-    subject_token, thread_conversation, Activity, ActivityDetails, BlobRef, Correlation, Kind,
-    MessageId, OrgSettings, TrackStatus, TrackingRecord,
+    content_digest, subject_token, thread_conversation, Activity, ActivityDetails, BlobRef,
+    Correlation, MessageId, OrgSettings, TrackStatus, TrackingRecord,
 };
 
 use super::appointment::{self, meeting_request};
@@ -38,7 +38,10 @@ pub(crate) struct Prepared<'r> {
 /// What a batch has prepared so far; consulted before the store, since it is newer.
 #[derive(Default)]
 pub(crate) struct BatchView {
+    /// The latest email of each Message-ID (for correlation).
     emails: HashMap<MessageId, Activity>,
+    /// Each message's email: (Message-ID, content digest).
+    messages: HashMap<(MessageId, String), Activity>,
     tokens: HashMap<String, MessageId>,
     threads: HashMap<String, Vec<MessageId>>,
     appointments: HashMap<String, Activity>,
@@ -70,6 +73,10 @@ impl BatchView {
                 if !list.contains(&id) {
                     list.push(id.clone());
                 }
+            }
+            if let Some(d) = &e.content_digest {
+                self.messages
+                    .insert((id.clone(), d.clone()), p.email.clone());
             }
             self.emails.insert(id, p.email.clone());
         }
@@ -219,19 +226,20 @@ impl Engine {
         if let Some(inv) = meeting {
             appointment::check_organizer(&actor.owner, inv, &facts, settings)?;
         }
-        let existing = match batch.and_then(|b| b.email(&message_id)) {
-            Some(a) => Some(a.clone()),
-            None => self.store.activity_by_message_id(&message_id)?,
-        };
-        if let Some(a) = &existing {
-            if a.kind() != Kind::Email {
-                return Err(TrackError::NotAMessage(format!(
-                    "Message-ID {message_id} already belongs to a {} activity",
-                    a.kind()
-                )));
-            }
-        }
-        let resolution = self.resolve_regarding_in(&facts, &message_id, req, settings, batch)?;
+        let digest = content_digest(raw);
+        let existing =
+            match batch.and_then(|b| b.messages.get(&(message_id.clone(), digest.clone()))) {
+                Some(a) => Some(a.clone()),
+                None => self.existing_email(actor, &message_id, &digest)?,
+            };
+        let resolution = self.resolve_regarding_in(
+            &facts,
+            &message_id,
+            req,
+            settings,
+            batch,
+            Some(actor.owner.id),
+        )?;
         let mut resolver =
             PartyResolver::new(self.store.as_ref(), settings.resolve_ambiguous_to_all);
 
@@ -242,7 +250,7 @@ impl Engine {
             None => {
                 blobs.push(Cow::Borrowed(raw));
                 let parties = email::email_parties(&facts, &mut resolver)?;
-                let a = email::new_email_activity(
+                let mut a = email::new_email_activity(
                     &actor.owner,
                     &facts,
                     message_id.clone(),
@@ -250,6 +258,9 @@ impl Engine {
                     parties,
                     &resolution,
                 );
+                if let ActivityDetails::Email(e) = &mut a.details {
+                    e.content_digest = Some(digest);
+                }
                 writes.push(a.clone());
                 a
             }
@@ -261,6 +272,7 @@ impl Engine {
                         blobs.push(Cow::Borrowed(raw));
                         e.raw = Some(BlobRef::of(raw));
                     }
+                    e.content_digest.get_or_insert(digest);
                 }
                 if a != old {
                     writes.push(a.clone());
@@ -279,7 +291,7 @@ impl Engine {
                 let found = match &inv.uid {
                     Some(uid) => match batch.and_then(|b| b.appointments.get(uid)) {
                         Some(a) => Some(a.clone()),
-                        None => self.store.appointment_by_uid(uid)?,
+                        None => self.meeting_appointment(actor.owner.id, uid, email.owner)?,
                     },
                     None => None,
                 };
@@ -352,6 +364,61 @@ impl Engine {
             created,
             blobs,
         })
+    }
+}
+
+impl Engine {
+    /// The appointment of meeting `uid` that a mailbox tracking an invitation email
+    /// (owned by `email_owner`) shares: the one made with that email's first
+    /// tracking, else one `owner` may read. Anybody can send an invitation reusing
+    /// a meeting's UID: that makes another appointment, never changes this one.
+    pub(crate) fn meeting_appointment(
+        &self,
+        owner: crate::store::UserId,
+        uid: &str,
+        email_owner: crate::store::UserId,
+    ) -> Result<Option<Activity>, TrackError> {
+        for a in self.store.appointments_by_uid(uid)? {
+            if a.owner == email_owner
+                || crate::store::rights::may_read(self.store.as_ref(), owner, &a)?
+            {
+                return Ok(Some(a));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The email activity of this very message (same Message-ID, same content
+    /// digest), which a mailbox holding it shares. An email stored without a digest
+    /// (imported from an export made before digests) is this message when its
+    /// original has this digest, or, kept without an original, when it is the
+    /// owner's own. Another message that reuses the Message-ID is never it: merging
+    /// would show one sender's text to the other (SPEC section 4).
+    fn existing_email(
+        &self,
+        actor: &Actor,
+        message_id: &MessageId,
+        digest: &str,
+    ) -> Result<Option<Activity>, TrackError> {
+        if let Some(a) = self.store.email_by_content(message_id, digest)? {
+            return Ok(Some(a));
+        }
+        for a in self.store.activities_by_message_id(message_id)? {
+            let ActivityDetails::Email(e) = &a.details else {
+                continue;
+            };
+            if e.content_digest.is_some() {
+                continue;
+            }
+            let same = match &e.raw {
+                Some(blob) => content_digest(&self.store.blob(blob)?) == digest,
+                None => a.owner == actor.owner.id,
+            };
+            if same {
+                return Ok(Some(a));
+            }
+        }
+        Ok(None)
     }
 }
 

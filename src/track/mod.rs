@@ -42,7 +42,7 @@ mod request;
 mod tz;
 
 pub use append::{starts_with_block, AppendBlock};
-pub use email::synthetic_message_id;
+pub use email::{message_id_lenient, synthetic_message_id};
 pub use error::TrackError;
 pub use regarding::Resolution;
 pub use request::{Actor, AutoDecision, SkipReason, TrackRequest, TrackSource, Tracked};

@@ -7,7 +7,7 @@
 use crate::message::EmailFacts;
 use crate::store::{
     subject_token, Activity, ActivityDetails, ActivityId, Correlation, Kind, MessageId,
-    OrgSettings, RecordRef,
+    OrgSettings, RecordRef, UserId,
 };
 
 use super::ingest::BatchView;
@@ -81,10 +81,12 @@ impl Engine {
         req: &TrackRequest,
         settings: &OrgSettings,
     ) -> Result<Resolution, TrackError> {
-        self.resolve_regarding_in(facts, message_id, req, settings, None)
+        self.resolve_regarding_in(facts, message_id, req, settings, None, None)
     }
 
     /// [`Engine::resolve_regarding`], also seeing what a batch prepared before.
+    /// `owner`: the mailbox tracking, whose own copy of a replied-to message wins
+    /// over another message that reuses its Message-ID.
     pub(crate) fn resolve_regarding_in(
         &self,
         facts: &EmailFacts,
@@ -92,6 +94,7 @@ impl Engine {
         req: &TrackRequest,
         settings: &OrgSettings,
         batch: Option<&BatchView>,
+        owner: Option<UserId>,
     ) -> Result<Resolution, TrackError> {
         if let Some(r) = req.regarding {
             return Ok(Resolution {
@@ -109,7 +112,25 @@ impl Engine {
                 });
             }
         }
-        self.correlate(facts, message_id, settings, batch)
+        self.correlate(facts, message_id, settings, batch, owner)
+    }
+
+    /// The tracked email a reply names: the one `owner` may read (their own copy),
+    /// else the oldest with that Message-ID.
+    fn replied_email(
+        &self,
+        owner: Option<UserId>,
+        id: &MessageId,
+    ) -> Result<Option<Activity>, TrackError> {
+        let all = self.store.activities_by_message_id(id)?;
+        if let Some(o) = owner {
+            for a in &all {
+                if crate::store::rights::may_read(self.store.as_ref(), o, a)? {
+                    return Ok(Some(a.clone()));
+                }
+            }
+        }
+        Ok(all.into_iter().next())
     }
 
     /// Correlation with an already tracked email only.
@@ -119,6 +140,7 @@ impl Engine {
         message_id: &MessageId,
         settings: &OrgSettings,
         batch: Option<&BatchView>,
+        owner: Option<UserId>,
     ) -> Result<Resolution, TrackError> {
         let is_other_email = |a: &Activity| matches!(&a.details, ActivityDetails::Email(e) if e.message_id != *message_id);
         // In-Reply-To, then References from the newest (last) to the oldest.
@@ -132,7 +154,7 @@ impl Engine {
             };
             let found = match batch.and_then(|b| b.email(&id)) {
                 Some(a) => Some(a.clone()),
-                None => self.store.activity_by_message_id(&id)?,
+                None => self.replied_email(owner, &id)?,
             };
             if let Some(a) = found {
                 if is_other_email(&a) {

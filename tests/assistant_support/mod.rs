@@ -107,6 +107,7 @@ pub fn email_details(
 ) -> ActivityDetails {
     let irt = reply_to.map(|r| MessageId::parse(r).unwrap());
     ActivityDetails::Email(EmailActivity {
+        content_digest: None,
         message_id: MessageId::parse(mid).unwrap(),
         date,
         direction: dir,

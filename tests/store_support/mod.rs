@@ -70,6 +70,7 @@ pub fn email(
         regarding,
         parties: vec![],
         details: ActivityDetails::Email(EmailActivity {
+            content_digest: None,
             message_id: MessageId::parse(msgid).unwrap(),
             date: Utc.with_ymd_and_hms(2026, 11, day, 12, 0, 0).unwrap(),
             direction: Direction::Incoming,
