@@ -17,10 +17,9 @@ mod support;
 use common::proxy::proc_status_kib;
 use common::{dovecot, Proxy};
 use std::io::{BufRead, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+
 use std::time::Duration;
-use support::{env_num, loadavg, median, Client};
+use support::{env_num, loadavg, median, start_socat, Client};
 
 fn median_d(v: &mut [Duration]) -> Duration {
     v.sort();
@@ -44,36 +43,6 @@ fn process_cpu_secs(pid: u32) -> f64 {
     // SAFETY: sysconf has no preconditions.
     let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     ticks / per_sec
-}
-
-/// `socat -b 262144` relaying a free loopback port to `to`.
-fn start_socat(to: SocketAddr) -> (Child, SocketAddr) {
-    let port = common::free_port();
-    let mut cmd = Command::new("socat");
-    cmd.arg("-b")
-        .arg("262144")
-        .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
-        .arg(format!("TCP:{to}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    common::die_with_parent(&mut cmd, libc::SIGTERM);
-    let mut child = cmd.spawn().expect("run socat (apt-get install socat)");
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut up = false;
-    for _ in 0..100 {
-        up = TcpStream::connect(addr).is_ok();
-        if up {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if !up {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("socat did not start");
-    }
-    (child, addr)
 }
 
 /// Messages of realistic, varied sizes adding up to about `total` bytes.

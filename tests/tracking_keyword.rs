@@ -241,6 +241,27 @@ fn a_request_set_behind_the_proxys_back_is_tracked_at_the_next_login() {
 }
 
 #[test]
+fn a_tracked_keyword_set_behind_the_proxys_back_is_tracked_for_real() {
+    let env = Env::start("");
+    let (user, _) = env.user("behindclaim", true);
+    let m = message("behind-claim@customer.example", "Claimed on a phone", "");
+    let mut direct = env.direct(&user);
+    assert!(direct.append("INBOX", &m).ok());
+    // A client talking to the server directly claims "tracked".
+    assert!(direct.cmd("SELECT INBOX").ok());
+    assert!(direct.cmd("UID STORE 1 +FLAGS ($CRM_Tracked)").ok());
+    // The user's next session through the proxy starts the worker, whose first
+    // sweep makes the claim true.
+    let mut c = env.through_proxy(&user);
+    assert!(c.cmd("NOOP").ok());
+    wait_for("the claimed message tracked", || {
+        email_titled(env.data(), "Claimed on a phone").then_some(())
+    });
+    let id = email_id(env.data(), "Claimed on a phone");
+    assert_eq!(show(env.data(), &id)["tracking"][0]["status"], "tracked");
+}
+
+#[test]
 fn replacing_all_flags_untracks_only_what_was_tracked() {
     let env = Env::start("");
     let (user, _) = env.user("replace", true);

@@ -5,6 +5,7 @@
 use super::common::{self, PASSWORD};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn env_num(key: &str, default: usize) -> usize {
@@ -109,4 +110,34 @@ pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
+}
+
+/// `socat -b 262144` relaying a free loopback port to `to`.
+pub fn start_socat(to: SocketAddr) -> (Child, SocketAddr) {
+    let port = common::free_port();
+    let mut cmd = Command::new("socat");
+    cmd.arg("-b")
+        .arg("262144")
+        .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
+        .arg(format!("TCP:{to}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    common::die_with_parent(&mut cmd, libc::SIGTERM);
+    let mut child = cmd.spawn().expect("run socat (apt-get install socat)");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut up = false;
+    for _ in 0..100 {
+        up = TcpStream::connect(addr).is_ok();
+        if up {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if !up {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("socat did not start");
+    }
+    (child, addr)
 }

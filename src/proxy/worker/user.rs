@@ -371,7 +371,71 @@ async fn sweep(
     owner_id: UserId,
 ) -> Result<(), JobError> {
     sweep_pending(inner, c, owner_id, owner).await?;
-    sweep_requests(inner, c, owner).await
+    sweep_requests(inner, c, owner).await?;
+    sweep_claims(inner, c, owner, owner_id).await
+}
+
+/// `$CRM_Tracked` on INBOX messages the CRM never tracked (set by a client that
+/// talked to the server directly): a claim the keyword may not make, so it is
+/// taken as a request and tracked for real (state keywords never lie).
+async fn sweep_claims(
+    inner: &Arc<Inner>,
+    c: &mut ImapClient,
+    owner: &str,
+    owner_id: UserId,
+) -> Result<(), JobError> {
+    let cfg = inner.engine.config().clone();
+    let uid_validity = c.select("INBOX").await?;
+    let mut claimed = Vec::new();
+    for uid in c
+        .uid_search(&format!("KEYWORD {}", cfg.tracked_keyword))
+        .await?
+    {
+        let at = MessageLocation {
+            folder: "INBOX".into(),
+            uid_validity,
+            uid,
+        };
+        let engine = inner.engine.clone();
+        if blocking(move || engine.tracking_at(owner_id, &at))
+            .await?
+            .is_some()
+        {
+            continue;
+        }
+        let field = c.fetch_message_id_field(uid).await?;
+        let mid = field
+            .as_deref()
+            .and_then(crate::proxy::state::message_id_from_header)
+            .and_then(|m| MessageId::parse(&m).ok());
+        if let Some(mid) = mid {
+            let engine = inner.engine.clone();
+            if blocking(move || engine.tracking(owner_id, &mid))
+                .await?
+                .is_some()
+            {
+                continue;
+            }
+        }
+        claimed.push(uid);
+    }
+    if claimed.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(
+        count = claimed.len(),
+        "tracked keyword set behind the proxy's back: tracking for real"
+    );
+    let engine = inner.engine.clone();
+    let o = owner.to_string();
+    let actor = blocking(move || engine.actor(&o, &o)).await?;
+    let job = Job::Track {
+        actor,
+        folder: "INBOX".into(),
+        uids: Uids::List(claimed),
+        source: TrackSource::Keyword,
+    };
+    Box::pin(do_job(inner, c, owner, job)).await
 }
 
 /// The request keyword on INBOX messages no job took (set by a client that
