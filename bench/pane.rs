@@ -202,6 +202,7 @@ fn planned(user: UserId, i: usize, contacts: &[ContactId]) -> Activity {
             recurrence: None,
             raw_invitation: None,
             message_id: None,
+            calendar: Default::default(),
         })
     } else {
         ActivityDetails::Task(TaskActivity {

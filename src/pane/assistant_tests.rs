@@ -95,6 +95,7 @@ fn appointment(owner: UserId, with: RecordRef, start: DateTime<Utc>) -> Activity
             recurrence: None,
             raw_invitation: None,
             message_id: None,
+            calendar: Default::default(),
         }),
     )
 }

@@ -39,7 +39,7 @@ mod error;
 mod ingest;
 mod regarding;
 mod request;
-mod tz;
+pub mod tz;
 
 pub use append::AppendBlock;
 pub use email::synthetic_message_id;

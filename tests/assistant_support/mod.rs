@@ -131,6 +131,7 @@ pub fn appointment(start: DateTime<Utc>) -> ActivityDetails {
         recurrence: None,
         raw_invitation: None,
         message_id: None,
+        calendar: Default::default(),
     })
 }
 
