@@ -99,6 +99,7 @@ fn records(n: usize) -> (Vec<Record>, Vec<ContactId>, Vec<AccountId>) {
             business_phone: String::new(),
             mobile_phone: String::new(),
             address: Default::default(),
+            categories: Vec::new(),
         }));
     }
     for i in 0..leads {

@@ -125,6 +125,7 @@ fn each_kind_of_card_appears_sorted_by_priority() {
     let zoe = person("Zoë", 400);
     let d = |days: i64| now() + Duration::days(days);
     let facts = Facts {
+        time_zone: Some(jiff::tz::TimeZone::UTC),
         user: Some(me),
         people: vec![nancy.clone(), soren.clone(), zoe.clone()],
         activities: vec![
@@ -206,6 +207,7 @@ fn no_facts_no_cards_and_other_peoples_mail_is_not_waiting() {
     let nancy = person("Nancy", 1);
     let d = |days: i64| now() + Duration::days(days);
     let facts = Facts {
+        time_zone: Some(jiff::tz::TimeZone::UTC),
         user: Some(me),
         people: vec![nancy.clone()],
         activities: vec![
@@ -288,6 +290,7 @@ fn tasks_calls_and_settings() {
         }),
     );
     let facts = Facts {
+        time_zone: Some(jiff::tz::TimeZone::UTC),
         user: Some(me),
         people: vec![nancy.clone()],
         activities: vec![
