@@ -271,6 +271,15 @@ fn end_by_duration(c: &ICalendarComponent, start: Option<&EventTime>) -> Option<
 /// The series `uid` expanded by calcard: its rule, EXDATEs and RECURRENCE-ID
 /// overrides; a cancelled override is no occurrence.
 fn occurrences(cal: &ICalendar, uid: Option<&str>) -> Vec<Occurrence> {
+    // calcard pairs an override with its series only when their SEQUENCEs are
+    // equal; Outlook and Google raise the series' alone. Expand without them.
+    let mut unsequenced = cal.clone();
+    for c in &mut unsequenced.components {
+        if c.component_type == ICalendarComponentType::VEvent {
+            c.entries.retain(|e| e.name != ICalendarProperty::Sequence);
+        }
+    }
+    let cal = &unsequenced;
     let expanded = cal.expand_dates(Tz::Floating, MAX_OCCURRENCES);
     let mut out: Vec<Occurrence> = expanded
         .events
@@ -308,7 +317,7 @@ fn occurrences(cal: &ICalendar, uid: Option<&str>) -> Vec<Occurrence> {
             })
         })
         .collect();
-    out.sort_by(|a, b| a.start.local.cmp(&b.start.local));
+    out.sort_by_key(|o| o.start.local);
     out
 }
 
@@ -423,6 +432,25 @@ END:VEVENT\r\nEND:VCALENDAR\r\n";
             .map(|o| o.start.local.format("%m-%d %H:%M").to_string())
             .collect();
         assert_eq!(days, ["12-01 10:00", "12-15 10:00", "12-22 10:00"]);
+    }
+
+    #[test]
+    fn an_override_with_another_sequence_replaces_its_occurrence() {
+        let ics = ICS.replace("RRULE:", "SEQUENCE:2\r\nRRULE:").replace(
+            "END:VCALENDAR",
+            "BEGIN:VEVENT\r\nUID:meeting-1@contoso.example\r\nSEQUENCE:0\r\n\
+RECURRENCE-ID;TZID=Europe/Paris:20261215T100000\r\n\
+DTSTART;TZID=Europe/Paris:20261216T140000\r\nDTEND;TZID=Europe/Paris:20261216T150000\r\n\
+END:VEVENT\r\nEND:VCALENDAR",
+        );
+        let inv = parse(&ics).unwrap();
+        assert_eq!(inv.sequence, 2);
+        let days: Vec<String> = inv
+            .occurrences
+            .iter()
+            .map(|o| o.start.local.format("%m-%d %H:%M").to_string())
+            .collect();
+        assert_eq!(days, ["12-01 10:00", "12-16 14:00", "12-22 10:00"]);
     }
 
     #[test]
