@@ -1,7 +1,8 @@
 //! Meeting invitations (iTIP REQUEST) tracked as appointment activities: subject,
-//! start, end, location, organizer and attendees as parties, recurrence, and the
-//! raw invitation as a blob. One appointment per iCalendar UID, shared by every
-//! mailbox that tracks the invitation.
+//! start, end, location, organizer and attendees as parties, recurrence with its
+//! occurrences, and the raw invitation as a blob. One appointment per iCalendar UID,
+//! shared by every mailbox that tracks the invitation; a later message about the
+//! same UID (a higher SEQUENCE, one occurrence, a CANCEL) updates it.
 
 use chrono::{DateTime, Utc};
 use mail_parser::{MessageParser, MimeHeaders};
