@@ -4,10 +4,10 @@
 //! write, under fixtures/calendar, are tracked by keyword through a real
 //! `crmproxy serve` and the private Dovecot and checked in the store: a weekly
 //! series with an EXDATE and a moved occurrence, then an update of one occurrence,
-//! of the series, and its cancellation, stay one appointment. The pane shows the
-//! series' next occurrence in the user's zone in Chromium. vCards under
-//! fixtures/vcard (windows-1252, ISO-8859-2, quoted-printable, base64, groups and
-//! categories) import exactly.
+//! the cancellation of another, an update of the series, and its cancellation,
+//! stay one appointment. The pane shows the series' next occurrence in the
+//! user's zone in Chromium. vCards under fixtures/vcard (windows-1252,
+//! ISO-8859-2, quoted-printable, base64, groups and categories) import exactly.
 
 mod browser_support;
 mod common;
@@ -173,6 +173,21 @@ fn an_outlook_series_with_exceptions_updates_and_cancellation_stays_one_appointm
             "2027-03-09T14:30:00Z",
             "2027-03-24T13:00:00Z",
             "2027-03-30T08:00:00Z",
+            "2027-04-06T08:00:00Z",
+        ],
+        "{d}"
+    );
+
+    // One occurrence cancelled (METHOD:CANCEL with RECURRENCE-ID): only it goes.
+    mb.track(&fixture("calendar", "outlook-occurrence-cancel.eml"));
+    let d = appointment(env.data(), "Northwind rollout sync");
+    assert_eq!(d["cancelled"], false, "{d}");
+    assert_eq!(
+        starts(&d),
+        [
+            "2027-03-02T09:00:00Z",
+            "2027-03-09T14:30:00Z",
+            "2027-03-24T13:00:00Z",
             "2027-04-06T08:00:00Z",
         ],
         "{d}"
