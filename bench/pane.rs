@@ -99,6 +99,7 @@ fn records(n: usize) -> (Vec<Record>, Vec<ContactId>, Vec<AccountId>) {
             business_phone: String::new(),
             mobile_phone: String::new(),
             address: Default::default(),
+            categories: Vec::new(),
         }));
     }
     for i in 0..leads {
@@ -203,6 +204,7 @@ fn planned(user: UserId, i: usize, contacts: &[ContactId]) -> Activity {
             recurrence: None,
             raw_invitation: None,
             message_id: None,
+            calendar: Default::default(),
         })
     } else {
         ActivityDetails::Task(TaskActivity {

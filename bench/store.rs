@@ -138,6 +138,7 @@ fn contact(rng: &mut Rng, i: usize) -> Contact {
             city: rng.pick(CITY).into(),
             ..Default::default()
         },
+        categories: Vec::new(),
     }
 }
 

@@ -73,6 +73,7 @@ fn main() {
                 business_phone: String::new(),
                 mobile_phone: String::new(),
                 address: PostalAddress::default(),
+                categories: Vec::new(),
             })
         })
         .collect();

@@ -56,6 +56,7 @@ fn crash_writer() {
                 business_phone: String::new(),
                 mobile_phone: String::new(),
                 address: PostalAddress::default(),
+                categories: Vec::new(),
             }))
             .unwrap();
         println!("ACK contact {} {}", c.id(), email.as_str());

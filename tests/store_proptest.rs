@@ -109,6 +109,7 @@ fn build(store: &SledStore, people: &[Person], subjects: &[String]) -> Vec<Recor
                     city: p.city.clone(),
                     ..Default::default()
                 },
+                categories: Vec::new(),
             }))
             .unwrap();
         out.push(c);

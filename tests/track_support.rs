@@ -61,6 +61,7 @@ pub fn contact(first: &str, last: &str, email: &str, account: Option<AccountId>)
         business_phone: String::new(),
         mobile_phone: String::new(),
         address: PostalAddress::default(),
+        categories: Vec::new(),
     }
 }
 

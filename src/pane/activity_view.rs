@@ -17,7 +17,8 @@ use super::errors::{Failure, PageFailure};
 use super::handlers::SignedIn;
 use super::pages::{self, Nav};
 use super::AppState;
-use crate::store::{Activity, ActivityDetails, ActivityId, Direction, EmailActivity};
+use crate::store::{Activity, ActivityDetails, ActivityId, Direction, EmailActivity, Timing};
+use crate::track::tz;
 
 fn not_found() -> Failure {
     Failure::new(
@@ -64,12 +65,13 @@ pub async fn activity(
     user: SignedIn,
 ) -> Result<Response, PageFailure> {
     let (a, e, regarding_title) = load(&app, &user, &id).await.map_err(PageFailure)?;
+    let zone = tz::user_zone(user.crm_user.options.time_zone.as_deref());
     let body = html! {
         h1 { "Email in CRM" }
         section.card {
             h2 { (if a.subject.is_empty() { "(no subject)" } else { &a.subject }) }
             dl.facts {
-                dt { "Date" } dd { (e.date.format("%Y-%m-%d %H:%M UTC")) }
+                dt { "Date" } dd { (tz::display(e.date, Timing::Zoned, &zone)) }
                 dt { "Direction" } dd { (match e.direction { Direction::Incoming => "Incoming", Direction::Outgoing => "Outgoing" }) }
                 dt { "Message-ID" } dd.mono { (e.message_id) }
                 dt { "Regarding" }

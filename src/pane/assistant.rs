@@ -16,8 +16,10 @@ use uuid::Uuid;
 
 use crate::store::{
     thread_conversation, Activity, ActivityDetails, DealStatus, Direction, EmailActivity, Kind,
-    Opportunity, PartyRole, RecordRef, TaskState, UserId,
+    Opportunity, PartyRole, RecordRef, TaskState, Timing, UserId,
 };
+use crate::track::tz;
+use jiff::tz::TimeZone;
 
 /// How far ahead and back the assistant looks (`[pane]` settings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +122,8 @@ pub struct Facts {
     pub activities: Vec<Activity>,
     /// Opportunities of the accounts in focus.
     pub opportunities: Vec<Opportunity>,
+    /// The zone times are shown in (the user's setting); none: the machine's.
+    pub time_zone: Option<TimeZone>,
 }
 
 /// The cards for `facts` at `now`, most important first.
@@ -131,7 +135,13 @@ pub fn cards(facts: &Facts, now: DateTime<Utc>, settings: &AssistantSettings) ->
         .filter(|a| seen.insert(a.id))
         .collect();
     let mut out = Vec::new();
-    upcoming(&activities, now, settings, &mut out);
+    upcoming(
+        &activities,
+        now,
+        settings,
+        facts.time_zone.as_ref(),
+        &mut out,
+    );
     waiting_replies(facts, &activities, now, &mut out);
     closing(facts, now, settings, &mut out);
     quiet(facts, &activities, now, settings, &mut out);
@@ -190,25 +200,37 @@ fn upcoming(
     activities: &[&Activity],
     now: DateTime<Utc>,
     settings: &AssistantSettings,
+    zone: Option<&TimeZone>,
     out: &mut Vec<Card>,
 ) {
     let horizon = now + Duration::days(settings.upcoming_within_days.into());
+    let zone = &zone.cloned().unwrap_or_else(|| tz::user_zone(None));
     for a in activities {
         let (when, why) = match &a.details {
-            ActivityDetails::Appointment(ap) if ap.start >= now && ap.start <= horizon => (
-                ap.start,
-                format!(
-                    "Appointment {} ({})",
-                    relative(ap.start, now),
-                    ap.start.format("%a %Y-%m-%d %H:%M UTC")
-                ),
-            ),
+            ActivityDetails::Appointment(ap) if !ap.calendar.cancelled => {
+                // The next meeting of a series (its exceptions applied), or the one.
+                let timing = ap.calendar.timing;
+                let next = ap
+                    .meetings()
+                    .into_iter()
+                    .map(|(start, _)| (tz::instant(start, timing, zone), start))
+                    .find(|(at, _)| *at >= now && *at <= horizon);
+                let Some((at, start)) = next else { continue };
+                (
+                    at,
+                    format!(
+                        "Appointment {} ({})",
+                        relative(at, now),
+                        tz::display(start, timing, zone)
+                    ),
+                )
+            }
             ActivityDetails::PhoneCall(p) if p.at >= now && p.at <= horizon => (
                 p.at,
                 format!(
                     "Phone call scheduled {} ({})",
                     relative(p.at, now),
-                    p.at.format("%a %Y-%m-%d %H:%M UTC")
+                    tz::display(p.at, Timing::Zoned, zone)
                 ),
             ),
             ActivityDetails::Task(t) if t.state == TaskState::Open => match t.due {

@@ -96,6 +96,7 @@ fn appointment(owner: UserId, with: RecordRef, start: DateTime<Utc>) -> Activity
             recurrence: None,
             raw_invitation: None,
             message_id: None,
+            calendar: Default::default(),
         }),
     )
 }
@@ -125,6 +126,7 @@ fn each_kind_of_card_appears_sorted_by_priority() {
     let zoe = person("Zoë", 400);
     let d = |days: i64| now() + Duration::days(days);
     let facts = Facts {
+        time_zone: Some(jiff::tz::TimeZone::UTC),
         user: Some(me),
         people: vec![nancy.clone(), soren.clone(), zoe.clone()],
         activities: vec![
@@ -206,6 +208,7 @@ fn no_facts_no_cards_and_other_peoples_mail_is_not_waiting() {
     let nancy = person("Nancy", 1);
     let d = |days: i64| now() + Duration::days(days);
     let facts = Facts {
+        time_zone: Some(jiff::tz::TimeZone::UTC),
         user: Some(me),
         people: vec![nancy.clone()],
         activities: vec![
@@ -288,6 +291,7 @@ fn tasks_calls_and_settings() {
         }),
     );
     let facts = Facts {
+        time_zone: Some(jiff::tz::TimeZone::UTC),
         user: Some(me),
         people: vec![nancy.clone()],
         activities: vec![
@@ -347,4 +351,48 @@ fn relative_times_read_naturally() {
     assert_eq!(relative(n + Duration::hours(1), n), "in 1 hour");
     assert_eq!(relative(n - Duration::days(3), n), "3 days ago");
     assert_eq!(relative(n + Duration::hours(40), n), "in 2 days");
+}
+
+#[test]
+fn a_series_shows_its_next_occurrence_in_the_users_zone_and_a_cancelled_one_none() {
+    let me = UserId::new();
+    let nancy = person("Nancy", 100);
+    let d = |days: i64| now() + Duration::days(days);
+    let occurrence = |days: i64| crate::store::Occurrence {
+        start: d(days),
+        end: d(days) + Duration::hours(1),
+        original: d(days),
+    };
+    let mut series = appointment(me, nancy.record, d(-7));
+    if let ActivityDetails::Appointment(ap) = &mut series.details {
+        // Last week's meeting is past, this week's excluded: the next is in 7 days.
+        ap.calendar.occurrences = vec![occurrence(-7), occurrence(7)];
+    }
+    let mut cancelled = appointment(me, nancy.record, d(2));
+    cancelled.subject = "Cancelled review".into();
+    if let ActivityDetails::Appointment(ap) = &mut cancelled.details {
+        ap.calendar.cancelled = true;
+    }
+    let facts = Facts {
+        time_zone: crate::track::tz::named("Europe/Paris"),
+        user: Some(me),
+        people: vec![nancy],
+        activities: vec![series, cancelled],
+        ..Facts::default()
+    };
+    let cards = cards(&facts, now(), &AssistantSettings::default());
+    let upcoming: Vec<&Card> = cards
+        .iter()
+        .filter(|c| c.kind == CardKind::Upcoming)
+        .collect();
+    assert_eq!(upcoming.len(), 1, "{cards:?}");
+    assert_eq!(upcoming[0].when, d(7));
+    let local = d(7).with_timezone(&chrono::FixedOffset::east_opt(3600).unwrap());
+    assert!(
+        upcoming[0]
+            .why
+            .contains(&local.format("%a %Y-%m-%d %H:%M CET").to_string()),
+        "{}",
+        upcoming[0].why
+    );
 }

@@ -146,6 +146,7 @@ async fn add_activity(
                 recurrence: None,
                 raw_invitation: None,
                 message_id: None,
+                calendar: Default::default(),
             })
         }
         other => {

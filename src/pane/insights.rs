@@ -57,9 +57,14 @@ pub fn gather(
     seeds: &[RecordRef],
     own: Vec<crate::store::Activity>,
 ) -> store::Result<Facts> {
+    let zone = match s.record(user.uuid())? {
+        Some(Record::User(u)) => u.options.time_zone,
+        _ => None,
+    };
     let mut facts = Facts {
         user: Some(user),
         activities: own,
+        time_zone: Some(crate::track::tz::user_zone(zone.as_deref())),
         ..Facts::default()
     };
     let mut seen = HashSet::new();

@@ -165,6 +165,57 @@ pub struct AppointmentActivity {
     pub raw_invitation: Option<BlobRef>,
     #[serde(default)]
     pub message_id: Option<MessageId>,
+    /// What the invitation's updates and cancellations changed, how its times
+    /// read, and a recurring meeting's occurrences.
+    #[serde(flatten, default)]
+    pub calendar: CalendarState,
+}
+
+/// How an appointment's times read: instants (shown in the reader's zone), or
+/// wall-clock times and dates that mean the same in every zone (kept as if UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Timing {
+    #[default]
+    Zoned,
+    Floating,
+    AllDay,
+}
+
+/// One meeting of a recurring series, its exceptions applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Occurrence {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// The start the series' rule gave it (its RECURRENCE-ID when moved).
+    pub original: DateTime<Utc>,
+}
+
+/// The iCalendar state of an appointment made from an invitation.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CalendarState {
+    /// SEQUENCE of the invitation last applied (a lower one is stale).
+    pub sequence: u32,
+    pub cancelled: bool,
+    pub timing: Timing,
+    /// A recurring meeting's occurrences, bounded; empty for a single meeting.
+    pub occurrences: Vec<Occurrence>,
+}
+
+impl AppointmentActivity {
+    /// Each meeting as (start, end): the occurrences of a series, else the one.
+    pub fn meetings(&self) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        if self.calendar.occurrences.is_empty() {
+            vec![(self.start, self.end)]
+        } else {
+            self.calendar
+                .occurrences
+                .iter()
+                .map(|o| (o.start, o.end))
+                .collect()
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

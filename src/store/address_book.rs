@@ -143,6 +143,9 @@ pub struct AddressBookEntry {
     pub mobile_phone: String,
     #[serde(default)]
     pub address: PostalAddress,
+    /// Categories and groups from the imported address book.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
     #[serde(default)]
     pub source: EntrySource,
     #[serde(default)]
@@ -166,6 +169,7 @@ impl AddressBookEntry {
             business_phone: c.business_phone,
             mobile_phone: c.mobile_phone,
             address: c.address,
+            categories: c.categories,
             source,
             link: ContactLink::Untracked,
         }
@@ -187,6 +191,7 @@ impl AddressBookEntry {
             business_phone: self.business_phone.clone(),
             mobile_phone: self.mobile_phone.clone(),
             address: self.address.clone(),
+            categories: self.categories.clone(),
         }
     }
 
@@ -452,6 +457,7 @@ pub(crate) fn note_seen(tx: &Tx, t: &TrackingRecord) -> TxResult<()> {
             business_phone: String::new(),
             mobile_phone: String::new(),
             address: PostalAddress::default(),
+            categories: Vec::new(),
             source: EntrySource::SeenInMail,
             link: ContactLink::Untracked,
         };

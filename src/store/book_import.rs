@@ -105,6 +105,11 @@ fn merge(old: &AddressBookEntry, new: &AddressBookEntry) -> AddressBookEntry {
     if !new.address.is_empty() {
         m.address = new.address.clone();
     }
+    for c in &new.categories {
+        if !m.categories.contains(c) {
+            m.categories.push(c.clone());
+        }
+    }
     for e in &new.emails {
         if !m.emails.iter().any(|x| x.same_as(e)) {
             m.emails.push(e.clone());

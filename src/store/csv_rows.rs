@@ -20,6 +20,15 @@ fn norm_header(h: &str) -> String {
 
 struct Columns(HashMap<String, usize>);
 
+/// A list cell ("Clients;VIP" in Outlook, "Clients, VIP" in Thunderbird).
+fn list(cell: &str) -> Vec<String> {
+    cell.split([';', ','])
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 impl Columns {
     fn get<'r>(&self, row: &'r csv::StringRecord, names: &[&str]) -> &'r str {
         names
@@ -276,6 +285,7 @@ pub(crate) fn parse(text: &str, kind: Option<ImportKind>) -> Result<Parsed, Impo
                     )
                     .to_string(),
                 address: address(&cols, &rec),
+                categories: list(cols.get(&rec, &["categories"])),
             }),
             ImportKind::Accounts => {
                 let name = cols

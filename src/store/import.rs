@@ -93,12 +93,8 @@ fn check_text(bytes: &[u8]) -> Result<&str, ImportError> {
 /// Parse a file. `kind` forces how CSV rows are read; otherwise it is detected
 /// from the content (JSON, vCard) and the CSV headers.
 pub fn parse(bytes: &[u8], kind: Option<ImportKind>) -> Result<Parsed, ImportError> {
-    let text = check_text(bytes)?;
-    let head = text.trim_start();
-    if kind == Some(ImportKind::Json) || (kind.is_none() && head.starts_with('{')) {
-        return Ok(Parsed::Bundle(Box::new(ExportBundle::from_json(text)?)));
-    }
-    if head.len() >= 11 && head[..11].eq_ignore_ascii_case("BEGIN:VCARD") {
+    // A vCard declares its charset: read before the UTF-8 check.
+    if kind != Some(ImportKind::Json) && super::vcard::is_vcard(bytes) {
         if matches!(kind, Some(ImportKind::Accounts | ImportKind::Leads)) {
             return Err(ImportError::Unknown(
                 "a vCard file holds contacts; drop --kind or use --kind contacts".into(),
@@ -106,8 +102,13 @@ pub fn parse(bytes: &[u8], kind: Option<ImportKind>) -> Result<Parsed, ImportErr
         }
         return Ok(Parsed::Rows {
             kind: ImportKind::Contacts,
-            rows: super::vcard::parse(text)?,
+            rows: super::vcard::parse(bytes)?,
         });
+    }
+    let text = check_text(bytes)?;
+    let head = text.trim_start();
+    if kind == Some(ImportKind::Json) || (kind.is_none() && head.starts_with('{')) {
+        return Ok(Parsed::Bundle(Box::new(ExportBundle::from_json(text)?)));
     }
     if head.is_empty() {
         return Err(ImportError::Unknown("the file is empty".into()));

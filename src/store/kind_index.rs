@@ -184,6 +184,7 @@ mod tests {
             business_phone: String::new(),
             mobile_phone: String::new(),
             address: Default::default(),
+            categories: Vec::new(),
         })
     }
 

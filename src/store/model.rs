@@ -136,6 +136,9 @@ pub struct Contact {
     pub mobile_phone: String,
     #[serde(default)]
     pub address: PostalAddress,
+    /// Categories and groups from an address book (vCard CATEGORIES, group cards).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

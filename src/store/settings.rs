@@ -25,6 +25,9 @@ pub struct UserOptions {
     pub auto_track: AutoTrack,
     /// Addresses (`a@b.example`) or domains (`b.example`) never tracked automatically.
     pub ignore: Vec<String>,
+    /// The zone the pane shows times in (an IANA or Windows name); none: the
+    /// machine's zone.
+    pub time_zone: Option<String>,
 }
 
 /// Settings of the whole organisation.

@@ -227,6 +227,7 @@ mod tests {
             business_phone: String::new(),
             mobile_phone: String::new(),
             address: PostalAddress::default(),
+            categories: Vec::new(),
         }
     }
 

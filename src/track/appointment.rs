@@ -1,24 +1,28 @@
 //! Meeting invitations (iTIP REQUEST) tracked as appointment activities: subject,
-//! start, end, location, organizer and attendees as parties, recurrence, and the
-//! raw invitation as a blob. One appointment per iCalendar UID, shared by every
-//! mailbox that tracks the invitation.
+//! start, end, location, organizer and attendees as parties, recurrence with its
+//! occurrences, and the raw invitation as a blob. One appointment per iCalendar UID,
+//! shared by every mailbox that tracks the invitation; a later message about the
+//! same UID (a higher SEQUENCE, one occurrence, a CANCEL) updates it.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use mail_parser::{MessageParser, MimeHeaders};
 
 use crate::message::calendar::{AttendeeRole, Invitation};
 use crate::message::EmailFacts;
 use crate::store::{
-    Activity, ActivityDetails, ActivityId, AppointmentActivity, BlobRef, EmailAddress, OrgSettings,
-    PartyRole, RecordRef, Stamps, SystemUser,
+    Activity, ActivityDetails, ActivityId, AppointmentActivity, BlobRef, CalendarState,
+    EmailAddress, Occurrence, OrgSettings, Party, PartyRole, RecordRef, Stamps, SystemUser, Timing,
 };
 
 use super::email::PartyResolver;
-use super::TrackError;
+use super::{tz, TrackError};
 
-/// The meeting request in a message, if it has one.
+/// The meeting request (or the organizer's cancellation) in a message, if it has one.
 pub(crate) fn meeting_request(facts: &EmailFacts) -> Option<&Invitation> {
-    facts.invitation.as_ref().filter(|i| i.is_request())
+    facts
+        .invitation
+        .as_ref()
+        .filter(|i| i.is_request() || i.method.as_deref() == Some("CANCEL"))
 }
 
 /// The organizer's address: ORGANIZER, else the message's sender.
@@ -102,49 +106,48 @@ pub(crate) fn invitation_bytes(raw: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
-/// An iCalendar DATE-TIME or DATE as UTC. `…Z` is UTC; a time with a TZID is
-/// converted with the system's time-zone database (see `tz`); a floating time, or
-/// one in a zone not known here, is read as UTC.
-pub(crate) fn ical_time(value: &str) -> Option<DateTime<Utc>> {
-    let mut parts = value.split(';');
-    let v = parts.next()?.trim();
-    let zone = parts.find_map(|p| p.strip_prefix("TZID="));
-    let (v, utc) = match v.strip_suffix('Z') {
-        Some(v) => (v, true),
-        None => (v, false),
-    };
-    if let Ok(t) = NaiveDateTime::parse_from_str(v, "%Y%m%dT%H%M%S") {
-        if let (false, Some(z)) = (utc, zone) {
-            if let Some(u) = super::tz::to_utc(t, z) {
-                return Some(u);
-            }
-        }
-        return Some(t.and_utc());
-    }
-    NaiveDate::parse_from_str(v, "%Y%m%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
-}
-
-/// A new appointment activity for `inv`.
-pub(crate) fn new_appointment(
-    owner: &SystemUser,
-    inv: &Invitation,
-    facts: &EmailFacts,
-    regarding: Option<RecordRef>,
-    raw_invitation: Option<BlobRef>,
-    resolver: &mut PartyResolver<'_>,
-) -> Result<Activity, TrackError> {
-    let start = inv.start.as_deref().and_then(ical_time).ok_or_else(|| {
-        TrackError::NotAMessage("the meeting request has no readable start".into())
-    })?;
+/// The start, end and timing of the event an invitation is about.
+fn times(inv: &Invitation) -> Result<(DateTime<Utc>, DateTime<Utc>, Timing), TrackError> {
+    let (start, timing) = inv
+        .start
+        .as_ref()
+        .and_then(|t| tz::resolve(t, inv))
+        .ok_or_else(|| {
+            TrackError::NotAMessage("the meeting request has no readable start".into())
+        })?;
     let end = inv
         .end
-        .as_deref()
-        .and_then(ical_time)
+        .as_ref()
+        .and_then(|t| tz::resolve(t, inv))
+        .map(|(e, _)| e)
         .filter(|e| *e >= start)
         .unwrap_or(start);
+    Ok((start, end, timing))
+}
+
+/// A series' occurrences as instants (an unreadable one is left out).
+fn occurrences(inv: &Invitation) -> Vec<Occurrence> {
+    inv.occurrences
+        .iter()
+        .filter_map(|o| {
+            let (start, _) = tz::resolve(&o.start, inv)?;
+            let (end, _) = tz::resolve(&o.end, inv)?;
+            let (original, _) = tz::resolve(&o.original, inv)?;
+            Some(Occurrence {
+                start,
+                end: end.max(start),
+                original,
+            })
+        })
+        .collect()
+}
+
+/// The parties of `inv`: the organizer, then the attendees.
+fn parties(
+    inv: &Invitation,
+    facts: &EmailFacts,
+    resolver: &mut PartyResolver<'_>,
+) -> Result<Vec<Party>, TrackError> {
     let mut parties = Vec::new();
     if let Some(o) = organizer(inv, facts) {
         parties.push(resolver.party(PartyRole::Organizer, &o, None)?);
@@ -156,18 +159,34 @@ pub(crate) fn new_appointment(
         };
         parties.push(resolver.party(role, &a.address, a.name.as_deref())?);
     }
-    let subject = if inv.summary.trim().is_empty() {
+    Ok(parties)
+}
+
+fn subject_of(inv: &Invitation, facts: &EmailFacts) -> String {
+    if inv.summary.trim().is_empty() {
         facts.subject.clone()
     } else {
         inv.summary.clone()
-    };
+    }
+}
+
+/// A new appointment activity for `inv`.
+pub(crate) fn new_appointment(
+    owner: &SystemUser,
+    inv: &Invitation,
+    facts: &EmailFacts,
+    regarding: Option<RecordRef>,
+    raw_invitation: Option<BlobRef>,
+    resolver: &mut PartyResolver<'_>,
+) -> Result<Activity, TrackError> {
+    let (start, end, timing) = times(inv)?;
     Ok(Activity {
         id: ActivityId::new(),
         stamps: Stamps::default(),
         owner: owner.id,
-        subject,
+        subject: subject_of(inv, facts),
         regarding,
-        parties,
+        parties: parties(inv, facts, resolver)?,
         details: ActivityDetails::Appointment(AppointmentActivity {
             start,
             end,
@@ -178,38 +197,127 @@ pub(crate) fn new_appointment(
             // The Message-ID belongs to the email activity (one per Message-ID);
             // the appointment is found by its UID.
             message_id: None,
+            calendar: CalendarState {
+                sequence: inv.sequence,
+                cancelled: inv.is_cancel() && inv.recurrence_id.is_none(),
+                timing,
+                occurrences: occurrences(inv),
+            },
         }),
     })
+}
+
+/// Apply a later message about the appointment's meeting (same UID): a new
+/// SEQUENCE of the series replaces its times, place, rule, occurrences and
+/// parties; one about a single occurrence (RECURRENCE-ID) moves or removes that
+/// occurrence; a cancellation marks the meeting cancelled. A stale message (a
+/// lower SEQUENCE) changes nothing. Whether `a` changed.
+pub(crate) fn apply_update(
+    a: &mut Activity,
+    inv: &Invitation,
+    facts: &EmailFacts,
+    raw_invitation: Option<BlobRef>,
+    resolver: &mut PartyResolver<'_>,
+) -> Result<bool, TrackError> {
+    let before = a.clone();
+    let ActivityDetails::Appointment(ap) = &mut a.details else {
+        return Ok(false);
+    };
+    let seen = ap.calendar.sequence;
+    if inv.sequence < seen {
+        return Ok(false);
+    }
+    match &inv.recurrence_id {
+        Some(rid) => {
+            let Some((original, _)) = tz::resolve(rid, inv) else {
+                return Ok(false);
+            };
+            let list = &mut ap.calendar.occurrences;
+            if inv.is_cancel() {
+                list.retain(|o| o.original != original);
+            } else {
+                let (start, end, _) = times(inv)?;
+                match list.iter_mut().find(|o| o.original == original) {
+                    Some(o) => {
+                        o.start = start;
+                        o.end = end;
+                    }
+                    None => list.push(Occurrence {
+                        start,
+                        end,
+                        original,
+                    }),
+                }
+                list.sort_by_key(|o| o.start);
+            }
+        }
+        None if inv.is_cancel() => ap.calendar.cancelled = true,
+        None if inv.sequence == seen => {}
+        None => {
+            let (start, end, timing) = times(inv)?;
+            ap.start = start;
+            ap.end = end;
+            ap.location = inv.location.clone().unwrap_or_default();
+            ap.recurrence = inv.recurrence.clone();
+            ap.raw_invitation = raw_invitation.or(ap.raw_invitation.take());
+            ap.calendar = CalendarState {
+                sequence: inv.sequence,
+                cancelled: false,
+                timing,
+                occurrences: occurrences(inv),
+            };
+            a.subject = subject_of(inv, facts);
+            a.parties = parties(inv, facts, resolver)?;
+        }
+    }
+    if let ActivityDetails::Appointment(ap) = &mut a.details {
+        ap.calendar.sequence = seen.max(inv.sequence);
+    }
+    Ok(*a != before)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::calendar::parse;
+
+    fn at(inv: &Invitation) -> (String, String, Timing) {
+        let (s, e, t) = times(inv).unwrap();
+        (s.to_rfc3339(), e.to_rfc3339(), t)
+    }
+
+    fn event(props: &str) -> Invitation {
+        parse(&format!(
+            "BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:u1\r\n{props}END:VEVENT\r\nEND:VCALENDAR\r\n"
+        ))
+        .unwrap()
+    }
 
     #[test]
-    fn ical_times() {
+    fn floating_and_all_day_stay_as_written() {
+        let (s, e, t) = at(&event(
+            "DTSTART:20261201T100000\r\nDTEND:20261201T110000\r\n",
+        ));
         assert_eq!(
-            ical_time("20261201T100000Z").unwrap().to_rfc3339(),
-            "2026-12-01T10:00:00+00:00"
+            (s.as_str(), e.as_str()),
+            ("2026-12-01T10:00:00+00:00", "2026-12-01T11:00:00+00:00")
         );
+        assert_eq!(t, Timing::Floating);
+        let (s, e, t) = at(&event(
+            "DTSTART;VALUE=DATE:20261201\r\nDTEND;VALUE=DATE:20261202\r\n",
+        ));
         assert_eq!(
-            ical_time("20261201T100000;TZID=Nowhere/Special")
-                .unwrap()
-                .to_rfc3339(),
-            "2026-12-01T10:00:00+00:00"
+            (s.as_str(), e.as_str()),
+            ("2026-12-01T00:00:00+00:00", "2026-12-02T00:00:00+00:00")
         );
-        if std::path::Path::new("/usr/share/zoneinfo/Europe/Paris").exists() {
-            assert_eq!(
-                ical_time("20261201T100000;TZID=Europe/Paris")
-                    .unwrap()
-                    .to_rfc3339(),
-                "2026-12-01T09:00:00+00:00"
-            );
-        }
+        assert_eq!(t, Timing::AllDay);
+        let (s, _, t) = at(&event("DTSTART:20261201T100000Z\r\n"));
         assert_eq!(
-            ical_time("20261201").unwrap().to_rfc3339(),
-            "2026-12-01T00:00:00+00:00"
+            (s.as_str(), t),
+            ("2026-12-01T10:00:00+00:00", Timing::Zoned)
         );
-        assert!(ical_time("soon").is_none());
+        // A zone known nowhere reads as UTC.
+        let (s, _, _) = at(&event("DTSTART;TZID=Nowhere/Special:20261201T100000\r\n"));
+        assert_eq!(s, "2026-12-01T10:00:00+00:00");
     }
 }

@@ -297,6 +297,14 @@ impl Engine {
                 };
                 let appt = match found {
                     Some(mut a) => {
+                        // A later SEQUENCE, one occurrence or a cancellation updates it.
+                        let ics = appointment::invitation_bytes(raw);
+                        let blob = ics.as_deref().map(BlobRef::of);
+                        let mut changed =
+                            appointment::apply_update(&mut a, inv, &facts, blob, &mut resolver)?;
+                        if changed {
+                            blobs.extend(ics.map(Cow::Owned));
+                        }
                         // Chosen regarding applies; a correlated one only fills a gap.
                         let chosen = matches!(
                             resolution.correlation,
@@ -307,6 +315,9 @@ impl Engine {
                             && email.regarding.is_some()
                         {
                             a.regarding = email.regarding;
+                            changed = true;
+                        }
+                        if changed {
                             writes.push(a.clone());
                         }
                         a

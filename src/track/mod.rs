@@ -39,7 +39,7 @@ mod error;
 mod ingest;
 mod regarding;
 mod request;
-mod tz;
+pub mod tz;
 
 pub use append::{starts_with_block, AppendBlock};
 pub use email::{message_id_lenient, synthetic_message_id};

@@ -1,96 +1,116 @@
-//! Local times of meeting invitations (`DTSTART;TZID=Europe/Paris:…`) to UTC,
-//! with the system's time-zone database (`/usr/share/zoneinfo`, TZif files). No
-//! database is shipped: an unknown zone (or a Windows zone name without an IANA
-//! one) gives `None`, and the caller reads the time as UTC. Past the last
-//! transition in the file (2037 in the usual "fat" files) the last offset holds.
+//! Time zones, through `jiff` and the system's time-zone database (`TZDIR` or
+//! `/usr/share/zoneinfo`; jiff reads "slim" TZif files and their closing rule):
+//! an invitation's times to instants — its own VTIMEZONE first, then an IANA
+//! name, then a Windows name (what Outlook writes) through the CLDR mapping that
+//! calcard carries — and instants back to the pane reader's zone. Floating times
+//! and dates are not moved: they are kept as if UTC and shown as written.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
-use std::path::{Component, Path};
+use chrono::{DateTime, Datelike, NaiveDateTime, Timelike, Utc};
+use jiff::tz::{TimeZone, TimeZoneDatabase};
 
-const ZONEINFO: &str = "/usr/share/zoneinfo";
+use crate::message::calendar::{EventTime, Invitation, TimeRef};
+use crate::store::Timing;
 
-/// `local` in `zone` as UTC, if the zone is known here.
-pub(crate) fn to_utc(local: NaiveDateTime, zone: &str) -> Option<DateTime<Utc>> {
-    let zone = zone.trim().trim_matches('"');
-    let rel = Path::new(zone);
-    // Only plain relative names ("Europe/Paris"): never a path out of the database.
-    if zone.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+/// The zone called `name`: an IANA name, else a Windows (or other known) name.
+pub fn named(name: &str) -> Option<TimeZone> {
+    named_in(jiff::tz::db(), name)
+}
+
+fn named_in(db: &TimeZoneDatabase, name: &str) -> Option<TimeZone> {
+    let name = name.trim().trim_matches('"');
+    if name.is_empty() {
         return None;
     }
-    let data = std::fs::read(Path::new(ZONEINFO).join(rel)).ok()?;
-    let tz = Tzif::parse(&data)?;
+    // The database only answers names it lists: never a path out of it.
+    if let Ok(tz) = db.get(name) {
+        return Some(tz);
+    }
+    let iana = name.parse::<calcard::common::timezone::Tz>().ok()?.name()?;
+    db.get(&iana).ok()
+}
+
+/// The zone the pane shows `user`'s times in: their setting, else the machine's.
+pub fn user_zone(setting: Option<&str>) -> TimeZone {
+    setting.and_then(named).unwrap_or_else(TimeZone::system)
+}
+
+/// `local` in `tz` as UTC (a time skipped by a change reads as after it).
+pub fn to_utc(local: NaiveDateTime, tz: &TimeZone) -> Option<DateTime<Utc>> {
+    let civil = jiff::civil::DateTime::new(
+        i16::try_from(local.year()).ok()?,
+        i8::try_from(local.month()).ok()?,
+        i8::try_from(local.day()).ok()?,
+        i8::try_from(local.hour()).ok()?,
+        i8::try_from(local.minute()).ok()?,
+        i8::try_from(local.second()).ok()?,
+        0,
+    )
+    .ok()?;
+    let ts = tz.to_ambiguous_timestamp(civil).compatible().ok()?;
+    DateTime::from_timestamp(ts.as_second(), 0)
+}
+
+/// `local` by a VTIMEZONE's offset changes ((UTC onset, offset after), sorted).
+fn by_changes(local: NaiveDateTime, changes: &[(i64, i32)]) -> Option<DateTime<Utc>> {
+    let offset_at = |utc: i64| {
+        let n = changes.partition_point(|(onset, _)| *onset <= utc);
+        i64::from(changes[n.saturating_sub(1)].1)
+    };
     let wall = local.and_utc().timestamp();
     // Guess with the offset at the wall time read as UTC, then correct once.
-    let mut utc = wall - tz.offset_at(wall);
-    utc = wall - tz.offset_at(utc);
-    DateTime::from_timestamp(utc, 0)
+    let utc = wall.checked_sub(offset_at(wall))?;
+    DateTime::from_timestamp(wall.checked_sub(offset_at(utc))?, 0)
 }
 
-/// The transitions of a TZif file (the 64-bit block of version 2+ files).
-struct Tzif {
-    transitions: Vec<i64>,
-    /// Offset (seconds east of UTC) after each transition.
-    offsets: Vec<i64>,
-    /// Before the first transition.
-    initial: i64,
-}
-
-impl Tzif {
-    fn parse(d: &[u8]) -> Option<Tzif> {
-        let header = |at: usize| -> Option<[usize; 6]> {
-            if d.get(at..at + 4)? != b"TZif" {
-                return None;
-            }
-            let mut c = [0usize; 6];
-            for (i, n) in c.iter_mut().enumerate() {
-                let o = at + 20 + i * 4;
-                *n = u32::from_be_bytes(d.get(o..o + 4)?.try_into().ok()?) as usize;
-            }
-            Some(c)
-        };
-        let [isut, isstd, leap, time, typ, chars] = header(0)?;
-        let v1_len = time * 5 + typ * 6 + chars + leap * 8 + isstd + isut;
-        let (at, size) = if d.get(4).copied().unwrap_or(0) >= b'2' {
-            (44 + v1_len, 8)
-        } else {
-            (0, 4)
-        };
-        let [_, _, _, time, typ, _] = header(at)?;
-        let mut p = at + 44;
-        let mut transitions = Vec::with_capacity(time);
-        for _ in 0..time {
-            let b = d.get(p..p + size)?;
-            transitions.push(if size == 8 {
-                i64::from_be_bytes(b.try_into().ok()?)
-            } else {
-                i32::from_be_bytes(b.try_into().ok()?) as i64
-            });
-            p += size;
-        }
-        let idx = d.get(p..p + time)?.to_vec();
-        p += time;
-        let mut types = Vec::with_capacity(typ);
-        for _ in 0..typ {
-            let b = d.get(p..p + 6)?;
-            types.push(i32::from_be_bytes(b[..4].try_into().ok()?) as i64);
-            p += 6;
-        }
-        let offsets = idx
-            .iter()
-            .map(|i| types.get(*i as usize).copied())
-            .collect::<Option<Vec<_>>>()?;
-        Some(Tzif {
-            transitions,
-            offsets,
-            initial: *types.first()?,
-        })
+/// An invitation's time as an instant, with how it reads. A zone known nowhere
+/// reads as UTC (and is logged).
+pub fn resolve(t: &EventTime, inv: &Invitation) -> Option<(DateTime<Utc>, Timing)> {
+    let as_utc = t.local.and_utc();
+    let tzid = match &t.zone {
+        TimeRef::Utc => return Some((as_utc, Timing::Zoned)),
+        TimeRef::Floating => return Some((as_utc, Timing::Floating)),
+        TimeRef::Date => return Some((as_utc, Timing::AllDay)),
+        TimeRef::Zone(z) => z,
+    };
+    let def = inv.zone(tzid);
+    if let Some(d) = def.filter(|d| !d.changes.is_empty()) {
+        return Some((by_changes(t.local, &d.changes)?, Timing::Zoned));
     }
-
-    fn offset_at(&self, utc: i64) -> i64 {
-        match self.transitions.partition_point(|t| *t <= utc) {
-            0 => self.initial,
-            n => self.offsets[n - 1],
+    let zone = def
+        .and_then(|d| d.known_as.as_deref())
+        .and_then(named)
+        .or_else(|| named(tzid));
+    match zone {
+        Some(z) => Some((to_utc(t.local, &z)?, Timing::Zoned)),
+        None => {
+            tracing::warn!(tzid = %tzid, "unknown time zone in an invitation; read as UTC");
+            Some((as_utc, Timing::Zoned))
         }
+    }
+}
+
+/// When a stored time happens for a reader in `zone`: an instant as it is; a
+/// floating time or a date (kept as if UTC) at that wall-clock time in `zone`.
+pub fn instant(t: DateTime<Utc>, timing: Timing, zone: &TimeZone) -> DateTime<Utc> {
+    match timing {
+        Timing::Zoned => t,
+        Timing::Floating | Timing::AllDay => to_utc(t.naive_utc(), zone).unwrap_or(t),
+    }
+}
+
+/// A time for the pane: an instant in `zone` ("Tue 2026-12-01 10:00 CET"), a
+/// floating time as written, a date alone.
+pub fn display(t: DateTime<Utc>, timing: Timing, zone: &TimeZone) -> String {
+    match timing {
+        Timing::AllDay => format!("{} (all day)", t.format("%a %Y-%m-%d")),
+        Timing::Floating => format!("{} (local time)", t.format("%a %Y-%m-%d %H:%M")),
+        Timing::Zoned => match jiff::Timestamp::from_second(t.timestamp()) {
+            Ok(ts) => ts
+                .to_zoned_datetime(zone.clone())
+                .strftime("%a %Y-%m-%d %H:%M %Z")
+                .to_string(),
+            Err(_) => t.format("%a %Y-%m-%d %H:%M UTC").to_string(),
+        },
     }
 }
 
@@ -103,22 +123,83 @@ mod tests {
     }
 
     #[test]
-    fn local_times_become_utc() {
-        if !Path::new(ZONEINFO).join("Europe/Paris").exists() {
-            return; // no time-zone database on this system: nothing to check
-        }
+    fn iana_and_windows_names() {
+        let utc = |s, z: &str| to_utc(at(s), &named(z).unwrap()).unwrap().to_rfc3339();
         // Winter (CET, +1) and summer (CEST, +2) in Paris; New York (EST, -5).
-        let paris = |s| to_utc(at(s), "Europe/Paris").unwrap().to_rfc3339();
-        assert_eq!(paris("20261201T100000"), "2026-12-01T09:00:00+00:00");
-        assert_eq!(paris("20260701T100000"), "2026-07-01T08:00:00+00:00");
         assert_eq!(
-            to_utc(at("20261201T100000"), "America/New_York")
-                .unwrap()
-                .to_rfc3339(),
+            utc("20261201T100000", "Europe/Paris"),
+            "2026-12-01T09:00:00+00:00"
+        );
+        assert_eq!(
+            utc("20260701T100000", "Europe/Paris"),
+            "2026-07-01T08:00:00+00:00"
+        );
+        assert_eq!(
+            utc("20261201T100000", "America/New_York"),
             "2026-12-01T15:00:00+00:00"
         );
-        assert!(to_utc(at("20261201T100000"), "W. Europe Standard Time").is_none());
-        assert!(to_utc(at("20261201T100000"), "../../etc/passwd").is_none());
-        assert!(to_utc(at("20261201T100000"), "/etc/passwd").is_none());
+        assert_eq!(
+            utc("20260701T100000", "W. Europe Standard Time"),
+            "2026-07-01T08:00:00+00:00"
+        );
+        assert_eq!(
+            utc("20261201T100000", "Eastern Standard Time"),
+            "2026-12-01T15:00:00+00:00"
+        );
+        assert!(named("Nowhere/Special").is_none());
+        assert!(named("../../etc/passwd").is_none());
+        assert!(named("/etc/passwd").is_none());
+    }
+
+    /// A zone compiled `zic -b slim` lists no transition after its last rule
+    /// change: the offsets after it come from the TZif footer rule.
+    #[test]
+    fn slim_zoneinfo_after_its_last_transition() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("europe");
+        std::fs::write(
+            &src,
+            "Rule\tEU\t1981\tmax\t-\tMar\tlastSun\t 1:00u\t1:00\tS\n\
+             Rule\tEU\t1996\tmax\t-\tOct\tlastSun\t 1:00u\t0\t-\n\
+             Zone\tEurope/Paris\t1:00\tEU\tCE%sT\n",
+        )
+        .unwrap();
+        let out = dir.path().join("zoneinfo");
+        let zic = std::process::Command::new("zic")
+            .args(["-b", "slim", "-d"])
+            .arg(&out)
+            .arg(&src)
+            .status();
+        if !zic.is_ok_and(|s| s.success()) {
+            eprintln!("no zic here: nothing to check");
+            return;
+        }
+        let db = TimeZoneDatabase::from_dir(&out).unwrap();
+        let paris = named_in(&db, "Europe/Paris").unwrap();
+        // Summer 2040 is far past the file's last listed transition.
+        let u = to_utc(at("20400701T120000"), &paris).unwrap();
+        assert_eq!(u.to_rfc3339(), "2040-07-01T10:00:00+00:00");
+        let w = to_utc(at("20401201T120000"), &paris).unwrap();
+        assert_eq!(w.to_rfc3339(), "2040-12-01T11:00:00+00:00");
+    }
+
+    #[test]
+    fn shown_in_the_readers_zone() {
+        let t = DateTime::parse_from_rfc3339("2026-12-01T09:00:00Z")
+            .unwrap()
+            .to_utc();
+        let paris = named("Europe/Paris").unwrap();
+        assert_eq!(
+            display(t, Timing::Zoned, &paris),
+            "Tue 2026-12-01 10:00 CET"
+        );
+        assert_eq!(
+            display(t, Timing::Floating, &paris),
+            "Tue 2026-12-01 09:00 (local time)"
+        );
+        assert_eq!(
+            display(t, Timing::AllDay, &paris),
+            "Tue 2026-12-01 (all day)"
+        );
     }
 }

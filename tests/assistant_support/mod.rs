@@ -52,6 +52,7 @@ pub fn contact(s: &dyn CrmStore, first: &str, last: &str, account: AccountId) ->
         business_phone: String::new(),
         mobile_phone: String::new(),
         address: Default::default(),
+        categories: Vec::new(),
     }))
     .unwrap()
     .as_ref()
@@ -132,6 +133,7 @@ pub fn appointment(start: DateTime<Utc>) -> ActivityDetails {
         recurrence: None,
         raw_invitation: None,
         message_id: None,
+        calendar: Default::default(),
     })
 }
 

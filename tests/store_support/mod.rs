@@ -27,6 +27,7 @@ pub fn contact(first: &str, last: &str, email: &str) -> Contact {
         business_phone: String::new(),
         mobile_phone: String::new(),
         address: PostalAddress::default(),
+        categories: Vec::new(),
     }
 }
 
