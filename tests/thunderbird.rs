@@ -165,13 +165,23 @@ fn thunderbird_tags_a_message_for_tracking_and_shows_it_tracked() {
     let Some(main) = x.wait_window("Inbox", Duration::from_secs(90)) else {
         fail("no Inbox window within 90 s")
     };
-    std::thread::sleep(Duration::from_secs(3));
-    x.keys(&main, &["n"]);
-    std::thread::sleep(Duration::from_secs(1));
+    // Shown means read: `\Seen` on the server says the message is selected (the
+    // list may still be loading at the first `n`; a second one then selects it).
+    let uid = uid_of(&mut direct, "INBOX", id).expect("the message in INBOX");
+    let mut opened = |x: &Xvfb| {
+        x.keys(&main, &["n"]);
+        poll(Duration::from_secs(15), || {
+            flags(&mut direct, "INBOX", uid)
+                .contains("\\Seen")
+                .then_some(())
+        })
+    };
+    if opened(&x).or_else(|| opened(&x)).is_none() {
+        fail("the message was not opened (no \\Seen) after pressing n twice");
+    }
     x.keys(&main, &["6"]);
 
     // On the server: tracked, and the request keyword gone.
-    let uid = uid_of(&mut direct, "INBOX", id).expect("the message in INBOX");
     let tracked = poll(Duration::from_secs(60), || {
         let f = flags(&mut direct, "INBOX", uid).to_ascii_lowercase();
         let words: Vec<&str> = f.split(' ').collect();
