@@ -42,7 +42,7 @@ pub enum UpstreamTls {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Where the store, the certificates and recordings live.
+    /// Where the store and the certificates live.
     pub data_dir: PathBuf,
     pub proxy: ProxyConfig,
     pub upstream: UpstreamConfig,
@@ -69,7 +69,8 @@ pub struct ProxyConfig {
     /// Seconds of silence from the client before the proxy closes the session.
     /// RFC 9051 asks for at least 30 minutes; lower values are raised to that.
     pub idle_timeout_secs: u64,
-    /// Write a redacted transcript of each session into this directory.
+    /// Reserved for recording sessions (record and replay): not implemented yet,
+    /// so any value is refused rather than silently doing nothing.
     pub record_dir: Option<PathBuf>,
     /// Most client connections served at once; more are answered `* BYE` and closed.
     pub max_connections: usize,
@@ -317,6 +318,14 @@ impl Config {
                 reason,
             })?;
         }
+        if self.proxy.record_dir.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "proxy.record_dir",
+                reason: "record_dir is not implemented yet: nothing would be recorded; \
+                         remove the setting"
+                    .into(),
+            });
+        }
         if self.proxy.max_line_bytes < 1024 {
             return Err(ConfigError::Invalid {
                 key: "proxy.max_line_bytes",
@@ -457,6 +466,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("proxy.max_connections"), "{err}");
+    }
+
+    #[test]
+    fn record_dir_is_refused_until_it_records() {
+        let err = Config::from_toml("[proxy]\nrecord_dir = \"/tmp/rec\"\n", Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("record_dir is not implemented yet"), "{err}");
+        let example = include_str!("../config/crmproxy.example.toml");
+        assert!(
+            !example.contains("record_dir"),
+            "the example still offers it"
+        );
     }
 
     #[test]

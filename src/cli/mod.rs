@@ -6,6 +6,7 @@ pub mod crm;
 pub mod pane;
 pub mod serve;
 pub mod setup;
+pub mod thunderbird;
 pub mod track;
 
 use anyhow::Context;
@@ -50,6 +51,8 @@ pub struct GlobalOpts {
 pub enum Command {
     /// Write a config file and create the local CA and localhost certificate.
     Init(setup::InitArgs),
+    /// Set up a mail client for tracking (Thunderbird: tags for the CRM keywords).
+    Setup(thunderbird::SetupArgs),
     /// Run the proxy (and the pane and sync worker).
     Serve(serve::ServeArgs),
     /// Check config, certificates and the upstream server, and say what to fix.
@@ -119,6 +122,7 @@ pub fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Init(a) => setup::init(a, &cli.global),
+        Command::Setup(a) => thunderbird::setup(a, &cli.global),
         Command::Serve(a) => serve::run(a, &cli.global),
         Command::Doctor(a) => setup::doctor(a, &cli.global),
         Command::User(a) => crm::user(a, &cli.global),
