@@ -141,14 +141,9 @@ fn time_keyword_tracking(dv: &'static common::Dovecot, count: usize, mode: &str)
     let mut d = Client::login(dv.imap_addr(), &user);
     loop {
         assert!(d.cmd("EXAMINE INBOX").0.contains(" OK"));
-        let tracked = d.cmd("UID SEARCH KEYWORD $CRM_Tracked").0;
-        let all = d.cmd("UID SEARCH ALL").0;
-        let n = |t: &str| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("* SEARCH"))
-                .map_or(0, |l| l.split_whitespace().count())
-        };
-        if n(&tracked) == count && n(&all) == count {
+        let tracked = d.search_count("KEYWORD $CRM_Tracked");
+        let all = d.search_count("ALL");
+        if tracked == count && all == count {
             break;
         }
         assert!(

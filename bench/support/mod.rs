@@ -65,6 +65,29 @@ impl Client {
         }
     }
 
+    /// How many UIDs a `UID SEARCH criteria` finds.
+    pub fn search_count(&mut self, criteria: &str) -> usize {
+        self.n += 1;
+        let tag = format!("b{}", self.n);
+        self.s
+            .write_all(format!("{tag} UID SEARCH {criteria}\r\n").as_bytes())
+            .unwrap();
+        let mut found = 0;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            self.r.read_line(&mut line).unwrap();
+            assert!(!line.is_empty(), "connection closed");
+            if let Some(rest) = line.strip_prefix("* SEARCH") {
+                found += rest.split_whitespace().count();
+            }
+            if line.starts_with(&tag) {
+                assert!(line.contains(" OK"), "{line}");
+                return found;
+            }
+        }
+    }
+
     /// `UID FETCH 1:* BODY.PEEK[]`, reading raw bytes until the tagged OK.
     /// Returns (bytes received, seconds).
     pub fn bulk_fetch(&mut self) -> (usize, f64) {

@@ -76,6 +76,8 @@ struct SessionData {
     /// FETCH commands (by tag) naming one message, in flight: their responses
     /// are read for the "message opened" event.
     single_fetches: Vec<String>,
+    /// FETCH commands (by tag) asking for FLAGS, in flight.
+    flag_fetches: Vec<String>,
     actions: HashMap<String, TagAction>,
     /// Folders the server's LIST marked `\Sent` (SPECIAL-USE).
     sent_folders: Vec<String>,
@@ -298,18 +300,28 @@ impl Hook for TrackingHook {
                 uid,
                 ..
             } => self.keyword_store(cx, tag, sequence_set, *uid, kind, flags),
-            CommandBody::Fetch { sequence_set, .. } => {
+            CommandBody::Fetch {
+                sequence_set,
+                macro_or_item_names,
+                ..
+            } => {
                 let one = names_one(sequence_set);
+                let flags = asks_flags(macro_or_item_names);
                 self.with_session(cx.session_id, |s| {
-                    let list = if one {
+                    let mut lists = vec![if one {
                         &mut s.single_fetches
                     } else {
                         &mut s.bulk_fetches
-                    };
-                    if list.len() >= 64 {
-                        list.remove(0);
+                    }];
+                    if flags {
+                        lists.push(&mut s.flag_fetches);
                     }
-                    list.push(tag.to_string())
+                    for list in lists {
+                        if list.len() >= 64 {
+                            list.remove(0);
+                        }
+                        list.push(tag.to_string())
+                    }
                 });
             }
             CommandBody::Copy { mailbox, .. } | CommandBody::Move { mailbox, .. } => {
@@ -357,10 +369,16 @@ impl Hook for TrackingHook {
     /// may open it) while no folder sync runs, and FLAGS where the mailbox cannot
     /// store state keywords. Everything else is relayed undecoded.
     fn reads_fetch_responses(&self, cx: &HookContext<'_>) -> bool {
-        let opening = self.with_session(cx.session_id, |s| {
-            !s.single_fetches.is_empty() && s.bulk_fetches.is_empty()
+        let (opening, flags_wanted) = self.with_session(cx.session_id, |s| {
+            let no_fetch = s.single_fetches.is_empty() && s.bulk_fetches.is_empty();
+            (
+                !s.single_fetches.is_empty() && s.bulk_fetches.is_empty(),
+                // A FETCH asking for FLAGS, or none at all (flag updates the
+                // server sends unasked, a STORE's answer).
+                !s.flag_fetches.is_empty() || no_fetch,
+            )
         });
-        (opening || Self::flags_from_store(cx)) && self.owner_id(cx).is_some()
+        (opening || (flags_wanted && Self::flags_from_store(cx))) && self.owner_id(cx).is_some()
     }
 
     fn on_response(
@@ -378,6 +396,7 @@ impl Hook for TrackingHook {
                     s.moves.retain(|t| *t != tag);
                     s.bulk_fetches.retain(|t| *t != tag);
                     s.single_fetches.retain(|t| *t != tag);
+                    s.flag_fetches.retain(|t| *t != tag);
                 });
                 let action = self.with_session(cx.session_id, |s| s.actions.remove(&tag));
                 match action {
@@ -499,6 +518,17 @@ impl Hook for TrackingHook {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&session_id);
+    }
+}
+
+/// Does a FETCH ask for FLAGS (by name, or in the ALL, FAST and FULL macros)?
+fn asks_flags(names: &imap_codec::imap_types::fetch::MacroOrMessageDataItemNames<'_>) -> bool {
+    use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName};
+    match names {
+        MacroOrMessageDataItemNames::Macro(_) => true,
+        MacroOrMessageDataItemNames::MessageDataItemNames(n) => {
+            n.contains(&MessageDataItemName::Flags)
+        }
     }
 }
 

@@ -185,7 +185,8 @@ async fn do_job(
                 let Some(raw) = c.fetch_raw(uid).await? else {
                     continue;
                 };
-                let raw: Arc<[u8]> = raw.into();
+                // Shared with the blocking task without a copy (a message may be large).
+                let raw = Arc::new(raw);
                 let location = MessageLocation {
                     folder: folder.clone(),
                     uid_validity,
@@ -480,7 +481,7 @@ async fn sweep_pending(
                 .await?;
             continue;
         }
-        let raw: Option<Arc<[u8]>> = c.fetch_raw(loc.uid).await?.map(Into::into);
+        let raw = c.fetch_raw(loc.uid).await?.map(Arc::new);
         let r = record.clone();
         let result = match raw.clone() {
             Some(raw) => blocking(move || engine.complete_pending(&r, &raw).map(|_| ())).await,
@@ -530,7 +531,8 @@ async fn sent_message(
     let Some(raw) = c.fetch_raw(uid).await? else {
         return Ok(());
     };
-    let raw: Arc<[u8]> = raw.into();
+    // Shared with the blocking task without a copy (a message may be large).
+    let raw = Arc::new(raw);
     let (owner, r) = (actor.owner_id(), raw.clone());
     let engine = inner.engine.clone();
     let location = MessageLocation {
@@ -678,7 +680,8 @@ async fn inbox_message(
     let Some(raw) = c.fetch_raw(uid).await? else {
         return Ok(());
     };
-    let raw: Arc<[u8]> = raw.into();
+    // Shared with the blocking task without a copy (a message may be large).
+    let raw = Arc::new(raw);
     let engine = inner.engine.clone();
     let location = MessageLocation {
         folder: "INBOX".into(),
