@@ -28,10 +28,13 @@ use crate::track::{Actor, TrackSource};
 
 mod append;
 mod flags;
+mod folders;
 mod keyword;
 mod opened;
 mod sets;
+use crate::proxy::folders::FolderLayout;
 use flags::KeywordCache;
+use folders::OwnCommand;
 use opened::{header_summary, message_id_of_item};
 use sets::{mailbox_name, uid_set_text};
 
@@ -42,6 +45,9 @@ pub struct TrackingHook {
     /// State keywords shown in FLAGS where a mailbox cannot store them; shared by
     /// the sessions of every mailbox.
     keywords: Mutex<KeywordCache>,
+    /// Each mailbox's folder layout, as a session of it learned it last: a new
+    /// session uses it until its own NAMESPACE is answered.
+    layouts: Mutex<HashMap<String, FolderLayout>>,
 }
 
 /// How long a session's user, once found not to be a CRM user, is taken as such.
@@ -52,10 +58,19 @@ const NOT_A_USER_RECHECK: std::time::Duration = std::time::Duration::from_secs(6
 enum TagAction {
     /// Refused: the tagged answer becomes `NO [ALERT] text`.
     Refuse(String),
-    /// A COPY/MOVE into a tracking folder: track the copies (COPYUID).
-    IntoFolder { actor: Actor, folder: String },
+    /// A COPY/MOVE into a tracking folder (server name; `logical`: the config's
+    /// name): track the copies (COPYUID).
+    IntoFolder {
+        actor: Actor,
+        folder: String,
+        logical: String,
+    },
     /// An APPEND into a tracking folder: track it (APPENDUID).
-    Append { actor: Actor, folder: String },
+    Append {
+        actor: Actor,
+        folder: String,
+        logical: String,
+    },
     /// An APPEND into the Sent folder: a reply to tracked email tracks.
     Sent { actor: Actor, folder: String },
     /// Once the command is done, hand this job to the mailbox's worker (a STORE
@@ -81,6 +96,14 @@ struct SessionData {
     sent_folders: Vec<String>,
     /// MOVE commands (by tag) waiting for their untagged COPYUID.
     moves: Vec<String>,
+    /// The server's folder layout, once its NAMESPACE (or LIST "" "") answered.
+    layout: Option<FolderLayout>,
+    /// The hook's own commands in flight, by tag.
+    own: HashMap<String, OwnCommand>,
+    /// Folders listed in answer to an own LIST after a refused CREATE.
+    listed: Vec<String>,
+    /// Texts for the user's next tagged answer (a refused tracking folder).
+    notices: Vec<String>,
 }
 
 impl TrackingHook {
@@ -89,6 +112,7 @@ impl TrackingHook {
             workers,
             sessions: Mutex::new(HashMap::new()),
             keywords: Mutex::new(KeywordCache::default()),
+            layouts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -147,13 +171,21 @@ impl TrackingHook {
             }
             return;
         }
-        if !self.tracks_into(cx, &folder, append) {
+        let Some(logical) = self.tracking_folder_name(cx, &folder) else {
             return;
-        }
+        };
         let action = match self.actor(identity) {
             Err(text) => TagAction::Refuse(text),
-            Ok(actor) if append => TagAction::Append { actor, folder },
-            Ok(actor) => TagAction::IntoFolder { actor, folder },
+            Ok(actor) if append => TagAction::Append {
+                actor,
+                folder,
+                logical,
+            },
+            Ok(actor) => TagAction::IntoFolder {
+                actor,
+                folder,
+                logical,
+            },
         };
         self.with_session(cx.session_id, |s| s.actions.insert(tag.to_string(), action));
     }
@@ -162,19 +194,7 @@ impl TrackingHook {
     /// tracking folder, and for an APPEND not the Sent folder (judged automatically).
     fn tracks_into(&self, cx: &HookContext<'_>, folder: &str, append: bool) -> bool {
         !(append && self.is_sent_folder(cx, folder))
-            && self
-                .workers
-                .engine()
-                .is_tracking_folder(folder)
-                .unwrap_or(false)
-    }
-
-    /// The session's Sent folder: marked `\Sent` in a LIST it saw, or named `Sent`.
-    fn is_sent_folder(&self, cx: &HookContext<'_>, folder: &str) -> bool {
-        let listed = self.with_session(cx.session_id, |s| {
-            (!s.sent_folders.is_empty()).then(|| s.sent_folders.iter().any(|f| f == folder))
-        });
-        listed.unwrap_or(folder == "Sent")
+            && self.tracking_folder_name(cx, folder).is_some()
     }
 
     /// A COPYUID/APPENDUID: the copies in a tracking folder are tracked.
@@ -211,10 +231,19 @@ impl TrackingHook {
             }
             return;
         }
-        let (actor, folder) = match action {
-            Some(TagAction::IntoFolder { actor, folder } | TagAction::Append { actor, folder }) => {
-                (actor, folder)
-            }
+        let (actor, folder, logical) = match action {
+            Some(
+                TagAction::IntoFolder {
+                    actor,
+                    folder,
+                    logical,
+                }
+                | TagAction::Append {
+                    actor,
+                    folder,
+                    logical,
+                },
+            ) => (actor, folder, logical),
             _ => return,
         };
         let uids = match code {
@@ -224,7 +253,7 @@ impl TrackingHook {
         };
         let job = Job::Track {
             actor,
-            source: TrackSource::Folder(folder.clone()),
+            source: TrackSource::Folder(logical),
             folder,
             uids,
         };
@@ -339,15 +368,17 @@ impl Hook for TrackingHook {
             return Vec::new();
         };
         let folder = mailbox_name(mailbox);
-        let tracked = &self.workers.engine().config().track_folder;
+        let tracked = self
+            .layout(cx)
+            .to_server(&self.workers.engine().config().track_folder);
         let asked = self.with_session(cx.session_id, |s| {
             matches!(
                 s.actions.get(command.tag.inner()),
                 Some(TagAction::IntoFolder { .. })
             )
         });
-        if cx.identity.is_some() && asked && folder == *tracked {
-            vec![format!("CREATE {}", super::worker::quoted(tracked))]
+        if cx.identity.is_some() && asked && folder == tracked {
+            vec![format!("CREATE {}", super::worker::quoted(&tracked))]
         } else {
             Vec::new()
         }
@@ -403,7 +434,12 @@ impl Hook for TrackingHook {
                 }
                 None
             }
-            Response::Data(Data::List { items, mailbox, .. }) => {
+            Response::Data(data @ Data::Namespace { .. }) => {
+                self.folder_data(cx, data);
+                None
+            }
+            Response::Data(data @ Data::List { items, mailbox, .. }) => {
+                self.folder_data(cx, data);
                 if items
                     .iter()
                     .any(|a| a.to_string().eq_ignore_ascii_case("\\Sent"))
@@ -466,23 +502,23 @@ impl Hook for TrackingHook {
     }
 
     fn notices(&self, cx: &HookContext<'_>) -> Vec<String> {
-        match cx.identity {
-            Some(identity) => self.workers.take_notices(&identity.user),
-            None => Vec::new(),
-        }
+        let Some(identity) = cx.identity else {
+            return Vec::new();
+        };
+        let mut notices = self.with_session(cx.session_id, |s| std::mem::take(&mut s.notices));
+        notices.extend(self.workers.take_notices(&identity.user));
+        notices
+    }
+
+    fn on_own_response(&self, cx: &HookContext<'_>, tag: &str, response: &[u8]) {
+        self.own_answered(cx, tag, response)
     }
 
     fn on_login(&self, cx: &HookContext<'_>, credential: Option<&Credential>) {
         let Some(identity) = cx.identity else { return };
         if self.actor(identity).is_ok() {
-            // The tracking folder exists (and shows in clients that list only
-            // subscribed folders) from a CRM user's first session: an APPEND into
-            // it, or a drag onto it, needs it there. An existing one answers NO,
-            // which nobody sees.
-            let folder = super::worker::quoted(&self.workers.engine().config().track_folder);
-            for command in [format!("CREATE {folder}"), format!("SUBSCRIBE {folder}")] {
-                let _ = cx.upstream.send_command(&command);
-            }
+            // The tracking folder is created once the server's layout is known.
+            self.learn_layout(cx);
         }
         match (credential, identity.mechanism) {
             (Some(c), Mechanism::Login | Mechanism::Plain) => {

@@ -11,6 +11,7 @@ use super::client::{ClientError, ImapClient};
 use super::replace::replace_with_block;
 use super::{Inner, Job, Uids};
 use crate::events::KeywordCleanup;
+use crate::proxy::folders::SpecialUse;
 use crate::proxy::hook::Credential;
 use crate::store::{MessageId, MessageLocation, TrackStatus, TrackingRecord, UserId};
 use crate::track::{TrackError, TrackRequest, TrackSource};
@@ -622,7 +623,13 @@ async fn watch_once(
     let mut c = ImapClient::connect(&inner.connector, credential).await?;
     let folder = match what {
         Watched::Inbox => "INBOX".to_string(),
-        Watched::Sent => match c.sent_folder().await? {
+        Watched::Sent => match c
+            .special_folder(
+                SpecialUse::Sent,
+                inner.engine.config().sent_folder.as_deref(),
+            )
+            .await?
+        {
             Some(f) => f,
             None => {
                 tracing::info!("no Sent folder to watch");
