@@ -119,7 +119,13 @@ async fn checks(cfg: &Config, login: &MailboxLogin) -> Result<Vec<Check>, Client
             .with_facts(json!({ "folder": found })),
         );
     }
+    // Read-only first; a server that answers EXAMINE with empty PERMANENTFLAGS
+    // (Dovecot: read-only means none) is asked by SELECT, which changes nothing
+    // but \Recent (no STORE, no CLOSE: LOGOUT expunges nothing).
     c.examine("INBOX").await?;
+    if !c.keywords_allowed {
+        c.select("INBOX").await?;
+    }
     let keywords = c.keywords_allowed;
     out.push(
         if keywords {
