@@ -37,6 +37,16 @@ impl FolderLayout {
         }
     }
 
+    /// The layouts servers commonly have (Dovecot's first), for reading a
+    /// folder name before the server's own is known.
+    pub fn usual() -> Vec<FolderLayout> {
+        vec![
+            FolderLayout::default(),
+            FolderLayout::new("INBOX.", Some('.')),
+            FolderLayout::new("INBOX/", Some('/')),
+        ]
+    }
+
     /// The server's name of a logical folder path. A name that carries the
     /// prefix already (`INBOX.CRM.Track` set by hand) is kept as it is.
     pub fn to_server(&self, logical: &str) -> String {

@@ -32,9 +32,7 @@ mod folders;
 mod keyword;
 mod opened;
 mod sets;
-use crate::proxy::folders::FolderLayout;
 use flags::KeywordCache;
-use folders::OwnCommand;
 use opened::{header_summary, message_id_of_item};
 use sets::{mailbox_name, uid_set_text};
 
@@ -45,9 +43,6 @@ pub struct TrackingHook {
     /// State keywords shown in FLAGS where a mailbox cannot store them; shared by
     /// the sessions of every mailbox.
     keywords: Mutex<KeywordCache>,
-    /// Each mailbox's folder layout, as a session of it learned it last: a new
-    /// session uses it until its own NAMESPACE is answered.
-    layouts: Mutex<HashMap<String, FolderLayout>>,
 }
 
 /// How long a session's user, once found not to be a CRM user, is taken as such.
@@ -96,14 +91,6 @@ struct SessionData {
     sent_folders: Vec<String>,
     /// MOVE commands (by tag) waiting for their untagged COPYUID.
     moves: Vec<String>,
-    /// The server's folder layout, once its NAMESPACE (or LIST "" "") answered.
-    layout: Option<FolderLayout>,
-    /// The hook's own commands in flight, by tag.
-    own: HashMap<String, OwnCommand>,
-    /// Folders listed in answer to an own LIST after a refused CREATE.
-    listed: Vec<String>,
-    /// Texts for the user's next tagged answer (a refused tracking folder).
-    notices: Vec<String>,
 }
 
 impl TrackingHook {
@@ -112,7 +99,6 @@ impl TrackingHook {
             workers,
             sessions: Mutex::new(HashMap::new()),
             keywords: Mutex::new(KeywordCache::default()),
-            layouts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -368,9 +354,7 @@ impl Hook for TrackingHook {
             return Vec::new();
         };
         let folder = mailbox_name(mailbox);
-        let tracked = self
-            .layout(cx)
-            .to_server(&self.workers.engine().config().track_folder);
+        let tracked = self.tracking_folder_on_server(cx);
         let asked = self.with_session(cx.session_id, |s| {
             matches!(
                 s.actions.get(command.tag.inner()),
@@ -434,12 +418,7 @@ impl Hook for TrackingHook {
                 }
                 None
             }
-            Response::Data(data @ Data::Namespace { .. }) => {
-                self.folder_data(cx, data);
-                None
-            }
-            Response::Data(data @ Data::List { items, mailbox, .. }) => {
-                self.folder_data(cx, data);
+            Response::Data(Data::List { items, mailbox, .. }) => {
                 if items
                     .iter()
                     .any(|a| a.to_string().eq_ignore_ascii_case("\\Sent"))
@@ -502,23 +481,24 @@ impl Hook for TrackingHook {
     }
 
     fn notices(&self, cx: &HookContext<'_>) -> Vec<String> {
-        let Some(identity) = cx.identity else {
-            return Vec::new();
-        };
-        let mut notices = self.with_session(cx.session_id, |s| std::mem::take(&mut s.notices));
-        notices.extend(self.workers.take_notices(&identity.user));
-        notices
-    }
-
-    fn on_own_response(&self, cx: &HookContext<'_>, tag: &str, response: &[u8]) {
-        self.own_answered(cx, tag, response)
+        match cx.identity {
+            Some(identity) => self.workers.take_notices(&identity.user),
+            None => Vec::new(),
+        }
     }
 
     fn on_login(&self, cx: &HookContext<'_>, credential: Option<&Credential>) {
         let Some(identity) = cx.identity else { return };
         if self.actor(identity).is_ok() {
-            // The tracking folder is created once the server's layout is known.
-            self.learn_layout(cx);
+            // The tracking folder exists (and shows in clients that list only
+            // subscribed folders) from a CRM user's first session: an APPEND into
+            // it, or a drag onto it, needs it there. An existing one answers NO,
+            // which nobody sees; the worker creates it again once it learned the
+            // server's layout, and reports a refusal.
+            let folder = super::worker::quoted(&self.tracking_folder_on_server(cx));
+            for command in [format!("CREATE {folder}"), format!("SUBSCRIBE {folder}")] {
+                let _ = cx.upstream.send_command(&command);
+            }
         }
         match (credential, identity.mechanism) {
             (Some(c), Mechanism::Login | Mechanism::Plain) => {

@@ -72,6 +72,8 @@ pub(super) async fn run(
     // A job whose connection failed under it, and how often it was tried.
     let mut retry: Option<(Job, u32)> = None;
     let mut refused: Option<Credential> = None;
+    // The layout learned and the tracking folder created, on the first connection.
+    let mut folders_ready = false;
     loop {
         if conn.is_none() {
             let newest = inner
@@ -84,7 +86,15 @@ pub(super) async fn run(
                 }
             };
             match ImapClient::connect(&inner.connector, &login).await {
-                Ok(c) => {
+                Ok(mut c) => {
+                    if !folders_ready {
+                        match super::folders::prepare(&inner, &mut c, &owner).await {
+                            Ok(()) => folders_ready = true,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "folder set-up failed; tried again on the next connection")
+                            }
+                        }
+                    }
                     conn = Some(c);
                     refused = None;
                 }
