@@ -5,6 +5,8 @@
 //! Drafts are found by SPECIAL-USE (or XLIST) attributes in any letter case, else by
 //! well-known names. Pure: callers send the commands and hand the answers in here.
 
+use base64::engine::general_purpose::{GeneralPurpose, NO_PAD};
+use base64::Engine as _;
 use serde::Serialize;
 
 /// The separator of logical folder paths in the config.
@@ -57,6 +59,13 @@ impl FolderLayout {
             Some(sep) => logical.replace(LOGICAL_SEPARATOR, &sep.to_string()),
             None => logical.to_owned(),
         };
+        // The config is UTF-8; the wire wants modified UTF-7, unless the name is
+        // written in it already (`Entw&APw-rfe`).
+        let mapped = if mapped.is_ascii() && decode_mutf7(&mapped).is_some() {
+            mapped
+        } else {
+            encode_mutf7(&mapped)
+        };
         if self.prefix.is_empty() || strip_prefix(&mapped, &self.prefix).is_some() {
             mapped
         } else {
@@ -74,6 +83,7 @@ impl FolderLayout {
         if rest.is_empty() {
             return None;
         }
+        let rest = &decode_mutf7(rest)?;
         match self.separator {
             Some(LOGICAL_SEPARATOR) | None => Some(rest.to_owned()),
             Some(_) if rest.contains(LOGICAL_SEPARATOR) => None,
@@ -102,6 +112,64 @@ impl FolderLayout {
             separator: separator.and_then(|s| s.chars().next()),
         })
     }
+}
+
+/// Modified BASE64 of RFC 3501 section 5.1.3 (`,` for `/`, no padding).
+const MUTF7: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::IMAP_MUTF7, NO_PAD);
+
+/// A folder name in modified UTF-7 (RFC 3501 section 5.1.3).
+pub fn encode_mutf7(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut pending: Vec<u16> = Vec::new();
+    let flush = |pending: &mut Vec<u16>, out: &mut String| {
+        if !pending.is_empty() {
+            let bytes: Vec<u8> = pending.iter().flat_map(|u| u.to_be_bytes()).collect();
+            out.push('&');
+            out.push_str(&MUTF7.encode(bytes));
+            out.push('-');
+            pending.clear();
+        }
+    };
+    for c in name.chars() {
+        if (' '..='~').contains(&c) {
+            flush(&mut pending, &mut out);
+            out.push(c);
+            if c == '&' {
+                out.push('-');
+            }
+        } else {
+            pending.extend(c.encode_utf16(&mut [0; 2]).iter());
+        }
+    }
+    flush(&mut pending, &mut out);
+    out
+}
+
+/// A modified UTF-7 folder name decoded; `None` when it is not valid.
+pub fn decode_mutf7(name: &str) -> Option<String> {
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        let (encoded, after) = rest[at + 1..].split_once('-')?;
+        if encoded.is_empty() {
+            out.push('&');
+        } else {
+            let bytes = MUTF7.decode(encoded).ok()?;
+            if bytes.len() % 2 != 0 {
+                return None;
+            }
+            let units = bytes.chunks(2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+            out.push_str(
+                &char::decode_utf16(units)
+                    .collect::<Result<String, _>>()
+                    .ok()?,
+            );
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out.chars().all(|c| !c.is_control()).then_some(out)
 }
 
 /// `name` without `prefix` (the `INBOX` part of a prefix in any letter case).
@@ -294,6 +362,29 @@ mod tests {
         );
         assert!(courier().names("INBOX.CRM.Track", "CRM/Track"));
         assert!(!courier().names("CRM.Track", "CRM/Track"));
+    }
+
+    #[test]
+    fn names_go_to_the_wire_in_modified_utf7() {
+        assert_eq!(encode_mutf7("Entwürfe"), "Entw&APw-rfe");
+        assert_eq!(encode_mutf7("R&D"), "R&-D");
+        assert_eq!(encode_mutf7("台北"), "&U,BTFw-");
+        assert_eq!(decode_mutf7("Entw&APw-rfe").as_deref(), Some("Entwürfe"));
+        assert_eq!(decode_mutf7("&U,BTFw-").as_deref(), Some("台北"));
+        assert_eq!(decode_mutf7("R&-D").as_deref(), Some("R&D"));
+        assert_eq!(decode_mutf7("R&D"), None);
+        let l = courier();
+        assert_eq!(l.to_server("Kunden/Entwürfe"), "INBOX.Kunden.Entw&APw-rfe");
+        assert_eq!(
+            l.to_server("Kunden/Entw&APw-rfe"),
+            "INBOX.Kunden.Entw&APw-rfe"
+        );
+        assert_eq!(l.to_server("R&D"), "INBOX.R&-D");
+        assert_eq!(
+            l.to_logical("INBOX.Kunden.Entw&APw-rfe").as_deref(),
+            Some("Kunden/Entwürfe")
+        );
+        assert_eq!(l.to_logical("INBOX.R&D"), None);
     }
 
     #[test]
