@@ -214,3 +214,60 @@ fn doctor_names_the_namespace_separator_sent_and_drafts() {
         "{json:#}"
     );
 }
+
+#[test]
+fn configured_sent_and_drafts_folders_override_what_is_found() {
+    let dv = courier();
+    let env = Env::start_on(
+        dv,
+        "sent_folder = \"Gesendet\"\ndrafts_folder = \"Entwürfe\"\n",
+    );
+    let (user, _) = env.user("nsoverride", true);
+    let mut direct = env.direct(&user);
+    // Before the first login through the proxy: the Sent watch starts with it.
+    assert!(direct.cmd("CREATE INBOX.Gesendet").ok());
+    let original = message("ns-own-thread@customer.example", "Own Sent name", "");
+    assert!(direct.append("INBOX", &original).ok());
+    let mut c = env.through_proxy(&user);
+    assert!(c.cmd("SELECT INBOX").ok());
+    assert!(c.cmd("UID STORE 1 +FLAGS.SILENT ($CRM_Track)").ok());
+    wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
+    let reply = format!(
+        "From: Owner <{user}>\r\nTo: Erin <erin@customer.example>\r\n\
+         Subject: Re: Own Sent name\r\nDate: Tue, 24 Nov 2026 11:30:00 +0000\r\n\
+         Message-ID: <ns-own-reply@crm-test.example>\r\n\
+         In-Reply-To: <ns-own-thread@customer.example>\r\n\r\nDone.\r\n"
+    )
+    .into_bytes();
+    assert!(direct.append("INBOX.Gesendet", &reply).ok());
+    wait_keyword(&mut direct, "INBOX.Gesendet", 1, "$CRM_Tracked", true);
+
+    // The pane's drafts go to the configured folder, in modified UTF-7 on the wire.
+    let up = crmproxy::config::UpstreamConfig {
+        host: "127.0.0.1".into(),
+        port: dv.imap_port,
+        tls: crmproxy::config::UpstreamTls::Plain,
+        ..Default::default()
+    };
+    let draft = message("ns-own-draft@crm-test.example", "Entwurf", "");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let saved = rt
+        .block_on(crmproxy::pane::imap_login::append_draft(
+            &up,
+            Some("Entwürfe"),
+            &user,
+            PASSWORD,
+            &draft,
+        ))
+        .expect("draft saved");
+    assert_eq!(saved.folder, "INBOX.Entw&APw-rfe");
+    assert!(uid_of(
+        &mut direct,
+        "INBOX.Entw&APw-rfe",
+        "ns-own-draft@crm-test.example"
+    )
+    .is_some());
+}
