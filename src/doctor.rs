@@ -69,13 +69,6 @@ impl Check {
     }
 }
 
-impl Check {
-    fn with_facts(mut self, facts: serde_json::Value) -> Check {
-        self.facts = Some(facts);
-        self
-    }
-}
-
 /// All checks of one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {

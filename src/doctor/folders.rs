@@ -12,6 +12,13 @@ use crate::proxy::upstream::UpstreamConnector;
 use crate::proxy::worker::{ClientError, ImapClient};
 use crate::proxy::Credential;
 
+impl Check {
+    fn with_facts(mut self, facts: serde_json::Value) -> Check {
+        self.facts = Some(facts);
+        self
+    }
+}
+
 /// A mailbox login for the checks. `Debug` shows no password.
 pub struct MailboxLogin {
     pub user: String,
@@ -145,4 +152,20 @@ async fn checks(cfg: &Config, login: &MailboxLogin) -> Result<Vec<Check>, Client
     );
     c.logout().await;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_is_the_first_stdin_line_and_never_shown() {
+        let login = MailboxLogin::read("ana@example.org", &b"s3cret pass\r\nmore\n"[..]).unwrap();
+        assert_eq!(login.password, "s3cret pass");
+        let shown = format!("{login:?}");
+        assert!(
+            shown.contains("ana@example.org") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+    }
 }
