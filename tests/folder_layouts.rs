@@ -123,6 +123,13 @@ fn a_tracking_folder_the_server_refuses_is_reported_to_the_user() {
     });
     assert!(said.contains(&format!("INBOX.CRM.{long}")), "{said}");
     assert!(said.contains("tracking.track_folder"), "{said}");
+    let json = doctor_json(&env, &user);
+    let refused = check(&json, "tracking folder");
+    assert_eq!(refused["status"], "fail", "{json:#}");
+    assert!(
+        refused["detail"].as_str().unwrap().contains("too long"),
+        "{json:#}"
+    );
 }
 
 #[test]
@@ -151,22 +158,21 @@ fn a_pane_draft_lands_in_inbox_drafts() {
     assert!(uid_of(&mut direct, "INBOX.Drafts", "ns-draft@crm-test.example").is_some());
 }
 
-#[test]
-fn doctor_names_the_namespace_separator_sent_and_drafts() {
-    let dv = courier();
-    let env = Env::start_on(dv, "");
-    let (user, _) = env.user("nsdoctor", false);
+/// `crmproxy doctor --json --user USER` against `env`'s Dovecot (password on stdin).
+fn doctor_json(env: &Env, user: &str) -> serde_json::Value {
     let config = env.data().join("crmproxy.toml");
     let mut toml = std::fs::read_to_string(&config).unwrap();
-    toml.push_str(&format!(
-        "[upstream]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\n",
-        dv.imap_port
-    ));
-    std::fs::write(&config, toml).unwrap();
+    if !toml.contains("[upstream]") {
+        toml.push_str(&format!(
+            "[upstream]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\n",
+            env.dv.imap_port
+        ));
+        std::fs::write(&config, toml).unwrap();
+    }
     let mut child = Command::new(env!("CARGO_BIN_EXE_crmproxy"))
         .arg("--data-dir")
         .arg(env.data())
-        .args(["doctor", "--json", "--user", &user])
+        .args(["doctor", "--json", "--user", user])
         .env_remove("CRMPROXY_CONFIG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -175,22 +181,32 @@ fn doctor_names_the_namespace_separator_sent_and_drafts() {
         .unwrap();
     writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
     let out = child.wait_with_output().unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "doctor --json printed no JSON ({e}): {}\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )
-    });
-    let check = |name: &str| {
-        json["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == name)
-            .unwrap_or_else(|| panic!("no {name} check: {json:#}"))
-            .clone()
-    };
+    })
+}
+
+/// The doctor check called `name`.
+fn check(json: &serde_json::Value, name: &str) -> serde_json::Value {
+    json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} check: {json:#}"))
+        .clone()
+}
+
+#[test]
+fn doctor_names_the_namespace_separator_sent_and_drafts() {
+    let env = Env::start_on(courier(), "");
+    let (user, _) = env.user("nsdoctor", false);
+    let json = doctor_json(&env, &user);
+    let check = |name: &str| check(&json, name);
     let layout = check("folder layout");
     assert_eq!(layout["facts"]["prefix"], "INBOX.", "{json:#}");
     assert_eq!(layout["facts"]["separator"], ".", "{json:#}");

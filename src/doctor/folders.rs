@@ -1,7 +1,8 @@
 //! `crmproxy doctor --user LOGIN` (password on stdin): what tracking needs of a
 //! mailbox on the server, signed in as its user: the folder layout (namespace
-//! prefix and separator), the tracking folder's server name, the Sent and Drafts
-//! folders found, and whether INBOX stores keywords (PERMANENTFLAGS, by EXAMINE).
+//! prefix and separator), the tracking folder under it (created as the proxy would
+//! at login, or the server's refusal), the Sent and Drafts folders found, and
+//! whether INBOX stores keywords (PERMANENTFLAGS).
 
 use serde_json::json;
 
@@ -91,6 +92,19 @@ async fn checks(cfg: &Config, login: &MailboxLogin) -> Result<Vec<Check>, Client
         "separator": separator,
         "track_folder": track_folder,
     }))];
+    // What the proxy does at a CRM user's login: a refusal here is one there.
+    out.push(match c.create(&track_folder).await {
+        Ok(()) => Check::ok(
+            "tracking folder",
+            format!("{track_folder} exists (created if it was missing)"),
+        ),
+        Err(ClientError::Refused { text, .. }) => Check::fail(
+            "tracking folder",
+            format!("the server refuses to create {track_folder}: {text}"),
+            "set tracking.track_folder to a folder name the server accepts (a path like \"CRM/Track\")",
+        ),
+        Err(e) => return Err(e),
+    });
     for (kind, name, configured, setting) in [
         (
             SpecialUse::Sent,
