@@ -138,6 +138,11 @@ pub struct TrackingConfig {
     pub track_folder: String,
     /// More tracking folders, each tracking regarding a record: folder → "type:uuid".
     pub folder_regarding: BTreeMap<String, String>,
+    /// The Sent folder (a logical path like `Sent`), where the server marks none
+    /// with SPECIAL-USE or marks the wrong one; unset: found on the server.
+    pub sent_folder: Option<String>,
+    /// The Drafts folder the pane saves drafts to; unset: found on the server.
+    pub drafts_folder: Option<String>,
     /// Minutes between sweeps of the sync worker.
     pub sync_interval_minutes: u64,
     /// Recognise a `CRM:` + digits tracking token in subjects.
@@ -236,6 +241,8 @@ impl Default for TrackingConfig {
             pending_keyword: "$CRM_Pending".into(),
             track_folder: "CRM/Track".into(),
             folder_regarding: BTreeMap::new(),
+            sent_folder: None,
+            drafts_folder: None,
             sync_interval_minutes: 15,
             subject_tracking_token: false,
             load_demo_on_first_run: true,

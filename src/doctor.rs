@@ -1,6 +1,7 @@
 //! `crmproxy doctor`: checks of config, certificates, the upstream server and the
 //! listener ports, as data. Each failed check says what to fix; `cli::setup` prints
-//! them (as text or JSON) and turns a failure into the exit code.
+//! them (as text or JSON) and turns a failure into the exit code. With a mailbox
+//! login, `folders` checks what tracking needs of the mailbox.
 
 use crate::config::{Config, UpstreamConfig, UpstreamTls};
 use crate::tls::pinning::CertFacts;
@@ -11,6 +12,9 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+
+mod folders;
+pub use folders::MailboxLogin;
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -30,6 +34,9 @@ pub struct Check {
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+    /// What the check found, as data (e.g. the folder layout) for `--json`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facts: Option<serde_json::Value>,
 }
 
 impl Check {
@@ -39,6 +46,7 @@ impl Check {
             status: Status::Ok,
             detail: detail.into(),
             fix: None,
+            facts: None,
         }
     }
     fn warn(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
@@ -47,6 +55,7 @@ impl Check {
             status: Status::Warn,
             detail: detail.into(),
             fix: Some(fix.into()),
+            facts: None,
         }
     }
     fn fail(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
@@ -55,6 +64,7 @@ impl Check {
             status: Status::Fail,
             detail: detail.into(),
             fix: Some(fix.into()),
+            facts: None,
         }
     }
 }
@@ -85,11 +95,15 @@ pub fn config_failed(error: &str) -> Report {
     )])
 }
 
-/// Run every check against a loaded config. `config_source` names where it came from.
-pub async fn run(cfg: &Config, config_source: &str) -> Report {
+/// Run every check against a loaded config. `config_source` names where it came
+/// from; `mailbox`: a login whose mailbox is checked too.
+pub async fn run(cfg: &Config, config_source: &str, mailbox: Option<&MailboxLogin>) -> Report {
     let mut checks = vec![Check::ok("config", config_source.to_string())];
     checks.extend(check_certificates(cfg));
     checks.extend(check_upstream(cfg).await);
+    if let Some(login) = mailbox {
+        checks.extend(folders::check_mailbox(cfg, login).await);
+    }
     checks.extend(check_listeners(cfg));
     Report::new(checks)
 }

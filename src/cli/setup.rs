@@ -22,6 +22,10 @@ pub struct DoctorArgs {
     /// Print the checks as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also sign in as this mailbox user (password on the first line of stdin)
+    /// and check its folders: namespace, Sent, Drafts, keywords.
+    #[arg(long, value_name = "LOGIN")]
+    pub user: Option<String>,
 }
 
 /// The documented example config, shipped in the binary.
@@ -159,7 +163,14 @@ pub fn doctor(args: DoctorArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode>
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            rt.block_on(crate::doctor::run(&cfg, &source))
+            let mailbox = match &args.user {
+                Some(u) => Some(crate::doctor::MailboxLogin::read(
+                    u,
+                    std::io::stdin().lock(),
+                )?),
+                None => None,
+            };
+            rt.block_on(crate::doctor::run(&cfg, &source, mailbox.as_ref()))
         }
     };
     if args.json {

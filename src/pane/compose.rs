@@ -339,27 +339,32 @@ async fn save_draft(
         Some(b) => [b.as_slice(), &built].concat(),
         None => built,
     };
-    let saved =
-        match imap_login::append_draft(&app.config.upstream, &user.user, password.expose(), &raw)
-            .await
-        {
-            Ok(saved) => saved,
-            Err(e) => {
-                tracing::warn!(user = %user.user, error = %e, "saving a draft failed");
-                if block.is_some() {
-                    let (engine, login, m) = (app.engine.clone(), user.user.clone(), message_id);
-                    let _ = tokio::task::spawn_blocking(move || {
-                        let actor = engine.actor(&login, &login)?;
-                        engine.untrack(&actor, &m)
-                    })
-                    .await;
-                }
-                return Err(Failure::new(
-                    StatusCode::BAD_GATEWAY,
-                    format!("Could not save the draft: {e}."),
-                ));
+    let saved = match imap_login::append_draft(
+        &app.config.upstream,
+        app.config.tracking.drafts_folder.as_deref(),
+        &user.user,
+        password.expose(),
+        &raw,
+    )
+    .await
+    {
+        Ok(saved) => saved,
+        Err(e) => {
+            tracing::warn!(user = %user.user, error = %e, "saving a draft failed");
+            if block.is_some() {
+                let (engine, login, m) = (app.engine.clone(), user.user.clone(), message_id);
+                let _ = tokio::task::spawn_blocking(move || {
+                    let actor = engine.actor(&login, &login)?;
+                    engine.untrack(&actor, &m)
+                })
+                .await;
             }
-        };
+            return Err(Failure::new(
+                StatusCode::BAD_GATEWAY,
+                format!("Could not save the draft: {e}."),
+            ));
+        }
+    };
     let mut note = format!("Draft saved in {}.", saved.folder);
     if let (Some(r), Some(_)) = (regarding, &block) {
         if let (Some(v), Some(u)) = (saved.uid_validity, saved.uid) {

@@ -9,6 +9,7 @@
 //! penalties that would hit every user.
 
 use crate::config::{UpstreamConfig, UpstreamTls};
+use crate::proxy::folders::{find_special, FolderLayout, ListEntry, SpecialUse};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -180,11 +181,13 @@ pub struct Appended {
 /// folder LIST marks `\Drafts` (SPECIAL-USE), else `Drafts` (created if missing).
 pub async fn append_draft(
     up: &UpstreamConfig,
+    drafts_folder: Option<&str>,
     user: &str,
     password: &str,
     raw: &[u8],
 ) -> Result<Appended, LoginError> {
     let raw = raw.to_vec();
+    let configured = drafts_folder.map(str::to_owned);
     let out = std::sync::Arc::new(std::sync::Mutex::new(None));
     let slot = out.clone();
     with_session(up, user, password, move |conn, server| {
@@ -197,18 +200,12 @@ pub async fn append_draft(
                 server: server.to_owned(),
                 reason: e.to_string(),
             };
-            conn.get_mut()
-                .write_all(b"d1 LIST \"\" \"*\"\r\n")
+            let folder = find_drafts(conn, configured.as_deref())
                 .await
-                .map_err(io)?;
-            let (untagged, status, text) = read_reply(conn, "d1").await.map_err(protocol)?;
-            if status != "OK" {
-                return Err(protocol(format!("LIST answered {status} {text}")));
-            }
-            let folder = untagged
-                .iter()
-                .find_map(|l| drafts_folder(l))
-                .unwrap_or_else(|| "Drafts".to_owned());
+                .map_err(|e| match e {
+                    Failed::Io(e) => io(e),
+                    Failed::Protocol(reason) => protocol(reason),
+                })?;
             let mut created = false;
             for tag in ["d2", "d4"] {
                 let arg = astring(&folder).ok_or(LoginError::Unsendable)?;
@@ -350,36 +347,57 @@ where
     }
 }
 
-/// The mailbox name of a `* LIST (… \\Drafts …) "/" NAME` line.
-fn drafts_folder(line: &str) -> Option<String> {
-    let rest = line
-        .strip_prefix("* LIST ")
-        .or_else(|| line.strip_prefix("* list "))?;
-    let close = rest.find(')')?;
-    let flags = &rest[..close];
-    if !flags
-        .split_whitespace()
-        .any(|f| f.eq_ignore_ascii_case("\\Drafts"))
-    {
-        return None;
-    }
-    let rest = rest[close + 1..].trim_start();
-    // The delimiter: a quoted character or NIL.
-    let rest = if let Some(r) = rest.strip_prefix("NIL") {
-        r
-    } else {
-        let r = rest.strip_prefix('"')?;
-        let r = r.strip_prefix('\\').unwrap_or(r);
-        r.get(1..)?.strip_prefix('"')?
+/// Why finding the Drafts folder failed.
+enum Failed {
+    Io(std::io::Error),
+    Protocol(String),
+}
+
+/// The Drafts folder's server name: `configured` (a logical path) mapped to the
+/// server's namespace, else the folder marked `\Drafts` (any case), else a
+/// well-known name, else `Drafts` under the namespace (created on TRYCREATE).
+async fn find_drafts(conn: &mut Conn, configured: Option<&str>) -> Result<String, Failed> {
+    let (untagged, status, _) = ask(conn, "d0", "NAMESPACE").await?;
+    let namespace = untagged
+        .iter()
+        .filter(|_| status == "OK")
+        .find_map(|l| FolderLayout::from_namespace_line(l));
+    let layout = match namespace {
+        Some(l) => l,
+        None => {
+            let (untagged, _, _) = ask(conn, "d1", "LIST \"\" \"\"").await?;
+            let root = untagged.iter().find_map(|l| ListEntry::parse(l, None));
+            FolderLayout::new("", root.map_or(Some('/'), |r| r.delimiter))
+        }
     };
-    let name = rest.trim();
-    if let Some(q) = name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
-        Some(q.replace("\\\"", "\"").replace("\\\\", "\\"))
-    } else if !name.is_empty() && !name.contains('{') {
-        Some(name.to_owned())
-    } else {
-        None
+    if let Some(c) = configured {
+        return Ok(layout.to_server(c));
     }
+    let (untagged, status, text) = ask(conn, "d1", "LIST \"\" \"*\"").await?;
+    if status != "OK" {
+        return Err(Failed::Protocol(format!("LIST answered {status} {text}")));
+    }
+    // A name sent as a literal is not read here: such a folder is not taken.
+    let entries: Vec<ListEntry> = untagged
+        .iter()
+        .filter_map(|l| ListEntry::parse(l, None))
+        .filter(|e| !e.name.starts_with('{'))
+        .collect();
+    Ok(find_special(&entries, SpecialUse::Drafts, &layout)
+        .unwrap_or_else(|| layout.to_server("Drafts")))
+}
+
+/// Send `command` under `tag`; its untagged lines, status and text.
+async fn ask(
+    conn: &mut Conn,
+    tag: &str,
+    command: &str,
+) -> Result<(Vec<String>, String, String), Failed> {
+    conn.get_mut()
+        .write_all(format!("{tag} {command}\r\n").as_bytes())
+        .await
+        .map_err(Failed::Io)?;
+    read_reply(conn, tag).await.map_err(Failed::Protocol)
 }
 
 /// `[APPENDUID 38505 3955] Append completed.` → (38505, 3955).
@@ -632,19 +650,7 @@ mod tests {
     }
 
     #[test]
-    fn drafts_folder_and_appenduid() {
-        assert_eq!(
-            drafts_folder(r#"* LIST (\HasNoChildren \Drafts) "/" "Entw&APw-rfe""#),
-            Some("Entw&APw-rfe".into())
-        );
-        assert_eq!(
-            drafts_folder(r#"* LIST (\HasNoChildren \Drafts) "." Brouillons"#),
-            Some("Brouillons".into())
-        );
-        assert_eq!(
-            drafts_folder(r#"* LIST (\HasNoChildren) "/" "Drafts""#),
-            None
-        );
+    fn appenduid_code() {
         assert_eq!(
             appenduid("[APPENDUID 38505 3955] Append completed."),
             (Some(38505), Some(3955))

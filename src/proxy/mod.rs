@@ -6,6 +6,7 @@
 //! then [`Server::run`] with any future as the shutdown signal. The tracking
 //! layer plugs in through [`Hook`] (see `hook.rs`), passed in [`ServerOptions`].
 
+pub mod folders;
 pub mod hook;
 pub mod identity;
 mod server;

@@ -28,6 +28,7 @@ use crate::track::{Actor, TrackSource};
 
 mod append;
 mod flags;
+mod folders;
 mod keyword;
 mod opened;
 mod sets;
@@ -52,10 +53,19 @@ const NOT_A_USER_RECHECK: std::time::Duration = std::time::Duration::from_secs(6
 enum TagAction {
     /// Refused: the tagged answer becomes `NO [ALERT] text`.
     Refuse(String),
-    /// A COPY/MOVE into a tracking folder: track the copies (COPYUID).
-    IntoFolder { actor: Actor, folder: String },
+    /// A COPY/MOVE into a tracking folder (server name; `logical`: the config's
+    /// name): track the copies (COPYUID).
+    IntoFolder {
+        actor: Actor,
+        folder: String,
+        logical: String,
+    },
     /// An APPEND into a tracking folder: track it (APPENDUID).
-    Append { actor: Actor, folder: String },
+    Append {
+        actor: Actor,
+        folder: String,
+        logical: String,
+    },
     /// An APPEND into the Sent folder: a reply to tracked email tracks.
     Sent { actor: Actor, folder: String },
     /// Once the command is done, hand this job to the mailbox's worker (a STORE
@@ -149,13 +159,21 @@ impl TrackingHook {
             }
             return;
         }
-        if !self.tracks_into(cx, &folder, append) {
+        let Some(logical) = self.tracking_folder_name(cx, &folder) else {
             return;
-        }
+        };
         let action = match self.actor(identity) {
             Err(text) => TagAction::Refuse(text),
-            Ok(actor) if append => TagAction::Append { actor, folder },
-            Ok(actor) => TagAction::IntoFolder { actor, folder },
+            Ok(actor) if append => TagAction::Append {
+                actor,
+                folder,
+                logical,
+            },
+            Ok(actor) => TagAction::IntoFolder {
+                actor,
+                folder,
+                logical,
+            },
         };
         self.with_session(cx.session_id, |s| s.actions.insert(tag.to_string(), action));
     }
@@ -164,19 +182,7 @@ impl TrackingHook {
     /// tracking folder, and for an APPEND not the Sent folder (judged automatically).
     fn tracks_into(&self, cx: &HookContext<'_>, folder: &str, append: bool) -> bool {
         !(append && self.is_sent_folder(cx, folder))
-            && self
-                .workers
-                .engine()
-                .is_tracking_folder(folder)
-                .unwrap_or(false)
-    }
-
-    /// The session's Sent folder: marked `\Sent` in a LIST it saw, or named `Sent`.
-    fn is_sent_folder(&self, cx: &HookContext<'_>, folder: &str) -> bool {
-        let listed = self.with_session(cx.session_id, |s| {
-            (!s.sent_folders.is_empty()).then(|| s.sent_folders.iter().any(|f| f == folder))
-        });
-        listed.unwrap_or(folder == "Sent")
+            && self.tracking_folder_name(cx, folder).is_some()
     }
 
     /// A COPYUID/APPENDUID: the copies in a tracking folder are tracked.
@@ -213,10 +219,19 @@ impl TrackingHook {
             }
             return;
         }
-        let (actor, folder) = match action {
-            Some(TagAction::IntoFolder { actor, folder } | TagAction::Append { actor, folder }) => {
-                (actor, folder)
-            }
+        let (actor, folder, logical) = match action {
+            Some(
+                TagAction::IntoFolder {
+                    actor,
+                    folder,
+                    logical,
+                }
+                | TagAction::Append {
+                    actor,
+                    folder,
+                    logical,
+                },
+            ) => (actor, folder, logical),
             _ => return,
         };
         let uids = match code {
@@ -226,7 +241,7 @@ impl TrackingHook {
         };
         let job = Job::Track {
             actor,
-            source: TrackSource::Folder(folder.clone()),
+            source: TrackSource::Folder(logical),
             folder,
             uids,
         };
@@ -351,15 +366,15 @@ impl Hook for TrackingHook {
             return Vec::new();
         };
         let folder = mailbox_name(mailbox);
-        let tracked = &self.workers.engine().config().track_folder;
+        let tracked = self.tracking_folder_on_server(cx);
         let asked = self.with_session(cx.session_id, |s| {
             matches!(
                 s.actions.get(command.tag.inner()),
                 Some(TagAction::IntoFolder { .. })
             )
         });
-        if cx.identity.is_some() && asked && folder == *tracked {
-            vec![format!("CREATE {}", super::worker::quoted(tracked))]
+        if cx.identity.is_some() && asked && folder == tracked {
+            vec![format!("CREATE {}", super::worker::quoted(&tracked))]
         } else {
             Vec::new()
         }
@@ -497,8 +512,9 @@ impl Hook for TrackingHook {
             // The tracking folder exists (and shows in clients that list only
             // subscribed folders) from a CRM user's first session: an APPEND into
             // it, or a drag onto it, needs it there. An existing one answers NO,
-            // which nobody sees.
-            let folder = super::worker::quoted(&self.workers.engine().config().track_folder);
+            // which nobody sees; the worker creates it again once it learned the
+            // server's layout, and reports a refusal.
+            let folder = super::worker::quoted(&self.tracking_folder_on_server(cx));
             for command in [format!("CREATE {folder}"), format!("SUBSCRIBE {folder}")] {
                 let _ = cx.upstream.send_command(&command);
             }

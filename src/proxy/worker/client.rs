@@ -7,6 +7,7 @@
 use base64::Engine as _;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 
+use crate::proxy::folders::{find_special, FolderLayout, ListEntry, SpecialUse};
 use crate::proxy::hook::Credential;
 use crate::proxy::upstream::UpstreamConnector;
 use crate::proxy::BoxedIo;
@@ -56,6 +57,8 @@ pub struct ImapClient {
     pub(super) capabilities: Option<Vec<String>>,
     /// Whether this connection told the user that `replace` cannot work here.
     pub(super) replace_refusal_said: bool,
+    /// The server's folder layout, once asked for.
+    layout: Option<FolderLayout>,
 }
 
 /// An IMAP quoted string (mailbox names, keywords are atoms).
@@ -80,6 +83,7 @@ impl ImapClient {
             keywords_allowed: false,
             capabilities: None,
             replace_refusal_said: false,
+            layout: None,
         };
         let reply = match credential {
             Credential::Login { user, password } => {
@@ -259,9 +263,16 @@ impl ImapClient {
 
     /// SELECT a mailbox; returns its UIDVALIDITY.
     pub async fn select(&mut self, mailbox: &str) -> Result<u32, ClientError> {
-        let r = self
-            .ok("SELECT", &format!("SELECT {}", quoted(mailbox)))
-            .await?;
+        self.open("SELECT", mailbox).await
+    }
+
+    /// EXAMINE a mailbox (read-only SELECT); returns its UIDVALIDITY.
+    pub async fn examine(&mut self, mailbox: &str) -> Result<u32, ClientError> {
+        self.open("EXAMINE", mailbox).await
+    }
+
+    async fn open(&mut self, how: &'static str, mailbox: &str) -> Result<u32, ClientError> {
+        let r = self.ok(how, &format!("{how} {}", quoted(mailbox))).await?;
         let mut validity = 0;
         self.keywords_allowed = false;
         for u in &r.untagged {
@@ -299,34 +310,60 @@ impl ImapClient {
         })
     }
 
-    /// The folder the server marks `\Sent` (RFC 6154 SPECIAL-USE), else one named
-    /// `Sent` if it exists; `None` when there is neither.
-    pub async fn sent_folder(&mut self) -> Result<Option<String>, ClientError> {
-        let r = self.ok("LIST", "LIST \"\" \"*\"").await?;
-        let mut named_sent = None;
-        for u in &r.untagged {
-            let Some(rest) = u.text.strip_prefix(b"* LIST ") else {
-                continue;
-            };
-            let text = String::from_utf8_lossy(rest);
-            let Some((attrs, after)) = text.split_once(')') else {
-                continue;
-            };
-            let name = match u.literals.first() {
-                Some(lit) => String::from_utf8_lossy(lit).into_owned(),
-                None => list_mailbox_name(after),
-            };
-            if attrs
-                .split_whitespace()
-                .any(|a| a.eq_ignore_ascii_case("\\Sent"))
-            {
-                return Ok(Some(name));
-            }
-            if name.eq_ignore_ascii_case("Sent") {
-                named_sent = Some(name);
-            }
+    /// The server's folder layout: its first personal namespace (NAMESPACE),
+    /// else no prefix and the delimiter `LIST "" ""` answers. Asked once.
+    pub async fn layout(&mut self) -> Result<FolderLayout, ClientError> {
+        if let Some(l) = &self.layout {
+            return Ok(l.clone());
         }
-        Ok(named_sent)
+        let r = self.command("NAMESPACE").await?;
+        let mut layout = r
+            .untagged
+            .iter()
+            .filter(|_| r.ok)
+            .find_map(|u| FolderLayout::from_namespace_line(&String::from_utf8_lossy(&u.text)));
+        if layout.is_none() {
+            let l = self.ok("LIST", "LIST \"\" \"\"").await?;
+            layout = l
+                .untagged
+                .iter()
+                .find_map(|u| ListEntry::parse(&String::from_utf8_lossy(&u.text), None))
+                .map(|root| FolderLayout::new("", root.delimiter));
+        }
+        let layout = layout.unwrap_or_default();
+        self.layout = Some(layout.clone());
+        Ok(layout)
+    }
+
+    /// The server name of the folder of `kind`: `configured` (a logical path)
+    /// when set; else the folder marked so (SPECIAL-USE, or XLIST where the server
+    /// has only that), else one with a well-known name; `None` when none exists.
+    pub async fn special_folder(
+        &mut self,
+        kind: SpecialUse,
+        configured: Option<&str>,
+    ) -> Result<Option<String>, ClientError> {
+        let layout = self.layout().await?;
+        if let Some(c) = configured {
+            return Ok(Some(layout.to_server(c)));
+        }
+        let caps = self.capabilities().await?;
+        let has = |c: &str| caps.iter().any(|x| x == c);
+        let list = if has("XLIST") && !has("SPECIAL-USE") {
+            "XLIST \"\" \"*\""
+        } else {
+            "LIST \"\" \"*\""
+        };
+        let r = self.ok("LIST", list).await?;
+        let entries: Vec<ListEntry> = r
+            .untagged
+            .iter()
+            .filter_map(|u| {
+                let name = u.literals.first().map(Vec::as_slice);
+                ListEntry::parse(&String::from_utf8_lossy(&u.text), name)
+            })
+            .collect();
+        Ok(find_special(&entries, kind, &layout))
     }
 
     /// UIDs of the selected mailbox matching a search (e.g. `UID 4:9`, `ALL`).
@@ -458,35 +495,6 @@ pub(super) fn contains_uid(text: &[u8], uid: u32) -> bool {
         .any(|w| w[0] == "UID" && w[1] == uid.to_string())
 }
 
-/// The mailbox name at the end of a LIST line after its attributes:
-/// ` "/" "Sent Items"` or ` "/" Sent` (delimiter, then a quoted string or an atom).
-fn list_mailbox_name(after_attrs: &str) -> String {
-    let rest = after_attrs.trim_start();
-    // Skip the delimiter: a quoted char or NIL.
-    let rest = if let Some(r) = rest.strip_prefix("NIL") {
-        r
-    } else if let Some(quoted_delim) = rest.strip_prefix('"') {
-        let mut chars = quoted_delim.char_indices();
-        let mut end = rest.len();
-        while let Some((i, c)) = chars.next() {
-            if c == '\\' {
-                chars.next();
-            } else if c == '"' {
-                end = i + 2;
-                break;
-            }
-        }
-        &rest[end.min(rest.len())..]
-    } else {
-        rest
-    };
-    let name = rest.trim();
-    match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
-        Some(q) => q.replace("\\\"", "\"").replace("\\\\", "\\"),
-        None => name.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -496,13 +504,5 @@ mod tests {
         assert!(contains_uid(b"* 3 FETCH (UID 7 BODY[] {12}\r\n)\r\n", 7));
         assert!(!contains_uid(b"* 3 FETCH (UID 71 BODY[] {12}\r\n)\r\n", 7));
         assert_eq!(quoted("CRM/Tr\"ack"), "\"CRM/Tr\\\"ack\"");
-    }
-
-    #[test]
-    fn list_names_quoted_atom_and_nil_delimiter() {
-        assert_eq!(list_mailbox_name(" \"/\" Sent"), "Sent");
-        assert_eq!(list_mailbox_name(" \"/\" \"Sent Items\""), "Sent Items");
-        assert_eq!(list_mailbox_name(" NIL \"A \\\"b\\\"\""), "A \"b\"");
-        assert_eq!(list_mailbox_name(" \".\" INBOX.Sent"), "INBOX.Sent");
     }
 }

@@ -10,6 +10,7 @@
 //! LOGIN or AUTHENTICATE PLAIN session.
 
 mod client;
+mod folders;
 mod replace;
 mod user;
 
@@ -22,6 +23,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::events::{CleanupQueued, KeywordCleanup, MailboxSync, PaneEvents};
+use crate::proxy::folders::FolderLayout;
 use crate::proxy::hook::Credential;
 use crate::proxy::upstream::UpstreamConnector;
 use crate::track::{Actor, Engine, TrackSource};
@@ -99,6 +101,8 @@ pub(crate) struct Inner {
     /// Jobs for mailboxes without a running worker, handed over when one starts
     /// (in memory: a restart of `serve` forgets them).
     deferred: Mutex<HashMap<String, VecDeque<Job>>>,
+    /// Each mailbox's folder layout, as its worker learned it (NAMESPACE).
+    layouts: Mutex<HashMap<String, FolderLayout>>,
 }
 
 impl Inner {
@@ -112,6 +116,12 @@ impl Inner {
     pub(crate) fn take_deferred(&self, owner: &str) -> VecDeque<Job> {
         let mut d = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
         d.remove(owner).unwrap_or_default()
+    }
+
+    /// `owner`'s worker learned the server's folder layout.
+    pub(crate) fn learned_layout(&self, owner: &str, layout: FolderLayout) {
+        let mut l = self.layouts.lock().unwrap_or_else(|e| e.into_inner());
+        l.insert(owner.to_string(), layout);
     }
 
     /// The engine refused a job of `owner`'s: a session of the owner shows `text`.
@@ -145,6 +155,7 @@ impl Workers {
                 credentials: Mutex::new(HashMap::new()),
                 notices: Mutex::new(HashMap::new()),
                 deferred: Mutex::new(HashMap::new()),
+                layouts: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -182,6 +193,12 @@ impl Workers {
             users.insert(key.clone(), tx);
         }
         tokio::spawn(user::run(self.inner.clone(), key, credential, rx));
+    }
+
+    /// The folder layout `owner`'s worker learned from the server, once it did.
+    pub fn layout(&self, owner: &str) -> Option<FolderLayout> {
+        let l = self.inner.layouts.lock().unwrap_or_else(|e| e.into_inner());
+        l.get(&owner.trim().to_lowercase()).cloned()
     }
 
     /// Refusals of `owner`'s jobs since the last call (the engine's alert texts),

@@ -11,6 +11,7 @@ use super::client::{ClientError, ImapClient};
 use super::replace::replace_with_block;
 use super::{Inner, Job, Uids};
 use crate::events::KeywordCleanup;
+use crate::proxy::folders::SpecialUse;
 use crate::proxy::hook::Credential;
 use crate::store::{MessageId, MessageLocation, TrackStatus, TrackingRecord, UserId};
 use crate::track::{TrackError, TrackRequest, TrackSource};
@@ -71,6 +72,8 @@ pub(super) async fn run(
     // A job whose connection failed under it, and how often it was tried.
     let mut retry: Option<(Job, u32)> = None;
     let mut refused: Option<Credential> = None;
+    // The layout learned and the tracking folder created, on the first connection.
+    let mut folders_ready = false;
     loop {
         if conn.is_none() {
             let newest = inner
@@ -83,7 +86,15 @@ pub(super) async fn run(
                 }
             };
             match ImapClient::connect(&inner.connector, &login).await {
-                Ok(c) => {
+                Ok(mut c) => {
+                    if !folders_ready {
+                        match super::folders::prepare(&inner, &mut c, &owner).await {
+                            Ok(()) => folders_ready = true,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "folder set-up failed; tried again on the next connection")
+                            }
+                        }
+                    }
                     conn = Some(c);
                     refused = None;
                 }
@@ -624,7 +635,13 @@ async fn watch_once(
     let mut c = ImapClient::connect(&inner.connector, credential).await?;
     let folder = match what {
         Watched::Inbox => "INBOX".to_string(),
-        Watched::Sent => match c.sent_folder().await? {
+        Watched::Sent => match c
+            .special_folder(
+                SpecialUse::Sent,
+                inner.engine.config().sent_folder.as_deref(),
+            )
+            .await?
+        {
             Some(f) => f,
             None => {
                 tracing::info!("no Sent folder to watch");
