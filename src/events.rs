@@ -217,6 +217,11 @@ pub enum CleanupQueued {
 /// `proxy::worker::Workers`): the pane changes tracking in the store, the workers
 /// hold the mailbox credentials that change the server copy.
 pub trait MailboxSync: Send + Sync {
+    /// What stands in the way of tracking in `owner`'s mailbox (e.g. a tracking
+    /// folder the server refuses), for the pane to show on every page.
+    fn problems(&self, _owner: &str) -> Vec<String> {
+        Vec::new()
+    }
     /// Remove `$CRM_Tracked` and `$CRM_Pending` from a message of `owner`'s mailbox.
     fn clear_tracking_keywords(&self, owner: &str, at: KeywordCleanup) -> CleanupQueued;
     /// Tracking changed outside the workers: proxied sessions re-read header blocks.

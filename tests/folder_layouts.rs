@@ -7,6 +7,7 @@
 //! `INBOX.Drafts`, and `doctor --user` names the layout, Sent and Drafts.
 
 mod common;
+mod pane_util;
 mod tracking_support;
 
 use std::io::Write;
@@ -130,6 +131,50 @@ fn a_tracking_folder_the_server_refuses_is_reported_to_the_user() {
         refused["detail"].as_str().unwrap().contains("too long"),
         "{json:#}"
     );
+}
+
+/// The pane says so on every page too, while the folder cannot be made.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pane_shows_a_refused_tracking_folder_on_every_page() {
+    let long = "y".repeat(300);
+    let proxy = common::Proxy::start_with(
+        courier(),
+        common::ProxyOptions {
+            pane: true,
+            config_toml: Some(format!(
+                "[tracking]\nload_demo_on_first_run = false\ntrack_folder = \"CRM/{long}\"\n"
+            )),
+            ..Default::default()
+        },
+    );
+    let user = format!("{}@crm-test.example", common::unique_user("nsbanner"));
+    add_user(&proxy.data_dir, &user, true);
+    // A session through the proxy starts the user's worker, which meets the refusal.
+    tokio::task::block_in_place(|| {
+        let mut c = common::RawImap::login(proxy.imap, &user, PASSWORD);
+        wait_for("the refusal", || {
+            c.cmd("NOOP").text().contains("[ALERT]").then_some(())
+        });
+    });
+    let addr = proxy.pane.expect("pane");
+    let mut pane =
+        pane_util::Client::new(addr, &proxy.ca_file(), format!("localhost:{}", addr.port()));
+    let token = crmproxy::pane::link::issue(&proxy.data_dir, &user).unwrap();
+    assert_eq!(
+        pane.get(&format!("/signin/link?token={token}"))
+            .await
+            .status,
+        303
+    );
+    for page in ["/", "/current", "/search"] {
+        let r = pane.get(page).await;
+        assert_eq!(r.status, 200, "{page}");
+        let text = r.text();
+        assert!(
+            text.contains("refused to create the tracking folder"),
+            "{page}: {text}"
+        );
+    }
 }
 
 #[test]

@@ -41,6 +41,8 @@ pub struct SignedIn {
     pub session: Session,
     /// The page runs inside Outlook (see [`OFFICE_COOKIE`]).
     pub office: bool,
+    /// What stands in the way of tracking in this mailbox (from the sync worker).
+    pub problems: Vec<String>,
 }
 
 impl SignedIn {
@@ -53,6 +55,7 @@ impl SignedIn {
                 owner_name: &self.crm_user.full_name,
                 owner_login: &self.user,
             }),
+            problems: &self.problems,
         }
     }
 
@@ -132,6 +135,11 @@ impl FromRequestParts<AppState> for SignedIn {
                         }
                     },
                 };
+                let problems = app
+                    .sync
+                    .as_ref()
+                    .map(|sync| sync.problems(&user))
+                    .unwrap_or_default();
                 Ok(SignedIn {
                     user,
                     crm_user,
@@ -139,6 +147,7 @@ impl FromRequestParts<AppState> for SignedIn {
                     acting,
                     session: s,
                     office,
+                    problems,
                 })
             }
             _ if api => Err(Failure::new(

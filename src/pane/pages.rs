@@ -40,6 +40,8 @@ pub struct Chrome<'a> {
     pub office: bool,
     /// A delegate acting for an owner's mailbox: every page says so.
     pub acting_for: Option<ActingFor<'a>>,
+    /// What stands in the way of tracking in this mailbox: every page says so.
+    pub problems: &'a [String],
 }
 
 /// The owner whose mailbox a delegate acts for.
@@ -123,6 +125,9 @@ pub fn layout(chrome: &Chrome<'_>, active: Option<Nav>, title: &str, body: Marku
                     }
                 }
                 (delegate_banner(chrome))
+                @for problem in chrome.problems {
+                    div.banner.warn role="alert" { p { (problem) } }
+                }
                 main #main data-csrf=(chrome.csrf) { (body) }
             }
         }

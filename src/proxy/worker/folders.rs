@@ -23,18 +23,18 @@ pub(super) async fn prepare(
     let folder = layout.to_server(logical);
     match c.create(&folder).await {
         Ok(()) => {
+            inner.set_problem(owner, None);
             // Shown in clients that list only subscribed folders.
             c.command(&format!("SUBSCRIBE {}", quoted(&folder))).await?;
         }
         Err(ClientError::Refused { text, .. }) => {
             tracing::warn!(folder = %folder, server_said = %text, "the server refused to create the tracking folder: folder tracking cannot work until tracking.track_folder names a folder it accepts");
-            inner.notice(
-                owner,
-                format!(
-                    "CRM: the server refused to create the tracking folder {folder} ({}); folder tracking does not work until an administrator changes tracking.track_folder",
-                    text.split_once(' ').map_or(text.as_str(), |(_, t)| t)
-                ),
+            let said = format!(
+                "CRM: the server refused to create the tracking folder {folder} ({}); folder tracking does not work until an administrator changes tracking.track_folder",
+                text.split_once(' ').map_or(text.as_str(), |(_, t)| t)
             );
+            inner.set_problem(owner, Some(said.clone()));
+            inner.notice(owner, said);
         }
         Err(e) => return Err(e),
     }

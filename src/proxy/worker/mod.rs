@@ -103,6 +103,9 @@ pub(crate) struct Inner {
     deferred: Mutex<HashMap<String, VecDeque<Job>>>,
     /// Each mailbox's folder layout, as its worker learned it (NAMESPACE).
     layouts: Mutex<HashMap<String, FolderLayout>>,
+    /// What stands in the way of a mailbox's tracking until set right (a
+    /// tracking folder the server refuses), shown by the pane on every page.
+    problems: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl Inner {
@@ -122,6 +125,20 @@ impl Inner {
     pub(crate) fn learned_layout(&self, owner: &str, layout: FolderLayout) {
         let mut l = self.layouts.lock().unwrap_or_else(|e| e.into_inner());
         l.insert(owner.to_string(), layout);
+    }
+
+    /// Something that stands in the way of `owner`'s tracking (`None`: all is well
+    /// again): kept until the worker finds otherwise, for the pane.
+    pub(crate) fn set_problem(&self, owner: &str, text: Option<String>) {
+        let mut p = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        match text {
+            Some(t) => {
+                p.insert(owner.to_ascii_lowercase(), vec![t]);
+            }
+            None => {
+                p.remove(&owner.to_ascii_lowercase());
+            }
+        }
     }
 
     /// The engine refused a job of `owner`'s: a session of the owner shows `text`.
@@ -156,6 +173,7 @@ impl Workers {
                 notices: Mutex::new(HashMap::new()),
                 deferred: Mutex::new(HashMap::new()),
                 layouts: Mutex::new(HashMap::new()),
+                problems: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -253,6 +271,17 @@ impl Workers {
 }
 
 impl MailboxSync for Workers {
+    fn problems(&self, owner: &str) -> Vec<String> {
+        let p = self
+            .inner
+            .problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        p.get(&owner.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_default()
+    }
+
     fn clear_tracking_keywords(&self, owner: &str, at: KeywordCleanup) -> CleanupQueued {
         self.submit_or_defer(owner, Job::ClearKeywords(at))
     }
