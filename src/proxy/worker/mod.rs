@@ -12,7 +12,9 @@
 mod client;
 mod folders;
 mod replace;
+mod sweep;
 mod user;
+mod watches;
 
 pub use client::{quoted, ClientError, ImapClient};
 

@@ -1,6 +1,6 @@
-//! One mailbox's worker task: jobs from sessions on one connection, INBOX and the
-//! Sent folder each watched with IDLE on a connection of their own, pending
-//! requests swept every sync interval.
+//! One mailbox's worker task: jobs from sessions on one connection, retried on a
+//! fresh one when it fails; the sweeps (`sweep.rs`) at its start and every sync
+//! interval; INBOX and the Sent folder watched with IDLE (`watches.rs`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,15 +9,16 @@ use tokio::sync::mpsc;
 
 use super::client::{ClientError, ImapClient};
 use super::replace::replace_with_block;
+use super::sweep::{sweep, sweep_pending};
+use super::watches::{sent_message, watch, Watched};
 use super::{Inner, Job, Uids};
 use crate::events::KeywordCleanup;
-use crate::proxy::folders::SpecialUse;
 use crate::proxy::hook::Credential;
-use crate::store::{MessageId, MessageLocation, TrackStatus, TrackingRecord, UserId};
-use crate::track::{TrackError, TrackRequest, TrackSource};
+use crate::store::{MessageId, MessageLocation, TrackStatus};
+use crate::track::{TrackError, TrackRequest};
 
 /// Pause before reconnecting after the upstream failed.
-const RECONNECT_PAUSE: Duration = Duration::from_secs(5);
+pub(super) const RECONNECT_PAUSE: Duration = Duration::from_secs(5);
 /// How often a job is tried, each time on a fresh connection after the one it ran
 /// on failed (the upstream restarted, the network dropped): the client was told OK.
 const JOB_TRIES: u32 = 3;
@@ -25,7 +26,7 @@ const JOB_TRIES: u32 = 3;
 /// The login to try next: the mailbox's newest credential, unless the server
 /// refused exactly that one already (trying it again and again would only earn
 /// the account a lockout; a session logging in anew brings a new one).
-fn next_login(newest: Credential, refused: Option<&Credential>) -> Option<Credential> {
+pub(super) fn next_login(newest: Credential, refused: Option<&Credential>) -> Option<Credential> {
     (refused != Some(&newest)).then_some(newest)
 }
 
@@ -151,7 +152,7 @@ pub(super) async fn run(
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, TrackError> + Send + 'static,
 ) -> Result<T, JobError> {
     tokio::task::spawn_blocking(f)
@@ -168,11 +169,11 @@ async fn expand(c: &mut ImapClient, uids: Uids) -> Result<Vec<u32>, ClientError>
     }
 }
 
-fn bump(inner: &Inner) {
+pub(super) fn bump(inner: &Inner) {
     inner.generation.fetch_add(1, Ordering::AcqRel);
 }
 
-async fn do_job(
+pub(super) async fn do_job(
     inner: &Arc<Inner>,
     c: &mut ImapClient,
     owner: &str,
@@ -373,360 +374,6 @@ fn message_id_of(raw: &[u8]) -> Option<MessageId> {
         Some(m) => MessageId::parse(&m).ok(),
         None => Some(crate::track::synthetic_message_id(raw)),
     }
-}
-
-/// The periodic sweep: pending requests, then requests left on the server.
-async fn sweep(
-    inner: &Arc<Inner>,
-    c: &mut ImapClient,
-    owner: &str,
-    owner_id: UserId,
-) -> Result<(), JobError> {
-    sweep_pending(inner, c, owner_id, owner).await?;
-    sweep_requests(inner, c, owner).await?;
-    sweep_claims(inner, c, owner, owner_id).await
-}
-
-/// `$CRM_Tracked` on INBOX messages the CRM never tracked (set by a client that
-/// talked to the server directly): a claim the keyword may not make, so it is
-/// taken as a request and tracked for real (state keywords never lie).
-async fn sweep_claims(
-    inner: &Arc<Inner>,
-    c: &mut ImapClient,
-    owner: &str,
-    owner_id: UserId,
-) -> Result<(), JobError> {
-    let cfg = inner.engine.config().clone();
-    let uid_validity = c.select("INBOX").await?;
-    let mut claimed = Vec::new();
-    for uid in c
-        .uid_search(&format!("KEYWORD {}", cfg.tracked_keyword))
-        .await?
-    {
-        let at = MessageLocation {
-            folder: "INBOX".into(),
-            uid_validity,
-            uid,
-        };
-        let engine = inner.engine.clone();
-        if blocking(move || engine.tracking_at(owner_id, &at))
-            .await?
-            .is_some()
-        {
-            continue;
-        }
-        let field = c.fetch_message_id_field(uid).await?;
-        let mid = field
-            .as_deref()
-            .and_then(crate::proxy::state::message_id_from_header)
-            .and_then(|m| MessageId::parse(&m).ok());
-        if let Some(mid) = mid {
-            let engine = inner.engine.clone();
-            if blocking(move || engine.tracking(owner_id, &mid))
-                .await?
-                .is_some()
-            {
-                continue;
-            }
-        }
-        claimed.push(uid);
-    }
-    if claimed.is_empty() {
-        return Ok(());
-    }
-    tracing::info!(
-        count = claimed.len(),
-        "tracked keyword set behind the proxy's back: tracking for real"
-    );
-    let engine = inner.engine.clone();
-    let o = owner.to_string();
-    let actor = blocking(move || engine.actor(&o, &o)).await?;
-    let job = Job::Track {
-        actor,
-        folder: "INBOX".into(),
-        uids: Uids::List(claimed),
-        source: TrackSource::Keyword,
-    };
-    Box::pin(do_job(inner, c, owner, job)).await
-}
-
-/// The request keyword on INBOX messages no job took (set by a client that
-/// bypassed the proxy, or while no worker ran): tracked like any keyword request.
-async fn sweep_requests(
-    inner: &Arc<Inner>,
-    c: &mut ImapClient,
-    owner: &str,
-) -> Result<(), JobError> {
-    let engine = inner.engine.clone();
-    let o = owner.to_string();
-    let actor = blocking(move || engine.actor(&o, &o)).await?;
-    let job = Job::Track {
-        actor,
-        folder: "INBOX".into(),
-        uids: Uids::Keyword(inner.engine.config().request_keyword.clone()),
-        source: TrackSource::Keyword,
-    };
-    Box::pin(do_job(inner, c, owner, job)).await
-}
-
-/// Complete this mailbox's pending requests that say where the message is.
-async fn sweep_pending(
-    inner: &Arc<Inner>,
-    c: &mut ImapClient,
-    owner: UserId,
-    login: &str,
-) -> Result<(), JobError> {
-    let engine = inner.engine.clone();
-    let pending: Vec<TrackingRecord> = blocking(move || engine.pending(owner, 500))
-        .await?
-        .into_iter()
-        .filter(|r| r.location.is_some())
-        .collect();
-    for record in pending {
-        let loc = record.location.clone().expect("filtered");
-        let validity = c.select(&loc.folder).await?;
-        let engine = inner.engine.clone();
-        if validity != loc.uid_validity {
-            let r = record.clone();
-            blocking(move || engine.fail(&r, "the folder was recreated (UIDVALIDITY changed)"))
-                .await?;
-            continue;
-        }
-        let raw = c.fetch_raw(loc.uid).await?.map(Arc::new);
-        let r = record.clone();
-        let result = match raw.clone() {
-            Some(raw) => blocking(move || engine.complete_pending(&r, &raw).map(|_| ())).await,
-            None => {
-                blocking(move || {
-                    engine
-                        .fail(&r, "the message is no longer in its folder")
-                        .map(|_| ())
-                })
-                .await
-            }
-        };
-        bump(inner);
-        if let Err(e) = result {
-            let engine = inner.engine.clone();
-            let reason = e.to_string();
-            blocking(move || engine.retry_later(&record, &reason)).await?;
-        } else if let Some(raw) = raw {
-            if c.keywords_allowed {
-                let cfg = inner.engine.config();
-                c.store_keywords(
-                    loc.uid,
-                    &[&cfg.tracked_keyword],
-                    &[&cfg.pending_keyword, &cfg.request_keyword],
-                )
-                .await?;
-            }
-            replace_with_block(inner, c, owner, login, &loc, &raw).await?;
-        }
-    }
-    Ok(())
-}
-
-/// IDLE on INBOX: new mail goes to automatic tracking. Reconnects after failures.
-/// A message in the owner's Sent folder: tracked (correlated) when it replies to
-/// tracked email, then marked `$CRM_Tracked` where the folder allows keywords.
-async fn sent_message(
-    inner: &Arc<Inner>,
-    c: &mut ImapClient,
-    actor: crate::track::Actor,
-    login: &str,
-    folder: &str,
-    uid: u32,
-) -> Result<(), JobError> {
-    let cfg = inner.engine.config().clone();
-    let uid_validity = c.select(folder).await?;
-    let Some(raw) = c.fetch_raw(uid).await? else {
-        return Ok(());
-    };
-    // Shared with the blocking task without a copy (a message may be large).
-    let raw = Arc::new(raw);
-    let (owner, r) = (actor.owner_id(), raw.clone());
-    let engine = inner.engine.clone();
-    let location = MessageLocation {
-        folder: folder.to_string(),
-        uid_validity,
-        uid,
-    };
-    // Engine::on_sent takes no location: tracking it again with one (an
-    // idempotent update) lets fetches find it by UID.
-    let at = location.clone();
-    let sent = blocking(move || {
-        let Some(_) = engine.on_sent(&actor, &r)? else {
-            return Ok(None);
-        };
-        let req = TrackRequest::new(TrackSource::Sent).at(location);
-        engine.track(&actor, &r, req).map(Some)
-    })
-    .await?;
-    if let Some(t) = sent {
-        bump(inner);
-        tracing::info!(uid, folder = %folder, activity = %t.activity.id, "sent reply tracked");
-        if c.keywords_allowed {
-            c.store_keywords(uid, &[&cfg.tracked_keyword], &[]).await?;
-        }
-        if t.record.status == TrackStatus::Tracked {
-            replace_with_block(inner, c, owner, login, &at, &raw).await?;
-        }
-    }
-    Ok(())
-}
-
-/// The folders a worker watches with IDLE.
-#[derive(Debug, Clone, Copy)]
-enum Watched {
-    /// New mail is judged by the user's automatic-tracking option.
-    Inbox,
-    /// Replies saved by any client (or by the server) that answer tracked email.
-    Sent,
-}
-
-async fn watch(
-    inner: Arc<Inner>,
-    owner: UserId,
-    login: String,
-    credential: Credential,
-    what: Watched,
-) {
-    let mut shutdown = inner.shutdown.clone();
-    let mut refused = None;
-    loop {
-        let newest = inner
-            .credential(&login)
-            .unwrap_or_else(|| credential.clone());
-        if let Some(cred) = next_login(newest, refused.as_ref()) {
-            let r = tokio::select! {
-                _ = shutdown.changed() => return,
-                r = watch_once(&inner, owner, &login, &cred, what) => r,
-            };
-            match r {
-                // Nothing to watch (no Sent folder): done.
-                Ok(()) => return,
-                Err(JobError::Imap(
-                    e @ ClientError::Refused {
-                        command: "LOGIN", ..
-                    },
-                )) => {
-                    tracing::warn!(error = %e, folder = ?what, "folder watch: login refused; waiting for a new one");
-                    refused = Some(cred);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, folder = ?what, "folder watch ended; reconnecting")
-                }
-            }
-        }
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = tokio::time::sleep(RECONNECT_PAUSE) => {}
-        }
-    }
-}
-
-async fn watch_once(
-    inner: &Arc<Inner>,
-    owner: UserId,
-    login: &str,
-    credential: &Credential,
-    what: Watched,
-) -> Result<(), JobError> {
-    let mut c = ImapClient::connect(&inner.connector, credential).await?;
-    let folder = match what {
-        Watched::Inbox => "INBOX".to_string(),
-        Watched::Sent => match c
-            .special_folder(
-                SpecialUse::Sent,
-                inner.engine.config().sent_folder.as_deref(),
-            )
-            .await?
-        {
-            Some(f) => f,
-            None => {
-                tracing::info!("no Sent folder to watch");
-                return Ok(());
-            }
-        },
-    };
-    let mut validity = c.select(&folder).await?;
-    let mut last = c.uid_search("ALL").await?.into_iter().max().unwrap_or(0);
-    let idle_for = inner
-        .sync_interval
-        .min(Duration::from_secs(29 * 60))
-        .max(Duration::from_secs(1));
-    loop {
-        c.idle(idle_for).await?;
-        let v = c.select(&folder).await?;
-        if v != validity {
-            validity = v;
-            last = c.uid_search("ALL").await?.into_iter().max().unwrap_or(0);
-            continue;
-        }
-        let mut new: Vec<u32> = c
-            .uid_search(&format!("UID {}:*", last + 1))
-            .await?
-            .into_iter()
-            .filter(|&u| u > last)
-            .collect();
-        new.sort_unstable();
-        for uid in new {
-            last = last.max(uid);
-            match what {
-                Watched::Inbox => inbox_message(inner, &mut c, owner, login, validity, uid).await?,
-                Watched::Sent => {
-                    let engine = inner.engine.clone();
-                    let actor = blocking(move || engine.actor_by_id(owner, owner)).await?;
-                    sent_message(inner, &mut c, actor, login, &folder, uid).await?;
-                    // sent_message selected the folder again: still the same one.
-                }
-            }
-        }
-    }
-}
-
-/// New INBOX mail: tracked when the owner's automatic-tracking option says so.
-async fn inbox_message(
-    inner: &Arc<Inner>,
-    c: &mut ImapClient,
-    owner: UserId,
-    login: &str,
-    validity: u32,
-    uid: u32,
-) -> Result<(), JobError> {
-    let Some(raw) = c.fetch_raw(uid).await? else {
-        return Ok(());
-    };
-    // Shared with the blocking task without a copy (a message may be large).
-    let raw = Arc::new(raw);
-    let engine = inner.engine.clone();
-    let location = MessageLocation {
-        folder: "INBOX".into(),
-        uid_validity: validity,
-        uid,
-    };
-    let (at, r) = (location.clone(), raw.clone());
-    match blocking(move || engine.on_new_inbox_mail(owner, &r, Some(location))).await {
-        Ok(Some(t)) => {
-            bump(inner);
-            tracing::info!(uid, activity = %t.activity.id, "tracked automatically");
-            if c.keywords_allowed {
-                let cfg = inner.engine.config();
-                let kw = if t.record.status == TrackStatus::Pending {
-                    &cfg.pending_keyword
-                } else {
-                    &cfg.tracked_keyword
-                };
-                c.store_keywords(uid, &[kw], &[]).await?;
-            }
-            if t.record.status == TrackStatus::Tracked {
-                replace_with_block(inner, c, owner, login, &at, &raw).await?;
-            }
-        }
-        Ok(None) => {}
-        Err(e) => tracing::warn!(uid, error = %e, "automatic tracking failed"),
-    }
-    Ok(())
 }
 
 #[cfg(test)]
