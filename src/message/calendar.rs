@@ -153,10 +153,10 @@ fn unescape(v: &str) -> String {
 
 fn mailto(v: &str) -> Option<String> {
     let v = v.trim();
-    let addr = if v.len() >= 7 && v[..7].eq_ignore_ascii_case("mailto:") {
-        &v[7..]
-    } else {
-        v
+    // By bytes: the 7th byte of a peer's value may fall inside a character.
+    let addr = match v.as_bytes().get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case(b"mailto:") => &v[7..],
+        _ => v,
     };
     addr.contains('@').then(|| addr.to_string())
 }
@@ -196,6 +196,21 @@ RRULE:FREQ=WEEKLY;COUNT=4\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
         assert_eq!(inv.attendees[0].name.as_deref(), Some("Bob B"));
         assert_eq!(inv.attendees[1].role, AttendeeRole::Optional);
         assert_eq!(inv.attendees[1].address, "carol@fabrikam.example");
+    }
+
+    /// Found by the `message_facts` fuzz target: a value whose 7th byte is inside a
+    /// character (here U+FFFD, as a lossy decode makes of bad bytes) panicked.
+    #[test]
+    fn organizer_cut_inside_a_character() {
+        let ics = "BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:meet-1\r\n\
+                   ORGANIZER;CN=Organizer:ma\u{FFFD}\u{FFFD}:alice@contoso.example\r\n\
+                   ATTENDEE;CN=Carol:mailt\u{e9}:carol@contoso.example\r\n\
+                   END:VEVENT\r\nEND:VCALENDAR\r\n";
+        let inv = parse(ics).expect("an invitation");
+        assert_eq!(
+            inv.organizer.as_deref(),
+            Some("ma\u{FFFD}\u{FFFD}:alice@contoso.example")
+        );
     }
 
     #[test]

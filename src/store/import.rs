@@ -98,7 +98,9 @@ pub fn parse(bytes: &[u8], kind: Option<ImportKind>) -> Result<Parsed, ImportErr
     if kind == Some(ImportKind::Json) || (kind.is_none() && head.starts_with('{')) {
         return Ok(Parsed::Bundle(Box::new(ExportBundle::from_json(text)?)));
     }
-    if head.len() >= 11 && head[..11].eq_ignore_ascii_case("BEGIN:VCARD") {
+    // By bytes: the 11th byte of a file may fall inside a character.
+    let vcard = head.as_bytes().get(..11);
+    if vcard.is_some_and(|b| b.eq_ignore_ascii_case(b"BEGIN:VCARD")) {
         if matches!(kind, Some(ImportKind::Accounts | ImportKind::Leads)) {
             return Err(ImportError::Unknown(
                 "a vCard file holds contacts; drop --kind or use --kind contacts".into(),
@@ -287,4 +289,22 @@ pub fn apply_rows(
     let total = out.len();
     store.put_records_bulk(out, &mut |done| progress(done, total))?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `import` fuzz target: a file whose 11th byte is inside a
+    /// character panicked while its kind was detected.
+    #[test]
+    fn detection_cut_inside_a_character() {
+        let csv = "First LI@\u{4f8b}\u{3048}.\u{30c6}\u{30b9}Name,Last Name,Primary Email\n\
+                   Ann,Lee,ann@example.test\n";
+        assert!(parse(csv.as_bytes(), None).is_ok());
+        assert!(matches!(
+            parse("BEGIN:VCAR\u{e9}\n".as_bytes(), None),
+            Err(ImportError::Syntax { .. } | ImportError::Unknown(_))
+        ));
+    }
 }
