@@ -1,7 +1,8 @@
 //! The wire framer on arbitrary bytes, delivered in arbitrary chunks, with reads
 //! that are sometimes not ready and `next()` futures dropped half-way (as a
 //! `select!` does): it never panics, hands out every byte once and in order, and
-//! its literal accounting matches the announcements it reports.
+//! its literal accounting matches the announcements it reports, and a frame it
+//! says is ready comes without a read.
 //!
 //! Input: byte 0 picks `max_line_bytes`, byte 1 how many chunk-size bytes follow;
 //! those bytes are the sizes of successive reads (0: "not ready"); the rest is
@@ -24,6 +25,8 @@ struct Chunked<'a> {
     next_size: usize,
     /// The last poll was answered "not ready": the next one makes progress.
     pended: bool,
+    /// Polls so far.
+    polls: usize,
 }
 
 impl AsyncRead for Chunked<'_> {
@@ -32,6 +35,7 @@ impl AsyncRead for Chunked<'_> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        self.polls += 1;
         let size = if self.sizes.is_empty() {
             usize::MAX
         } else {
@@ -78,6 +82,7 @@ fuzz_target!(|input: &[u8]| {
             sizes,
             next_size: 0,
             pended: false,
+            polls: 0,
         },
         max_line,
     );
@@ -90,7 +95,18 @@ fuzz_target!(|input: &[u8]| {
     let mut literal: Option<(Literal, u64)> = None;
     let mut pendings = 0usize;
     loop {
-        let Some(result) = poll_once(&mut framer) else {
+        // A relay flushes what it holds before it waits on a read: a frame said
+        // to be ready comes without a read.
+        let ready = framer.frame_ready();
+        let polls = framer.get_mut().polls;
+        let result = poll_once(&mut framer);
+        if ready {
+            assert!(
+                matches!(result, Some(Ok(Some(_)))) && framer.get_mut().polls == polls,
+                "frame_ready() but next() read"
+            );
+        }
+        let Some(result) = result else {
             pendings += 1;
             assert!(pendings <= input.len() + 2, "the framer makes no progress");
             continue;
