@@ -453,6 +453,21 @@ END:VEVENT\r\nEND:VCALENDAR",
         assert_eq!(days, ["12-01 10:00", "12-16 14:00", "12-22 10:00"]);
     }
 
+    /// Found by the `message_facts` fuzz target: a value whose 7th byte is inside a
+    /// character (here U+FFFD, as a lossy decode makes of bad bytes) panicked.
+    #[test]
+    fn organizer_cut_inside_a_character() {
+        let ics = "BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:meet-1\r\n\
+                   ORGANIZER;CN=Organizer:ma\u{FFFD}\u{FFFD}:alice@contoso.example\r\n\
+                   ATTENDEE;CN=Carol:mailt\u{e9}:carol@contoso.example\r\n\
+                   END:VEVENT\r\nEND:VCALENDAR\r\n";
+        let inv = parse(ics).expect("an invitation");
+        assert_eq!(
+            inv.organizer.as_deref(),
+            Some("ma\u{FFFD}\u{FFFD}:alice@contoso.example")
+        );
+    }
+
     #[test]
     fn no_event_is_none() {
         assert!(parse("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n").is_none());

@@ -68,7 +68,9 @@ impl TrackingHeaders {
     }
 }
 
-/// Appends `Name: value` CRLF, folding at spaces so no line exceeds 78 characters.
+/// Appends `Name: value` CRLF, folding at spaces so no line exceeds 78 characters
+/// where it can. Never before an empty word (a run of spaces): a folded line of
+/// nothing but white space may end the header for a reader (RFC 5322 3.2.2).
 fn push_field(out: &mut String, name: &str, value: &str) {
     let mut line_len = name.len() + 2;
     out.push_str(name);
@@ -76,7 +78,7 @@ fn push_field(out: &mut String, name: &str, value: &str) {
     let mut first = true;
     for word in value.split(' ') {
         if !first {
-            if line_len + 1 + word.len() > 78 {
+            if line_len + 1 + word.len() > 78 && !word.is_empty() {
                 out.push_str("\r\n ");
                 line_len = 1;
             } else {
@@ -158,6 +160,25 @@ mod tests {
                 "Contoso Ltd".into(),
             )),
             smime: Some(("multipart-signed", Some("a@contoso.example".into()), true)),
+        }
+    }
+
+    /// Found by the `message_facts` fuzz target: a record name with a run of
+    /// spaces folded into header lines of nothing but spaces.
+    #[test]
+    fn no_line_of_only_white_space() {
+        let name = format!(
+            "ple>\r\nTo: iclea@contoso.e\u{0}ample\r\nSubject: Black Friday offers\r\n\
+             List-Id: Shop offers e: TueU\u{4}\u{3}4 Nov 2026 09:15:00 +0000\r\n\
+             F: Shop{}News <news@shop.example>\r\nTo: iclea@contoso.e\u{0}ampl",
+            " ".repeat(100)
+        );
+        let mut h = sample();
+        h.regarding = Some((String::new(), "~p.exam".into(), name));
+        let block = h.render();
+        let text = std::str::from_utf8(&block).unwrap();
+        for line in text.strip_suffix("\r\n").unwrap().split("\r\n") {
+            assert!(line.trim() != "", "white-space line in {text:?}");
         }
     }
 

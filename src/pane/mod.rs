@@ -34,6 +34,30 @@ mod regarding_search;
 pub mod session;
 mod track_actions;
 
+/// The types the handlers deserialize request bodies and queries into, for the
+/// fuzz targets (fuzz/).
+#[doc(hidden)]
+pub mod bodies {
+    pub use super::api::{MessageParams, OpenedItem};
+    pub use super::compose::{ComposeParams, DraftFields};
+    pub use super::contact_pickers::ChooseParams;
+    pub use super::contacts::ListParams;
+    pub use super::contacts_api::ApiBody;
+    pub use super::create_actions::{
+        ActivityFields, CreateParams, NewParams as NewRecordParams, RecordFields,
+    };
+    pub use super::crm::{DocumentsParams, SearchParams};
+    pub use super::delegation::SwitchForm;
+    pub use super::favourites::{FavouriteBody, FavouriteForm};
+    pub use super::handlers::{
+        CurrentForm, HomeQuery, LinkQuery, MessageQuery, SigninForm, SigninQuery,
+    };
+    pub use super::insights::{AssistantQuery, SnoozeBody, SnoozeForm};
+    pub use super::people_actions::{NewParams as NewPersonParams, PersonFields};
+    pub use super::regarding_search::PickParams;
+    pub use super::track_actions::{parse_regarding, ActionBody, ActionForm};
+}
+
 /// The event hub lives in [`crate::events`] (shared with the proxy); re-exported here
 /// for the pane's modules and for existing callers.
 pub use crate::events;

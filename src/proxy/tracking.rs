@@ -27,11 +27,13 @@ use crate::store::UserId;
 use crate::track::{Actor, TrackSource};
 
 mod append;
-mod flags;
+#[doc(hidden)] // public for the fuzz targets (fuzz/)
+pub mod flags;
 mod folders;
 mod keyword;
 mod opened;
-mod sets;
+#[doc(hidden)] // public for the fuzz targets (fuzz/)
+pub mod sets;
 use flags::KeywordCache;
 use opened::{header_summary, message_id_of_item};
 use sets::{mailbox_name, uid_set_text};

@@ -201,7 +201,8 @@ fn is_user_error(e: &StoreError) -> bool {
 }
 
 #[cfg(unix)]
-fn respond(store: &dyn CrmStore, line: &str) -> AdminResponse {
+#[doc(hidden)] // public for the fuzz targets (fuzz/)
+pub fn respond(store: &dyn CrmStore, line: &str) -> AdminResponse {
     match serde_json::from_str::<AdminRequest>(line) {
         Err(e) => AdminResponse::Error {
             message: format!("bad admin request: {e}"),
@@ -294,7 +295,8 @@ pub async fn serve_listener(_store: Arc<dyn CrmStore>, listener: Listener) -> st
 /// Read one request line within the size its operation allows: `Ok(None)` at the
 /// end of the stream, `Ok(Some(Err(why)))` for a request over its limit.
 #[cfg(unix)]
-async fn read_request<R: tokio::io::AsyncBufRead + Unpin>(
+#[doc(hidden)] // public for the fuzz targets (fuzz/)
+pub async fn read_request<R: tokio::io::AsyncBufRead + Unpin>(
     rd: &mut R,
 ) -> std::io::Result<Option<Result<Vec<u8>, String>>> {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt};

@@ -289,3 +289,21 @@ pub fn apply_rows(
     store.put_records_bulk(out, &mut |done| progress(done, total))?;
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `import` fuzz target: a file whose 11th byte is inside a
+    /// character panicked while its kind was detected.
+    #[test]
+    fn detection_cut_inside_a_character() {
+        let csv = "First LI@\u{4f8b}\u{3048}.\u{30c6}\u{30b9}Name,Last Name,Primary Email\n\
+                   Ann,Lee,ann@example.test\n";
+        assert!(parse(csv.as_bytes(), None).is_ok());
+        assert!(matches!(
+            parse("BEGIN:VCAR\u{e9}\n".as_bytes(), None),
+            Err(ImportError::Syntax { .. } | ImportError::Unknown(_))
+        ));
+    }
+}

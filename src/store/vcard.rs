@@ -23,7 +23,10 @@ use super::model::{Contact, ContactId, PostalAddress, Record, Stamps};
 pub fn is_vcard(bytes: &[u8]) -> bool {
     let text = decode(bytes);
     let head = text.trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n']);
-    head.len() >= 11 && head[..11].eq_ignore_ascii_case("BEGIN:VCARD")
+    // By bytes: the 11th byte may fall inside a character (a fuzzer found it).
+    head.as_bytes()
+        .get(..11)
+        .is_some_and(|b| b.eq_ignore_ascii_case(b"BEGIN:VCARD"))
 }
 
 /// The file as text: UTF-8 (or UTF-16 with its mark) as it is; otherwise the

@@ -91,7 +91,18 @@ pub fn literal_capabilities(line: &[u8]) -> Option<(NonSyncLiterals, Option<u64>
 }
 
 /// Byte range of the capability atoms in `line` (after `CAPABILITY `), if any.
+/// Spaces and stray CRs after the last atom are not part of it: they stay as the
+/// server sent them, and a CR never becomes part of the line ending.
 fn capability_span(line: &[u8]) -> Option<(usize, usize)> {
+    let (start, mut end) = capability_list(line)?;
+    while end > start && matches!(line[end - 1], b' ' | b'\r') {
+        end -= 1;
+    }
+    Some((start, end))
+}
+
+/// Byte range from after `CAPABILITY ` to the end of the list, if `line` holds one.
+fn capability_list(line: &[u8]) -> Option<(usize, usize)> {
     let body_end = line.len()
         - if line.ends_with(b"\r\n") {
             2
@@ -188,5 +199,24 @@ mod tests {
         assert!(filter_capabilities(b"* 1 FETCH (FLAGS ())\r\n", TLS).is_none());
         assert!(filter_capabilities(b"a OK CAPABILITY completed\r\n", TLS).is_none());
         assert!(filter_capabilities(b"* CAPABILITY IMAP4rev1 STARTTLS\r\n", PLAIN).is_none());
+    }
+
+    /// Found by the `fetch_scan` fuzz target: after a stray CR before the line
+    /// ending, filtering made the CR part of the line ending, so a second pass
+    /// changed the line again (and the client got a line the server never sent).
+    #[test]
+    fn filtering_twice_changes_nothing_more() {
+        let mut line = b"* CAPABILITY I\xff\xff\0\0\0\0\tMIMAP3r".to_vec();
+        line.extend([0xff; 81]);
+        line.extend_from_slice(b"3r- APPE\x94D65TCHV* 2 FETCEH \r \n");
+        for p in [PLAIN, TLS] {
+            let once = filter_capabilities(&line, p).unwrap_or(line.clone());
+            assert_eq!(filter_capabilities(&once, p), None);
+            assert!(once.ends_with(b" \r \n"));
+        }
+        assert_eq!(
+            filter_capabilities(b"* CAPABILITY IMAP4rev1 STARTTLS \r\n", TLS).unwrap(),
+            b"* CAPABILITY IMAP4rev1 \r\n"
+        );
     }
 }

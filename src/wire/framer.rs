@@ -255,23 +255,18 @@ pub fn parse_literal_announcement(line: &[u8]) -> Option<Literal> {
 }
 
 /// Rewrite the literal count at the end of `line` to `new_len`, keeping its kind.
+/// `None` when [`parse_literal_announcement`] finds no literal there.
 pub fn set_literal_len(line: &[u8], new_len: u64) -> Option<Vec<u8>> {
-    let ending = if line.ends_with(b"\r\n") {
-        2
-    } else if line.ends_with(b"\n") {
-        1
-    } else {
-        0
-    };
-    let body = &line[..line.len() - ending];
-    let lit = parse_literal_announcement(body)?;
+    let lit = parse_literal_announcement(line)?;
+    // The line ending exactly as the announcement's parse strips it.
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    let body = body.strip_suffix(b"\r").unwrap_or(body);
     let close = body.len() - if lit.sync { 1 } else { 2 };
     let open = memchr::memrchr(b'{', &body[..close])?;
     let mut out = Vec::with_capacity(line.len() + 4);
     out.extend_from_slice(&body[..=open]);
     out.extend_from_slice(new_len.to_string().as_bytes());
-    out.extend_from_slice(&body[close..]);
-    out.extend_from_slice(&line[line.len() - ending..]);
+    out.extend_from_slice(&line[close..]);
     Some(out)
 }
 
@@ -315,5 +310,17 @@ mod tests {
         );
         assert_eq!(set_literal_len(b"x ~{5+}\r\n", 7).unwrap(), b"x ~{7+}\r\n");
         assert!(set_literal_len(b"x\r\n", 7).is_none());
+    }
+
+    /// Found by the `command` fuzz target: a line the framer sees no literal in
+    /// (`}` then a stray CR before the line ending) was rewritten as if it had one.
+    #[test]
+    fn rewrite_only_what_the_framer_sees() {
+        assert_eq!(parse_literal_announcement(b"a APPEND x {5}\r\r\n"), None);
+        assert_eq!(set_literal_len(b"a APPEND x {5}\r\r\n", 7), None);
+        assert_eq!(
+            set_literal_len(b"a APPEND x {5}\r", 7).unwrap(),
+            b"a APPEND x {7}\r"
+        );
     }
 }

@@ -90,19 +90,14 @@ pub fn is_valid_tag(tag: &[u8]) -> bool {
 
 /// `line` (ending in a literal announcement `{n}`, `{n+}` or `~{n}`, then CRLF)
 /// with the announcement changed to a non-synchronising `{len+}`. `None` when
-/// the line does not end in one.
+/// the line does not end in one, as the framer
+/// ([`parse_literal_announcement`](super::parse_literal_announcement)) reads it.
 pub fn with_literal_len(line: &[u8], len: u64) -> Option<Vec<u8>> {
-    let body = line
-        .strip_suffix(b"\r\n")
-        .or_else(|| line.strip_suffix(b"\n"))?;
-    let inner = body.strip_suffix(b"}")?;
-    let open = memchr::memrchr(b'{', inner)?;
-    let digits = inner[open + 1..]
-        .strip_suffix(b"+")
-        .unwrap_or(&inner[open + 1..]);
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+    if !line.ends_with(b"\n") {
         return None;
     }
+    super::parse_literal_announcement(line)?;
+    let open = memchr::memrchr(b'{', line)?;
     let mut out = Vec::with_capacity(line.len() + 8);
     out.extend_from_slice(&line[..open]);
     out.extend_from_slice(format!("{{{len}+}}\r\n").as_bytes());
@@ -143,5 +138,15 @@ mod tests {
         assert_eq!(w(b"a3 NOOP\r\n", 1), None);
         assert_eq!(w(b"a4 APPEND x {}\r\n", 1), None);
         assert_eq!(w(b"a5 APPEND x {1a}\r\n", 1), None);
+    }
+
+    /// Found by the `command` fuzz target: a count the framer does not take as a
+    /// literal (more than 20 digits, or beyond a u64) was rewritten as one.
+    #[test]
+    fn only_literals_the_framer_sees_are_rewritten() {
+        let w = |l: &[u8]| with_literal_len(l, 1);
+        assert_eq!(w(b"a APPEND x {123456789012345678901}\r\n"), None);
+        assert_eq!(w(b"a APPEND x {99999999999999999999+}\r\n"), None);
+        assert_eq!(w(b"a APPEND x {5}\r\r\n"), None);
     }
 }

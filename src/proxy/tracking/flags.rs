@@ -165,7 +165,7 @@ impl TrackingHook {
 /// line of a FETCH response (`* 3 FETCH (UID 7 RFC822.SIZE 2048 BODY[] {2048}`):
 /// a number, or a parenthesised list. Quoted strings and nested lists (an
 /// ENVELOPE) are skipped, so a subject cannot be mistaken for an item.
-fn item_value(line: &[u8], name: &[u8]) -> Option<(usize, usize)> {
+pub fn item_value(line: &[u8], name: &[u8]) -> Option<(usize, usize)> {
     let open = memchr::memchr(b'(', line)?;
     let (mut depth, mut in_quote, mut escaped) = (1usize, false, false);
     let mut i = open + 1;

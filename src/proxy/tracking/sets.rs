@@ -3,6 +3,8 @@
 use imap_codec::imap_types::mailbox::Mailbox as ImapMailbox;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 
+use crate::wire::command_start;
+
 pub fn mailbox_name(m: &ImapMailbox<'_>) -> String {
     match m {
         ImapMailbox::Inbox => "INBOX".into(),
@@ -59,15 +61,19 @@ pub fn seqs(set: &SequenceSet, exists: u32) -> impl Iterator<Item = u32> + '_ {
 }
 
 /// `(tag, mailbox)` of an APPEND command's first line (mailbox as an atom or a
-/// quoted string; `INBOX` in any case is INBOX).
+/// quoted string; `INBOX` in any case is INBOX). Tag and command are read as the
+/// session reads them ([`command_start`]), so both agree on what the line is.
 pub fn append_target(line: &[u8]) -> Option<(String, String)> {
-    let text = std::str::from_utf8(line).ok()?;
-    let text = text.trim_end_matches(['\r', '\n']);
-    let (tag, rest) = text.split_once(' ')?;
-    let (cmd, rest) = rest.split_once(' ')?;
-    if !cmd.eq_ignore_ascii_case("APPEND") {
+    let (tag, name) = command_start(line)?;
+    if !name.is("APPEND") {
         return None;
     }
+    let text = std::str::from_utf8(line).ok()?;
+    let text = text.trim_end_matches(['\r', '\n']);
+    let tag = std::str::from_utf8(tag).ok()?;
+    let rest = text
+        .get(tag.len() + 1 + "APPEND".len()..)?
+        .strip_prefix(' ')?;
     let name = if let Some(q) = rest.strip_prefix('"') {
         let mut out = String::new();
         let mut chars = q.chars();
@@ -114,5 +120,18 @@ mod tests {
         );
         assert_eq!(append_target(b"a4 APPEND {9}\r\n"), None);
         assert_eq!(append_target(b"a5 FETCH 1 BODY[]\r\n"), None);
+    }
+
+    /// Found by the `command` fuzz target: with a CR inside the first token, the
+    /// APPEND parse and the session's command scan read different tags (here the
+    /// scan reads an empty tag, so no command at all).
+    #[test]
+    fn append_target_reads_the_line_as_the_session_does() {
+        assert_eq!(append_target(b"\r\nali{}4a7 APPEND APPE}\r\n\n"), None);
+        assert_eq!(append_target(b"a\rb APPEND x {5}\r\n"), None);
+        assert_eq!(
+            append_target(b"a\rAPPEND x {5}\r\n"),
+            Some(("a".into(), "x".into()))
+        );
     }
 }
