@@ -26,10 +26,7 @@ fn always_removed(cap: &[u8]) -> bool {
 pub fn filter_capabilities(line: &[u8], policy: CapabilityPolicy) -> Option<Vec<u8>> {
     let (start, end) = capability_span(line)?;
     let list = &line[start..end];
-    let mut out_caps: Vec<&[u8]> = list
-        .split(|&b| b == b' ')
-        .filter(|c| !c.is_empty() && !always_removed(c))
-        .collect();
+    let mut out_caps: Vec<&[u8]> = atoms(list).filter(|c| !always_removed(c)).collect();
     if policy.offer_starttls {
         out_caps.push(b"STARTTLS");
     }
@@ -76,7 +73,7 @@ pub fn literal_capabilities(line: &[u8]) -> Option<(NonSyncLiterals, Option<u64>
     let (start, end) = capability_span(line)?;
     let mut non_sync = NonSyncLiterals::None;
     let mut limit = None;
-    for cap in line[start..end].split(|&b| b == b' ') {
+    for cap in atoms(&line[start..end]) {
         if cap.eq_ignore_ascii_case(b"LITERAL+") {
             non_sync = NonSyncLiterals::Any;
         } else if cap.eq_ignore_ascii_case(b"LITERAL-") && non_sync == NonSyncLiterals::None {
@@ -88,6 +85,13 @@ pub fn literal_capabilities(line: &[u8]) -> Option<(NonSyncLiterals, Option<u64>
         }
     }
     Some((non_sync, limit))
+}
+
+/// The atoms of a capability list. A CR is never part of one (atoms hold no
+/// control characters): it separates, so `LOGINDISABLED\r` is `LOGINDISABLED`.
+fn atoms(list: &[u8]) -> impl Iterator<Item = &[u8]> {
+    list.split(|&b| b == b' ' || b == b'\r')
+        .filter(|a| !a.is_empty())
 }
 
 /// Byte range of the capability atoms in `line` (after `CAPABILITY `), if any.
@@ -218,5 +222,13 @@ mod tests {
             filter_capabilities(b"* CAPABILITY IMAP4rev1 STARTTLS \r\n", TLS).unwrap(),
             b"* CAPABILITY IMAP4rev1 \r\n"
         );
+        // A CR glued to an atom: filtering once made `LOGINDISABLED\r` the last
+        // atom, whose CR a second pass took for the line ending.
+        let line = b"* CAPABILITY *Y \x06\0\0\0\0\0\0\0gIN-- APPENDLIMIT=\"\r STARTTLS LOGINDISABLED\r COMPRESS=DECOM\r\n";
+        for p in [PLAIN, TLS] {
+            let once = filter_capabilities(line, p).unwrap();
+            assert_eq!(filter_capabilities(&once, p), None);
+            assert!(!once.windows(13).any(|w| w == b"LOGINDISABLED"));
+        }
     }
 }

@@ -13,6 +13,10 @@ pub fn fetch_uid(response: &[u8]) -> Option<u32> {
     let mut token_start = i;
     // The previous item-level token, and whether it was exactly `UID`.
     let mut after_uid = false;
+    // Inside an item's `[section]`. Only an item name opens one: elsewhere `[`
+    // is an atom character (a flag, a header field name may hold it), and `]`
+    // an astring character inside the section's field list.
+    let mut in_section = false;
     while i < response.len() {
         let b = response[i];
         match b {
@@ -30,11 +34,18 @@ pub fn fetch_uid(response: &[u8]) -> Option<u32> {
                     continue;
                 }
             }
-            b'(' | b'[' => {
+            b'[' if depth == 1 => {
+                in_section = true;
                 depth += 1;
                 after_uid = false;
                 token_start = i + 1;
             }
+            b'(' => {
+                depth += 1;
+                after_uid = false;
+                token_start = i + 1;
+            }
+            b']' if !(in_section && depth == 2) => {}
             b')' | b']' | b' ' | b'\r' | b'\n' => {
                 if depth == 1 {
                     let token = &response[token_start..i];
@@ -46,6 +57,7 @@ pub fn fetch_uid(response: &[u8]) -> Option<u32> {
                     }
                 }
                 if b == b')' || b == b']' {
+                    in_section &= b == b')';
                     depth -= 1;
                     if depth == 0 {
                         return None;
@@ -136,5 +148,18 @@ mod tests {
         assert_eq!(fetch_uid(b"* 3 FETCH (UID x)\r\n"), None);
         assert_eq!(fetch_uid(b"* 3 FETCH (UID"), None);
         assert_eq!(fetch_uid(b""), None);
+    }
+
+    /// Found by the `fetch_scan` fuzz target: a `[` in a header field name (an
+    /// atom character) counted as a nesting level, so the UID after it was missed.
+    #[test]
+    fn brackets_in_atoms_do_not_nest() {
+        let line = b"* 3 FETCH (BODY[HEADER.FIELDS (Uev1 'ITER/L-jAPPABILY r1 LITEP4rev1 LITERev1 LI[TER /LIMAP4rev1 LITER/L- ALQTEP4rev1 LITERev1 LIID)] {2}\r\n\r\n UID 5)\r\n";
+        assert_eq!(fetch_uid(line), Some(5));
+        assert_eq!(fetch_uid(b"* 3 FETCH (FLAGS (a[b) UID 6)\r\n"), Some(6));
+        assert_eq!(
+            fetch_uid(b"* 3 FETCH (BODY[HEADER.FIELDS (a]b)] {2}\r\n\r\n UID 7)\r\n"),
+            Some(7)
+        );
     }
 }
