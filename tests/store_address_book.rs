@@ -39,9 +39,8 @@ fn page_all(s: &dyn CrmStore, owner: UserId, view: BookView, text: &str) -> Vec<
     }
 }
 
-#[test]
-fn kinds_are_counted_and_paged_in_name_order() {
-    let w = World::new();
+fn kinds_are_counted_and_paged_in_name_order(b: Backend) {
+    let w = World::on(b);
     let s: &dyn CrmStore = w.store.as_ref();
     let before = s.count_records(Kind::Contact).unwrap();
     assert_eq!(before, s.records(Some(Kind::Contact)).unwrap().len());
@@ -136,9 +135,8 @@ fn a_store_without_the_paging_index_gets_it_on_open() {
     );
 }
 
-#[test]
-fn tracked_mail_fills_the_address_book_and_imports_merge() {
-    let w = World::new();
+fn tracked_mail_fills_the_address_book_and_imports_merge(b: Backend) {
+    let w = World::on(b);
     let s: &dyn CrmStore = w.store.as_ref();
     w.engine
         .track(
@@ -224,9 +222,8 @@ fn named<'a>(b: &'a [AddressBookEntry], n: &str) -> &'a AddressBookEntry {
     b.iter().find(|e| e.full_name == n).unwrap()
 }
 
-#[test]
-fn track_links_creates_or_waits_for_a_choice() {
-    let w = World::new();
+fn track_links_creates_or_waits_for_a_choice(b: Backend) {
+    let w = World::on(b);
     let s: &dyn CrmStore = w.store.as_ref();
     // A second contact with the multi address makes it ambiguous.
     s.put_record(Record::Contact(contact(
@@ -323,9 +320,8 @@ fn track_links_creates_or_waits_for_a_choice() {
     }
 }
 
-#[test]
-fn link_to_an_account_tracks_first_and_can_create_the_account() {
-    let w = World::new();
+fn link_to_an_account_tracks_first_and_can_create_the_account(b: Backend) {
+    let w = World::on(b);
     let s: &dyn CrmStore = w.store.as_ref();
     let b = book_of(&w);
     let oscar = named(&b, "Oscar Other").id;
@@ -382,9 +378,8 @@ fn link_to_an_account_tracks_first_and_can_create_the_account() {
     assert_eq!(s.count_records(Kind::Account).unwrap(), accounts + 1);
 }
 
-#[test]
-fn delegates_strangers_and_unknown_entries_change_nothing() {
-    let w = World::new();
+fn delegates_strangers_and_unknown_entries_change_nothing(b: Backend) {
+    let w = World::on(b);
     let s: &dyn CrmStore = w.store.as_ref();
     let b = book_of(&w);
     let ids: Vec<EntryId> = b.iter().map(|e| e.id).collect();
@@ -486,9 +481,8 @@ fn a_hundred_thousand_contacts_page_without_loading_them() {
     }
 }
 
-#[test]
-fn address_books_survive_export_and_import() {
-    let w = World::new();
+fn address_books_survive_export_and_import(b: Backend) {
+    let w = World::on(b);
     let s: &dyn CrmStore = w.store.as_ref();
     w.engine
         .track(
@@ -503,8 +497,7 @@ fn address_books_survive_export_and_import() {
     assert_eq!(first.address_books.len(), 5, "4 imported, 1 seen");
     let text = first.to_json();
 
-    let d = tempfile::tempdir().unwrap();
-    let other = SledStore::open(d.path()).unwrap();
+    let other = w.place.another();
     let sum = other
         .import_bundle(&ExportBundle::from_json(&text).unwrap())
         .unwrap();
@@ -523,11 +516,20 @@ fn address_books_survive_export_and_import() {
         .unwrap();
     assert_eq!(again.created + again.updated, 0);
     // A store without address books writes no `address_books` field at all.
-    let empty = tempfile::tempdir().unwrap();
-    assert!(!SledStore::open(empty.path())
-        .unwrap()
+    assert!(!w
+        .place
+        .another()
         .export()
         .unwrap()
         .to_json()
         .contains("address_books"));
 }
+
+on_both_backends!(
+    kinds_are_counted_and_paged_in_name_order,
+    tracked_mail_fills_the_address_book_and_imports_merge,
+    track_links_creates_or_waits_for_a_choice,
+    link_to_an_account_tracks_first_and_can_create_the_account,
+    delegates_strangers_and_unknown_entries_change_nothing,
+    address_books_survive_export_and_import,
+);

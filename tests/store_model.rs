@@ -8,9 +8,8 @@ use crmproxy::store::*;
 use store_support::*;
 use uuid::Uuid;
 
-#[test]
-fn writes_are_stamped_and_read_back() {
-    let (_d, s) = open();
+fn writes_are_stamped_and_read_back(b: Backend) {
+    let s = TestStore::new(b);
     let c = s
         .put_record(Record::Contact(contact(
             "Ada",
@@ -38,9 +37,8 @@ fn a_bad_address_is_refused_with_its_reason() {
     assert!(e.to_string().contains("no @"), "{e}");
 }
 
-#[test]
-fn links_must_exist_and_linked_records_cannot_be_deleted() {
-    let (_d, s) = open();
+fn links_must_exist_and_linked_records_cannot_be_deleted(b: Backend) {
+    let s = TestStore::new(b);
     let mut c = contact("Nancy", "Davolio", "nancy@contoso.example");
     c.account = Some(AccountId::new());
     let e = s.put_record(Record::Contact(c.clone())).unwrap_err();
@@ -71,9 +69,8 @@ fn links_must_exist_and_linked_records_cannot_be_deleted() {
     ));
 }
 
-#[test]
-fn regarding_must_exist_and_keeps_its_record_alive() {
-    let (_d, s) = open();
+fn regarding_must_exist_and_keeps_its_record_alive(b: Backend) {
+    let s = TestStore::new(b);
     let u = s
         .put_record(Record::User(user("Alice", "alice@example.test")))
         .unwrap();
@@ -109,9 +106,8 @@ fn regarding_must_exist_and_keeps_its_record_alive() {
     s.delete_record(a.id()).unwrap();
 }
 
-#[test]
-fn duplicates_are_refused() {
-    let (_d, s) = open();
+fn duplicates_are_refused(b: Backend) {
+    let s = TestStore::new(b);
     let u = s
         .put_record(Record::User(user("Alice", "alice@example.test")))
         .unwrap();
@@ -146,9 +142,8 @@ fn duplicates_are_refused() {
     ));
 }
 
-#[test]
-fn addresses_resolve_case_and_idn_insensitively_in_order() {
-    let (_d, s) = open();
+fn addresses_resolve_case_and_idn_insensitively_in_order(b: Backend) {
+    let s = TestStore::new(b);
     let mut a = account("Bücher AG");
     a.emails = vec![addr("info@bücher.example")];
     let a = s.put_record(Record::Account(a)).unwrap();
@@ -193,9 +188,8 @@ fn addresses_resolve_case_and_idn_insensitively_in_order() {
     );
 }
 
-#[test]
-fn search_folds_accents_matches_prefixes_filters_and_ranks() {
-    let (_d, s) = open();
+fn search_folds_accents_matches_prefixes_filters_and_ranks(b: Backend) {
+    let s = TestStore::new(b);
     let mut zoe = contact("Zoë", "Müller", "");
     zoe.job_title = "Geschäftsführerin".into();
     zoe.company = "Fabrikam".into();
@@ -239,9 +233,8 @@ fn search_folds_accents_matches_prefixes_filters_and_ranks() {
     assert_eq!(q("muller", vec![]).len(), 1);
 }
 
-#[test]
-fn timelines_are_newest_first_and_follow_changes() {
-    let (_d, s) = open();
+fn timelines_are_newest_first_and_follow_changes(b: Backend) {
+    let s = TestStore::new(b);
     let u = s
         .put_record(Record::User(user("Alice", "alice@example.test")))
         .unwrap();
@@ -275,9 +268,8 @@ fn timelines_are_newest_first_and_follow_changes() {
     let _ = old;
 }
 
-#[test]
-fn privileges_settings_and_blobs() {
-    let (_d, s) = open();
+fn privileges_settings_and_blobs(b: Backend) {
+    let s = TestStore::new(b);
     let u = s
         .put_record(Record::User(user("Dave", "dave@example.test")))
         .unwrap();
@@ -303,20 +295,17 @@ fn privileges_settings_and_blobs() {
     assert_eq!(s.blob(&r).unwrap(), b"%PDF-1.4 brochure");
 }
 
-#[test]
-fn everything_survives_reopening() {
-    let d = tempfile::tempdir().unwrap();
-    let id = {
-        let s = SledStore::open(d.path()).unwrap();
-        s.put_record(Record::Contact(contact(
+fn everything_survives_reopening(b: Backend) {
+    let mut s = TestStore::new(b);
+    let id = s
+        .put_record(Record::Contact(contact(
             "Kept",
             "Person",
             "kept@example.com",
         )))
         .unwrap()
-        .id()
-    };
-    let s = SledStore::open(d.path()).unwrap();
+        .id();
+    s.reopen();
     assert_eq!(s.record(id).unwrap().unwrap().title(), "Kept Person");
     assert_eq!(
         s.search(&SearchQuery {
@@ -403,12 +392,11 @@ fn a_newer_store_is_refused() {
     );
 }
 
-#[test]
-fn demo_loads_once_and_is_consistent() {
-    let (_d, s) = open();
-    let summary = demo::load_if_empty(&s).unwrap().expect("loaded");
+fn demo_loads_once_and_is_consistent(b: Backend) {
+    let s = TestStore::new(b);
+    let summary = demo::load_if_empty(&*s).unwrap().expect("loaded");
     assert!(summary.created > 20);
-    assert!(demo::load_if_empty(&s).unwrap().is_none());
+    assert!(demo::load_if_empty(&*s).unwrap().is_none());
     let alice = s
         .user_by_login(&addr("alice@example.test"))
         .unwrap()
@@ -447,3 +435,16 @@ fn demo_loads_once_and_is_consistent() {
         carol.id
     );
 }
+
+on_both_backends!(
+    everything_survives_reopening,
+    writes_are_stamped_and_read_back,
+    links_must_exist_and_linked_records_cannot_be_deleted,
+    regarding_must_exist_and_keeps_its_record_alive,
+    duplicates_are_refused,
+    addresses_resolve_case_and_idn_insensitively_in_order,
+    search_folds_accents_matches_prefixes_filters_and_ranks,
+    timelines_are_newest_first_and_follow_changes,
+    privileges_settings_and_blobs,
+    demo_loads_once_and_is_consistent,
+);

@@ -6,9 +6,8 @@ mod store_support;
 use crmproxy::store::*;
 use store_support::*;
 
-#[test]
-fn tracking_records_share_one_activity_and_check_delegation() {
-    let (_d, s) = open();
+fn tracking_records_share_one_activity_and_check_delegation(b: Backend) {
+    let s = TestStore::new(b);
     let alice = s
         .put_record(Record::User(user("Alice", "alice@example.test")))
         .unwrap();
@@ -98,9 +97,8 @@ fn tracking_records_share_one_activity_and_check_delegation() {
     s.put_tracking(f).unwrap();
 }
 
-#[test]
-fn track_writes_activity_and_tracking_together_or_not_at_all() {
-    let (_d, s) = open();
+fn track_writes_activity_and_tracking_together_or_not_at_all(b: Backend) {
+    let s = TestStore::new(b);
     let alice = UserId::from_uuid(
         s.put_record(Record::User(user("Alice", "alice@example.test")))
             .unwrap()
@@ -161,9 +159,8 @@ fn track_writes_activity_and_tracking_together_or_not_at_all() {
     );
 }
 
-#[test]
-fn header_facts_follow_the_activity_without_its_body() {
-    let (_d, s) = open();
+fn header_facts_follow_the_activity_without_its_body(b: Backend) {
+    let s = TestStore::new(b);
     let u = user("Owner", "owner@contoso.example");
     let owner = u.id;
     s.put_record(Record::User(u)).unwrap();
@@ -211,3 +208,9 @@ fn header_facts_follow_the_activity_without_its_body() {
     s.delete_activity(a.id).unwrap();
     assert_eq!(s.header_facts(a.id).unwrap(), None);
 }
+
+on_both_backends!(
+    tracking_records_share_one_activity_and_check_delegation,
+    track_writes_activity_and_tracking_together_or_not_at_all,
+    header_facts_follow_the_activity_without_its_body,
+);

@@ -84,21 +84,19 @@ fn lookups_work(store: &dyn CrmStore, w: &World, email: &Activity, appt: &Activi
     );
 }
 
-#[test]
-fn the_lookup_indexes_survive_export_and_import() {
-    let w = World::new();
+fn the_lookup_indexes_survive_export_and_import(b: Backend) {
+    let w = World::on(b);
     let (email, appt) = fill(&w);
     lookups_work(w.store.as_ref(), &w, &email, &appt);
     let bundle = w.store.export().unwrap();
     let json = serde_json::to_string(&bundle).unwrap();
     let back: ExportBundle = serde_json::from_str(&json).unwrap();
-    let d = tempfile::tempdir().unwrap();
-    let other = SledStore::open(d.path()).unwrap();
+    let other = w.place.another();
     other.import_bundle(&back).unwrap();
-    lookups_work(&other, &w, &email, &appt);
+    lookups_work(&*other, &w, &email, &appt);
     assert_eq!(other.export().unwrap(), bundle);
     // S/MIME metadata round-trips too.
-    let w2 = World::new();
+    let w2 = World::on(b);
     let t = w2
         .engine
         .track(
@@ -121,16 +119,16 @@ fn the_lookup_indexes_survive_export_and_import() {
 fn a_version_2_store_gets_the_new_indexes_on_open() {
     let w = World::new();
     let (email, appt) = fill(&w);
-    let dir = w.dir.path().to_path_buf();
+    let dir = w.place.dir.path().join("store");
     let World {
-        dir: keep,
         store,
         engine,
+        place: mut held,
         ..
     } = w;
     drop(engine);
-    let store = Arc::try_unwrap(store).expect("only the world held the store");
     drop(store);
+    held.close();
     {
         // Make it look like version 2: the new trees empty, the version 2.
         let db = sled::open(dir.join("db")).unwrap();
@@ -165,12 +163,11 @@ fn a_version_2_store_gets_the_new_indexes_on_open() {
         .is_some());
     let owner = email.owner;
     assert!(reopened.tracking_at(owner, &place()).unwrap().is_some());
-    drop(keep);
+    drop(held);
 }
 
-#[test]
-fn put_tracked_is_all_or_nothing() {
-    let w = World::new();
+fn put_tracked_is_all_or_nothing(b: Backend) {
+    let w = World::on(b);
     let t = w
         .engine
         .track(
@@ -189,3 +186,8 @@ fn put_tracked_is_all_or_nothing() {
     assert!(e.to_string().contains("delegates"), "{e}");
     assert_eq!(w.snapshot(), before);
 }
+
+on_both_backends!(
+    the_lookup_indexes_survive_export_and_import,
+    put_tracked_is_all_or_nothing,
+);

@@ -11,6 +11,10 @@ use crmproxy::config::TrackingConfig;
 use crmproxy::store::*;
 use crmproxy::track::{Actor, Engine};
 
+#[path = "common/backend.rs"]
+pub mod backend;
+pub use backend::{Backend, TestStore};
+
 pub fn fixture(rel: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
@@ -101,7 +105,9 @@ pub fn lead(first: &str, last: &str, email: &str) -> Lead {
 /// multi@shared.example on a user, a contact, an account and a lead.
 pub struct World {
     pub dir: tempfile::TempDir,
-    pub store: Arc<SledStore>,
+    pub store: Arc<dyn CrmStore>,
+    /// Where the store is (its sled directory or database), for another handle.
+    pub place: TestStore,
     pub engine: Engine,
     pub alice: UserId,
     pub bob: UserId,
@@ -125,9 +131,19 @@ impl World {
         Self::with_config(|_| {})
     }
 
+    /// The same world on another backend.
+    pub fn on(backend: Backend) -> World {
+        Self::with_config_on(backend, |_| {})
+    }
+
     pub fn with_config(edit: impl FnOnce(&mut TrackingConfig)) -> World {
+        Self::with_config_on(Backend::Sled, edit)
+    }
+
+    pub fn with_config_on(backend: Backend, edit: impl FnOnce(&mut TrackingConfig)) -> World {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SledStore::open(dir.path()).unwrap());
+        let place = TestStore::new(backend);
+        let store = place.arc();
         let put = |r: Record| store.put_record(r).unwrap().as_ref();
         let alice = put(Record::User(user(
             "Alice Example",
@@ -205,6 +221,7 @@ impl World {
         World {
             dir,
             store,
+            place,
             engine,
             alice: id(alice),
             bob: id(bob),

@@ -1,6 +1,10 @@
 //! Builders of store rows shared by the store tests (each test binary uses some).
 #![allow(dead_code)]
 
+#[path = "../common/backend.rs"]
+pub mod backend;
+pub use backend::*;
+
 use chrono::{TimeZone, Utc};
 use crmproxy::store::*;
 

@@ -1,0 +1,173 @@
+//! The PostgreSQL schema as numbered migrations compiled into the binary, applied
+//! in order at open under an advisory lock (so two proxies starting together do
+//! not both migrate), and the refusal of a database newer than this binary.
+//!
+//! Rows are kept as JSON documents (`doc`) beside the columns that indexes and
+//! constraints need: the documents round-trip exactly through serde (export →
+//! import → export), and every rule that must hold across processes is a unique
+//! index or a check inside a SERIALIZABLE transaction, never a cache.
+
+use postgres::GenericClient;
+
+use super::PgError;
+
+/// Each entry is the SQL that takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // v1: everything the `CrmStore` trait needs.
+    r#"
+CREATE TABLE crm_meta (key text PRIMARY KEY, value jsonb NOT NULL);
+
+-- Records: one row each; `order_key` is the folded-name sort key of the paging
+-- cursors (bytes compare like sled's keys, so cursors mean the same thing).
+CREATE TABLE records (
+    id uuid PRIMARY KEY,
+    kind smallint NOT NULL,
+    order_key bytea NOT NULL,
+    doc jsonb NOT NULL
+);
+CREATE INDEX records_kind_id ON records (kind, id);
+CREATE INDEX records_kind_order ON records (kind, order_key);
+
+CREATE TABLE activities (
+    id uuid PRIMARY KEY,
+    kind smallint NOT NULL,
+    message_id text COLLATE "C",
+    -- Emails only: '' for one kept without its original. One email per
+    -- (Message-ID, digest), across every process.
+    digest text COLLATE "C",
+    created_ms bigint NOT NULL,
+    thread text COLLATE "C",
+    token text COLLATE "C",
+    appt_uid text COLLATE "C",
+    facts jsonb NOT NULL,
+    doc jsonb NOT NULL
+);
+CREATE UNIQUE INDEX activities_message ON activities (message_id, digest) WHERE digest IS NOT NULL;
+CREATE INDEX activities_message_id ON activities (message_id) WHERE message_id IS NOT NULL;
+CREATE INDEX activities_thread ON activities (thread, id) WHERE thread IS NOT NULL;
+CREATE INDEX activities_token ON activities (token, id) WHERE token IS NOT NULL;
+CREATE INDEX activities_appt_uid ON activities (appt_uid, id) WHERE appt_uid IS NOT NULL;
+
+-- Who points to whom: a row or tracking record (`source`) that needs `target` to
+-- exist. Deletes are refused while any row names the target.
+CREATE TABLE refs (
+    target uuid NOT NULL,
+    source_kind smallint NOT NULL,
+    source uuid NOT NULL,
+    owner_msg text COLLATE "C" NOT NULL DEFAULT ''
+);
+CREATE INDEX refs_target ON refs (target, source_kind, source);
+CREATE INDEX refs_source ON refs (source, owner_msg);
+
+-- Address → records, on the normalised key (lower-case, IDN as punycode).
+CREATE TABLE emails (addr_key text COLLATE "C" NOT NULL, id uuid NOT NULL, kind smallint NOT NULL,
+    PRIMARY KEY (addr_key, id));
+CREATE INDEX emails_id ON emails (id);
+CREATE TABLE logins (addr_key text COLLATE "C" PRIMARY KEY, user_id uuid NOT NULL);
+CREATE INDEX logins_user ON logins (user_id);
+CREATE TABLE uniques (key text COLLATE "C" PRIMARY KEY, id uuid NOT NULL);
+CREATE INDEX uniques_id ON uniques (id);
+
+-- Full-text postings: tokens folded like sled's (accents, case), prefix-searched.
+CREATE TABLE postings (token text COLLATE "C" NOT NULL, id uuid NOT NULL, kind smallint NOT NULL,
+    weight smallint NOT NULL, PRIMARY KEY (token, id));
+CREATE INDEX postings_id ON postings (id);
+
+CREATE TABLE timeline (record uuid NOT NULL, at_ms bigint NOT NULL, activity uuid NOT NULL,
+    PRIMARY KEY (record, at_ms, activity));
+CREATE INDEX timeline_activity ON timeline (activity);
+
+CREATE TABLE tracking (
+    owner uuid NOT NULL,
+    message_id text COLLATE "C" NOT NULL,
+    pending boolean NOT NULL,
+    requested_ms bigint NOT NULL,
+    loc_folder text COLLATE "C",
+    loc_validity bigint,
+    loc_uid bigint,
+    written bigint NOT NULL,
+    doc jsonb NOT NULL,
+    PRIMARY KEY (owner, message_id)
+);
+CREATE INDEX tracking_message ON tracking (message_id, owner);
+CREATE INDEX tracking_pending ON tracking (requested_ms, owner, message_id) WHERE pending;
+CREATE INDEX tracking_location ON tracking (owner, loc_folder, loc_validity, loc_uid) WHERE loc_folder IS NOT NULL;
+CREATE SEQUENCE tracking_written;
+
+CREATE TABLE book (
+    owner uuid NOT NULL,
+    id uuid NOT NULL,
+    view smallint NOT NULL,
+    order_key bytea NOT NULL,
+    doc jsonb NOT NULL,
+    PRIMARY KEY (owner, id)
+);
+CREATE INDEX book_order ON book (owner, order_key);
+CREATE INDEX book_view_order ON book (owner, view, order_key);
+CREATE TABLE book_emails (owner uuid NOT NULL, addr_key text COLLATE "C" NOT NULL, entry uuid NOT NULL,
+    PRIMARY KEY (owner, addr_key));
+CREATE INDEX book_emails_entry ON book_emails (owner, entry);
+
+CREATE TABLE user_lists (user_id uuid NOT NULL, list "char" NOT NULL, doc jsonb NOT NULL,
+    PRIMARY KEY (user_id, list));
+
+-- Raw messages, invitations and files: shared by the team like the rows.
+CREATE TABLE blobs (sha256 text COLLATE "C" PRIMARY KEY, size bigint NOT NULL, data bytea NOT NULL);
+"#,
+];
+
+/// The schema version this binary writes.
+pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Any number; taken by every opener while it checks and migrates the schema.
+const MIGRATION_LOCK: i64 = 0x6372_6d70_7278_7931;
+
+/// The version the database holds (`None`: no crmproxy schema yet).
+pub fn stored_version(c: &mut impl GenericClient) -> Result<Option<u32>, PgError> {
+    let exists: bool = c
+        .query_one("SELECT to_regclass('crm_schema') IS NOT NULL", &[])?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let v: Option<i32> = c
+        .query_opt("SELECT version FROM crm_schema", &[])?
+        .map(|r| r.get(0));
+    Ok(v.map(|v| v as u32))
+}
+
+/// Bring the schema up to date, or refuse a newer one. Each migration runs in its
+/// own transaction together with the version bump, so a crash leaves a version.
+pub fn migrate(c: &mut postgres::Client) -> Result<(), PgError> {
+    c.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
+    let out = migrate_locked(c);
+    let unlock = c.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
+    out?;
+    unlock?;
+    Ok(())
+}
+
+fn migrate_locked(c: &mut postgres::Client) -> Result<(), PgError> {
+    c.batch_execute(
+        "CREATE TABLE IF NOT EXISTS crm_schema (version integer NOT NULL, one boolean PRIMARY KEY DEFAULT true CHECK (one))",
+    )?;
+    let found = stored_version(c)?.unwrap_or(0);
+    if found > CURRENT_VERSION {
+        return Err(PgError::NewerSchema {
+            found,
+            supported: CURRENT_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let next = i as i32 + 1;
+        tracing::info!(version = next, "migrating the PostgreSQL CRM schema");
+        let mut tx = c.transaction()?;
+        tx.batch_execute(sql)?;
+        tx.execute(
+            "INSERT INTO crm_schema (version) VALUES ($1) ON CONFLICT (one) DO UPDATE SET version = $1",
+            &[&next],
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
