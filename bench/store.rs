@@ -6,7 +6,7 @@
 //! Run: `cargo bench --bench store`
 
 use chrono::Utc;
-use crmproxy::store::import::{apply_rows, Row};
+use crmproxy::formats::import::{apply_rows, Row};
 use crmproxy::store::*;
 use std::time::{Duration, Instant};
 

@@ -5,10 +5,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod events;
+pub mod formats;
 pub mod message;
 pub mod pane;
 pub mod private_files;

@@ -17,7 +17,7 @@ use browser_support::{spki_pin, Driver};
 use chrono::{Datelike, Duration, NaiveDate, Utc};
 use common::imap::RawImap;
 use common::{dovecot, Proxy, ProxyOptions};
-use crmproxy::store::import::{self, Parsed, Row};
+use crmproxy::formats::import::{self, Parsed, Row};
 use crmproxy::store::{book_import, CrmStore, EmailAddress, Record, SledStore};
 use serde_json::Value;
 use std::path::Path;

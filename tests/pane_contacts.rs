@@ -339,8 +339,8 @@ async fn lists_are_paged() {
         records.push(Record::Contact(c));
     }
     pane.store.put_records_bulk(records, &mut |_| {}).unwrap();
-    let rows = match crmproxy::store::import::parse(vcf.as_bytes(), None).unwrap() {
-        crmproxy::store::import::Parsed::Rows { rows, .. } => rows,
+    let rows = match crmproxy::formats::import::parse(vcf.as_bytes(), None).unwrap() {
+        crmproxy::formats::import::Parsed::Rows { rows, .. } => rows,
         _ => panic!(),
     };
     book_import::import_rows(pane.store.as_ref(), alice.id, rows).unwrap();

@@ -376,7 +376,7 @@ async fn a_message_id_with_quotes_or_brackets_can_be_acted_on_in_the_pane() {
 /// email only with an identical copy.
 #[test]
 fn a_version_3_store_is_migrated_to_one_activity_per_message() {
-    use crmproxy::store::migrate::{stored_version, CURRENT_VERSION};
+    use crmproxy::store::sled::migrate::{stored_version, CURRENT_VERSION};
     use crmproxy::store::{ActivityDetails, CrmStore, SledStore};
     use crmproxy::track::{Engine, TrackRequest, TrackSource};
     use std::sync::Arc;

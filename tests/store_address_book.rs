@@ -6,8 +6,8 @@
 #[path = "track_support.rs"]
 mod support;
 
+use crmproxy::formats::import::{self, Parsed};
 use crmproxy::store::book_actions::{self, AccountTarget, BookError, Choice};
-use crmproxy::store::import::{self, Parsed};
 use crmproxy::store::*;
 use crmproxy::track::{TrackRequest, TrackSource};
 use support::*;
@@ -115,7 +115,7 @@ fn a_store_without_the_paging_index_gets_it_on_open() {
     }
     // Make it look like a store written before the index existed.
     {
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = ::sled::open(dir.path().join("db")).unwrap();
         db.open_tree("meta")
             .unwrap()
             .remove("index:kind_order")

@@ -2,7 +2,8 @@
 //! export, search, show; exit codes; and the admin-socket path while another
 //! process holds the store.
 
-use crmproxy::store::{admin, CrmStore, EmailAddress, Privilege, SledStore};
+use crmproxy::admin;
+use crmproxy::store::{CrmStore, EmailAddress, Privilege, SledStore};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Importing address books as real programs write them (fixtures/import/), and
 //! bad files: each gives a clear error and changes nothing.
 
-use crmproxy::store::import::{self, ImportError, ImportKind, Parsed, Row};
+use crmproxy::formats::import::{self, ImportError, ImportKind, Parsed, Row};
 use crmproxy::store::*;
 use std::path::Path;
 

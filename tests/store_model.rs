@@ -333,7 +333,7 @@ fn a_v1_store_is_migrated_on_open() {
     let d = tempfile::tempdir().unwrap();
     let id = Uuid::now_v7();
     {
-        let db = sled::open(d.path().join("db")).unwrap();
+        let db = ::sled::open(d.path().join("db")).unwrap();
         db.open_tree("meta")
             .unwrap()
             .insert("schema_version", &1u32.to_be_bytes())
@@ -350,8 +350,8 @@ fn a_v1_store_is_migrated_on_open() {
     }
     let s = SledStore::open(d.path()).unwrap();
     assert_eq!(
-        crmproxy::store::migrate::stored_version(&s).unwrap(),
-        Some(crmproxy::store::migrate::CURRENT_VERSION)
+        crmproxy::store::sled::migrate::stored_version(&s).unwrap(),
+        Some(crmproxy::store::sled::migrate::CURRENT_VERSION)
     );
     let Some(Record::Contact(c)) = s.record(id).unwrap() else {
         panic!("contact lost")
@@ -378,7 +378,7 @@ fn a_v1_store_is_migrated_on_open() {
 fn a_newer_store_is_refused() {
     let d = tempfile::tempdir().unwrap();
     {
-        let db = sled::open(d.path().join("db")).unwrap();
+        let db = ::sled::open(d.path().join("db")).unwrap();
         db.open_tree("meta")
             .unwrap()
             .insert("schema_version", &99u32.to_be_bytes())

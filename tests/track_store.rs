@@ -7,7 +7,7 @@ mod support;
 
 use std::sync::Arc;
 
-use crmproxy::store::migrate::{stored_version, CURRENT_VERSION};
+use crmproxy::store::sled::migrate::{stored_version, CURRENT_VERSION};
 use crmproxy::store::*;
 use crmproxy::track::*;
 use support::*;
@@ -131,7 +131,7 @@ fn a_version_2_store_gets_the_new_indexes_on_open() {
     held.close();
     {
         // Make it look like version 2: the new trees empty, the version 2.
-        let db = sled::open(dir.join("db")).unwrap();
+        let db = ::sled::open(dir.join("db")).unwrap();
         for t in ["threads", "tokens", "appt_uids", "locations"] {
             db.open_tree(t).unwrap().clear().unwrap();
         }

@@ -8,7 +8,7 @@
 
 #![no_main]
 
-use crmproxy::store::admin::{read_request, respond, AdminResponse};
+use crmproxy::admin::{read_request, respond, AdminResponse};
 use crmproxy::store::{demo, SledStore};
 use libfuzzer_sys::fuzz_target;
 use std::cell::RefCell;

@@ -5,8 +5,9 @@
 
 #![no_main]
 
-use crmproxy::store::import::{self, ImportKind, Parsed};
-use crmproxy::store::{vcard, ExportBundle};
+use crmproxy::formats::import::{self, ImportKind, Parsed};
+use crmproxy::formats::vcard;
+use crmproxy::store::ExportBundle;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {

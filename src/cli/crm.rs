@@ -1,6 +1,6 @@
 //! `crmproxy user|import|export|search|show`: the CRM store from the command line.
 //! Each command opens the store itself, or, when `serve` holds it, sends the same
-//! request over the admin socket (`store::admin`).
+//! request over the admin socket (`crate::admin`).
 
 use anyhow::Context;
 use serde_json::Value;
@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{GlobalOpts, EXIT_UNAVAILABLE, EXIT_USER_ERROR};
-use crate::store::admin::{self, AdminRequest, ClientError};
-use crate::store::import::{self, ImportKind, Parsed, Row};
+use crate::admin::{self, AdminRequest, ClientError};
+use crate::formats::import::{self, ImportKind, Parsed, Row};
 use crate::store::{
     EmailAddress, ImportSummary, Kind, Privilege, SearchQuery, SledStore, StoreError,
 };

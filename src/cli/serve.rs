@@ -20,11 +20,12 @@
 //! and the workers, and waits a bounded time for the sessions.
 
 use super::GlobalOpts;
+use crate::admin;
 use crate::config::{Config, UpstreamTls};
 use crate::proxy::upstream::UpstreamConnector;
 use crate::proxy::worker::Workers;
 use crate::proxy::{Server, ServerOptions, TrackingHook};
-use crate::store::{admin, CrmStore, SledStore};
+use crate::store::{CrmStore, SledStore};
 use crate::track::Engine;
 use anyhow::Context;
 use std::net::SocketAddr;

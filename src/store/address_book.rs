@@ -10,22 +10,18 @@
 //! be paged or filtered without doing so. Writing costs a few key look-ups per
 //! tracked email; reading a page costs one index range.
 //!
-//! The sled side of the `CrmStore` methods is in `sled_book`. Trees (see `sled_index`): `book` owner, entry id → JSON; `book_order` owner,
+//! The sled side of the `CrmStore` methods is in `sled::book`. Trees (see `sled::index`): `book` owner, entry id → JSON; `book_order` owner,
 //! view byte, name key 0 entry id → () (each entry is listed under "all" and under
 //! its status, so every filter view is a plain range in name order) and owner,
 //! 0xFF, view byte → u64 (each view's count, one read); `book_emails` owner,
 //! address key → entry id (an address belongs to one entry per owner).
 
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::activity::{Party, TrackStatus, TrackingRecord};
 use super::address::EmailAddress;
 use super::error::StoreError;
 use super::ids::Id;
-use super::model::{join_name, Contact, ContactId, PostalAddress, Record, Stamps, UserId};
-use super::paging::order_suffix;
-use super::sled_index::{self as ix, abort, decode, Outcome, Tx, TxResult};
+use super::model::{join_name, Contact, ContactId, PostalAddress, Stamps, UserId};
 use super::text::tokens;
 use super::Result;
 
@@ -276,194 +272,4 @@ impl AddressBookEntry {
         }
         Ok(())
     }
-}
-
-pub(crate) fn book_key(owner: UserId, id: EntryId) -> Vec<u8> {
-    [&owner.uuid().as_bytes()[..], id.uuid().as_bytes()].concat()
-}
-pub(crate) fn order_key(e: &AddressBookEntry, view: BookView) -> Vec<u8> {
-    [
-        e.owner.uuid().as_bytes(),
-        &[view.byte()][..],
-        &order_suffix(&e.full_name, e.id.uuid()),
-    ]
-    .concat()
-}
-/// The count of a view: `owner, 0xFF, view byte` (outside every view's range).
-pub(crate) fn count_key(owner: UserId, view: BookView) -> Vec<u8> {
-    [&owner.uuid().as_bytes()[..], &[COUNTS, view.byte()]].concat()
-}
-pub(crate) fn email_key(owner: UserId, a: &EmailAddress) -> Vec<u8> {
-    [owner.uuid().as_bytes(), a.key().as_bytes()].concat()
-}
-
-pub(crate) fn tx_entry(tx: &Tx, owner: UserId, id: EntryId) -> TxResult<Option<AddressBookEntry>> {
-    match tx.t(ix::BOOK).get(book_key(owner, id))? {
-        Some(v) => Ok(Some(decode("address-book entry", &v).or_else(abort)?)),
-        None => Ok(None),
-    }
-}
-
-/// Add or remove an entry's index keys.
-pub(crate) fn index_entry(tx: &Tx, e: &AddressBookEntry, add: bool) -> TxResult<()> {
-    for view in [BookView::All, e.view()] {
-        let counter = count_key(e.owner, view);
-        let n = tx
-            .t(ix::BOOK_ORDER)
-            .get(&counter)?
-            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(0);
-        if add {
-            tx.t(ix::BOOK_ORDER).insert(order_key(e, view), &[])?;
-            tx.t(ix::BOOK_ORDER)
-                .insert(counter, &(n + 1).to_be_bytes())?;
-        } else {
-            tx.t(ix::BOOK_ORDER).remove(order_key(e, view))?;
-            tx.t(ix::BOOK_ORDER)
-                .insert(counter, &n.saturating_sub(1).to_be_bytes())?;
-        }
-    }
-    for a in &e.emails {
-        let k = email_key(e.owner, a);
-        if add {
-            if let Some(other) = tx.t(ix::BOOK_EMAILS).insert(k, e.id.uuid().as_bytes())? {
-                if other.as_ref() != e.id.uuid().as_bytes() {
-                    return abort(StoreError::Duplicate(format!(
-                        "{a} is already in this address book"
-                    )));
-                }
-            }
-        } else {
-            tx.t(ix::BOOK_EMAILS).remove(k)?;
-        }
-    }
-    Ok(())
-}
-
-/// Create or replace an entry with its index keys (inside a write).
-pub(crate) fn write_entry(tx: &Tx, e: &AddressBookEntry) -> TxResult<()> {
-    if let Some(old) = tx_entry(tx, e.owner, e.id)? {
-        index_entry(tx, &old, false)?;
-    }
-    index_entry(tx, e, true)?;
-    let json = serde_json::to_vec(e).expect("entries serialise");
-    tx.t(ix::BOOK).insert(book_key(e.owner, e.id), json)?;
-    Ok(())
-}
-
-/// Write an entry as given (an export being imported), telling whether it changed.
-pub(crate) fn import_entry(tx: &Tx, e: &AddressBookEntry) -> TxResult<Outcome> {
-    let outcome = match tx_entry(tx, e.owner, e.id)? {
-        None => Outcome::Created,
-        Some(old) if old == *e => return Ok(Outcome::Unchanged),
-        Some(_) => Outcome::Updated,
-    };
-    write_entry(tx, e)?;
-    Ok(outcome)
-}
-
-/// Check what an entry points to: its owner, and the contact it is linked to.
-pub(crate) fn check_entry(tx: &Tx, e: &AddressBookEntry) -> TxResult<()> {
-    let what = format!("address-book entry {}", e.id);
-    if !matches!(tx.record(e.owner.uuid())?, Some(Record::User(_))) {
-        return abort(StoreError::MissingLink {
-            what,
-            kind: super::Kind::User,
-            id: e.owner.uuid(),
-        });
-    }
-    if let ContactLink::Tracked { contact } = &e.link {
-        if !matches!(tx.record(contact.uuid())?, Some(Record::Contact(_))) {
-            return abort(StoreError::MissingLink {
-                what,
-                kind: super::Kind::Contact,
-                id: contact.uuid(),
-            });
-        }
-    }
-    Ok(())
-}
-
-#[derive(Deserialize)]
-struct PartiesOnly {
-    #[serde(default)]
-    parties: Vec<Party>,
-}
-
-#[derive(Deserialize)]
-struct LoginsOnly {
-    #[serde(default)]
-    logins: Vec<EmailAddress>,
-}
-
-/// Put every address of a tracked email into its owner's address book (inside the
-/// tracking record's write). The owner's own addresses are left out; an address
-/// already in the book is left as it is.
-pub(crate) fn note_seen(tx: &Tx, t: &TrackingRecord) -> TxResult<()> {
-    if t.status != TrackStatus::Tracked {
-        return Ok(());
-    }
-    let Some(aid) = t.activity else {
-        return Ok(());
-    };
-    // Only the parties and the owner's logins are read: decoding the whole
-    // activity (its body text) for each tracked email would cost more.
-    let Some(raw) = tx.t(ix::ACTIVITIES).get(aid.uuid().as_bytes())? else {
-        return Ok(());
-    };
-    let activity: PartiesOnly = decode("activity", &raw).or_else(abort)?;
-    let Some(raw) = tx.t(ix::RECORDS).get(t.owner.uuid().as_bytes())? else {
-        return Ok(());
-    };
-    let own = decode::<LoginsOnly>("user", &raw).or_else(abort)?.logins;
-    let now = Utc::now();
-    for p in &activity.parties {
-        let Some(addr) = &p.address else { continue };
-        if own.iter().any(|o| o.same_as(addr)) {
-            continue;
-        }
-        if tx
-            .t(ix::BOOK_EMAILS)
-            .get(email_key(t.owner, addr))?
-            .is_some()
-        {
-            continue;
-        }
-        let name: String = p
-            .name
-            .trim()
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(MAX_FIELD_CHARS)
-            .collect();
-        let (first, last) = match name.rsplit_once(' ') {
-            Some((f, l)) => (f.trim().to_owned(), l.trim().to_owned()),
-            None => (String::new(), name.clone()),
-        };
-        let mut e = AddressBookEntry {
-            id: EntryId::new(),
-            owner: t.owner,
-            stamps: Stamps {
-                created: now,
-                modified: now,
-            },
-            first_name: first,
-            last_name: last,
-            full_name: name,
-            company: String::new(),
-            job_title: String::new(),
-            department: String::new(),
-            emails: vec![addr.clone()],
-            business_phone: String::new(),
-            mobile_phone: String::new(),
-            address: PostalAddress::default(),
-            categories: Vec::new(),
-            source: EntrySource::SeenInMail,
-            link: ContactLink::Untracked,
-        };
-        if e.validate().is_ok() {
-            write_entry(tx, &e)?;
-        }
-    }
-    Ok(())
 }

@@ -1,12 +1,12 @@
 //! Importing a user's own address book (vCard, CSV contacts, as parsed by
-//! `store::import`) into their mail contacts: entries are matched by e-mail
+//! `formats::import`) into their mail contacts: entries are matched by e-mail
 //! address, so importing again updates rather than duplicates, and an address
 //! first seen in tracked mail becomes the imported entry.
 
 use super::address_book::{AddressBookEntry, EntrySource};
-use super::import::Row;
 use super::model::{Record, UserId};
 use super::{CrmStore, ImportSummary, Result};
+use crate::formats::import::Row;
 
 /// Entries per atomic write in an import.
 const IMPORT_CHUNK: usize = 1_000;

@@ -38,7 +38,7 @@ pub enum StoreError {
     #[error(transparent)]
     Blob(#[from] BlobError),
     #[error("store database error: {0}")]
-    Db(#[from] sled::Error),
+    Db(String),
 }
 
 impl StoreError {
@@ -46,15 +46,6 @@ impl StoreError {
         StoreError::Invalid {
             what: what.into(),
             reason: reason.into(),
-        }
-    }
-}
-
-impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
-    fn from(e: sled::transaction::TransactionError<StoreError>) -> Self {
-        match e {
-            sled::transaction::TransactionError::Abort(e) => e,
-            sled::transaction::TransactionError::Storage(e) => StoreError::Db(e),
         }
     }
 }

@@ -1,43 +1,35 @@
 //! The CRM store: records, activities, tracking records, indexes, import/export.
 //!
-//! [`CrmStore`] is the interface the tracking engine, the pane and the CLI use;
-//! [`SledStore`] implements it on an embedded sled database plus a directory of
-//! content-addressed blobs. A server database can implement the same trait later.
-//!
-//! Layout of a store directory (`Config::store_dir()`):
-//! `db/` (sled), `blobs/ab/ab…` (SHA-256 named files).
+//! [`CrmStore`] is the interface the tracking engine, the pane and the CLI use. This
+//! module holds the model, the trait, validation and the rules that are not a storage
+//! detail; the backends sit under it: [`sled`] (embedded, the default for one person)
+//! implements it on an embedded sled database plus a directory of content-addressed
+//! blobs. File formats (vCard, CSV, JSON import) are `crate::formats`'s, the admin
+//! socket is `crate::admin`'s.
 
 pub mod activity;
 pub mod address;
 pub mod address_book;
-pub mod admin;
 pub mod blobs;
 pub mod book_actions;
 pub mod book_import;
-mod csv_rows;
 pub mod demo;
 mod digest;
 pub mod error;
 pub mod export;
 pub mod ids;
-pub mod import;
 pub mod kind;
-mod kind_index;
-pub mod migrate;
 pub mod model;
 pub mod paging;
 pub mod postgres;
 pub mod rights;
-mod search_index;
 pub mod settings;
-mod sled_book;
-mod sled_index;
-pub mod sled_store;
+pub mod sled;
 pub mod text;
 pub mod user_lists;
-mod validate;
-pub mod vcard;
+pub(crate) mod validate;
 
+pub use self::sled::SledStore;
 pub use activity::*;
 pub use address::{AddressError, EmailAddress, MessageId};
 pub use address_book::{AddressBookEntry, BookCounts, BookView, ContactLink, EntryId, EntrySource};
@@ -50,7 +42,6 @@ pub use model::*;
 pub use paging::{Page, PageRequest};
 pub use postgres::{PgOptions, PgStore};
 pub use settings::{AutoTrack, OrgSettings, UserOptions};
-pub use sled_store::SledStore;
 pub use user_lists::{ListEntry, Snoozed, UserList};
 
 use uuid::Uuid;

@@ -37,9 +37,9 @@ pub fn book_vcf() -> String {
 
 /// Serve the admin socket as `serve` does, so the CLI reaches the store through it.
 pub async fn serve_admin(pane: &TestPane) {
-    let path = crmproxy::store::admin::socket_path(&pane.cfg.data_dir);
-    let listener = crmproxy::store::admin::bind(&path).unwrap();
-    tokio::spawn(crmproxy::store::admin::serve_listener(
+    let path = crmproxy::admin::socket_path(&pane.cfg.data_dir);
+    let listener = crmproxy::admin::bind(&path).unwrap();
+    tokio::spawn(crmproxy::admin::serve_listener(
         pane.store.clone(),
         listener,
     ));

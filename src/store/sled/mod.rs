@@ -2,31 +2,38 @@
 //! is one multi-tree sled transaction over the row and its index entries, and the
 //! database is flushed before the call returns.
 
+mod book;
+mod export;
+pub(crate) mod index;
+mod kind_index;
+pub mod migrate;
+mod paging;
+mod search_index;
+mod user_lists;
+
 use sled::transaction::Transactional;
 use sled::Tree;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 use uuid::Uuid;
 
-use super::activity::{
+use crate::store::activity::{
     thread_conversation, Activity, ActivityId, HeaderFacts, MessageLocation, TrackingRecord,
 };
-use super::address::{EmailAddress, MessageId};
-use super::address_book::{AddressBookEntry, BookCounts, BookView, EntryId};
-use super::blobs::{BlobRef, BlobStore};
-use super::error::StoreError;
-use super::export::ExportBundle;
-use super::migrate;
-use super::model::{Kind, Privilege, Record, RecordRef, SystemUser, UserId};
-use super::paging::{Page, PageRequest};
-use super::search_index::MemIndex;
-use super::settings::OrgSettings;
-use super::sled_book as book;
-use super::sled_index::{self as ix, decode, Tx};
-use super::text;
-use super::user_lists::{ListEntry, Snoozed, UserList};
-use super::validate;
-use super::{CrmStore, ImportSummary, Result, SearchHit, SearchQuery};
+use crate::store::address::{EmailAddress, MessageId};
+use crate::store::address_book::{AddressBookEntry, BookCounts, BookView, EntryId};
+use crate::store::blobs::{BlobRef, BlobStore};
+use crate::store::error::StoreError;
+use crate::store::export::ExportBundle;
+use crate::store::model::{Kind, Privilege, Record, RecordRef, SystemUser, UserId};
+use crate::store::paging::{Page, PageRequest};
+use crate::store::settings::OrgSettings;
+use crate::store::text;
+use crate::store::user_lists::{ListEntry, Snoozed, UserList};
+use crate::store::validate;
+use crate::store::{CrmStore, ImportSummary, Result, SearchHit, SearchQuery};
+use index::{self as ix, decode, Tx};
+use search_index::MemIndex;
 
 /// How long `open` waits for a lock that another process is releasing.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -76,7 +83,7 @@ impl SledStore {
                     }
                     std::thread::sleep(std::time::Duration::from_millis(25));
                 }
-                Err(other) => return Err(StoreError::Db(other)),
+                Err(other) => return Err(other.into()),
             }
         };
         let trees = ix::TREES
@@ -93,8 +100,8 @@ impl SledStore {
             search: RwLock::new(None),
         };
         migrate::bring_up_to_date(&store)?;
-        super::kind_index::ensure_indexes(&store)?;
-        super::paging::ensure_indexes(&store)?;
+        kind_index::ensure_indexes(&store)?;
+        paging::ensure_indexes(&store)?;
         Ok(store)
     }
 
@@ -297,7 +304,7 @@ impl CrmStore for SledStore {
     }
 
     fn records_page(&self, kind: Kind, page: &PageRequest) -> Result<Page<Record>> {
-        super::paging::records_page(self, kind, page)
+        paging::records_page(self, kind, page)
     }
 
     fn address_book_entry(&self, owner: UserId, id: EntryId) -> Result<Option<AddressBookEntry>> {
@@ -739,11 +746,11 @@ impl CrmStore for SledStore {
     }
 
     fn export(&self) -> Result<ExportBundle> {
-        super::export::collect(self)
+        export::collect(self)
     }
 
     fn import_bundle(&self, bundle: &ExportBundle) -> Result<ImportSummary> {
-        super::export::import(self, bundle)
+        export::import(self, bundle)
     }
 
     fn put_records_bulk(
@@ -766,5 +773,20 @@ impl CrmStore for SledStore {
             progress(done);
         }
         Ok(())
+    }
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
+    fn from(e: sled::transaction::TransactionError<StoreError>) -> Self {
+        match e {
+            sled::transaction::TransactionError::Abort(e) => e,
+            sled::transaction::TransactionError::Storage(e) => e.into(),
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Per-kind indexes, so that pages stay fast with 100,000 records: how many
 //! records of a kind there are, the newest of a kind, and the records that link to
 //! one (an account's contacts and opportunities). Two derived trees, kept in
-//! step with every record write by [`index_record`] (called from `sled_index`):
+//! step with every record write by [`index_record`] (called from `index`):
 //!
 //! - `by_kind`   kind code, id → ()   (id order is creation order for v7 ids);
 //!   `0xFF`, kind code → u64 count (big-endian)
@@ -12,10 +12,10 @@
 
 use uuid::Uuid;
 
-use super::model::{Kind, Record};
-use super::sled_index::{self as ix, decode, Tx, TxResult};
-use super::sled_store::SledStore;
+use super::index::{self as ix, decode, Tx, TxResult};
 use super::Result;
+use super::SledStore;
+use crate::store::model::{Kind, Record};
 
 /// First byte of a count key in `by_kind` (kind codes are small).
 const COUNT_TAG: u8 = 0xFF;
@@ -243,7 +243,7 @@ mod tests {
         assert_eq!(s.linked_records(acc.id(), None, 10).unwrap().len(), 4);
         assert_eq!(s.recent_records(Kind::Contact, 1).unwrap()[0].id(), ids[4]);
         // And by a full rebuild.
-        crate::store::migrate::rebuild_indexes(&s).unwrap();
+        crate::store::sled::migrate::rebuild_indexes(&s).unwrap();
         assert_eq!(s.count_records(Kind::Contact).unwrap(), 4);
         assert_eq!(s.linked_records(acc.id(), None, 10).unwrap().len(), 4);
     }

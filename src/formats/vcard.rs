@@ -15,9 +15,9 @@ use calcard::vcard::{
 use calcard::{Entry, Parser};
 use encoding_rs::{Encoding, UTF_16BE, UTF_16LE, WINDOWS_1252};
 
-use super::address::EmailAddress;
 use super::import::{ImportError, Row, MAX_LINE_BYTES};
-use super::model::{Contact, ContactId, PostalAddress, Record, Stamps};
+use crate::store::address::EmailAddress;
+use crate::store::model::{Contact, ContactId, PostalAddress, Record, Stamps};
 
 /// Does the file hold vCards (whatever its charset)?
 pub fn is_vcard(bytes: &[u8]) -> bool {
@@ -352,7 +352,7 @@ fn contact_of(start: usize, card: &VCard, groups: &[(String, String)]) -> Row {
         };
     }
     let mut record = Record::Contact(c);
-    match super::validate::record(&mut record) {
+    match crate::store::validate::record(&mut record) {
         Ok(()) => Row::Record { place, record },
         Err(e) => Row::Skip {
             place,

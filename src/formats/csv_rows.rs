@@ -5,10 +5,10 @@
 
 use std::collections::HashMap;
 
-use super::address::EmailAddress;
 use super::import::{ImportError, ImportKind, Parsed, Row};
-use super::model::*;
-use super::text::fold;
+use crate::store::address::EmailAddress;
+use crate::store::model::*;
+use crate::store::text::fold;
 
 /// Header name → the field it fills ("E-mail 2 Address" → "email2address").
 fn norm_header(h: &str) -> String {
@@ -352,7 +352,7 @@ pub(crate) fn parse(text: &str, kind: Option<ImportKind>) -> Result<Parsed, Impo
         let mut check = record.clone();
         // A row with a broken address is left out whole: a contact without the
         // address it was imported for would silently fail to match mail.
-        match super::validate::record(&mut check) {
+        match crate::store::validate::record(&mut check) {
             Ok(()) if warnings.is_empty() => rows.push(Row::Record {
                 place,
                 record: check,

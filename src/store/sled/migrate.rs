@@ -17,10 +17,10 @@
 
 use serde_json::Value;
 
-use super::error::StoreError;
-use super::sled_index::{self as ix, decode};
-use super::sled_store::SledStore;
+use super::index::{self as ix, decode};
 use super::Result;
+use super::SledStore;
+use crate::store::error::StoreError;
 
 pub const CURRENT_VERSION: u32 = 4;
 const VERSION_KEY: &[u8] = b"schema_version";
@@ -148,7 +148,7 @@ fn v3_to_v4_rows(store: &SledStore) -> Result<()> {
     for item in tree.iter() {
         let (k, v) = item?;
         let mut a: super::Activity = decode("activity", &v)?;
-        let super::ActivityDetails::Email(e) = &mut a.details else {
+        let crate::store::ActivityDetails::Email(e) = &mut a.details else {
             continue;
         };
         let Some(blob) = e.raw.as_ref().filter(|_| e.content_digest.is_none()) else {
@@ -161,7 +161,7 @@ fn v3_to_v4_rows(store: &SledStore) -> Result<()> {
                 continue;
             }
         };
-        e.content_digest = Some(super::content_digest(&raw));
+        e.content_digest = Some(crate::store::content_digest(&raw));
         tree.insert(k, serde_json::to_vec(&a).expect("json"))?;
     }
     store.db().flush()?;
@@ -203,6 +203,6 @@ pub fn rebuild_indexes(store: &SledStore) -> Result<()> {
             .collect::<Result<_>>()?;
         store.write(|tx| ts.iter().try_for_each(|t| tx.index_tracking(t, true)))?;
     }
-    super::sled_book::reindex(store)?;
+    super::book::reindex(store)?;
     Ok(())
 }

@@ -8,11 +8,11 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
-use super::address::EmailAddress;
-use super::export::ExportBundle;
-use super::model::*;
-use super::text::fold;
-use super::{CrmStore, ImportSummary, Result};
+use crate::store::address::EmailAddress;
+use crate::store::export::ExportBundle;
+use crate::store::model::*;
+use crate::store::text::fold;
+use crate::store::{CrmStore, ImportSummary, Result};
 
 /// Longest line accepted in an import file.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
@@ -34,7 +34,7 @@ pub enum ImportError {
     #[error("cannot tell what the file holds: {0}")]
     Unknown(String),
     #[error(transparent)]
-    Store(#[from] super::StoreError),
+    Store(#[from] crate::store::StoreError),
 }
 
 /// What the rows of a CSV file are.

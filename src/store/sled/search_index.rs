@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
-use super::error::StoreError;
-use super::model::Kind;
+use crate::store::error::StoreError;
+use crate::store::model::Kind;
 
 /// One posting change made by a committed transaction.
 #[derive(Debug, Clone)]

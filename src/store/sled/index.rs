@@ -37,14 +37,14 @@ use sled::transaction::{
 };
 use uuid::Uuid;
 
-use super::activity::{
+use super::search_index::PostingChange;
+use crate::store::activity::{
     subject_token, thread_conversation, Activity, ActivityDetails, HeaderFacts, MessageLocation,
     TrackStatus, TrackingRecord,
 };
-use super::error::StoreError;
-use super::model::{Kind, Record, RecordRef};
-use super::search_index::PostingChange;
-use super::text::Document;
+use crate::store::error::StoreError;
+use crate::store::model::{Kind, Record, RecordRef};
+use crate::store::text::Document;
 use std::cell::RefCell;
 
 /// The `msgids` key of an activity (see the module's list of trees).
@@ -368,7 +368,7 @@ impl<'a> Tx<'a> {
         if !keep_stamps {
             let now = Utc::now();
             let created = old.as_ref().map(|o| o.stamps().created).unwrap_or(now);
-            *r.stamps_mut() = super::model::Stamps {
+            *r.stamps_mut() = crate::store::model::Stamps {
                 created,
                 modified: now,
             };
@@ -628,7 +628,7 @@ impl<'a> Tx<'a> {
             .as_ref()
             .is_some_and(|o| o.status == t.status && o.activity == t.activity);
         if !was_tracked {
-            super::address_book::note_seen(self, t)?;
+            super::book::note_seen(self, t)?;
         }
         Ok(outcome)
     }

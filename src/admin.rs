@@ -12,8 +12,8 @@
 //! if cfg.tracking.load_demo_on_first_run {
 //!     store::demo::load_if_empty(store.as_ref())?;
 //! }
-//! let listener = store::admin::bind(&store::admin::socket_path(&cfg.data_dir))?;
-//! tokio::spawn(store::admin::serve_listener(store.clone(), listener));
+//! let listener = admin::bind(&admin::socket_path(&cfg.data_dir))?;
+//! tokio::spawn(admin::serve_listener(store.clone(), listener));
 //! let s = store.clone();
 //! tokio::task::spawn_blocking(move || s.warm_up()); // load the search index
 //! ```
@@ -25,10 +25,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use uuid::Uuid;
 
-use super::address::EmailAddress;
-use super::import::{self, Parsed};
-use super::model::{Privilege, Record, Stamps, SystemUser, UserId};
-use super::{ActivityId, CrmStore, SearchQuery, StoreError};
+use crate::formats::import::{self, Parsed};
+use crate::store::address::EmailAddress;
+use crate::store::model::{Privilege, Record, Stamps, SystemUser, UserId};
+use crate::store::{ActivityId, CrmStore, SearchQuery, StoreError};
 
 /// The socket's file name inside the data directory.
 pub const SOCKET_NAME: &str = "admin.sock";
@@ -101,7 +101,7 @@ fn find_user(store: &dyn CrmStore, who: &str) -> Result<SystemUser, StoreError> 
         return match store.record(id)? {
             Some(Record::User(u)) => Ok(u),
             _ => Err(StoreError::NotFound {
-                kind: Some(super::Kind::User),
+                kind: Some(crate::store::Kind::User),
                 id,
             }),
         };
@@ -182,7 +182,7 @@ pub fn handle(store: &dyn CrmStore, req: AdminRequest) -> Result<Value, StoreErr
         }
         AdminRequest::AddressBookImport { user, rows } => {
             let u = find_user(store, &user)?;
-            Ok(to_value(&super::book_import::import_rows(
+            Ok(to_value(&crate::store::book_import::import_rows(
                 store, u.id, rows,
             )?))
         }
@@ -258,7 +258,7 @@ pub fn bind(_path: &Path) -> std::io::Result<Listener> {
 }
 
 /// Serve the admin socket until the task is dropped. `serve` spawns this:
-/// `tokio::spawn(store::admin::serve_admin_socket(store.clone(), admin::socket_path(&cfg.data_dir)))`.
+/// `tokio::spawn(admin::serve_admin_socket(store.clone(), admin::socket_path(&cfg.data_dir)))`.
 pub async fn serve_admin_socket(store: Arc<dyn CrmStore>, path: PathBuf) -> std::io::Result<()> {
     let listener = bind(&path)?;
     serve_listener(store, listener).await
