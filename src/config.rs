@@ -49,6 +49,44 @@ pub struct Config {
     pub tls: TlsConfig,
     pub pane: PaneConfig,
     pub tracking: TrackingConfig,
+    pub store: StoreConfig,
+}
+
+/// Where the CRM lives: the embedded sled store in the data directory (the
+/// default), or a team's PostgreSQL database (`url`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgres://user@host:port/database?sslmode=require`; empty: the sled store
+    /// in `<data_dir>/store`. Keep the password out of it (see below).
+    pub url: Option<String>,
+    /// The embedded store's directory when not `<data_dir>/store`.
+    pub dir: Option<PathBuf>,
+    /// The database password is read from this environment variable when it is set.
+    pub password_env: String,
+    /// Else from this file, which must be readable by its owner only (0600).
+    pub password_file: Option<PathBuf>,
+    /// Extra PEM CA trusted for the database server's certificate, besides the system roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: None,
+            dir: None,
+            password_env: "CRMPROXY_STORE_PASSWORD".into(),
+            password_file: None,
+            ca_file: None,
+        }
+    }
+}
+
+/// The store a configuration names.
+#[derive(Debug, Clone)]
+pub enum StoreLocation {
+    Sled(PathBuf),
+    Postgres(crate::store::PgOptions),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -177,6 +215,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             pane: PaneConfig::default(),
             tracking: TrackingConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -295,6 +334,17 @@ impl Config {
 
     /// Check values that serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = self.store.url.as_deref().filter(|u| !u.trim().is_empty()) {
+            if !crate::store::postgres::is_url(url.trim()) {
+                return Err(ConfigError::Invalid {
+                    key: "store.url",
+                    reason: format!(
+                        "{} is not a postgres:// URL (leave it out for the embedded store)",
+                        crate::store::postgres::redact(url)
+                    ),
+                });
+            }
+        }
         if self.upstream.host.trim().is_empty() {
             return Err(ConfigError::Invalid {
                 key: "upstream.host",
@@ -385,7 +435,29 @@ impl Config {
 
     /// The store directory inside `data_dir`.
     pub fn store_dir(&self) -> PathBuf {
-        self.data_dir.join("store")
+        match &self.store.dir {
+            Some(d) => d.clone(),
+            None => self.data_dir.join("store"),
+        }
+    }
+
+    /// The configured store: `[store] url`, else the sled directory.
+    pub fn store_location(&self) -> StoreLocation {
+        match self
+            .store
+            .url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
+            Some(url) => StoreLocation::Postgres(crate::store::PgOptions {
+                url: url.to_owned(),
+                password_env: Some(self.store.password_env.clone()),
+                password_file: self.store.password_file.clone(),
+                ca_file: self.store.ca_file.clone(),
+            }),
+            None => StoreLocation::Sled(self.store_dir()),
+        }
     }
 
     /// Session idle timeout, never below the 30 minutes of RFC 9051.

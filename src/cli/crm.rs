@@ -4,6 +4,9 @@
 
 use anyhow::Context;
 use serde_json::Value;
+use std::sync::Arc;
+
+use crate::store::CrmStore;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,9 +14,7 @@ use std::process::ExitCode;
 use super::{GlobalOpts, EXIT_UNAVAILABLE, EXIT_USER_ERROR};
 use crate::admin::{self, AdminRequest, ClientError};
 use crate::formats::import::{self, ImportKind, Parsed, Row};
-use crate::store::{
-    EmailAddress, ImportSummary, Kind, Privilege, SearchQuery, SledStore, StoreError,
-};
+use crate::store::{EmailAddress, ImportSummary, Kind, Privilege, SearchQuery, StoreError};
 
 #[derive(Debug, clap::Args)]
 pub struct UserArgs {
@@ -153,19 +154,25 @@ fn finish(r: Result<ExitCode, Failure>) -> anyhow::Result<ExitCode> {
 
 /// Where requests go: the store opened here, or `serve`'s admin socket.
 enum Backend {
-    Local(SledStore),
+    Local(Arc<dyn CrmStore>),
     Admin(PathBuf),
 }
 
 impl Backend {
     fn open(g: &GlobalOpts) -> Result<Backend, Failure> {
         let cfg = g.load_config()?;
+        // A PostgreSQL CRM is shared: every process opens it directly.
+        if let crate::config::StoreLocation::Postgres(_) = cfg.store_location() {
+            return super::store::open_store(&cfg)
+                .map(Backend::Local)
+                .map_err(store_failure);
+        }
         let sock = admin::socket_path(&cfg.data_dir);
         // A running `serve` answers on its socket; ask it first so as not to wait for its lock.
         if sock.exists() && admin::request(&sock, &AdminRequest::Ping).is_ok() {
             return Ok(Backend::Admin(sock));
         }
-        match SledStore::open(cfg.store_dir()) {
+        match super::store::open_store(&cfg) {
             Ok(s) => Ok(Backend::Local(s)),
             Err(StoreError::Locked { path, .. }) => match admin::request(&sock, &AdminRequest::Ping) {
                 Ok(_) => Ok(Backend::Admin(sock)),
@@ -183,7 +190,7 @@ impl Backend {
 
     fn call(&self, req: AdminRequest) -> Result<Value, Failure> {
         match self {
-            Backend::Local(s) => admin::handle(s, req).map_err(store_failure),
+            Backend::Local(s) => admin::handle(s.as_ref(), req).map_err(store_failure),
             Backend::Admin(p) => admin::request(p, &req).map_err(|e| match e {
                 ClientError::Refused {
                     message,
@@ -377,7 +384,7 @@ pub fn import(a: ImportArgs, g: &GlobalOpts) -> anyhow::Result<ExitCode> {
                     )
                     .expect("template"),
                 );
-                let s = import::apply_rows(store, rows, &mut |done, total| {
+                let s = import::apply_rows(store.as_ref(), rows, &mut |done, total| {
                     bar.set_length(total as u64);
                     bar.set_position(done as u64);
                 })

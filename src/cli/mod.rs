@@ -6,6 +6,7 @@ pub mod crm;
 pub mod pane;
 pub mod serve;
 pub mod setup;
+pub mod store;
 pub mod thunderbird;
 pub mod track;
 
@@ -45,6 +46,10 @@ pub struct GlobalOpts {
     /// Config file. Default: <data-dir>/crmproxy.toml when it exists, else built-in defaults.
     #[arg(long, global = true, env = "CRMPROXY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// The CRM store: a team's `postgres://…` URL, or an embedded store's directory
+    /// (default: the config's [store], else <data-dir>/store).
+    #[arg(long, global = true, env = "CRMPROXY_STORE", value_name = "URL|DIR")]
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +76,8 @@ pub enum Command {
     Track(track::TrackArgs),
     /// Stop tracking a message in a mailbox (the activity stays in the CRM).
     Untrack(track::UntrackArgs),
+    /// Move a CRM between stores: `store copy --from DIR --to URL`.
+    Store(store::StoreArgs),
     /// Print a one-time sign-in link for the pane (works once, for 10 minutes).
     PaneUrl(pane::PaneUrlArgs),
 }
@@ -98,6 +105,14 @@ impl GlobalOpts {
             if cfg.data_dir == crate::config::default_data_dir() {
                 cfg.data_dir = data_dir;
             }
+        }
+        match self.store.as_deref().map(str::trim) {
+            Some(s) if crate::store::postgres::is_url(s) => cfg.store.url = Some(s.to_owned()),
+            Some(s) if !s.is_empty() => {
+                cfg.store.url = None;
+                cfg.store.dir = Some(PathBuf::from(s));
+            }
+            _ => {}
         }
         Ok(cfg)
     }
@@ -133,6 +148,7 @@ pub fn main() -> ExitCode {
         Command::Track(a) => track::track(a, &cli.global),
         Command::Untrack(a) => track::untrack(a, &cli.global),
         Command::PaneUrl(a) => pane::pane_url(a, &cli.global),
+        Command::Store(a) => store::run(a, &cli.global),
     };
     match result {
         Ok(code) => code,

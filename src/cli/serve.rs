@@ -25,7 +25,7 @@ use crate::config::{Config, UpstreamTls};
 use crate::proxy::upstream::UpstreamConnector;
 use crate::proxy::worker::Workers;
 use crate::proxy::{Server, ServerOptions, TrackingHook};
-use crate::store::{CrmStore, SledStore};
+use crate::store::CrmStore;
 use crate::track::Engine;
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -139,13 +139,12 @@ pub fn run(args: ServeArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
             .context("cannot prepare the local TLS certificate (try `crmproxy init`)")?;
         Some(crate::tls::server_config(&paths).context("cannot load the local TLS certificate")?)
     };
-    let store: Arc<dyn CrmStore> =
-        Arc::new(SledStore::open(cfg.store_dir()).with_context(|| {
-            format!(
-                "cannot open the CRM store in {} (is another `crmproxy serve` running?)",
-                cfg.store_dir().display()
-            )
-        })?);
+    let store: Arc<dyn CrmStore> = super::store::open_store(&cfg).with_context(|| {
+        format!(
+            "cannot open the CRM store {} (is another `crmproxy serve` using it?)",
+            super::store::describe(&cfg)
+        )
+    })?;
     if cfg.tracking.load_demo_on_first_run {
         if let Some(summary) =
             crate::store::demo::load_if_empty(store.as_ref()).context("cannot load the demo CRM")?

@@ -7,11 +7,10 @@ use serde_json::json;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use super::{GlobalOpts, EXIT_UNAVAILABLE, EXIT_USER_ERROR};
 use crate::config::Config;
-use crate::store::{CrmStore, EmailAddress, MessageId, Record, SledStore, StoreError};
+use crate::store::{EmailAddress, MessageId, Record, StoreError};
 use crate::track::{parse_record_ref, Engine, TrackError, TrackRequest, TrackSource};
 
 #[derive(Debug, clap::Args)]
@@ -86,7 +85,7 @@ fn finish(r: Result<(), Failure>) -> anyhow::Result<ExitCode> {
 }
 
 fn open_engine(cfg: &Config) -> Result<Engine, Failure> {
-    let store = SledStore::open(cfg.store_dir()).map_err(|e| {
+    let store = super::store::open_store(cfg).map_err(|e| {
         let code = store_code(&e);
         let hint = if matches!(e, StoreError::Locked { .. }) {
             "; `crmproxy track`/`untrack` need the store to themselves: stop `crmproxy serve` \
@@ -96,7 +95,6 @@ fn open_engine(cfg: &Config) -> Result<Engine, Failure> {
         };
         Failure(code, format!("{e}{hint}"))
     })?;
-    let store: Arc<dyn CrmStore> = Arc::new(store);
     Ok(Engine::new(store, cfg.tracking.clone())?)
 }
 

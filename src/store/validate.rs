@@ -206,6 +206,44 @@ pub(crate) fn tracking(t: &TrackingRecord) -> Result<()> {
     }
 }
 
+/// Organisation settings: a sync interval of at least a minute, domain names.
+pub(crate) fn settings(settings: &super::settings::OrgSettings) -> Result<()> {
+    if settings.sync_interval_minutes == 0 {
+        return Err(StoreError::invalid(
+            "settings",
+            "the sync interval must be at least one minute",
+        ));
+    }
+    for d in &settings.org_domains {
+        idna::domain_to_ascii(d)
+            .ok()
+            .filter(|a| a.contains('.') || !a.is_empty())
+            .ok_or_else(|| {
+                StoreError::invalid("settings", format!("{d:?} is not a domain name"))
+            })?;
+    }
+    Ok(())
+}
+
+/// Everything an export bundle holds, checked before any of it is written;
+/// returns its records as validated (derived fields filled).
+pub(crate) fn bundle(b: &super::export::ExportBundle) -> Result<Vec<Record>> {
+    let mut records = b.records.clone();
+    for r in &mut records {
+        record(r)?;
+    }
+    for a in &b.activities {
+        activity(a)?;
+    }
+    for t in &b.tracking {
+        tracking(t)?;
+    }
+    for e in &b.address_books {
+        e.clone().validate()?;
+    }
+    Ok(records)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

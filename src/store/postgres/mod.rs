@@ -15,6 +15,7 @@
 
 mod book;
 pub mod conn;
+pub mod copy;
 mod db;
 mod rows;
 pub mod schema;
@@ -100,8 +101,8 @@ fn backend(url: &str, e: &postgres::Error) -> StoreError {
             s
         }
     };
-    StoreError::Corrupt(format!(
-        "the PostgreSQL CRM at {} is unreachable or failed ({why}); check that the database is up and `crmproxy doctor`",
+    StoreError::Db(format!(
+        "the PostgreSQL CRM at {} is unreachable or failed ({why}); check that the database is up, and run `crmproxy doctor`",
         redact(url)
     ))
 }

@@ -23,25 +23,6 @@ use crate::store::user_lists::{ListEntry, Snoozed, UserList};
 use crate::store::StoreError;
 use crate::store::{validate, CrmStore, ImportSummary, Result, SearchHit, SearchQuery};
 
-/// The checks sled makes on settings (the sync interval, the domains).
-fn check_settings(settings: &OrgSettings) -> Result<()> {
-    if settings.sync_interval_minutes == 0 {
-        return Err(StoreError::invalid(
-            "settings",
-            "the sync interval must be at least one minute",
-        ));
-    }
-    for d in &settings.org_domains {
-        idna::domain_to_ascii(d)
-            .ok()
-            .filter(|a| a.contains('.') || !a.is_empty())
-            .ok_or_else(|| {
-                StoreError::invalid("settings", format!("{d:?} is not a domain name"))
-            })?;
-    }
-    Ok(())
-}
-
 /// Records per transaction in a bulk write.
 const BULK_CHUNK: usize = 2_000;
 
@@ -580,7 +561,7 @@ impl CrmStore for PgStore {
     }
 
     fn put_settings(&self, settings: OrgSettings) -> Result<()> {
-        check_settings(&settings)?;
+        validate::settings(&settings)?;
         self.write(|db| rows::put_meta(db, "settings", &settings))
     }
 
@@ -636,19 +617,7 @@ impl CrmStore for PgStore {
     }
 
     fn import_bundle(&self, bundle: &ExportBundle) -> Result<ImportSummary> {
-        let mut records = bundle.records.clone();
-        for r in &mut records {
-            validate::record(r)?;
-        }
-        for a in &bundle.activities {
-            validate::activity(a)?;
-        }
-        for t in &bundle.tracking {
-            validate::tracking(t)?;
-        }
-        for e in &bundle.address_books {
-            e.clone().validate()?;
-        }
+        let records = validate::bundle(bundle)?;
         for (sha, data) in &bundle.blobs {
             if &self.put_blob(data)?.sha256 != sha {
                 return Err(StoreError::invalid(
