@@ -14,7 +14,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use tokio::net::TcpStream;
 
 mod folders;
+mod store;
 pub use folders::MailboxLogin;
+pub use store::check_store;
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -103,6 +105,15 @@ pub async fn run(cfg: &Config, config_source: &str, mailbox: Option<&MailboxLogi
     checks.extend(check_upstream(cfg).await);
     if let Some(login) = mailbox {
         checks.extend(folders::check_mailbox(cfg, login).await);
+    }
+    let store_cfg = cfg.clone();
+    match tokio::task::spawn_blocking(move || check_store(&store_cfg)).await {
+        Ok(c) => checks.extend(c),
+        Err(e) => checks.push(Check::fail(
+            "store",
+            format!("the store check stopped: {e}"),
+            "run `crmproxy doctor` again; report it if it persists",
+        )),
     }
     checks.extend(check_listeners(cfg));
     Report::new(checks)

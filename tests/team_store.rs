@@ -347,3 +347,73 @@ fn two_processes_tracking_one_message_at_once_make_one_activity() {
         assert_eq!(tracked[0].activity, tracked[1].activity);
     }
 }
+
+/// The store checks of `doctor --json`, by name.
+fn doctor_store(p: &Path, url: &str) -> Vec<(String, String, String)> {
+    let o = run(p, url, &["doctor", "--json"]);
+    let v = json(&String::from_utf8_lossy(&o.stdout));
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"].as_str().unwrap().starts_with("store"))
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["status"].as_str().unwrap().to_owned(),
+                format!("{} {}", c["detail"], c["fix"]),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn doctor_checks_the_connection_tls_and_schema_and_a_newer_schema_is_refused() {
+    let url = pg::fresh_db();
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let checks = doctor_store(p, &url);
+    let status = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c.0 == name)
+            .map(|c| (c.1.clone(), c.2.clone()))
+            .unwrap_or_else(|| panic!("no {name} check in {checks:?}"))
+    };
+    assert_eq!(status("store").0, "ok", "{checks:?}");
+    assert!(status("store").1.contains("PostgreSQL 15"), "{checks:?}");
+    assert_eq!(status("store TLS").0, "ok");
+    assert!(status("store TLS").1.contains("loopback"));
+    let (st, text) = status("store schema");
+    assert_eq!(st, "warn");
+    assert!(text.contains("no crmproxy schema yet"), "{text}");
+
+    drop(open(&url));
+    let checks = doctor_store(p, &url);
+    let schema = checks.iter().find(|c| c.0 == "store schema").unwrap();
+    assert_eq!(schema.1, "ok", "{checks:?}");
+
+    // Another, newer crmproxy migrated the team's CRM.
+    let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    c.batch_execute("UPDATE crm_schema SET version = 99")
+        .unwrap();
+    let e = PgStore::open(&PgOptions::new(&url)).unwrap_err();
+    assert!(
+        matches!(e, StoreError::NewerSchema { found: 99, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("upgrade crmproxy"), "{e}");
+    let checks = doctor_store(p, &url);
+    let schema = checks.iter().find(|c| c.0 == "store schema").unwrap();
+    assert_eq!(schema.1, "fail", "{checks:?}");
+    assert!(schema.2.contains("newer than this crmproxy"), "{checks:?}");
+
+    // A server that is not there: a clear failure, and what to check.
+    let gone = format!(
+        "postgres://postgres@127.0.0.1:{}/x?sslmode=disable",
+        free_port()
+    );
+    let checks = doctor_store(p, &gone);
+    assert_eq!(checks[0].1, "fail", "{checks:?}");
+    assert!(checks[0].2.contains("database server is up"), "{checks:?}");
+}

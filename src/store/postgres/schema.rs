@@ -171,3 +171,43 @@ fn migrate_locked(c: &mut postgres::Client) -> Result<(), PgError> {
     }
     Ok(())
 }
+
+/// What `crmproxy doctor` reports of a database, read without changing it.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    /// `SHOW server_version`.
+    pub server_version: String,
+    /// `server_version_num` (e.g. 150014).
+    pub server_version_num: i32,
+    /// Whether this connection is encrypted (TLS, its certificate verified).
+    pub tls: bool,
+    /// The crmproxy schema version, if the database has one.
+    pub schema: Option<u32>,
+    /// May this role create the tables (needed when the schema is missing or old)?
+    pub can_create: bool,
+    pub user: String,
+    pub database: String,
+}
+
+/// Connect once and look; nothing is written.
+pub fn inspect(opts: &super::PgOptions) -> Result<Inspection, PgError> {
+    let pool = super::conn::Pool::new(opts)?;
+    let mut c = pool.connect()?;
+    let row = c.query_one(
+        "SELECT current_setting('server_version'), current_setting('server_version_num')::int,
+                coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false),
+                has_database_privilege(current_database(), 'CREATE')
+                  AND has_schema_privilege('public', 'CREATE'),
+                current_user::text, current_database()::text",
+        &[],
+    )?;
+    Ok(Inspection {
+        server_version: row.get(0),
+        server_version_num: row.get(1),
+        tls: row.get(2),
+        can_create: row.get(3),
+        user: row.get(4),
+        database: row.get(5),
+        schema: stored_version(&mut c)?,
+    })
+}
