@@ -411,7 +411,7 @@ fn doctor_checks_the_connection_tls_and_schema_and_a_newer_schema_is_refused() {
     // A server that is not there: a clear failure, and what to check.
     let gone = format!(
         "postgres://postgres@127.0.0.1:{}/x?sslmode=disable",
-        free_port()
+        pg::free_port()
     );
     let checks = doctor_store(p, &gone);
     assert_eq!(checks[0].1, "fail", "{checks:?}");
