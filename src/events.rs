@@ -78,11 +78,25 @@ impl MessageOpened {
     }
 }
 
+/// Something in the CRM changed (in this process or another one on the same
+/// team store): ids only, so a page showing one of them reloads and reads it
+/// with the viewer's rights.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrmChanged {
+    /// Records written or deleted, or with an activity newly on their timeline.
+    #[serde(default)]
+    pub records: Vec<uuid::Uuid>,
+    /// Messages whose tracking in this mailbox changed (without angle brackets).
+    #[serde(default)]
+    pub message_ids: Vec<String>,
+}
+
 /// What the pane's live connections receive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum PaneEvent {
     MessageOpened(MessageOpened),
+    CrmChanged(CrmChanged),
 }
 
 impl PaneEvent {
@@ -90,6 +104,7 @@ impl PaneEvent {
     pub fn name(&self) -> &'static str {
         match self {
             PaneEvent::MessageOpened(_) => "message-opened",
+            PaneEvent::CrmChanged(_) => "crm-changed",
         }
     }
 }
@@ -151,6 +166,23 @@ impl PaneEvents {
         ch.recent.push_front(event.clone());
         // No receiver is not an error: the pane may simply be closed.
         ch.sender.send(PaneEvent::MessageOpened(event)).unwrap_or(0)
+    }
+
+    /// Tell `user`'s live panes (every user's, for `None`: records are shared)
+    /// that something in the CRM changed. Returns how many connections got it.
+    pub fn publish_change(&self, user: Option<&str>, change: CrmChanged) -> usize {
+        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let event = PaneEvent::CrmChanged(change);
+        match user {
+            Some(u) => users
+                .get(&user_key(u))
+                .map(|ch| ch.sender.send(event).unwrap_or(0))
+                .unwrap_or(0),
+            None => users
+                .values()
+                .map(|ch| ch.sender.send(event.clone()).unwrap_or(0))
+                .sum(),
+        }
     }
 
     /// A receiver of `user`'s future events.
@@ -242,7 +274,9 @@ mod tests {
         let mut bob = hub.subscribe("bob@example.com");
         let n = hub.publish_opened("alice@example.com", MessageOpened::new("<m1@x>"));
         assert_eq!(n, 1);
-        let PaneEvent::MessageOpened(got) = alice.recv().await.unwrap();
+        let PaneEvent::MessageOpened(got) = alice.recv().await.unwrap() else {
+            panic!("not a message-opened event")
+        };
         assert_eq!(got.message_id, "m1@x");
         assert!(bob.try_recv().is_err());
         assert_eq!(hub.current("ALICE@example.com").unwrap().message_id, "m1@x");
@@ -262,6 +296,27 @@ mod tests {
         assert_eq!(recent.iter().filter(|m| m.message_id == "m10@x").count(), 1);
         assert!(hub.find("u@x", "<m24@x>").is_some());
         assert!(hub.find("u@x", "m0@x").is_none());
+    }
+
+    #[tokio::test]
+    async fn changes_reach_their_mailbox_or_everyone() {
+        let hub = PaneEvents::new();
+        let mut alice = hub.subscribe("alice@x");
+        let mut bob = hub.subscribe("bob@x");
+        let mine = CrmChanged {
+            message_ids: vec!["m@x".into()],
+            ..Default::default()
+        };
+        assert_eq!(hub.publish_change(Some("ALICE@x"), mine.clone()), 1);
+        assert_eq!(alice.recv().await.unwrap(), PaneEvent::CrmChanged(mine));
+        assert!(bob.try_recv().is_err());
+        let shared = CrmChanged {
+            records: vec![uuid::Uuid::nil()],
+            ..Default::default()
+        };
+        assert_eq!(hub.publish_change(None, shared.clone()), 2);
+        assert_eq!(bob.recv().await.unwrap().name(), "crm-changed");
+        assert_eq!(hub.publish_change(Some("nobody@x"), shared), 0);
     }
 
     #[test]

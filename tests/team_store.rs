@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Arc, Barrier};
-use store_support::{email, pg};
+use store_support::{contact, email, pg, user};
 
 fn crmproxy(data: &Path, store: &str, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_crmproxy"));
@@ -283,19 +283,7 @@ fn the_password_comes_from_the_environment_or_a_private_file_and_is_never_shown(
 fn two_processes_tracking_one_message_at_once_make_one_activity() {
     let url = pg::fresh_db();
     let setup = open(&url);
-    let mut users = Vec::new();
-    for (name, login) in [("Alice", "alice@t.example"), ("Bob", "bob@t.example")] {
-        let u = SystemUser {
-            id: UserId::new(),
-            stamps: Stamps::default(),
-            full_name: name.into(),
-            logins: vec![EmailAddress::parse(login).unwrap()],
-            privileges: [Privilege::UseApp].into_iter().collect(),
-            delegates: Default::default(),
-            options: Default::default(),
-        };
-        users.push(setup.put_record(Record::User(u)).unwrap().id());
-    }
+    let users: Vec<uuid::Uuid> = alice_and_bob(&setup).iter().map(|u| u.uuid()).collect();
     for round in 0..20 {
         let mid = MessageId::parse(&format!("race-{round}@t.example")).unwrap();
         let barrier = Arc::new(Barrier::new(2));
@@ -346,6 +334,19 @@ fn two_processes_tracking_one_message_at_once_make_one_activity() {
         assert_eq!(tracked.len(), 2);
         assert_eq!(tracked[0].activity, tracked[1].activity);
     }
+}
+
+/// Users alice@t.example and bob@t.example (with `use_app`).
+fn alice_and_bob(s: &dyn CrmStore) -> Vec<UserId> {
+    ["alice@t.example", "bob@t.example"]
+        .iter()
+        .map(|login| {
+            let u = user(login, login);
+            let id = u.id;
+            s.put_record(Record::User(u)).unwrap();
+            id
+        })
+        .collect()
 }
 
 /// The store checks of `doctor --json`, by name.
@@ -416,4 +417,88 @@ fn doctor_checks_the_connection_tls_and_schema_and_a_newer_schema_is_refused() {
     let checks = doctor_store(p, &gone);
     assert_eq!(checks[0].1, "fail", "{checks:?}");
     assert!(checks[0].2.contains("database server is up"), "{checks:?}");
+}
+
+struct CountSync(std::sync::atomic::AtomicUsize);
+
+/// Whether a change `want` takes arrives within 10 s.
+fn wait(
+    rx: &mut tokio::sync::broadcast::Receiver<crmproxy::events::PaneEvent>,
+    want: impl Fn(&crmproxy::events::CrmChanged) -> bool,
+) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        match rx.try_recv() {
+            Ok(crmproxy::events::PaneEvent::CrmChanged(c)) if want(&c) => return true,
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    false
+}
+
+impl crmproxy::events::MailboxSync for CountSync {
+    fn clear_tracking_keywords(
+        &self,
+        _owner: &str,
+        _at: crmproxy::events::KeywordCleanup,
+    ) -> crmproxy::events::CleanupQueued {
+        crmproxy::events::CleanupQueued::Now
+    }
+    fn tracking_changed(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn pending_requested(&self, _owner: &str) -> crmproxy::events::CleanupQueued {
+        crmproxy::events::CleanupQueued::Now
+    }
+}
+
+/// What another process commits reaches this one's panes: a record to every
+/// pane, a mailbox's tracking to that mailbox's only, and the sync workers hear
+/// of tracking changes.
+#[test]
+fn changes_by_another_process_reach_the_right_panes() {
+    use crmproxy::events::{PaneEvent, PaneEvents};
+    let url = pg::fresh_db();
+    let here: Arc<dyn CrmStore> = Arc::new(open(&url));
+    let events = PaneEvents::new();
+    let sync = Arc::new(CountSync(Default::default()));
+    let mut alice_pane = events.subscribe("alice@t.example");
+    let mut bob_pane = events.subscribe("bob@t.example");
+    let _bridge = crmproxy::cli::store::bridge_changes(
+        PgOptions::new(&url),
+        here.clone(),
+        events.clone(),
+        sync.clone(),
+    );
+    // The other process.
+    let there = open(&url);
+    let alice = alice_and_bob(&there)[0];
+    // Let the listener start (it LISTENs on its own connection).
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut c = contact("Carol", "Fabré", "");
+    c.job_title = "Buyer".into();
+    let carol = there.put_record(Record::Contact(c)).unwrap().id();
+    let got = wait(&mut bob_pane, |c| c.records.contains(&carol));
+    assert!(got, "bob's pane heard of the new contact");
+
+    // Alice's mailbox tracks a message: her pane hears it, bob's does not.
+    let mid = MessageId::parse("live-1@t.example").unwrap();
+    there
+        .put_tracking(TrackingRecord::pending(alice, mid.clone(), alice))
+        .unwrap();
+    let got = wait(&mut alice_pane, |c| {
+        c.message_ids.contains(&"live-1@t.example".to_string())
+    });
+    assert!(got, "alice's pane heard of her tracking");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    while let Ok(ev) = bob_pane.try_recv() {
+        if let PaneEvent::CrmChanged(c) = ev {
+            assert!(
+                c.message_ids.is_empty(),
+                "bob heard of alice's mailbox: {c:?}"
+            );
+        }
+    }
+    assert!(sync.0.load(std::sync::atomic::Ordering::SeqCst) >= 1);
 }

@@ -194,6 +194,17 @@ pub fn run(args: ServeArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
             interval,
             stop_rx.clone(),
         );
+        // On a team's CRM, what other processes change reaches this proxy's panes
+        // and sessions (the listener stops when `_changes` drops, at the end).
+        let _changes = match cfg.store_location() {
+            crate::config::StoreLocation::Postgres(opts) => Some(super::store::bridge_changes(
+                opts,
+                store.clone(),
+                events.clone(),
+                Arc::new(workers.clone()),
+            )),
+            crate::config::StoreLocation::Sled(_) => None,
+        };
         // One engine and one event hub for the proxy and the pane; the pane reaches
         // the server copy of a message through the workers.
         let pane = if cfg.pane.addr.is_some() {

@@ -29,6 +29,69 @@ pub fn describe(cfg: &Config) -> String {
     }
 }
 
+/// Stops the change listener when dropped.
+pub struct ChangeBridge {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for ChangeBridge {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Hand every change committed to the team's CRM (by any process) to this
+/// proxy: records to every live pane, a mailbox's tracking to that mailbox's
+/// panes, and tracking changes to the sync workers (sessions re-read header
+/// blocks). Runs on a thread of its own: the listener blocks.
+pub fn bridge_changes(
+    opts: PgOptions,
+    store: Arc<dyn CrmStore>,
+    events: crate::events::PaneEvents,
+    sync: Arc<dyn crate::events::MailboxSync>,
+) -> ChangeBridge {
+    use crate::events::CrmChanged;
+    use crate::store::postgres::notify::{listen, Change};
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let spawned = std::thread::Builder::new()
+        .name("crm-changes".into())
+        .spawn(move || {
+            listen(&opts, &flag, &mut |change| match change {
+                Change::Record(id) => {
+                    events.publish_change(
+                        None,
+                        CrmChanged {
+                            records: vec![id],
+                            ..Default::default()
+                        },
+                    );
+                }
+                Change::Tracking { owner, message_id } => {
+                    sync.tracking_changed();
+                    // The mailbox's channel is named by its owner's logins.
+                    let logins = match store.record(owner) {
+                        Ok(Some(crate::store::Record::User(u))) => u.logins,
+                        _ => Vec::new(),
+                    };
+                    for login in logins {
+                        events.publish_change(
+                            Some(login.as_str()),
+                            CrmChanged {
+                                message_ids: vec![message_id.clone()],
+                                ..Default::default()
+                            },
+                        );
+                    }
+                }
+            })
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the listener for the team CRM's changes");
+    }
+    ChangeBridge { stop }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct StoreArgs {
     #[command(subcommand)]

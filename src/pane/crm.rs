@@ -438,7 +438,8 @@ pub async fn record(
     let title = title_or_untitled(&rec.title()).to_owned();
     let body = html! {
         p.kind { (kind_label(rec.kind())) }
-        h1 { (title) }
+        // The page reloads when this record changes (pane.js, `crm-changed`).
+        h1 data-live-record=(id) { (title) }
         (super::favourites::star_form(id, favourite, &user.session.csrf_token))
         section.card aria-label="Details" {
             dl.facts {

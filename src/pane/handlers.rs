@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::errors::{Failure, PageFailure};
-use super::events::{normalize_message_id, MessageOpened, PaneEvent};
+use super::events::{normalize_message_id, MessageOpened};
 use super::guard::{is_api, CurrentSession, OFFICE_COOKIE};
 use super::pages::{self, Chrome};
 use super::session::{self, Principal, Session};
@@ -507,9 +507,7 @@ pub async fn events(
             match ev {
                 Ok(ev) => {
                     let data = serde_json::to_string(&ev).unwrap_or_default();
-                    let name = match &ev {
-                        PaneEvent::MessageOpened(_) => ev.name(),
-                    };
+                    let name = ev.name();
                     let out = Event::default().event(name).data(data);
                     return Some((Ok(out), (rx, shutdown, app, watch)));
                 }

@@ -4,14 +4,30 @@
   var main = document.getElementById("main");
   var csrf = main ? main.getAttribute("data-csrf") : null;
 
-  // Current message: reload when the mail client opens another message.
+  // Current message: reload when the mail client opens another message, or when
+  // its tracking changed. A record: reload when it (or its timeline) changed, here
+  // or in another process on the team's CRM.
   var live = document.querySelector('[data-live="current"]');
-  if (live && window.EventSource) {
+  var record = document.querySelector("[data-live-record]");
+  if ((live || record) && window.EventSource) {
     var source = new EventSource("/events");
-    source.addEventListener("message-opened", function (e) {
+    if (live) {
+      source.addEventListener("message-opened", function (e) {
+        try {
+          var ev = JSON.parse(e.data);
+          if (ev.message_id !== live.getAttribute("data-shown")) { window.location.reload(); }
+        } catch (err) { /* a malformed event changes nothing */ }
+      });
+    }
+    source.addEventListener("crm-changed", function (e) {
       try {
         var ev = JSON.parse(e.data);
-        if (ev.message_id !== live.getAttribute("data-shown")) { window.location.reload(); }
+        var shown = live ? live.getAttribute("data-shown") : null;
+        var id = record ? record.getAttribute("data-live-record") : null;
+        if ((shown && (ev.message_ids || []).indexOf(shown) >= 0) ||
+            (id && (ev.records || []).indexOf(id) >= 0)) {
+          window.location.reload();
+        }
       } catch (err) { /* a malformed event changes nothing */ }
     });
   }

@@ -114,6 +114,32 @@ CREATE TABLE user_lists (user_id uuid NOT NULL, list "char" NOT NULL, doc jsonb 
 -- Raw messages, invitations and files: shared by the team like the rows.
 CREATE TABLE blobs (sha256 text COLLATE "C" PRIMARY KEY, size bigint NOT NULL, data bytea NOT NULL);
 "#,
+    // v2: every process hears what another changed (`notify`): a record, a
+    // record's timeline (an activity filed on it), a mailbox's tracking record.
+    // Sent at commit, to every session that LISTENs on `crm_changes`.
+    r#"
+CREATE FUNCTION crm_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+BEGIN
+    IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+    IF TG_TABLE_NAME = 'records' THEN
+        PERFORM pg_notify('crm_changes', json_build_object('record', r.id)::text);
+    ELSIF TG_TABLE_NAME = 'timeline' THEN
+        PERFORM pg_notify('crm_changes', json_build_object('record', r.record)::text);
+    ELSIF TG_TABLE_NAME = 'tracking' THEN
+        PERFORM pg_notify('crm_changes',
+            json_build_object('owner', r.owner, 'message_id', r.message_id)::text);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER records_notify AFTER INSERT OR UPDATE OR DELETE ON records
+    FOR EACH ROW EXECUTE FUNCTION crm_notify();
+CREATE TRIGGER timeline_notify AFTER INSERT OR DELETE ON timeline
+    FOR EACH ROW EXECUTE FUNCTION crm_notify();
+CREATE TRIGGER tracking_notify AFTER INSERT OR UPDATE OR DELETE ON tracking
+    FOR EACH ROW EXECUTE FUNCTION crm_notify();
+"#,
 ];
 
 /// The schema version this binary writes.
