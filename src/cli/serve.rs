@@ -139,8 +139,11 @@ pub fn run(args: ServeArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
             .context("cannot prepare the local TLS certificate (try `crmproxy init`)")?;
         Some(crate::tls::server_config(&paths).context("cannot load the local TLS certificate")?)
     };
+    // Offloaded: a store call made on a runtime worker (the tracking hook inside an
+    // IMAP session, a pane handler) hands that worker's other tasks to another
+    // thread first, so a slow disk or database holds up only its own caller.
     let store: Arc<dyn CrmStore> =
-        Arc::new(SledStore::open(cfg.store_dir()).with_context(|| {
+        crate::store::forward::for_serve(SledStore::open(cfg.store_dir()).with_context(|| {
             format!(
                 "cannot open the CRM store in {} (is another `crmproxy serve` running?)",
                 cfg.store_dir().display()
