@@ -139,7 +139,10 @@ pub fn run(args: ServeArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
             .context("cannot prepare the local TLS certificate (try `crmproxy init`)")?;
         Some(crate::tls::server_config(&paths).context("cannot load the local TLS certificate")?)
     };
-    let store: Arc<dyn CrmStore> = super::store::open_store(&cfg).with_context(|| {
+    // Offloaded: a store call made on a runtime worker (the tracking hook inside an
+    // IMAP session, a pane handler) hands that worker's other tasks to another
+    // thread first, so a slow disk or database holds up only its own caller.
+    let store: Arc<dyn CrmStore> = super::store::open_for_serve(&cfg).with_context(|| {
         format!(
             "cannot open the CRM store {} (is another `crmproxy serve` using it?)",
             super::store::describe(&cfg)

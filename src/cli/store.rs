@@ -21,6 +21,15 @@ pub fn open_store(cfg: &Config) -> Result<Arc<dyn CrmStore>, StoreError> {
     })
 }
 
+/// [`open_store`] for `serve`: every call offloaded from runtime workers
+/// (see [`crate::store::forward::Offloaded`]).
+pub fn open_for_serve(cfg: &Config) -> Result<Arc<dyn CrmStore>, StoreError> {
+    Ok(match cfg.store_location() {
+        StoreLocation::Sled(dir) => crate::store::forward::for_serve(SledStore::open(dir)?),
+        StoreLocation::Postgres(opts) => crate::store::forward::for_serve(PgStore::open(&opts)?),
+    })
+}
+
 /// Where the configured store is, for messages (no password).
 pub fn describe(cfg: &Config) -> String {
     match cfg.store_location() {

@@ -126,12 +126,10 @@ impl PgStore {
     /// Connect, and create or migrate the schema (a newer one is refused).
     pub fn open(opts: &PgOptions) -> super::Result<PgStore> {
         let url = opts.url.clone();
-        Self::off_runtime(|| {
-            let pool = Pool::new(opts).map_err(|e| e.into_store(&url))?;
-            let mut c = pool.connect().map_err(|e| e.into_store(&url))?;
-            schema::migrate(&mut c).map_err(|e| e.into_store(&url))?;
-            Ok(PgStore { pool, url })
-        })
+        let pool = Pool::new(opts).map_err(|e| e.into_store(&url))?;
+        let mut c = pool.connect().map_err(|e| e.into_store(&url))?;
+        schema::migrate(&mut c).map_err(|e| e.into_store(&url))?;
+        Ok(PgStore { pool, url })
     }
 
     /// Where it is, without a password.
@@ -154,18 +152,6 @@ impl PgStore {
         })
     }
 
-    /// The driver blocks on a small runtime of its own, which tokio refuses inside
-    /// an async task: a call made there by mistake hands the worker thread's other
-    /// tasks on (`block_in_place`) rather than panicking.
-    fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(f)
-            }
-            _ => f(),
-        }
-    }
-
     fn err(&self, e: PgError) -> StoreError {
         e.into_store(&self.url)
     }
@@ -176,7 +162,7 @@ impl PgStore {
         &self,
         mut f: impl FnMut(&mut Db<'_, postgres::Transaction<'_>>) -> Result<T, PgError>,
     ) -> super::Result<T> {
-        Self::off_runtime(|| self.write_now(&mut f))
+        self.write_now(&mut f)
     }
 
     fn write_now<T>(
@@ -213,13 +199,11 @@ impl PgStore {
         &self,
         f: impl FnOnce(&mut Db<'_, postgres::Client>) -> Result<T, PgError>,
     ) -> super::Result<T> {
-        Self::off_runtime(|| {
-            (|| {
-                let mut conn = self.pool.get()?;
-                let conn::Conn { client, cache } = &mut *conn;
-                f(&mut Db::new(client, cache))
-            })()
-            .map_err(|e| self.err(e))
-        })
+        (|| {
+            let mut conn = self.pool.get()?;
+            let conn::Conn { client, cache } = &mut *conn;
+            f(&mut Db::new(client, cache))
+        })()
+        .map_err(|e| self.err(e))
     }
 }
