@@ -1,10 +1,14 @@
 //! One CRM for a team in PostgreSQL (issue 12): the real `crmproxy` binary's
 //! commands straight against the database while another process has it open,
 //! `store copy` from a personal sled store (exact, idempotent), the password from
-//! an environment variable or a private file and never shown, and two processes
-//! tracking the same message at the same moment.
+//! an environment variable or a private file and never shown, two processes
+//! tracking the same message at the same moment, `doctor`, live changes between
+//! processes; and end to end, two `serve` processes on one PostgreSQL and the
+//! private Dovecot (see `e2e` below).
 
+mod common;
 mod store_support;
+mod tracking_support;
 
 use crmproxy::store::*;
 use serde_json::Value;
@@ -501,4 +505,368 @@ fn changes_by_another_process_reach_the_right_panes() {
         }
     }
     assert!(sync.0.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+}
+
+/// End to end: real `serve` processes on one PostgreSQL and the private Dovecot.
+mod e2e {
+    use super::*;
+    use crate::common::{dovecot, unique_user, Proxy, ProxyOptions};
+    use crate::tracking_support::{add_user, crm, message, wait_for, wait_keyword};
+    use std::io::BufRead;
+    use std::process::Stdio;
+
+    /// A `serve` on the team's CRM at `url` (pane on when asked).
+    fn proxy_on(url: &str, pane: bool) -> Proxy {
+        Proxy::start_with(
+            dovecot(),
+            ProxyOptions {
+                config_toml: Some(format!(
+                    "[tracking]\nload_demo_on_first_run = false\n[store]\nurl = \"{url}\"\n"
+                )),
+                pane,
+                ..Default::default()
+            },
+        )
+    }
+
+    fn login(prefix: &str) -> String {
+        format!("{}@crm-test.example", unique_user(prefix))
+    }
+
+    /// `curl` against a proxy's pane, with a cookie jar in its data dir.
+    fn curl(p: &Proxy) -> Command {
+        let mut c = Command::new("curl");
+        c.arg("-sS")
+            .arg("--cacert")
+            .arg(p.ca_file())
+            .arg("-b")
+            .arg(p.data_dir.join("jar"))
+            .arg("-c")
+            .arg(p.data_dir.join("jar"));
+        c
+    }
+
+    fn pane_base(p: &Proxy) -> String {
+        format!("https://localhost:{}", p.pane.expect("pane on").port())
+    }
+
+    /// Sign `user` in to `p`'s pane with a one-time link.
+    fn sign_in(p: &Proxy, user: &str) {
+        let link = crm(&p.data_dir, &["pane-url", "--user", user]);
+        let link = link.trim().replace(
+            &format!("https://localhost:{}", p.pane.unwrap().port()),
+            &pane_base(p),
+        );
+        let o = curl(p)
+            .arg("-o")
+            .arg("/dev/null")
+            .arg(&link)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    /// The pane's live events, line by line, from a `curl -N` child.
+    fn events(p: &Proxy) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+        let mut child = curl(p)
+            .arg("-N")
+            .arg(format!("{}/events", pane_base(p)))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        (child, rx)
+    }
+
+    /// alice's proxy tracks a message by keyword; bob's pane (alice's delegate),
+    /// on another proxy, hears that carol's record changed and its page shows the
+    /// activity.
+    #[test]
+    fn a_message_alices_proxy_tracks_shows_on_bobs_pane() {
+        let url = pg::fresh_db();
+        let a = proxy_on(&url, false);
+        let b = proxy_on(&url, true);
+        let (alice, bob) = (login("alice"), login("bob"));
+        add_user(&a.data_dir, &alice, true);
+        add_user(&b.data_dir, &bob, true);
+        // alice's email is private (regarding nothing): her delegate may read it.
+        crm(&b.data_dir, &["user", "delegate", &alice, &bob]);
+        let csv = a.data_dir.join("carol.csv");
+        std::fs::write(
+            &csv,
+            "First Name,Last Name,Display Name,Primary Email\nCarol,Fabré,Carol Fabré,carol@fabrikam.example\n",
+        )
+        .unwrap();
+        crm(
+            &a.data_dir,
+            &["import", csv.to_str().unwrap(), "--kind", "contacts"],
+        );
+        let hits = json(&crm(&b.data_dir, &["search", "carol", "--json"]));
+        let carol = hits[0]["id"].as_str().unwrap().to_owned();
+
+        sign_in(&b, &bob);
+        let page = |id: &str| {
+            let o = curl(&b)
+                .arg(format!("{}/record/{id}", pane_base(&b)))
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        let before = page(&carol);
+        assert!(before.contains("Carol Fabré"), "{before}");
+        assert!(!before.contains("Team quote"), "{before}");
+        let (mut sse, lines) = events(&b);
+
+        let m = message(
+            &format!("{}@fabrikam.example", unique_user("team")),
+            "Team quote",
+            "",
+        );
+        let m = String::from_utf8(m).unwrap().replacen(
+            "From: ",
+            "From: Carol Fabre <carol@fabrikam.example>\r\nX-Old-From: ",
+            1,
+        );
+        let mut direct = RawImapOf::direct(&alice);
+        assert!(direct.append("INBOX", m.as_bytes()).ok());
+        let mut c = crate::common::RawImap::login(a.imap, &alice, crate::common::PASSWORD);
+        assert!(c.cmd("SELECT INBOX").ok());
+        assert!(c.cmd("UID STORE 1 +FLAGS ($CRM_Track)").ok());
+        wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
+
+        // bob's pane hears it live, from the other process.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut heard = false;
+        while std::time::Instant::now() < deadline && !heard {
+            if let Ok(l) = lines.recv_timeout(std::time::Duration::from_millis(200)) {
+                heard = l.starts_with("data:") && l.contains("crm-changed") && l.contains(&carol);
+            }
+        }
+        let _ = sse.kill();
+        let _ = sse.wait();
+        assert!(heard, "bob's pane never heard of carol's new activity");
+        let after = page(&carol);
+        assert!(after.contains("Team quote"), "{after}");
+    }
+
+    /// A direct session to the private Dovecot.
+    struct RawImapOf;
+    impl RawImapOf {
+        fn direct(user: &str) -> crate::common::RawImap {
+            crate::common::RawImap::login(dovecot().imap_addr(), user, crate::common::PASSWORD)
+        }
+    }
+
+    /// A grant made with the CLI while both proxies run takes effect on both.
+    #[test]
+    fn a_cli_grant_while_both_proxies_run_takes_effect_on_both() {
+        let url = pg::fresh_db();
+        let a = proxy_on(&url, false);
+        let b = proxy_on(&url, false);
+        let dana = login("dana");
+        add_user(&a.data_dir, &dana, false);
+        let track_on = |p: &Proxy, n: u32| {
+            let m = message(
+                &format!("{}@grant.example", unique_user("g")),
+                &format!("Grant test {n}"),
+                "",
+            );
+            let mut direct = RawImapOf::direct(&dana);
+            assert!(direct.append("INBOX", &m).ok());
+            let mut c = crate::common::RawImap::login(p.imap, &dana, crate::common::PASSWORD);
+            assert!(c.cmd("SELECT INBOX").ok());
+            let r = c.cmd(&format!("UID STORE {n} +FLAGS ($CRM_Track)"));
+            (r, direct)
+        };
+        // Without use_app: refused on both.
+        let (r, _) = track_on(&a, 1);
+        assert!(!r.ok(), "{}", r.tagged);
+        let (r, _) = track_on(&b, 2);
+        assert!(!r.ok(), "{}", r.tagged);
+        // Granted by the CLI (a third process) while both run.
+        let o = run(&a.data_dir, &url, &["user", "grant", &dana, "use_app"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        for (p, uid) in [(&a, 3), (&b, 4)] {
+            let (r, mut direct) = track_on(p, uid);
+            assert!(r.ok(), "{}", r.tagged);
+            wait_keyword(&mut direct, "INBOX", uid, "$CRM_Tracked", true);
+        }
+    }
+
+    /// The database goes away: tracking fails with a clear error, and the IMAP
+    /// sessions keep passing mail through.
+    #[test]
+    fn a_database_that_goes_away_gets_a_clear_error_and_mail_still_flows() {
+        let url = pg::fresh_db();
+        let a = proxy_on(&url, false);
+        let erin = login("erin");
+        add_user(&a.data_dir, &erin, true);
+        let m1 = message(&format!("{}@gone.example", unique_user("g")), "Before", "");
+        let mut direct = RawImapOf::direct(&erin);
+        assert!(direct.append("INBOX", &m1).ok());
+        let mut c = crate::common::RawImap::login(a.imap, &erin, crate::common::PASSWORD);
+        assert!(c.cmd("SELECT INBOX").ok());
+
+        // No new connections to it, and the ones it has are cut.
+        let db = url
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .split('?')
+            .next()
+            .unwrap()
+            .to_owned();
+        pg::postgres()
+            .admin_sql(&format!(
+                "ALTER DATABASE {db} ALLOW_CONNECTIONS false;
+                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}';"
+            ))
+            .unwrap();
+        // Mail still flows through the proxy.
+        let r = c.cmd("UID FETCH 1 (BODY.PEEK[])");
+        assert!(r.ok(), "{}", r.tagged);
+        let m2 = message(&format!("{}@gone.example", unique_user("g")), "During", "");
+        assert!(c.append("INBOX", &m2).ok());
+        let mut fresh = crate::common::RawImap::login(a.imap, &erin, crate::common::PASSWORD);
+        assert!(fresh.cmd("SELECT INBOX").ok());
+        assert!(fresh.cmd("UID FETCH 2 (BODY.PEEK[])").ok());
+        // Tracking says why it cannot, and the proxy's log names the database.
+        let r = c.cmd("UID STORE 1 +FLAGS ($CRM_Track)");
+        let said = format!("{} {}", r.tagged, a.stderr());
+        assert!(said.contains("PostgreSQL CRM"), "{said}");
+        let o = run(&a.data_dir, &url, &["search", "x"]);
+        assert_eq!(o.status.code(), Some(3));
+        pg::postgres()
+            .admin_sql(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"))
+            .unwrap();
+        // Back: tracking works again.
+        wait_for("tracking after the database came back", || {
+            let r = c.cmd("UID STORE 2 +FLAGS ($CRM_Track)");
+            r.ok().then_some(())
+        });
+        wait_keyword(&mut direct, "INBOX", 2, "$CRM_Tracked", true);
+    }
+}
+
+mod e2e_race {
+    use super::*;
+    use crate::common::{dovecot, unique_user, Proxy, ProxyOptions, RawImap, PASSWORD};
+    use crate::tracking_support::{add_user, crm, message, wait_keyword};
+
+    fn proxy_on(url: &str) -> Proxy {
+        Proxy::start_with(
+            dovecot(),
+            ProxyOptions {
+                config_toml: Some(format!(
+                    "[tracking]\nload_demo_on_first_run = false\n[store]\nurl = \"{url}\"\n"
+                )),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Email activities with this Message-ID, read straight from the database.
+    fn activities(url: &str, message_id: &str) -> usize {
+        open(url)
+            .activities_by_message_id(&MessageId::parse(message_id).unwrap())
+            .unwrap()
+            .len()
+    }
+
+    /// alice (through one proxy) and bob (through another) both hold the same
+    /// message and ask to track it at the same moment: one activity, two
+    /// tracking records.
+    #[test]
+    fn both_proxies_tracking_one_message_at_once_make_one_activity() {
+        let url = pg::fresh_db();
+        let (a, b) = (proxy_on(&url), proxy_on(&url));
+        let alice = format!("{}@crm-test.example", unique_user("ra"));
+        let bob = format!("{}@crm-test.example", unique_user("rb"));
+        add_user(&a.data_dir, &alice, true);
+        add_user(&a.data_dir, &bob, true);
+        for round in 0..3 {
+            let id = format!("{}@race.example", unique_user("race"));
+            let m = message(&id, &format!("Race {round}"), "");
+            let barrier = Arc::new(Barrier::new(2));
+            let threads: Vec<_> = [(alice.clone(), a.imap), (bob.clone(), b.imap)]
+                .into_iter()
+                .map(|(user, addr)| {
+                    let (m, barrier) = (m.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        let mut direct = RawImap::login(dovecot().imap_addr(), &user, PASSWORD);
+                        assert!(direct.append("INBOX", &m).ok());
+                        let uid = round + 1;
+                        let mut c = RawImap::login(addr, &user, PASSWORD);
+                        assert!(c.cmd("SELECT INBOX").ok());
+                        barrier.wait();
+                        let r = c.cmd(&format!("UID STORE {uid} +FLAGS ($CRM_Track)"));
+                        assert!(r.ok(), "{}", r.tagged);
+                        wait_keyword(&mut direct, "INBOX", uid, "$CRM_Tracked", true);
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(activities(&url, &id), 1, "round {round}");
+            let tracked = open(&url)
+                .tracking_of_message(&MessageId::parse(&id).unwrap())
+                .unwrap();
+            assert_eq!(tracked.len(), 2, "round {round}");
+            assert_eq!(tracked[0].activity, tracked[1].activity);
+        }
+        let _ = crm;
+    }
+
+    /// `kill -9` of a proxy while it tracks: every message it marked tracked on
+    /// the server (its acknowledgement) has its activity in the database.
+    #[test]
+    fn kill_9_while_tracking_loses_nothing_acknowledged() {
+        let url = pg::fresh_db();
+        let mut a = proxy_on(&url);
+        let user = format!("{}@crm-test.example", unique_user("k9"));
+        add_user(&a.data_dir, &user, true);
+        let mut direct = RawImap::login(dovecot().imap_addr(), &user, PASSWORD);
+        let n = 40;
+        let ids: Vec<String> = (0..n)
+            .map(|i| format!("{}-{i}@kill.example", unique_user("k")))
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            assert!(direct
+                .append("INBOX", &message(id, &format!("Kill {i}"), ""))
+                .ok());
+        }
+        let mut c = RawImap::login(a.imap, &user, PASSWORD);
+        assert!(c.cmd("SELECT INBOX").ok());
+        let r = c.cmd(&format!("UID STORE 1:{n} +FLAGS ($CRM_Track)"));
+        assert!(r.ok(), "{}", r.tagged);
+        // Let part of it happen, then kill the proxy without warning.
+        wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
+        // SAFETY: signalling the child process this test started.
+        unsafe {
+            libc::kill(a.pid() as libc::pid_t, libc::SIGKILL);
+        }
+        let _ = a.wait_exit(std::time::Duration::from_secs(5));
+        let mut acknowledged = 0;
+        for (i, id) in ids.iter().enumerate() {
+            let flags = crate::tracking_support::flags(&mut direct, "INBOX", i as u32 + 1);
+            if flags.split(' ').any(|k| k == "$CRM_Tracked") {
+                acknowledged += 1;
+                assert_eq!(
+                    activities(&url, id),
+                    1,
+                    "{id} was marked tracked but is lost"
+                );
+            }
+        }
+        assert!(acknowledged >= 1);
+    }
 }

@@ -115,12 +115,26 @@ impl Engine {
     ) -> Result<Tracked, TrackError> {
         let actor = self.refresh(actor)?;
         let settings = self.store.settings()?;
-        let p = self.prepare(&actor, raw, req, completing, &settings, None)?;
-        // The raw bytes first, flushed, so no row ever points to a missing blob.
-        for b in &p.blobs {
-            self.store.put_blob(b)?;
-        }
-        let (stored, mut records) = self.store.put_tracked(p.writes, vec![p.record])?;
+        let mut attempt = 0;
+        let (p, stored, mut records) = loop {
+            attempt += 1;
+            let p = self.prepare(&actor, raw, req, completing, &settings, None)?;
+            // The raw bytes first, flushed, so no row ever points to a missing blob.
+            for b in &p.blobs {
+                self.store.put_blob(b)?;
+            }
+            match self
+                .store
+                .put_tracked(p.writes.clone(), vec![p.record.clone()])
+            {
+                Ok((stored, records)) => break (p, stored, records),
+                // Another process (a proxy on the same team store) wrote this
+                // message's activity since `prepare` looked: prepare again, which
+                // now links that one.
+                Err(crate::store::StoreError::Duplicate(_)) if attempt < 3 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
         let record = records.pop().expect("one tracking record written");
         let latest = |a: Activity| {
             stored
