@@ -6,6 +6,7 @@
 //! processes; and end to end, two `serve` processes on one PostgreSQL and the
 //! private Dovecot (see `e2e` below).
 
+mod browser_support;
 mod common;
 mod store_support;
 mod tracking_support;
@@ -589,15 +590,23 @@ mod e2e {
     /// alice's proxy tracks a message by keyword; bob's pane (alice's delegate),
     /// on another proxy, hears that carol's record changed and its page shows the
     /// activity.
-    #[test]
-    fn a_message_alices_proxy_tracks_shows_on_bobs_pane() {
+    /// Two proxies on one team CRM: alice's (no pane) and bob's (pane on), bob
+    /// alice's delegate (her mail is private: regarding nothing), contact carol.
+    struct Team {
+        a: Proxy,
+        b: Proxy,
+        alice: String,
+        bob: String,
+        carol: String,
+    }
+
+    fn team() -> Team {
         let url = pg::fresh_db();
         let a = proxy_on(&url, false);
         let b = proxy_on(&url, true);
         let (alice, bob) = (login("alice"), login("bob"));
         add_user(&a.data_dir, &alice, true);
         add_user(&b.data_dir, &bob, true);
-        // alice's email is private (regarding nothing): her delegate may read it.
         crm(&b.data_dir, &["user", "delegate", &alice, &bob]);
         let csv = a.data_dir.join("carol.csv");
         std::fs::write(
@@ -611,50 +620,100 @@ mod e2e {
         );
         let hits = json(&crm(&b.data_dir, &["search", "carol", "--json"]));
         let carol = hits[0]["id"].as_str().unwrap().to_owned();
+        Team {
+            a,
+            b,
+            alice,
+            bob,
+            carol,
+        }
+    }
 
-        sign_in(&b, &bob);
+    impl Team {
+        /// A message from carol, tracked by keyword through alice's proxy.
+        fn alice_tracks(&self, subject: &str) {
+            let m = message(
+                &format!("{}@fabrikam.example", unique_user("team")),
+                subject,
+                "",
+            );
+            let m = String::from_utf8(m).unwrap().replacen(
+                "From: ",
+                "From: Carol Fabre <carol@fabrikam.example>\r\nX-Old-From: ",
+                1,
+            );
+            let mut direct = RawImapOf::direct(&self.alice);
+            assert!(direct.append("INBOX", m.as_bytes()).ok());
+            let mut c =
+                crate::common::RawImap::login(self.a.imap, &self.alice, crate::common::PASSWORD);
+            assert!(c.cmd("SELECT INBOX").ok());
+            assert!(c.cmd("UID STORE 1 +FLAGS ($CRM_Track)").ok());
+            wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
+        }
+    }
+
+    /// alice's proxy tracks a message by keyword; bob's pane (alice's delegate),
+    /// on another proxy, hears that carol's record changed and its page shows the
+    /// activity.
+    #[test]
+    fn a_message_alices_proxy_tracks_shows_on_bobs_pane() {
+        let t = team();
+        let b = &t.b;
+        sign_in(b, &t.bob);
         let page = |id: &str| {
-            let o = curl(&b)
-                .arg(format!("{}/record/{id}", pane_base(&b)))
+            let o = curl(b)
+                .arg(format!("{}/record/{id}", pane_base(b)))
                 .output()
                 .unwrap();
             String::from_utf8_lossy(&o.stdout).into_owned()
         };
-        let before = page(&carol);
+        let before = page(&t.carol);
         assert!(before.contains("Carol Fabré"), "{before}");
         assert!(!before.contains("Team quote"), "{before}");
-        let (mut sse, lines) = events(&b);
-
-        let m = message(
-            &format!("{}@fabrikam.example", unique_user("team")),
-            "Team quote",
-            "",
-        );
-        let m = String::from_utf8(m).unwrap().replacen(
-            "From: ",
-            "From: Carol Fabre <carol@fabrikam.example>\r\nX-Old-From: ",
-            1,
-        );
-        let mut direct = RawImapOf::direct(&alice);
-        assert!(direct.append("INBOX", m.as_bytes()).ok());
-        let mut c = crate::common::RawImap::login(a.imap, &alice, crate::common::PASSWORD);
-        assert!(c.cmd("SELECT INBOX").ok());
-        assert!(c.cmd("UID STORE 1 +FLAGS ($CRM_Track)").ok());
-        wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
+        let (mut sse, lines) = events(b);
+        t.alice_tracks("Team quote");
 
         // bob's pane hears it live, from the other process.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         let mut heard = false;
         while std::time::Instant::now() < deadline && !heard {
             if let Ok(l) = lines.recv_timeout(std::time::Duration::from_millis(200)) {
-                heard = l.starts_with("data:") && l.contains("crm-changed") && l.contains(&carol);
+                heard = l.starts_with("data:") && l.contains("crm-changed") && l.contains(&t.carol);
             }
         }
         let _ = sse.kill();
         let _ = sse.wait();
         assert!(heard, "bob's pane never heard of carol's new activity");
-        let after = page(&carol);
+        let after = page(&t.carol);
         assert!(after.contains("Team quote"), "{after}");
+    }
+
+    /// The same in Chromium: bob's open record page reloads by itself when
+    /// alice's proxy files an activity on it.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn bobs_record_page_in_chromium_shows_alices_activity_by_itself() {
+        use crate::browser_support::{spki_pin, Driver};
+        let t = tokio::task::spawn_blocking(team).await.unwrap();
+        let link = crm(&t.b.data_dir, &["pane-url", "--user", &t.bob]);
+        let pin = spki_pin(&t.b.data_dir.join("certs").join("localhost.pem"));
+        let driver = Driver::start(&pin).await;
+        driver.goto(link.trim()).await;
+        driver
+            .goto(&format!("{}/record/{}", pane_base(&t.b), t.carol))
+            .await;
+        driver.wait_for_text("main", "No activity yet").await;
+        // Let the page's live connection open before the change.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let t = tokio::task::spawn_blocking(move || {
+            t.alice_tracks("Chromium quote");
+            t
+        })
+        .await
+        .unwrap();
+        let text = driver.wait_for_text("main", "Chromium quote").await;
+        assert!(text.contains("Carol Fabré"), "{text}");
+        driver.quit().await;
+        drop(t);
     }
 
     /// A direct session to the private Dovecot.
