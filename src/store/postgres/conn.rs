@@ -183,10 +183,15 @@ impl Pool {
     }
 
     pub fn connect(&self) -> Result<Client, PgError> {
-        Ok(match &self.tls {
+        let mut c = match &self.tls {
             Some(tls) => self.cfg.connect(tls.clone())?,
             None => self.cfg.connect(NoTls)?,
-        })
+        };
+        // Every query here is a short lookup or write: JIT compiling one (a search
+        // over common words crosses the default cost threshold) costs far more
+        // than it saves.
+        c.batch_execute("SET jit = off")?;
+        Ok(c)
     }
 
     /// Does this pool speak TLS when the server offers it?

@@ -111,8 +111,22 @@ fn add_refs<C: GenericClient>(
 }
 
 fn check_links<C: GenericClient>(db: &mut Db<'_, C>, what: &str, links: &[RecordRef]) -> R<()> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    // One round trip for all of them: every id that exists, with its kind.
+    let ids: Vec<Uuid> = links.iter().map(|l| l.id).collect();
+    let found: Vec<(Uuid, i16)> = db
+        .query(
+            "SELECT id, kind FROM records WHERE id = ANY($1)
+             UNION ALL SELECT id, kind FROM activities WHERE id = ANY($1)",
+            &[&ids],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
     for l in links {
-        if !exists(db, *l)? {
+        if !found.contains(&(l.id, code(l.kind))) {
             return abort(StoreError::MissingLink {
                 what: what.to_string(),
                 kind: l.kind,
@@ -302,14 +316,30 @@ fn unindex_activity<C: GenericClient>(db: &mut Db<'_, C>, id: Uuid) -> R<()> {
 
 fn index_activity<C: GenericClient>(db: &mut Db<'_, C>, a: &Activity) -> R<()> {
     let id = a.id.uuid();
-    postings(db, &Document::of_activity(a), a.kind(), id)?;
+    let doc = Document::of_activity(a);
+    let tokens: Vec<&str> = doc.0.keys().map(String::as_str).collect();
+    let weights: Vec<i16> = doc.0.values().map(|w| i16::from(*w)).collect();
     let records: Vec<Uuid> = a.timeline_records().iter().map(|r| r.id).collect();
-    db.exec(
-        "INSERT INTO timeline (record, at_ms, activity) SELECT r, $2, $3 FROM unnest($1::uuid[]) AS r ON CONFLICT DO NOTHING",
-        &[&records, &ms(a.when()), &id],
-    )?;
     let targets: Vec<Uuid> = activity_links(a).iter().map(|l| l.id).collect();
-    add_refs(db, &targets, code(a.kind()), id, "")
+    // Postings, timeline and links in one round trip (tracking writes many).
+    db.exec(
+        "WITH p AS (INSERT INTO postings (token, id, kind, weight)
+                    SELECT t, $1, $2, w FROM unnest($3::text[], $4::smallint[]) AS u(t, w)),
+              tl AS (INSERT INTO timeline (record, at_ms, activity)
+                    SELECT r, $5, $1 FROM unnest($6::uuid[]) AS r ON CONFLICT DO NOTHING)
+         INSERT INTO refs (target, source_kind, source, owner_msg)
+         SELECT t, $2, $1, '' FROM unnest($7::uuid[]) AS t",
+        &[
+            &id,
+            &code(a.kind()),
+            &tokens,
+            &weights,
+            &ms(a.when()),
+            &records,
+            &targets,
+        ],
+    )?;
+    Ok(())
 }
 
 /// The digest column: an email's content digest ('' when kept without its

@@ -140,6 +140,11 @@ CREATE TRIGGER timeline_notify AFTER INSERT OR DELETE ON timeline
 CREATE TRIGGER tracking_notify AFTER INSERT OR UPDATE OR DELETE ON tracking
     FOR EACH ROW EXECUTE FUNCTION crm_notify();
 "#,
+    // v3: a search reads postings by token range; with the kind and weight in
+    // the index it need not visit the table for each (index-only scans).
+    r#"
+CREATE INDEX postings_cover ON postings (token) INCLUDE (id, kind, weight);
+"#,
 ];
 
 /// The schema version this binary writes.
