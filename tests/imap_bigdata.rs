@@ -1,8 +1,10 @@
 //! A 50 MB message through crmproxy: appended (synchronising literal and LITERAL+) and
 //! fetched back byte-exact, and a slow reader of a big FETCH; the proxy's memory stays
-//! bounded (checked with /proc/<pid>/status, which is memory, not time).
+//! bounded (checked with /proc/<pid>/status, which is memory, not time). Tracking a
+//! 30 MB message gives its memory back afterwards.
 
 mod common;
+mod tracking_support;
 
 use common::{dovecot, unique_user, Proxy, RawImap, PASSWORD};
 use std::io::Read;
@@ -174,4 +176,35 @@ Content-Transfer-Encoding: binary\r\n\r\n"
         answers[0] == answers[1],
         "BINARY FETCH differs through the proxy"
     );
+}
+
+/// What tracking a 30 MB message may leave behind in the proxy once it is done.
+const MAX_KEPT_AFTER_TRACKING_KIB: u64 = 16 * 1024;
+
+#[test]
+fn tracking_a_30_mb_message_gives_its_memory_back() {
+    use tracking_support::{message, wait_for, wait_keyword, Env};
+    let env = Env::start("");
+    let (user, _) = env.user("big-track", true);
+    let mut m = message("big-track@customer.example", "Thirty megabytes", "");
+    let line = b"A line of the body of a long message, to make it thirty megabytes.\r\n";
+    while m.len() < 30 * 1024 * 1024 {
+        m.extend_from_slice(line);
+    }
+    let mut direct = env.direct(&user);
+    assert!(direct.append("INBOX", &m).ok());
+    let mut c = env.through_proxy(&user);
+    assert!(c.cmd("SELECT INBOX").ok());
+    let (rss_before, _) = env.proxy.rss_kib();
+    let r = c.cmd("UID STORE 1 +FLAGS ($CRM_Track)");
+    assert!(r.ok(), "{}", r.tagged);
+    wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
+    let (_, hwm) = env.proxy.rss_kib();
+    // The tracking worker held the message while it worked: afterwards the memory
+    // goes back (the allocator returns freed pages within moments).
+    let settled = wait_for("the proxy's memory to come back down", || {
+        let (rss, _) = env.proxy.rss_kib();
+        (rss < rss_before + MAX_KEPT_AFTER_TRACKING_KIB).then_some(rss)
+    });
+    eprintln!("RSS before {rss_before} KiB, peak {hwm} KiB, after {settled} KiB");
 }

@@ -169,7 +169,16 @@ pub fn run(args: ServeArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let closing = store.clone();
     rt.block_on(async move {
+        // Load the search index now (from its snapshot, or rebuilt), not at the
+        // first search or write.
+        let warming = store.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = warming.warm_up() {
+                tracing::warn!(error = %e, "cannot load the search index");
+            }
+        });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -255,6 +264,10 @@ pub fn run(args: ServeArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     })?;
     // Workers blocked in the store finish their write before the store closes.
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    // Save the search index, so the next start need not rebuild it.
+    if let Err(e) = closing.close() {
+        tracing::warn!(error = %e, "the search index will be rebuilt at the next start");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

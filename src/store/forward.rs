@@ -53,6 +53,9 @@ macro_rules! forward_crm_store {
         fn warm_up(&self) -> $crate::store::forward::Result<()> {
             self.around(|| self.$inner.warm_up())
         }
+        fn close(&self) -> $crate::store::forward::Result<()> {
+            self.around(|| self.$inner.close())
+        }
         fn record(
             &self,
             id: $crate::store::forward::Uuid,

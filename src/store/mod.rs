@@ -92,6 +92,12 @@ pub trait CrmStore: Send + Sync {
     fn warm_up(&self) -> Result<()> {
         Ok(())
     }
+    /// Save what the store keeps in memory (sled: the search index) so that the
+    /// next start is quick. `serve` and the CLI call it when they are done; a
+    /// store that is never closed only starts slower next time.
+    fn close(&self) -> Result<()> {
+        Ok(())
+    }
 
     // --- records ---------------------------------------------------------------
     /// A record by id.

@@ -6,7 +6,7 @@
 //! - `records`   id → JSON record;  `activities` id → JSON activity
 //! - `emails`    address key 0 id → kind code      (address → records)
 //! - `logins`    address key → user id              (unique among users)
-//! - `text`      token 0 id → [kind code, weight]  (full-text postings)
+//! - `text`      unused since v5 (full-text postings moved to `search_index`)
 //! - `timeline`  record id, !time (8), activity id → ()   (newest first)
 //! - `msgids`    Message-ID 0 `d:`content digest → email activity id (one activity
 //!   per message; the empty digest for an email kept without its original), or
@@ -147,9 +147,6 @@ fn cat(parts: &[&[u8]]) -> Vec<u8> {
 pub(crate) fn email_key(addr_key: &str, id: Uuid) -> Vec<u8> {
     cat(&[addr_key.as_bytes(), &[0], id.as_bytes()])
 }
-pub(crate) fn text_key(token: &str, id: Uuid) -> Vec<u8> {
-    cat(&[token.as_bytes(), &[0], id.as_bytes()])
-}
 pub(crate) fn tracking_key(owner: Uuid, msgid: &str) -> Vec<u8> {
     cat(&[owner.as_bytes(), msgid.as_bytes()])
 }
@@ -280,12 +277,6 @@ impl<'a> Tx<'a> {
                 weight: *w,
                 add,
             });
-            let k = text_key(token, id);
-            if add {
-                self.t(TEXT).insert(k, &[kind.code(), *w])?;
-            } else {
-                self.t(TEXT).remove(k)?;
-            }
         }
         Ok(())
     }

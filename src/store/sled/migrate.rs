@@ -5,10 +5,13 @@
 //! - v2: `emails` lists; every derived index present.
 //! - v3: new derived indexes `threads`, `tokens`, `appt_uids`, `locations`
 //!   (tracking engine lookups); rows unchanged, so v2 → v3 rebuilds the indexes.
-//! - v4 (current): one email activity per *message*, not per Message-ID: email
+//! - v4: one email activity per *message*, not per Message-ID: email
 //!   rows get `content_digest` (computed from their original, when kept) and
 //!   `msgids` is keyed by Message-ID and digest; v3 → v4 fills the digests, then
 //!   rebuilds the indexes.
+//! - v5 (current): the full-text postings leave sled (see `search_index`: they are
+//!   rebuilt from the rows in memory and saved as a snapshot file); v4 → v5 empties
+//!   the `text` tree.
 //!
 //! A migration is restartable: rows are converted in place (idempotently), every
 //! derived index is rebuilt from the rows, and only then is the new version
@@ -22,7 +25,7 @@ use super::Result;
 use super::SledStore;
 use crate::store::error::StoreError;
 
-pub const CURRENT_VERSION: u32 = 4;
+pub const CURRENT_VERSION: u32 = 5;
 const VERSION_KEY: &[u8] = b"schema_version";
 /// Trees that hold nothing but what can be rebuilt from the rows.
 const DERIVED: [usize; 18] = [
@@ -94,6 +97,15 @@ pub(crate) fn bring_up_to_date(store: &SledStore) -> Result<()> {
             "computing the content digests of emails"
         );
         v3_to_v4_rows(store)?;
+    }
+    if found == 4 {
+        tracing::info!(
+            from = 4,
+            to = 5,
+            "moving the search index out of the database"
+        );
+        store.tree(ix::TEXT).clear()?;
+        return set_version(store, CURRENT_VERSION);
     }
     if found < CURRENT_VERSION {
         // v2 → v3 adds derived indexes only; rebuilding covers every step.
@@ -173,7 +185,7 @@ pub fn rebuild_indexes(store: &SledStore) -> Result<()> {
     for t in DERIVED {
         store.tree(t).clear()?;
     }
-    store.reset_search_index();
+    store.reset_search_index()?;
     let rows = |tree: usize| -> Result<Vec<sled::IVec>> {
         store
             .tree(tree)
