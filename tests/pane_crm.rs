@@ -119,7 +119,13 @@ async fn a_record_shows_its_fields_links_and_activities() {
     let r = c.get(&format!("/record/{NANCY}")).await;
     assert_eq!(r.status, 200);
     let t = r.text();
-    assert!(t.contains("<h1>Nancy Davolio</h1>"), "{t}");
+    // The page reloads when the record changes (data-live-record, pane.js).
+    assert!(
+        t.contains(&format!(
+            "<h1 data-live-record=\"{NANCY}\">Nancy Davolio</h1>"
+        )),
+        "{t}"
+    );
     assert!(t.contains("nancy.davolio@contoso.example"));
     // Her account is a link.
     if let Some(Record::Contact(n)) = pane.store.record(Uuid::parse_str(NANCY).unwrap()).unwrap() {
