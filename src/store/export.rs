@@ -117,6 +117,24 @@ impl ExportBundle {
     }
 
     /// Put everything in the canonical order.
+    /// Put in every file its records and activities point to, read from
+    /// `store`, and sort: what an export holds besides the rows.
+    pub fn fill_blobs(&mut self, store: &dyn super::CrmStore) -> Result<()> {
+        let refs: Vec<_> = self
+            .records
+            .iter()
+            .flat_map(|r| r.blobs())
+            .chain(self.activities.iter().flat_map(|a| a.blobs()))
+            .cloned()
+            .collect();
+        for r in refs {
+            let data = store.blob(&r)?;
+            self.blobs.insert(r.sha256.clone(), Bytes(data));
+        }
+        self.sort();
+        Ok(())
+    }
+
     pub fn sort(&mut self) {
         self.records.sort_by_key(|r| (r.kind(), r.id()));
         self.activities.sort_by_key(|a| a.id);

@@ -14,6 +14,7 @@
 //! lists), `store` (the trait).
 
 mod book;
+mod bulk;
 pub mod conn;
 pub mod copy;
 mod db;

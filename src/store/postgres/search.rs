@@ -6,8 +6,10 @@
 
 use uuid::Uuid;
 
+use super::db::{decode, Db};
 use super::rows::{code, kind_of, R};
 use super::PgStore;
+use crate::store::Record;
 use crate::store::{text, Result, SearchHit, SearchQuery};
 
 /// The highest code point: `word || MAX` bounds every token that starts with `word`.
@@ -46,7 +48,7 @@ pub fn search(store: &PgStore, query: &SearchQuery) -> Result<Vec<SearchHit>> {
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect();
         let ids: Vec<Uuid> = found.iter().map(|f| f.0).collect();
-        let titles = super::store::titles(db, &ids)?;
+        let titles = titles(db, &ids)?;
         found
             .into_iter()
             .map(|(id, kind, score)| {
@@ -70,4 +72,23 @@ pub fn search(store: &PgStore, query: &SearchQuery) -> Result<Vec<SearchHit>> {
             .then_with(|| text::fold(&a.title).cmp(&text::fold(&b.title)))
     });
     Ok(hits)
+}
+
+/// Titles of hits, for search results.
+fn titles(db: &mut Db<'_, postgres::Client>, ids: &[Uuid]) -> R<Vec<(Uuid, String)>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for row in db.query("SELECT id, doc FROM records WHERE id = ANY($1)", &[&ids])? {
+        let r: Record = decode("record", &row, 1)?;
+        out.push((row.get(0), r.title()));
+    }
+    for row in db.query(
+        "SELECT id, doc->>'subject' FROM activities WHERE id = ANY($1)",
+        &[&ids],
+    )? {
+        out.push((
+            row.get(0),
+            row.get::<_, Option<String>>(1).unwrap_or_default(),
+        ));
+    }
+    Ok(out)
 }

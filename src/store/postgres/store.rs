@@ -1,30 +1,28 @@
 //! `CrmStore` for [`PgStore`]: validation first (the same functions sled uses),
 //! then one transaction per change through `rows` and `book`, and reads that
-//! answer from indexes (e-mail keys, postings, timeline, Message-ID).
+//! answer from indexes (e-mail keys, postings, timeline, Message-ID). The bulk
+//! methods are in `bulk`.
 
 use chrono::Utc;
 use uuid::Uuid;
 
 use super::book;
 use super::db::{decode, Db};
-use super::rows::{self, code, kind_of, Outcome, R};
-use super::{PgError, PgStore};
+use super::rows::{self, code, kind_of, R};
+use super::PgStore;
 use crate::store::activity::{
     thread_conversation, Activity, ActivityId, HeaderFacts, MessageLocation, TrackingRecord,
 };
 use crate::store::address::{EmailAddress, MessageId};
 use crate::store::address_book::{AddressBookEntry, BookCounts, BookView, EntryId};
 use crate::store::blobs::{BlobError, BlobRef};
-use crate::store::export::{Bytes, ExportBundle};
+use crate::store::export::ExportBundle;
 use crate::store::model::{Kind, Privilege, Record, RecordRef, SystemUser, UserId};
 use crate::store::paging::{Page, PageRequest};
 use crate::store::settings::OrgSettings;
 use crate::store::user_lists::{ListEntry, Snoozed, UserList};
 use crate::store::StoreError;
 use crate::store::{validate, CrmStore, ImportSummary, Result, SearchHit, SearchQuery};
-
-/// Records per transaction in a bulk write.
-const BULK_CHUNK: usize = 2_000;
 
 fn user_of(r: Option<Record>, id: UserId) -> R<SystemUser> {
     match r {
@@ -591,144 +589,18 @@ impl CrmStore for PgStore {
     }
 
     fn export(&self) -> Result<ExportBundle> {
-        let mut b = self.read(|db| {
-            Ok(ExportBundle {
-                records: db.docs("record", "SELECT doc FROM records ORDER BY id", &[])?,
-                activities: db.docs("activity", "SELECT doc FROM activities ORDER BY id", &[])?,
-                tracking: db.docs("tracking", "SELECT doc FROM tracking", &[])?,
-                address_books: db.docs("address-book entry", "SELECT doc FROM book", &[])?,
-                ..ExportBundle::default()
-            })
-        })?;
-        b.settings = self.settings()?;
-        let refs: Vec<BlobRef> = b
-            .records
-            .iter()
-            .flat_map(|r| r.blobs())
-            .chain(b.activities.iter().flat_map(|a| a.blobs()))
-            .cloned()
-            .collect();
-        for r in refs {
-            let data = self.blob(&r)?;
-            b.blobs.insert(r.sha256.clone(), Bytes(data));
-        }
-        b.sort();
-        Ok(b)
+        self.export_all()
     }
 
     fn import_bundle(&self, bundle: &ExportBundle) -> Result<ImportSummary> {
-        let records = validate::bundle(bundle)?;
-        for (sha, data) in &bundle.blobs {
-            if &self.put_blob(data)?.sha256 != sha {
-                return Err(StoreError::invalid(
-                    "export file",
-                    format!("file {sha} does not match its content"),
-                ));
-            }
-        }
-        let needed: Vec<String> = records
-            .iter()
-            .flat_map(|r| r.blobs())
-            .chain(bundle.activities.iter().flat_map(|a| a.blobs()))
-            .map(|b| b.sha256.clone())
-            .collect();
-        let settings = bundle.settings.clone();
-        self.write(|db| {
-            let present: i64 = db
-                .one(
-                    "SELECT count(DISTINCT sha256) FROM blobs WHERE sha256 = ANY($1)",
-                    &[&needed],
-                )?
-                .get(0);
-            let mut distinct = needed.clone();
-            distinct.sort();
-            distinct.dedup();
-            if present as usize != distinct.len() {
-                for sha in &distinct {
-                    if db
-                        .opt("SELECT 1 FROM blobs WHERE sha256 = $1", &[sha])?
-                        .is_none()
-                    {
-                        return rows::abort(StoreError::invalid(
-                            "export file",
-                            format!("file {sha} is referred to but not included"),
-                        ));
-                    }
-                }
-            }
-            let mut s = ImportSummary::default();
-            let mut count = |o: Outcome| match o {
-                Outcome::Created => s.created += 1,
-                Outcome::Updated => s.updated += 1,
-                Outcome::Unchanged => s.unchanged += 1,
-            };
-            for r in &records {
-                count(rows::write_record(db, r, true, false)?.1);
-            }
-            for a in &bundle.activities {
-                count(rows::write_activity(db, a, true, false)?.1);
-            }
-            for e in &bundle.address_books {
-                count(book::import_entry(db, e)?);
-            }
-            for t in &bundle.tracking {
-                count(rows::write_tracking(db, t, false)?);
-            }
-            for r in &records {
-                rows::check_record_links(db, r)?;
-            }
-            for a in &bundle.activities {
-                rows::check_activity_links(db, a)?;
-            }
-            for t in &bundle.tracking {
-                rows::check_tracking(db, t)?;
-            }
-            for e in &bundle.address_books {
-                book::check_entry(db, e)?;
-            }
-            rows::put_meta(db, "settings", &settings)?;
-            Ok(s)
-        })
+        self.import_all(bundle)
     }
 
     fn put_records_bulk(
         &self,
-        mut records: Vec<Record>,
+        records: Vec<Record>,
         progress: &mut dyn FnMut(usize),
     ) -> Result<()> {
-        for r in &mut records {
-            validate::record(r)?;
-        }
-        let mut done = 0;
-        for chunk in records.chunks(BULK_CHUNK) {
-            self.write(|db| {
-                for r in chunk {
-                    rows::write_record(db, r, true, true)?;
-                }
-                Ok::<_, PgError>(())
-            })?;
-            done += chunk.len();
-            progress(done);
-        }
-        Ok(())
+        self.put_records_chunked(records, progress)
     }
-}
-
-/// Titles of hits, for search results.
-pub(super) fn titles(db: &mut Db<'_, postgres::Client>, ids: &[Uuid]) -> R<Vec<(Uuid, String)>> {
-    let mut out = Vec::with_capacity(ids.len());
-    for row in db.query("SELECT id, doc FROM records WHERE id = ANY($1)", &[&ids])? {
-        let r: Record = decode("record", &row, 1)?;
-        out.push((row.get(0), r.title()));
-    }
-    for row in db.query(
-        "SELECT id, doc->>'subject' FROM activities WHERE id = ANY($1)",
-        &[&ids],
-    )? {
-        out.push((
-            row.get(0),
-            row.get::<_, Option<String>>(1).unwrap_or_default(),
-        ));
-    }
-    Ok(out)
 }
