@@ -498,3 +498,308 @@ fn credentials_of_every_mechanism_are_redacted() {
         assert!(all.contains(want), "{want} missing:\n{all}");
     }
 }
+
+/// A multipart message: text, and an attachment whose content must not be recorded.
+fn multipart(n: usize) -> Vec<u8> {
+    format!(
+        "From: Alice Example <alice@example.com>\r\nTo: bob@example.org\r\n\
+Subject: Contract draft {n}\r\nMessage-ID: <mp-{n}@example.com>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b-{n}-xyz\"\r\n\r\nThis is a MIME message.\r\n\
+--b-{n}-xyz\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nConfidential terms number {n}: \
+the price is 4711 euros.\r\n--b-{n}-xyz\r\nContent-Type: application/pdf; name=\"terms.pdf\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nU2VjcmV0UGRmQ29udGVudHM=\r\n--b-{n}-xyz--\r\n"
+    )
+    .into_bytes()
+}
+
+/// The untagged part of each response to `commands`, per command.
+fn session(addr: SocketAddr, user: &str, commands: &[&str]) -> Vec<Vec<u8>> {
+    let mut c = RawImap::login(addr, user, PASSWORD);
+    let out = commands
+        .iter()
+        .map(|cmd| {
+            let r = c.cmd(cmd);
+            assert!(r.ok(), "{cmd}: {}", r.tagged);
+            r.bytes
+        })
+        .collect();
+    c.cmd("LOGOUT");
+    out
+}
+
+#[test]
+fn redacted_bodies_keep_sizes_structure_and_partials() {
+    let dv = dovecot_with("# record_replay: redact bodies\n");
+    let user = unique_user("rr-red");
+    let msgs = vec![multipart(1), sample_message(2, 6), multipart(3)];
+    fill(dv, &user, &msgs);
+    let rec = tempdir("rr-rec-");
+    let proxy = recording_proxy(dv, rec.path(), "redact_bodies = true\n");
+    let first = tempdir("rr-out-");
+    let (ok, out, err) = run_python(
+        "sync_mailbox.py",
+        proxy.imap,
+        ClientTls::Plain,
+        None,
+        &user,
+        PASSWORD,
+        &[first.path().to_str().unwrap(), "INBOX"],
+    );
+    assert!(ok, "{out}{err}");
+    let commands = [
+        "EXAMINE INBOX",
+        "UID FETCH 1:* (RFC822.SIZE BODYSTRUCTURE)",
+        "UID FETCH 1 (BODY.PEEK[]<0.200> BODY.PEEK[]<300.100> BODY.PEEK[TEXT] BODY.PEEK[1] BODY.PEEK[2.MIME] BODY.PEEK[HEADER])",
+    ];
+    let live = session(proxy.imap, &user, &commands);
+    drop(proxy);
+    assert_no_secrets(rec.path());
+    let all: String = transcripts(rec.path())
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    for secret in [
+        "Confidential terms",
+        "4711",
+        "U2VjcmV0UGRm",
+        "the figures for the quarter",
+        "MIME message",
+    ] {
+        assert!(!all.contains(secret), "{secret} recorded");
+    }
+    for kept in [
+        "Subject: Contract draft 1",
+        "boundary=\"b-1-xyz\"",
+        "--b-1-xyz",
+        "Content-Type: application/pdf",
+        "redacted: credentials, bodies",
+    ] {
+        assert!(all.contains(kept), "{kept} missing");
+    }
+    stop(dv);
+
+    // Replayed: imaplib's size checks pass, sizes and structure as recorded.
+    let mut replay = Replay::start(&sessions(rec.path()));
+    let proxy = proxy_to(dv, replay.addr, "");
+    let second = tempdir("rr-out-");
+    let (ok, out2, err) = run_python(
+        "sync_mailbox.py",
+        proxy.imap,
+        ClientTls::Plain,
+        None,
+        &user,
+        PASSWORD,
+        &[second.path().to_str().unwrap(), "INBOX"],
+    );
+    assert!(ok, "{out2}{err}\nreplay: {}", replay.stderr());
+    assert_eq!(out2, out);
+    let (a, b) = (tree(first.path()), tree(second.path()));
+    assert_eq!(a.len(), 3);
+    for ((na, ma), (nb, mb)) in a.iter().zip(&b) {
+        assert_eq!((na, ma.len()), (nb, mb.len()), "same files, same sizes");
+        let head = |m: &[u8]| m[..m.windows(4).position(|w| w == b"\r\n\r\n").unwrap()].to_vec();
+        assert_eq!(head(ma), head(mb), "headers kept");
+        assert_eq!(
+            ma.iter().filter(|c| **c == b'\n').count(),
+            mb.iter().filter(|c| **c == b'\n').count()
+        );
+    }
+    let replayed = std::panic::catch_unwind(|| session(proxy.imap, &user, &commands))
+        .unwrap_or_else(|_| panic!("replay: {}", replay.stderr()));
+    assert_eq!(
+        replayed[1], live[1],
+        "sizes and BODYSTRUCTURE as the server said"
+    );
+    assert_eq!(
+        replayed[2].len(),
+        live[2].len(),
+        "partials keep their sizes"
+    );
+    let text = String::from_utf8_lossy(&replayed[2]);
+    assert!(
+        text.contains("Content-Type: application/pdf") && !text.contains("4711"),
+        "{text}"
+    );
+    replay_finishes(&mut replay);
+}
+
+#[test]
+fn fifty_megabytes_recorded_and_replayed_in_bounded_memory() {
+    let dv = dovecot();
+    let user = unique_user("rr-big");
+    let big = big_message(50 * 1024 * 1024);
+    fill(dv, &user, std::slice::from_ref(&big));
+    let rec = tempdir("rr-rec-");
+    let proxy = recording_proxy(dv, rec.path(), "");
+    let mut c = RawImap::login(proxy.imap, &user, PASSWORD);
+    assert!(c.cmd("EXAMINE INBOX").ok());
+    let before = proxy.rss_kib().0;
+    let r = c.cmd("UID FETCH 1 BODY.PEEK[]");
+    assert!(r.ok());
+    assert_eq!(common::imap::first_literal(&r.bytes).unwrap(), big);
+    c.cmd("LOGOUT");
+    drop(c);
+    let (_, proxy_peak) = proxy.rss_kib();
+    drop(proxy);
+    let files = sessions(rec.path());
+    let size = std::fs::metadata(&files[0]).unwrap().len();
+    assert!(
+        size > big.len() as u64,
+        "the whole message is in the transcript"
+    );
+    eprintln!(
+        "proxy RSS before the fetch {before} KiB, peak {proxy_peak} KiB; transcript {size} bytes"
+    );
+    // Holding the message whole (even once) would add 50 MB.
+    assert!(
+        proxy_peak < before + 30 * 1024,
+        "recording holds the message: {before} → {proxy_peak} KiB"
+    );
+
+    let replay = Replay::start(&files);
+    let mut c = RawImap::login(replay.addr, &user, PASSWORD);
+    assert!(c.cmd("EXAMINE INBOX").ok());
+    let r = c.cmd("UID FETCH 1 BODY.PEEK[]");
+    assert!(r.ok(), "{}", r.tagged);
+    assert_eq!(common::imap::first_literal(&r.bytes).unwrap(), big);
+    let peak = replay.peak_rss_kib();
+    eprintln!("replay peak RSS {peak} KiB");
+    assert!(
+        peak < 40 * 1024,
+        "replay holds the message: peak {peak} KiB"
+    );
+}
+
+#[test]
+fn against_a_live_server_reports_the_first_difference() {
+    let dv = dovecot();
+    let (user, other, changed) = (
+        unique_user("rr-ag"),
+        unique_user("rr-ag"),
+        unique_user("rr-ag"),
+    );
+    let msgs = messages(3);
+    fill(dv, &user, &msgs);
+    let rec = tempdir("rr-rec-");
+    let proxy = recording_proxy(dv, rec.path(), "");
+    session(
+        proxy.imap,
+        &user,
+        &[
+            "SELECT INBOX",
+            "UID FETCH 1:* (FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])",
+            "NOOP",
+        ],
+    );
+    drop(proxy);
+    let files = sessions(rec.path());
+    // Another mailbox with the same messages (other UIDVALIDITY and dates): the same.
+    std::thread::sleep(Duration::from_millis(1100));
+    fill(dv, &other, &msgs);
+    let against = |login: &str| {
+        Command::new(crmproxy_bin())
+            .arg("replay")
+            .arg(&files[0])
+            .args(["--against", &dv.imap_addr().to_string(), "--user", login])
+            .env("IMAP_PASSWORD", PASSWORD)
+            .output()
+            .unwrap()
+    };
+    let out = against(&other);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("as recorded"), "{err}");
+    // A mailbox whose second message differs: that FETCH is the first difference.
+    let mut other_msgs = msgs.clone();
+    other_msgs[1] = sample_message(99, 4);
+    fill(dv, &changed, &other_msgs);
+    let out = against(&changed);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("differs") && err.contains("* 2 FETCH"),
+        "{err}"
+    );
+    // Without credentials, a transcript with redacted ones cannot be played.
+    let out = Command::new(crmproxy_bin())
+        .arg("replay")
+        .arg(&files[0])
+        .args(["--against", &dv.imap_addr().to_string()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--user"));
+}
+
+/// How long the sync worker gets for its start-up sweep (ordering, not a timing assertion).
+const SETTLE: Duration = Duration::from_secs(3);
+
+#[test]
+fn tracking_session_replays_with_the_same_result_in_a_fresh_store() {
+    use tracking_support::{add_user, email_titled, message, wait_for};
+    let dv = dovecot_with("# record_replay: tracking\n");
+    let user = format!("{}@crm-test.example", unique_user("rr-track"));
+    let m1 = message("rr-kw@customer.example", "Replayed keyword", "");
+    let m2 = message("rr-fold@customer.example", "Replayed folder", "");
+    fill(dv, &user, &[m1, m2]);
+    let rec = tempdir("rr-rec-");
+    let commands = [
+        "SELECT INBOX",
+        "UID STORE 1 +FLAGS ($CRM_Track)",
+        "UID COPY 2 \"CRM/Track\"",
+    ];
+    let proxy = recording_proxy(dv, rec.path(), "");
+    add_user(&proxy.data_dir, &user, true);
+    let mut c = RawImap::login(proxy.imap, &user, PASSWORD);
+    // The sync worker starts with a sweep on its own connection; tracking
+    // requests after it keep its commands in the same order on replay.
+    std::thread::sleep(SETTLE);
+    for cmd in commands {
+        let r = c.cmd(cmd);
+        assert!(r.ok(), "{cmd}: {}", r.tagged);
+    }
+    for subject in ["Replayed keyword", "Replayed folder"] {
+        wait_for(subject, || {
+            email_titled(&proxy.data_dir, subject).then_some(())
+        });
+    }
+    // Let the worker finish marking the messages before the recording ends.
+    std::thread::sleep(Duration::from_secs(2));
+    c.cmd("LOGOUT");
+    drop(c);
+    drop(proxy);
+    assert_no_secrets(rec.path());
+    stop(dv);
+
+    let files = transcripts(rec.path());
+    assert!(
+        files.len() > 1,
+        "the sync worker's connections are recorded too"
+    );
+    let replay = Replay::start(&files);
+    let proxy = proxy_to(dv, replay.addr, "");
+    assert!(
+        !email_titled(&proxy.data_dir, "Replayed keyword"),
+        "a fresh store"
+    );
+    add_user(&proxy.data_dir, &user, true);
+    let mut c = RawImap::login(proxy.imap, &user, PASSWORD);
+    std::thread::sleep(SETTLE);
+    for cmd in commands {
+        let r = c.cmd(cmd);
+        assert!(r.ok(), "{cmd}: {}\nreplay: {}", r.tagged, replay.stderr());
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for subject in ["Replayed keyword", "Replayed folder"] {
+        while !email_titled(&proxy.data_dir, subject) {
+            assert!(
+                Instant::now() < deadline,
+                "{subject} not tracked on replay\nreplay: {}\nproxy: {}",
+                replay.stderr(),
+                proxy.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert!(!replay.stderr().contains("departed"), "{}", replay.stderr());
+}

@@ -169,6 +169,9 @@ impl Transcript {
             let Inner { tracker, out, .. } = i;
             tracker.server(ms, bytes, out);
         });
+        // Whatever the server said is on disk before the client sees it: a proxy
+        // killed after a response leaves a transcript that has it.
+        self.flush();
     }
 
     /// Push what is buffered to the file.
