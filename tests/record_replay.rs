@@ -803,3 +803,135 @@ fn tracking_session_replays_with_the_same_result_in_a_fresh_store() {
     }
     assert!(!replay.stderr().contains("departed"), "{}", replay.stderr());
 }
+
+// ------------------------------------------------------------------ fixtures
+
+/// The committed transcripts, and how each was made (`regenerate.sh` re-records them).
+const FIXTURES: &[(&str, &str)] = &[
+    ("imaplib.transcript", "Python imaplib (tests/py/sync_mailbox.py) copying INBOX: EXAMINE, FETCH n (UID RFC822.SIZE RFC822) for each of 4 messages"),
+    ("mbsync.transcript", "mbsync (isync) pulling a 5-message INBOX into an empty Maildir (tests/common/clients.rs mbsync config, AuthMechs LOGIN)"),
+    ("curl.transcript", "curl fetching imap://HOST/INBOX;UID=2 from a 2-message INBOX (curl's AUTHENTICATE PLAIN with SASL-IR)"),
+];
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sessions")
+}
+
+fn fixture_messages(n: usize) -> Vec<Vec<u8>> {
+    (1..=n).map(|i| sample_message(100 + i, 2 + i)).collect()
+}
+
+/// Run the client a fixture was made with against `addr`; its result, comparable.
+fn fixture_client(name: &str, addr: SocketAddr, work: &Path) -> Vec<(String, Vec<u8>)> {
+    let user = "fixture";
+    match name {
+        "imaplib.transcript" => {
+            let out = work.join("out");
+            let (ok, o, e) = run_python(
+                "sync_mailbox.py",
+                addr,
+                ClientTls::Plain,
+                None,
+                user,
+                PASSWORD,
+                &[out.to_str().unwrap(), "INBOX"],
+            );
+            assert!(ok, "{o}{e}");
+            tree(&out)
+        }
+        "mbsync.transcript" => {
+            let (ok, log) = mbsync(work, addr, user, PASSWORD, &work.join("Maildir"));
+            assert!(ok, "{log}");
+            maildir_contents(&work.join("Maildir"))
+                .into_iter()
+                .flat_map(|(k, v)| v.into_iter().map(move |m| (k.clone(), as_fetched(&m))))
+                .collect()
+        }
+        "curl.transcript" => {
+            let (ok, body, err) = curl(addr, user, PASSWORD, "/INBOX;UID=2", None);
+            assert!(ok, "{err}");
+            vec![("UID=2".into(), body)]
+        }
+        _ => unreachable!("{name}"),
+    }
+}
+
+/// What each fixture's client must end up with (the messages it was made from).
+fn fixture_expected(name: &str) -> Vec<(String, Vec<u8>)> {
+    match name {
+        "imaplib.transcript" => fixture_messages(4)
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| (format!("INBOX/{}.eml", i + 1), m))
+            .collect(),
+        "mbsync.transcript" => {
+            let mut v: Vec<_> = fixture_messages(5)
+                .into_iter()
+                .map(|m| ("INBOX".to_string(), m))
+                .collect();
+            v.sort();
+            v
+        }
+        "curl.transcript" => vec![("UID=2".into(), fixture_messages(2).remove(1))],
+        _ => unreachable!("{name}"),
+    }
+}
+
+#[test]
+fn fixtures_replay_to_the_clients_that_made_them() {
+    assert_no_secrets(&fixture_dir());
+    let none = no_dovecot();
+    for (name, _) in FIXTURES {
+        let mut replay = Replay::start(&[fixture_dir().join(name)]);
+        let proxy = proxy_to(&none, replay.addr, "");
+        let work = tempdir("rr-fx-");
+        let mut got = fixture_client(name, proxy.imap, work.path());
+        got.sort();
+        assert_eq!(
+            got,
+            fixture_expected(name),
+            "{name}\nreplay: {}",
+            replay.stderr()
+        );
+        replay_finishes(&mut replay);
+    }
+}
+
+/// Not a test: `fixtures/sessions/regenerate.sh` runs it to record the fixtures anew.
+#[test]
+#[ignore = "run by fixtures/sessions/regenerate.sh"]
+fn regenerate_fixtures() {
+    for (name, note) in FIXTURES {
+        let dv = dovecot();
+        let counts = [
+            ("imaplib.transcript", 4),
+            ("mbsync.transcript", 5),
+            ("curl.transcript", 2),
+        ];
+        let n = counts.iter().find(|(f, _)| f == name).unwrap().1;
+        // A fresh mailbox named `fixture` for each (a Dovecot of its own).
+        let dv_own: &'static Dovecot = match *name {
+            "imaplib.transcript" => dovecot_with("# fixture imaplib\n"),
+            "mbsync.transcript" => dovecot_with("# fixture mbsync\n"),
+            _ => dv,
+        };
+        fill(dv_own, "fixture", &fixture_messages(n));
+        let rec = tempdir("rr-fx-rec-");
+        let proxy = recording_proxy(dv_own, rec.path(), "");
+        let work = tempdir("rr-fx-");
+        let mut got = fixture_client(name, proxy.imap, work.path());
+        got.sort();
+        assert_eq!(got, fixture_expected(name));
+        drop(proxy);
+        let files = sessions(rec.path());
+        assert_eq!(files.len(), 1, "{name}: one connection");
+        let text = std::fs::read_to_string(&files[0]).unwrap();
+        let (magic, rest) = text.split_once('\n').unwrap();
+        std::fs::write(
+            fixture_dir().join(name),
+            format!("{magic}\n# note: {note}\n{rest}"),
+        )
+        .unwrap();
+    }
+    assert_no_secrets(&fixture_dir());
+}
