@@ -603,3 +603,62 @@ fn regenerate_fixtures() {
     }
     assert_no_secrets(&fixture_dir());
 }
+
+#[test]
+fn tls_upstreams_are_recorded_as_plain_imap() {
+    use common::proxy::Upstream;
+    let dv = dovecot();
+    for mode in [Upstream::Starttls, Upstream::Implicit] {
+        let user = unique_user("rr-tls");
+        fill(dv, &user, &messages(1));
+        let rec = tempdir("rr-rec-");
+        let proxy = Proxy::start_with(
+            dv,
+            ProxyOptions {
+                upstream_mode: mode,
+                config_toml: Some(format!("[record]\ndir = \"{}\"\n", rec.path().display())),
+                ..Default::default()
+            },
+        );
+        let commands = ["EXAMINE INBOX", "UID FETCH 1 BODY.PEEK[]"];
+        let live = session(proxy.imap, &user, &commands);
+        drop(proxy);
+        assert_no_secrets(rec.path());
+        let files = sessions(rec.path());
+        let text = std::fs::read_to_string(&files[0]).unwrap();
+        let first = text.lines().find(|l| !l.starts_with('#')).unwrap();
+        assert!(
+            first.starts_with("S: ") && first.contains("* OK"),
+            "{mode:?}: {first}"
+        );
+        assert!(
+            !text.contains("STARTTLS\n"),
+            "{mode:?}: the proxy's own STARTTLS is not the session's"
+        );
+        // Replayed as plain IMAP, straight to a raw client.
+        let mut replay = Replay::start(&files);
+        assert_eq!(session(replay.addr, &user, &commands), live, "{mode:?}");
+        replay_finishes(&mut replay);
+    }
+}
+
+#[test]
+fn record_users_limits_recording_to_those_users() {
+    let dv = dovecot();
+    let (wanted, other) = (unique_user("rr-who"), unique_user("rr-who"));
+    let rec = tempdir("rr-rec-");
+    let proxy = recording_proxy(dv, rec.path(), &format!("users = [\"{wanted}\"]\n"));
+    session(proxy.imap, &other, &["NOOP"]);
+    session(proxy.imap, &wanted, &["EXAMINE INBOX"]);
+    // A connection that never logs in is not recorded either.
+    drop(RawImap::connect(proxy.imap).unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    drop(proxy);
+    let files = transcripts(rec.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(
+        text.contains("EXAMINE INBOX") && !text.contains("NOOP"),
+        "{text}"
+    );
+}
