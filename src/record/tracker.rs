@@ -182,7 +182,7 @@ impl Tracker {
             (_, None) => None,
             (Dir::Client, Some(_)) if self.cmd.dropping => Some(LitMode::Drop),
             (Dir::Client, Some(_)) => {
-                self.cmd.literals += 1;
+                self.cmd.literals = self.cmd.literals.saturating_add(1);
                 let mailbox_literal = self.cmd.literals == 1 && is_append_mailbox_literal(line);
                 Some(
                     if self.redaction.bodies && self.cmd.append && !mailbox_literal {
