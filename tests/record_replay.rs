@@ -662,3 +662,49 @@ fn record_users_limits_recording_to_those_users() {
         "{text}"
     );
 }
+
+/// IDLE on `c` until a line with `want` arrives, then DONE; the lines seen.
+fn idle_until(c: &mut RawImap, want: &str, during: impl FnOnce()) -> Vec<String> {
+    c.send(b"i1 IDLE\r\n");
+    let mut buf = Vec::new();
+    let mut seen =
+        vec![String::from_utf8_lossy(&c.read_response_line(&mut buf).unwrap()).into_owned()];
+    assert!(seen[0].starts_with('+'), "{seen:?}");
+    during();
+    while !seen.last().unwrap().contains(want) {
+        seen.push(String::from_utf8_lossy(&c.read_response_line(&mut buf).unwrap()).into_owned());
+    }
+    c.send(b"DONE\r\n");
+    let r = c.read_until_tagged("i1").unwrap();
+    assert!(r.ok(), "{}", r.tagged);
+    seen
+}
+
+#[test]
+fn idle_and_its_untagged_responses_replay_where_they_were() {
+    let dv = dovecot();
+    let user = unique_user("rr-idle");
+    fill(dv, &user, &messages(1));
+    let rec = tempdir("rr-rec-");
+    let proxy = recording_proxy(dv, rec.path(), "");
+    let mut c = RawImap::login(proxy.imap, &user, PASSWORD);
+    assert!(c.cmd("SELECT INBOX").ok());
+    let live = idle_until(&mut c, "2 EXISTS", || fill(dv, &user, &messages(1)));
+    c.cmd("LOGOUT");
+    drop(c);
+    drop(proxy);
+    let files = sessions(rec.path());
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(
+        text.contains("C: ") && text.contains(" IDLE\n") && text.contains("DONE\n"),
+        "{text}"
+    );
+
+    let mut replay = Replay::start(&files);
+    let mut c = RawImap::login(replay.addr, &user, PASSWORD);
+    assert!(c.cmd("SELECT INBOX").ok());
+    let replayed = idle_until(&mut c, "2 EXISTS", || ());
+    assert_eq!(replayed, live);
+    c.cmd("LOGOUT");
+    replay_finishes(&mut replay);
+}

@@ -8,6 +8,14 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Append the escaped form of `bytes` to `out`.
 pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\')
+    {
+        // The common case (a text line): one copy.
+        out.extend_from_slice(bytes);
+        return;
+    }
     let mut plain_from = 0;
     for (i, &b) in bytes.iter().enumerate() {
         if (0x20..0x7f).contains(&b) && b != b'\\' {

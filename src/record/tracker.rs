@@ -300,25 +300,33 @@ impl Tracker {
                     (t, t == room)
                 }
             };
-            side.piece.extend_from_slice(&bytes[..take]);
             side.lit_remaining -= take as u64;
-            bytes = &bytes[take..];
-            if ends || side.lit_remaining == 0 {
-                self.piece_done(dir, out);
+            let done = ends || side.lit_remaining == 0;
+            if side.piece.is_empty() && done {
+                // A whole piece in what was read: written from there, no copy.
+                self.piece_done(dir, Some(&bytes[..take]), out);
+            } else {
+                side.piece.extend_from_slice(&bytes[..take]);
+                if done {
+                    self.piece_done(dir, None, out);
+                }
             }
+            bytes = &bytes[take..];
         }
     }
 
-    fn piece_done(&mut self, dir: Dir, out: &mut Vec<u8>) {
+    /// Write a literal piece: `piece`, or (when `None`) the one held.
+    fn piece_done(&mut self, dir: Dir, piece: Option<&[u8]>, out: &mut Vec<u8>) {
         let side = match dir {
             Dir::Client => &mut self.client,
             Dir::Server => &mut self.server,
         };
+        let bytes = piece.unwrap_or(&side.piece);
         match &mut side.lit_mode {
-            LitMode::Keep => render_piece(out, side.dir, true, 0, &side.piece),
+            LitMode::Keep => render_piece(out, side.dir, true, 0, bytes),
             LitMode::Filler(r) => {
                 self.scratch.clear();
-                r.piece(&side.piece, &mut self.scratch);
+                r.piece(bytes, &mut self.scratch);
                 render_piece(out, side.dir, true, 0, &self.scratch);
             }
             LitMode::Drop => {}

@@ -4,7 +4,7 @@
 //! connection that is not recorded is never wrapped (no cost when off).
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -119,7 +119,7 @@ impl Recorder {
         }
         Some(Arc::new(Transcript {
             inner: Mutex::new(Inner {
-                file: Some(BufWriter::with_capacity(256 * 1024, file)),
+                file: Some(file),
                 path,
                 header: Some(Header { fields }),
                 greeting: Vec::new(),
@@ -138,8 +138,9 @@ pub struct Transcript {
 }
 
 struct Inner {
-    /// `None` once closed, failed, or dropped for its user.
-    file: Option<BufWriter<File>>,
+    /// `None` once closed, failed, or dropped for its user. Written in one call
+    /// per flush from `out` (no second buffer).
+    file: Option<File>,
     path: PathBuf,
     /// Written once the greeting is known (its capabilities go in it).
     header: Option<Header>,
@@ -176,12 +177,7 @@ impl Transcript {
 
     /// Push what is buffered to the file.
     pub fn flush(&self) {
-        let mut i = lock(&self.inner);
-        if let Some(f) = i.file.as_mut() {
-            if let Err(e) = f.flush() {
-                i.fail(e);
-            }
-        }
+        lock(&self.inner).write_out();
     }
 
     fn with(&self, f: impl FnOnce(&mut Inner, u64)) {
@@ -215,11 +211,22 @@ impl Inner {
             }
             self.write(h.render().as_bytes());
         }
-        if !self.out.is_empty() {
-            let out = std::mem::take(&mut self.out);
-            self.write(&out);
-            self.out = out;
-            self.out.clear();
+        if self.out.len() >= OUT_MAX {
+            self.write_out();
+        }
+    }
+
+    /// Write the records held (once the header is out).
+    fn write_out(&mut self) {
+        if self.header.is_some() || self.out.is_empty() {
+            return;
+        }
+        let out = std::mem::take(&mut self.out);
+        self.write(&out);
+        self.out = out;
+        self.out.clear();
+        if self.out.capacity() > 4 * OUT_MAX {
+            self.out = Vec::new();
         }
     }
 
@@ -253,11 +260,13 @@ impl Drop for Inner {
             self.greeting.push(b'\n');
             self.after_feed();
         }
-        if let Some(mut f) = self.file.take() {
-            let _ = f.flush();
-        }
+        self.write_out();
+        self.file = None;
     }
 }
+
+/// Records held before they are written (a flush writes them sooner).
+const OUT_MAX: usize = 256 * 1024;
 
 /// `IMAP4rev1 …` from a greeting's `[CAPABILITY …]` code.
 fn capabilities(greeting: &[u8]) -> Option<String> {
