@@ -380,6 +380,7 @@ fn fifty_megabytes_recorded_and_replayed_in_bounded_memory() {
     drop(c);
     let (_, proxy_peak) = proxy.rss_kib();
     drop(proxy);
+    assert_no_secrets(rec.path());
     let files = sessions(rec.path());
     let size = std::fs::metadata(&files[0]).unwrap().len();
     assert!(
@@ -431,6 +432,7 @@ fn against_a_live_server_reports_the_first_difference() {
         ],
     );
     drop(proxy);
+    assert_no_secrets(rec.path());
     let files = sessions(rec.path());
     // Another mailbox with the same messages (other UIDVALIDITY and dates): the same.
     std::thread::sleep(Duration::from_millis(1100));
@@ -654,6 +656,7 @@ fn record_users_limits_recording_to_those_users() {
     drop(RawImap::connect(proxy.imap).unwrap());
     std::thread::sleep(Duration::from_millis(300));
     drop(proxy);
+    assert_no_secrets(rec.path());
     let files = transcripts(rec.path());
     assert_eq!(files.len(), 1, "{files:?}");
     let text = std::fs::read_to_string(&files[0]).unwrap();
