@@ -711,3 +711,33 @@ fn idle_and_its_untagged_responses_replay_where_they_were() {
     c.cmd("LOGOUT");
     replay_finishes(&mut replay);
 }
+
+#[test]
+fn a_client_pipelining_less_than_recorded_still_replays() {
+    // Written by hand, as the README documents the format: the recorded client sent
+    // both commands before the first answer; this one waits for each answer.
+    let dir = tempdir("rr-hand-");
+    let file = dir.path().join("pipelined.transcript");
+    std::fs::write(
+        &file,
+        "# crmproxy transcript 1\n# normalise: tag\n\
+S: 0.000 * OK ready\n\
+C: 0.001 a1 NOOP\n\
+C: 0.001 a2 SELECT INBOX\n\
+S: 0.002 a1 OK NOOP done\n\
+S: 0.003 * 3 EXISTS\n\
+S: 0.003 a2 OK [READ-WRITE] done\n",
+    )
+    .unwrap();
+    let mut replay = Replay::start(&[file]);
+    let mut c = RawImap::connect(replay.addr).unwrap();
+    let r = c.cmd("NOOP");
+    assert_eq!(r.tagged.trim_end(), "t1 OK NOOP done");
+    let r = c.cmd("SELECT INBOX");
+    assert!(
+        r.text().contains("* 3 EXISTS") && r.tagged.starts_with("t2 OK"),
+        "{}",
+        r.text()
+    );
+    replay_finishes(&mut replay);
+}
