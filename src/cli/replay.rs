@@ -42,7 +42,7 @@ pub struct ReplayArgs {
 pub fn run(args: ReplayArgs, _global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let mut scripts = Vec::new();
     for f in &args.files {
-        scripts.push(load(f).with_context(|| format!("cannot replay {}", f.display()))?);
+        scripts.push(load(f).context("cannot replay")?);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

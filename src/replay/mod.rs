@@ -14,15 +14,16 @@ pub use script::{index, Indexer, Part, Script, ScriptError, Step};
 /// Why a replay stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("{path}: {source}")]
+    // The cause is in the message (not a `source`): printed once.
+    #[error("{path}: {cause}")]
     Script {
         path: std::path::PathBuf,
-        source: ScriptError,
+        cause: ScriptError,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Read {
         path: std::path::PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The live side departed from the recording.
     #[error("{0}")]

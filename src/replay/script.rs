@@ -14,8 +14,8 @@ pub const MAX_LINE: usize = 1024 * 1024;
 /// Why a transcript cannot be replayed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScriptError {
-    #[error("line {line}: {source}")]
-    Format { line: usize, source: FormatError },
+    #[error("line {line}: {cause}")]
+    Format { line: usize, cause: FormatError },
     #[error("line {line}: {what}")]
     Structure { line: usize, what: &'static str },
 }
@@ -143,19 +143,19 @@ impl Indexer {
                     .script
                     .header
                     .parse_line(n, line)
-                    .map_err(|source| ScriptError::Format { line: n, source });
+                    .map_err(|cause| ScriptError::Format { line: n, cause });
             }
             self.in_header = false;
         }
         let Some(rec) =
-            parse_record(line).map_err(|source| ScriptError::Format { line: n, source })?
+            parse_record(line).map_err(|cause| ScriptError::Format { line: n, cause })?
         else {
             return Ok(());
         };
         let s = side(rec.dir);
         let bytes = rec
             .bytes()
-            .map_err(|source| ScriptError::Format { line: n, source })?;
+            .map_err(|cause| ScriptError::Format { line: n, cause })?;
         match (rec.kind, self.expect[s]) {
             (Kind::Redacted, _) if rec.dir == Dir::Server => {
                 Err(structure("a server record marked redacted"))

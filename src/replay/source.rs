@@ -18,9 +18,9 @@ pub struct Loaded {
 
 /// Index the transcript at `path`.
 pub fn load(path: &Path) -> Result<Loaded, ReplayError> {
-    let read_err = |source| ReplayError::Read {
+    let read_err = |cause| ReplayError::Read {
         path: path.to_owned(),
-        source,
+        cause,
     };
     let mut r = BufReader::with_capacity(256 * 1024, File::open(path).map_err(read_err)?);
     let mut ix = Indexer::default();
@@ -37,9 +37,9 @@ pub fn load(path: &Path) -> Result<Loaded, ReplayError> {
         }
         let body = line.strip_suffix(b"\n").unwrap_or(&line);
         ix.line(offset, n as u64, body)
-            .map_err(|source| ReplayError::Script {
+            .map_err(|cause| ReplayError::Script {
                 path: path.to_owned(),
-                source,
+                cause,
             })?;
         offset += n as u64;
     }
@@ -93,9 +93,9 @@ impl LiteralReader {
         limit: usize,
     ) -> Result<bool, ReplayError> {
         let path = self.path.clone();
-        let read_err = |source| ReplayError::Read {
+        let read_err = |cause| ReplayError::Read {
             path: path.clone(),
-            source,
+            cause,
         };
         if self.file.is_none() {
             self.file = Some(BufReader::with_capacity(
