@@ -4,6 +4,7 @@
 
 pub mod crm;
 pub mod pane;
+pub mod replay;
 pub mod serve;
 pub mod setup;
 pub mod thunderbird;
@@ -22,6 +23,8 @@ pub const EXIT_USER_ERROR: u8 = 1;
 pub const EXIT_UNAVAILABLE: u8 = 3;
 /// Exit code when `doctor` found problems.
 pub const EXIT_CHECK_FAILED: u8 = 4;
+/// Exit code when `replay` saw the live side depart from the recording.
+pub const EXIT_REPLAY_DEPARTED: u8 = replay::EXIT_DEPARTED;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -71,6 +74,8 @@ pub enum Command {
     Track(track::TrackArgs),
     /// Stop tracking a message in a mailbox (the activity stays in the CRM).
     Untrack(track::UntrackArgs),
+    /// Serve recorded transcripts as a fake IMAP server, or play one against a server.
+    Replay(replay::ReplayArgs),
     /// Print a one-time sign-in link for the pane (works once, for 10 minutes).
     PaneUrl(pane::PaneUrlArgs),
 }
@@ -133,6 +138,7 @@ pub fn main() -> ExitCode {
         Command::Track(a) => track::track(a, &cli.global),
         Command::Untrack(a) => track::untrack(a, &cli.global),
         Command::PaneUrl(a) => pane::pane_url(a, &cli.global),
+        Command::Replay(a) => replay::run(a, &cli.global),
     };
     match result {
         Ok(code) => code,
