@@ -50,6 +50,7 @@ pub struct Config {
     pub pane: PaneConfig,
     pub tracking: TrackingConfig,
     pub store: StoreConfig,
+    pub record: RecordConfig,
 }
 
 /// Where the CRM lives: the embedded sled store in the data directory (the
@@ -89,6 +90,21 @@ pub enum StoreLocation {
     Postgres(crate::store::PgOptions),
 }
 
+/// Recording upstream connections as transcripts (SPEC section 9).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordConfig {
+    /// Write one transcript per upstream connection here. Unset: nothing is recorded.
+    /// Relative paths are taken from `data_dir`.
+    pub dir: Option<PathBuf>,
+    /// Replace message bodies and attachments by same-length filler.
+    pub redact_bodies: bool,
+    /// Leave out the client's ID command (its fields may carry addresses).
+    pub redact_id: bool,
+    /// Record only connections that log in as one of these users (empty: every one).
+    pub users: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProxyConfig {
@@ -107,9 +123,6 @@ pub struct ProxyConfig {
     /// Seconds of silence from the client before the proxy closes the session.
     /// RFC 9051 asks for at least 30 minutes; lower values are raised to that.
     pub idle_timeout_secs: u64,
-    /// Reserved for recording sessions (record and replay): not implemented yet,
-    /// so any value is refused rather than silently doing nothing.
-    pub record_dir: Option<PathBuf>,
     /// Most client connections served at once; more are answered `* BYE` and closed.
     pub max_connections: usize,
     /// Most client connections at once from one client address (all local mail
@@ -216,6 +229,7 @@ impl Default for Config {
             pane: PaneConfig::default(),
             tracking: TrackingConfig::default(),
             store: StoreConfig::default(),
+            record: RecordConfig::default(),
         }
     }
 }
@@ -229,7 +243,6 @@ impl Default for ProxyConfig {
             max_line_bytes: 64 * 1024,
             max_header_bytes: 1024 * 1024,
             idle_timeout_secs: 31 * 60,
-            record_dir: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
         }
@@ -375,12 +388,15 @@ impl Config {
                 reason,
             })?;
         }
-        if self.proxy.record_dir.is_some() {
+        if self
+            .record
+            .dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
             return Err(ConfigError::Invalid {
-                key: "proxy.record_dir",
-                reason: "record_dir is not implemented yet: nothing would be recorded; \
-                         remove the setting"
-                    .into(),
+                key: "record.dir",
+                reason: "must name a directory (leave it out to record nothing)".into(),
             });
         }
         if self.proxy.max_line_bytes < 1024 {
@@ -431,6 +447,23 @@ impl Config {
         } else {
             self.data_dir.join(&self.tls.cert_dir)
         }
+    }
+
+    /// What `[record]` asks for: `None` when recording is off.
+    pub fn record_settings(&self) -> Option<crate::record::RecordSettings> {
+        let dir = self.record.dir.as_ref()?;
+        Some(crate::record::RecordSettings {
+            dir: if dir.is_absolute() {
+                dir.clone()
+            } else {
+                self.data_dir.join(dir)
+            },
+            redaction: crate::record::Redaction {
+                bodies: self.record.redact_bodies,
+                id: self.record.redact_id,
+            },
+            users: self.record.users.clone(),
+        })
     }
 
     /// The store directory inside `data_dir`.
@@ -548,16 +581,31 @@ mod tests {
     }
 
     #[test]
-    fn record_dir_is_refused_until_it_records() {
+    fn record_section_is_the_setting() {
+        let c = Config::from_toml(
+            "data_dir = \"/d\"\n[record]\ndir = \"rec\"\nredact_bodies = true\nusers = [\"alice\"]\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        let r = c.record_settings().unwrap();
+        assert_eq!(r.dir, Path::new("/d/rec"));
+        assert!(r.redaction.bodies && !r.redaction.id);
+        assert_eq!(r.users, vec!["alice".to_string()]);
+        assert!(Config::default().record_settings().is_none());
+        // The old reserved key is gone: a config naming it is an error, not ignored.
         let err = Config::from_toml("[proxy]\nrecord_dir = \"/tmp/rec\"\n", Path::new("x"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("record_dir is not implemented yet"), "{err}");
+        assert!(err.contains("record_dir"), "{err}");
         let example = include_str!("../config/crmproxy.example.toml");
         assert!(
-            !example.contains("record_dir"),
-            "the example still offers it"
+            example.contains("[record]"),
+            "the example documents [record]"
         );
+        let err = Config::from_toml("[record]\ndir = \"\"\n", Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("record.dir"), "{err}");
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub mod message;
 pub mod pane;
 pub mod private_files;
 pub mod proxy;
+pub mod record;
+pub mod replay;
 pub mod store;
 pub mod tls;
 pub mod track;

@@ -4,6 +4,7 @@
 
 pub mod crm;
 pub mod pane;
+pub mod replay;
 pub mod serve;
 pub mod setup;
 pub mod store;
@@ -23,6 +24,8 @@ pub const EXIT_USER_ERROR: u8 = 1;
 pub const EXIT_UNAVAILABLE: u8 = 3;
 /// Exit code when `doctor` found problems.
 pub const EXIT_CHECK_FAILED: u8 = 4;
+/// Exit code when `replay` saw the live side depart from the recording.
+pub const EXIT_REPLAY_DEPARTED: u8 = replay::EXIT_DEPARTED;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -78,6 +81,8 @@ pub enum Command {
     Untrack(track::UntrackArgs),
     /// Move a CRM between stores: `store copy --from DIR --to URL`.
     Store(store::StoreArgs),
+    /// Serve recorded transcripts as a fake IMAP server, or play one against a server.
+    Replay(replay::ReplayArgs),
     /// Print a one-time sign-in link for the pane (works once, for 10 minutes).
     PaneUrl(pane::PaneUrlArgs),
 }
@@ -149,6 +154,7 @@ pub fn main() -> ExitCode {
         Command::Untrack(a) => track::untrack(a, &cli.global),
         Command::PaneUrl(a) => pane::pane_url(a, &cli.global),
         Command::Store(a) => store::run(a, &cli.global),
+        Command::Replay(a) => replay::run(a, &cli.global),
     };
     match result {
         Ok(code) => code,

@@ -56,6 +56,16 @@ pub struct ServeArgs {
     /// HTTPS pane listener address, or `off`.
     #[arg(long, value_name = "ADDR|off", value_parser = parse_listen)]
     pub pane: Option<Listen>,
+    /// Record every upstream connection as a transcript in DIR (secrets redacted;
+    /// see `[record]` in the config and `crmproxy replay`).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// With recording: replace message bodies and attachments by same-length filler.
+    #[arg(long)]
+    pub redact_bodies: bool,
+    /// With recording: leave out the client's ID command (it may carry addresses).
+    #[arg(long)]
+    pub redact_id: bool,
 }
 
 /// A listener address, or `off`.
@@ -116,6 +126,18 @@ pub fn apply_overrides(cfg: &mut Config, a: &ServeArgs) -> anyhow::Result<()> {
     if let Some(l) = a.pane {
         cfg.pane.addr = l.0;
     }
+    if let Some(dir) = &a.record {
+        cfg.record.dir = Some(dir.clone());
+    }
+    if a.redact_bodies {
+        cfg.record.redact_bodies = true;
+    }
+    if a.redact_id {
+        cfg.record.redact_id = true;
+    }
+    if (a.redact_bodies || a.redact_id) && cfg.record.dir.is_none() {
+        anyhow::bail!("--redact-bodies and --redact-id need --record DIR (or [record] dir)");
+    }
     cfg.validate()?;
     Ok(())
 }
@@ -163,8 +185,18 @@ pub fn run(args: ServeArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
         Engine::new(store.clone(), cfg.tracking.clone())
             .context("tracking settings (tracking.folder_regarding)")?,
     );
+    // The workers' connections are recorded too (their replay needs them).
+    let recorder = match cfg.record_settings() {
+        Some(s) => {
+            let r = crate::record::Recorder::shared(s)?;
+            eprintln!("recording to {}", r.dir().display());
+            Some(r)
+        }
+        None => None,
+    };
     let connector = UpstreamConnector::new(&cfg.upstream, cfg.proxy.max_line_bytes)
-        .context("upstream settings")?;
+        .context("upstream settings")?
+        .with_recorder(recorder);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -335,8 +367,14 @@ mod tests {
             "--pane",
             "off",
             "--insecure-skip-verify",
+            "--record",
+            "/tmp/rec",
+            "--redact-bodies",
         ])
         .unwrap();
+        let rec = cfg.record_settings().unwrap();
+        assert_eq!(rec.dir, Path::new("/tmp/rec"));
+        assert!(rec.redaction.bodies);
         assert_eq!(
             (cfg.upstream.host.as_str(), cfg.upstream.port),
             ("::1", 143)
@@ -356,5 +394,7 @@ mod tests {
         let e = apply(&["--upstream", "h:0"]).unwrap_err().to_string();
         assert!(e.contains("upstream.port"), "{e}");
         assert!(apply(&["--imap", "localhost"]).is_err());
+        let e = apply(&["--redact-bodies"]).unwrap_err().to_string();
+        assert!(e.contains("--record"), "{e}");
     }
 }

@@ -145,6 +145,14 @@ impl Server {
             Some(a) => Some(bind(a).await?),
             None => None,
         };
+        // `[record]` (or `serve --record`): every upstream connection is recorded.
+        let recorder = match cfg.record_settings() {
+            Some(s) => Some(
+                crate::record::Recorder::shared(s)
+                    .map_err(|e| ProxyError::Config(e.to_string()))?,
+            ),
+            None => None,
+        };
         if cfg.upstream.insecure_skip_verify {
             tracing::warn!(
                 "upstream certificate verification is OFF (insecure_skip_verify): anyone on the path can read your mail and password"
@@ -154,10 +162,10 @@ impl Server {
             imap,
             imaps,
             acceptor: opts.tls.map(TlsAcceptor::from),
-            connector: Arc::new(UpstreamConnector::new(
-                &cfg.upstream,
-                cfg.proxy.max_line_bytes,
-            )?),
+            connector: Arc::new(
+                UpstreamConnector::new(&cfg.upstream, cfg.proxy.max_line_bytes)?
+                    .with_recorder(recorder),
+            ),
             cfg: cfg.clone(),
             hook: opts.hook,
         })
@@ -235,7 +243,7 @@ impl Server {
             let span = tracing::info_span!("session", id, %peer);
             let session = async move {
                 let _counted = admitted;
-                handle(tcp, acceptor, connector, params).await
+                handle(tcp, peer, acceptor, connector, params).await
             };
             sessions.spawn(session.instrument(span));
         }
@@ -301,6 +309,7 @@ fn refuse(tcp: TcpStream, tls: Option<TlsAcceptor>, bye: String) {
 
 async fn handle(
     tcp: TcpStream,
+    peer: SocketAddr,
     implicit_tls: Option<TlsAcceptor>,
     connector: Arc<UpstreamConnector>,
     params: SessionParams,
@@ -315,7 +324,7 @@ async fn handle(
             Err(_) => return tracing::info!("client TLS handshake timed out"),
         },
     };
-    let upstream = match connector.connect().await {
+    let upstream = match connector.connect_for("session", Some(peer)).await {
         Ok(u) => u,
         Err(e) => {
             tracing::warn!(upstream = %connector.address(), "{e}");

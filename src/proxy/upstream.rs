@@ -23,6 +23,8 @@ pub struct UpstreamConnector {
         rustls::pki_types::ServerName<'static>,
     )>,
     max_line: usize,
+    /// Set when connections are recorded (`[record]`): each gets a transcript.
+    recorder: Option<std::sync::Arc<crate::record::Recorder>>,
 }
 
 /// A connected upstream, greeting read.
@@ -50,7 +52,17 @@ impl UpstreamConnector {
             timeout: Duration::from_secs(up.connect_timeout_secs.max(1)),
             tls,
             max_line,
+            recorder: None,
         })
+    }
+
+    /// Record every connection made from now on with `recorder`.
+    pub fn with_recorder(
+        mut self,
+        recorder: Option<std::sync::Arc<crate::record::Recorder>>,
+    ) -> Self {
+        self.recorder = recorder;
+        self
     }
 
     /// `host:port` for messages.
@@ -60,12 +72,39 @@ impl UpstreamConnector {
 
     /// Connect, do TLS, read the greeting; all within the connect timeout.
     pub async fn connect(&self) -> Result<Upstream, ProxyError> {
-        tokio::time::timeout(self.timeout, self.connect_inner())
+        self.connect_for("worker", None).await
+    }
+
+    /// [`UpstreamConnector::connect`] for a client's session (`label` and the
+    /// client's address name its transcript, when recording).
+    pub async fn connect_for(
+        &self,
+        label: &str,
+        client: Option<std::net::SocketAddr>,
+    ) -> Result<Upstream, ProxyError> {
+        let transcript = self.recorder.as_ref().and_then(|r| {
+            r.open(
+                label,
+                client.map(|c| c.to_string()).as_deref(),
+                &self.address(),
+            )
+        });
+        tokio::time::timeout(self.timeout, self.connect_inner(transcript))
             .await
             .map_err(|_| ProxyError::Upstream(format!("no answer within {:?}", self.timeout)))?
     }
 
-    async fn connect_inner(&self) -> Result<Upstream, ProxyError> {
+    async fn connect_inner(
+        &self,
+        transcript: Option<std::sync::Arc<crate::record::Transcript>>,
+    ) -> Result<Upstream, ProxyError> {
+        // Recording copies the bytes after TLS; never wrapped when off.
+        let tap = |io: BoxedIo| -> BoxedIo {
+            match &transcript {
+                Some(t) => Box::new(crate::record::RecordingIo::new(io, t.clone())),
+                None => io,
+            }
+        };
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| ProxyError::Upstream(format!("cannot connect: {e}")))?;
@@ -74,7 +113,7 @@ impl UpstreamConnector {
             |e: std::io::Error| ProxyError::Upstream(format!("TLS handshake failed: {e}"));
         match (self.mode, &self.tls) {
             (UpstreamTls::Plain, _) | (_, None) => {
-                let (mut reader, writer) = framed(Box::new(tcp), self.max_line);
+                let (mut reader, writer) = framed(tap(Box::new(tcp)), self.max_line);
                 let greeting = read_greeting(&mut reader).await?;
                 Ok(Upstream {
                     reader,
@@ -84,7 +123,7 @@ impl UpstreamConnector {
             }
             (UpstreamTls::Implicit, Some((conn, name))) => {
                 let s = conn.connect(name.clone(), tcp).await.map_err(tls_err)?;
-                let (mut reader, writer) = framed(Box::new(s), self.max_line);
+                let (mut reader, writer) = framed(tap(Box::new(s)), self.max_line);
                 let greeting = read_greeting(&mut reader).await?;
                 Ok(Upstream {
                     reader,
@@ -115,8 +154,13 @@ impl UpstreamConnector {
                 }
                 let (tcp, _) = framer.into_parts();
                 let s = conn.connect(name.clone(), tcp).await.map_err(tls_err)?;
-                let (reader, writer) = framed(Box::new(s), self.max_line);
                 let greeting = strip_capability_code(&greeting);
+                // The STARTTLS exchange is the proxy's own: the transcript starts
+                // with the greeting as the session sees it.
+                if let Some(t) = &transcript {
+                    t.server(&greeting);
+                }
+                let (reader, writer) = framed(tap(Box::new(s)), self.max_line);
                 Ok(Upstream {
                     reader,
                     writer,

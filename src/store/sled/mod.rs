@@ -202,7 +202,9 @@ impl SledStore {
         let index = match from_snapshot {
             Some(index) => index,
             None => {
-                tracing::info!(store = %self.dir.display(), "rebuilding the search index from the records");
+                if !self.trees[ix::RECORDS].is_empty() {
+                    tracing::info!(store = %self.dir.display(), "rebuilding the search index from the records");
+                }
                 MemIndex::rebuild(&self.trees[ix::RECORDS], &self.trees[ix::ACTIVITIES])?
             }
         };

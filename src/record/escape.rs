@@ -1,0 +1,112 @@
+//! Byte escaping for transcripts: printable ASCII stays as it is, `\` becomes
+//! `\\`, CR, LF and TAB become `\r`, `\n`, `\t`, every other byte `\xHH`. Pure
+//! functions; a transcript is untrusted input, so unescaping checks every escape.
+
+use super::FormatError;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Append the escaped form of `bytes` to `out`.
+pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\')
+    {
+        // The common case (a text line): one copy.
+        out.extend_from_slice(bytes);
+        return;
+    }
+    let mut plain_from = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if (0x20..0x7f).contains(&b) && b != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&bytes[plain_from..i]);
+        plain_from = i + 1;
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'x',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 15) as usize],
+            ]),
+        }
+    }
+    out.extend_from_slice(&bytes[plain_from..]);
+}
+
+/// The bytes an escaped text stands for, appended to `out`.
+pub fn unescape_into(out: &mut Vec<u8>, text: &[u8]) -> Result<(), FormatError> {
+    let mut i = 0;
+    while i < text.len() {
+        let b = text[i];
+        if b != b'\\' {
+            if !(0x20..0x7f).contains(&b) {
+                return Err(FormatError::Escape("a raw control or non-ASCII byte"));
+            }
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        match text.get(i + 1) {
+            Some(b'\\') => out.push(b'\\'),
+            Some(b'r') => out.push(b'\r'),
+            Some(b'n') => out.push(b'\n'),
+            Some(b't') => out.push(b'\t'),
+            Some(b'x') => {
+                let hi = text.get(i + 2).and_then(|c| hex_value(*c));
+                let lo = text.get(i + 3).and_then(|c| hex_value(*c));
+                match (hi, lo) {
+                    (Some(h), Some(l)) => out.push(h << 4 | l),
+                    _ => return Err(FormatError::Escape("\\x needs two hex digits")),
+                }
+                i += 2;
+            }
+            _ => return Err(FormatError::Escape("unknown escape")),
+        }
+        i += 2;
+    }
+    Ok(())
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn esc(b: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        escape_into(&mut v, b);
+        v
+    }
+
+    #[test]
+    fn round_trip_every_byte() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        let e = esc(&all);
+        assert!(e.iter().all(|b| (0x20..0x7f).contains(b)));
+        let mut back = Vec::new();
+        unescape_into(&mut back, &e).unwrap();
+        assert_eq!(back, all);
+        assert_eq!(esc(b"a\\b\r\n\0\xff"), b"a\\\\b\\r\\n\\x00\\xff");
+    }
+
+    #[test]
+    fn bad_escapes_are_errors() {
+        for bad in [&b"\\"[..], b"\\x4", b"\\xzz", b"\\q", b"a\x01b"] {
+            assert!(unescape_into(&mut Vec::new(), bad).is_err(), "{bad:?}");
+        }
+    }
+}

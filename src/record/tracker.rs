@@ -1,0 +1,521 @@
+//! From raw bytes to transcript records: each direction is split into lines and
+//! literal pieces, as the IMAP framing says, and secrets are redacted on the way
+//! (a pure state machine: bytes in, transcript text out).
+//!
+//! Redaction: a client's `LOGIN` and `AUTHENTICATE` with an initial response
+//! become a `C!` record naming only tag and command (mechanism); so does every
+//! SASL response line and, when asked, `ID`. Nothing of a redacted command
+//! (literals included) reaches the transcript, nor the server's `+` that asked
+//! for its literals. With `redact_bodies`, message literals (FETCH BODY[…],
+//! RFC822…, APPEND) go through [`BodyRedactor`].
+
+use super::format::{render, render_piece, Dir, Kind};
+use super::redact::{login_user, sasl_user, BodyRedactor, Start};
+use crate::wire::token::first_token;
+use crate::wire::{parse_literal_announcement, response_start, ResponseStart};
+
+/// Longest line piece held before it is written (longer lines are split).
+pub const LINE_MAX: usize = 64 * 1024;
+/// Longest literal piece written as one record.
+pub const PIECE_MAX: usize = 4096;
+/// Bytes kept of an over-long line to find its literal announcement.
+const TAIL_KEEP: usize = 32;
+
+/// What to redact besides credentials (always).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Redaction {
+    pub bodies: bool,
+    pub id: bool,
+}
+
+enum LitMode {
+    Keep,
+    Filler(BodyRedactor),
+    Drop,
+}
+
+struct Side {
+    dir: Dir,
+    line: Vec<u8>,
+    /// The current line has pieces written already (it is over-long).
+    long: bool,
+    tail: Vec<u8>,
+    lit_remaining: u64,
+    lit_mode: LitMode,
+    piece: Vec<u8>,
+}
+
+impl Side {
+    fn new(dir: Dir) -> Self {
+        Side {
+            dir,
+            line: Vec::new(),
+            long: false,
+            tail: Vec::new(),
+            lit_remaining: 0,
+            lit_mode: LitMode::Keep,
+            piece: Vec::new(),
+        }
+    }
+}
+
+/// The client message in progress.
+#[derive(Default)]
+struct Command {
+    /// More of it follows (a literal was announced at the end of its last line).
+    open: bool,
+    /// Redacted: nothing more of it is written.
+    dropping: bool,
+    append: bool,
+    literals: u32,
+}
+
+/// Both directions of one connection.
+pub struct Tracker {
+    redaction: Redaction,
+    client: Side,
+    server: Side,
+    cmd: Command,
+    /// An AUTHENTICATE in progress: its tag and mechanism.
+    sasl: Option<(Vec<u8>, Vec<u8>)>,
+    /// The user the connection logged in as (LOGIN or SASL), once seen.
+    pub user: Option<String>,
+    scratch: Vec<u8>,
+}
+
+impl Tracker {
+    pub fn new(redaction: Redaction) -> Self {
+        Tracker {
+            redaction,
+            client: Side::new(Dir::Client),
+            server: Side::new(Dir::Server),
+            cmd: Command::default(),
+            sasl: None,
+            user: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Bytes the client side sent, at `ms`: records appended to `out`.
+    pub fn client(&mut self, ms: u64, bytes: &[u8], out: &mut Vec<u8>) {
+        self.feed(Dir::Client, ms, bytes, out)
+    }
+
+    /// Bytes the server sent, at `ms`.
+    pub fn server(&mut self, ms: u64, bytes: &[u8], out: &mut Vec<u8>) {
+        self.feed(Dir::Server, ms, bytes, out)
+    }
+
+    fn side(&mut self, dir: Dir) -> &mut Side {
+        match dir {
+            Dir::Client => &mut self.client,
+            Dir::Server => &mut self.server,
+        }
+    }
+
+    fn feed(&mut self, dir: Dir, ms: u64, mut bytes: &[u8], out: &mut Vec<u8>) {
+        while !bytes.is_empty() {
+            let side = self.side(dir);
+            if side.lit_remaining > 0 {
+                let n = (bytes.len() as u64).min(side.lit_remaining) as usize;
+                self.literal_bytes(dir, &bytes[..n], out);
+                bytes = &bytes[n..];
+                continue;
+            }
+            let (take, complete) = match memchr::memchr(b'\n', bytes) {
+                Some(i) => (i + 1, true),
+                None => (bytes.len(), false),
+            };
+            side.line.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if complete {
+                let line = std::mem::take(&mut self.side(dir).line);
+                self.line_done(dir, ms, &line, out);
+                let side = self.side(dir);
+                side.line = line;
+                side.line.clear();
+            } else if side.line.len() >= LINE_MAX {
+                let part = std::mem::take(&mut side.line);
+                self.line_part(dir, ms, &part, out);
+                self.side(dir).line = part;
+                self.side(dir).line.clear();
+            }
+        }
+    }
+
+    /// A piece of an over-long line (not its end).
+    fn line_part(&mut self, dir: Dir, ms: u64, part: &[u8], out: &mut Vec<u8>) {
+        let first = !self.side(dir).long;
+        if first {
+            self.line_start(dir, ms, part, out);
+        }
+        let side = self.side(dir);
+        side.long = true;
+        side.tail
+            .extend_from_slice(&part[part.len().saturating_sub(TAIL_KEEP)..]);
+        let cut = side.tail.len().saturating_sub(TAIL_KEEP);
+        side.tail.drain(..cut);
+        if !(dir == Dir::Client && self.cmd.dropping) {
+            render(out, dir, Kind::LinePiece, ms, part);
+        }
+    }
+
+    fn line_done(&mut self, dir: Dir, ms: u64, line: &[u8], out: &mut Vec<u8>) {
+        let side = self.side(dir);
+        let literal = if side.long {
+            let mut t = std::mem::take(&mut side.tail);
+            t.extend_from_slice(&line[line.len().saturating_sub(TAIL_KEEP)..]);
+            parse_literal_announcement(&t)
+        } else {
+            parse_literal_announcement(line)
+        };
+        let was_long = std::mem::replace(&mut side.long, false);
+        let skip = if was_long {
+            dir == Dir::Client && self.cmd.dropping
+        } else {
+            !self.line_start(dir, ms, line, out)
+        };
+        if !skip {
+            render_piece(out, dir, false, ms, line);
+        }
+        let mode = match (dir, literal) {
+            (_, None) => None,
+            (Dir::Client, Some(_)) if self.cmd.dropping => Some(LitMode::Drop),
+            (Dir::Client, Some(_)) => {
+                self.cmd.literals = self.cmd.literals.saturating_add(1);
+                let mailbox_literal = self.cmd.literals == 1 && is_append_mailbox_literal(line);
+                Some(
+                    if self.redaction.bodies && self.cmd.append && !mailbox_literal {
+                        LitMode::Filler(BodyRedactor::new(Start::Message))
+                    } else {
+                        LitMode::Keep
+                    },
+                )
+            }
+            (Dir::Server, Some(_)) => Some(
+                match self.redaction.bodies.then(|| fetch_content(line)).flatten() {
+                    Some(start) => LitMode::Filler(BodyRedactor::new(start)),
+                    None => LitMode::Keep,
+                },
+            ),
+        };
+        if dir == Dir::Client {
+            self.cmd.open = literal.is_some();
+            if !self.cmd.open {
+                self.cmd = Command::default();
+            }
+        }
+        let side = self.side(dir);
+        if let (Some(lit), Some(mode)) = (literal, mode) {
+            side.lit_remaining = lit.len;
+            side.lit_mode = mode;
+        }
+    }
+
+    /// The start of a line (whole, or the first piece of a long one): redaction
+    /// decisions. Returns whether the line itself is to be written.
+    fn line_start(&mut self, dir: Dir, ms: u64, line: &[u8], out: &mut Vec<u8>) -> bool {
+        match dir {
+            Dir::Server => {
+                if let ResponseStart::Tagged(tag) = response_start(line) {
+                    if self.sasl.as_ref().is_some_and(|(t, _)| t == tag) {
+                        self.sasl = None;
+                    }
+                } else if line.starts_with(b"+") && self.cmd.open && self.cmd.dropping {
+                    // The go-ahead for a redacted command's literal.
+                    return false;
+                }
+                true
+            }
+            Dir::Client if self.cmd.open => !self.cmd.dropping,
+            Dir::Client => {
+                if let Some((_, mech)) = &self.sasl {
+                    if self.user.is_none() {
+                        self.user = sasl_user(mech, line);
+                    }
+                    self.redacted(ms, b"[redacted SASL response]", out);
+                    return false;
+                }
+                let tag = first_token(line);
+                let rest = line.get(tag.len() + 1..).unwrap_or_default();
+                let name = first_token(rest);
+                let args = rest.get(name.len() + 1..).unwrap_or_default();
+                let upper = name.to_ascii_uppercase();
+                match upper.as_slice() {
+                    b"LOGIN" => {
+                        self.user = self.user.take().or_else(|| login_user(args));
+                        self.redacted_command(ms, tag, b"LOGIN", out);
+                        false
+                    }
+                    b"AUTHENTICATE" => {
+                        let mech = first_token(args).to_vec();
+                        let ir = args.get(mech.len() + 1..).unwrap_or_default().trim_ascii();
+                        self.sasl = Some((tag.to_vec(), mech.clone()));
+                        if ir.is_empty() {
+                            return true;
+                        }
+                        if self.user.is_none() {
+                            self.user = sasl_user(&mech, ir);
+                        }
+                        let mut what = b"AUTHENTICATE ".to_vec();
+                        what.extend_from_slice(&mech);
+                        self.redacted_command(ms, tag, &what, out);
+                        false
+                    }
+                    b"ID" if self.redaction.id => {
+                        self.redacted_command(ms, tag, b"ID", out);
+                        false
+                    }
+                    b"APPEND" => {
+                        self.cmd.append = true;
+                        true
+                    }
+                    _ => true,
+                }
+            }
+        }
+    }
+
+    fn redacted_command(&mut self, ms: u64, tag: &[u8], what: &[u8], out: &mut Vec<u8>) {
+        let mut text = tag.to_vec();
+        text.push(b' ');
+        text.extend_from_slice(what);
+        text.extend_from_slice(b" [redacted]");
+        self.redacted(ms, &text, out);
+    }
+
+    fn redacted(&mut self, ms: u64, text: &[u8], out: &mut Vec<u8>) {
+        self.cmd.dropping = true;
+        render(out, Dir::Client, Kind::Redacted, ms, text);
+    }
+
+    fn literal_bytes(&mut self, dir: Dir, mut bytes: &[u8], out: &mut Vec<u8>) {
+        while !bytes.is_empty() {
+            let side = self.side(dir);
+            let room = PIECE_MAX - side.piece.len();
+            let (take, ends) = match memchr::memchr(b'\n', &bytes[..bytes.len().min(room)]) {
+                Some(i) => (i + 1, true),
+                None => {
+                    let t = bytes.len().min(room);
+                    (t, t == room)
+                }
+            };
+            side.lit_remaining -= take as u64;
+            let done = ends || side.lit_remaining == 0;
+            if side.piece.is_empty() && done {
+                // A whole piece in what was read: written from there, no copy.
+                self.piece_done(dir, Some(&bytes[..take]), out);
+            } else {
+                side.piece.extend_from_slice(&bytes[..take]);
+                if done {
+                    self.piece_done(dir, None, out);
+                }
+            }
+            bytes = &bytes[take..];
+        }
+    }
+
+    /// Write a literal piece: `piece`, or (when `None`) the one held.
+    fn piece_done(&mut self, dir: Dir, piece: Option<&[u8]>, out: &mut Vec<u8>) {
+        let side = match dir {
+            Dir::Client => &mut self.client,
+            Dir::Server => &mut self.server,
+        };
+        let bytes = piece.unwrap_or(&side.piece);
+        match &mut side.lit_mode {
+            LitMode::Keep => render_piece(out, side.dir, true, 0, bytes),
+            LitMode::Filler(r) => {
+                self.scratch.clear();
+                r.piece(bytes, &mut self.scratch);
+                render_piece(out, side.dir, true, 0, &self.scratch);
+            }
+            LitMode::Drop => {}
+        }
+        side.piece.clear();
+    }
+}
+
+/// `tag APPEND {n}`: the mailbox name is the literal.
+fn is_append_mailbox_literal(line: &[u8]) -> bool {
+    let tag = first_token(line);
+    let rest = line.get(tag.len() + 1..).unwrap_or_default();
+    let name = first_token(rest);
+    name.eq_ignore_ascii_case(b"APPEND")
+        && rest
+            .get(name.len() + 1..)
+            .is_some_and(|a| a.starts_with(b"{"))
+}
+
+/// For a server line announcing a literal: where the literal's content starts
+/// when it is message content (`None`: headers or other data, kept).
+fn fetch_content(line: &[u8]) -> Option<Start> {
+    let body = line.strip_suffix(b"\r\n").unwrap_or(line);
+    let open = memchr::memrchr(b'{', body)?;
+    let before = body[..open].strip_suffix(b"~").unwrap_or(&body[..open]);
+    let item = before.trim_ascii_end();
+    let start = item
+        .iter()
+        .rposition(|b| *b == b' ' || *b == b'(')
+        .map_or(0, |i| i + 1);
+    // `BODY[HEADER.FIELDS (A B)]` has spaces: start from the item's name instead.
+    let upper = item.to_ascii_uppercase();
+    let named = ["BODY[", "BINARY[", "RFC822"]
+        .iter()
+        .filter_map(|n| find_last(&upper, n.as_bytes()))
+        .max();
+    let name_at = named.unwrap_or(start);
+    let item = &upper[name_at..];
+    let (section, partial) = if let Some(sec) = item.iter().position(|b| *b == b'[') {
+        let close = item.iter().rposition(|b| *b == b']')?;
+        let partial = item.get(close + 1..).unwrap_or_default();
+        (item.get(sec + 1..close)?.to_vec(), partial.to_vec())
+    } else {
+        match item {
+            b"RFC822" => (Vec::new(), Vec::new()),
+            b"RFC822.TEXT" => (b"TEXT".to_vec(), Vec::new()),
+            _ => return None,
+        }
+    };
+    let from_start = partial.is_empty() || partial == b"<0>";
+    let section = section.as_slice();
+    if section.is_empty() {
+        return Some(if from_start {
+            Start::Message
+        } else {
+            Start::Body
+        });
+    }
+    if section.ends_with(b"TEXT") || section.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
+        return Some(Start::Body);
+    }
+    None
+}
+
+fn find_last(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).rposition(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(redaction: Redaction, steps: &[(Dir, &[u8])]) -> String {
+        let mut t = Tracker::new(redaction);
+        let mut out = Vec::new();
+        for (dir, bytes) in steps {
+            // Byte by byte: framing must not depend on how reads are cut.
+            for b in bytes.iter() {
+                match dir {
+                    Dir::Client => t.client(0, std::slice::from_ref(b), &mut out),
+                    Dir::Server => t.server(0, std::slice::from_ref(b), &mut out),
+                }
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    const C: Dir = Dir::Client;
+    const S: Dir = Dir::Server;
+
+    #[test]
+    fn credentials_never_reach_the_transcript() {
+        let text = run(
+            Redaction::default(),
+            &[
+                (S, b"* OK ready\r\n"),
+                (C, b"a1 LOGIN {5}\r\n"),
+                (S, b"+ go\r\n"),
+                (C, b"alice {9}\r\n"),
+                (S, b"+ go\r\n"),
+                (C, b"pw-Secret\r\n"),
+                (S, b"a1 NO bad\r\n"),
+                (C, b"a2 LOGIN alice \"pw-Secret\"\r\n"),
+                (S, b"a2 NO bad\r\n"),
+                (C, b"a3 AUTHENTICATE PLAIN AGFsaWNlAHB3LVNlY3JldA==\r\n"),
+                (S, b"a3 NO bad\r\n"),
+                (C, b"a4 AUTHENTICATE XOAUTH2\r\n"),
+                (S, b"+ \r\n"),
+                (C, b"dXNlcj1hbGljZQFhdXRoPUJlYXJlciBwdy1TZWNyZXQBAQ==\r\n"),
+                (S, b"+ eyJzdGF0dXMiOiI0MDEifQ==\r\n"),
+                (C, b"\r\n"),
+                (S, b"a4 NO bad\r\n"),
+                (C, b"a5 NOOP\r\n"),
+            ],
+        );
+        assert!(
+            !text.contains("pw-Secret") && !text.contains("cHctU2VjcmV0"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("alice") && !text.contains("AGFsaWNl"),
+            "{text}"
+        );
+        assert_eq!(text.matches("+ go").count(), 0, "{text}");
+        for want in [
+            "C! 0.000 a1 LOGIN [redacted]\nS: 0.000 a1 NO bad",
+            "C! 0.000 a3 AUTHENTICATE PLAIN [redacted]",
+            "C: 0.000 a4 AUTHENTICATE XOAUTH2\nS: 0.000 + \nC! 0.000 [redacted SASL response]\nS: 0.000 + eyJ",
+            "S: 0.000 a4 NO bad\nC: 0.000 a5 NOOP\n",
+        ] {
+            assert!(text.contains(want), "{want:?} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn literals_split_into_pieces() {
+        let text = run(
+            Redaction::default(),
+            &[
+                (C, b"a1 APPEND INBOX {12+}\r\nab\r\ncd\0\r\nefg\r\n"),
+                (S, b"* 1 FETCH (BODY[] {3}\r\nxyz)\r\n"),
+            ],
+        );
+        assert_eq!(
+            text,
+            "C: 0.000 a1 APPEND INBOX {12+}\nC= ab\nC= cd\\x00\nC~ efg\nC: 0.000 \n\
+S: 0.000 * 1 FETCH (BODY[] {3}\nS~ xyz\nS: 0.000 )\n"
+        );
+    }
+
+    #[test]
+    fn bodies_redacted_sizes_kept() {
+        let msg = b"Subject: hi\r\n\r\nsecret words\r\n";
+        let mut fetch = format!("* 1 FETCH (UID 4 BODY[] {{{}}}\r\n", msg.len()).into_bytes();
+        fetch.extend_from_slice(msg);
+        fetch.extend_from_slice(b" BODY[HEADER.FIELDS (SUBJECT)] {13}\r\nSubject: hi\r\n)\r\n");
+        let text = run(
+            Redaction {
+                bodies: true,
+                id: true,
+            },
+            &[(S, &fetch), (C, b"a1 ID (\"name\" \"me@example.com\")\r\n")],
+        );
+        assert!(
+            !text.contains("secret") && !text.contains("me@example"),
+            "{text}"
+        );
+        assert!(text.contains("S= xxxxxxxxxxxx\n"), "{text}");
+        assert!(text.contains("S= Subject: hi\nS= \nS= xxx"), "{text}");
+        assert!(
+            text.contains("S: 0.000  BODY[HEADER.FIELDS (SUBJECT)] {13}\nS= Subject: hi\n"),
+            "{text}"
+        );
+        assert!(text.contains("C! 0.000 a1 ID [redacted]"), "{text}");
+    }
+
+    #[test]
+    fn fetch_items_classified() {
+        let c = |l: &[u8]| fetch_content(l);
+        assert_eq!(c(b"* 1 FETCH (BODY[] {5}\r\n"), Some(Start::Message));
+        assert_eq!(c(b"* 1 FETCH (UID 3 RFC822 {5}\r\n"), Some(Start::Message));
+        assert_eq!(c(b"* 1 FETCH (BODY[]<0> {5}\r\n"), Some(Start::Message));
+        assert_eq!(c(b"* 1 FETCH (BODY[]<100> {5}\r\n"), Some(Start::Body));
+        assert_eq!(c(b"* 1 FETCH (BODY[TEXT] {5}\r\n"), Some(Start::Body));
+        assert_eq!(c(b"* 1 FETCH (BINARY[1.2] ~{5}\r\n"), Some(Start::Body));
+        assert_eq!(c(b"* 1 FETCH (BODY[HEADER] {5}\r\n"), None);
+        assert_eq!(c(b"* 1 FETCH (BODY[1.MIME] {5}\r\n"), None);
+        assert_eq!(c(b"* 1 FETCH (BODY[HEADER.FIELDS (TO FROM)] {5}\r\n"), None);
+        assert_eq!(c(b"* 1 FETCH (ENVELOPE (NIL {5}\r\n"), None);
+        assert_eq!(c(b"* LIST () \"/\" {5}\r\n"), None);
+    }
+}

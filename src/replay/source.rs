@@ -1,0 +1,155 @@
+//! Reading a transcript file: indexing it line by line (never whole in memory),
+//! and a literal's bytes back from the file range its step points at.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use super::script::{Indexer, LiteralRef, Script, MAX_LINE};
+use super::ReplayError;
+use crate::record::format::{parse_record, Dir};
+use sha2::{Digest, Sha256};
+
+/// A transcript indexed from its file.
+pub struct Loaded {
+    pub path: PathBuf,
+    pub script: Script,
+}
+
+/// Index the transcript at `path`.
+pub fn load(path: &Path) -> Result<Loaded, ReplayError> {
+    let read_err = |cause| ReplayError::Read {
+        path: path.to_owned(),
+        cause,
+    };
+    let mut r = BufReader::with_capacity(256 * 1024, File::open(path).map_err(read_err)?);
+    let mut ix = Indexer::default();
+    let mut offset = 0u64;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut r)
+            .take(MAX_LINE as u64 + 2)
+            .read_until(b'\n', &mut line)
+            .map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        let body = line.strip_suffix(b"\n").unwrap_or(&line);
+        ix.line(offset, n as u64, body)
+            .map_err(|cause| ReplayError::Script {
+                path: path.to_owned(),
+                cause,
+            })?;
+        offset += n as u64;
+    }
+    Ok(Loaded {
+        path: path.to_owned(),
+        script: ix.finish(),
+    })
+}
+
+/// Where reading a literal has got to.
+pub struct Pos {
+    dir: Dir,
+    at: u64,
+    end: u64,
+}
+
+/// Reads literal bytes of one transcript.
+pub struct LiteralReader {
+    path: PathBuf,
+    file: Option<BufReader<File>>,
+    /// Where the file is positioned (no seek needed to go on from there).
+    file_at: u64,
+    line: Vec<u8>,
+}
+
+impl LiteralReader {
+    pub fn new(path: &Path) -> Self {
+        LiteralReader {
+            path: path.to_owned(),
+            file: None,
+            file_at: u64::MAX,
+            line: Vec::new(),
+        }
+    }
+
+    /// The start of `lit`, sent by `dir`.
+    pub fn start(dir: Dir, lit: &LiteralRef) -> Pos {
+        Pos {
+            dir,
+            at: lit.start,
+            end: if lit.len == 0 { lit.start } else { lit.end },
+        }
+    }
+
+    /// Append the literal's next bytes to `out` until it holds `limit` bytes or the
+    /// literal ends; `false` once it has ended.
+    pub fn fill(
+        &mut self,
+        pos: &mut Pos,
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> Result<bool, ReplayError> {
+        let path = self.path.clone();
+        let read_err = |cause| ReplayError::Read {
+            path: path.clone(),
+            cause,
+        };
+        if self.file.is_none() {
+            self.file = Some(BufReader::with_capacity(
+                256 * 1024,
+                File::open(&self.path).map_err(read_err)?,
+            ));
+        }
+        let file = self.file.as_mut().expect("opened above");
+        if pos.at < pos.end && self.file_at != pos.at {
+            file.seek(SeekFrom::Start(pos.at)).map_err(read_err)?;
+            self.file_at = pos.at;
+        }
+        while pos.at < pos.end && out.len() < limit {
+            self.line.clear();
+            let n = file
+                .by_ref()
+                .take(MAX_LINE as u64 + 2)
+                .read_until(b'\n', &mut self.line)
+                .map_err(read_err)?;
+            if n == 0 {
+                pos.at = pos.end;
+                break;
+            }
+            pos.at += n as u64;
+            self.file_at = pos.at;
+            let body = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
+            let changed = |e: crate::record::FormatError| {
+                ReplayError::Departed(format!(
+                    "{}: changed while replaying: {e}",
+                    self.path.display()
+                ))
+            };
+            if let Some(rec) = parse_record(body).map_err(changed)? {
+                if rec.dir == pos.dir && rec.kind.is_literal() {
+                    rec.bytes_into(out).map_err(changed)?;
+                }
+            }
+        }
+        Ok(pos.at < pos.end)
+    }
+
+    /// SHA-256 of a literal's bytes.
+    pub fn digest(&mut self, dir: Dir, lit: &LiteralRef) -> Result<[u8; 32], ReplayError> {
+        let mut h = Sha256::new();
+        let mut pos = Self::start(dir, lit);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let more = self.fill(&mut pos, &mut buf, 256 * 1024)?;
+            h.update(&buf);
+            if !more {
+                break;
+            }
+        }
+        Ok(h.finalize().into())
+    }
+}
