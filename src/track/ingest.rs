@@ -116,18 +116,23 @@ impl Engine {
         let actor = self.refresh(actor)?;
         let settings = self.store.settings()?;
         let mut attempt = 0;
-        let (p, stored, mut records) = loop {
+        let (email, appointment, created, stored, mut records) = loop {
             attempt += 1;
             let p = self.prepare(&actor, raw, req, completing, &settings, None)?;
             // The raw bytes first, flushed, so no row ever points to a missing blob.
             for b in &p.blobs {
                 self.store.put_blob(b)?;
             }
-            match self
-                .store
-                .put_tracked(p.writes.clone(), vec![p.record.clone()])
-            {
-                Ok((stored, records)) => break (p, stored, records),
+            let Prepared {
+                email,
+                appointment,
+                writes,
+                record,
+                created,
+                ..
+            } = p;
+            match self.store.put_tracked(writes, vec![record]) {
+                Ok((stored, records)) => break (email, appointment, created, stored, records),
                 // Another process (a proxy on the same team store) wrote this
                 // message's activity since `prepare` looked: prepare again, which
                 // now links that one.
@@ -144,14 +149,14 @@ impl Engine {
                 .cloned()
                 .unwrap_or(a)
         };
-        let email = latest(p.email);
-        let appointment = p.appointment.map(latest);
+        let email = latest(email);
+        let appointment = appointment.map(latest);
         let headers = self.headers_for(&record, Some(&email))?;
         Ok(Tracked {
             activity: email,
             appointment,
             record,
-            created: p.created,
+            created,
             headers,
         })
     }
