@@ -209,7 +209,41 @@ fn header_facts_follow_the_activity_without_its_body(b: Backend) {
     assert_eq!(s.header_facts(a.id).unwrap(), None);
 }
 
+/// The gateway's folder checkpoints: per owner, mailbox and folder, replaced on
+/// write, listed per mailbox, and kept across a reopen.
+fn folder_checkpoints_persist_per_mailbox_and_folder(b: Backend) {
+    let mut s = TestStore::new(b);
+    let alice = s
+        .put_record(Record::User(user("Alice", "alice@example.test")))
+        .unwrap();
+    let a = UserId::from_uuid(alice.id());
+    assert_eq!(s.checkpoint(a, "alice", "INBOX").unwrap(), None);
+    let at = chrono::Utc::now();
+    let cp = |v: u32, u: u32| FolderCheckpoint {
+        uid_validity: v,
+        last_uid: u,
+        highest_modseq: (u > 5).then_some(u as u64 * 10),
+        updated: at,
+    };
+    s.put_checkpoint(a, "alice", "INBOX", &cp(7, 3)).unwrap();
+    s.put_checkpoint(a, "alice", "INBOX", &cp(7, 9)).unwrap();
+    s.put_checkpoint(a, "alice", "Sent", &cp(8, 2)).unwrap();
+    s.put_checkpoint(a, "alice-archive", "INBOX", &cp(1, 1))
+        .unwrap();
+    assert_eq!(s.checkpoint(a, "alice", "INBOX").unwrap(), Some(cp(7, 9)));
+    s.reopen();
+    assert_eq!(
+        s.checkpoints(a, "alice").unwrap(),
+        vec![("INBOX".to_string(), cp(7, 9)), ("Sent".to_string(), cp(8, 2))]
+    );
+    assert_eq!(
+        s.checkpoint(a, "alice-archive", "INBOX").unwrap(),
+        Some(cp(1, 1))
+    );
+}
+
 on_both_backends!(
+    folder_checkpoints_persist_per_mailbox_and_folder,
     tracking_records_share_one_activity_and_check_delegation,
     track_writes_activity_and_tracking_together_or_not_at_all,
     header_facts_follow_the_activity_without_its_body,

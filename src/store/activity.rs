@@ -441,3 +441,17 @@ pub fn subject_token(subject: &str) -> Option<&str> {
     let digits = rest[4..].bytes().take_while(u8::is_ascii_digit).count();
     (digits > 0).then(|| &rest[..4 + digits])
 }
+
+/// Where a gateway's tracking of one watched folder left off (issue 13): the
+/// folder's UIDVALIDITY, the highest UID judged by the rules, and its
+/// HIGHESTMODSEQ when the server has CONDSTORE. A restart resumes after
+/// `last_uid`; another UIDVALIDITY means the folder was recreated and is scanned
+/// again (tracking is idempotent by Message-ID, so nothing is tracked twice).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderCheckpoint {
+    pub uid_validity: u32,
+    pub last_uid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub highest_modseq: Option<u64>,
+    pub updated: DateTime<Utc>,
+}

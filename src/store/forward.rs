@@ -231,6 +231,31 @@ macro_rules! forward_crm_store {
         ) -> $crate::store::forward::Result<()> {
             self.around(|| self.$inner.track_batch(items))
         }
+        fn checkpoint(
+            &self,
+            owner: $crate::store::forward::UserId,
+            mailbox: &str,
+            folder: &str,
+        ) -> $crate::store::forward::Result<Option<$crate::store::forward::FolderCheckpoint>> {
+            self.around(|| self.$inner.checkpoint(owner, mailbox, folder))
+        }
+        fn put_checkpoint(
+            &self,
+            owner: $crate::store::forward::UserId,
+            mailbox: &str,
+            folder: &str,
+            checkpoint: &$crate::store::forward::FolderCheckpoint,
+        ) -> $crate::store::forward::Result<()> {
+            self.around(|| self.$inner.put_checkpoint(owner, mailbox, folder, checkpoint))
+        }
+        fn checkpoints(
+            &self,
+            owner: $crate::store::forward::UserId,
+            mailbox: &str,
+        ) -> $crate::store::forward::Result<Vec<(String, $crate::store::forward::FolderCheckpoint)>>
+        {
+            self.around(|| self.$inner.checkpoints(owner, mailbox))
+        }
         fn put_tracked(
             &self,
             activities: Vec<$crate::store::forward::Activity>,

@@ -302,6 +302,26 @@ pub trait CrmStore: Send + Sync {
         blobs.iter().map(|b| self.put_blob(b)).collect()
     }
 
+    // --- gateway checkpoints ---------------------------------------------------
+    /// Where tracking of `folder` in `owner`'s mailbox `mailbox` (the gateway's
+    /// name for it) left off.
+    fn checkpoint(
+        &self,
+        owner: UserId,
+        mailbox: &str,
+        folder: &str,
+    ) -> Result<Option<FolderCheckpoint>>;
+    /// Store a folder's checkpoint durably (replacing the one before).
+    fn put_checkpoint(
+        &self,
+        owner: UserId,
+        mailbox: &str,
+        folder: &str,
+        checkpoint: &FolderCheckpoint,
+    ) -> Result<()>;
+    /// Every folder checkpoint of `mailbox`, by folder name.
+    fn checkpoints(&self, owner: UserId, mailbox: &str) -> Result<Vec<(String, FolderCheckpoint)>>;
+
     // --- bulk ------------------------------------------------------------------
     /// Everything, in a stable order (see [`ExportBundle`]).
     fn export(&self) -> Result<ExportBundle>;

@@ -15,6 +15,7 @@
 
 mod book;
 mod bulk;
+mod checkpoints;
 pub mod conn;
 pub mod copy;
 mod db;

@@ -145,6 +145,16 @@ CREATE TRIGGER tracking_notify AFTER INSERT OR UPDATE OR DELETE ON tracking
     r#"
 CREATE INDEX postings_cover ON postings (token) INCLUDE (id, kind, weight);
 "#,
+    // v4: the gateway's per-folder checkpoints (issue 13).
+    r#"
+CREATE TABLE gateway_checkpoints (
+    owner uuid NOT NULL,
+    mailbox text COLLATE "C" NOT NULL,
+    folder text COLLATE "C" NOT NULL,
+    doc jsonb NOT NULL,
+    PRIMARY KEY (owner, mailbox, folder)
+);
+"#,
 ];
 
 /// The schema version this binary writes.

@@ -55,6 +55,33 @@ impl PgStore {
 }
 
 impl CrmStore for PgStore {
+    fn checkpoint(
+        &self,
+        owner: UserId,
+        mailbox: &str,
+        folder: &str,
+    ) -> Result<Option<crate::store::FolderCheckpoint>> {
+        self.read_checkpoint(owner, mailbox, folder)
+    }
+
+    fn put_checkpoint(
+        &self,
+        owner: UserId,
+        mailbox: &str,
+        folder: &str,
+        checkpoint: &crate::store::FolderCheckpoint,
+    ) -> Result<()> {
+        self.write_checkpoint(owner, mailbox, folder, checkpoint)
+    }
+
+    fn checkpoints(
+        &self,
+        owner: UserId,
+        mailbox: &str,
+    ) -> Result<Vec<(String, crate::store::FolderCheckpoint)>> {
+        self.read_checkpoints(owner, mailbox)
+    }
+
     fn record(&self, id: Uuid) -> Result<Option<Record>> {
         self.read(|db| rows::record(db, id))
     }

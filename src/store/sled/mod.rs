@@ -3,6 +3,7 @@
 //! database is flushed before the call returns.
 
 mod book;
+mod checkpoints;
 mod export;
 pub(crate) mod index;
 mod kind_index;
@@ -316,6 +317,33 @@ impl CrmStore for SledStore {
 
     fn close(&self) -> Result<()> {
         self.save_search_index()
+    }
+
+    fn checkpoint(
+        &self,
+        owner: UserId,
+        mailbox: &str,
+        folder: &str,
+    ) -> Result<Option<crate::store::FolderCheckpoint>> {
+        self.read_checkpoint(owner, mailbox, folder)
+    }
+
+    fn put_checkpoint(
+        &self,
+        owner: UserId,
+        mailbox: &str,
+        folder: &str,
+        checkpoint: &crate::store::FolderCheckpoint,
+    ) -> Result<()> {
+        self.write_checkpoint(owner, mailbox, folder, checkpoint)
+    }
+
+    fn checkpoints(
+        &self,
+        owner: UserId,
+        mailbox: &str,
+    ) -> Result<Vec<(String, crate::store::FolderCheckpoint)>> {
+        self.read_checkpoints(owner, mailbox)
     }
 
     fn record(&self, id: Uuid) -> Result<Option<Record>> {
