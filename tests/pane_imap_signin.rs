@@ -628,9 +628,10 @@ Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nWe need 20 seats.\r\n";
         crmproxy::track::Engine::new(pane.store.clone(), pane.cfg.tracking.clone()).unwrap(),
     );
     let connector =
-        crmproxy::proxy::upstream::UpstreamConnector::new(&pane.cfg.upstream, 64 * 1024).unwrap();
+        crmproxy::imap_client::connect::UpstreamConnector::new(&pane.cfg.upstream, 64 * 1024)
+            .unwrap();
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let workers = crmproxy::proxy::worker::Workers::new(
+    let workers = crmproxy::sync::worker::Workers::new(
         engine,
         connector,
         pane.events.clone(),

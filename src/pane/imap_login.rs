@@ -9,7 +9,7 @@
 //! penalties that would hit every user.
 
 use crate::config::{UpstreamConfig, UpstreamTls};
-use crate::proxy::folders::{find_special, FolderLayout, ListEntry, SpecialUse};
+use crate::imap_client::folders::{find_special, FolderLayout, ListEntry, SpecialUse};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;

@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use super::client::ImapClient;
 use super::replace::replace_with_block;
 use super::user::{blocking, bump, do_job, JobError};
 use super::{Inner, Job, Uids};
+use crate::imap_client::ImapClient;
 use crate::store::{MessageId, MessageLocation, TrackingRecord, UserId};
 use crate::track::TrackSource;
 

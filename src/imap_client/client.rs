@@ -7,10 +7,10 @@
 use base64::Engine as _;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 
-use crate::proxy::folders::{find_special, FolderLayout, ListEntry, SpecialUse};
-use crate::proxy::hook::Credential;
-use crate::proxy::upstream::UpstreamConnector;
-use crate::proxy::BoxedIo;
+use super::connect::UpstreamConnector;
+use super::BoxedIo;
+use crate::imap_client::folders::{find_special, FolderLayout, ListEntry, SpecialUse};
+use crate::imap_client::Credential;
 use crate::wire::{Frame, Framer};
 
 /// Why a worker command failed.
@@ -49,14 +49,14 @@ pub struct Reply {
 
 pub struct ImapClient {
     reader: Framer<ReadHalf<BoxedIo>>,
-    pub(super) writer: WriteHalf<BoxedIo>,
+    pub(crate) writer: WriteHalf<BoxedIo>,
     next: u32,
     /// PERMANENTFLAGS of the selected mailbox allows new keywords (`\*`).
     pub keywords_allowed: bool,
     /// The server's capabilities after login (upper case), once asked for.
-    pub(super) capabilities: Option<Vec<String>>,
+    pub(crate) capabilities: Option<Vec<String>>,
     /// Whether this connection told the user that `replace` cannot work here.
-    pub(super) replace_refusal_said: bool,
+    pub(crate) replace_refusal_said: bool,
     /// The server's folder layout, once asked for.
     layout: Option<FolderLayout>,
 }
@@ -123,7 +123,7 @@ impl ImapClient {
         Ok(c)
     }
 
-    pub(super) fn tag(&mut self) -> String {
+    pub(crate) fn tag(&mut self) -> String {
         let t = format!("W{}", self.next);
         self.next += 1;
         t
@@ -161,7 +161,7 @@ impl ImapClient {
     }
 
     /// Wait for `+` (true) or the tagged answer (false).
-    pub(super) async fn wait_continuation(&mut self, tag: &str) -> Result<bool, ClientError> {
+    pub(crate) async fn wait_continuation(&mut self, tag: &str) -> Result<bool, ClientError> {
         loop {
             let (u, tagged) = self.read_response().await?;
             if u.text.starts_with(b"+") {
@@ -174,7 +174,7 @@ impl ImapClient {
     }
 
     /// Read one response; `Some(tag)` when tagged.
-    pub(super) async fn read_response(
+    pub(crate) async fn read_response(
         &mut self,
     ) -> Result<(Untagged, Option<String>), ClientError> {
         let mut u = Untagged::default();
@@ -219,7 +219,7 @@ impl ImapClient {
         Ok((u, tagged))
     }
 
-    pub(super) async fn read_reply(&mut self, tag: &str) -> Result<Reply, ClientError> {
+    pub(crate) async fn read_reply(&mut self, tag: &str) -> Result<Reply, ClientError> {
         let mut reply = Reply::default();
         loop {
             let (u, tagged) = self.read_response().await?;
@@ -246,7 +246,7 @@ impl ImapClient {
         self.read_reply(&tag).await
     }
 
-    pub(super) async fn ok(
+    pub(crate) async fn ok(
         &mut self,
         name: &'static str,
         line: &str,
@@ -259,6 +259,26 @@ impl ImapClient {
             });
         }
         Ok(r)
+    }
+
+    /// The server's capabilities after login (asked once per connection).
+    pub async fn capabilities(&mut self) -> Result<&[String], ClientError> {
+        if self.capabilities.is_none() {
+            let r = self.ok("CAPABILITY", "CAPABILITY").await?;
+            let caps = r
+                .untagged
+                .iter()
+                .filter_map(|u| u.text.strip_prefix(b"* CAPABILITY "))
+                .flat_map(|rest| {
+                    String::from_utf8_lossy(rest)
+                        .split_whitespace()
+                        .map(str::to_ascii_uppercase)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            self.capabilities = Some(caps);
+        }
+        Ok(self.capabilities.as_deref().unwrap_or_default())
     }
 
     /// SELECT a mailbox; returns its UIDVALIDITY.
@@ -485,7 +505,7 @@ impl ImapClient {
 }
 
 /// Whether a FETCH response's text names `UID uid`.
-pub(super) fn contains_uid(text: &[u8], uid: u32) -> bool {
+pub(crate) fn contains_uid(text: &[u8], uid: u32) -> bool {
     let t = String::from_utf8_lossy(text).to_ascii_uppercase();
     let words: Vec<&str> = t
         .split(|c: char| c.is_whitespace() || c == '(' || c == ')')

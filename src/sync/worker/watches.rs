@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use super::client::{ClientError, ImapClient};
 use super::replace::replace_with_block;
 use super::user::{blocking, JobError};
 use super::user::{bump, next_login, RECONNECT_PAUSE};
 use super::Inner;
-use crate::proxy::folders::SpecialUse;
-use crate::proxy::hook::Credential;
+use crate::imap_client::folders::SpecialUse;
+use crate::imap_client::Credential;
+use crate::imap_client::{ClientError, ImapClient};
 use crate::store::{MessageLocation, TrackStatus, UserId};
 use crate::track::{TrackRequest, TrackSource};
 

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-use super::client::{ClientError, ImapClient};
 use super::replace::replace_with_block;
 use super::sweep::{sweep, sweep_pending};
 use super::watches::{sent_message, watch, Watched};
 use super::{Inner, Job, Uids};
 use crate::events::KeywordCleanup;
-use crate::proxy::hook::Credential;
+use crate::imap_client::Credential;
+use crate::imap_client::{ClientError, ImapClient};
 use crate::store::{MessageId, MessageLocation, TrackStatus};
 use crate::track::{TrackError, TrackRequest};
 

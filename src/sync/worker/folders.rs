@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use super::client::{quoted, ClientError, ImapClient};
 use super::Inner;
+use crate::imap_client::{quoted, ClientError, ImapClient};
 
 /// Learn the layout and create the tracking folder. `Err`: the connection
 /// failed (set-up is tried again on the next one); a refused folder is `Ok`.

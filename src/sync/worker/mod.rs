@@ -9,14 +9,13 @@
 //! proxy, so those sessions get no worker: keyword and folder tracking needs a
 //! LOGIN or AUTHENTICATE PLAIN session.
 
-mod client;
 mod folders;
 mod replace;
 mod sweep;
 mod user;
 mod watches;
 
-pub use client::{quoted, ClientError, ImapClient};
+pub use crate::imap_client::{quoted, ClientError, ImapClient};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,9 +24,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::events::{CleanupQueued, KeywordCleanup, MailboxSync, PaneEvents};
-use crate::proxy::folders::FolderLayout;
-use crate::proxy::hook::Credential;
-use crate::proxy::upstream::UpstreamConnector;
+use crate::imap_client::connect::UpstreamConnector;
+use crate::imap_client::folders::FolderLayout;
+use crate::imap_client::Credential;
 use crate::track::{Actor, Engine, TrackSource};
 
 /// Which messages of a folder a job is about.
