@@ -12,6 +12,19 @@ use crate::store::{AutoTrack, EmailAddress, Kind, MessageId, Privilege, Record, 
 use super::request::{AutoDecision, SkipReason};
 use super::{Engine, TrackError};
 
+/// A mailbox's own rules over its user's options (a gateway's config, org-wide
+/// defaults overridden per mailbox). The default changes nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailboxRules {
+    /// The automatic-tracking level instead of the user's option.
+    pub auto_track: Option<AutoTrack>,
+    /// Ignore-list entries (addresses, domains) beside the user's and the
+    /// organisation's.
+    pub ignore: Vec<String>,
+    /// Privacy mode: what is tracked keeps its header only.
+    pub headers_only: bool,
+}
+
 impl Engine {
     /// Whether new mail in `owner`'s INBOX is tracked automatically. The caller
     /// passes only new INBOX mail; what a user tracks by hand is not judged here.
@@ -19,6 +32,16 @@ impl Engine {
         &self,
         owner: UserId,
         facts: &EmailFacts,
+    ) -> Result<AutoDecision, TrackError> {
+        self.auto_decision_with(owner, facts, &MailboxRules::default())
+    }
+
+    /// [`Engine::auto_decision`] under a mailbox's own `rules`.
+    pub fn auto_decision_with(
+        &self,
+        owner: UserId,
+        facts: &EmailFacts,
+        rules: &MailboxRules,
     ) -> Result<AutoDecision, TrackError> {
         let Some(Record::User(user)) = self.store.record(owner.uuid())? else {
             return Err(TrackError::UnknownUser {
@@ -29,7 +52,8 @@ impl Engine {
         if !user.has(Privilege::UseApp) {
             return skip(SkipReason::NoPrivilege);
         }
-        if user.options.auto_track == AutoTrack::Off {
+        let mode = rules.auto_track.unwrap_or(user.options.auto_track);
+        if mode == AutoTrack::Off {
             return skip(SkipReason::Off);
         }
         if let Some(marker) = facts.bulk.first() {
@@ -48,7 +72,9 @@ impl Engine {
             .or(facts.sender.as_ref())
             .and_then(|m| EmailAddress::parse(&m.address).ok());
         if let Some(s) = &sender {
-            let lists = user.options.ignore.iter().chain(settings.ignore.iter());
+            let lists = (user.options.ignore.iter())
+                .chain(settings.ignore.iter())
+                .chain(rules.ignore.iter());
             if let Some(entry) = lists.into_iter().find(|e| ignores(e, s)) {
                 return skip(SkipReason::Ignored(entry.trim().to_string()));
             }
@@ -63,7 +89,6 @@ impl Engine {
                 return skip(SkipReason::Internal);
             }
         }
-        let mode = user.options.auto_track;
         if mode == AutoTrack::All {
             return Ok(AutoDecision::Track);
         }

@@ -11,6 +11,7 @@ use crate::store::{
     TrackStatus, TrackingRecord, UserId,
 };
 
+use super::auto::MailboxRules;
 use super::email;
 use super::ingest::merge_resolution;
 use super::regarding::Resolution;
@@ -107,12 +108,9 @@ impl Engine {
             TrackSource::Folder(f) if record.regarding == self.folder_regarding(f) => None,
             _ => record.regarding,
         };
-        let req = TrackRequest {
-            source,
-            regarding,
-            location: record.location.clone(),
-            regarding_is_new_contact: false,
-        };
+        let mut req = TrackRequest::new(source);
+        req.regarding = regarding;
+        req.location = record.location.clone();
         self.track_message(&actor, raw, &req, Some(record))
     }
 
@@ -384,17 +382,35 @@ impl Engine {
         raw: &[u8],
         location: Option<MessageLocation>,
     ) -> Result<Option<Tracked>, TrackError> {
+        self.on_new_mail(owner, raw, location, &MailboxRules::default(), None)
+            .map(|(t, _)| t)
+    }
+
+    /// New mail in a watched folder, judged by the owner's options under the
+    /// mailbox's `rules`; `folder_regarding` is the folder's mapping (never
+    /// replacing a regarding chosen by hand). The decision comes back too.
+    pub fn on_new_mail(
+        &self,
+        owner: UserId,
+        raw: &[u8],
+        location: Option<MessageLocation>,
+        rules: &MailboxRules,
+        folder_regarding: Option<crate::store::RecordRef>,
+    ) -> Result<(Option<Tracked>, AutoDecision), TrackError> {
         let facts = message::parse(raw).map_err(|e| TrackError::NotAMessage(e.to_string()))?;
-        if self.auto_decision(owner, &facts)? != AutoDecision::Track {
-            return Ok(None);
+        let decision = self.auto_decision_with(owner, &facts, rules)?;
+        if decision != AutoDecision::Track {
+            return Ok((None, decision));
         }
         let actor = self.actor_by_id(owner, owner)?;
         if self.tracked_here(&actor, &facts, raw)? {
-            return Ok(None);
+            return Ok((None, decision));
         }
         let mut req = TrackRequest::new(TrackSource::Automatic);
         req.location = location;
-        self.track(&actor, raw, req).map(Some)
+        req.rule_regarding = folder_regarding;
+        req.headers_only = rules.headers_only;
+        self.track(&actor, raw, req).map(|t| (Some(t), decision))
     }
 
     fn tracked_here(

@@ -265,31 +265,50 @@ impl Engine {
         let mut blobs: Vec<Cow<'r, [u8]>> = Vec::new();
         let mut writes: Vec<Activity> = Vec::new();
         let created = existing.is_none();
+        // A rule's regarding never replaces one a person chose.
+        let kept_by_hand = req.regarding.is_none()
+            && req.rule_regarding.is_some()
+            && existing.as_ref().is_some_and(|a| {
+                matches!(&a.details, ActivityDetails::Email(e) if e.correlation == Correlation::Explicit)
+            });
+        // Privacy mode keeps the header only (through its blank line).
+        let kept: &'r [u8] = if req.headers_only {
+            header_of(raw)
+        } else {
+            raw
+        };
         let email = match existing {
             None => {
-                blobs.push(Cow::Borrowed(raw));
+                blobs.push(Cow::Borrowed(kept));
                 let parties = email::email_parties(&facts, &mut resolver)?;
                 let mut a = email::new_email_activity(
                     &actor.owner,
                     &facts,
                     message_id.clone(),
-                    BlobRef::of(raw),
+                    BlobRef::of(kept),
                     parties,
                     &resolution,
                 );
                 if let ActivityDetails::Email(e) = &mut a.details {
                     e.content_digest = Some(digest);
+                    if req.headers_only {
+                        e.body_text.clear();
+                        e.attachments.clear();
+                        e.smime = None;
+                    }
                 }
                 writes.push(a.clone());
                 a
             }
             Some(old) => {
                 let mut a = old.clone();
-                merge_resolution(&mut a, &resolution);
+                if !kept_by_hand {
+                    merge_resolution(&mut a, &resolution);
+                }
                 if let ActivityDetails::Email(e) = &mut a.details {
                     if e.raw.is_none() {
-                        blobs.push(Cow::Borrowed(raw));
-                        e.raw = Some(BlobRef::of(raw));
+                        blobs.push(Cow::Borrowed(kept));
+                        e.raw = Some(BlobRef::of(kept));
                     }
                     e.content_digest.get_or_insert(digest);
                 }
@@ -362,7 +381,9 @@ impl Engine {
         }
 
         let asked = match resolution.correlation {
-            Correlation::Explicit | Correlation::FolderMapping => resolution.regarding,
+            Correlation::Explicit | Correlation::FolderMapping if !kept_by_hand => {
+                resolution.regarding
+            }
             _ => None,
         };
         let old_location = match &req.location {
@@ -455,6 +476,17 @@ impl Engine {
 /// Apply a new resolution to an existing (shared) email activity: an explicit or
 /// folder regarding replaces the current one; a correlation only fills an
 /// activity that has no regarding yet.
+/// A message's header, through the blank line that ends it (all of it without one).
+fn header_of(raw: &[u8]) -> &[u8] {
+    match raw.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(i) => &raw[..i + 4],
+        None => match raw.windows(2).position(|w| w == b"\n\n") {
+            Some(i) => &raw[..i + 2],
+            None => raw,
+        },
+    }
+}
+
 pub(crate) fn merge_resolution(a: &mut Activity, r: &Resolution) {
     let ActivityDetails::Email(e) = &mut a.details else {
         return;

@@ -42,6 +42,7 @@ mod request;
 pub mod tz;
 
 pub use append::{starts_with_block, AppendBlock};
+pub use auto::MailboxRules;
 pub use email::{message_id_lenient, synthetic_message_id};
 pub use error::TrackError;
 pub use regarding::Resolution;

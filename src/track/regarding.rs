@@ -103,14 +103,16 @@ impl Engine {
                 correlated_with: None,
             });
         }
-        if let TrackSource::Folder(f) = &req.source {
-            if let Some(r) = self.folder_regarding(f) {
-                return Ok(Resolution {
-                    regarding: Some(r),
-                    correlation: Correlation::FolderMapping,
-                    correlated_with: None,
-                });
-            }
+        let mapped = match &req.source {
+            TrackSource::Folder(f) => self.folder_regarding(f),
+            _ => None,
+        };
+        if let Some(r) = mapped.or(req.rule_regarding) {
+            return Ok(Resolution {
+                regarding: Some(r),
+                correlation: Correlation::FolderMapping,
+                correlated_with: None,
+            });
         }
         self.correlate(facts, message_id, settings, batch, owner)
     }

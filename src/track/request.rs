@@ -67,6 +67,12 @@ pub struct TrackRequest {
     /// The regarding record is a contact created in this same action ("add as
     /// contact" from an unknown sender); delegates are refused it.
     pub regarding_is_new_contact: bool,
+    /// A rule's regarding (a gateway's folder mapping): resolved like a folder
+    /// mapping, but never replacing a regarding a person chose for the message.
+    pub rule_regarding: Option<RecordRef>,
+    /// Privacy mode: keep the message's header only (no body text, no
+    /// attachments, the stored original cut after the header).
+    pub headers_only: bool,
 }
 
 impl TrackRequest {
@@ -77,6 +83,8 @@ impl TrackRequest {
             regarding: None,
             location: None,
             regarding_is_new_contact: false,
+            rule_regarding: None,
+            headers_only: false,
         }
     }
     pub fn regarding(mut self, r: RecordRef) -> Self {
