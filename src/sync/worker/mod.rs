@@ -10,6 +10,7 @@
 //! LOGIN or AUTHENTICATE PLAIN session.
 
 mod folders;
+pub mod plan;
 mod replace;
 mod sweep;
 mod user;
@@ -22,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use crate::events::{CleanupQueued, KeywordCleanup, MailboxSync, PaneEvents};
 use crate::imap_client::connect::UpstreamConnector;
@@ -211,7 +213,23 @@ impl Workers {
             }
             users.insert(key.clone(), tx);
         }
-        tokio::spawn(user::run(self.inner.clone(), key, credential, rx));
+        let plan = plan::MailboxPlan::for_session(
+            &key,
+            self.inner.connector.clone(),
+            credential,
+            self.inner.sync_interval,
+        );
+        let span = tracing::info_span!("sync worker", mailbox = %key);
+        tokio::spawn(user::run(self.inner.clone(), Arc::new(plan), rx).instrument(span));
+    }
+
+    /// Start the worker of a mailbox the gateway watches (no sessions, no job
+    /// queue): it runs until shutdown; the handle ends when it stopped.
+    pub fn start_mailbox(&self, plan: Arc<plan::MailboxPlan>) -> tokio::task::JoinHandle<()> {
+        // Nothing sends jobs to a gateway mailbox: the queue stays empty.
+        let (_tx, rx) = mpsc::channel(1);
+        let span = tracing::info_span!("mailbox", mailbox = %plan.key);
+        tokio::spawn(user::run(self.inner.clone(), plan, rx).instrument(span))
     }
 
     /// The folder layout `owner`'s worker learned from the server, once it did.

@@ -9,7 +9,9 @@ use tokio::sync::mpsc;
 
 use super::replace::replace_with_block;
 use super::sweep::{sweep, sweep_pending};
-use super::watches::{sent_message, watch, Watched};
+use super::plan::{CredentialSource, MailboxPlan, MailboxState};
+use super::watches::{sent_message, watch};
+use tracing::Instrument;
 use super::{Inner, Job, Uids};
 use crate::events::KeywordCleanup;
 use crate::imap_client::Credential;
@@ -40,29 +42,42 @@ pub(super) enum JobError {
     Join(String),
 }
 
-pub(super) async fn run(
-    inner: Arc<Inner>,
-    owner: String,
-    credential: Credential,
-    mut jobs: mpsc::Receiver<Job>,
-) {
+pub(super) async fn run(inner: Arc<Inner>, plan: Arc<MailboxPlan>, mut jobs: mpsc::Receiver<Job>) {
+    let owner = plan.key.clone();
+    let credential = match &plan.credentials {
+        CredentialSource::Sessions(c) | CredentialSource::Fixed(c) => c.clone(),
+    };
     let engine = inner.engine.clone();
-    let o = owner.clone();
+    let o = plan.owner.clone();
     let owner_id = match tokio::task::spawn_blocking(move || engine.actor(&o, &o)).await {
-        Ok(Ok(actor)) => Some(actor.owner_id()),
-        _ => None,
+        Ok(Ok(actor)) => Ok(actor.owner_id()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
     };
     // A mailbox the CRM does not know (or whose user lacks use_app) has nothing to
     // track: no worker, and so no extra upstream connections. A later login
     // checks again (the user may have been added or granted meanwhile).
-    let Some(owner_id) = owner_id else {
-        tracing::debug!("no sync worker: the mailbox's user is not a CRM user with use_app");
-        return;
+    let owner_id = match owner_id {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::debug!("no sync worker: the mailbox's user is not a CRM user with use_app");
+            plan.status.error(format!("owner {}: {e}", plan.owner));
+            return;
+        }
     };
-    for what in [Watched::Inbox, Watched::Sent] {
-        let (inner, owner, credential) = (inner.clone(), owner.clone(), credential.clone());
-        tokio::spawn(watch(inner, owner_id, owner, credential, what));
+    let mut watchers = tokio::task::JoinSet::new();
+    for (i, group) in plan.watch_groups().into_iter().enumerate() {
+        // Without a job connection the watchers sweep: the first group holds INBOX.
+        let sweeps = !plan.job_connection && i == 0;
+        let w = watch(inner.clone(), plan.clone(), owner_id, group, sweeps);
+        watchers.spawn(w.instrument(tracing::Span::current()));
     }
+    if !plan.job_connection {
+        while watchers.join_next().await.is_some() {}
+        plan.status.set_state(MailboxState::Stopped);
+        return;
+    }
+    watchers.detach_all();
     let mut conn: Option<ImapClient> = None;
     let mut shutdown = inner.shutdown.clone();
     // The first tick is immediate: a worker's first work is a sweep (requests
@@ -86,7 +101,7 @@ pub(super) async fn run(
                     _ = tokio::time::sleep(RECONNECT_PAUSE) => continue,
                 }
             };
-            match ImapClient::connect(&inner.connector, &login).await {
+            match ImapClient::connect(&plan.connector, &login).await {
                 Ok(mut c) => {
                     if !folders_ready {
                         match super::folders::prepare(&inner, &mut c, &owner).await {

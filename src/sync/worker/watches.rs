@@ -1,20 +1,28 @@
-//! The folders a worker watches with IDLE, each on a connection of its own: new
-//! INBOX mail goes to automatic tracking, a reply in Sent to tracked email is
-//! tracked. Reconnects after failures; a login the server refused waits for a new one.
-
-use std::time::Duration;
+//! The folders a worker watches, in groups, each group on a connection of its
+//! own (IDLE on the group's first folder, the others looked at whenever it
+//! wakes): new mail in an incoming folder goes through the automatic-tracking
+//! rules, a reply in Sent to tracked email is tracked. With checkpoints (the
+//! gateway) each folder resumes after the last UID judged, and a folder whose
+//! UIDVALIDITY changed is judged again whole (tracking is idempotent by
+//! Message-ID). Reconnects after failures with the plan's back-off; a login the
+//! server refused waits for a new one.
 
 use std::sync::Arc;
 
+use tokio::sync::watch;
+
+use super::plan::{CredentialSource, FolderName, FolderRole, MailboxPlan, MailboxState, WatchedFolder};
+use super::plan::MailboxStatus;
 use super::replace::replace_with_block;
-use super::user::{blocking, JobError};
-use super::user::{bump, next_login, RECONNECT_PAUSE};
-use super::Inner;
-use crate::imap_client::folders::SpecialUse;
+use super::user::{blocking, bump, do_job, next_login, JobError};
+use super::{Inner, Job, Uids};
 use crate::imap_client::Credential;
 use crate::imap_client::{ClientError, ImapClient};
-use crate::store::{MessageLocation, TrackStatus, UserId};
-use crate::track::{TrackRequest, TrackSource};
+use crate::store::{FolderCheckpoint, MessageLocation, TrackStatus, UserId};
+use crate::track::{AutoDecision, TrackRequest, TrackSource};
+
+/// Checkpoints are written at least every this many messages judged.
+const CHECKPOINT_EVERY: usize = 64;
 
 /// A message in the owner's Sent folder: tracked (correlated) when it replies to
 /// tracked email, then marked `$CRM_Tracked` where the folder allows keywords.
@@ -64,122 +72,304 @@ pub(super) async fn sent_message(
     Ok(())
 }
 
-/// The folders a worker watches with IDLE.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Watched {
-    /// New mail is judged by the user's automatic-tracking option.
-    Inbox,
-    /// Replies saved by any client (or by the server) that answer tracked email.
-    Sent,
-}
-
+/// Watch one group of folders until shutdown (or until none of them exists).
 pub(super) async fn watch(
     inner: Arc<Inner>,
+    plan: Arc<MailboxPlan>,
     owner: UserId,
-    login: String,
-    credential: Credential,
-    what: Watched,
+    group: Vec<WatchedFolder>,
+    sweeps: bool,
 ) {
     let mut shutdown = inner.shutdown.clone();
-    let mut refused = None;
+    let mut refused: Option<Credential> = None;
+    let mut failures = 0u32;
     loop {
-        let newest = inner
-            .credential(&login)
-            .unwrap_or_else(|| credential.clone());
+        let newest = match &plan.credentials {
+            CredentialSource::Sessions(first) => inner
+                .credential(&plan.key)
+                .unwrap_or_else(|| first.clone()),
+            CredentialSource::Fixed(c) => c.clone(),
+        };
+        let pause;
         if let Some(cred) = next_login(newest, refused.as_ref()) {
-            let r = tokio::select! {
-                _ = shutdown.changed() => return,
-                r = watch_once(&inner, owner, &login, &cred, what) => r,
-            };
+            let r = watch_once(&inner, &plan, owner, &cred, &group, sweeps, &mut shutdown).await;
             match r {
-                // Nothing to watch (no Sent folder): done.
+                // Shut down, or nothing to watch (no Sent folder): done.
                 Ok(()) => return,
                 Err(JobError::Imap(
                     e @ ClientError::Refused {
                         command: "LOGIN", ..
                     },
                 )) => {
-                    tracing::warn!(error = %e, folder = ?what, "folder watch: login refused; waiting for a new one");
+                    tracing::warn!(error = %e, "folder watch: login refused; waiting for a new one");
+                    plan.status.error(format!("login refused: {e}"));
                     refused = Some(cred);
+                    failures += 1;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, folder = ?what, "folder watch ended; reconnecting")
+                    tracing::warn!(error = %e, "folder watch ended; reconnecting");
+                    plan.status.error(e.to_string());
+                    failures += 1;
                 }
             }
+            pause = plan.backoff.pause(failures.saturating_sub(1));
+        } else if matches!(plan.credentials, CredentialSource::Fixed(_)) {
+            // The gateway's own credential: tried again after the longest pause
+            // (a server lockout is worse than a late retry).
+            refused = None;
+            pause = plan.backoff.max;
+        } else {
+            pause = plan.backoff.pause(0);
+        }
+        if *shutdown.borrow() {
+            return;
         }
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = tokio::time::sleep(RECONNECT_PAUSE) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
+    }
+}
+
+/// One folder of a group on its connection: where it stands.
+struct Cursor {
+    name: String,
+    role: FolderRole,
+    validity: u32,
+    last: u32,
+}
+
+/// Counts the connection for the status while it lives.
+struct Counted<'a>(&'a MailboxStatus);
+
+impl<'a> Counted<'a> {
+    fn new(s: &'a MailboxStatus) -> Self {
+        s.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Counted(s)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0
+            .connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
 async fn watch_once(
     inner: &Arc<Inner>,
+    plan: &Arc<MailboxPlan>,
     owner: UserId,
-    login: &str,
     credential: &Credential,
-    what: Watched,
+    group: &[WatchedFolder],
+    sweeps: bool,
+    shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), JobError> {
-    let mut c = ImapClient::connect(&inner.connector, credential).await?;
-    let folder = match what {
-        Watched::Inbox => "INBOX".to_string(),
-        Watched::Sent => match c
-            .special_folder(
-                SpecialUse::Sent,
-                inner.engine.config().sent_folder.as_deref(),
-            )
-            .await?
-        {
-            Some(f) => f,
-            None => {
-                tracing::info!("no Sent folder to watch");
-                return Ok(());
-            }
-        },
+    // One connection of the server's budget for as long as this one lives.
+    let _permit = match &plan.budget {
+        Some(b) => Some(b.clone().acquire_owned().await.map_err(|_| ClientError::Closed)?),
+        None => None,
     };
-    let mut validity = c.select(&folder).await?;
-    let mut last = c.uid_search("ALL").await?.into_iter().max().unwrap_or(0);
-    let idle_for = inner
-        .sync_interval
-        .min(Duration::from_secs(29 * 60))
-        .max(Duration::from_secs(1));
-    loop {
-        c.idle(idle_for).await?;
-        let v = c.select(&folder).await?;
-        if v != validity {
-            validity = v;
-            last = c.uid_search("ALL").await?.into_iter().max().unwrap_or(0);
-            continue;
-        }
-        let mut new: Vec<u32> = c
-            .uid_search(&format!("UID {}:*", last + 1))
-            .await?
-            .into_iter()
-            .filter(|&u| u > last)
-            .collect();
-        new.sort_unstable();
-        for uid in new {
-            last = last.max(uid);
-            match what {
-                Watched::Inbox => inbox_message(inner, &mut c, owner, login, validity, uid).await?,
-                Watched::Sent => {
-                    let engine = inner.engine.clone();
-                    let actor = blocking(move || engine.actor_by_id(owner, owner)).await?;
-                    sent_message(inner, &mut c, actor, login, &folder, uid).await?;
-                    // sent_message selected the folder again: still the same one.
+    if plan.status.fields().state != MailboxState::Error {
+        plan.status.set_state(MailboxState::Connecting);
+    }
+    let mut c = ImapClient::connect(&plan.connector, credential).await?;
+    let _counted = Counted::new(&plan.status);
+    let mut folders = Vec::new();
+    for f in group {
+        let name = match &f.name {
+            FolderName::Named(n) => n.clone(),
+            FolderName::Special(u) => {
+                match c
+                    .special_folder(*u, inner.engine.config().sent_folder.as_deref())
+                    .await?
+                {
+                    Some(n) => n,
+                    None => {
+                        tracing::info!(folder = ?u, "no such folder to watch");
+                        continue;
+                    }
                 }
             }
+        };
+        let validity = c.select(&name).await?;
+        let last = start_after(inner, plan, owner, &mut c, &name, validity).await?;
+        folders.push(Cursor {
+            name,
+            role: f.role,
+            validity,
+            last,
+        });
+    }
+    if folders.is_empty() {
+        return Ok(());
+    }
+    let interval = inner.sync_interval.max(std::time::Duration::from_secs(1));
+    let mut next_sweep = tokio::time::Instant::now();
+    loop {
+        for f in folders.iter_mut() {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            catch_up(inner, plan, owner, &mut c, f, shutdown).await?;
+        }
+        plan.status.synced();
+        if sweeps && tokio::time::Instant::now() >= next_sweep {
+            sweep_folders(inner, plan, owner, &mut c, &folders).await?;
+            next_sweep = tokio::time::Instant::now() + interval;
+        }
+        c.select(&folders[0].name).await?;
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            r = c.idle(plan.idle_for) => { r?; }
         }
     }
 }
 
-/// New INBOX mail: tracked when the owner's automatic-tracking option says so.
-async fn inbox_message(
+/// The UID after which a folder's new mail starts: its checkpoint's (same
+/// UIDVALIDITY), none (a folder recreated: all of it again), else its newest.
+async fn start_after(
     inner: &Arc<Inner>,
+    plan: &Arc<MailboxPlan>,
+    owner: UserId,
+    c: &mut ImapClient,
+    folder: &str,
+    validity: u32,
+) -> Result<u32, JobError> {
+    if plan.checkpoints {
+        let engine = inner.engine.clone();
+        let (key, f) = (plan.key.clone(), folder.to_string());
+        let cp = blocking(move || Ok(engine.store().checkpoint(owner, &key, &f)?)).await?;
+        match cp {
+            Some(cp) if cp.uid_validity == validity => return Ok(cp.last_uid),
+            Some(cp) => {
+                tracing::warn!(folder, old = cp.uid_validity, new = validity, "UIDVALIDITY changed: the folder is judged again by Message-ID");
+                return Ok(0);
+            }
+            None => {}
+        }
+    }
+    let last = c.uid_search("ALL").await?.into_iter().max().unwrap_or(0);
+    if plan.checkpoints {
+        save_checkpoint(inner, plan, owner, folder, validity, last).await?;
+    }
+    Ok(last)
+}
+
+async fn save_checkpoint(
+    inner: &Arc<Inner>,
+    plan: &Arc<MailboxPlan>,
+    owner: UserId,
+    folder: &str,
+    validity: u32,
+    last: u32,
+) -> Result<(), JobError> {
+    let engine = inner.engine.clone();
+    let (key, f) = (plan.key.clone(), folder.to_string());
+    let cp = FolderCheckpoint {
+        uid_validity: validity,
+        last_uid: last,
+        highest_modseq: None,
+        updated: chrono::Utc::now(),
+    };
+    blocking(move || Ok(engine.store().put_checkpoint(owner, &key, &f, &cp)?)).await
+}
+
+/// Judge a folder's mail that arrived after its cursor.
+async fn catch_up(
+    inner: &Arc<Inner>,
+    plan: &Arc<MailboxPlan>,
+    owner: UserId,
+    c: &mut ImapClient,
+    f: &mut Cursor,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<(), JobError> {
+    let v = c.select(&f.name).await?;
+    if v != f.validity {
+        f.validity = v;
+        f.last = if plan.checkpoints {
+            tracing::warn!(folder = %f.name, "UIDVALIDITY changed: the folder is judged again by Message-ID");
+            0
+        } else {
+            c.uid_search("ALL").await?.into_iter().max().unwrap_or(0)
+        };
+    }
+    let mut new: Vec<u32> = c
+        .uid_search(&format!("UID {}:*", f.last + 1))
+        .await?
+        .into_iter()
+        .filter(|&u| u > f.last)
+        .collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    new.sort_unstable();
+    plan.status.set_state(MailboxState::Syncing);
+    plan.status.backlog(new.len() as u64);
+    let mut since_saved = 0;
+    for (i, uid) in new.iter().copied().enumerate() {
+        // In-flight work finishes; the next message waits for the next start.
+        if *shutdown.borrow() {
+            break;
+        }
+        match f.role {
+            FolderRole::Incoming => new_message(inner, plan, c, owner, &f.name, f.validity, uid).await?,
+            FolderRole::Sent => {
+                let engine = inner.engine.clone();
+                let actor = blocking(move || engine.actor_by_id(owner, owner)).await?;
+                sent_message(inner, c, actor, &plan.key, &f.name, uid).await?;
+            }
+        }
+        f.last = f.last.max(uid);
+        plan.status.backlog((new.len() - i - 1) as u64);
+        since_saved += 1;
+        if plan.checkpoints && since_saved >= CHECKPOINT_EVERY {
+            save_checkpoint(inner, plan, owner, &f.name, f.validity, f.last).await?;
+            since_saved = 0;
+        }
+    }
+    if plan.checkpoints && since_saved > 0 {
+        save_checkpoint(inner, plan, owner, &f.name, f.validity, f.last).await?;
+    }
+    Ok(())
+}
+
+/// Request keywords in every watched folder (set by a client that talked to
+/// the server directly) and, for the group of INBOX, the mailbox's sweep.
+async fn sweep_folders(
+    inner: &Arc<Inner>,
+    plan: &Arc<MailboxPlan>,
+    owner: UserId,
+    c: &mut ImapClient,
+    folders: &[Cursor],
+) -> Result<(), JobError> {
+    let engine = inner.engine.clone();
+    let actor = blocking(move || engine.actor_by_id(owner, owner)).await?;
+    for f in folders {
+        if f.name.eq_ignore_ascii_case("INBOX") {
+            // Pending requests, INBOX requests and claims, as serve's worker does.
+            super::sweep::sweep(inner, c, &plan.key, owner).await?;
+            continue;
+        }
+        let job = Job::Track {
+            actor: actor.clone(),
+            folder: f.name.clone(),
+            uids: Uids::Keyword(inner.engine.config().request_keyword.clone()),
+            source: TrackSource::Keyword,
+        };
+        do_job(inner, c, &plan.key, job).await?;
+    }
+    Ok(())
+}
+
+/// New mail in an incoming folder: tracked when the rules say so.
+async fn new_message(
+    inner: &Arc<Inner>,
+    plan: &Arc<MailboxPlan>,
     c: &mut ImapClient,
     owner: UserId,
-    login: &str,
+    folder: &str,
     validity: u32,
     uid: u32,
 ) -> Result<(), JobError> {
@@ -190,17 +380,24 @@ async fn inbox_message(
     let raw = Arc::new(raw);
     let engine = inner.engine.clone();
     let location = MessageLocation {
-        folder: "INBOX".into(),
+        folder: folder.to_string(),
         uid_validity: validity,
         uid,
     };
     let (at, r) = (location.clone(), raw.clone());
-    match blocking(move || engine.on_new_inbox_mail(owner, &r, Some(location))).await {
-        Ok(Some(t)) => {
+    let regarding = plan.folder_regarding.get(folder).copied();
+    let rules = plan.rules.clone();
+    let judged = blocking(move || {
+        engine.on_new_mail(owner, &r, Some(location), &rules, regarding)
+    })
+    .await;
+    let cfg = inner.engine.config();
+    match judged {
+        Ok((Some(t), _)) => {
             bump(inner);
-            tracing::info!(uid, activity = %t.activity.id, "tracked automatically");
+            MailboxStatus::count(&plan.status.tracked);
+            tracing::info!(uid, folder, activity = %t.activity.id, "tracked automatically");
             if c.keywords_allowed {
-                let cfg = inner.engine.config();
                 let kw = if t.record.status == TrackStatus::Pending {
                     &cfg.pending_keyword
                 } else {
@@ -209,11 +406,24 @@ async fn inbox_message(
                 c.store_keywords(uid, &[kw], &[]).await?;
             }
             if t.record.status == TrackStatus::Tracked {
-                replace_with_block(inner, c, owner, login, &at, &raw).await?;
+                replace_with_block(inner, c, owner, &plan.key, &at, &raw).await?;
             }
         }
-        Ok(None) => {}
-        Err(e) => tracing::warn!(uid, error = %e, "automatic tracking failed"),
+        Ok((None, AutoDecision::Track)) => {
+            // Tracked here before (a restart after the activity was written but
+            // before its keyword was): the keyword is set now.
+            if plan.checkpoints && c.keywords_allowed {
+                c.store_keywords(uid, &[&cfg.tracked_keyword], &[]).await?;
+            }
+        }
+        Ok((None, AutoDecision::Skip(why))) => {
+            MailboxStatus::count(&plan.status.skipped);
+            tracing::debug!(uid, folder, reason = %why, "not tracked");
+        }
+        Err(e) => {
+            MailboxStatus::count(&plan.status.failed);
+            tracing::warn!(uid, folder, error = %e, "automatic tracking failed");
+        }
     }
     Ok(())
 }
