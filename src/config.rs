@@ -51,6 +51,8 @@ pub struct Config {
     pub tracking: TrackingConfig,
     pub store: StoreConfig,
     pub record: RecordConfig,
+    /// The headless gateway's servers, mailboxes and rules (`crmproxy gateway`).
+    pub gateway: crate::gateway::GatewayConfig,
 }
 
 /// Where the CRM lives: the embedded sled store in the data directory (the
@@ -230,6 +232,7 @@ impl Default for Config {
             tracking: TrackingConfig::default(),
             store: StoreConfig::default(),
             record: RecordConfig::default(),
+            gateway: crate::gateway::GatewayConfig::default(),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod doctor;
 pub mod events;
 pub mod formats;
+pub mod gateway;
 pub mod imap_client;
 pub mod message;
 pub mod pane;

@@ -234,7 +234,10 @@ fn folder_checkpoints_persist_per_mailbox_and_folder(b: Backend) {
     s.reopen();
     assert_eq!(
         s.checkpoints(a, "alice").unwrap(),
-        vec![("INBOX".to_string(), cp(7, 9)), ("Sent".to_string(), cp(8, 2))]
+        vec![
+            ("INBOX".to_string(), cp(7, 9)),
+            ("Sent".to_string(), cp(8, 2))
+        ]
     );
     assert_eq!(
         s.checkpoint(a, "alice-archive", "INBOX").unwrap(),

@@ -3,6 +3,7 @@
 //! at the edge, with context; exit codes are documented in `README.md`.
 
 pub mod crm;
+pub mod gateway;
 pub mod pane;
 pub mod replay;
 pub mod serve;
@@ -53,6 +54,16 @@ pub struct GlobalOpts {
     /// (default: the config's [store], else <data-dir>/store).
     #[arg(long, global = true, env = "CRMPROXY_STORE", value_name = "URL|DIR")]
     pub store: Option<String>,
+    /// Log lines as `text` (default) or `json` (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +96,9 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// Print a one-time sign-in link for the pane (works once, for 10 minutes).
     PaneUrl(pane::PaneUrlArgs),
+    /// Track many mailboxes server-side by rules, no mail client needed
+    /// (`gateway`, `gateway status`, `gateway test MAILBOX`).
+    Gateway(gateway::GatewayArgs),
 }
 
 impl GlobalOpts {
@@ -123,14 +137,21 @@ impl GlobalOpts {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .with_ansi(false)
+            .event_format(crate::gateway::logfmt::JsonLines)
+            .try_init(),
+    };
 }
 
 /// Entry point of the binary.
@@ -139,7 +160,7 @@ pub fn main() -> ExitCode {
     // private to the service user, whatever umask it was started with.
     crate::private_files::restrict_umask();
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.global.log_format);
     let result = match cli.command {
         Command::Init(a) => setup::init(a, &cli.global),
         Command::Setup(a) => thunderbird::setup(a, &cli.global),
@@ -155,6 +176,7 @@ pub fn main() -> ExitCode {
         Command::PaneUrl(a) => pane::pane_url(a, &cli.global),
         Command::Store(a) => store::run(a, &cli.global),
         Command::Replay(a) => replay::run(a, &cli.global),
+        Command::Gateway(a) => gateway::run(a, &cli.global),
     };
     match result {
         Ok(code) => code,

@@ -246,7 +246,10 @@ macro_rules! forward_crm_store {
             folder: &str,
             checkpoint: &$crate::store::forward::FolderCheckpoint,
         ) -> $crate::store::forward::Result<()> {
-            self.around(|| self.$inner.put_checkpoint(owner, mailbox, folder, checkpoint))
+            self.around(|| {
+                self.$inner
+                    .put_checkpoint(owner, mailbox, folder, checkpoint)
+            })
         }
         fn checkpoints(
             &self,

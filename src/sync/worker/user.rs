@@ -7,17 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+use super::plan::{CredentialSource, MailboxPlan, MailboxState};
 use super::replace::replace_with_block;
 use super::sweep::{sweep, sweep_pending};
-use super::plan::{CredentialSource, MailboxPlan, MailboxState};
 use super::watches::{sent_message, watch};
-use tracing::Instrument;
 use super::{Inner, Job, Uids};
 use crate::events::KeywordCleanup;
 use crate::imap_client::Credential;
 use crate::imap_client::{ClientError, ImapClient};
 use crate::store::{MessageId, MessageLocation, TrackStatus};
 use crate::track::{TrackError, TrackRequest};
+use tracing::Instrument;
 
 /// Pause before reconnecting after the upstream failed.
 pub(super) const RECONNECT_PAUSE: Duration = Duration::from_secs(5);

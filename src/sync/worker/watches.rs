@@ -11,8 +11,10 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::plan::{CredentialSource, FolderName, FolderRole, MailboxPlan, MailboxState, WatchedFolder};
 use super::plan::MailboxStatus;
+use super::plan::{
+    CredentialSource, FolderName, FolderRole, MailboxPlan, MailboxState, WatchedFolder,
+};
 use super::replace::replace_with_block;
 use super::user::{blocking, bump, do_job, next_login, JobError};
 use super::{Inner, Job, Uids};
@@ -85,9 +87,9 @@ pub(super) async fn watch(
     let mut failures = 0u32;
     loop {
         let newest = match &plan.credentials {
-            CredentialSource::Sessions(first) => inner
-                .credential(&plan.key)
-                .unwrap_or_else(|| first.clone()),
+            CredentialSource::Sessions(first) => {
+                inner.credential(&plan.key).unwrap_or_else(|| first.clone())
+            }
             CredentialSource::Fixed(c) => c.clone(),
         };
         let pause;
@@ -144,7 +146,8 @@ struct Counted<'a>(&'a MailboxStatus);
 
 impl<'a> Counted<'a> {
     fn new(s: &'a MailboxStatus) -> Self {
-        s.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        s.connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Counted(s)
     }
 }
@@ -168,7 +171,12 @@ async fn watch_once(
 ) -> Result<(), JobError> {
     // One connection of the server's budget for as long as this one lives.
     let _permit = match &plan.budget {
-        Some(b) => Some(b.clone().acquire_owned().await.map_err(|_| ClientError::Closed)?),
+        Some(b) => Some(
+            b.clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| ClientError::Closed)?,
+        ),
         None => None,
     };
     if plan.status.fields().state != MailboxState::Error {
@@ -244,7 +252,12 @@ async fn start_after(
         match cp {
             Some(cp) if cp.uid_validity == validity => return Ok(cp.last_uid),
             Some(cp) => {
-                tracing::warn!(folder, old = cp.uid_validity, new = validity, "UIDVALIDITY changed: the folder is judged again by Message-ID");
+                tracing::warn!(
+                    folder,
+                    old = cp.uid_validity,
+                    new = validity,
+                    "UIDVALIDITY changed: the folder is judged again by Message-ID"
+                );
                 return Ok(0);
             }
             None => {}
@@ -314,7 +327,9 @@ async fn catch_up(
             break;
         }
         match f.role {
-            FolderRole::Incoming => new_message(inner, plan, c, owner, &f.name, f.validity, uid).await?,
+            FolderRole::Incoming => {
+                new_message(inner, plan, c, owner, &f.name, f.validity, uid).await?
+            }
             FolderRole::Sent => {
                 let engine = inner.engine.clone();
                 let actor = blocking(move || engine.actor_by_id(owner, owner)).await?;
@@ -387,10 +402,8 @@ async fn new_message(
     let (at, r) = (location.clone(), raw.clone());
     let regarding = plan.folder_regarding.get(folder).copied();
     let rules = plan.rules.clone();
-    let judged = blocking(move || {
-        engine.on_new_mail(owner, &r, Some(location), &rules, regarding)
-    })
-    .await;
+    let judged =
+        blocking(move || engine.on_new_mail(owner, &r, Some(location), &rules, regarding)).await;
     let cfg = inner.engine.config();
     match judged {
         Ok((Some(t), _)) => {
