@@ -45,6 +45,8 @@ pub async fn dry_run(
         connector.address(),
         m.login
     );
+    let credential =
+        credential_of(m).map_err(|e| DryRunError::Setup(format!("credential: {e}")))?;
     let owner = {
         let o = m.owner.clone();
         engine
@@ -52,8 +54,6 @@ pub async fn dry_run(
             .map_err(|e| DryRunError::Setup(format!("owner {}: {e}", m.owner)))?
             .owner_id()
     };
-    let credential =
-        credential_of(m).map_err(|e| DryRunError::Setup(format!("credential: {e}")))?;
     let mut c = ImapClient::connect(connector, &credential)
         .await
         .map_err(|e| DryRunError::Server(format!("login failed: {e}")))?;

@@ -25,7 +25,13 @@ type Series = (
 /// The metrics text for these mailboxes.
 pub fn render(reports: &[MailboxReport]) -> String {
     let mut out = String::new();
-    let series: [Series; 6] = [
+    let series: [Series; 7] = [
+        (
+            "crmproxy_gateway_folders_watched",
+            "gauge",
+            "Folders being watched.",
+            |r| r.folders_watched,
+        ),
         (
             "crmproxy_gateway_tracked_total",
             "counter",

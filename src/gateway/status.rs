@@ -25,6 +25,7 @@ pub struct MailboxReport {
     pub skipped: u64,
     pub failed: u64,
     pub connections: u64,
+    pub folders_watched: u64,
 }
 
 impl MailboxReport {
@@ -42,6 +43,7 @@ impl MailboxReport {
             skipped: s.skipped.load(Ordering::Relaxed),
             failed: s.failed.load(Ordering::Relaxed),
             connections: s.connections.load(Ordering::Relaxed),
+            folders_watched: s.folders_watched.load(Ordering::Relaxed),
         }
     }
 }

@@ -473,9 +473,6 @@ impl Engine {
     }
 }
 
-/// Apply a new resolution to an existing (shared) email activity: an explicit or
-/// folder regarding replaces the current one; a correlation only fills an
-/// activity that has no regarding yet.
 /// A message's header, through the blank line that ends it (all of it without one).
 fn header_of(raw: &[u8]) -> &[u8] {
     match raw.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -487,6 +484,9 @@ fn header_of(raw: &[u8]) -> &[u8] {
     }
 }
 
+/// Apply a new resolution to an existing (shared) email activity: an explicit or
+/// folder regarding replaces the current one; a correlation only fills an
+/// activity that has no regarding yet.
 pub(crate) fn merge_resolution(a: &mut Activity, r: &Resolution) {
     let ActivityDetails::Email(e) = &mut a.details else {
         return;

@@ -114,6 +114,8 @@ pub struct MailboxStatus {
     pub skipped: AtomicU64,
     pub failed: AtomicU64,
     pub connections: AtomicU64,
+    /// Folders whose starting point is known and that are being watched.
+    pub folders_watched: AtomicU64,
 }
 
 /// A copy of a status's fields.
@@ -139,6 +141,7 @@ impl Default for MailboxStatus {
             skipped: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            folders_watched: AtomicU64::new(0),
         }
     }
 }

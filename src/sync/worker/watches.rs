@@ -7,6 +7,7 @@
 //! Message-ID). Reconnects after failures with the plan's back-off; a login the
 //! server refused waits for a new one.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -141,22 +142,19 @@ struct Cursor {
     last: u32,
 }
 
-/// Counts the connection for the status while it lives.
-struct Counted<'a>(&'a MailboxStatus);
+/// Adds `n` to a status counter while it lives (connections, folders watched).
+struct Counted<'a>(&'a AtomicU64, u64);
 
 impl<'a> Counted<'a> {
-    fn new(s: &'a MailboxStatus) -> Self {
-        s.connections
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Counted(s)
+    fn new(c: &'a AtomicU64, n: u64) -> Self {
+        c.fetch_add(n, Ordering::Relaxed);
+        Counted(c, n)
     }
 }
 
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
-        self.0
-            .connections
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.fetch_sub(self.1, Ordering::Relaxed);
     }
 }
 
@@ -183,7 +181,7 @@ async fn watch_once(
         plan.status.set_state(MailboxState::Connecting);
     }
     let mut c = ImapClient::connect(&plan.connector, credential).await?;
-    let _counted = Counted::new(&plan.status);
+    let _counted = Counted::new(&plan.status.connections, 1);
     let mut folders = Vec::new();
     for f in group {
         let name = match &f.name {
@@ -213,6 +211,7 @@ async fn watch_once(
     if folders.is_empty() {
         return Ok(());
     }
+    let _watching = Counted::new(&plan.status.folders_watched, folders.len() as u64);
     let interval = inner.sync_interval.max(std::time::Duration::from_secs(1));
     let mut next_sweep = tokio::time::Instant::now();
     loop {
@@ -423,6 +422,7 @@ async fn new_message(
             }
         }
         Ok((None, AutoDecision::Track)) => {
+            MailboxStatus::count(&plan.status.skipped);
             // Tracked here before (a restart after the activity was written but
             // before its keyword was): the keyword is set now.
             if plan.checkpoints && c.keywords_allowed {
