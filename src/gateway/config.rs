@@ -279,6 +279,20 @@ watch = ["INBOX"]
     }
 
     #[test]
+    fn the_example_config_parses_and_validates() {
+        let text = include_str!("../../config/gateway.example.toml");
+        let cfg =
+            crate::config::Config::from_toml(text, std::path::Path::new("gateway.example.toml"))
+                .unwrap();
+        cfg.gateway.validate().unwrap();
+        assert_eq!(cfg.gateway.mailboxes.len(), 2);
+        assert_eq!(cfg.gateway.budget_of("company"), 200);
+        let sales = cfg.gateway.rules_of(cfg.gateway.mailbox("sales").unwrap());
+        assert_eq!(sales.auto_track, Some(AutoTrack::All));
+        assert_eq!(sales.ignore.len(), 3);
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let two = BASE.replace(
             "password_file = \"/etc/crmproxy/bob.pass\"",

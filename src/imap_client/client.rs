@@ -470,23 +470,34 @@ impl ImapClient {
             .write_all(format!("{tag} IDLE\r\n").as_bytes())
             .await?;
         self.writer.flush().await?;
-        if !self.wait_continuation(&tag).await? {
-            return Err(ClientError::Refused {
-                command: "IDLE",
-                text: "IDLE refused".into(),
-            });
-        }
+        // An EXISTS the server sends before its `+` (mail that arrived since the
+        // last command) counts too: IDLE then ends at once.
         let mut exists = false;
+        loop {
+            let (u, tagged) = self.read_response().await?;
+            if u.text.starts_with(b"+") {
+                break;
+            }
+            if tagged.as_deref() == Some(tag.as_str()) {
+                return Err(ClientError::Refused {
+                    command: "IDLE",
+                    text: "IDLE refused".into(),
+                });
+            }
+            exists |= is_exists(&u.text);
+        }
+        let wait = if exists {
+            std::time::Duration::ZERO
+        } else {
+            wait
+        };
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             match tokio::time::timeout_at(deadline, self.read_response()).await {
                 Err(_) => break,
                 Ok(r) => {
                     let (u, _) = r?;
-                    if String::from_utf8_lossy(&u.text)
-                        .to_ascii_uppercase()
-                        .contains(" EXISTS")
-                    {
+                    if is_exists(&u.text) {
                         exists = true;
                         break;
                     }
@@ -502,6 +513,13 @@ impl ImapClient {
     pub async fn logout(mut self) {
         let _ = self.command("LOGOUT").await;
     }
+}
+
+/// Whether an untagged response is `* N EXISTS`.
+fn is_exists(text: &[u8]) -> bool {
+    String::from_utf8_lossy(text)
+        .to_ascii_uppercase()
+        .contains(" EXISTS")
 }
 
 /// Whether a FETCH response's text names `UID uid`.

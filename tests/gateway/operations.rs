@@ -207,3 +207,28 @@ fn two_gateways_on_one_postgresql_crm_make_one_activity_per_message() {
         assert_eq!(f.trim(), "$CRM_Tracked", "uid {uid}");
     }
 }
+
+#[test]
+fn a_vanished_folder_shows_in_error_while_the_rest_is_watched() {
+    let dv = dovecot();
+    let o = owner("gone");
+    let setup = Setup::new(std::slice::from_ref(&o), None);
+    let admin = admin_addr();
+    let rules = "auto_track = \"all\"\nwatch = [\"INBOX\", \"Sent\", \"Gone\"]";
+    let config = setup.config(dv, admin, "", &mailbox(&o, rules));
+    let gw = Gateway::start(&config, admin, &[]);
+    gw.wait_metric("crmproxy_gateway_folders_watched", 2);
+    deliver(
+        dv,
+        &o,
+        "INBOX",
+        &message("gone-1@gw.example", "x@else.example", "Still", ""),
+    );
+    wait_tracked(dv, &o, "INBOX", 1);
+    let (ok, status) = gw.status();
+    assert!(ok, "{status}");
+    assert!(status.lines().nth(1).unwrap().contains("ERROR"), "{status}");
+    assert!(status.contains("cannot watch folder Gone"), "{status}");
+    let (st, log) = gw.terminate();
+    assert!(st.success(), "{log}");
+}

@@ -110,6 +110,8 @@ pub enum MailboxState {
 #[derive(Debug)]
 pub struct MailboxStatus {
     inner: Mutex<StatusFields>,
+    /// Folder → what is wrong with it.
+    problems: Mutex<BTreeMap<String, String>>,
     pub tracked: AtomicU64,
     pub skipped: AtomicU64,
     pub failed: AtomicU64,
@@ -126,6 +128,10 @@ pub struct StatusFields {
     /// Messages found new and not judged yet.
     pub backlog: u64,
     pub last_error: Option<String>,
+    /// What stays wrong while the rest works (a watched folder that is gone):
+    /// the mailbox shows in error until it is set right.
+    #[serde(default)]
+    pub problem: Option<String>,
 }
 
 impl Default for MailboxStatus {
@@ -136,7 +142,9 @@ impl Default for MailboxStatus {
                 last_sync: None,
                 backlog: 0,
                 last_error: None,
+                problem: None,
             }),
+            problems: Mutex::new(BTreeMap::new()),
             tracked: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -166,14 +174,28 @@ impl MailboxStatus {
     pub fn backlog(&self, n: u64) {
         self.with(|s| s.backlog = n)
     }
+    /// What stays wrong with one folder while the rest works (`None`: set right).
+    pub fn folder_problem(&self, folder: &str, text: Option<String>) {
+        let mut p = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        match text {
+            Some(t) => p.insert(folder.to_string(), t),
+            None => p.remove(folder),
+        };
+        let all = (!p.is_empty()).then(|| p.values().cloned().collect::<Vec<_>>().join("; "));
+        drop(p);
+        self.with(|s| s.problem = all)
+    }
     /// A folder was caught up.
     pub fn synced(&self) {
         self.with(|s| {
             s.last_sync = Some(Utc::now());
             s.backlog = 0;
-            s.last_error = None;
+            s.last_error = s.problem.clone();
             if s.state != MailboxState::Stopped {
-                s.state = MailboxState::Idle;
+                s.state = match s.problem {
+                    Some(_) => MailboxState::Error,
+                    None => MailboxState::Idle,
+                };
             }
         })
     }

@@ -199,7 +199,19 @@ async fn watch_once(
                 }
             }
         };
-        let validity = c.select(&name).await?;
+        let validity = match c.select(&name).await {
+            Ok(v) => v,
+            // A folder that is gone (or never was): the others are watched,
+            // the mailbox shows the problem until it is set right.
+            Err(ClientError::Refused { text, .. }) => {
+                tracing::warn!(folder = %name, server_said = %text, "cannot watch the folder");
+                let said = format!("cannot watch folder {name}: {text}");
+                plan.status.folder_problem(&name, Some(said));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        plan.status.folder_problem(&name, None);
         let last = start_after(inner, plan, owner, &mut c, &name, validity).await?;
         folders.push(Cursor {
             name,
@@ -215,18 +227,19 @@ async fn watch_once(
     let interval = inner.sync_interval.max(std::time::Duration::from_secs(1));
     let mut next_sweep = tokio::time::Instant::now();
     loop {
-        for f in folders.iter_mut() {
+        if sweeps && tokio::time::Instant::now() >= next_sweep {
+            sweep_folders(inner, plan, owner, &mut c, &folders).await?;
+            next_sweep = tokio::time::Instant::now() + interval;
+        }
+        // The IDLE folder last: it stays selected, and mail that arrives after
+        // its last search is announced when IDLE starts.
+        for f in folders.iter_mut().rev() {
             if *shutdown.borrow() {
                 return Ok(());
             }
             catch_up(inner, plan, owner, &mut c, f, shutdown).await?;
         }
         plan.status.synced();
-        if sweeps && tokio::time::Instant::now() >= next_sweep {
-            sweep_folders(inner, plan, owner, &mut c, &folders).await?;
-            next_sweep = tokio::time::Instant::now() + interval;
-        }
-        c.select(&folders[0].name).await?;
         tokio::select! {
             _ = shutdown.changed() => return Ok(()),
             r = c.idle(plan.idle_for) => { r?; }
@@ -307,16 +320,33 @@ async fn catch_up(
             c.uid_search("ALL").await?.into_iter().max().unwrap_or(0)
         };
     }
-    let mut new: Vec<u32> = c
-        .uid_search(&format!("UID {}:*", f.last + 1))
-        .await?
-        .into_iter()
-        .filter(|&u| u > f.last)
-        .collect();
-    if new.is_empty() {
-        return Ok(());
+    // Until a search finds nothing new: mail arriving while the last batch was
+    // judged is announced in answers this client does not read.
+    loop {
+        let mut new: Vec<u32> = c
+            .uid_search(&format!("UID {}:*", f.last + 1))
+            .await?
+            .into_iter()
+            .filter(|&u| u > f.last)
+            .collect();
+        if new.is_empty() || *shutdown.borrow() {
+            return Ok(());
+        }
+        new.sort_unstable();
+        judge(inner, plan, owner, c, f, &new, shutdown).await?;
     }
-    new.sort_unstable();
+}
+
+/// Judge new UIDs of a folder, storing the checkpoint as it goes.
+async fn judge(
+    inner: &Arc<Inner>,
+    plan: &Arc<MailboxPlan>,
+    owner: UserId,
+    c: &mut ImapClient,
+    f: &mut Cursor,
+    new: &[u32],
+    shutdown: &watch::Receiver<bool>,
+) -> Result<(), JobError> {
     plan.status.set_state(MailboxState::Syncing);
     plan.status.backlog(new.len() as u64);
     let mut since_saved = 0;
