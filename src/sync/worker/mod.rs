@@ -110,6 +110,21 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// The key of `owner`'s mailbox: the CRM user's primary login when `owner`
+    /// (an e-mail login or an IMAP user name such as `jsmith`) belongs to one,
+    /// so that a session, the pane and the worker of one mailbox meet whatever
+    /// name each signed in with; else the login itself.
+    pub(crate) fn key(&self, owner: &str) -> String {
+        let owner = owner.trim();
+        match self.engine.store().user_by_mailbox_login(owner) {
+            Ok(Some(u)) => match u.logins.first() {
+                Some(primary) => primary.to_string().to_lowercase(),
+                None => owner.to_lowercase(),
+            },
+            _ => owner.to_lowercase(),
+        }
+    }
+
     /// The newest credential a session of `owner` logged in with.
     pub(crate) fn credential(&self, owner: &str) -> Option<Credential> {
         let c = self.credentials.lock().unwrap_or_else(|e| e.into_inner());
@@ -134,10 +149,10 @@ impl Inner {
         let mut p = self.problems.lock().unwrap_or_else(|e| e.into_inner());
         match text {
             Some(t) => {
-                p.insert(owner.to_ascii_lowercase(), vec![t]);
+                p.insert(self.key(owner), vec![t]);
             }
             None => {
-                p.remove(&owner.to_ascii_lowercase());
+                p.remove(&self.key(owner));
             }
         }
     }
@@ -187,6 +202,11 @@ impl Workers {
         &self.inner.events
     }
 
+    /// The key `owner`'s mailbox is known by (see the pane's events).
+    pub fn mailbox_key(&self, owner: &str) -> String {
+        self.inner.key(owner)
+    }
+
     /// The current tracking generation (changes after every tracking change).
     pub fn generation(&self) -> u64 {
         self.inner.generation.load(Ordering::Acquire)
@@ -195,7 +215,7 @@ impl Workers {
     /// A session of `owner` logged in with `credential`: start (or refresh) the
     /// owner's worker. The newest credential replaces an older one.
     pub fn login(&self, owner: &str, credential: Credential) {
-        let key = owner.trim().to_lowercase();
+        let key = self.inner.key(owner);
         self.inner
             .credentials
             .lock()
@@ -217,13 +237,13 @@ impl Workers {
     /// The folder layout `owner`'s worker learned from the server, once it did.
     pub fn layout(&self, owner: &str) -> Option<FolderLayout> {
         let l = self.inner.layouts.lock().unwrap_or_else(|e| e.into_inner());
-        l.get(&owner.trim().to_lowercase()).cloned()
+        l.get(&self.inner.key(owner)).cloned()
     }
 
     /// Refusals of `owner`'s jobs since the last call (the engine's alert texts),
     /// for a session to show; each is given to one session only.
     pub fn take_notices(&self, owner: &str) -> Vec<String> {
-        let key = owner.trim().to_lowercase();
+        let key = self.inner.key(owner);
         let mut n = self.inner.notices.lock().unwrap_or_else(|e| e.into_inner());
         n.remove(&key).map(Vec::from).unwrap_or_default()
     }
@@ -231,7 +251,7 @@ impl Workers {
     /// Queue a job for `owner`'s worker. False when there is no worker (no
     /// replayable login) or its queue is full.
     pub fn submit(&self, owner: &str, job: Job) -> bool {
-        let key = owner.trim().to_lowercase();
+        let key = self.inner.key(owner);
         let users = self.inner.users.lock().unwrap_or_else(|e| e.into_inner());
         match users.get(&key) {
             Some(tx) => tx.try_send(job).is_ok(),
@@ -242,7 +262,7 @@ impl Workers {
     /// Queue a job for `owner`'s worker, or keep it until a worker starts for
     /// `owner` (the next LOGIN/PLAIN session through the proxy).
     pub fn submit_or_defer(&self, owner: &str, job: Job) -> CleanupQueued {
-        let key = owner.trim().to_lowercase();
+        let key = self.inner.key(owner);
         let users = self.inner.users.lock().unwrap_or_else(|e| e.into_inner());
         let job = match users.get(&key) {
             Some(tx) if !tx.is_closed() => match tx.try_send(job) {
@@ -278,9 +298,7 @@ impl MailboxSync for Workers {
             .problems
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        p.get(&owner.to_ascii_lowercase())
-            .cloned()
-            .unwrap_or_default()
+        p.get(&self.inner.key(owner)).cloned().unwrap_or_default()
     }
 
     fn clear_tracking_keywords(&self, owner: &str, at: KeywordCleanup) -> CleanupQueued {
