@@ -78,6 +78,10 @@ const QUEUE: usize = 1024;
 const NOTICES: usize = 16;
 /// Jobs kept per mailbox that has no worker yet (oldest dropped first).
 const DEFERRED: usize = 1024;
+/// How long a login's mailbox key is kept before the store is asked again.
+const KEY_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+/// Logins whose keys are kept (expired ones go first when full).
+const MAX_KEYS: usize = 10_000;
 
 /// All mailboxes' workers. Cheap to clone.
 #[derive(Clone)]
@@ -102,6 +106,8 @@ pub(crate) struct Inner {
     /// Jobs for mailboxes without a running worker, handed over when one starts
     /// (in memory: a restart of `serve` forgets them).
     deferred: Mutex<HashMap<String, VecDeque<Job>>>,
+    /// Each login's mailbox key and when it was looked up (see [`Inner::key`]).
+    keys: Mutex<HashMap<String, (String, std::time::Instant)>>,
     /// Each mailbox's folder layout, as its worker learned it (NAMESPACE).
     layouts: Mutex<HashMap<String, FolderLayout>>,
     /// What stands in the way of a mailbox's tracking until set right (a
@@ -113,16 +119,38 @@ impl Inner {
     /// The key of `owner`'s mailbox: the CRM user's primary login when `owner`
     /// (an e-mail login or an IMAP user name such as `jsmith`) belongs to one,
     /// so that a session, the pane and the worker of one mailbox meet whatever
-    /// name each signed in with; else the login itself.
+    /// name each signed in with; else the login itself. Asked on every command
+    /// of a session, so the answer is kept ([`KEY_TTL`]); a login refreshes it.
     pub(crate) fn key(&self, owner: &str) -> String {
-        let owner = owner.trim();
-        match self.engine.store().user_by_mailbox_login(owner) {
+        let login = owner.trim().to_lowercase();
+        {
+            let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((key, at)) = keys.get(&login) {
+                if at.elapsed() < KEY_TTL {
+                    return key.clone();
+                }
+            }
+        }
+        self.refresh_key(&login)
+    }
+
+    /// Look `login`'s key up in the store and keep it.
+    fn refresh_key(&self, login: &str) -> String {
+        let key = match self.engine.store().user_by_mailbox_login(login) {
             Ok(Some(u)) => match u.logins.first() {
                 Some(primary) => primary.to_string().to_lowercase(),
-                None => owner.to_lowercase(),
+                None => login.to_string(),
             },
-            _ => owner.to_lowercase(),
+            // A store error: the login itself, not kept.
+            Err(_) => return login.to_string(),
+            Ok(None) => login.to_string(),
+        };
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if keys.len() >= MAX_KEYS {
+            keys.retain(|_, (_, at)| at.elapsed() < KEY_TTL);
         }
+        keys.insert(login.to_string(), (key.clone(), std::time::Instant::now()));
+        key
     }
 
     /// The newest credential a session of `owner` logged in with.
@@ -188,6 +216,7 @@ impl Workers {
                 credentials: Mutex::new(HashMap::new()),
                 notices: Mutex::new(HashMap::new()),
                 deferred: Mutex::new(HashMap::new()),
+                keys: Mutex::new(HashMap::new()),
                 layouts: Mutex::new(HashMap::new()),
                 problems: Mutex::new(HashMap::new()),
             }),
@@ -215,7 +244,8 @@ impl Workers {
     /// A session of `owner` logged in with `credential`: start (or refresh) the
     /// owner's worker. The newest credential replaces an older one.
     pub fn login(&self, owner: &str, credential: Credential) {
-        let key = self.inner.key(owner);
+        // A new login may follow a change of the user's names: ask the store.
+        let key = self.inner.refresh_key(&owner.trim().to_lowercase());
         self.inner
             .credentials
             .lock()
