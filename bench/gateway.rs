@@ -57,6 +57,7 @@ fn fill_store(dir: &Path, owners: &[String]) {
                 stamps: Stamps::default(),
                 full_name: o.clone(),
                 logins: vec![EmailAddress::parse(o).unwrap()],
+                imap_logins: Vec::new(),
                 privileges: [Privilege::UseApp].into_iter().collect(),
                 delegates: Default::default(),
                 options: Default::default(),

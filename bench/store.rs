@@ -335,6 +335,7 @@ fn bench(n: usize, place: Place, server: Option<u32>) {
             stamps: Stamps::default(),
             full_name: "Bench User".into(),
             logins: vec![EmailAddress::parse("bench@example.test").unwrap()],
+            imap_logins: Vec::new(),
             privileges: [Privilege::UseApp].into_iter().collect(),
             delegates: Default::default(),
             options: Default::default(),

@@ -6,7 +6,6 @@
 
 use std::fmt::Write;
 
-use crate::imap_client::folders::ListEntry;
 use crate::imap_client::{ImapClient, UpstreamConnector};
 use crate::store::UserId;
 use crate::sync::worker::plan::{FolderName, FolderRole};
@@ -75,14 +74,11 @@ pub async fn dry_run(
         has("QRESYNC"),
         has("NOTIFY")
     );
-    let list = c.command("LIST \"\" \"*\"").await.map_err(server)?;
-    let folders: Vec<String> = list
-        .untagged
-        .iter()
-        .filter_map(|u| {
-            let name = u.literals.first().map(Vec::as_slice);
-            ListEntry::parse(&String::from_utf8_lossy(&u.text), name)
-        })
+    let folders: Vec<String> = c
+        .list_folders()
+        .await
+        .map_err(server)?
+        .into_iter()
         .map(|e| e.name)
         .collect();
     let _ = writeln!(out, "folders: {}", folders.join(", "));
@@ -117,7 +113,10 @@ pub async fn dry_run(
             let _ = writeln!(out, "watch {name}: cannot open it: {e}");
             continue;
         }
-        let uids = c.uid_search("ALL").await.map_err(server)?;
+        let uids = c
+            .uid_search(crate::imap_client::Search::All)
+            .await
+            .map_err(server)?;
         let from = uids.len().saturating_sub(last);
         let role = match f.role {
             FolderRole::Incoming => "rules",

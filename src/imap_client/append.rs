@@ -1,95 +1,111 @@
-//! Copying a message whole on the server: its flags and INTERNALDATE, and
-//! APPEND with them (the new UID from UIDPLUS when the server gives it).
+//! APPEND: copying a message whole on the server (its flags and INTERNALDATE,
+//! then APPEND with them) and saving a new one (a draft); the new UID from
+//! UIDPLUS's APPENDUID when the server gives it.
 
-use super::client::{quoted, ClientError, ImapClient};
+use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::datetime::DateTime;
+use imap_codec::imap_types::fetch::{
+    MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName,
+};
+use imap_codec::imap_types::flag::{Flag, FlagFetch};
+use imap_codec::imap_types::response::{Code, Data, Response};
+use imap_codec::imap_types::IntoStatic;
+use std::num::NonZeroU32;
+
+use super::client::{ClientError, ImapClient};
+
+/// A message's flags (without `\Recent`, which no client may set) and
+/// INTERNALDATE, as the server has them.
+#[derive(Debug, Clone)]
+pub struct FlagsAndDate {
+    pub flags: Vec<Flag<'static>>,
+    pub date: Option<DateTime>,
+}
+
+/// Where an APPEND put the message (UIDPLUS), when the server said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendUid {
+    pub uid_validity: u32,
+    pub uid: u32,
+}
 
 impl ImapClient {
-    /// FLAGS (without `\Recent`, which no client may set) and INTERNALDATE (as
-    /// the server wrote it, quoted) of message `uid`, or `None` if it is gone.
-    pub async fn flags_and_date(
-        &mut self,
-        uid: u32,
-    ) -> Result<Option<(Vec<String>, String)>, ClientError> {
-        let r = self
-            .ok(
-                "UID FETCH",
-                &format!("UID FETCH {uid} (UID FLAGS INTERNALDATE)"),
-            )
-            .await?;
+    /// FLAGS and INTERNALDATE of message `uid`, or `None` if it is gone.
+    pub async fn flags_and_date(&mut self, uid: u32) -> Result<Option<FlagsAndDate>, ClientError> {
+        let n = NonZeroU32::new(uid).ok_or(ClientError::Unsendable("UID 0"))?;
+        let items = MacroOrMessageDataItemNames::MessageDataItemNames(vec![
+            MessageDataItemName::Uid,
+            MessageDataItemName::Flags,
+            MessageDataItemName::InternalDate,
+        ]);
+        let body =
+            CommandBody::fetch(n, items, true).map_err(|_| ClientError::Unsendable("a UID"))?;
+        let r = self.ok("UID FETCH", body).await?;
         for u in &r.untagged {
-            let text = String::from_utf8_lossy(&u.text);
-            let (Some(flags), Some(date)) = (
-                text.split("FLAGS (")
-                    .nth(1)
-                    .and_then(|f| f.split(')').next()),
-                text.split("INTERNALDATE \"")
-                    .nth(1)
-                    .and_then(|d| d.split('"').next()),
-            ) else {
+            let Some(Response::Data(Data::Fetch { items, .. })) = u.decode() else {
                 continue;
             };
-            if !super::client::contains_uid(&u.text, uid) {
-                continue;
+            let (mut this, mut flags, mut date) = (false, None, None);
+            for item in items.into_inner() {
+                match item {
+                    MessageDataItem::Uid(v) => this = v.get() == uid,
+                    MessageDataItem::Flags(f) => {
+                        flags = Some(
+                            f.into_iter()
+                                .filter_map(|f| match f {
+                                    FlagFetch::Flag(f) => Some(f.into_static()),
+                                    FlagFetch::Recent => None,
+                                })
+                                .collect::<Vec<_>>(),
+                        )
+                    }
+                    MessageDataItem::InternalDate(d) => date = Some(d),
+                    _ => {}
+                }
             }
-            let flags = flags
-                .split_whitespace()
-                .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
-                .map(str::to_owned)
-                .collect();
-            return Ok(Some((flags, format!("\"{date}\""))));
+            if let (true, Some(flags)) = (this, flags) {
+                return Ok(Some(FlagsAndDate { flags, date }));
+            }
         }
         Ok(None)
     }
 
-    /// APPEND `message` to `folder` with `flags` and `date` (a quoted
-    /// INTERNALDATE); the new UID from APPENDUID (`None` when the server gave none).
+    /// APPEND `message` to `folder` with `flags` and `date`; where it went.
+    /// The reply is returned whatever its status, for the caller to judge
+    /// (`[TRYCREATE]`, a quota).
     pub async fn append(
         &mut self,
         folder: &str,
-        flags: &[String],
-        date: &str,
+        flags: Vec<Flag<'_>>,
+        date: Option<DateTime>,
         message: &[u8],
-    ) -> Result<Option<u32>, ClientError> {
-        use tokio::io::AsyncWriteExt;
-        let tag = self.tag();
-        let line = format!(
-            "{tag} APPEND {} ({}) {date} {{{}}}\r\n",
-            quoted(folder),
-            flags.join(" "),
-            message.len()
-        );
-        self.writer.write_all(line.as_bytes()).await?;
-        self.writer.flush().await?;
-        // The server may refuse before the literal (a quota it checks up front).
-        loop {
-            let (u, tagged) = self.read_response().await?;
-            if u.text.starts_with(b"+") {
-                break;
-            }
-            if tagged.as_deref() == Some(tag.as_str()) {
-                return Err(ClientError::Refused {
-                    command: "APPEND",
-                    text: String::from_utf8_lossy(&u.text).trim_end().to_string(),
-                });
-            }
-        }
-        self.writer.write_all(message).await?;
-        self.writer.write_all(b"\r\n").await?;
-        self.writer.flush().await?;
-        let r = self.read_reply(&tag).await?;
-        if !r.ok {
-            return Err(ClientError::Refused {
+    ) -> Result<Result<Option<AppendUid>, super::Reply>, ClientError> {
+        let body = CommandBody::append(folder, flags, date, message)
+            .map_err(|_| ClientError::Unsendable("a mailbox name or message"))?;
+        let r = match self.run("APPEND", body).await {
+            Ok(r) => r,
+            // The server may refuse before the literal (a quota it checks up front).
+            Err(ClientError::Refused {
                 command: "APPEND",
-                text: r.status,
-            });
+                text,
+            }) => {
+                let tagged = super::RawResponse {
+                    bytes: format!("{text}\r\n").into_bytes(),
+                    literals: Vec::new(),
+                };
+                return Ok(Err(super::client::finish(tagged, Vec::new())));
+            }
+            Err(e) => return Err(e),
+        };
+        if !r.ok {
+            return Ok(Err(r));
         }
-        // `TAG OK [APPENDUID <uidvalidity> <uid>] …`
-        Ok(r.status
-            .to_ascii_uppercase()
-            .split("[APPENDUID ")
-            .nth(1)
-            .and_then(|rest| rest.split(']').next())
-            .and_then(|v| v.split_whitespace().nth(1))
-            .and_then(|uid| uid.parse().ok()))
+        Ok(Ok(match r.code {
+            Some(Code::AppendUid { uid_validity, uid }) => Some(AppendUid {
+                uid_validity: uid_validity.get(),
+                uid: uid.get(),
+            }),
+            _ => None,
+        }))
     }
 }

@@ -1,19 +1,27 @@
-//! The sync worker's own small IMAP client: one upstream connection (same TLS
-//! mode as the proxy's), logged in with the session's credential, doing the few
-//! commands tracking needs (SELECT, UID SEARCH, UID FETCH BODY.PEEK[], UID STORE,
-//! CREATE, IDLE). Literals are read by their announced length through the
-//! proxy's framer; a fetched message is held whole because the engine needs it.
+//! The client connection: log in with a [`Credential`], send commands built as
+//! imap-codec types (so a mailbox name, keyword or password can never break the
+//! command line: the encoder picks atom, quoted string or literal, and this
+//! module waits for the server's `+` before a synchronising literal), and read
+//! each response whole through the framer (sizes checked before anything is
+//! buffered) before imap-codec decodes it. A response imap-codec cannot decode
+//! (a server quirk) is kept as raw bytes, never dropped.
 
-use base64::Engine as _;
+use bytes::Bytes;
+use imap_codec::encode::{Encoder, Fragment};
+use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::core::Tag;
+use imap_codec::imap_types::response::{Code, Response, Status, StatusBody, StatusKind, Tagged};
+use imap_codec::imap_types::IntoStatic;
+use imap_codec::{decode::Decoder, CommandCodec, ResponseCodec};
+use std::ops::Range;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::connect::UpstreamConnector;
-use super::BoxedIo;
-use crate::imap_client::folders::{find_special, FolderLayout, ListEntry, SpecialUse};
-use crate::imap_client::Credential;
+use super::folders::FolderLayout;
+use super::{BoxedIo, Credential};
 use crate::wire::{Frame, Framer};
 
-/// Why a worker command failed.
+/// Why a client command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("upstream connection: {0}")]
@@ -24,234 +32,275 @@ pub enum ClientError {
     Closed,
     #[error("upstream refused {command}: {text}")]
     Refused { command: &'static str, text: String },
-    #[error("upstream sent a literal larger than the worker accepts ({0} bytes)")]
+    /// The server refused the login itself (NO to LOGIN/AUTHENTICATE).
+    #[error("the server refused the login{}", if .0.is_empty() { String::new() } else { format!(" ({})", .0) })]
+    LoginRefused(String),
+    /// A value this program would send cannot be said in IMAP (a NUL byte).
+    #[error("cannot send {0} to the server: not representable in IMAP")]
+    Unsendable(&'static str),
+    #[error("upstream sent a literal larger than the client accepts ({0} bytes)")]
     TooBig(u64),
+    #[error("upstream answered {command} unexpectedly: {text}")]
+    Protocol { command: &'static str, text: String },
 }
 
-/// Largest message the worker fetches for tracking.
+/// Largest literal the client accepts (a message fetched for tracking).
 pub const MAX_MESSAGE_BYTES: u64 = 256 * 1024 * 1024;
 
-/// One untagged response: its lines (literals replaced by their length) and literals.
+/// One server response, whole: its bytes (lines and literals in order) and
+/// where its literals are in them.
 #[derive(Debug, Default)]
-pub struct Untagged {
-    pub text: Vec<u8>,
-    pub literals: Vec<Vec<u8>>,
+pub struct RawResponse {
+    pub bytes: Vec<u8>,
+    pub literals: Vec<Range<usize>>,
 }
 
-/// A command's answer.
+impl RawResponse {
+    /// The response decoded by imap-codec; `None` for what it cannot read.
+    pub fn decode(&self) -> Option<Response<'_>> {
+        match ResponseCodec::default().decode(&self.bytes) {
+            Ok(([], r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The first line, lossily, without its line ending (for messages and
+    /// the few responses imap-codec does not read: XLIST, quirks).
+    pub fn first_line(&self) -> String {
+        let end = self.literals.first().map_or(self.bytes.len(), |r| r.start);
+        String::from_utf8_lossy(&self.bytes[..end])
+            .trim_end()
+            .to_string()
+    }
+
+    /// The response's lines with each literal replaced by `{n}`: what the
+    /// folder-list parser reads.
+    pub fn text(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes.len().min(4096));
+        let mut at = 0;
+        for r in &self.literals {
+            out.extend_from_slice(&self.bytes[at..r.start]);
+            at = r.end;
+        }
+        out.extend_from_slice(&self.bytes[at..]);
+        out
+    }
+
+    /// A literal's bytes.
+    pub fn literal(&self, i: usize) -> Option<&[u8]> {
+        self.literals.get(i).map(|r| &self.bytes[r.clone()])
+    }
+
+    /// Take literal `i` out, consuming the response (no copy when the literal
+    /// ends the data: the common `BODY[] {n}` then `)`).
+    pub fn into_literal(mut self, i: usize) -> Option<Vec<u8>> {
+        let r = self.literals.get(i)?.clone();
+        self.bytes.truncate(r.end);
+        self.bytes.drain(..r.start);
+        Some(self.bytes)
+    }
+
+    pub(super) fn tag(&self) -> Option<&[u8]> {
+        let t = crate::wire::token::first_token(&self.bytes);
+        (!t.is_empty() && t != b"*" && t != b"+").then_some(t)
+    }
+
+    pub(super) fn is_continuation(&self) -> bool {
+        self.bytes.first() == Some(&b'+')
+    }
+}
+
+/// A command's answer: the untagged responses that came before the tagged one.
 #[derive(Debug, Default)]
 pub struct Reply {
-    pub untagged: Vec<Untagged>,
+    pub untagged: Vec<RawResponse>,
     pub ok: bool,
     /// The tagged line, for error messages.
     pub status: String,
+    /// The tagged response's code (`[APPENDUID …]`, `[TRYCREATE]`, …).
+    pub code: Option<Code<'static>>,
+}
+
+impl Reply {
+    /// The tagged text without tag, status and code (`Authentication failed.`).
+    pub fn text(&self) -> String {
+        let mut words = self.status.splitn(3, ' ');
+        let rest = words.nth(2).unwrap_or("").trim();
+        match rest.strip_prefix('[').and_then(|r| r.split_once(']')) {
+            Some((_, t)) => t.trim().to_string(),
+            None => rest.to_string(),
+        }
+    }
 }
 
 pub struct ImapClient {
     reader: Framer<ReadHalf<BoxedIo>>,
-    pub(crate) writer: WriteHalf<BoxedIo>,
+    writer: WriteHalf<BoxedIo>,
     next: u32,
+    /// The server's greeting line.
+    pub greeting: Bytes,
     /// PERMANENTFLAGS of the selected mailbox allows new keywords (`\*`).
     pub keywords_allowed: bool,
     /// The server's capabilities after login (upper case), once asked for.
-    pub(crate) capabilities: Option<Vec<String>>,
+    pub(super) capabilities: Option<Vec<String>>,
     /// Whether this connection told the user that `replace` cannot work here.
-    pub(crate) replace_refusal_said: bool,
+    pub replace_refusal_said: bool,
     /// The server's folder layout, once asked for.
-    layout: Option<FolderLayout>,
-}
-
-/// An IMAP quoted string (mailbox names, keywords are atoms).
-pub fn quoted(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    pub(super) layout: Option<FolderLayout>,
 }
 
 impl ImapClient {
-    /// Connect and log in as the session did.
+    /// Connect (TLS as configured) and log in with `credential`.
     pub async fn connect(
         connector: &UpstreamConnector,
         credential: &Credential,
     ) -> Result<ImapClient, ClientError> {
+        let mut c = ImapClient::connect_only(connector).await?;
+        c.login(credential).await?;
+        Ok(c)
+    }
+
+    /// Connect and read the greeting, not logged in yet.
+    pub async fn connect_only(connector: &UpstreamConnector) -> Result<ImapClient, ClientError> {
         let up = connector
             .connect()
             .await
             .map_err(|e| ClientError::Connect(e.to_string()))?;
-        let mut c = ImapClient {
+        Ok(ImapClient {
             reader: up.reader,
             writer: up.writer,
             next: 1,
+            greeting: up.greeting,
             keywords_allowed: false,
             capabilities: None,
             replace_refusal_said: false,
             layout: None,
-        };
+        })
+    }
+
+    /// Whether the server pre-authenticated the connection (`* PREAUTH`).
+    pub fn preauthenticated(&self) -> bool {
+        self.greeting.len() >= 9 && self.greeting[..9].eq_ignore_ascii_case(b"* PREAUTH")
+    }
+
+    /// LOGIN, or AUTHENTICATE PLAIN with the client's initial response.
+    pub async fn login(&mut self, credential: &Credential) -> Result<(), ClientError> {
         let reply = match credential {
             Credential::Login { user, password } => {
-                c.command_with_literals("LOGIN", &[b"LOGIN ", user, b" ", password])
-                    .await?
+                if user.contains(&0) || password.contains(&0) {
+                    return Err(ClientError::Unsendable("the user name or password"));
+                }
+                let body = CommandBody::login(user.as_slice(), password.as_slice())
+                    .map_err(|_| ClientError::Unsendable("the user name or password"))?;
+                self.run("LOGIN", body).await?
             }
             Credential::SaslPlain { response_base64 } => {
                 // Checked base64 so that a stray byte cannot end the line early.
+                use base64::Engine as _;
                 if base64::engine::general_purpose::STANDARD
                     .decode(response_base64)
                     .is_err()
                 {
-                    return Err(ClientError::Refused {
-                        command: "AUTHENTICATE",
-                        text: "stored SASL response is not base64".into(),
-                    });
+                    return Err(ClientError::Unsendable(
+                        "a SASL response that is not base64",
+                    ));
                 }
-                let tag = c.tag();
-                c.writer
-                    .write_all(format!("{tag} AUTHENTICATE PLAIN\r\n").as_bytes())
-                    .await?;
-                c.writer.flush().await?;
-                c.wait_continuation(&tag).await?;
-                let mut line = response_base64.clone();
-                line.extend_from_slice(b"\r\n");
-                c.writer.write_all(&line).await?;
-                c.writer.flush().await?;
-                c.read_reply(&tag).await?
+                let body =
+                    CommandBody::authenticate(imap_codec::imap_types::auth::AuthMechanism::Plain);
+                let tag = self.send(body).await?;
+                let mut sent = false;
+                loop {
+                    let r = self.read_response().await?;
+                    if r.is_continuation() {
+                        // One response; a second challenge is cancelled (`*`).
+                        let mut line = if sent {
+                            b"*".to_vec()
+                        } else {
+                            response_base64.clone()
+                        };
+                        sent = true;
+                        line.extend_from_slice(b"\r\n");
+                        self.writer.write_all(&line).await?;
+                        self.writer.flush().await?;
+                        continue;
+                    }
+                    if r.tag() == Some(tag.as_bytes()) {
+                        break finish(r, Vec::new());
+                    }
+                }
             }
         };
-        if !reply.ok {
-            return Err(ClientError::Refused {
-                command: "LOGIN",
-                text: "the upstream refused the session's credential".into(),
-            });
+        if reply.ok {
+            self.capabilities = match reply.code {
+                Some(Code::Capability(caps)) => Some(
+                    caps.as_ref()
+                        .iter()
+                        .map(|c| c.to_string().to_ascii_uppercase())
+                        .collect(),
+                ),
+                _ => None,
+            };
+            Ok(())
+        } else {
+            Err(ClientError::LoginRefused(reply.text()))
         }
-        Ok(c)
     }
 
-    pub(crate) fn tag(&mut self) -> String {
+    fn tag(&mut self) -> String {
         let t = format!("W{}", self.next);
-        self.next += 1;
+        self.next = self.next.wrapping_add(1);
         t
     }
 
-    /// Send `parts` where every part after the first, odd-indexed one is sent as a
-    /// synchronising literal (user names and passwords of any bytes).
-    async fn command_with_literals(
-        &mut self,
-        name: &'static str,
-        parts: &[&[u8]],
-    ) -> Result<Reply, ClientError> {
+    /// Send `body` under a new tag; literals wait for the server's `+`.
+    pub(super) async fn send(&mut self, body: CommandBody<'_>) -> Result<String, ClientError> {
         let tag = self.tag();
-        let mut pending: Vec<u8> = format!("{tag} ").into_bytes();
-        for (i, part) in parts.iter().enumerate() {
-            if i % 2 == 0 {
-                pending.extend_from_slice(part);
-            } else {
-                pending.extend_from_slice(format!("{{{}}}\r\n", part.len()).as_bytes());
-                self.writer.write_all(&pending).await?;
-                self.writer.flush().await?;
-                if !self.wait_continuation(&tag).await? {
-                    return Err(ClientError::Refused {
-                        command: name,
-                        text: "literal refused".into(),
-                    });
-                }
-                pending = part.to_vec();
-            }
-        }
-        pending.extend_from_slice(b"\r\n");
-        self.writer.write_all(&pending).await?;
-        self.writer.flush().await?;
-        self.read_reply(&tag).await
-    }
-
-    /// Wait for `+` (true) or the tagged answer (false).
-    pub(crate) async fn wait_continuation(&mut self, tag: &str) -> Result<bool, ClientError> {
-        loop {
-            let (u, tagged) = self.read_response().await?;
-            if u.text.starts_with(b"+") {
-                return Ok(true);
-            }
-            if tagged.as_deref() == Some(tag) {
-                return Ok(false);
-            }
-        }
-    }
-
-    /// Read one response; `Some(tag)` when tagged.
-    pub(crate) async fn read_response(
-        &mut self,
-    ) -> Result<(Untagged, Option<String>), ClientError> {
-        let mut u = Untagged::default();
-        let mut literal = match self.reader.next().await? {
-            Some(Frame::Line { bytes, literal }) => {
-                u.text.extend_from_slice(&bytes);
-                literal
-            }
-            Some(_) => return Err(ClientError::Closed),
-            None => return Err(ClientError::Closed),
+        let name = body.name();
+        let command = Command {
+            tag: Tag::try_from(tag.as_str()).map_err(|_| ClientError::Unsendable("a tag"))?,
+            body,
         };
-        while let Some(lit) = literal {
-            if lit.len > MAX_MESSAGE_BYTES {
-                return Err(ClientError::TooBig(lit.len));
-            }
-            let mut data = Vec::with_capacity(lit.len as usize);
-            let mut remaining = lit.len;
-            while remaining > 0 {
-                match self.reader.next().await? {
-                    Some(Frame::LiteralData {
-                        bytes,
-                        remaining: r,
-                    }) => {
-                        data.extend_from_slice(&bytes);
-                        remaining = r;
+        for fragment in CommandCodec::default().encode(&command) {
+            match fragment {
+                Fragment::Line { data } => {
+                    self.writer.write_all(&data).await?;
+                }
+                Fragment::Literal { data, mode } => {
+                    if mode == imap_codec::imap_types::core::LiteralMode::Sync {
+                        self.writer.flush().await?;
+                        if let Some(refusal) = self.wait_continuation(&tag).await? {
+                            return Err(ClientError::Refused {
+                                command: name,
+                                text: refusal.first_line(),
+                            });
+                        }
                     }
-                    _ => return Err(ClientError::Closed),
+                    self.writer.write_all(&data).await?;
                 }
             }
-            u.literals.push(data);
-            literal = match self.reader.next().await? {
-                Some(Frame::Line { bytes, literal }) => {
-                    u.text.extend_from_slice(&bytes);
-                    literal
-                }
-                _ => return Err(ClientError::Closed),
-            };
         }
-        let tag = crate::wire::token::first_token(&u.text);
-        let tagged = (!tag.is_empty() && tag != b"*" && tag != b"+")
-            .then(|| String::from_utf8_lossy(tag).into_owned());
-        Ok((u, tagged))
-    }
-
-    pub(crate) async fn read_reply(&mut self, tag: &str) -> Result<Reply, ClientError> {
-        let mut reply = Reply::default();
-        loop {
-            let (u, tagged) = self.read_response().await?;
-            if tagged.as_deref() == Some(tag) {
-                let line = String::from_utf8_lossy(&u.text).trim_end().to_string();
-                reply.ok = line
-                    .split(' ')
-                    .nth(1)
-                    .is_some_and(|s| s.eq_ignore_ascii_case("OK"));
-                reply.status = line;
-                return Ok(reply);
-            }
-            reply.untagged.push(u);
-        }
-    }
-
-    /// Run one command line (without tag and CRLF).
-    pub async fn command(&mut self, line: &str) -> Result<Reply, ClientError> {
-        let tag = self.tag();
-        self.writer
-            .write_all(format!("{tag} {line}\r\n").as_bytes())
-            .await?;
         self.writer.flush().await?;
+        Ok(tag)
+    }
+
+    /// Send `body` and read its answer, whatever the status.
+    pub async fn run(
+        &mut self,
+        name: &'static str,
+        body: CommandBody<'_>,
+    ) -> Result<Reply, ClientError> {
+        let _ = name;
+        let tag = self.send(body).await?;
         self.read_reply(&tag).await
     }
 
-    pub(crate) async fn ok(
+    /// [`ImapClient::run`], a NO or BAD being an error.
+    pub async fn ok(
         &mut self,
         name: &'static str,
-        line: &str,
+        body: CommandBody<'_>,
     ) -> Result<Reply, ClientError> {
-        let r = self.command(line).await?;
+        let r = self.run(name, body).await?;
         if !r.ok {
             return Err(ClientError::Refused {
                 command: name,
@@ -261,286 +310,186 @@ impl ImapClient {
         Ok(r)
     }
 
-    /// The server's capabilities after login (asked once per connection).
-    pub async fn capabilities(&mut self) -> Result<&[String], ClientError> {
-        if self.capabilities.is_none() {
-            let r = self.ok("CAPABILITY", "CAPABILITY").await?;
-            let caps = r
-                .untagged
-                .iter()
-                .filter_map(|u| u.text.strip_prefix(b"* CAPABILITY "))
-                .flat_map(|rest| {
-                    String::from_utf8_lossy(rest)
-                        .split_whitespace()
-                        .map(str::to_ascii_uppercase)
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            self.capabilities = Some(caps);
-        }
-        Ok(self.capabilities.as_deref().unwrap_or_default())
-    }
-
-    /// SELECT a mailbox; returns its UIDVALIDITY.
-    pub async fn select(&mut self, mailbox: &str) -> Result<u32, ClientError> {
-        self.open("SELECT", mailbox).await
-    }
-
-    /// EXAMINE a mailbox (read-only SELECT); returns its UIDVALIDITY.
-    pub async fn examine(&mut self, mailbox: &str) -> Result<u32, ClientError> {
-        self.open("EXAMINE", mailbox).await
-    }
-
-    async fn open(&mut self, how: &'static str, mailbox: &str) -> Result<u32, ClientError> {
-        let r = self.ok(how, &format!("{how} {}", quoted(mailbox))).await?;
-        let mut validity = 0;
-        self.keywords_allowed = false;
-        for u in &r.untagged {
-            let t = String::from_utf8_lossy(&u.text);
-            if let Some(v) = t.split("[UIDVALIDITY ").nth(1) {
-                validity = v
-                    .split(']')
-                    .next()
-                    .and_then(|n| n.trim().parse().ok())
-                    .unwrap_or(0);
-            }
-            if t.contains("[PERMANENTFLAGS") && t.contains("\\*") {
-                self.keywords_allowed = true;
-            }
-        }
-        Ok(validity)
-    }
-
-    /// Create a mailbox; one that exists already is fine.
-    pub async fn create(&mut self, mailbox: &str) -> Result<(), ClientError> {
-        let r = self.command(&format!("CREATE {}", quoted(mailbox))).await?;
-        if r.ok || r.status.to_ascii_uppercase().contains("ALREADYEXISTS") {
-            return Ok(());
-        }
-        // Servers without the ALREADYEXISTS code: a LIST tells.
-        let l = self
-            .ok("LIST", &format!("LIST \"\" {}", quoted(mailbox)))
+    /// A command imap-codec has no type for (XLIST): `line` is a whole
+    /// command without tag and CRLF, made of constants only.
+    pub(super) async fn run_line(&mut self, line: &'static str) -> Result<Reply, ClientError> {
+        let tag = self.tag();
+        self.writer
+            .write_all(format!("{tag} {line}\r\n").as_bytes())
             .await?;
-        if l.untagged.iter().any(|u| u.text.starts_with(b"* LIST")) {
-            return Ok(());
-        }
-        Err(ClientError::Refused {
-            command: "CREATE",
-            text: r.status,
-        })
+        self.writer.flush().await?;
+        self.read_reply(&tag).await
     }
 
-    /// The server's folder layout: its first personal namespace (NAMESPACE),
-    /// else no prefix and the delimiter `LIST "" ""` answers. Asked once.
-    pub async fn layout(&mut self) -> Result<FolderLayout, ClientError> {
-        if let Some(l) = &self.layout {
-            return Ok(l.clone());
-        }
-        let r = self.command("NAMESPACE").await?;
-        let mut layout = r
-            .untagged
-            .iter()
-            .filter(|_| r.ok)
-            .find_map(|u| FolderLayout::from_namespace_line(&String::from_utf8_lossy(&u.text)));
-        if layout.is_none() {
-            let l = self.ok("LIST", "LIST \"\" \"\"").await?;
-            layout = l
-                .untagged
-                .iter()
-                .find_map(|u| ListEntry::parse(&String::from_utf8_lossy(&u.text), None))
-                .map(|root| FolderLayout::new("", root.delimiter));
-        }
-        let layout = layout.unwrap_or_default();
-        self.layout = Some(layout.clone());
-        Ok(layout)
-    }
-
-    /// The server name of the folder of `kind`: `configured` (a logical path)
-    /// when set; else the folder marked so (SPECIAL-USE, or XLIST where the server
-    /// has only that), else one with a well-known name; `None` when none exists.
-    pub async fn special_folder(
-        &mut self,
-        kind: SpecialUse,
-        configured: Option<&str>,
-    ) -> Result<Option<String>, ClientError> {
-        let layout = self.layout().await?;
-        if let Some(c) = configured {
-            return Ok(Some(layout.to_server(c)));
-        }
-        let caps = self.capabilities().await?;
-        let has = |c: &str| caps.iter().any(|x| x == c);
-        let list = if has("XLIST") && !has("SPECIAL-USE") {
-            "XLIST \"\" \"*\""
-        } else {
-            "LIST \"\" \"*\""
-        };
-        let r = self.ok("LIST", list).await?;
-        let entries: Vec<ListEntry> = r
-            .untagged
-            .iter()
-            .filter_map(|u| {
-                let name = u.literals.first().map(Vec::as_slice);
-                ListEntry::parse(&String::from_utf8_lossy(&u.text), name)
-            })
-            .collect();
-        Ok(find_special(&entries, kind, &layout))
-    }
-
-    /// UIDs of the selected mailbox matching a search (e.g. `UID 4:9`, `ALL`).
-    pub async fn uid_search(&mut self, criteria: &str) -> Result<Vec<u32>, ClientError> {
-        let r = self
-            .ok("UID SEARCH", &format!("UID SEARCH {criteria}"))
-            .await?;
-        let mut uids = Vec::new();
-        for u in &r.untagged {
-            if let Some(rest) = u.text.strip_prefix(b"* SEARCH") {
-                uids.extend(
-                    String::from_utf8_lossy(rest)
-                        .split_whitespace()
-                        .filter_map(|n| n.parse::<u32>().ok()),
-                );
-            }
-        }
-        Ok(uids)
-    }
-
-    /// The whole message with this UID (not marked \Seen), or `None` if gone.
-    pub async fn fetch_raw(&mut self, uid: u32) -> Result<Option<Vec<u8>>, ClientError> {
-        self.fetch_section(uid, "BODY.PEEK[]").await
-    }
-
-    /// Only the Message-ID field of message `uid` (as a header section), or `None`.
-    pub async fn fetch_message_id_field(
-        &mut self,
-        uid: u32,
-    ) -> Result<Option<Vec<u8>>, ClientError> {
-        self.fetch_section(uid, "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]")
-            .await
-    }
-
-    async fn fetch_section(
-        &mut self,
-        uid: u32,
-        section: &str,
-    ) -> Result<Option<Vec<u8>>, ClientError> {
-        let r = self
-            .ok("UID FETCH", &format!("UID FETCH {uid} (UID {section})"))
-            .await?;
-        for mut u in r.untagged {
-            let is_fetch = String::from_utf8_lossy(&u.text)
-                .split_whitespace()
-                .nth(2)
-                .is_some_and(|w| w.eq_ignore_ascii_case("FETCH"));
-            if is_fetch && !u.literals.is_empty() && contains_uid(&u.text, uid) {
-                return Ok(Some(u.literals.swap_remove(0)));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Add and remove keywords on one message, silently.
-    pub async fn store_keywords(
-        &mut self,
-        uid: u32,
-        add: &[&str],
-        remove: &[&str],
-    ) -> Result<(), ClientError> {
-        if !add.is_empty() {
-            self.ok(
-                "UID STORE",
-                &format!("UID STORE {uid} +FLAGS.SILENT ({})", add.join(" ")),
-            )
-            .await?;
-        }
-        if !remove.is_empty() {
-            self.ok(
-                "UID STORE",
-                &format!("UID STORE {uid} -FLAGS.SILENT ({})", remove.join(" ")),
-            )
-            .await?;
-        }
+    /// Send a continuation line (`DONE` after IDLE).
+    pub(super) async fn send_raw_line(&mut self, line: &[u8]) -> Result<(), ClientError> {
+        self.writer.write_all(line).await?;
+        self.writer.flush().await?;
         Ok(())
     }
 
-    /// IDLE until the server reports something or `wait` passes; returns whether
-    /// new messages may have arrived (an EXISTS was seen).
-    pub async fn idle(&mut self, wait: std::time::Duration) -> Result<bool, ClientError> {
-        let tag = self.tag();
-        self.writer
-            .write_all(format!("{tag} IDLE\r\n").as_bytes())
-            .await?;
-        self.writer.flush().await?;
-        // An EXISTS the server sends before its `+` (mail that arrived since the
-        // last command) counts too: IDLE then ends at once.
-        let mut exists = false;
+    /// Wait for `+` (`None`) or the tagged answer (a refusal).
+    pub(super) async fn wait_continuation(
+        &mut self,
+        tag: &str,
+    ) -> Result<Option<RawResponse>, ClientError> {
         loop {
-            let (u, tagged) = self.read_response().await?;
-            if u.text.starts_with(b"+") {
-                break;
+            let r = self.read_response().await?;
+            if r.is_continuation() {
+                return Ok(None);
             }
-            if tagged.as_deref() == Some(tag.as_str()) {
-                return Err(ClientError::Refused {
-                    command: "IDLE",
-                    text: "IDLE refused".into(),
-                });
+            if r.tag() == Some(tag.as_bytes()) {
+                return Ok(Some(r));
             }
-            exists |= is_exists(&u.text);
         }
-        let wait = if exists {
-            std::time::Duration::ZERO
-        } else {
-            wait
+    }
+
+    /// Read one response whole. Literals are checked against
+    /// [`MAX_MESSAGE_BYTES`] before anything of them is buffered.
+    pub(super) async fn read_response(&mut self) -> Result<RawResponse, ClientError> {
+        let mut r = RawResponse::default();
+        let mut literal = match self.reader.next().await? {
+            Some(Frame::Line { bytes, literal }) => {
+                r.bytes.extend_from_slice(&bytes);
+                literal
+            }
+            _ => return Err(ClientError::Closed),
         };
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            match tokio::time::timeout_at(deadline, self.read_response()).await {
-                Err(_) => break,
-                Ok(r) => {
-                    let (u, _) = r?;
-                    if is_exists(&u.text) {
-                        exists = true;
-                        break;
+        while let Some(lit) = literal {
+            let total = (r.bytes.len() as u64)
+                .checked_add(lit.len)
+                .filter(|t| *t <= MAX_MESSAGE_BYTES.saturating_mul(2))
+                .ok_or(ClientError::TooBig(lit.len))?;
+            if lit.len > MAX_MESSAGE_BYTES {
+                return Err(ClientError::TooBig(lit.len));
+            }
+            r.bytes
+                .reserve(usize::try_from(total).unwrap_or(usize::MAX) - r.bytes.len());
+            let start = r.bytes.len();
+            let mut remaining = lit.len;
+            while remaining > 0 {
+                match self.reader.next().await? {
+                    Some(Frame::LiteralData {
+                        bytes,
+                        remaining: left,
+                    }) => {
+                        r.bytes.extend_from_slice(&bytes);
+                        remaining = left;
                     }
+                    _ => return Err(ClientError::Closed),
                 }
             }
+            r.literals.push(start..r.bytes.len());
+            literal = match self.reader.next().await? {
+                Some(Frame::Line { bytes, literal }) => {
+                    r.bytes.extend_from_slice(&bytes);
+                    literal
+                }
+                _ => return Err(ClientError::Closed),
+            };
         }
-        self.writer.write_all(b"DONE\r\n").await?;
-        self.writer.flush().await?;
-        self.read_reply(&tag).await?;
-        Ok(exists)
+        Ok(r)
+    }
+
+    /// Read untagged responses until `tag`'s tagged one.
+    pub(super) async fn read_reply(&mut self, tag: &str) -> Result<Reply, ClientError> {
+        let mut untagged = Vec::new();
+        loop {
+            let r = self.read_response().await?;
+            if r.tag() == Some(tag.as_bytes()) {
+                return Ok(finish(r, untagged));
+            }
+            if r.first_line().len() >= 5 && r.first_line()[..5].eq_ignore_ascii_case("* BYE") {
+                return Err(ClientError::Closed);
+            }
+            untagged.push(r);
+        }
     }
 
     pub async fn logout(mut self) {
-        let _ = self.command("LOGOUT").await;
+        let _ = self.run("LOGOUT", CommandBody::Logout).await;
     }
 }
 
-/// Whether an untagged response is `* N EXISTS`.
-fn is_exists(text: &[u8]) -> bool {
-    String::from_utf8_lossy(text)
-        .to_ascii_uppercase()
-        .contains(" EXISTS")
+/// The reply of a tagged response `r` (OK, NO or BAD with its code).
+pub(super) fn finish(r: RawResponse, untagged: Vec<RawResponse>) -> Reply {
+    let status = r.first_line();
+    let (ok, code) = match r.decode() {
+        Some(Response::Status(Status::Tagged(Tagged {
+            body: StatusBody { kind, code, .. },
+            ..
+        }))) => (kind == StatusKind::Ok, code.map(|c| c.into_static())),
+        // Not decodable: read the status word.
+        _ => (
+            status
+                .split(' ')
+                .nth(1)
+                .is_some_and(|s| s.eq_ignore_ascii_case("OK")),
+            None,
+        ),
+    };
+    Reply {
+        untagged,
+        ok,
+        status,
+        code,
+    }
 }
 
-/// Whether a FETCH response's text names `UID uid`.
-pub(crate) fn contains_uid(text: &[u8], uid: u32) -> bool {
-    let t = String::from_utf8_lossy(text).to_ascii_uppercase();
-    let words: Vec<&str> = t
-        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
-        .collect();
-    words
-        .windows(2)
-        .any(|w| w[0] == "UID" && w[1] == uid.to_string())
+/// An IMAP quoted string, for the proxy's own command lines (the sessions'
+/// hook writes them as text).
+pub fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn raw(bytes: &[u8], literals: Vec<Range<usize>>) -> RawResponse {
+        RawResponse {
+            bytes: bytes.to_vec(),
+            literals,
+        }
+    }
+
     #[test]
-    fn uid_in_fetch_text() {
-        assert!(contains_uid(b"* 3 FETCH (UID 7 BODY[] {12}\r\n)\r\n", 7));
-        assert!(!contains_uid(b"* 3 FETCH (UID 71 BODY[] {12}\r\n)\r\n", 7));
+    fn a_literal_is_taken_out_without_the_lines_around_it() {
+        let r = raw(
+            b"* 3 FETCH (UID 7 BODY[] {5}\r\nhello)\r\n",
+            std::iter::once(29..34).collect(),
+        );
+        assert_eq!(r.literal(0), Some(&b"hello"[..]));
+        assert_eq!(r.text(), b"* 3 FETCH (UID 7 BODY[] {5}\r\n)\r\n");
+        assert!(r.decode().is_some());
+        assert_eq!(r.into_literal(0).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn a_tagged_reply_keeps_its_code_and_text() {
+        let r = finish(
+            raw(
+                b"W3 OK [APPENDUID 38505 3955] Append completed.\r\n",
+                vec![],
+            ),
+            vec![],
+        );
+        assert!(r.ok);
+        assert!(matches!(r.code, Some(Code::AppendUid { .. })));
+        assert_eq!(r.text(), "Append completed.");
+        let no = finish(
+            raw(
+                b"W1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+                vec![],
+            ),
+            vec![],
+        );
+        assert!(!no.ok);
+        assert_eq!(no.text(), "Authentication failed.");
+    }
+
+    #[test]
+    fn quoting() {
         assert_eq!(quoted("CRM/Tr\"ack"), "\"CRM/Tr\\\"ack\"");
     }
 }

@@ -7,15 +7,17 @@
 //! the sync worker and the gateway track through its [`ImapClient`], the pane
 //! checks passwords with it.
 
-mod append;
+pub mod append;
 pub mod client;
 pub mod connect;
 mod credential;
 pub mod folders;
+mod mailbox;
 
-pub use client::{quoted, ClientError, ImapClient};
+pub use client::{quoted, ClientError, ImapClient, RawResponse, Reply, MAX_MESSAGE_BYTES};
 pub use connect::{Upstream, UpstreamConnector};
 pub use credential::Credential;
+pub use mailbox::{Search, Selected};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 

@@ -128,6 +128,14 @@ pub(crate) fn record(r: &mut Record) -> Result<()> {
                     return Err(StoreError::Duplicate(format!("login {a} is listed twice")));
                 }
             }
+            for (i, l) in u.imap_logins.iter().enumerate() {
+                if let Some(problem) = crate::store::model::imap_login_problem(l) {
+                    return Err(StoreError::invalid(what, problem));
+                }
+                if u.imap_logins[..i].iter().any(|o| o.eq_ignore_ascii_case(l)) {
+                    return Err(StoreError::Duplicate(format!("login {l} is listed twice")));
+                }
+            }
             if u.delegates.contains(&u.id) {
                 return Err(StoreError::invalid(
                     what,
@@ -343,6 +351,7 @@ mod tests {
                 a.clone(),
                 EmailAddress::parse("ALICE@example.test").unwrap(),
             ],
+            imap_logins: Vec::new(),
             privileges: Default::default(),
             delegates: Default::default(),
             options: Default::default(),

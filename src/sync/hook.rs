@@ -140,9 +140,13 @@ impl TrackingHook {
         if cached.is_some() || recently_absent {
             return cached;
         }
-        let found = crate::store::EmailAddress::parse(&identity.user)
+        let found = self
+            .workers
+            .engine()
+            .store()
+            .user_by_mailbox_login(&identity.user)
             .ok()
-            .and_then(|login| self.workers.engine().store().user_by_login(&login).ok()?)
+            .flatten()
             .map(|u| u.id);
         self.with_session(cx.session_id, |s| {
             s.owner = found;
@@ -302,7 +306,8 @@ impl TrackingHook {
         if let Some(h) = items.iter().find_map(header_summary) {
             (ev.subject, ev.from, ev.to, ev.cc) = (h.subject, h.from, h.to, h.cc);
         }
-        self.workers.events().publish_opened(&identity.user, ev);
+        let mailbox = self.workers.mailbox_key(&identity.user);
+        self.workers.events().publish_opened(&mailbox, ev);
     }
 }
 

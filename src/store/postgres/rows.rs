@@ -173,11 +173,8 @@ fn index_record<C: GenericClient>(db: &mut Db<'_, C>, r: &Record) -> R<()> {
         )?;
     }
     if let Record::User(u) = r {
-        for login in &u.logins {
-            let other = db.opt(
-                "SELECT user_id FROM logins WHERE addr_key = $1",
-                &[&login.key()],
-            )?;
+        for (key, login) in u.login_keys() {
+            let other = db.opt("SELECT user_id FROM logins WHERE addr_key = $1", &[&key])?;
             if let Some(other) = other.map(|row| row.get::<_, Uuid>(0)) {
                 if other != id {
                     return abort(StoreError::Duplicate(format!(
@@ -188,7 +185,7 @@ fn index_record<C: GenericClient>(db: &mut Db<'_, C>, r: &Record) -> R<()> {
             }
             db.exec(
                 "INSERT INTO logins (addr_key, user_id) VALUES ($1, $2)",
-                &[&login.key(), &id],
+                &[&key, &id],
             )?;
         }
     }

@@ -292,12 +292,9 @@ impl<'a> Tx<'a> {
             }
         }
         if let Record::User(u) = r {
-            for login in &u.logins {
+            for (key, login) in u.login_keys() {
                 if add {
-                    if let Some(other) = self
-                        .t(LOGINS)
-                        .insert(login.key().as_bytes(), id.as_bytes())?
-                    {
+                    if let Some(other) = self.t(LOGINS).insert(key.as_bytes(), id.as_bytes())? {
                         if other.as_ref() != id.as_bytes() {
                             let other = Uuid::from_slice(&other).unwrap_or_default();
                             return abort(StoreError::Duplicate(format!(
@@ -306,7 +303,7 @@ impl<'a> Tx<'a> {
                         }
                     }
                 } else {
-                    self.t(LOGINS).remove(login.key().as_bytes())?;
+                    self.t(LOGINS).remove(key.as_bytes())?;
                 }
             }
         }

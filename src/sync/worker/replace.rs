@@ -12,8 +12,10 @@ use std::sync::Arc;
 use super::user::JobError;
 use super::Inner;
 use crate::config::WriteHeaders;
+use crate::imap_client::append::{AppendUid, FlagsAndDate};
 use crate::imap_client::{ClientError, ImapClient};
 use crate::store::{MessageId, MessageLocation, UserId};
+use imap_codec::imap_types::flag::{Flag, StoreType};
 
 /// What became of a tracked message in `replace` mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,10 +100,10 @@ async fn replace(
     let Some(message_id) = message_id_of(raw) else {
         return Ok(Replaced::Left("it has no Message-ID"));
     };
-    let Some((flags, date)) = c.flags_and_date(at.uid).await? else {
+    let Some(FlagsAndDate { flags, date }) = c.flags_and_date(at.uid).await? else {
         return Ok(Replaced::Left("it is gone"));
     };
-    if flags.iter().any(|f| f.eq_ignore_ascii_case("\\Deleted")) {
+    if flags.contains(&Flag::Deleted) {
         return Ok(Replaced::Left("it is marked for deletion"));
     }
     let engine = inner.engine.clone();
@@ -113,19 +115,24 @@ async fn replace(
         return Ok(Replaced::Left("it is not tracked (yet)"));
     };
     let copy = [block.as_slice(), raw].concat();
-    let Some(new_uid) = c.append(&at.folder, &flags, &date, &copy).await? else {
-        return Ok(Replaced::Left("the server did not say where the copy is"));
+    let new_uid = match c.append(&at.folder, flags, date, &copy).await? {
+        Ok(Some(AppendUid { uid, .. })) => uid,
+        Ok(None) => return Ok(Replaced::Left("the server did not say where the copy is")),
+        Err(refused) => {
+            return Err(ClientError::Refused {
+                command: "APPEND",
+                text: refused.status,
+            }
+            .into())
+        }
     };
     drop(copy);
-    if let Err(e) = expunge(c, at.uid).await {
+    if let Err(e) = c.expunge_uid(at.uid).await {
         // The original stays; the copy goes again (best effort: it is a copy).
         let _ = c
-            .ok(
-                "UID STORE",
-                &format!("UID STORE {} -FLAGS.SILENT (\\Deleted)", at.uid),
-            )
+            .store_flags(at.uid, StoreType::Remove, vec![Flag::Deleted])
             .await;
-        let _ = expunge(c, new_uid).await;
+        let _ = c.expunge_uid(new_uid).await;
         return Err(e.into());
     }
     let location = MessageLocation {
@@ -138,17 +145,6 @@ async fn replace(
         .map_err(|e| JobError::Join(e.to_string()))??;
     tracing::info!(old = at.uid, new = new_uid, folder = %at.folder, "replaced by a copy with its tracking block");
     Ok(Replaced::Copy { uid: new_uid })
-}
-
-/// `\Deleted` on one message, then UID EXPUNGE of it alone.
-async fn expunge(c: &mut ImapClient, uid: u32) -> Result<(), ClientError> {
-    c.ok(
-        "UID STORE",
-        &format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"),
-    )
-    .await?;
-    c.ok("UID EXPUNGE", &format!("UID EXPUNGE {uid}")).await?;
-    Ok(())
 }
 
 /// The Message-ID a tracking record keys a message by (see the engine).

@@ -14,7 +14,7 @@ use super::watches::{sent_message, watch};
 use super::{Inner, Job, Uids};
 use crate::events::KeywordCleanup;
 use crate::imap_client::Credential;
-use crate::imap_client::{ClientError, ImapClient};
+use crate::imap_client::{ClientError, ImapClient, Search};
 use crate::store::{MessageId, MessageLocation, TrackStatus};
 use crate::track::{TrackError, TrackRequest};
 use tracing::Instrument;
@@ -115,7 +115,7 @@ pub(super) async fn run(inner: Arc<Inner>, plan: Arc<MailboxPlan>, mut jobs: mps
                     refused = None;
                 }
                 Err(e) => {
-                    if matches!(e, ClientError::Refused { .. }) {
+                    if matches!(e, ClientError::LoginRefused(_)) {
                         tracing::warn!(error = %e, "sync worker: the upstream refused the login; waiting for the next login through the proxy");
                         refused = Some(login);
                     } else {
@@ -179,8 +179,8 @@ pub(super) async fn blocking<T: Send + 'static>(
 async fn expand(c: &mut ImapClient, uids: Uids) -> Result<Vec<u32>, ClientError> {
     match uids {
         Uids::List(l) => Ok(l),
-        Uids::Set(s) => c.uid_search(&format!("UID {s}")).await,
-        Uids::Keyword(k) => c.uid_search(&format!("KEYWORD {k}")).await,
+        Uids::Set(s) => c.uid_search(Search::UidSet(&s)).await,
+        Uids::Keyword(k) => c.uid_search(Search::Keyword(&k)).await,
     }
 }
 
@@ -202,7 +202,7 @@ pub(super) async fn do_job(
             uids,
             source,
         } => {
-            let uid_validity = c.select(&folder).await?;
+            let uid_validity = c.select(&folder).await?.uid_validity;
             let mut left_pending = false;
             for uid in expand(c, uids).await? {
                 let kw = c.keywords_allowed;
@@ -289,7 +289,7 @@ pub(super) async fn do_job(
             folder,
             uids,
         } => {
-            let uid_validity = c.select(&folder).await?;
+            let uid_validity = c.select(&folder).await?.uid_validity;
             for uid in expand(c, uids).await? {
                 let location = MessageLocation {
                     folder: folder.clone(),
@@ -352,13 +352,12 @@ async fn clear_keywords(
     at: &KeywordCleanup,
 ) -> Result<(), JobError> {
     let cfg = inner.engine.config().clone();
-    let validity = c.select(&at.folder).await?;
+    let validity = c.select(&at.folder).await?.uid_validity;
     let uids = if validity == at.uid_validity {
         vec![at.uid]
     } else {
-        let id = at.message_id.replace(['"', '\\', '\r', '\n'], "");
-        c.uid_search(&format!("HEADER Message-ID \"<{id}>\""))
-            .await?
+        let id = format!("<{}>", at.message_id);
+        c.uid_search(Search::MessageId(&id)).await?
     };
     if !c.keywords_allowed {
         // The keywords were never set here (the proxy showed them in FLAGS instead).

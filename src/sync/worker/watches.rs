@@ -20,7 +20,7 @@ use super::replace::replace_with_block;
 use super::user::{blocking, bump, do_job, next_login, JobError};
 use super::{Inner, Job, Uids};
 use crate::imap_client::Credential;
-use crate::imap_client::{ClientError, ImapClient};
+use crate::imap_client::{ClientError, ImapClient, Search};
 use crate::store::{FolderCheckpoint, MessageLocation, TrackStatus, UserId};
 use crate::track::{AutoDecision, TrackRequest, TrackSource};
 
@@ -38,7 +38,7 @@ pub(super) async fn sent_message(
     uid: u32,
 ) -> Result<(), JobError> {
     let cfg = inner.engine.config().clone();
-    let uid_validity = c.select(folder).await?;
+    let uid_validity = c.select(folder).await?.uid_validity;
     let Some(raw) = c.fetch_raw(uid).await? else {
         return Ok(());
     };
@@ -99,11 +99,7 @@ pub(super) async fn watch(
             match r {
                 // Shut down, or nothing to watch (no Sent folder): done.
                 Ok(()) => return,
-                Err(JobError::Imap(
-                    e @ ClientError::Refused {
-                        command: "LOGIN", ..
-                    },
-                )) => {
+                Err(JobError::Imap(e @ ClientError::LoginRefused(_))) => {
                     tracing::warn!(error = %e, "folder watch: login refused; waiting for a new one");
                     plan.status.error(format!("login refused: {e}"));
                     refused = Some(cred);
@@ -140,6 +136,8 @@ struct Cursor {
     role: FolderRole,
     validity: u32,
     last: u32,
+    /// HIGHESTMODSEQ at the last SELECT (CONDSTORE servers), kept in the checkpoint.
+    modseq: Option<u64>,
 }
 
 /// Adds `n` to a status counter while it lives (connections, folders watched).
@@ -199,8 +197,8 @@ async fn watch_once(
                 }
             }
         };
-        let validity = match c.select(&name).await {
-            Ok(v) => v,
+        let (validity, modseq) = match c.select(&name).await {
+            Ok(sel) => (sel.uid_validity, sel.highest_modseq),
             // A folder that is gone (or never was): the others are watched,
             // the mailbox shows the problem until it is set right.
             Err(ClientError::Refused { text, .. }) => {
@@ -212,12 +210,13 @@ async fn watch_once(
             Err(e) => return Err(e.into()),
         };
         plan.status.folder_problem(&name, None);
-        let last = start_after(inner, plan, owner, &mut c, &name, validity).await?;
+        let last = start_after(inner, plan, owner, &mut c, &name, validity, modseq).await?;
         folders.push(Cursor {
             name,
             role: f.role,
             validity,
             last,
+            modseq,
         });
     }
     if folders.is_empty() {
@@ -256,6 +255,7 @@ async fn start_after(
     c: &mut ImapClient,
     folder: &str,
     validity: u32,
+    modseq: Option<u64>,
 ) -> Result<u32, JobError> {
     if plan.checkpoints {
         let engine = inner.engine.clone();
@@ -275,9 +275,14 @@ async fn start_after(
             None => {}
         }
     }
-    let last = c.uid_search("ALL").await?.into_iter().max().unwrap_or(0);
+    let last = c
+        .uid_search(Search::All)
+        .await?
+        .into_iter()
+        .max()
+        .unwrap_or(0);
     if plan.checkpoints {
-        save_checkpoint(inner, plan, owner, folder, validity, last).await?;
+        save_checkpoint(inner, plan, owner, folder, validity, last, modseq).await?;
     }
     Ok(last)
 }
@@ -289,13 +294,14 @@ async fn save_checkpoint(
     folder: &str,
     validity: u32,
     last: u32,
+    modseq: Option<u64>,
 ) -> Result<(), JobError> {
     let engine = inner.engine.clone();
     let (key, f) = (plan.key.clone(), folder.to_string());
     let cp = FolderCheckpoint {
         uid_validity: validity,
         last_uid: last,
-        highest_modseq: None,
+        highest_modseq: modseq,
         updated: chrono::Utc::now(),
     };
     blocking(move || Ok(engine.store().put_checkpoint(owner, &key, &f, &cp)?)).await
@@ -310,21 +316,27 @@ async fn catch_up(
     f: &mut Cursor,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<(), JobError> {
-    let v = c.select(&f.name).await?;
+    let sel = c.select(&f.name).await?;
+    f.modseq = sel.highest_modseq;
+    let v = sel.uid_validity;
     if v != f.validity {
         f.validity = v;
         f.last = if plan.checkpoints {
             tracing::warn!(folder = %f.name, "UIDVALIDITY changed: the folder is judged again by Message-ID");
             0
         } else {
-            c.uid_search("ALL").await?.into_iter().max().unwrap_or(0)
+            c.uid_search(Search::All)
+                .await?
+                .into_iter()
+                .max()
+                .unwrap_or(0)
         };
     }
     // Until a search finds nothing new: mail arriving while the last batch was
     // judged is announced in answers this client does not read.
     loop {
         let mut new: Vec<u32> = c
-            .uid_search(&format!("UID {}:*", f.last + 1))
+            .uid_search(Search::UidsFrom(f.last + 1))
             .await?
             .into_iter()
             .filter(|&u| u > f.last)
@@ -369,12 +381,12 @@ async fn judge(
         plan.status.backlog((new.len() - i - 1) as u64);
         since_saved += 1;
         if plan.checkpoints && since_saved >= CHECKPOINT_EVERY {
-            save_checkpoint(inner, plan, owner, &f.name, f.validity, f.last).await?;
+            save_checkpoint(inner, plan, owner, &f.name, f.validity, f.last, f.modseq).await?;
             since_saved = 0;
         }
     }
     if plan.checkpoints && since_saved > 0 {
-        save_checkpoint(inner, plan, owner, &f.name, f.validity, f.last).await?;
+        save_checkpoint(inner, plan, owner, &f.name, f.validity, f.last, f.modseq).await?;
     }
     Ok(())
 }
