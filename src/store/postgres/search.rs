@@ -5,10 +5,12 @@
 //! exact`, summed; the best `limit` by score, then id.
 //!
 //! As sled's index does, the search starts from the word that reaches the fewest
-//! postings (counted up to [`REACH_CAP`]) and keeps only the rows every word
-//! reaches: a later word is looked up by range (`postings_cover`) when it is as
-//! rare as the candidates left, else only for those candidates (`postings_id_token`,
-//! one index probe each).
+//! postings (counted up to [`REACH_CAP`], again up to [`REACH_CAP_WIDE`] when
+//! every word reaches the first cap) and keeps only the rows every word reaches:
+//! a later word is looked up by range (`postings_cover`) when it reaches fewer
+//! than [`PROBE_RATIO`] times the candidates left (counted up to that), else only
+//! for those candidates (`postings_id_token`, one index-only probe each). A
+//! one-letter word ("5", every phone number) is thus never read whole.
 
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -23,9 +25,11 @@ use crate::store::{text, Result, SearchHit, SearchQuery};
 const MAX_CHAR: char = '\u{10FFFF}';
 /// Postings counted per word to find the rarest (a cheap index-only count).
 const REACH_CAP: i64 = 5_000;
+/// The second count's cap, when every word reached the first.
+const REACH_CAP_WIDE: i64 = 200_000;
 /// A word is probed per candidate when it reaches this many times more postings
 /// than there are candidates (a probe costs a few entries of a range scan).
-const PROBE_RATIO: usize = 4;
+const PROBE_RATIO: i64 = 4;
 
 pub fn search(store: &PgStore, query: &SearchQuery) -> Result<Vec<SearchHit>> {
     let mut words = text::tokens(&query.text);
@@ -44,21 +48,15 @@ pub fn search(store: &PgStore, query: &SearchQuery) -> Result<Vec<SearchHit>> {
         let mut order: Vec<(i64, usize)> = if words.len() == 1 {
             vec![(0, 0)]
         } else {
-            db.query(
-                "SELECT (SELECT count(*) FROM (SELECT 1 FROM postings p
-                          WHERE p.token >= w.word AND p.token < w.wend LIMIT $3) c)
-                 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS w(word, wend, i)
-                 ORDER BY w.i",
-                &[&words, &ends, &REACH_CAP],
-            )?
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.get::<_, i64>(0), i))
-            .collect()
+            let mut reach = count(db, &words, &ends, REACH_CAP)?;
+            if reach.iter().all(|n| *n >= REACH_CAP) {
+                reach = count(db, &words, &ends, REACH_CAP_WIDE)?;
+            }
+            reach.into_iter().enumerate().map(|(i, n)| (n, i)).collect()
         };
         order.sort();
         let mut acc: HashMap<Uuid, (i16, i64)> = HashMap::new();
-        for (n, &(reach, w)) in order.iter().enumerate() {
+        for (n, &(_, w)) in order.iter().enumerate() {
             let (word, end) = (&words[w], &ends[w]);
             if n == 0 {
                 for r in db.query(
@@ -77,8 +75,17 @@ pub fn search(store: &PgStore, query: &SearchQuery) -> Result<Vec<SearchHit>> {
                 break;
             }
             let ids: Vec<Uuid> = acc.keys().copied().collect();
-            let probe = usize::try_from(reach)
-                .is_ok_and(|reach| ids.len().saturating_mul(PROBE_RATIO) < reach);
+            let enough = i64::try_from(ids.len())
+                .unwrap_or(i64::MAX)
+                .saturating_mul(PROBE_RATIO);
+            let probe = count(
+                db,
+                std::slice::from_ref(word),
+                std::slice::from_ref(end),
+                enough,
+            )?
+            .first()
+            .is_some_and(|n| *n >= enough);
             let rows = if probe {
                 db.query(
                     "SELECT id, max(weight * CASE WHEN token = $1 THEN 4 ELSE 2 END
@@ -140,6 +147,27 @@ pub fn search(store: &PgStore, query: &SearchQuery) -> Result<Vec<SearchHit>> {
             .then_with(|| text::fold(&a.title).cmp(&text::fold(&b.title)))
     });
     Ok(hits)
+}
+
+/// How many postings each word reaches, counted up to `cap` (an index-only scan
+/// that stops there).
+fn count(
+    db: &mut Db<'_, postgres::Client>,
+    words: &[String],
+    ends: &[String],
+    cap: i64,
+) -> R<Vec<i64>> {
+    Ok(db
+        .query(
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM postings p
+                      WHERE p.token >= w.word AND p.token < w.wend LIMIT $3) c)
+             FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS w(word, wend, i)
+             ORDER BY w.i",
+            &[&words, &ends, &cap],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
 }
 
 /// Titles of hits, for search results.
