@@ -205,16 +205,21 @@ fn read_view<C: GenericClient>(db: &mut Db<'_, C>, ops: &[Op<'_>]) -> R<View> {
     }
     // Addresses a tracked email may add to its owner's book: every party of
     // every version of the activities the batch's tracking records point to.
+    let mut written: HashMap<Uuid, Vec<&Activity>> = HashMap::new();
+    for op in ops {
+        if let Op::Activity(a) = op {
+            written.entry(a.id.uuid()).or_default().push(a);
+        }
+    }
     let (mut b_owners, mut b_keys): (Vec<Uuid>, Vec<&str>) = (Vec::new(), Vec::new());
     for op in ops {
         let Op::Tracking(t) = op else { continue };
         let Some(aid) = t.activity else { continue };
-        let versions = ops
-            .iter()
-            .filter_map(|o| match o {
-                Op::Activity(a) if a.id == aid => Some(*a),
-                _ => None,
-            })
+        let versions = written
+            .get(&aid.uuid())
+            .into_iter()
+            .flatten()
+            .copied()
             .chain(view.activities.get(&aid.uuid()));
         for a in versions {
             for addr in a.parties.iter().filter_map(|p| p.address.as_ref()) {
