@@ -346,6 +346,7 @@ async fn main() {
             stamps: Stamps::default(),
             full_name: "Bench User".into(),
             logins: vec![EmailAddress::parse("bench@example.test").unwrap()],
+            imap_logins: Vec::new(),
             privileges: [Privilege::UseApp].into_iter().collect(),
             delegates: Default::default(),
             options: Default::default(),

@@ -52,6 +52,7 @@ fn main() {
             stamps: Stamps::default(),
             full_name: "Alice".into(),
             logins: vec![EmailAddress::parse("alice@contoso.example").unwrap()],
+            imap_logins: Vec::new(),
             privileges: [Privilege::UseApp].into_iter().collect(),
             delegates: Default::default(),
             options: Default::default(),

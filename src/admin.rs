@@ -66,7 +66,16 @@ pub enum AdminRequest {
     UserAdd {
         full_name: String,
         logins: Vec<EmailAddress>,
+        /// IMAP user names that are not addresses (`jsmith`).
+        #[serde(default)]
+        imap_logins: Vec<String>,
         privileges: Vec<Privilege>,
+    },
+    /// Add (`on`) or remove an IMAP user name of `user`.
+    ImapLogin {
+        user: String,
+        login: String,
+        on: bool,
     },
     UserList,
     /// Grant (`on`) or revoke a privilege; `user` is a login address or an id.
@@ -106,8 +115,8 @@ fn find_user(store: &dyn CrmStore, who: &str) -> Result<SystemUser, StoreError> 
             }),
         };
     }
-    let login = EmailAddress::parse(who)?;
-    store.user_by_login(&login)?.ok_or_else(|| {
+    let login = who.trim();
+    store.user_by_mailbox_login(login)?.ok_or_else(|| {
         StoreError::invalid(
             "user",
             format!("no user signs in as {login}; see `crmproxy user list`"),
@@ -149,6 +158,7 @@ pub fn handle(store: &dyn CrmStore, req: AdminRequest) -> Result<Value, StoreErr
         AdminRequest::UserAdd {
             full_name,
             logins,
+            imap_logins,
             privileges,
         } => {
             let u = SystemUser {
@@ -156,6 +166,7 @@ pub fn handle(store: &dyn CrmStore, req: AdminRequest) -> Result<Value, StoreErr
                 stamps: Stamps::default(),
                 full_name,
                 logins,
+                imap_logins,
                 privileges: privileges.into_iter().collect(),
                 delegates: Default::default(),
                 options: Default::default(),
@@ -163,6 +174,17 @@ pub fn handle(store: &dyn CrmStore, req: AdminRequest) -> Result<Value, StoreErr
             Ok(to_value(&store.put_record(Record::User(u))?))
         }
         AdminRequest::UserList => Ok(to_value(&store.users()?)),
+        AdminRequest::ImapLogin { user, login, on } => {
+            let mut u = find_user(store, &user)?;
+            let login = login.trim().to_string();
+            let had = u.imap_logins.iter().any(|l| l.eq_ignore_ascii_case(&login));
+            if on && !had {
+                u.imap_logins.push(login);
+            } else if !on {
+                u.imap_logins.retain(|l| !l.eq_ignore_ascii_case(&login));
+            }
+            Ok(to_value(&store.put_record(Record::User(u))?))
+        }
         AdminRequest::Privilege {
             user,
             privilege,

@@ -246,7 +246,7 @@ pub enum CleanupQueued {
 }
 
 /// What the pane asks of the proxy's sync workers (implemented by
-/// `proxy::worker::Workers`): the pane changes tracking in the store, the workers
+/// `sync::worker::Workers`): the pane changes tracking in the store, the workers
 /// hold the mailbox credentials that change the server copy.
 pub trait MailboxSync: Send + Sync {
     /// What stands in the way of tracking in `owner`'s mailbox (e.g. a tracking

@@ -22,6 +22,9 @@ const BOB_PW: &str = "pässwörd";
 /// A mailbox whose CRM user lacks `use_app` (the demo's dave).
 const DAVE: &str = "dave@example.test";
 const DAVE_PW: &str = "dave-pw";
+/// An IMAP user name that is not an address, given to the demo's alice.
+const JSMITH: &str = "jsmith";
+const JSMITH_PW: &str = "js-pw";
 
 /// A private Dovecot on two loopback ports; killed (by its own pid) when dropped.
 struct Dovecot {
@@ -76,6 +79,7 @@ impl Dovecot {
         writeln!(passwd, "{ALICE}:{{PLAIN}}{ALICE_PW}::::::").unwrap();
         writeln!(passwd, "{BOB}:{{PLAIN}}{BOB_PW}::::::").unwrap();
         writeln!(passwd, "{DAVE}:{{PLAIN}}{DAVE_PW}::::::").unwrap();
+        writeln!(passwd, "{JSMITH}:{{PLAIN}}{JSMITH_PW}::::::").unwrap();
         let (user, group, root) = whoami();
         let (internal, login, mail_uid, mail_gid) = if root {
             (
@@ -628,9 +632,10 @@ Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nWe need 20 seats.\r\n";
         crmproxy::track::Engine::new(pane.store.clone(), pane.cfg.tracking.clone()).unwrap(),
     );
     let connector =
-        crmproxy::proxy::upstream::UpstreamConnector::new(&pane.cfg.upstream, 64 * 1024).unwrap();
+        crmproxy::imap_client::connect::UpstreamConnector::new(&pane.cfg.upstream, 64 * 1024)
+            .unwrap();
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let workers = crmproxy::proxy::worker::Workers::new(
+    let workers = crmproxy::sync::worker::Workers::new(
         engine,
         connector,
         pane.events.clone(),
@@ -688,4 +693,37 @@ Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nWe need 20 seats.\r\n";
         .await;
     assert_eq!(r.status, 303, "{}", r.text());
     assert!(pane.store.tracking(alice_id, &mid).unwrap().is_none());
+}
+
+/// A CRM user's IMAP user name that is not their address (`jsmith`) signs in to
+/// the pane as that user; unknown names get the usual refusal.
+#[tokio::test]
+async fn an_imap_login_that_is_not_an_address_signs_in_as_its_crm_user() {
+    let dv = Dovecot::start();
+    let pane = pane_for(&dv, UpstreamTls::Plain).await;
+    // Without the name in the CRM: the server accepts it, the CRM does not.
+    let (r, _) = sign_in(&pane, JSMITH, JSMITH_PW, "/current").await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("not a CRM user"), "{}", r.text());
+    let store = pane.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let address = crmproxy::store::EmailAddress::parse(ALICE).unwrap();
+        let mut alice = store.user_by_login(&address).unwrap().unwrap();
+        alice.imap_logins.push(JSMITH.to_string());
+        store
+            .put_record(crmproxy::store::Record::User(alice))
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    let (r, mut c) = sign_in(&pane, JSMITH, JSMITH_PW, "/current").await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    // The message alice's mailbox opened (its sessions publish under her
+    // primary login) is the one jsmith's pane shows.
+    let mut ev = crmproxy::pane::MessageOpened::new("<opened-by-jsmith@example.test>");
+    ev.subject = Some("Opened as jsmith".into());
+    pane.events.publish_opened(ALICE, ev);
+    let page = c.get("/current").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("Opened as jsmith"), "{}", page.text());
 }

@@ -4,9 +4,9 @@
 //! Dovecot, whose end-to-end tests are in tests/tracking_append.rs.
 
 use bytes::Bytes;
+use crmproxy::imap_client::connect::Upstream;
 use crmproxy::proxy::hook::{Hook, HookContext};
 use crmproxy::proxy::session::{self, SessionParams};
-use crmproxy::proxy::upstream::Upstream;
 use crmproxy::proxy::BoxedIo;
 use crmproxy::wire::Framer;
 use std::sync::{Arc, Mutex};

@@ -2,8 +2,8 @@
 //! built by hand, so the idle timeout can be short here (the config never
 //! allows less than 30 minutes).
 
+use crmproxy::imap_client::connect::Upstream;
 use crmproxy::proxy::session::{self, SessionParams};
-use crmproxy::proxy::upstream::Upstream;
 use crmproxy::proxy::{BoxedIo, NoopHook};
 use crmproxy::wire::Framer;
 use std::sync::Arc;

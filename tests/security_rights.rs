@@ -465,6 +465,7 @@ fn engine_with_users(dir: &std::path::Path, logins: &[&str]) -> crmproxy::track:
                 stamps: Default::default(),
                 full_name: login.to_string(),
                 logins: vec![EmailAddress::parse(login).unwrap()],
+                imap_logins: Vec::new(),
                 privileges: [Privilege::UseApp].into_iter().collect(),
                 delegates: Default::default(),
                 options: Default::default(),

@@ -21,6 +21,7 @@ fn user_id(s: &SledStore) -> UserId {
             stamps: Stamps::default(),
             full_name: "Writer".into(),
             logins: vec![login],
+            imap_logins: Vec::new(),
             privileges: Default::default(),
             delegates: Default::default(),
             options: Default::default(),

@@ -68,6 +68,7 @@ fn build(store: &dyn CrmStore, people: &[Person], subjects: &[String]) -> Vec<Re
             stamps: Stamps::default(),
             full_name: "Prop User".into(),
             logins: vec![EmailAddress::parse("prop@example.test").unwrap()],
+            imap_logins: Vec::new(),
             privileges: [Privilege::UseApp].into_iter().collect(),
             delegates: Default::default(),
             options: Default::default(),

@@ -40,6 +40,7 @@ pub fn user(name: &str, login: &str, use_app: bool) -> SystemUser {
         stamps: Stamps::default(),
         full_name: name.into(),
         logins: vec![addr(login)],
+        imap_logins: Vec::new(),
         privileges: if use_app {
             [Privilege::UseApp].into_iter().collect()
         } else {

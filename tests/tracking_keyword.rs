@@ -37,6 +37,9 @@ fn keyword_tracking_never_changes_a_byte_the_client_fetches() {
     // Other clients see the state keyword; the request keyword is gone.
     for uid in [1, 2] {
         wait_keyword(&mut direct, "INBOX", uid, "$CRM_Tracked", true);
+        // The state keyword is added before the request keyword goes (two
+        // STOREs: IMAP has no atomic swap), so wait for the second too.
+        wait_keyword(&mut direct, "INBOX", uid, "$CRM_Track", false);
         let f = flags(&mut direct, "INBOX", uid);
         assert!(
             !f.split(' ')
@@ -294,4 +297,54 @@ fn replacing_all_flags_untracks_only_what_was_tracked() {
     }
     // The activity stays in the CRM; only the mailbox's tracking went.
     assert!(email_titled(env.data(), "Replace 2"));
+}
+
+/// A CRM user whose IMAP user name is not their address (`jsmith` on a company
+/// server): the proxy, the sync worker and `crmproxy user` know them by it, and
+/// the name cannot be an address or another user's.
+#[test]
+fn an_imap_login_that_is_not_an_address_tracks_for_its_crm_user() {
+    let env = Env::start("");
+    let login = common::unique_user("jsmith").replace('@', "");
+    let address = format!("{login}@crm-test.example");
+    let v: serde_json::Value = serde_json::from_str(&crm(
+        env.data(),
+        &[
+            "user", "add", "J Smith", "--login", &address, "--grant", "use_app", "--json",
+        ],
+    ))
+    .unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    crm(env.data(), &["user", "imap-login", &address, &login]);
+    let listed = crm(env.data(), &["user", "list"]);
+    assert!(listed.contains(&login), "{listed}");
+
+    // Refused with a clear error, nothing changed: an address, or a taken name.
+    let refused = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_crmproxy"))
+            .arg("--data-dir")
+            .arg(env.data())
+            .args(args)
+            .env_remove("CRMPROXY_CONFIG")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = refused(&["user", "imap-login", &address, "other@crm-test.example"]);
+    assert!(e.contains("e-mail address"), "{e}");
+    let (other, _) = env.user("other", true);
+    let e = refused(&["user", "imap-login", &other, &login.to_uppercase()]);
+    assert!(e.contains("already belongs"), "{e}");
+
+    let mut direct = env.direct(&login);
+    let m = message("jsmith@customer.example", "Signed in as jsmith", "");
+    assert!(direct.append("INBOX", &m).ok());
+    let mut c = env.through_proxy(&login);
+    assert!(c.cmd("SELECT INBOX").ok());
+    assert!(c.cmd("UID STORE 1 +FLAGS ($CRM_Track)").ok());
+    wait_keyword(&mut direct, "INBOX", 1, "$CRM_Tracked", true);
+    let activity = email_id(env.data(), "Signed in as jsmith");
+    let shown = show(env.data(), &activity);
+    assert_eq!(shown["tracking"][0]["owner"].as_str(), Some(id.as_str()));
 }

@@ -9,7 +9,7 @@
 use crmproxy::proxy::identity::{
     from_sasl, from_sasl_line, login_attempt, redact_client_message, Mechanism,
 };
-use crmproxy::proxy::tracking::sets::{append_target, seqs, set_text};
+use crmproxy::sync::hook::sets::{append_target, seqs, set_text};
 use crmproxy::wire::token::{first_token, is_valid_tag};
 use crmproxy::wire::{
     command_start, parse_literal_announcement, set_literal_len, with_literal_len, Literal,

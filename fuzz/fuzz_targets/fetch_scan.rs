@@ -5,7 +5,7 @@
 
 #![no_main]
 
-use crmproxy::proxy::tracking::flags::item_value;
+use crmproxy::sync::hook::flags::item_value;
 use crmproxy::wire::{fetch_uid, filter_capabilities, literal_capabilities, CapabilityPolicy};
 use imap_codec::decode::Decoder;
 use imap_codec::imap_types::fetch::MessageDataItem;

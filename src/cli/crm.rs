@@ -31,6 +31,10 @@ pub enum UserAction {
         /// Login e-mail address (repeat for more than one).
         #[arg(long = "login", required = true, value_name = "EMAIL")]
         logins: Vec<EmailAddress>,
+        /// IMAP user name that is not an e-mail address, e.g. `jsmith` on a
+        /// company server (repeatable).
+        #[arg(long = "imap-login", value_name = "NAME")]
+        imap_logins: Vec<String>,
         /// Privilege to grant (repeatable): use_app, create_records, delete_records, admin.
         #[arg(long = "grant", value_name = "PRIVILEGE")]
         privileges: Vec<Privilege>,
@@ -55,6 +59,16 @@ pub enum UserAction {
         user: String,
         #[arg(required = true)]
         privileges: Vec<Privilege>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let USER sign in to the mail server as NAME (an IMAP user name that is not
+    /// an e-mail address, e.g. `jsmith`), or stop it with --remove.
+    ImapLogin {
+        user: String,
+        name: String,
+        #[arg(long)]
+        remove: bool,
         #[arg(long)]
         json: bool,
     },
@@ -231,7 +245,11 @@ fn user_line(u: &Value) -> String {
         "{}  {:<24} logins={} privileges={} delegates={}",
         u["id"].as_str().unwrap_or(""),
         u["full_name"].as_str().unwrap_or(""),
-        list("logins"),
+        [list("logins"), list("imap_logins")]
+            .into_iter()
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(","),
         list("privileges"),
         list("delegates")
     )
@@ -244,12 +262,14 @@ pub fn user(a: UserArgs, g: &GlobalOpts) -> anyhow::Result<ExitCode> {
             UserAction::Add {
                 full_name,
                 logins,
+                imap_logins,
                 privileges,
                 json,
             } => {
                 let v = b.call(AdminRequest::UserAdd {
                     full_name,
                     logins,
+                    imap_logins,
                     privileges,
                 })?;
                 if json {
@@ -278,6 +298,19 @@ pub fn user(a: UserArgs, g: &GlobalOpts) -> anyhow::Result<ExitCode> {
                 privileges,
                 json,
             } => show_user(&set_privileges(&b, &user, privileges, false)?, json),
+            UserAction::ImapLogin {
+                user,
+                name,
+                remove,
+                json,
+            } => show_user(
+                &b.call(AdminRequest::ImapLogin {
+                    user,
+                    login: name,
+                    on: !remove,
+                })?,
+                json,
+            ),
             UserAction::Delegate {
                 owner,
                 delegate,

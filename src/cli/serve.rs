@@ -22,10 +22,11 @@
 use super::GlobalOpts;
 use crate::admin;
 use crate::config::{Config, UpstreamTls};
-use crate::proxy::upstream::UpstreamConnector;
-use crate::proxy::worker::Workers;
-use crate::proxy::{Server, ServerOptions, TrackingHook};
+use crate::imap_client::connect::UpstreamConnector;
+use crate::proxy::{Server, ServerOptions};
 use crate::store::CrmStore;
+use crate::sync::worker::Workers;
+use crate::sync::TrackingHook;
 use crate::track::Engine;
 use anyhow::Context;
 use std::net::SocketAddr;

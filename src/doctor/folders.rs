@@ -8,10 +8,10 @@ use serde_json::json;
 
 use super::Check;
 use crate::config::Config;
-use crate::proxy::folders::SpecialUse;
-use crate::proxy::upstream::UpstreamConnector;
-use crate::proxy::worker::{ClientError, ImapClient};
+use crate::imap_client::connect::UpstreamConnector;
+use crate::imap_client::folders::SpecialUse;
 use crate::proxy::Credential;
+use crate::sync::worker::{ClientError, ImapClient};
 
 impl Check {
     fn with_facts(mut self, facts: serde_json::Value) -> Check {

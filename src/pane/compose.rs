@@ -342,7 +342,7 @@ async fn save_draft(
     let saved = match imap_login::append_draft(
         &app.config.upstream,
         app.config.tracking.drafts_folder.as_deref(),
-        &user.user,
+        &user.imap_login,
         password.expose(),
         &raw,
     )

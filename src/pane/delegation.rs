@@ -18,7 +18,7 @@ use super::guard::CSRF_FIELD;
 use super::handlers::SignedIn;
 use super::pages;
 use super::AppState;
-use crate::store::{EmailAddress, Privilege, SystemUser};
+use crate::store::{Privilege, SystemUser};
 
 fn primary_login(u: &SystemUser) -> String {
     u.logins
@@ -45,12 +45,10 @@ pub async fn check_grant(
             ),
         )
     };
-    let Ok(address) = EmailAddress::parse(owner_login) else {
-        return Err(refused());
-    };
+    let login = owner_login.trim().to_string();
     let acting_id = acting.id;
     let owner = with_store(app, move |s| {
-        let Some(owner) = s.user_by_login(&address)? else {
+        let Some(owner) = s.user_by_mailbox_login(&login)? else {
             return Ok(None);
         };
         Ok(s.may_act_for(acting_id, owner.id)?.then_some(owner))

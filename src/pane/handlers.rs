@@ -19,7 +19,7 @@ use super::guard::{is_api, CurrentSession, OFFICE_COOKIE};
 use super::pages::{self, Chrome};
 use super::session::{self, Principal, Session};
 use super::{crm, delegation, imap_login, link, message_view, track_actions, AppState};
-use crate::store::{EmailAddress, Privilege, SystemUser};
+use crate::store::{Privilege, SystemUser};
 
 /// A request from a signed-in user. Without one, pages redirect to the sign-in form and
 /// the API answers 401.
@@ -29,8 +29,12 @@ use crate::store::{EmailAddress, Privilege, SystemUser};
 /// and `crm_user` are that mailbox (what the pages show); `signed_in` and `acting`
 /// are who signed in (whose actions are recorded, SPEC section 8).
 pub struct SignedIn {
-    /// The mailbox's login (an e-mail address).
+    /// The mailbox's primary login (an e-mail address): the key its events,
+    /// worker and sessions share.
     pub user: String,
+    /// The name the mailbox signs in to the mail server with (`jsmith`, or the
+    /// address itself).
+    pub imap_login: String,
     /// The CRM user this mailbox belongs to (with `use_app`).
     pub crm_user: SystemUser,
     /// The login that signed in (equal to `user` unless acting for an owner).
@@ -81,10 +85,9 @@ impl SignedIn {
 /// The CRM user behind a mailbox address, if they may use the pane (`use_app`).
 pub async fn check_crm_user(app: &AppState, email: &str) -> Result<SystemUser, Failure> {
     let refused = |msg: String| Failure::new(StatusCode::FORBIDDEN, msg);
-    let Ok(address) = EmailAddress::parse(email) else {
-        return Err(refused(format!("{email} is not an e-mail address.")));
-    };
-    let user = crm::with_store(app, move |s| s.user_by_login(&address)).await?;
+    // A mailbox login: an e-mail address, or an IMAP user name (`jsmith`).
+    let login = email.trim().to_string();
+    let user = crm::with_store(app, move |s| s.user_by_mailbox_login(&login)).await?;
     match user {
         None => Err(refused(format!(
             "{email} is not a CRM user. Ask your administrator to add you \
@@ -119,7 +122,7 @@ impl FromRequestParts<AppState> for SignedIn {
                     Ok(u) => u,
                     Err(f) => return Err(f.respond(api)),
                 };
-                let (user, crm_user) = match &s.acting_for {
+                let (imap_login, crm_user) = match &s.acting_for {
                     None => (signed_in.clone(), acting.clone()),
                     // The grant too: a revoked one ends the delegation at once.
                     Some(owner) => match delegation::check_grant(app, &acting, owner).await {
@@ -135,6 +138,12 @@ impl FromRequestParts<AppState> for SignedIn {
                         }
                     },
                 };
+                // Sessions, the worker and the pane meet under the mailbox's
+                // primary login, whatever IMAP user name (`jsmith`) each used.
+                let user = match crm_user.logins.first() {
+                    Some(primary) => primary.to_string(),
+                    None => imap_login.clone(),
+                };
                 let problems = app
                     .sync
                     .as_ref()
@@ -142,6 +151,7 @@ impl FromRequestParts<AppState> for SignedIn {
                     .unwrap_or_default();
                 Ok(SignedIn {
                     user,
+                    imap_login,
                     crm_user,
                     signed_in,
                     acting,

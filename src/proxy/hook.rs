@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::identity::Identity;
 use super::state::SessionState;
+pub use crate::imap_client::Credential;
 
 /// Tag prefix of commands a hook sends upstream; their tagged answers are not
 /// relayed to the client but given to [`Hook::on_own_response`].
@@ -140,26 +141,6 @@ pub trait Hook: Send + Sync + 'static {
 
     /// The session ended; per-session data of the hook can go.
     fn on_session_end(&self, _session_id: u64) {}
-}
-
-/// What a client logged in with, kept so that a hook can log in again as the same
-/// user on its own connection. `Debug` shows no secret.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Credential {
-    /// `LOGIN user password`.
-    Login { user: Vec<u8>, password: Vec<u8> },
-    /// AUTHENTICATE PLAIN: the client's response, still base64 (authzid, authcid,
-    /// password), replayable as a SASL initial response.
-    SaslPlain { response_base64: Vec<u8> },
-}
-
-impl std::fmt::Debug for Credential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Credential::Login { .. } => f.write_str("Credential::Login(<redacted>)"),
-            Credential::SaslPlain { .. } => f.write_str("Credential::SaslPlain(<redacted>)"),
-        }
-    }
 }
 
 /// The hook that does nothing.

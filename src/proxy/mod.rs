@@ -1,35 +1,25 @@
-//! The proxy: listeners, per-connection sessions, upstream connections, session
-//! state, identity, and the hook point for the tracking layer.
+//! The proxy: listeners, per-connection sessions, session state, identity, and
+//! the hook point for a layer above it (the CRM's tracking, in `crate::sync`).
+//! It reaches the server through `crate::imap_client::connect` and knows
+//! nothing of the CRM.
 //!
 //! Start it in-process with [`Server::bind`] (binds the listeners; port 0 is
 //! fine, read the real ones with [`Server::imap_addr`]/[`Server::imaps_addr`])
 //! then [`Server::run`] with any future as the shutdown signal. The tracking
 //! layer plugs in through [`Hook`] (see `hook.rs`), passed in [`ServerOptions`].
 
-pub mod folders;
 pub mod hook;
 pub mod identity;
 mod server;
 pub mod session;
 pub mod state;
-pub mod tracking;
-pub mod upstream;
-pub mod worker;
 
 pub use hook::{Credential, Hook, HookContext, NoopHook, UpstreamHandle};
 pub use identity::Identity;
 pub use server::{Server, ServerOptions};
 pub use state::SessionState;
-pub use tracking::TrackingHook;
 
-use tokio::io::{AsyncRead, AsyncWrite};
-
-/// Any byte stream a session runs on (TCP, TLS over TCP, an in-memory pipe).
-pub trait AsyncStream: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> AsyncStream for T {}
-
-/// A boxed stream, so that plain and TLS connections share one session type.
-pub type BoxedIo = Box<dyn AsyncStream>;
+pub use crate::imap_client::{AsyncStream, BoxedIo};
 
 /// Errors of the proxy library.
 #[derive(Debug, thiserror::Error)]
@@ -47,4 +37,15 @@ pub enum ProxyError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+impl From<crate::imap_client::ConnectError> for ProxyError {
+    fn from(e: crate::imap_client::ConnectError) -> Self {
+        use crate::imap_client::ConnectError as C;
+        match e {
+            C::Upstream(s) => ProxyError::Upstream(s),
+            C::Tls(t) => ProxyError::Tls(t),
+            C::Io(io) => ProxyError::Io(io),
+        }
+    }
 }

@@ -20,9 +20,9 @@ use tracing::Instrument;
 
 use super::hook::{Hook, NoopHook};
 use super::session::{self, SessionParams};
-use super::upstream::UpstreamConnector;
 use super::{BoxedIo, ProxyError};
 use crate::config::Config;
+use crate::imap_client::UpstreamConnector;
 
 /// How long sessions get to finish after a shutdown request.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

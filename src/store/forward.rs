@@ -305,6 +305,12 @@ macro_rules! forward_crm_store {
         ) -> $crate::store::forward::Result<Option<$crate::store::forward::SystemUser>> {
             self.around(|| self.$inner.user_by_login(login))
         }
+        fn user_by_mailbox_login(
+            &self,
+            login: &str,
+        ) -> $crate::store::forward::Result<Option<$crate::store::forward::SystemUser>> {
+            self.around(|| self.$inner.user_by_mailbox_login(login))
+        }
         fn search(
             &self,
             query: &$crate::store::forward::SearchQuery,

@@ -255,6 +255,22 @@ pub trait CrmStore: Send + Sync {
     fn resolve_address(&self, address: &EmailAddress) -> Result<Vec<RecordRef>>;
     /// The user who signs in with this address.
     fn user_by_login(&self, login: &EmailAddress) -> Result<Option<SystemUser>>;
+    /// The user who signs in to the mail server as `login`: an e-mail login,
+    /// or an IMAP user name that is not an address (`jsmith`). Users are few,
+    /// so the second reads the user list.
+    fn user_by_mailbox_login(&self, login: &str) -> Result<Option<SystemUser>> {
+        let login = login.trim();
+        if let Ok(address) = EmailAddress::parse(login) {
+            return self.user_by_login(&address);
+        }
+        if model::imap_login_problem(login).is_some() {
+            return Ok(None);
+        }
+        Ok(self
+            .users()?
+            .into_iter()
+            .find(|u| u.imap_logins.iter().any(|l| l.eq_ignore_ascii_case(login))))
+    }
     fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>>;
 
     // --- users -----------------------------------------------------------------

@@ -308,6 +308,10 @@ pub struct SystemUser {
     pub full_name: String,
     /// Mailbox logins; unique across users; the first is the primary address.
     pub logins: Vec<EmailAddress>,
+    /// IMAP user names that are not e-mail addresses (`jsmith` on a company
+    /// server), unique across users like `logins`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imap_logins: Vec<String>,
     #[serde(default)]
     pub privileges: BTreeSet<Privilege>,
     /// Users allowed to act on this user's mailbox (SPEC section 8).
@@ -320,6 +324,46 @@ pub struct SystemUser {
 impl SystemUser {
     pub fn has(&self, p: Privilege) -> bool {
         self.privileges.contains(&p)
+    }
+
+    /// The index keys of every name this user signs in with (e-mail logins and
+    /// IMAP user names), each with the name as shown in messages.
+    pub fn login_keys(&self) -> Vec<(String, String)> {
+        let mut keys: Vec<(String, String)> = self
+            .logins
+            .iter()
+            .map(|l| (l.key().to_string(), l.to_string()))
+            .collect();
+        keys.extend(
+            self.imap_logins
+                .iter()
+                .map(|l| (imap_login_key(l), l.clone())),
+        );
+        keys
+    }
+}
+
+/// The index key of an IMAP user name that is not an e-mail address. The space
+/// keeps it apart from every address key (an address holds no space).
+pub fn imap_login_key(login: &str) -> String {
+    format!("imap {}", login.trim().to_lowercase())
+}
+
+/// Longest IMAP user name accepted.
+pub const MAX_IMAP_LOGIN: usize = 255;
+
+/// Why `login` cannot be an IMAP user name of a CRM user, if it cannot.
+pub fn imap_login_problem(login: &str) -> Option<&'static str> {
+    if login.is_empty() {
+        Some("an IMAP login cannot be empty")
+    } else if login.len() > MAX_IMAP_LOGIN {
+        Some("an IMAP login is at most 255 bytes")
+    } else if login.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some("an IMAP login holds no spaces or control characters")
+    } else if EmailAddress::parse(login).is_ok() {
+        Some("this IMAP login is an e-mail address: add it as a login e-mail instead")
+    } else {
+        None
     }
 }
 

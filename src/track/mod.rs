@@ -51,7 +51,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::TrackingConfig;
-use crate::store::{CrmStore, EmailAddress, Privilege, Record, RecordRef, SystemUser, UserId};
+use crate::store::{CrmStore, Privilege, Record, RecordRef, SystemUser, UserId};
 
 /// How many times the sync worker retries a pending request before it is `failed`.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -190,8 +190,7 @@ impl Engine {
         let unknown = || TrackError::UnknownUser {
             login: login.trim().to_string(),
         };
-        let addr = EmailAddress::parse(login).map_err(|_| unknown())?;
-        self.store.user_by_login(&addr)?.ok_or_else(unknown)
+        self.store.user_by_mailbox_login(login)?.ok_or_else(unknown)
     }
 
     fn user_by_id(&self, id: UserId) -> Result<SystemUser, TrackError> {

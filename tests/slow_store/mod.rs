@@ -8,12 +8,13 @@
 
 use crmproxy::config::{Config, UpstreamTls};
 use crmproxy::events::PaneEvents;
-use crmproxy::proxy::upstream::UpstreamConnector;
-use crmproxy::proxy::worker::Workers;
-use crmproxy::proxy::{Server, ServerOptions, TrackingHook};
+use crmproxy::imap_client::connect::UpstreamConnector;
+use crmproxy::proxy::{Server, ServerOptions};
 use crmproxy::store::{
     CrmStore, EmailAddress, Privilege, Record, SledStore, Stamps, SystemUser, UserId,
 };
+use crmproxy::sync::worker::Workers;
+use crmproxy::sync::TrackingHook;
 use crmproxy::track::Engine;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -90,6 +91,7 @@ fn crm_user(store: &dyn CrmStore, login: &str) {
         stamps: Stamps::default(),
         full_name: login.into(),
         logins: vec![EmailAddress::parse(login).unwrap()],
+        imap_logins: Vec::new(),
         privileges: [Privilege::UseApp].into_iter().collect(),
         delegates: Default::default(),
         options: Default::default(),

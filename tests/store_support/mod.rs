@@ -54,6 +54,7 @@ pub fn user(name: &str, login: &str) -> SystemUser {
         stamps: Stamps::default(),
         full_name: name.into(),
         logins: vec![addr(login)],
+        imap_logins: Vec::new(),
         privileges: [Privilege::UseApp].into_iter().collect(),
         delegates: Default::default(),
         options: Default::default(),

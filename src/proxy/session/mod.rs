@@ -40,8 +40,8 @@ use tokio_rustls::TlsAcceptor;
 use super::hook::{Credential, Hook, HookContext, UpstreamHandle, OWN_TAG_PREFIX};
 use super::identity::{self, Identity, LoginAttempt, Mechanism};
 use super::state::{message_id_from_header, SessionState};
-use super::upstream::Upstream;
 use super::BoxedIo;
+use crate::imap_client::Upstream;
 use crate::wire::token::{first_token, is_valid_tag};
 use crate::wire::{
     command_start, filter_capabilities, literal_capabilities, response_start, with_literal_len,

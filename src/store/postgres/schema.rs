@@ -145,6 +145,15 @@ CREATE TRIGGER tracking_notify AFTER INSERT OR UPDATE OR DELETE ON tracking
     r#"
 CREATE INDEX postings_cover ON postings (token) INCLUDE (id, kind, weight);
 "#,
+    // v5 (issue 12, search p99; the fourth entry until the gateway's v4 lands
+    // before it, idempotent so either order is safe): a search checks the
+    // candidates of its rarest word against the other words with one index-only
+    // probe each, by id and token range; this index also serves the deletes by
+    // id that `postings_id` did.
+    r#"
+CREATE INDEX IF NOT EXISTS postings_id_token ON postings (id, token) INCLUDE (weight);
+DROP INDEX IF EXISTS postings_id;
+"#,
 ];
 
 /// The schema version this binary writes.

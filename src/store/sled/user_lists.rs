@@ -191,6 +191,7 @@ mod tests {
                 stamps: Stamps::default(),
                 full_name: login.into(),
                 logins: vec![EmailAddress::parse(login).unwrap()],
+                imap_logins: Vec::new(),
                 privileges: [Privilege::UseApp].into_iter().collect(),
                 delegates: Default::default(),
                 options: Default::default(),

@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use super::client::ImapClient;
 use super::replace::replace_with_block;
 use super::user::{blocking, bump, do_job, JobError};
 use super::{Inner, Job, Uids};
+use crate::imap_client::{ImapClient, Search};
 use crate::store::{MessageId, MessageLocation, TrackingRecord, UserId};
 use crate::track::TrackSource;
 
@@ -33,12 +33,9 @@ async fn sweep_claims(
     owner_id: UserId,
 ) -> Result<(), JobError> {
     let cfg = inner.engine.config().clone();
-    let uid_validity = c.select("INBOX").await?;
+    let uid_validity = c.select("INBOX").await?.uid_validity;
     let mut claimed = Vec::new();
-    for uid in c
-        .uid_search(&format!("KEYWORD {}", cfg.tracked_keyword))
-        .await?
-    {
+    for uid in c.uid_search(Search::Keyword(&cfg.tracked_keyword)).await? {
         let at = MessageLocation {
             folder: "INBOX".into(),
             uid_validity,
@@ -120,7 +117,7 @@ pub(super) async fn sweep_pending(
         .collect();
     for record in pending {
         let loc = record.location.clone().expect("filtered");
-        let validity = c.select(&loc.folder).await?;
+        let validity = c.select(&loc.folder).await?.uid_validity;
         let engine = inner.engine.clone();
         if validity != loc.uid_validity {
             let r = record.clone();

@@ -19,10 +19,10 @@ use imap_codec::imap_types::IntoStatic;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::hook::{Credential, Hook, HookContext};
-use super::identity::{Identity, Mechanism};
 use super::worker::{Job, Uids, Workers};
 use crate::events::MessageOpened;
+use crate::proxy::hook::{Credential, Hook, HookContext};
+use crate::proxy::identity::{Identity, Mechanism};
 use crate::store::UserId;
 use crate::track::{Actor, TrackSource};
 
@@ -140,9 +140,13 @@ impl TrackingHook {
         if cached.is_some() || recently_absent {
             return cached;
         }
-        let found = crate::store::EmailAddress::parse(&identity.user)
+        let found = self
+            .workers
+            .engine()
+            .store()
+            .user_by_mailbox_login(&identity.user)
             .ok()
-            .and_then(|login| self.workers.engine().store().user_by_login(&login).ok()?)
+            .flatten()
             .map(|u| u.id);
         self.with_session(cx.session_id, |s| {
             s.owner = found;
@@ -302,7 +306,8 @@ impl TrackingHook {
         if let Some(h) = items.iter().find_map(header_summary) {
             (ev.subject, ev.from, ev.to, ev.cc) = (h.subject, h.from, h.to, h.cc);
         }
-        self.workers.events().publish_opened(&identity.user, ev);
+        let mailbox = self.workers.mailbox_key(&identity.user);
+        self.workers.events().publish_opened(&mailbox, ev);
     }
 }
 
@@ -376,7 +381,7 @@ impl Hook for TrackingHook {
             )
         });
         if cx.identity.is_some() && asked && folder == tracked {
-            vec![format!("CREATE {}", super::worker::quoted(&tracked))]
+            vec![format!("CREATE {}", crate::imap_client::quoted(&tracked))]
         } else {
             Vec::new()
         }
@@ -516,7 +521,7 @@ impl Hook for TrackingHook {
             // it, or a drag onto it, needs it there. An existing one answers NO,
             // which nobody sees; the worker creates it again once it learned the
             // server's layout, and reports a refusal.
-            let folder = super::worker::quoted(&self.tracking_folder_on_server(cx));
+            let folder = crate::imap_client::quoted(&self.tracking_folder_on_server(cx));
             for command in [format!("CREATE {folder}"), format!("SUBSCRIBE {folder}")] {
                 let _ = cx.upstream.send_command(&command);
             }

@@ -5,7 +5,7 @@
 //! session on a Courier server tracks its folders too.
 
 use super::TrackingHook;
-use crate::proxy::folders::{FolderLayout, SpecialUse};
+use crate::imap_client::folders::{FolderLayout, SpecialUse};
 use crate::proxy::hook::HookContext;
 
 impl TrackingHook {

@@ -13,7 +13,7 @@ use imap_codec::imap_types::sequence::SequenceSet;
 use super::sets::{seqs, set_text};
 use super::{TagAction, TrackingHook};
 use crate::proxy::hook::HookContext;
-use crate::proxy::worker::{Job, Uids};
+use crate::sync::worker::{Job, Uids};
 use crate::track::TrackSource;
 
 impl TrackingHook {

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use super::client::{ClientError, ImapClient};
 use super::replace::replace_with_block;
 use super::user::{blocking, JobError};
 use super::user::{bump, next_login, RECONNECT_PAUSE};
 use super::Inner;
-use crate::proxy::folders::SpecialUse;
-use crate::proxy::hook::Credential;
+use crate::imap_client::folders::SpecialUse;
+use crate::imap_client::Credential;
+use crate::imap_client::{ClientError, ImapClient, Search};
 use crate::store::{MessageLocation, TrackStatus, UserId};
 use crate::track::{TrackRequest, TrackSource};
 
@@ -27,7 +27,7 @@ pub(super) async fn sent_message(
     uid: u32,
 ) -> Result<(), JobError> {
     let cfg = inner.engine.config().clone();
-    let uid_validity = c.select(folder).await?;
+    let uid_validity = c.select(folder).await?.uid_validity;
     let Some(raw) = c.fetch_raw(uid).await? else {
         return Ok(());
     };
@@ -138,22 +138,32 @@ async fn watch_once(
             }
         },
     };
-    let mut validity = c.select(&folder).await?;
-    let mut last = c.uid_search("ALL").await?.into_iter().max().unwrap_or(0);
+    let mut validity = c.select(&folder).await?.uid_validity;
+    let mut last = c
+        .uid_search(Search::All)
+        .await?
+        .into_iter()
+        .max()
+        .unwrap_or(0);
     let idle_for = inner
         .sync_interval
         .min(Duration::from_secs(29 * 60))
         .max(Duration::from_secs(1));
     loop {
         c.idle(idle_for).await?;
-        let v = c.select(&folder).await?;
+        let v = c.select(&folder).await?.uid_validity;
         if v != validity {
             validity = v;
-            last = c.uid_search("ALL").await?.into_iter().max().unwrap_or(0);
+            last = c
+                .uid_search(Search::All)
+                .await?
+                .into_iter()
+                .max()
+                .unwrap_or(0);
             continue;
         }
         let mut new: Vec<u32> = c
-            .uid_search(&format!("UID {}:*", last + 1))
+            .uid_search(Search::UidsFrom(last + 1))
             .await?
             .into_iter()
             .filter(|&u| u > last)

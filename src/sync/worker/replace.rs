@@ -9,11 +9,13 @@
 
 use std::sync::Arc;
 
-use super::client::{quoted, ClientError, ImapClient};
 use super::user::JobError;
 use super::Inner;
 use crate::config::WriteHeaders;
+use crate::imap_client::append::{AppendUid, FlagsAndDate};
+use crate::imap_client::{ClientError, ImapClient};
 use crate::store::{MessageId, MessageLocation, UserId};
+use imap_codec::imap_types::flag::{Flag, StoreType};
 
 /// What became of a tracked message in `replace` mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,10 +100,10 @@ async fn replace(
     let Some(message_id) = message_id_of(raw) else {
         return Ok(Replaced::Left("it has no Message-ID"));
     };
-    let Some((flags, date)) = c.flags_and_date(at.uid).await? else {
+    let Some(FlagsAndDate { flags, date }) = c.flags_and_date(at.uid).await? else {
         return Ok(Replaced::Left("it is gone"));
     };
-    if flags.iter().any(|f| f.eq_ignore_ascii_case("\\Deleted")) {
+    if flags.contains(&Flag::Deleted) {
         return Ok(Replaced::Left("it is marked for deletion"));
     }
     let engine = inner.engine.clone();
@@ -113,19 +115,24 @@ async fn replace(
         return Ok(Replaced::Left("it is not tracked (yet)"));
     };
     let copy = [block.as_slice(), raw].concat();
-    let Some(new_uid) = c.append(&at.folder, &flags, &date, &copy).await? else {
-        return Ok(Replaced::Left("the server did not say where the copy is"));
+    let new_uid = match c.append(&at.folder, flags, date, &copy).await? {
+        Ok(Some(AppendUid { uid, .. })) => uid,
+        Ok(None) => return Ok(Replaced::Left("the server did not say where the copy is")),
+        Err(refused) => {
+            return Err(ClientError::Refused {
+                command: "APPEND",
+                text: refused.status,
+            }
+            .into())
+        }
     };
     drop(copy);
-    if let Err(e) = expunge(c, at.uid).await {
+    if let Err(e) = c.expunge_uid(at.uid).await {
         // The original stays; the copy goes again (best effort: it is a copy).
         let _ = c
-            .ok(
-                "UID STORE",
-                &format!("UID STORE {} -FLAGS.SILENT (\\Deleted)", at.uid),
-            )
+            .store_flags(at.uid, StoreType::Remove, vec![Flag::Deleted])
             .await;
-        let _ = expunge(c, new_uid).await;
+        let _ = c.expunge_uid(new_uid).await;
         return Err(e.into());
     }
     let location = MessageLocation {
@@ -140,133 +147,11 @@ async fn replace(
     Ok(Replaced::Copy { uid: new_uid })
 }
 
-/// `\Deleted` on one message, then UID EXPUNGE of it alone.
-async fn expunge(c: &mut ImapClient, uid: u32) -> Result<(), ClientError> {
-    c.ok(
-        "UID STORE",
-        &format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"),
-    )
-    .await?;
-    c.ok("UID EXPUNGE", &format!("UID EXPUNGE {uid}")).await?;
-    Ok(())
-}
-
 /// The Message-ID a tracking record keys a message by (see the engine).
 fn message_id_of(raw: &[u8]) -> Option<MessageId> {
     let end = crate::message::headers::header_end(raw).unwrap_or(raw.len());
     let mid = crate::proxy::state::message_id_from_header(&raw[..end])?;
     MessageId::parse(&mid).ok()
-}
-
-impl ImapClient {
-    /// The server's capabilities after login (asked once per connection).
-    pub(super) async fn capabilities(&mut self) -> Result<&[String], ClientError> {
-        if self.capabilities.is_none() {
-            let r = self.ok("CAPABILITY", "CAPABILITY").await?;
-            let caps = r
-                .untagged
-                .iter()
-                .filter_map(|u| u.text.strip_prefix(b"* CAPABILITY "))
-                .flat_map(|rest| {
-                    String::from_utf8_lossy(rest)
-                        .split_whitespace()
-                        .map(str::to_ascii_uppercase)
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            self.capabilities = Some(caps);
-        }
-        Ok(self.capabilities.as_deref().unwrap_or_default())
-    }
-
-    /// FLAGS (without `\Recent`, which no client may set) and INTERNALDATE (as
-    /// the server wrote it, quoted) of message `uid`, or `None` if it is gone.
-    pub(super) async fn flags_and_date(
-        &mut self,
-        uid: u32,
-    ) -> Result<Option<(Vec<String>, String)>, ClientError> {
-        let r = self
-            .ok(
-                "UID FETCH",
-                &format!("UID FETCH {uid} (UID FLAGS INTERNALDATE)"),
-            )
-            .await?;
-        for u in &r.untagged {
-            let text = String::from_utf8_lossy(&u.text);
-            let (Some(flags), Some(date)) = (
-                text.split("FLAGS (")
-                    .nth(1)
-                    .and_then(|f| f.split(')').next()),
-                text.split("INTERNALDATE \"")
-                    .nth(1)
-                    .and_then(|d| d.split('"').next()),
-            ) else {
-                continue;
-            };
-            if !super::client::contains_uid(&u.text, uid) {
-                continue;
-            }
-            let flags = flags
-                .split_whitespace()
-                .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
-                .map(str::to_owned)
-                .collect();
-            return Ok(Some((flags, format!("\"{date}\""))));
-        }
-        Ok(None)
-    }
-
-    /// APPEND `message` to `folder` with `flags` and `date` (a quoted
-    /// INTERNALDATE); the new UID from APPENDUID (`None` when the server gave none).
-    pub(super) async fn append(
-        &mut self,
-        folder: &str,
-        flags: &[String],
-        date: &str,
-        message: &[u8],
-    ) -> Result<Option<u32>, ClientError> {
-        use tokio::io::AsyncWriteExt;
-        let tag = self.tag();
-        let line = format!(
-            "{tag} APPEND {} ({}) {date} {{{}}}\r\n",
-            quoted(folder),
-            flags.join(" "),
-            message.len()
-        );
-        self.writer.write_all(line.as_bytes()).await?;
-        self.writer.flush().await?;
-        // The server may refuse before the literal (a quota it checks up front).
-        loop {
-            let (u, tagged) = self.read_response().await?;
-            if u.text.starts_with(b"+") {
-                break;
-            }
-            if tagged.as_deref() == Some(tag.as_str()) {
-                return Err(ClientError::Refused {
-                    command: "APPEND",
-                    text: String::from_utf8_lossy(&u.text).trim_end().to_string(),
-                });
-            }
-        }
-        self.writer.write_all(message).await?;
-        self.writer.write_all(b"\r\n").await?;
-        self.writer.flush().await?;
-        let r = self.read_reply(&tag).await?;
-        if !r.ok {
-            return Err(ClientError::Refused {
-                command: "APPEND",
-                text: r.status,
-            });
-        }
-        // `TAG OK [APPENDUID <uidvalidity> <uid>] …`
-        Ok(r.status
-            .to_ascii_uppercase()
-            .split("[APPENDUID ")
-            .nth(1)
-            .and_then(|rest| rest.split(']').next())
-            .and_then(|v| v.split_whitespace().nth(1))
-            .and_then(|uid| uid.parse().ok()))
-    }
 }
 
 #[cfg(test)]

@@ -9,14 +9,13 @@
 //! proxy, so those sessions get no worker: keyword and folder tracking needs a
 //! LOGIN or AUTHENTICATE PLAIN session.
 
-mod client;
 mod folders;
 mod replace;
 mod sweep;
 mod user;
 mod watches;
 
-pub use client::{quoted, ClientError, ImapClient};
+pub use crate::imap_client::{quoted, ClientError, ImapClient};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,9 +24,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::events::{CleanupQueued, KeywordCleanup, MailboxSync, PaneEvents};
-use crate::proxy::folders::FolderLayout;
-use crate::proxy::hook::Credential;
-use crate::proxy::upstream::UpstreamConnector;
+use crate::imap_client::connect::UpstreamConnector;
+use crate::imap_client::folders::FolderLayout;
+use crate::imap_client::Credential;
 use crate::track::{Actor, Engine, TrackSource};
 
 /// Which messages of a folder a job is about.
@@ -79,6 +78,10 @@ const QUEUE: usize = 1024;
 const NOTICES: usize = 16;
 /// Jobs kept per mailbox that has no worker yet (oldest dropped first).
 const DEFERRED: usize = 1024;
+/// How long a login's mailbox key is kept before the store is asked again.
+const KEY_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+/// Logins whose keys are kept (expired ones go first when full).
+const MAX_KEYS: usize = 10_000;
 
 /// All mailboxes' workers. Cheap to clone.
 #[derive(Clone)]
@@ -103,6 +106,8 @@ pub(crate) struct Inner {
     /// Jobs for mailboxes without a running worker, handed over when one starts
     /// (in memory: a restart of `serve` forgets them).
     deferred: Mutex<HashMap<String, VecDeque<Job>>>,
+    /// Each login's mailbox key and when it was looked up (see [`Inner::key`]).
+    keys: Mutex<HashMap<String, (String, std::time::Instant)>>,
     /// Each mailbox's folder layout, as its worker learned it (NAMESPACE).
     layouts: Mutex<HashMap<String, FolderLayout>>,
     /// What stands in the way of a mailbox's tracking until set right (a
@@ -111,6 +116,43 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// The key of `owner`'s mailbox: the CRM user's primary login when `owner`
+    /// (an e-mail login or an IMAP user name such as `jsmith`) belongs to one,
+    /// so that a session, the pane and the worker of one mailbox meet whatever
+    /// name each signed in with; else the login itself. Asked on every command
+    /// of a session, so the answer is kept ([`KEY_TTL`]); a login refreshes it.
+    pub(crate) fn key(&self, owner: &str) -> String {
+        let login = owner.trim().to_lowercase();
+        {
+            let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((key, at)) = keys.get(&login) {
+                if at.elapsed() < KEY_TTL {
+                    return key.clone();
+                }
+            }
+        }
+        self.refresh_key(&login)
+    }
+
+    /// Look `login`'s key up in the store and keep it.
+    fn refresh_key(&self, login: &str) -> String {
+        let key = match self.engine.store().user_by_mailbox_login(login) {
+            Ok(Some(u)) => match u.logins.first() {
+                Some(primary) => primary.to_string().to_lowercase(),
+                None => login.to_string(),
+            },
+            // A store error: the login itself, not kept.
+            Err(_) => return login.to_string(),
+            Ok(None) => login.to_string(),
+        };
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if keys.len() >= MAX_KEYS {
+            keys.retain(|_, (_, at)| at.elapsed() < KEY_TTL);
+        }
+        keys.insert(login.to_string(), (key.clone(), std::time::Instant::now()));
+        key
+    }
+
     /// The newest credential a session of `owner` logged in with.
     pub(crate) fn credential(&self, owner: &str) -> Option<Credential> {
         let c = self.credentials.lock().unwrap_or_else(|e| e.into_inner());
@@ -135,10 +177,10 @@ impl Inner {
         let mut p = self.problems.lock().unwrap_or_else(|e| e.into_inner());
         match text {
             Some(t) => {
-                p.insert(owner.to_ascii_lowercase(), vec![t]);
+                p.insert(self.key(owner), vec![t]);
             }
             None => {
-                p.remove(&owner.to_ascii_lowercase());
+                p.remove(&self.key(owner));
             }
         }
     }
@@ -174,6 +216,7 @@ impl Workers {
                 credentials: Mutex::new(HashMap::new()),
                 notices: Mutex::new(HashMap::new()),
                 deferred: Mutex::new(HashMap::new()),
+                keys: Mutex::new(HashMap::new()),
                 layouts: Mutex::new(HashMap::new()),
                 problems: Mutex::new(HashMap::new()),
             }),
@@ -188,6 +231,11 @@ impl Workers {
         &self.inner.events
     }
 
+    /// The key `owner`'s mailbox is known by (see the pane's events).
+    pub fn mailbox_key(&self, owner: &str) -> String {
+        self.inner.key(owner)
+    }
+
     /// The current tracking generation (changes after every tracking change).
     pub fn generation(&self) -> u64 {
         self.inner.generation.load(Ordering::Acquire)
@@ -196,7 +244,8 @@ impl Workers {
     /// A session of `owner` logged in with `credential`: start (or refresh) the
     /// owner's worker. The newest credential replaces an older one.
     pub fn login(&self, owner: &str, credential: Credential) {
-        let key = owner.trim().to_lowercase();
+        // A new login may follow a change of the user's names: ask the store.
+        let key = self.inner.refresh_key(&owner.trim().to_lowercase());
         self.inner
             .credentials
             .lock()
@@ -218,13 +267,13 @@ impl Workers {
     /// The folder layout `owner`'s worker learned from the server, once it did.
     pub fn layout(&self, owner: &str) -> Option<FolderLayout> {
         let l = self.inner.layouts.lock().unwrap_or_else(|e| e.into_inner());
-        l.get(&owner.trim().to_lowercase()).cloned()
+        l.get(&self.inner.key(owner)).cloned()
     }
 
     /// Refusals of `owner`'s jobs since the last call (the engine's alert texts),
     /// for a session to show; each is given to one session only.
     pub fn take_notices(&self, owner: &str) -> Vec<String> {
-        let key = owner.trim().to_lowercase();
+        let key = self.inner.key(owner);
         let mut n = self.inner.notices.lock().unwrap_or_else(|e| e.into_inner());
         n.remove(&key).map(Vec::from).unwrap_or_default()
     }
@@ -232,7 +281,7 @@ impl Workers {
     /// Queue a job for `owner`'s worker. False when there is no worker (no
     /// replayable login) or its queue is full.
     pub fn submit(&self, owner: &str, job: Job) -> bool {
-        let key = owner.trim().to_lowercase();
+        let key = self.inner.key(owner);
         let users = self.inner.users.lock().unwrap_or_else(|e| e.into_inner());
         match users.get(&key) {
             Some(tx) => tx.try_send(job).is_ok(),
@@ -243,7 +292,7 @@ impl Workers {
     /// Queue a job for `owner`'s worker, or keep it until a worker starts for
     /// `owner` (the next LOGIN/PLAIN session through the proxy).
     pub fn submit_or_defer(&self, owner: &str, job: Job) -> CleanupQueued {
-        let key = owner.trim().to_lowercase();
+        let key = self.inner.key(owner);
         let users = self.inner.users.lock().unwrap_or_else(|e| e.into_inner());
         let job = match users.get(&key) {
             Some(tx) if !tx.is_closed() => match tx.try_send(job) {
@@ -279,9 +328,7 @@ impl MailboxSync for Workers {
             .problems
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        p.get(&owner.to_ascii_lowercase())
-            .cloned()
-            .unwrap_or_default()
+        p.get(&self.inner.key(owner)).cloned().unwrap_or_default()
     }
 
     fn clear_tracking_keywords(&self, owner: &str, at: KeywordCleanup) -> CleanupQueued {

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-use super::client::{ClientError, ImapClient};
 use super::replace::replace_with_block;
 use super::sweep::{sweep, sweep_pending};
 use super::watches::{sent_message, watch, Watched};
 use super::{Inner, Job, Uids};
 use crate::events::KeywordCleanup;
-use crate::proxy::hook::Credential;
+use crate::imap_client::Credential;
+use crate::imap_client::{ClientError, ImapClient, Search};
 use crate::store::{MessageId, MessageLocation, TrackStatus};
 use crate::track::{TrackError, TrackRequest};
 
@@ -164,8 +164,8 @@ pub(super) async fn blocking<T: Send + 'static>(
 async fn expand(c: &mut ImapClient, uids: Uids) -> Result<Vec<u32>, ClientError> {
     match uids {
         Uids::List(l) => Ok(l),
-        Uids::Set(s) => c.uid_search(&format!("UID {s}")).await,
-        Uids::Keyword(k) => c.uid_search(&format!("KEYWORD {k}")).await,
+        Uids::Set(s) => c.uid_search(Search::UidSet(&s)).await,
+        Uids::Keyword(k) => c.uid_search(Search::Keyword(&k)).await,
     }
 }
 
@@ -187,7 +187,7 @@ pub(super) async fn do_job(
             uids,
             source,
         } => {
-            let uid_validity = c.select(&folder).await?;
+            let uid_validity = c.select(&folder).await?.uid_validity;
             let mut left_pending = false;
             for uid in expand(c, uids).await? {
                 let kw = c.keywords_allowed;
@@ -274,7 +274,7 @@ pub(super) async fn do_job(
             folder,
             uids,
         } => {
-            let uid_validity = c.select(&folder).await?;
+            let uid_validity = c.select(&folder).await?.uid_validity;
             for uid in expand(c, uids).await? {
                 let location = MessageLocation {
                     folder: folder.clone(),
@@ -337,13 +337,12 @@ async fn clear_keywords(
     at: &KeywordCleanup,
 ) -> Result<(), JobError> {
     let cfg = inner.engine.config().clone();
-    let validity = c.select(&at.folder).await?;
+    let validity = c.select(&at.folder).await?.uid_validity;
     let uids = if validity == at.uid_validity {
         vec![at.uid]
     } else {
-        let id = at.message_id.replace(['"', '\\', '\r', '\n'], "");
-        c.uid_search(&format!("HEADER Message-ID \"<{id}>\""))
-            .await?
+        let id = format!("<{}>", at.message_id);
+        c.uid_search(Search::MessageId(&id)).await?
     };
     if !c.keywords_allowed {
         // The keywords were never set here (the proxy showed them in FLAGS instead).

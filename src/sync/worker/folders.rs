@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use super::client::{quoted, ClientError, ImapClient};
 use super::Inner;
+use crate::imap_client::{ClientError, ImapClient};
 
 /// Learn the layout and create the tracking folder. `Err`: the connection
 /// failed (set-up is tried again on the next one); a refused folder is `Ok`.
@@ -25,7 +25,10 @@ pub(super) async fn prepare(
         Ok(()) => {
             inner.set_problem(owner, None);
             // Shown in clients that list only subscribed folders.
-            c.command(&format!("SUBSCRIBE {}", quoted(&folder))).await?;
+            match c.subscribe(&folder).await {
+                Ok(()) | Err(ClientError::Refused { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         Err(ClientError::Refused { text, .. }) => {
             tracing::warn!(folder = %folder, server_said = %text, "the server refused to create the tracking folder: folder tracking cannot work until tracking.track_folder names a folder it accepts");

@@ -1,13 +1,14 @@
 //! The connection to the real IMAP server: TCP connect with a timeout, then TLS
-//! as configured (implicit, STARTTLS done by the proxy itself, or plain), and
-//! the greeting read, ready to be relayed.
+//! as configured (implicit, STARTTLS done here, or plain), and the greeting read.
+//! The one way this program reaches a server: the proxy's sessions, the sync
+//! worker, the gateway and the pane's sign-in all connect through it.
 
 use bytes::Bytes;
 use std::time::Duration;
 use tokio::io::{split, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
-use super::{BoxedIo, ProxyError};
+use super::{BoxedIo, ConnectError};
 use crate::config::{UpstreamConfig, UpstreamTls};
 use crate::wire::{response_start, Frame, Framer, ResponseStart};
 
@@ -37,7 +38,7 @@ pub struct Upstream {
 }
 
 impl UpstreamConnector {
-    pub fn new(up: &UpstreamConfig, max_line: usize) -> Result<Self, ProxyError> {
+    pub fn new(up: &UpstreamConfig, max_line: usize) -> Result<Self, ConnectError> {
         let tls = match up.tls {
             UpstreamTls::Plain => None,
             UpstreamTls::Implicit | UpstreamTls::Starttls => Some((
@@ -71,7 +72,7 @@ impl UpstreamConnector {
     }
 
     /// Connect, do TLS, read the greeting; all within the connect timeout.
-    pub async fn connect(&self) -> Result<Upstream, ProxyError> {
+    pub async fn connect(&self) -> Result<Upstream, ConnectError> {
         self.connect_for("worker", None).await
     }
 
@@ -81,7 +82,7 @@ impl UpstreamConnector {
         &self,
         label: &str,
         client: Option<std::net::SocketAddr>,
-    ) -> Result<Upstream, ProxyError> {
+    ) -> Result<Upstream, ConnectError> {
         let transcript = self.recorder.as_ref().and_then(|r| {
             r.open(
                 label,
@@ -91,13 +92,13 @@ impl UpstreamConnector {
         });
         tokio::time::timeout(self.timeout, self.connect_inner(transcript))
             .await
-            .map_err(|_| ProxyError::Upstream(format!("no answer within {:?}", self.timeout)))?
+            .map_err(|_| ConnectError::Upstream(format!("no answer within {:?}", self.timeout)))?
     }
 
     async fn connect_inner(
         &self,
         transcript: Option<std::sync::Arc<crate::record::Transcript>>,
-    ) -> Result<Upstream, ProxyError> {
+    ) -> Result<Upstream, ConnectError> {
         // Recording copies the bytes after TLS; never wrapped when off.
         let tap = |io: BoxedIo| -> BoxedIo {
             match &transcript {
@@ -107,10 +108,10 @@ impl UpstreamConnector {
         };
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
-            .map_err(|e| ProxyError::Upstream(format!("cannot connect: {e}")))?;
+            .map_err(|e| ConnectError::Upstream(format!("cannot connect: {e}")))?;
         let _ = tcp.set_nodelay(true);
         let tls_err =
-            |e: std::io::Error| ProxyError::Upstream(format!("TLS handshake failed: {e}"));
+            |e: std::io::Error| ConnectError::Upstream(format!("TLS handshake failed: {e}"));
         match (self.mode, &self.tls) {
             (UpstreamTls::Plain, _) | (_, None) => {
                 let (mut reader, writer) = framed(tap(Box::new(tcp)), self.max_line);
@@ -138,19 +139,19 @@ impl UpstreamConnector {
                 loop {
                     let line = match framer.next().await? {
                         Some(Frame::Line { bytes, .. }) => bytes,
-                        _ => return Err(ProxyError::Upstream("bad answer to STARTTLS".into())),
+                        _ => return Err(ConnectError::Upstream("bad answer to STARTTLS".into())),
                     };
                     if let ResponseStart::Tagged(b"CRMPX0") = response_start(&line) {
                         if !crate::wire::token::first_token(&line[7..]).eq_ignore_ascii_case(b"OK")
                         {
-                            return Err(ProxyError::Upstream("server refused STARTTLS".into()));
+                            return Err(ConnectError::Upstream("server refused STARTTLS".into()));
                         }
                         break;
                     }
                 }
                 // Bytes sent before the handshake would be a plaintext injection.
                 if framer.buffered() > 0 {
-                    return Err(ProxyError::Upstream("data after STARTTLS answer".into()));
+                    return Err(ConnectError::Upstream("data after STARTTLS answer".into()));
                 }
                 let (tcp, _) = framer.into_parts();
                 let s = conn.connect(name.clone(), tcp).await.map_err(tls_err)?;
@@ -178,7 +179,7 @@ fn framed(io: BoxedIo, max_line: usize) -> (Framer<ReadHalf<BoxedIo>>, WriteHalf
 
 async fn read_greeting<R: tokio::io::AsyncRead + Unpin>(
     framer: &mut Framer<R>,
-) -> Result<Bytes, ProxyError> {
+) -> Result<Bytes, ConnectError> {
     match framer.next().await? {
         Some(Frame::Line {
             bytes,
@@ -187,12 +188,12 @@ async fn read_greeting<R: tokio::io::AsyncRead + Unpin>(
             let upper = bytes.to_ascii_uppercase();
             if upper.starts_with(b"* BYE") {
                 let text = String::from_utf8_lossy(&bytes[5..]).trim().to_string();
-                return Err(ProxyError::Upstream(format!("server said BYE: {text}")));
+                return Err(ConnectError::Upstream(format!("server said BYE: {text}")));
             }
             Ok(bytes)
         }
-        Some(_) => Err(ProxyError::Upstream("malformed greeting".into())),
-        None => Err(ProxyError::Upstream("closed before its greeting".into())),
+        Some(_) => Err(ConnectError::Upstream("malformed greeting".into())),
+        None => Err(ConnectError::Upstream("closed before its greeting".into())),
     }
 }
 
