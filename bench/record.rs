@@ -22,14 +22,15 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::{env_num, loadavg, median, Client};
 
-/// User + system CPU seconds of a process (/proc/PID/stat).
-fn cpu_secs(pid: u32) -> f64 {
+/// User and system CPU seconds of a process (/proc/PID/stat).
+fn cpu_secs(pid: u32) -> [f64; 2] {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = (11..13).filter_map(|k| f.get(k)?.parse::<f64>().ok()).sum();
     // SAFETY: sysconf has no preconditions.
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let ticks = |k: usize| f.get(k).and_then(|t| t.parse::<f64>().ok()).unwrap_or(0.0);
+    [ticks(11) / tck, ticks(12) / tck]
 }
 
 /// Text mails of 2–40 KB and, one in eight, a ~250 KB attachment: about `total` bytes.
@@ -123,7 +124,7 @@ fn main() {
         ("crmproxy --record", recording.imap, Some(recording.pid())),
     ];
     let mut secs: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
-    let mut cpu = vec![0f64; paths.len()];
+    let mut cpu = vec![[0f64; 2]; paths.len()];
     let mut bytes = 0usize;
     for round in 0..rounds {
         for k in 0..paths.len() {
@@ -136,7 +137,9 @@ fn main() {
             drop(c);
             std::thread::sleep(Duration::from_millis(50));
             if let (Some(pid), Some(b0)) = (paths[i].2, before) {
-                cpu[i] += cpu_secs(pid) - b0;
+                let now = cpu_secs(pid);
+                cpu[i][0] += now[0] - b0[0];
+                cpu[i][1] += now[1] - b0[1];
             }
             bytes = b;
             secs[i].push(s);
@@ -189,10 +192,19 @@ fn main() {
         "| recording overhead (time, recorded / unrecorded) | {:.2} × | ≤ 1.15 × |",
         med[2] / med[1]
     );
+    let per_gb = |c: [f64; 2]| {
+        let gb = relayed / 1e9;
+        format!(
+            "{:.2} s (user {:.2} + system {:.2})",
+            (c[0] + c[1]) / gb,
+            c[0] / gb,
+            c[1] / gb
+        )
+    };
     println!(
-        "| relay CPU per GB, unrecorded / recorded | {:.2} s / {:.2} s | |",
-        cpu[1] / (relayed / 1e9),
-        cpu[2] / (relayed / 1e9)
+        "| relay CPU per GB, unrecorded / recorded | {} / {} | |",
+        per_gb(cpu[1]),
+        per_gb(cpu[2])
     );
     println!(
         "| transcript size / bytes relayed | {:.3} | |",

@@ -571,18 +571,19 @@ fn fixtures_replay_to_the_clients_that_made_them() {
 #[test]
 #[ignore = "run by fixtures/sessions/regenerate.sh"]
 fn regenerate_fixtures() {
+    // `regenerate.sh NAME…` re-records only those.
+    let only = std::env::var("REGENERATE_ONLY").unwrap_or_default();
     for (name, note) in FIXTURES {
+        if !only.is_empty() && !only.split_whitespace().any(|o| o == *name) {
+            continue;
+        }
         let dv = dovecot();
-        let counts = [
-            ("imaplib.transcript", 4),
-            ("mbsync.transcript", 5),
-            ("curl.transcript", 2),
-        ];
-        let n = counts.iter().find(|(f, _)| f == name).unwrap().1;
+        let n = fixture_count(name);
         // A fresh mailbox named `fixture` for each (a Dovecot of its own).
         let dv_own: &'static Dovecot = match *name {
             "imaplib.transcript" => dovecot_with("# fixture imaplib\n"),
             "mbsync.transcript" => dovecot_with("# fixture mbsync\n"),
+            "neomutt.transcript" => dovecot_with("# fixture neomutt\n"),
             _ => dv,
         };
         fill(dv_own, "fixture", &fixture_messages(n));

@@ -233,6 +233,54 @@ fn search_folds_accents_matches_prefixes_filters_and_ranks(b: Backend) {
     assert_eq!(q("muller", vec![]).len(), 1);
 }
 
+/// A rare word with a common one: only records with both, scored like every
+/// other search (PostgreSQL checks the rare word's few candidates against the
+/// common word one by one); a common word alone keeps the best by score, then
+/// id, up to the limit.
+fn search_starts_from_the_rarest_word_and_keeps_the_best_by_score_then_id(b: Backend) {
+    let s = TestStore::new(b);
+    let mut all = Vec::new();
+    for i in 0..42 {
+        let mut c = contact("Anna", &format!("Person{i}"), "");
+        c.company = "Contoso".into();
+        if i % 20 == 3 {
+            c.job_title = "Zebrafish Keeper".into();
+        }
+        all.push(s.put_record(Record::Contact(c)).unwrap().id());
+    }
+    let mut lone = contact("Zebra", "Alone", "");
+    lone.company = "Fabrikam".into();
+    let lone = s.put_record(Record::Contact(lone)).unwrap().id();
+    let q = |t: &str, limit: usize| {
+        s.search(&SearchQuery {
+            text: t.into(),
+            kinds: vec![],
+            limit,
+        })
+        .unwrap()
+    };
+    let ids = |hits: &[SearchHit]| {
+        let mut v: Vec<_> = hits.iter().map(|h| h.id).collect();
+        v.sort();
+        v
+    };
+    let mut zebras = vec![all[3], all[23]];
+    zebras.sort();
+    assert_eq!(ids(&q("zebra contoso", 0)), zebras);
+    assert_eq!(ids(&q("contoso zebrafish", 0)), zebras);
+    // An exact word scores above a prefix of a longer one.
+    let both = q("zebra", 0);
+    assert_eq!(both[0].id, lone);
+    assert!(both[0].score > both[1].score);
+    assert!(q("zebra nothing", 0).is_empty());
+    // Equal scores: the smallest ids make the cut, shown by title.
+    let mut smallest = all.clone();
+    smallest.sort();
+    smallest.truncate(5);
+    assert_eq!(ids(&q("contoso", 5)), smallest);
+    assert_eq!(q("anna contoso", 50).len(), 42);
+}
+
 fn timelines_are_newest_first_and_follow_changes(b: Backend) {
     let s = TestStore::new(b);
     let u = s
@@ -444,6 +492,7 @@ on_both_backends!(
     duplicates_are_refused,
     addresses_resolve_case_and_idn_insensitively_in_order,
     search_folds_accents_matches_prefixes_filters_and_ranks,
+    search_starts_from_the_rarest_word_and_keeps_the_best_by_score_then_id,
     timelines_are_newest_first_and_follow_changes,
     privileges_settings_and_blobs,
     demo_loads_once_and_is_consistent,

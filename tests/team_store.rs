@@ -508,6 +508,8 @@ fn changes_by_another_process_reach_the_right_panes() {
     assert!(sync.0.load(std::sync::atomic::Ordering::SeqCst) >= 1);
 }
 
+#[path = "team_store/bulk.rs"]
+mod bulk;
 #[path = "team_store/e2e.rs"]
 mod e2e;
 #[path = "team_store/race.rs"]

@@ -100,9 +100,14 @@ impl RawResponse {
         Some(self.bytes)
     }
 
-    pub(super) fn tag(&self) -> Option<&[u8]> {
+    fn tag(&self) -> Option<&[u8]> {
         let t = crate::wire::token::first_token(&self.bytes);
         (!t.is_empty() && t != b"*" && t != b"+").then_some(t)
+    }
+
+    /// Whether this is the tagged answer to `tag`.
+    pub(super) fn is_tagged(&self, tag: &str) -> bool {
+        self.tag() == Some(tag.as_bytes())
     }
 
     pub(super) fn is_continuation(&self) -> bool {
@@ -176,6 +181,23 @@ impl ImapClient {
             replace_refusal_said: false,
             layout: None,
         })
+    }
+
+    /// A client over an already connected stream whose greeting was read (tests
+    /// drive one against a scripted server).
+    #[cfg(test)]
+    pub(crate) fn over(io: BoxedIo, greeting: &[u8]) -> ImapClient {
+        let (r, w) = tokio::io::split(io);
+        ImapClient {
+            reader: Framer::new(r, 64 * 1024),
+            writer: w,
+            next: 1,
+            greeting: Bytes::copy_from_slice(greeting),
+            keywords_allowed: false,
+            capabilities: None,
+            replace_refusal_said: false,
+            layout: None,
+        }
     }
 
     /// Whether the server pre-authenticated the connection (`* PREAUTH`).

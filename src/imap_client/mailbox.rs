@@ -367,37 +367,39 @@ impl ImapClient {
     pub async fn idle(&mut self, wait: std::time::Duration) -> Result<bool, ClientError> {
         let tag = self.send(CommandBody::Idle).await?;
         // An EXISTS the server sends before its `+` (mail that arrived since the
-        // last command) counts too: the IDLE then ends at once.
+        // last command) counts too: the wait then ends at once.
         let mut exists = false;
         loop {
             let r = self.read_response().await?;
             if r.is_continuation() {
                 break;
             }
-            if r.tag() == Some(tag.as_bytes()) {
+            if r.is_tagged(&tag) {
                 return Err(ClientError::Refused {
                     command: "IDLE",
                     text: r.first_line(),
                 });
             }
-            exists |= matches!(r.decode(), Some(Response::Data(Data::Exists(_))));
+            exists |= is_exists(&r);
         }
-        let wait = if exists {
-            std::time::Duration::ZERO
-        } else {
-            wait
-        };
-        let deadline = tokio::time::Instant::now() + wait;
-        while let Ok(r) = tokio::time::timeout_at(deadline, self.read_response()).await {
-            if matches!(r?.decode(), Some(Response::Data(Data::Exists(_)))) {
-                exists = true;
-                break;
+        if !exists {
+            let deadline = tokio::time::Instant::now() + wait;
+            while let Ok(r) = tokio::time::timeout_at(deadline, self.read_response()).await {
+                if is_exists(&r?) {
+                    exists = true;
+                    break;
+                }
             }
         }
         self.send_raw_line(b"DONE\r\n").await?;
         self.read_reply(&tag).await?;
         Ok(exists)
     }
+}
+
+/// Whether a response is `* n EXISTS`.
+fn is_exists(r: &RawResponse) -> bool {
+    matches!(r.decode(), Some(Response::Data(Data::Exists(_))))
 }
 
 /// What a response code of SELECT tells.
@@ -428,6 +430,31 @@ pub(super) fn fetch_uid(u: &RawResponse) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// A server that answers IDLE with an EXISTS before its `+`: mail that came
+    /// in since the last command. The client must not wait out its IDLE for it.
+    #[tokio::test]
+    async fn an_exists_before_the_idle_continuation_ends_the_wait() {
+        let (client_io, server_io) = tokio::io::duplex(4096);
+        let server = tokio::spawn(async move {
+            let (r, mut w) = tokio::io::split(server_io);
+            let mut lines = BufReader::new(r).lines();
+            assert_eq!(lines.next_line().await.unwrap().unwrap(), "W1 IDLE");
+            w.write_all(b"* 5 EXISTS\r\n+ idling\r\n").await.unwrap();
+            assert_eq!(lines.next_line().await.unwrap().unwrap(), "DONE");
+            w.write_all(b"W1 OK IDLE done\r\n").await.unwrap();
+        });
+        let mut c = ImapClient::over(Box::new(client_io), b"* OK ready\r\n");
+        let hour = std::time::Duration::from_secs(3600);
+        // The guard only turns a hang into a failure; it measures nothing.
+        let got = tokio::time::timeout(std::time::Duration::from_secs(30), c.idle(hour))
+            .await
+            .expect("IDLE waited although mail had come")
+            .unwrap();
+        assert!(got);
+        server.await.unwrap();
+    }
 
     #[test]
     fn the_uid_of_a_fetch_response() {

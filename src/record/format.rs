@@ -11,10 +11,14 @@
 //! | `C! 0.020 a2 LOGIN [redacted]` | a client message replaced by redaction |
 //! | `S= From: a@b` | a piece of the literal announced last; CRLF implied |
 //! | `S~ tail` | a piece of a literal, nothing implied |
+//! | `S{ 519` | a piece of a literal: the next 519 bytes of the file, as they were, then `\n` |
 //!
 //! Payload bytes are escaped (see `escape.rs`). A literal's size is the `{n}` at
-//! the end of the line announcing it; its pieces follow as `=`/`~` records of
-//! the same direction (records of the other direction may come between).
+//! the end of the line announcing it; its pieces follow as `=`/`~`/`{` records of
+//! the same direction (records of the other direction may come between). A `{`
+//! block holds text only (printable ASCII, TAB, CR, LF, UTF-8), so a transcript
+//! stays text; it is how the recorder writes literals cheaply (no escaping, no
+//! line splitting, written from the bytes read).
 
 use super::escape::{escape_into, unescape_into};
 use super::FormatError;
@@ -51,6 +55,9 @@ pub enum Kind {
     LiteralLine,
     /// `~` literal bytes, nothing implied.
     LiteralPiece,
+    /// `{` literal bytes that follow the record's line in the file, counted
+    /// (the payload is the count; see [`Record::block_len`]).
+    Block,
 }
 
 impl Kind {
@@ -61,6 +68,7 @@ impl Kind {
             Kind::Redacted => b'!',
             Kind::LiteralLine => b'=',
             Kind::LiteralPiece => b'~',
+            Kind::Block => b'{',
         }
     }
 
@@ -69,6 +77,7 @@ impl Kind {
         matches!(self, Kind::Line | Kind::LinePiece | Kind::Redacted)
     }
 
+    /// Literal records whose bytes are in their own line (not [`Kind::Block`]).
     pub fn is_literal(self) -> bool {
         matches!(self, Kind::LiteralLine | Kind::LiteralPiece)
     }
@@ -85,8 +94,12 @@ pub struct Record<'a> {
 }
 
 impl Record<'_> {
-    /// The bytes the record stands for, CRLF included where implied.
+    /// The bytes the record stands for, CRLF included where implied (a block's
+    /// bytes are not in its line: an error).
     pub fn bytes_into(&self, out: &mut Vec<u8>) -> Result<(), FormatError> {
+        if self.kind == Kind::Block {
+            return Err(FormatError::Record("a block's bytes follow its line"));
+        }
         unescape_into(out, self.payload)?;
         if matches!(self.kind, Kind::Line | Kind::LiteralLine | Kind::Redacted) {
             out.extend_from_slice(b"\r\n");
@@ -99,7 +112,31 @@ impl Record<'_> {
         self.bytes_into(&mut v)?;
         Ok(v)
     }
+
+    /// How many bytes follow a [`Kind::Block`] record's line (a `\n` after them).
+    pub fn block_len(&self) -> Result<u64, FormatError> {
+        let bad = FormatError::Record("a block's count must be a number up to 1 MiB");
+        if self.kind != Kind::Block
+            || self.payload.is_empty()
+            || self.payload.len() > 7
+            || !self.payload.iter().all(u8::is_ascii_digit)
+        {
+            return Err(bad);
+        }
+        let n = self
+            .payload
+            .iter()
+            .fold(0u64, |a, c| a * 10 + u64::from(c - b'0'));
+        if n > BLOCK_LIMIT {
+            return Err(bad);
+        }
+        Ok(n)
+    }
 }
+
+/// Largest block a transcript may hold (the recorder writes at most
+/// [`crate::record::tracker::BLOCK_MAX`]).
+pub const BLOCK_LIMIT: u64 = 1024 * 1024;
 
 /// Parse one transcript line (its `\n` removed). `None`: a comment or blank line.
 pub fn parse_record(line: &[u8]) -> Result<Option<Record<'_>>, FormatError> {
@@ -118,6 +155,7 @@ pub fn parse_record(line: &[u8]) -> Result<Option<Record<'_>>, FormatError> {
         Some(b'!') => Kind::Redacted,
         Some(b'=') => Kind::LiteralLine,
         Some(b'~') => Kind::LiteralPiece,
+        Some(b'{') => Kind::Block,
         _ => return Err(FormatError::Record("unknown record kind")),
     };
     let rest = &line[2..];
@@ -169,11 +207,38 @@ pub fn render(out: &mut Vec<u8>, dir: Dir, kind: Kind, offset_ms: u64, bytes: &[
     out.push(dir.letter());
     out.push(kind.mark());
     if kind.timed() {
-        out.extend_from_slice(format!(" {}.{:03}", offset_ms / 1000, offset_ms % 1000).as_bytes());
+        out.push(b' ');
+        push_decimal(out, offset_ms / 1000);
+        let ms = offset_ms % 1000;
+        let digit = |d: u64| b'0' + (d % 10) as u8;
+        out.extend_from_slice(&[b'.', digit(ms / 100), digit(ms / 10), digit(ms)]);
     }
     out.push(b' ');
     escape_into(out, bytes);
     out.push(b'\n');
+}
+
+/// The line of a [`Kind::Block`] record of `len` bytes (the bytes and a `\n`
+/// are the caller's to write after it).
+pub fn render_block_line(out: &mut Vec<u8>, dir: Dir, len: usize) {
+    out.extend_from_slice(&[dir.letter(), Kind::Block.mark(), b' ']);
+    push_decimal(out, len as u64);
+    out.push(b'\n');
+}
+
+/// `n` in decimal, without allocating.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Render raw bytes of a line or literal piece as the right record kind: a
@@ -311,16 +376,20 @@ mod tests {
             1,
             b"a2 LOGIN [redacted]",
         );
+        render_block_line(&mut out, Dir::Server, 12);
         let text = String::from_utf8(out.clone()).unwrap();
         assert_eq!(
             text,
-            "C: 12.345 a1 NOOP\nS~ bin\\x00ary\nS= From: a\nS| 0.007 * OK\\n\nC! 0.001 a2 LOGIN [redacted]\n"
+            "C: 12.345 a1 NOOP\nS~ bin\\x00ary\nS= From: a\nS| 0.007 * OK\\n\nC! 0.001 a2 LOGIN [redacted]\nS{ 12\n"
         );
         let recs: Vec<_> = out
             .split(|b| *b == b'\n')
             .filter_map(|l| parse_record(l).unwrap())
             .collect();
-        assert_eq!(recs.len(), 5);
+        assert_eq!(recs.len(), 6);
+        assert_eq!(recs[5].kind, Kind::Block);
+        assert_eq!(recs[5].block_len(), Ok(12));
+        assert!(recs[5].bytes().is_err());
         assert_eq!(recs[0].offset_ms, 12_345);
         assert_eq!(recs[0].bytes().unwrap(), b"a1 NOOP\r\n");
         assert_eq!(recs[1].bytes().unwrap(), b"bin\0ary");
@@ -338,12 +407,17 @@ mod tests {
             b"C: 12 a",
             b"C: 99999999999999.000 a",
             b"C: 1.0000 a",
+            b"C{5",
         ] {
             assert!(
                 parse_record(bad).is_err(),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
+        }
+        for bad in [&b"S{ "[..], b"S{ 12a", b"S{ 99999999", b"S{ 1048577"] {
+            let rec = parse_record(bad).unwrap().unwrap();
+            assert!(rec.block_len().is_err(), "{}", String::from_utf8_lossy(bad));
         }
         assert_eq!(parse_record(b"# comment").unwrap(), None);
         assert_eq!(parse_record(b"").unwrap(), None);

@@ -8,8 +8,14 @@
 //! (literals included) reaches the transcript, nor the server's `+` that asked
 //! for its literals. With `redact_bodies`, message literals (FETCH BODY[…],
 //! RFC822…, APPEND) go through [`BodyRedactor`].
+//!
+//! Literal bytes kept as they are become `{` blocks when they are text (see
+//! [`block_prefix`]): no per-line records, no escaping. With
+//! [`Tracker::server_in_place`] a block's bytes are not even copied: the caller
+//! gets [`Splice`]s and writes them from the bytes it fed.
 
-use super::format::{render, render_piece, Dir, Kind};
+use super::escape::block_prefix;
+use super::format::{render, render_block_line, render_piece, Dir, Kind};
 use super::redact::{login_user, sasl_user, BodyRedactor, Start};
 use crate::wire::token::first_token;
 use crate::wire::{parse_literal_announcement, response_start, ResponseStart};
@@ -20,6 +26,20 @@ pub const LINE_MAX: usize = 64 * 1024;
 pub const PIECE_MAX: usize = 4096;
 /// Bytes kept of an over-long line to find its literal announcement.
 const TAIL_KEEP: usize = 32;
+/// Largest `{` block written (a longer run of text is several).
+pub const BLOCK_MAX: usize = 64 * 1024;
+/// A run of text shorter than this that stops before a binary byte is written
+/// escaped with its line instead (no block for a few bytes).
+const BLOCK_MIN: usize = 256;
+
+/// Bytes `from..to` of what was fed belong at byte `at` of the records written
+/// (a block's content, left in the caller's buffer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Splice {
+    pub at: usize,
+    pub from: usize,
+    pub to: usize,
+}
 
 /// What to redact besides credentials (always).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -98,12 +118,24 @@ impl Tracker {
 
     /// Bytes the client side sent, at `ms`: records appended to `out`.
     pub fn client(&mut self, ms: u64, bytes: &[u8], out: &mut Vec<u8>) {
-        self.feed(Dir::Client, ms, bytes, out)
+        self.feed(Dir::Client, ms, bytes, out, None)
     }
 
     /// Bytes the server sent, at `ms`.
     pub fn server(&mut self, ms: u64, bytes: &[u8], out: &mut Vec<u8>) {
-        self.feed(Dir::Server, ms, bytes, out)
+        self.feed(Dir::Server, ms, bytes, out, None)
+    }
+
+    /// [`Tracker::server`], but blocks' contents are left in `bytes`: `splices`
+    /// (appended to) say where they go in `out`.
+    pub fn server_in_place(
+        &mut self,
+        ms: u64,
+        bytes: &[u8],
+        out: &mut Vec<u8>,
+        splices: &mut Vec<Splice>,
+    ) {
+        self.feed(Dir::Server, ms, bytes, out, Some(splices))
     }
 
     fn side(&mut self, dir: Dir) -> &mut Side {
@@ -113,12 +145,21 @@ impl Tracker {
         }
     }
 
-    fn feed(&mut self, dir: Dir, ms: u64, mut bytes: &[u8], out: &mut Vec<u8>) {
+    fn feed(
+        &mut self,
+        dir: Dir,
+        ms: u64,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        mut splices: Option<&mut Vec<Splice>>,
+    ) {
+        let mut bytes = input;
         while !bytes.is_empty() {
             let side = self.side(dir);
             if side.lit_remaining > 0 {
                 let n = (bytes.len() as u64).min(side.lit_remaining) as usize;
-                self.literal_bytes(dir, &bytes[..n], out);
+                let at = input.len() - bytes.len();
+                self.literal_bytes(dir, &bytes[..n], at, out, splices.as_deref_mut());
                 bytes = &bytes[n..];
                 continue;
             }
@@ -289,9 +330,37 @@ impl Tracker {
         render(out, Dir::Client, Kind::Redacted, ms, text);
     }
 
-    fn literal_bytes(&mut self, dir: Dir, mut bytes: &[u8], out: &mut Vec<u8>) {
+    /// Literal bytes (`at`: where they start in what was fed).
+    fn literal_bytes(
+        &mut self,
+        dir: Dir,
+        mut bytes: &[u8],
+        mut at: usize,
+        out: &mut Vec<u8>,
+        mut splices: Option<&mut Vec<Splice>>,
+    ) {
         while !bytes.is_empty() {
             let side = self.side(dir);
+            if side.piece.is_empty() && matches!(side.lit_mode, LitMode::Keep) {
+                let run = bytes.len().min(BLOCK_MAX);
+                let n = block_prefix(&bytes[..run]);
+                if n > 0 && (n == run || n >= BLOCK_MIN) {
+                    side.lit_remaining -= n as u64;
+                    render_block_line(out, dir, n);
+                    match splices.as_deref_mut() {
+                        Some(s) => s.push(Splice {
+                            at: out.len(),
+                            from: at,
+                            to: at + n,
+                        }),
+                        None => out.extend_from_slice(&bytes[..n]),
+                    }
+                    out.push(b'\n');
+                    bytes = &bytes[n..];
+                    at += n;
+                    continue;
+                }
+            }
             let room = PIECE_MAX - side.piece.len();
             let (take, ends) = match memchr::memchr(b'\n', &bytes[..bytes.len().min(room)]) {
                 Some(i) => (i + 1, true),
@@ -312,6 +381,7 @@ impl Tracker {
                 }
             }
             bytes = &bytes[take..];
+            at += take;
         }
     }
 
@@ -399,19 +469,55 @@ fn find_last(hay: &[u8], needle: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn run(redaction: Redaction, steps: &[(Dir, &[u8])]) -> String {
+    /// The records of `steps`, each fed in reads of `cut` bytes; server reads
+    /// through [`Tracker::server_in_place`], the splices filled in as a writer does.
+    fn run_cut(redaction: Redaction, steps: &[(Dir, &[u8])], cut: usize) -> String {
         let mut t = Tracker::new(redaction);
         let mut out = Vec::new();
         for (dir, bytes) in steps {
-            // Byte by byte: framing must not depend on how reads are cut.
-            for b in bytes.iter() {
+            for read in bytes.chunks(cut) {
                 match dir {
-                    Dir::Client => t.client(0, std::slice::from_ref(b), &mut out),
-                    Dir::Server => t.server(0, std::slice::from_ref(b), &mut out),
+                    Dir::Client => t.client(0, read, &mut out),
+                    Dir::Server => {
+                        let (mut text, mut splices) = (Vec::new(), Vec::new());
+                        t.server_in_place(0, read, &mut text, &mut splices);
+                        let mut from = 0;
+                        for s in splices {
+                            out.extend_from_slice(&text[from..s.at]);
+                            out.extend_from_slice(&read[s.from..s.to]);
+                            from = s.at;
+                        }
+                        out.extend_from_slice(&text[from..]);
+                    }
                 }
             }
         }
         String::from_utf8(out).unwrap()
+    }
+
+    fn run(redaction: Redaction, steps: &[(Dir, &[u8])]) -> String {
+        run_cut(redaction, steps, usize::MAX)
+    }
+
+    /// What a transcript's records stand for, per direction (client, server).
+    fn decode(text: &str) -> [Vec<u8>; 2] {
+        let mut got = [Vec::new(), Vec::new()];
+        let mut rest = text.as_bytes();
+        while !rest.is_empty() {
+            let end = memchr::memchr(b'\n', rest).unwrap();
+            let rec = crate::record::parse_record(&rest[..end]).unwrap().unwrap();
+            rest = &rest[end + 1..];
+            let side = &mut got[usize::from(rec.dir == Dir::Server)];
+            if rec.kind == Kind::Block {
+                let n = rec.block_len().unwrap() as usize;
+                side.extend_from_slice(&rest[..n]);
+                assert_eq!(rest[n], b'\n');
+                rest = &rest[n + 1..];
+            } else {
+                rec.bytes_into(side).unwrap();
+            }
+        }
+        got
     }
 
     const C: Dir = Dir::Client;
@@ -419,7 +525,8 @@ mod tests {
 
     #[test]
     fn credentials_never_reach_the_transcript() {
-        let text = run(
+        // Byte by byte: redaction must not depend on how reads are cut.
+        let text = run_cut(
             Redaction::default(),
             &[
                 (S, b"* OK ready\r\n"),
@@ -441,6 +548,7 @@ mod tests {
                 (S, b"a4 NO bad\r\n"),
                 (C, b"a5 NOOP\r\n"),
             ],
+            1,
         );
         assert!(
             !text.contains("pw-Secret") && !text.contains("cHctU2VjcmV0"),
@@ -470,11 +578,40 @@ mod tests {
                 (S, b"* 1 FETCH (BODY[] {3}\r\nxyz)\r\n"),
             ],
         );
+        // Text as `{` blocks (the last three bytes), binary lines escaped.
         assert_eq!(
             text,
-            "C: 0.000 a1 APPEND INBOX {12+}\nC= ab\nC= cd\\x00\nC~ efg\nC: 0.000 \n\
-S: 0.000 * 1 FETCH (BODY[] {3}\nS~ xyz\nS: 0.000 )\n"
+            "C: 0.000 a1 APPEND INBOX {12+}\nC= ab\nC= cd\\x00\nC{ 3\nefg\nC: 0.000 \n\
+S: 0.000 * 1 FETCH (BODY[] {3}\nS{ 3\nxyz\nS: 0.000 )\n"
         );
+    }
+
+    #[test]
+    fn any_cut_of_the_reads_stands_for_the_same_bytes() {
+        let mut body = Vec::new();
+        for i in 0..200 {
+            body.extend_from_slice(format!("Line {i}: grüße \\ {{x}}\r\n").as_bytes());
+            if i % 50 == 7 {
+                body.extend_from_slice(b"bin\0\x1b\xff\r\n");
+            }
+        }
+        let mut server = format!("* 1 FETCH (BODY[] {{{}}}\r\n", body.len()).into_bytes();
+        server.extend_from_slice(&body);
+        server.extend_from_slice(b")\r\na1 OK done\r\n");
+        let mut client = format!("a2 APPEND INBOX {{{}+}}\r\n", body.len()).into_bytes();
+        client.extend_from_slice(&body);
+        client.extend_from_slice(b"\r\n");
+        let steps: [(Dir, &[u8]); 2] = [(S, &server), (C, &client)];
+        for cut in [1, 2, 3, 7, 100, 4096, 70_000, usize::MAX] {
+            let text = run_cut(Redaction::default(), &steps, cut);
+            let [c, s] = decode(&text);
+            assert_eq!((c, s), (client.clone(), server.clone()), "cut {cut}");
+            assert!(!text.contains('\0') && !text.contains('\x1b'), "cut {cut}");
+        }
+        // Read whole, the text lines are one block each side of every binary line.
+        let text = run(Redaction::default(), &steps);
+        assert!(text.contains("S{ "), "{text}");
+        assert!(text.contains("S= bin\\x00\\x1b\\xff\n"), "{text}");
     }
 
     #[test]
@@ -497,7 +634,7 @@ S: 0.000 * 1 FETCH (BODY[] {3}\nS~ xyz\nS: 0.000 )\n"
         assert!(text.contains("S= xxxxxxxxxxxx\n"), "{text}");
         assert!(text.contains("S= Subject: hi\nS= \nS= xxx"), "{text}");
         assert!(
-            text.contains("S: 0.000  BODY[HEADER.FIELDS (SUBJECT)] {13}\nS= Subject: hi\n"),
+            text.contains("S: 0.000  BODY[HEADER.FIELDS (SUBJECT)] {13}\nS{ 13\nSubject: hi\r\n\n"),
             "{text}"
         );
         assert!(text.contains("C! 0.000 a1 ID [redacted]"), "{text}");

@@ -2,9 +2,13 @@
 //! a [`Transcript`] per upstream connection, and [`RecordingIo`], the stream
 //! wrapper that copies every byte read and written into the transcript. A
 //! connection that is not recorded is never wrapped (no cost when off).
+//!
+//! What the server sent is written before the client can see it (one `writev`
+//! per read: the records, with the literal text they hold taken from the read
+//! buffer itself, see [`Splice`]), so a killed proxy leaves a complete transcript.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +18,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::format::{Header, Normalise};
-use super::tracker::{Redaction, Tracker};
+use super::tracker::{Redaction, Splice, Tracker};
 use super::RecordError;
 use crate::proxy::BoxedIo;
 
@@ -126,6 +130,7 @@ impl Recorder {
                 tracker: Tracker::new(self.settings.redaction),
                 start: Instant::now(),
                 out: Vec::new(),
+                splices: Vec::new(),
                 users: self.settings.users.clone(),
             }),
         }))
@@ -148,50 +153,64 @@ struct Inner {
     tracker: Tracker,
     start: Instant,
     out: Vec<u8>,
+    /// Blocks of the server read being recorded, to write from its buffer.
+    splices: Vec<Splice>,
     users: Vec<String>,
 }
 
 impl Transcript {
     /// Bytes written to the server.
     pub fn client(&self, bytes: &[u8]) {
-        self.with(|i, ms| {
-            let Inner { tracker, out, .. } = i;
-            tracker.client(ms, bytes, out);
-        });
+        let mut i = lock(&self.inner);
+        let Some(ms) = i.elapsed_ms() else { return };
+        let Inner { tracker, out, .. } = &mut *i;
+        tracker.client(ms, bytes, out);
+        i.after_feed();
+        if i.out.len() >= OUT_MAX {
+            i.write_out(&[]);
+        }
     }
 
-    /// Bytes read from the server.
+    /// Bytes read from the server. Whatever the server said is on disk before
+    /// the client sees it (one `writev` per read, the blocks from the read
+    /// buffer): a proxy killed after a response leaves a transcript that has it.
     pub fn server(&self, bytes: &[u8]) {
-        self.with(|i, ms| {
-            if i.header.is_some() && i.greeting.len() < 4096 {
-                let end = memchr::memchr(b'\n', bytes).map_or(bytes.len(), |n| n + 1);
-                i.greeting.extend_from_slice(&bytes[..end]);
-            }
-            let Inner { tracker, out, .. } = i;
+        let mut i = lock(&self.inner);
+        let Some(ms) = i.elapsed_ms() else { return };
+        if i.header.is_some() && i.greeting.len() < 4096 {
+            let end = memchr::memchr(b'\n', bytes).map_or(bytes.len(), |n| n + 1);
+            i.greeting.extend_from_slice(&bytes[..end]);
+        }
+        let Inner {
+            tracker,
+            out,
+            splices,
+            header,
+            ..
+        } = &mut *i;
+        if header.is_none() {
+            tracker.server_in_place(ms, bytes, out, splices);
+        } else {
+            // Nothing is written before the header: copy.
             tracker.server(ms, bytes, out);
-        });
-        // Whatever the server said is on disk before the client sees it: a proxy
-        // killed after a response leaves a transcript that has it.
-        self.flush();
+        }
+        i.after_feed();
+        i.write_out(bytes);
     }
 
     /// Push what is buffered to the file.
     pub fn flush(&self) {
-        lock(&self.inner).write_out();
-    }
-
-    fn with(&self, f: impl FnOnce(&mut Inner, u64)) {
-        let mut i = lock(&self.inner);
-        if i.file.is_none() {
-            return;
-        }
-        let ms = i.start.elapsed().as_millis().min(u128::from(u64::MAX)) as u64;
-        f(&mut i, ms);
-        i.after_feed();
+        lock(&self.inner).write_out(&[]);
     }
 }
 
 impl Inner {
+    /// Milliseconds since the connection started; `None` once not recording.
+    fn elapsed_ms(&self) -> Option<u64> {
+        self.file.as_ref()?;
+        Some(self.start.elapsed().as_millis().min(u128::from(u64::MAX)) as u64)
+    }
+
     fn after_feed(&mut self) {
         if !self.users.is_empty() {
             if let Some(u) = &self.tracker.user {
@@ -211,22 +230,29 @@ impl Inner {
             }
             self.write(h.render().as_bytes());
         }
-        if self.out.len() >= OUT_MAX {
-            self.write_out();
-        }
     }
 
-    /// Write the records held (once the header is out).
-    fn write_out(&mut self) {
-        if self.header.is_some() || self.out.is_empty() {
+    /// Write the records held (once the header is out), with the blocks
+    /// [`Inner::splices`] place from `input`, the server read just fed.
+    fn write_out(&mut self, input: &[u8]) {
+        if self.header.is_some() || (self.out.is_empty() && self.splices.is_empty()) {
+            self.splices.clear();
             return;
         }
-        let out = std::mem::take(&mut self.out);
-        self.write(&out);
-        self.out = out;
-        self.out.clear();
-        if self.out.capacity() > 4 * OUT_MAX {
-            self.out = Vec::new();
+        let Inner {
+            file, out, splices, ..
+        } = self;
+        let result = match file.as_mut() {
+            Some(f) => write_spliced(f, out, splices, input),
+            None => Ok(()),
+        };
+        out.clear();
+        splices.clear();
+        if out.capacity() > 4 * OUT_MAX {
+            *out = Vec::new();
+        }
+        if let Err(e) = result {
+            self.fail(e);
         }
     }
 
@@ -260,9 +286,41 @@ impl Drop for Inner {
             self.greeting.push(b'\n');
             self.after_feed();
         }
-        self.write_out();
+        self.write_out(&[]);
         self.file = None;
     }
+}
+
+/// `text` with `input[from..to]` of each splice inserted at its place, written
+/// in as few `writev` calls as the kernel allows.
+fn write_spliced(
+    file: &mut File,
+    text: &[u8],
+    splices: &[Splice],
+    input: &[u8],
+) -> std::io::Result<()> {
+    let mut parts: Vec<IoSlice<'_>> = Vec::with_capacity(2 * splices.len() + 1);
+    let mut from = 0;
+    for s in splices {
+        let content = input
+            .get(s.from..s.to)
+            .ok_or_else(|| std::io::Error::other("a block outside the read it came from"))?;
+        parts.push(IoSlice::new(&text[from..s.at]));
+        parts.push(IoSlice::new(content));
+        from = s.at;
+    }
+    parts.push(IoSlice::new(&text[from..]));
+    parts.retain(|p| !p.is_empty());
+    let mut rest = &mut parts[..];
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Records held before they are written (a flush writes them sooner).

@@ -7,6 +7,7 @@ use crate::record::format::{parse_record, Dir, Header, Kind};
 use crate::record::FormatError;
 use crate::wire::parse_literal_announcement;
 use crate::wire::token::{first_token, is_valid_tag};
+use std::io::{BufRead, Read};
 
 /// Longest line of a transcript, and longest protocol line assembled from pieces.
 pub const MAX_LINE: usize = 1024 * 1024;
@@ -103,6 +104,9 @@ pub struct Indexer {
     pending: [Vec<u8>; 2],
     pending_start: [(usize, u64); 2],
     client_steps: usize,
+    /// The last line was a `{` block's: its bytes (and a `\n`) come next in
+    /// the file, for the caller to skip ([`Indexer::take_block`]).
+    block: Option<u64>,
 }
 
 impl Default for Indexer {
@@ -116,6 +120,7 @@ impl Default for Indexer {
             pending: [Vec::new(), Vec::new()],
             pending_start: [(0, 0), (0, 0)],
             client_steps: 0,
+            block: None,
         }
     }
 }
@@ -153,6 +158,14 @@ impl Indexer {
             return Ok(());
         };
         let s = side(rec.dir);
+        if rec.kind == Kind::Block {
+            let count = rec
+                .block_len()
+                .map_err(|cause| ScriptError::Format { line: n, cause })?;
+            self.block = Some(count);
+            // The block's bytes and its `\n` belong to the record's file range.
+            return self.literal_bytes(rec.dir, count, offset, len + count + 1);
+        }
         let bytes = rec
             .bytes()
             .map_err(|cause| ScriptError::Format { line: n, cause })?;
@@ -184,27 +197,68 @@ impl Indexer {
                 }
                 Ok(())
             }
-            (Kind::LiteralLine | Kind::LiteralPiece, Expect::Line) => {
-                Err(structure("literal bytes that no line announced"))
+            (Kind::LiteralLine | Kind::LiteralPiece | Kind::Block, _) => {
+                self.literal_bytes(rec.dir, bytes.len() as u64, offset, len)
             }
-            (Kind::LiteralLine | Kind::LiteralPiece, Expect::Literal(remaining)) => {
-                let left = remaining
-                    .checked_sub(bytes.len() as u64)
-                    .ok_or_else(|| structure("literal longer than announced"))?;
-                let step = self.open[s].ok_or_else(|| structure("literal outside a message"))?;
-                if let Some(Part::Literal(l)) = self.script.steps[step].parts.last_mut() {
-                    if l.start == 0 && l.end == 0 {
-                        l.start = offset;
-                    }
-                    l.end = offset + len;
-                }
-                self.expect[s] = if left == 0 {
-                    Expect::Line
-                } else {
-                    Expect::Literal(left)
-                };
-                Ok(())
+        }
+    }
+
+    /// `count` bytes of the literal `dir` announced, in the file at
+    /// `offset..offset + span`.
+    fn literal_bytes(
+        &mut self,
+        dir: Dir,
+        count: u64,
+        offset: u64,
+        span: u64,
+    ) -> Result<(), ScriptError> {
+        let s = side(dir);
+        let structure = |what| ScriptError::Structure {
+            line: self.line_no,
+            what,
+        };
+        let Expect::Literal(remaining) = self.expect[s] else {
+            return Err(structure("literal bytes that no line announced"));
+        };
+        let left = remaining
+            .checked_sub(count)
+            .ok_or_else(|| structure("literal longer than announced"))?;
+        let step = self.open[s].ok_or_else(|| structure("literal outside a message"))?;
+        let end = offset
+            .checked_add(span)
+            .ok_or_else(|| structure("transcript too long"))?;
+        if let Some(Part::Literal(l)) = self.script.steps[step].parts.last_mut() {
+            if l.start == 0 && l.end == 0 {
+                l.start = offset;
             }
+            l.end = end;
+        }
+        self.expect[s] = if left == 0 {
+            Expect::Line
+        } else {
+            Expect::Literal(left)
+        };
+        Ok(())
+    }
+
+    /// After a `{` block's line: how many bytes of the file are its content
+    /// (the caller skips them and the `\n` after them, then calls
+    /// [`Indexer::skipped`] with the lines they held).
+    pub fn take_block(&mut self) -> Option<u64> {
+        self.block.take()
+    }
+
+    /// `lines` transcript lines went by inside a block (line numbers stay
+    /// those of the file).
+    pub fn skipped(&mut self, lines: usize) {
+        self.line_no = self.line_no.saturating_add(lines);
+    }
+
+    /// An error at the current line.
+    pub fn error(&self, what: &'static str) -> ScriptError {
+        ScriptError::Structure {
+            line: self.line_no,
+            what,
         }
     }
 
@@ -318,12 +372,57 @@ fn relax_for_pipelining(steps: &mut [Step]) {
 
 /// Index a whole transcript held in memory (tests, small files).
 pub fn index(text: &[u8]) -> Result<Script, ScriptError> {
+    index_from(text).map_err(|e| match e {
+        IndexError::Script(e) => e,
+        IndexError::Read(_) => unreachable!("reading from memory"),
+    })
+}
+
+/// Indexing a transcript from a reader failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error(transparent)]
+    Script(#[from] ScriptError),
+    #[error("{0}")]
+    Read(#[from] std::io::Error),
+}
+
+/// Index a transcript read line by line (never whole in memory; blocks skipped).
+pub fn index_from(mut r: impl std::io::BufRead) -> Result<Script, IndexError> {
     let mut ix = Indexer::default();
     let mut offset = 0u64;
-    for line in text.split_inclusive(|b| *b == b'\n') {
-        let body = line.strip_suffix(b"\n").unwrap_or(line);
-        ix.line(offset, line.len() as u64, body)?;
-        offset += line.len() as u64;
+    let mut line = Vec::new();
+    let mut skip = vec![0u8; 64 * 1024];
+    loop {
+        line.clear();
+        let n = (&mut r)
+            .take(MAX_LINE as u64 + 2)
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        let body = line.strip_suffix(b"\n").unwrap_or(&line);
+        ix.line(offset, n as u64, body)?;
+        offset += n as u64;
+        if let Some(mut left) = ix.take_block() {
+            let mut lines = 0;
+            while left > 0 {
+                let want = skip.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                let got = r.read(&mut skip[..want])?;
+                if got == 0 {
+                    return Err(ix.error("a block cut short").into());
+                }
+                lines += memchr::memchr_iter(b'\n', &skip[..got]).count();
+                left -= got as u64;
+                offset += got as u64;
+            }
+            let mut end = [0u8];
+            if r.read(&mut end)? != 1 || end[0] != b'\n' {
+                return Err(ix.error("a block must end with a line break").into());
+            }
+            offset += 1;
+            ix.skipped(lines + 1);
+        }
     }
     Ok(ix.finish())
 }
@@ -381,6 +480,41 @@ S: 0.011 a5 OK\n";
             .map(|s| s.needs)
             .collect();
         assert_eq!(needs, vec![0, 1, 2, 2, 3, 5, 6]);
+    }
+
+    #[test]
+    fn blocks_are_literal_pieces_in_the_file() {
+        let t = "# crmproxy transcript 1\n\
+S: 0.000 * 1 FETCH (BODY[] {11}\n\
+S{ 4\nab\r\n\n\
+C: 0.001 a2 NOOP\n\
+S= cd\n\
+S{ 3\nefg\n\
+S: 0.002 )\n\
+S: 0.003 a1 OK\n";
+        let s = index(t.as_bytes()).unwrap();
+        let dirs: Vec<(Dir, usize)> = s.steps.iter().map(|s| (s.dir, s.line_no)).collect();
+        // Line numbers count the lines inside blocks (those of the file).
+        assert_eq!(
+            dirs,
+            vec![(Dir::Server, 2), (Dir::Client, 6), (Dir::Server, 11)]
+        );
+        let Part::Literal(l) = &s.steps[0].parts[1] else {
+            panic!()
+        };
+        assert_eq!(l.len, 11);
+        assert_eq!(
+            &t.as_bytes()[l.start as usize..l.end as usize],
+            b"S{ 4\nab\r\n\nC: 0.001 a2 NOOP\nS= cd\nS{ 3\nefg\n"
+        );
+        for bad in [
+            "# crmproxy transcript 1\nS: 0.000 * 1 FETCH (BODY[] {2}\nS{ 3\nefg\n",
+            "# crmproxy transcript 1\nS: 0.000 * 1 FETCH (BODY[] {9}\nS{ 4\nab\n",
+            "# crmproxy transcript 1\nS: 0.000 * 1 FETCH (BODY[] {9}\nS{ 2\nab!",
+            "# crmproxy transcript 1\nS{ 2\nab\n",
+        ] {
+            assert!(index(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -5,9 +5,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::script::{Indexer, LiteralRef, Script, MAX_LINE};
+use super::script::{index_from, IndexError, LiteralRef, Script, MAX_LINE};
 use super::ReplayError;
-use crate::record::format::{parse_record, Dir};
+use crate::record::format::{parse_record, Dir, Kind};
 use sha2::{Digest, Sha256};
 
 /// A transcript indexed from its file.
@@ -22,31 +22,25 @@ pub fn load(path: &Path) -> Result<Loaded, ReplayError> {
         path: path.to_owned(),
         cause,
     };
-    let mut r = BufReader::with_capacity(256 * 1024, File::open(path).map_err(read_err)?);
-    let mut ix = Indexer::default();
-    let mut offset = 0u64;
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = (&mut r)
-            .take(MAX_LINE as u64 + 2)
-            .read_until(b'\n', &mut line)
-            .map_err(read_err)?;
-        if n == 0 {
-            break;
-        }
-        let body = line.strip_suffix(b"\n").unwrap_or(&line);
-        ix.line(offset, n as u64, body)
-            .map_err(|cause| ReplayError::Script {
-                path: path.to_owned(),
-                cause,
-            })?;
-        offset += n as u64;
-    }
+    let r = BufReader::with_capacity(256 * 1024, File::open(path).map_err(read_err)?);
+    let script = index_from(r).map_err(|e| match e {
+        IndexError::Read(cause) => read_err(cause),
+        IndexError::Script(cause) => ReplayError::Script {
+            path: path.to_owned(),
+            cause,
+        },
+    })?;
     Ok(Loaded {
         path: path.to_owned(),
-        script: ix.finish(),
+        script,
     })
+}
+
+fn cut_short(path: &Path) -> ReplayError {
+    ReplayError::Departed(format!(
+        "{}: changed while replaying: a block cut short",
+        path.display()
+    ))
 }
 
 /// Where reading a literal has got to.
@@ -128,10 +122,30 @@ impl LiteralReader {
                     self.path.display()
                 ))
             };
-            if let Some(rec) = parse_record(body).map_err(changed)? {
-                if rec.dir == pos.dir && rec.kind.is_literal() {
-                    rec.bytes_into(out).map_err(changed)?;
+            let Some(rec) = parse_record(body).map_err(changed)? else {
+                continue;
+            };
+            if rec.kind == Kind::Block {
+                // Its bytes follow the line: this side's are read, the other's skipped.
+                let n = rec.block_len().map_err(changed)?;
+                if rec.dir == pos.dir {
+                    let got = file.by_ref().take(n).read_to_end(out).map_err(read_err)?;
+                    if got as u64 != n {
+                        return Err(cut_short(&self.path));
+                    }
+                } else {
+                    let n = i64::try_from(n).map_err(|_| cut_short(&self.path))?;
+                    file.seek_relative(n).map_err(read_err)?;
                 }
+                let mut end = [0u8];
+                file.read_exact(&mut end).map_err(read_err)?;
+                if end[0] != b'\n' {
+                    return Err(cut_short(&self.path));
+                }
+                pos.at += n + 1;
+                self.file_at = pos.at;
+            } else if rec.dir == pos.dir && rec.kind.is_literal() {
+                rec.bytes_into(out).map_err(changed)?;
             }
         }
         Ok(pos.at < pos.end)

@@ -16,8 +16,10 @@
 //! 0xFF, view byte → u64 (each view's count, one read); `book_emails` owner,
 //! address key → entry id (an address belongs to one entry per owner).
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::activity::Party;
 use super::address::EmailAddress;
 use super::error::StoreError;
 use super::ids::Id;
@@ -149,6 +151,50 @@ pub struct AddressBookEntry {
 }
 
 impl AddressBookEntry {
+    /// The entry a party of a tracked email becomes in its owner's book (every
+    /// backend adds one for an address that is neither the owner's nor in the
+    /// book yet), if it makes a valid entry.
+    pub fn seen_in_mail(
+        owner: UserId,
+        party: &Party,
+        address: &EmailAddress,
+        now: DateTime<Utc>,
+    ) -> Option<AddressBookEntry> {
+        let name: String = party
+            .name
+            .trim()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_FIELD_CHARS)
+            .collect();
+        let (first, last) = match name.rsplit_once(' ') {
+            Some((f, l)) => (f.trim().to_owned(), l.trim().to_owned()),
+            None => (String::new(), name.clone()),
+        };
+        let mut e = AddressBookEntry {
+            id: EntryId::new(),
+            owner,
+            stamps: Stamps {
+                created: now,
+                modified: now,
+            },
+            first_name: first,
+            last_name: last,
+            full_name: name,
+            company: String::new(),
+            job_title: String::new(),
+            department: String::new(),
+            emails: vec![address.clone()],
+            business_phone: String::new(),
+            mobile_phone: String::new(),
+            address: PostalAddress::default(),
+            categories: Vec::new(),
+            source: EntrySource::SeenInMail,
+            link: ContactLink::Untracked,
+        };
+        e.validate().is_ok().then_some(e)
+    }
+
     /// A new, untracked entry of `owner`'s made from an address-book contact.
     pub fn from_contact(owner: UserId, c: Contact, source: EntrySource) -> Self {
         AddressBookEntry {

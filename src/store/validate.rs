@@ -4,7 +4,7 @@
 
 use super::activity::{Activity, ActivityDetails, TrackStatus, TrackingRecord};
 use super::error::StoreError;
-use super::model::{join_name, Kind, Money, Record};
+use super::model::{join_name, Kind, Money, Record, RecordRef};
 use super::Result;
 
 fn need(what: &str, field: &str, value: &str) -> Result<()> {
@@ -250,6 +250,68 @@ pub(crate) fn bundle(b: &super::export::ExportBundle) -> Result<Vec<Record>> {
         e.clone().validate()?;
     }
     Ok(records)
+}
+
+/// How a tracking record's errors name it.
+pub fn tracking_what(t: &TrackingRecord) -> String {
+    format!("tracking of {} in the mailbox of {}", t.message_id, t.owner)
+}
+
+/// The records a tracking record points to (owner, requester, regarding), sorted,
+/// each once: every backend checks they exist and keeps deletes of them refused.
+pub fn tracking_links(t: &TrackingRecord) -> Vec<RecordRef> {
+    let mut l = vec![
+        RecordRef::new(Kind::User, t.owner),
+        RecordRef::new(Kind::User, t.requested_by),
+    ];
+    l.extend(t.regarding);
+    l.sort();
+    l.dedup();
+    l
+}
+
+/// A tracking record's owner (`owner`, as stored) must be a user, and whoever
+/// asked must be the owner or one of the owner's delegates.
+pub fn tracking_owner(t: &TrackingRecord, owner: Option<&Record>) -> Result<()> {
+    let Some(Record::User(owner)) = owner else {
+        return Err(StoreError::MissingLink {
+            what: tracking_what(t),
+            kind: Kind::User,
+            id: t.owner.uuid(),
+        });
+    };
+    if t.requested_by != t.owner && !owner.delegates.contains(&t.requested_by) {
+        return Err(StoreError::invalid(
+            "tracking record",
+            format!(
+                "user {} is neither the owner of mailbox {} nor one of its delegates",
+                t.requested_by, owner.full_name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The activity a tracking record points to (`activity`, as stored) must exist
+/// and be of the record's Message-ID.
+pub fn tracking_activity(t: &TrackingRecord, activity: Option<&Activity>) -> Result<()> {
+    let Some(aid) = t.activity else {
+        return Ok(());
+    };
+    let Some(a) = activity else {
+        return Err(StoreError::MissingLink {
+            what: tracking_what(t),
+            kind: Kind::Email,
+            id: aid.uuid(),
+        });
+    };
+    match a.message_id() {
+        Some(m) if *m != t.message_id => Err(StoreError::invalid(
+            "tracking record",
+            format!("activity {aid} is for Message-ID {m}, not {}", t.message_id),
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod neomutt;
 
 use crate::common::dovecot::MASTER_PASSWORD;
 use crate::common::proxy::{crmproxy_bin, proc_status_kib};

@@ -12,10 +12,8 @@ use super::db::{json, Db};
 use super::rows::{abort, exists, record, R};
 use crate::store::activity::{Party, TrackStatus, TrackingRecord};
 use crate::store::address::EmailAddress;
-use crate::store::address_book::{
-    AddressBookEntry, BookCounts, BookView, ContactLink, EntryId, EntrySource, MAX_FIELD_CHARS,
-};
-use crate::store::model::{Kind, PostalAddress, Record, RecordRef, Stamps, UserId};
+use crate::store::address_book::{AddressBookEntry, BookCounts, BookView, ContactLink, EntryId};
+use crate::store::model::{Kind, Record, RecordRef, Stamps, UserId};
 use crate::store::paging::{order_suffix, Page, PageRequest};
 use crate::store::text::tokens;
 use crate::store::user_lists::{
@@ -181,42 +179,44 @@ pub fn note_seen<C: GenericClient>(db: &mut Db<'_, C>, t: &TrackingRecord) -> R<
         {
             continue;
         }
-        let name: String = p
-            .name
-            .trim()
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(MAX_FIELD_CHARS)
-            .collect();
-        let (first, last) = match name.rsplit_once(' ') {
-            Some((f, l)) => (f.trim().to_owned(), l.trim().to_owned()),
-            None => (String::new(), name.clone()),
-        };
-        let mut e = AddressBookEntry {
-            id: EntryId::new(),
-            owner: t.owner,
-            stamps: Stamps {
-                created: now,
-                modified: now,
-            },
-            first_name: first,
-            last_name: last,
-            full_name: name,
-            company: String::new(),
-            job_title: String::new(),
-            department: String::new(),
-            emails: vec![addr.clone()],
-            business_phone: String::new(),
-            mobile_phone: String::new(),
-            address: PostalAddress::default(),
-            categories: Vec::new(),
-            source: EntrySource::SeenInMail,
-            link: ContactLink::Untracked,
-        };
-        if e.validate().is_ok() {
+        if let Some(e) = AddressBookEntry::seen_in_mail(t.owner, p, addr, now) {
             write_entry(db, &e)?;
         }
     }
+    Ok(())
+}
+
+/// New entries (each with one address none of the book's has, see
+/// [`AddressBookEntry::seen_in_mail`]) in two statements.
+pub fn insert_new_entries<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    entries: &[AddressBookEntry],
+) -> R<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let owners: Vec<Uuid> = entries.iter().map(|e| e.owner.uuid()).collect();
+    let ids: Vec<Uuid> = entries.iter().map(|e| e.id.uuid()).collect();
+    let keys: Vec<&str> = entries
+        .iter()
+        .map(|e| e.emails.first().map_or("", |a| a.key()))
+        .collect();
+    let views: Vec<i16> = entries.iter().map(|e| view_code(e.view())).collect();
+    let orders: Vec<Vec<u8>> = entries
+        .iter()
+        .map(|e| order_suffix(&e.full_name, e.id.uuid()))
+        .collect();
+    let docs: Vec<_> = entries.iter().map(json).collect();
+    db.exec(
+        "INSERT INTO book_emails (owner, addr_key, entry)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[])",
+        &[&owners, &keys, &ids],
+    )?;
+    db.exec(
+        "INSERT INTO book (owner, id, view, order_key, doc)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::smallint[], $4::bytea[], $5::jsonb[])",
+        &[&owners, &ids, &views, &orders, &docs],
+    )?;
     Ok(())
 }
 

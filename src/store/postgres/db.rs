@@ -5,27 +5,38 @@
 use postgres::types::{Json, ToSql};
 use postgres::{GenericClient, Row, Statement};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::PgError;
 use crate::store::StoreError;
 
-/// A client or a transaction with its connection's statement cache.
+/// A client or a transaction with its connection's statement cache, counting
+/// the round trips it makes (statements prepared or run) in the store's counter.
 pub struct Db<'a, C: GenericClient> {
     c: &'a mut C,
     cache: &'a mut HashMap<&'static str, Statement>,
+    sent: &'a AtomicU64,
 }
 
 pub type P<'a> = &'a (dyn ToSql + Sync);
 
 impl<'a, C: GenericClient> Db<'a, C> {
-    pub fn new(c: &'a mut C, cache: &'a mut HashMap<&'static str, Statement>) -> Self {
-        Db { c, cache }
+    pub fn new(
+        c: &'a mut C,
+        cache: &'a mut HashMap<&'static str, Statement>,
+        sent: &'a AtomicU64,
+    ) -> Self {
+        Db { c, cache, sent }
     }
 
+    /// The prepared statement for `sql`; counts the round trip it is about to
+    /// make (and the one preparing it, the first time on this connection).
     fn stmt(&mut self, sql: &'static str) -> Result<Statement, PgError> {
+        self.sent.fetch_add(1, Ordering::Relaxed);
         if let Some(s) = self.cache.get(sql) {
             return Ok(s.clone());
         }
+        self.sent.fetch_add(1, Ordering::Relaxed);
         let s = self.c.prepare(sql)?;
         self.cache.insert(sql, s.clone());
         Ok(s)

@@ -10,8 +10,8 @@
 //! scores, which the shared conformance suite checks.
 //!
 //! Files: `conn` (options, TLS, pool), `schema` (migrations), `db` (statements),
-//! `rows` (writes of rows and their index rows), `book` (address books and user
-//! lists), `store` (the trait).
+//! `rows` (writes of rows and their index rows), `track` (tracking writes in
+//! bulk), `book` (address books and user lists), `store` (the trait).
 
 mod book;
 mod bulk;
@@ -24,10 +24,12 @@ mod rows;
 pub mod schema;
 mod search;
 mod store;
+mod track;
 
 pub use conn::{is_url, redact, PgOptions};
 
 use postgres::error::SqlState;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::error::StoreError;
@@ -114,6 +116,8 @@ fn backend(url: &str, e: &postgres::Error) -> StoreError {
 pub struct PgStore {
     pool: Pool,
     url: String,
+    /// Statements sent to the server through [`Db`] (see [`PgStore::statements_sent`]).
+    sent: AtomicU64,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -131,7 +135,18 @@ impl PgStore {
         let pool = Pool::new(opts).map_err(|e| e.into_store(&url))?;
         let mut c = pool.connect().map_err(|e| e.into_store(&url))?;
         schema::migrate(&mut c).map_err(|e| e.into_store(&url))?;
-        Ok(PgStore { pool, url })
+        Ok(PgStore {
+            pool,
+            url,
+            sent: AtomicU64::new(0),
+        })
+    }
+
+    /// Round trips made for statements (prepared or run; `BEGIN`/`COMMIT` not
+    /// counted) since the store was opened: how tests and benchmarks see that a
+    /// bulk write stays set-based.
+    pub fn statements_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// Where it is, without a password.
@@ -181,7 +196,7 @@ impl PgStore {
                     .build_transaction()
                     .isolation_level(postgres::IsolationLevel::Serializable)
                     .start()?;
-                let v = f(&mut Db::new(&mut tx, cache))?;
+                let v = f(&mut Db::new(&mut tx, cache, &self.sent))?;
                 tx.commit()?;
                 Ok(v)
             })();
@@ -204,7 +219,7 @@ impl PgStore {
         (|| {
             let mut conn = self.pool.get()?;
             let conn::Conn { client, cache } = &mut *conn;
-            f(&mut Db::new(client, cache))
+            f(&mut Db::new(client, cache, &self.sent))
         })()
         .map_err(|e| self.err(e))
     }

@@ -19,7 +19,7 @@ use crate::store::activity::{
 use crate::store::model::{Kind, Record, RecordRef, Stamps};
 use crate::store::paging::order_suffix;
 use crate::store::text::Document;
-use crate::store::StoreError;
+use crate::store::{validate, StoreError};
 
 pub type R<T> = Result<T, PgError>;
 
@@ -291,7 +291,7 @@ pub fn delete_record<C: GenericClient>(db: &mut Db<'_, C>, id: Uuid) -> R<()> {
     Ok(())
 }
 
-fn activity_links(a: &Activity) -> Vec<RecordRef> {
+pub(super) fn activity_links(a: &Activity) -> Vec<RecordRef> {
     let mut links = a.timeline_records();
     if let ActivityDetails::Email(e) = &a.details {
         links.extend(e.correlated_with.map(|c| RecordRef::new(Kind::Email, c)));
@@ -341,7 +341,7 @@ fn index_activity<C: GenericClient>(db: &mut Db<'_, C>, a: &Activity) -> R<()> {
 
 /// The digest column: an email's content digest ('' when kept without its
 /// original, one such per Message-ID); none for other kinds.
-fn digest_of(a: &Activity) -> Option<&str> {
+pub(super) fn digest_of(a: &Activity) -> Option<&str> {
     match &a.details {
         ActivityDetails::Email(e) => Some(e.content_digest.as_deref().unwrap_or("")),
         _ => None,
@@ -458,15 +458,8 @@ pub fn delete_activity<C: GenericClient>(db: &mut Db<'_, C>, id: Uuid) -> R<()> 
     Ok(())
 }
 
-fn tracking_targets(t: &TrackingRecord) -> Vec<Uuid> {
-    let mut l = vec![
-        RecordRef::new(Kind::User, t.owner),
-        RecordRef::new(Kind::User, t.requested_by),
-    ];
-    l.extend(t.regarding);
-    l.sort();
-    l.dedup();
-    let mut ids: Vec<Uuid> = l.iter().map(|r| r.id).collect();
+pub(super) fn tracking_targets(t: &TrackingRecord) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = validate::tracking_links(t).iter().map(|r| r.id).collect();
     ids.extend(t.activity.map(|a| a.uuid()));
     ids
 }
@@ -521,49 +514,17 @@ pub fn write_tracking<C: GenericClient>(
 }
 
 pub fn check_tracking<C: GenericClient>(db: &mut Db<'_, C>, t: &TrackingRecord) -> R<()> {
-    let what = format!("tracking of {} in the mailbox of {}", t.message_id, t.owner);
-    let Some(Record::User(owner)) = record(db, t.owner.uuid())? else {
-        return abort(StoreError::MissingLink {
-            what,
-            kind: Kind::User,
-            id: t.owner.uuid(),
-        });
+    validate::tracking_owner(t, record(db, t.owner.uuid())?.as_ref())?;
+    check_links(
+        db,
+        &validate::tracking_what(t),
+        &validate::tracking_links(t),
+    )?;
+    let activity = match t.activity {
+        Some(aid) => activity(db, aid.uuid())?,
+        None => None,
     };
-    if t.requested_by != t.owner && !owner.delegates.contains(&t.requested_by) {
-        return abort(StoreError::invalid(
-            "tracking record",
-            format!(
-                "user {} is neither the owner of mailbox {} nor one of its delegates",
-                t.requested_by, owner.full_name
-            ),
-        ));
-    }
-    let mut links = vec![
-        RecordRef::new(Kind::User, t.owner),
-        RecordRef::new(Kind::User, t.requested_by),
-    ];
-    links.extend(t.regarding);
-    links.sort();
-    links.dedup();
-    check_links(db, &what, &links)?;
-    if let Some(aid) = t.activity {
-        let Some(a) = activity(db, aid.uuid())? else {
-            return abort(StoreError::MissingLink {
-                what,
-                kind: Kind::Email,
-                id: aid.uuid(),
-            });
-        };
-        if let Some(m) = a.message_id() {
-            if *m != t.message_id {
-                return abort(StoreError::invalid(
-                    "tracking record",
-                    format!("activity {aid} is for Message-ID {m}, not {}", t.message_id),
-                ));
-            }
-        }
-    }
-    Ok(())
+    Ok(validate::tracking_activity(t, activity.as_ref())?)
 }
 
 pub fn delete_tracking<C: GenericClient>(db: &mut Db<'_, C>, owner: Uuid, msgid: &str) -> R<bool> {

@@ -147,7 +147,24 @@ CREATE INDEX postings_cover ON postings (token) INCLUDE (id, kind, weight);
 "#,
     // v4: the gateway's per-folder checkpoints (issue 13).
     r#"
-CREATE TABLE gateway_checkpoints (
+CREATE TABLE IF NOT EXISTS gateway_checkpoints (
+    owner uuid NOT NULL,
+    mailbox text COLLATE "C" NOT NULL,
+    folder text COLLATE "C" NOT NULL,
+    doc jsonb NOT NULL,
+    PRIMARY KEY (owner, mailbox, folder)
+);
+"#,
+    // v5 (issue 12, search p99; the fourth entry until the gateway's v4 lands
+    // before it, idempotent so either order is safe): a search checks the
+    // candidates of its rarest word against the other words with one index-only
+    // probe each, by id and token range; this index also serves the deletes by
+    // id that `postings_id` did. A database that ran this as its v4 gets the
+    // gateway's table here.
+    r#"
+CREATE INDEX IF NOT EXISTS postings_id_token ON postings (id, token) INCLUDE (weight);
+DROP INDEX IF EXISTS postings_id;
+CREATE TABLE IF NOT EXISTS gateway_checkpoints (
     owner uuid NOT NULL,
     mailbox text COLLATE "C" NOT NULL,
     folder text COLLATE "C" NOT NULL,

@@ -1,9 +1,18 @@
 //! Full-text search in PostgreSQL over the `postings` table: the query's words
 //! are folded by [`text::tokens`] (accents and case, as every row's tokens were
-//! when written), each must be a prefix of a token of the row (a range scan on
-//! the token index), kinds filter, and the score is sled's: per word the best
-//! `weight × (4 exact | 2 prefix) + 2 if exact`, summed.
+//! when written), each must be a prefix of a token of the row, kinds filter, and
+//! the score is sled's: per word the best `weight × (4 exact | 2 prefix) + 2 if
+//! exact`, summed; the best `limit` by score, then id.
+//!
+//! As sled's index does, the search starts from the word that reaches the fewest
+//! postings (counted up to [`REACH_CAP`], again up to [`REACH_CAP_WIDE`] when
+//! every word reaches the first cap) and keeps only the rows every word reaches:
+//! a later word is looked up by range (`postings_cover`) when it reaches fewer
+//! than [`PROBE_RATIO`] times the candidates left (counted up to that), else only
+//! for those candidates (`postings_id_token`, one index-only probe each). A
+//! one-letter word ("5", every phone number) is thus never read whole.
 
+use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::db::{decode, Db};
@@ -14,6 +23,13 @@ use crate::store::{text, Result, SearchHit, SearchQuery};
 
 /// The highest code point: `word || MAX` bounds every token that starts with `word`.
 const MAX_CHAR: char = '\u{10FFFF}';
+/// Postings counted per word to find the rarest (a cheap index-only count).
+const REACH_CAP: i64 = 5_000;
+/// The second count's cap, when every word reached the first.
+const REACH_CAP_WIDE: i64 = 200_000;
+/// A word is probed per candidate when it reaches this many times more postings
+/// than there are candidates (a probe costs a few entries of a range scan).
+const PROBE_RATIO: i64 = 4;
 
 pub fn search(store: &PgStore, query: &SearchQuery) -> Result<Vec<SearchHit>> {
     let mut words = text::tokens(&query.text);
@@ -27,26 +43,85 @@ pub fn search(store: &PgStore, query: &SearchQuery) -> Result<Vec<SearchHit>> {
     }
     let ends: Vec<String> = words.iter().map(|w| format!("{w}{MAX_CHAR}")).collect();
     let kinds: Vec<i16> = query.kinds.iter().map(|k| code(*k)).collect();
-    let limit = if query.limit == 0 { 20 } else { query.limit } as i64;
-    let n_words = words.len() as i64;
+    let limit = if query.limit == 0 { 20 } else { query.limit };
     let mut hits = store.read(|db| {
-        let rows = db.query(
-            "SELECT id, min(kind), sum(best)::bigint AS score FROM (
-               SELECT p.id, p.kind, w.i,
-                 max(p.weight * CASE WHEN p.token = w.word THEN 4 ELSE 2 END
-                     + CASE WHEN p.token = w.word THEN 2 ELSE 0 END) AS best
-               FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS w(word, wend, i)
-               JOIN postings p ON p.token >= w.word AND p.token < w.wend
-               WHERE cardinality($3::smallint[]) = 0 OR p.kind = ANY($3)
-               GROUP BY p.id, p.kind, w.i
-             ) s GROUP BY id HAVING count(*) = $4
-             ORDER BY score DESC, id LIMIT $5",
-            &[&words, &ends, &kinds, &n_words, &limit],
-        )?;
-        let found: Vec<(Uuid, i16, i64)> = rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect();
+        let mut order: Vec<(i64, usize)> = if words.len() == 1 {
+            vec![(0, 0)]
+        } else {
+            let mut reach = count(db, &words, &ends, REACH_CAP)?;
+            if reach.iter().all(|n| *n >= REACH_CAP) {
+                reach = count(db, &words, &ends, REACH_CAP_WIDE)?;
+            }
+            reach.into_iter().enumerate().map(|(i, n)| (n, i)).collect()
+        };
+        order.sort();
+        let mut acc: HashMap<Uuid, (i16, i64)> = HashMap::new();
+        for (n, &(_, w)) in order.iter().enumerate() {
+            let (word, end) = (&words[w], &ends[w]);
+            if n == 0 {
+                for r in db.query(
+                    "SELECT id, min(kind), max(weight * CASE WHEN token = $1 THEN 4 ELSE 2 END
+                                          + CASE WHEN token = $1 THEN 2 ELSE 0 END)::bigint
+                     FROM postings WHERE token >= $1 AND token < $2
+                       AND (cardinality($3::smallint[]) = 0 OR kind = ANY($3))
+                     GROUP BY id",
+                    &[word, end, &kinds],
+                )? {
+                    acc.insert(r.get(0), (r.get(1), r.get(2)));
+                }
+                continue;
+            }
+            if acc.is_empty() {
+                break;
+            }
+            let ids: Vec<Uuid> = acc.keys().copied().collect();
+            let enough = i64::try_from(ids.len())
+                .unwrap_or(i64::MAX)
+                .saturating_mul(PROBE_RATIO);
+            let probe = count(
+                db,
+                std::slice::from_ref(word),
+                std::slice::from_ref(end),
+                enough,
+            )?
+            .first()
+            .is_some_and(|n| *n >= enough);
+            let rows = if probe {
+                db.query(
+                    "SELECT id, max(weight * CASE WHEN token = $1 THEN 4 ELSE 2 END
+                                    + CASE WHEN token = $1 THEN 2 ELSE 0 END)::bigint
+                     FROM postings WHERE id = ANY($3) AND token >= $1 AND token < $2
+                     GROUP BY id",
+                    &[word, end, &ids],
+                )?
+            } else {
+                db.query(
+                    "SELECT id, max(weight * CASE WHEN token = $1 THEN 4 ELSE 2 END
+                                    + CASE WHEN token = $1 THEN 2 ELSE 0 END)::bigint
+                     FROM postings WHERE token >= $1 AND token < $2
+                     GROUP BY id",
+                    &[word, end],
+                )?
+            };
+            let best: HashMap<Uuid, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            acc.retain(|id, (_, s)| match best.get(id) {
+                Some(b) => {
+                    *s += b;
+                    true
+                }
+                None => false,
+            });
+        }
+        // The best `limit` by score, then id (as sled picks them).
+        let mut found: Vec<(Uuid, i16, i64)> =
+            acc.into_iter().map(|(id, (k, s))| (id, k, s)).collect();
+        let best_first =
+            |a: &(Uuid, i16, i64), b: &(Uuid, i16, i64)| b.2.cmp(&a.2).then(a.0.cmp(&b.0));
+        if found.len() > limit {
+            found.select_nth_unstable_by(limit, best_first);
+            found.truncate(limit);
+        }
+        found.sort_by(best_first);
         let ids: Vec<Uuid> = found.iter().map(|f| f.0).collect();
         let titles = titles(db, &ids)?;
         found
@@ -60,7 +135,7 @@ pub fn search(store: &PgStore, query: &SearchQuery) -> Result<Vec<SearchHit>> {
                         .find(|(i, _)| *i == id)
                         .map(|(_, t)| t.clone())
                         .unwrap_or_default(),
-                    score: score as u32,
+                    score: u32::try_from(score).unwrap_or(u32::MAX),
                 })
             })
             .collect::<R<Vec<_>>>()
@@ -72,6 +147,27 @@ pub fn search(store: &PgStore, query: &SearchQuery) -> Result<Vec<SearchHit>> {
             .then_with(|| text::fold(&a.title).cmp(&text::fold(&b.title)))
     });
     Ok(hits)
+}
+
+/// How many postings each word reaches, counted up to `cap` (an index-only scan
+/// that stops there).
+fn count(
+    db: &mut Db<'_, postgres::Client>,
+    words: &[String],
+    ends: &[String],
+    cap: i64,
+) -> R<Vec<i64>> {
+    Ok(db
+        .query(
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM postings p
+                      WHERE p.token >= w.word AND p.token < w.wend LIMIT $3) c)
+             FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS w(word, wend, i)
+             ORDER BY w.i",
+            &[&words, &ends, &cap],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
 }
 
 /// Titles of hits, for search results.

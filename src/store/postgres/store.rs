@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::book;
 use super::db::{decode, Db};
 use super::rows::{self, code, kind_of, R};
+use super::track::{self, Op};
 use super::PgStore;
 use crate::store::activity::{
     thread_conversation, Activity, ActivityId, HeaderFacts, MessageLocation, TrackingRecord,
@@ -331,14 +332,10 @@ impl CrmStore for PgStore {
             validate::activity(a)?;
         }
         validate::tracking(&tracking)?;
-        self.write(|db| {
-            let stored = match &activity {
-                Some(a) => Some(rows::write_activity(db, a, false, true)?.0),
-                None => None,
-            };
-            rows::write_tracking(db, &tracking, true)?;
-            Ok(stored)
-        })
+        let mut ops: Vec<Op<'_>> = activity.iter().map(Op::Activity).collect();
+        ops.push(Op::Tracking(&tracking));
+        let stored = self.write(|db| track::write(db, &ops))?;
+        Ok(stored.into_iter().next())
     }
 
     fn track_batch(&self, items: Vec<(Option<Activity>, TrackingRecord)>) -> Result<()> {
@@ -348,15 +345,12 @@ impl CrmStore for PgStore {
             }
             validate::tracking(t)?;
         }
-        self.write(|db| {
-            for (a, t) in &items {
-                if let Some(a) = a {
-                    rows::write_activity(db, a, false, true)?;
-                }
-                rows::write_tracking(db, t, true)?;
-            }
-            Ok(())
-        })
+        let ops: Vec<Op<'_>> = items
+            .iter()
+            .flat_map(|(a, t)| a.iter().map(Op::Activity).chain([Op::Tracking(t)]))
+            .collect();
+        self.write(|db| track::write(db, &ops))?;
+        Ok(())
     }
 
     fn put_tracked(
@@ -370,16 +364,12 @@ impl CrmStore for PgStore {
         for t in &tracking {
             validate::tracking(t)?;
         }
-        let stored = self.write(|db| {
-            let mut out = Vec::with_capacity(activities.len());
-            for a in &activities {
-                out.push(rows::write_activity(db, a, false, true)?.0);
-            }
-            for t in &tracking {
-                rows::write_tracking(db, t, true)?;
-            }
-            Ok(out)
-        })?;
+        let ops: Vec<Op<'_>> = activities
+            .iter()
+            .map(Op::Activity)
+            .chain(tracking.iter().map(Op::Tracking))
+            .collect();
+        let stored = self.write(|db| track::write(db, &ops))?;
         Ok((stored, tracking))
     }
 

@@ -16,7 +16,6 @@ use crate::store::address::EmailAddress;
 use crate::store::address_book::COUNTS;
 use crate::store::address_book::*;
 use crate::store::error::StoreError;
-use crate::store::model::PostalAddress;
 use crate::store::model::{Record, Stamps, UserId};
 use crate::store::paging::order_suffix;
 use crate::store::paging::{Page, PageRequest};
@@ -341,39 +340,7 @@ pub(crate) fn note_seen(tx: &Tx, t: &TrackingRecord) -> TxResult<()> {
         {
             continue;
         }
-        let name: String = p
-            .name
-            .trim()
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(MAX_FIELD_CHARS)
-            .collect();
-        let (first, last) = match name.rsplit_once(' ') {
-            Some((f, l)) => (f.trim().to_owned(), l.trim().to_owned()),
-            None => (String::new(), name.clone()),
-        };
-        let mut e = AddressBookEntry {
-            id: EntryId::new(),
-            owner: t.owner,
-            stamps: Stamps {
-                created: now,
-                modified: now,
-            },
-            first_name: first,
-            last_name: last,
-            full_name: name,
-            company: String::new(),
-            job_title: String::new(),
-            department: String::new(),
-            emails: vec![addr.clone()],
-            business_phone: String::new(),
-            mobile_phone: String::new(),
-            address: PostalAddress::default(),
-            categories: Vec::new(),
-            source: EntrySource::SeenInMail,
-            link: ContactLink::Untracked,
-        };
-        if e.validate().is_ok() {
+        if let Some(e) = AddressBookEntry::seen_in_mail(t.owner, p, addr, now) {
             write_entry(tx, &e)?;
         }
     }

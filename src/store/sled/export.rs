@@ -5,7 +5,7 @@ use super::index as ix;
 use super::index::Outcome;
 use super::SledStore;
 use crate::store::error::StoreError;
-use crate::store::export::{Bytes, ExportBundle};
+use crate::store::export::ExportBundle;
 use crate::store::validate;
 use crate::store::{CrmStore, ImportSummary, Result};
 
@@ -27,37 +27,13 @@ pub(crate) fn collect(store: &SledStore) -> Result<ExportBundle> {
         let (_, v) = item?;
         b.address_books.push(ix::decode("address-book entry", &v)?);
     }
-    let refs: Vec<_> = b
-        .records
-        .iter()
-        .flat_map(|r| r.blobs())
-        .chain(b.activities.iter().flat_map(|a| a.blobs()))
-        .cloned()
-        .collect();
-    for r in refs {
-        let data = store.blob(&r)?;
-        b.blobs.insert(r.sha256.clone(), Bytes(data));
-    }
-    b.sort();
+    b.fill_blobs(store)?;
     Ok(b)
 }
 
 /// Write a bundle as one transaction (see [`CrmStore::import_bundle`]).
 pub(crate) fn import(store: &SledStore, bundle: &ExportBundle) -> Result<ImportSummary> {
-    let mut records = bundle.records.clone();
-    for r in &mut records {
-        validate::record(r)?;
-    }
-    for a in &bundle.activities {
-        validate::activity(a)?;
-    }
-    for t in &bundle.tracking {
-        validate::tracking(t)?;
-    }
-    for e in &bundle.address_books {
-        let mut checked = e.clone();
-        checked.validate()?;
-    }
+    let records = validate::bundle(bundle)?;
     // Files first: a record never points to a blob that is not on disk.
     for (sha, data) in &bundle.blobs {
         let r = store.put_blob(data)?;

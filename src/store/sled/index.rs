@@ -45,6 +45,7 @@ use crate::store::activity::{
 use crate::store::error::StoreError;
 use crate::store::model::{Kind, Record, RecordRef};
 use crate::store::text::Document;
+use crate::store::validate;
 use std::cell::RefCell;
 
 /// The `msgids` key of an activity (see the module's list of trees).
@@ -548,21 +549,8 @@ impl<'a> Tx<'a> {
         }
     }
 
-    fn tracking_links(t: &TrackingRecord) -> Vec<RecordRef> {
-        let mut l = vec![
-            RecordRef::new(Kind::User, t.owner),
-            RecordRef::new(Kind::User, t.requested_by),
-        ];
-        if let Some(r) = t.regarding {
-            l.push(r);
-        }
-        l.sort();
-        l.dedup();
-        l
-    }
-
     pub(crate) fn index_tracking(&self, t: &TrackingRecord, add: bool) -> TxResult<()> {
-        let links = Self::tracking_links(t);
+        let links = validate::tracking_links(t);
         for l in &links {
             self.adjust_ref(l.id, add)?;
         }
@@ -622,42 +610,13 @@ impl<'a> Tx<'a> {
     }
 
     pub fn check_tracking(&self, t: &TrackingRecord) -> TxResult<()> {
-        let what = format!("tracking of {} in the mailbox of {}", t.message_id, t.owner);
-        let Some(Record::User(owner)) = self.record(t.owner.uuid())? else {
-            return abort(StoreError::MissingLink {
-                what,
-                kind: Kind::User,
-                id: t.owner.uuid(),
-            });
+        validate::tracking_owner(t, self.record(t.owner.uuid())?.as_ref()).or_else(abort)?;
+        self.check_links(&validate::tracking_what(t), &validate::tracking_links(t))?;
+        let activity = match t.activity {
+            Some(aid) => self.activity(aid.uuid())?,
+            None => None,
         };
-        if t.requested_by != t.owner && !owner.delegates.contains(&t.requested_by) {
-            return abort(StoreError::invalid(
-                "tracking record",
-                format!(
-                    "user {} is neither the owner of mailbox {} nor one of its delegates",
-                    t.requested_by, owner.full_name
-                ),
-            ));
-        }
-        self.check_links(&what, &Self::tracking_links(t))?;
-        if let Some(aid) = t.activity {
-            let Some(a) = self.activity(aid.uuid())? else {
-                return abort(StoreError::MissingLink {
-                    what,
-                    kind: Kind::Email,
-                    id: aid.uuid(),
-                });
-            };
-            if let Some(m) = a.message_id() {
-                if *m != t.message_id {
-                    return abort(StoreError::invalid(
-                        "tracking record",
-                        format!("activity {aid} is for Message-ID {m}, not {}", t.message_id),
-                    ));
-                }
-            }
-        }
-        Ok(())
+        validate::tracking_activity(t, activity.as_ref()).or_else(abort)
     }
 
     pub fn delete_tracking(&self, owner: Uuid, msgid: &str) -> TxResult<bool> {

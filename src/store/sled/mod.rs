@@ -825,20 +825,7 @@ impl CrmStore for SledStore {
     }
 
     fn put_settings(&self, settings: OrgSettings) -> Result<()> {
-        if settings.sync_interval_minutes == 0 {
-            return Err(StoreError::invalid(
-                "settings",
-                "the sync interval must be at least one minute",
-            ));
-        }
-        for d in &settings.org_domains {
-            idna::domain_to_ascii(d)
-                .ok()
-                .filter(|a| a.contains('.') || !a.is_empty())
-                .ok_or_else(|| {
-                    StoreError::invalid("settings", format!("{d:?} is not a domain name"))
-                })?;
-        }
+        validate::settings(&settings)?;
         self.write(|tx| tx.put_meta("settings", &settings))
     }
 
