@@ -4,6 +4,7 @@
 //! proxy and on the stored raw copy.
 
 mod common;
+mod refused_login;
 mod slow_store;
 mod tracking_support;
 
