@@ -475,13 +475,7 @@ impl Engine {
 
 /// A message's header, through the blank line that ends it (all of it without one).
 fn header_of(raw: &[u8]) -> &[u8] {
-    match raw.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(i) => &raw[..i + 4],
-        None => match raw.windows(2).position(|w| w == b"\n\n") {
-            Some(i) => &raw[..i + 2],
-            None => raw,
-        },
-    }
+    &raw[..crate::message::headers::header_end(raw).unwrap_or(raw.len())]
 }
 
 /// Apply a new resolution to an existing (shared) email activity: an explicit or
