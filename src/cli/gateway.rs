@@ -64,7 +64,13 @@ fn serve(cfg: crate::config::Config, global: &GlobalOpts) -> anyhow::Result<Exit
         let gateway = Gateway::new(engine, cfg.clone());
         let n = gateway.apply(cfg);
         eprintln!("gateway watching {n} mailboxes");
-        crate::gateway::run(gateway, admin, move || global.load_config()).await
+        crate::gateway::run(
+            gateway,
+            admin,
+            move || global.load_config(),
+            super::serve::shutdown_signal(),
+        )
+        .await
     })?;
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     if let Err(e) = store.close() {

@@ -207,12 +207,13 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
     }
 }
 
-/// Run the gateway until SIGTERM/SIGINT; SIGHUP re-reads the config through
-/// `reload`. The store is closed by the caller.
+/// Run the gateway until `stop` (the caller's SIGTERM/SIGINT); SIGHUP re-reads
+/// the config through `reload`. The store is closed by the caller.
 pub async fn run(
     gateway: Arc<Gateway>,
     admin: Option<std::net::SocketAddr>,
     reload: impl Fn() -> anyhow::Result<Config> + Send + 'static,
+    stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let (http_stop, http_stopped) = watch::channel(false);
     let server = match admin {
@@ -224,7 +225,6 @@ pub async fn run(
         None => None,
     };
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let stop = crate::cli::serve::shutdown_signal();
     tokio::pin!(stop);
     loop {
         tokio::select! {

@@ -82,7 +82,7 @@ impl ImapClient {
     ) -> Result<Result<Option<AppendUid>, super::Reply>, ClientError> {
         let body = CommandBody::append(folder, flags, date, message)
             .map_err(|_| ClientError::Unsendable("a mailbox name or message"))?;
-        let r = match self.run("APPEND", body).await {
+        let r = match self.run(body).await {
             Ok(r) => r,
             // The server may refuse before the literal (a quota it checks up front).
             Err(ClientError::Refused {

@@ -214,7 +214,7 @@ impl ImapClient {
                 }
                 let body = CommandBody::login(user.as_slice(), password.as_slice())
                     .map_err(|_| ClientError::Unsendable("the user name or password"))?;
-                self.run("LOGIN", body).await?
+                self.run(body).await?
             }
             Credential::SaslPlain { response_base64 } => {
                 // Checked base64 so that a stray byte cannot end the line early.
@@ -306,12 +306,7 @@ impl ImapClient {
     }
 
     /// Send `body` and read its answer, whatever the status.
-    pub async fn run(
-        &mut self,
-        name: &'static str,
-        body: CommandBody<'_>,
-    ) -> Result<Reply, ClientError> {
-        let _ = name;
+    pub async fn run(&mut self, body: CommandBody<'_>) -> Result<Reply, ClientError> {
         let tag = self.send(body).await?;
         self.read_reply(&tag).await
     }
@@ -322,7 +317,7 @@ impl ImapClient {
         name: &'static str,
         body: CommandBody<'_>,
     ) -> Result<Reply, ClientError> {
-        let r = self.run(name, body).await?;
+        let r = self.run(body).await?;
         if !r.ok {
             return Err(ClientError::Refused {
                 command: name,
@@ -378,15 +373,15 @@ impl ImapClient {
             _ => return Err(ClientError::Closed),
         };
         while let Some(lit) = literal {
-            let total = (r.bytes.len() as u64)
-                .checked_add(lit.len)
-                .filter(|t| *t <= MAX_MESSAGE_BYTES.saturating_mul(2))
-                .ok_or(ClientError::TooBig(lit.len))?;
-            if lit.len > MAX_MESSAGE_BYTES {
+            // One literal at most MAX_MESSAGE_BYTES, a whole response twice that.
+            let total = (r.bytes.len() as u64).checked_add(lit.len);
+            if lit.len > MAX_MESSAGE_BYTES
+                || total.is_none_or(|t| t > MAX_MESSAGE_BYTES.saturating_mul(2))
+            {
                 return Err(ClientError::TooBig(lit.len));
             }
             r.bytes
-                .reserve(usize::try_from(total).unwrap_or(usize::MAX) - r.bytes.len());
+                .reserve(usize::try_from(lit.len).map_err(|_| ClientError::TooBig(lit.len))?);
             let start = r.bytes.len();
             let mut remaining = lit.len;
             while remaining > 0 {
@@ -421,7 +416,7 @@ impl ImapClient {
             if r.tag() == Some(tag.as_bytes()) {
                 return Ok(finish(r, untagged));
             }
-            if r.first_line().len() >= 5 && r.first_line()[..5].eq_ignore_ascii_case("* BYE") {
+            if r.bytes.len() >= 5 && r.bytes[..5].eq_ignore_ascii_case(b"* BYE") {
                 return Err(ClientError::Closed);
             }
             untagged.push(r);
@@ -429,7 +424,7 @@ impl ImapClient {
     }
 
     pub async fn logout(mut self) {
-        let _ = self.run("LOGOUT", CommandBody::Logout).await;
+        let _ = self.run(CommandBody::Logout).await;
     }
 }
 

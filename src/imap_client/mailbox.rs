@@ -129,7 +129,7 @@ impl ImapClient {
     pub async fn create(&mut self, name: &str) -> Result<(), ClientError> {
         let body = CommandBody::create(mailbox(name)?)
             .map_err(|_| ClientError::Unsendable("a mailbox name"))?;
-        let r = self.run("CREATE", body).await?;
+        let r = self.run(body).await?;
         if r.ok || r.status.to_ascii_uppercase().contains("[ALREADYEXISTS]") {
             return Ok(());
         }
@@ -161,7 +161,7 @@ impl ImapClient {
         if let Some(l) = &self.layout {
             return Ok(l.clone());
         }
-        let r = self.run("NAMESPACE", CommandBody::Namespace).await?;
+        let r = self.run(CommandBody::Namespace).await?;
         let mut layout = r
             .untagged
             .iter()

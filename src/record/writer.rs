@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::format::{Header, Normalise};
 use super::tracker::{Redaction, Splice, Tracker};
 use super::RecordError;
-use crate::proxy::BoxedIo;
+use crate::imap_client::BoxedIo;
 
 /// What to record, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
