@@ -6,7 +6,7 @@
 use crmproxy::store::*;
 use crmproxy::track::{Engine, TrackRequest, TrackSource};
 
-use super::common::dovecot;
+use super::common::{dovecot, RawImap, PASSWORD};
 use super::harness::*;
 
 const MAILBOXES: usize = 50;
@@ -230,4 +230,49 @@ fn fifty_mailboxes_track_by_their_rules_and_nothing_else() {
             assert!(tracked(store.as_ref(), o, &format!("{never}-{i}@gw.example")).is_none());
         }
     }
+}
+
+/// A request keyword set by a client that talks to the server directly is swept
+/// in every watched folder, not only INBOX, whatever the automatic level; an
+/// unmarked message beside it stays untracked.
+#[test]
+fn request_keywords_are_swept_in_every_watched_folder() {
+    let dv = dovecot();
+    let o = owner("sweep");
+    let setup = Setup::new(std::slice::from_ref(&o), None);
+    let mut c = RawImap::login(dv.imap_addr(), &o, PASSWORD);
+    assert!(c.cmd("CREATE Projects").ok());
+    for n in 0..2 {
+        let raw = message(
+            &format!("sweep-{n}@gw.example"),
+            "x@else.example",
+            "Swept",
+            "",
+        );
+        assert!(c.append("Projects", &raw).ok());
+    }
+    assert!(c.cmd("SELECT Projects").ok());
+    assert!(c.cmd("UID STORE 1 +FLAGS ($CRM_Track)").ok());
+    let admin = admin_addr();
+    let config = setup.config(
+        dv,
+        admin,
+        "",
+        &mailbox(
+            &o,
+            "auto_track = \"off\"\nwatch = [\"INBOX\", \"Projects\"]",
+        ),
+    );
+    let gw = Gateway::start(&config, admin, &[]);
+    wait_tracked(dv, &o, "Projects", 1);
+    gw.wait_metric("crmproxy_gateway_folders_watched", 2);
+    let (st, log) = gw.terminate();
+    assert!(st.success(), "{log}");
+    let flags = flags_by_imaplib(dv, &o, "Projects");
+    assert_eq!(flags.len(), 2, "{flags:?}");
+    assert_eq!(flags[0].1.trim(), "$CRM_Tracked", "{flags:?}");
+    assert_eq!(flags[1].1.trim(), "", "the unmarked one: {flags:?}");
+    let store = setup.store();
+    assert!(tracked(&*store, &o, "sweep-0@gw.example").is_some());
+    assert!(tracked(&*store, &o, "sweep-1@gw.example").is_none());
 }

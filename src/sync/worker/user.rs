@@ -66,9 +66,10 @@ pub(super) async fn run(inner: Arc<Inner>, plan: Arc<MailboxPlan>, mut jobs: mps
         }
     };
     let mut watchers = tokio::task::JoinSet::new();
-    for (i, group) in plan.watch_groups().into_iter().enumerate() {
-        // Without a job connection the watchers sweep: the first group holds INBOX.
-        let sweeps = !plan.job_connection && i == 0;
+    for group in plan.watch_groups() {
+        // Without a job connection the watchers sweep, each its own folders'
+        // request keywords (the group holding INBOX also the pending requests).
+        let sweeps = !plan.job_connection;
         let w = watch(inner.clone(), plan.clone(), owner_id, group, sweeps);
         watchers.spawn(w.instrument(tracing::Span::current()));
     }
