@@ -204,3 +204,59 @@ fn dovecot_stopped_and_started_under_it_it_reconnects_and_misses_nothing() {
     let _ = again.kill();
     let _ = again.wait();
 }
+
+/// A folder whose UIDVALIDITY changed (deleted and made again, its mail put
+/// back) is judged again by Message-ID: what was tracked is not tracked twice,
+/// its keyword comes back, and new mail in it is tracked.
+#[test]
+fn a_changed_uidvalidity_is_judged_again_without_duplicates() {
+    let dv = dovecot();
+    let o = owner("uidvalidity");
+    let setup = Setup::new(std::slice::from_ref(&o), None);
+    let mut c = RawImap::login(dv.imap_addr(), &o, PASSWORD);
+    assert!(c.cmd("CREATE Projects").ok());
+    let raws: Vec<Vec<u8>> = (0..3)
+        .map(|n| {
+            message(
+                &format!("uv-{n}@gw.example"),
+                "x@else.example",
+                "Validity",
+                "",
+            )
+        })
+        .collect();
+    let rules = "auto_track = \"all\"\nwatch = [\"INBOX\", \"Projects\"]";
+    let admin = admin_addr();
+    let config = setup.config(dv, admin, "", &mailbox(&o, rules));
+    let gw = Gateway::start(&config, admin, &[]);
+    // Mail from before its first start is history; what arrives now is judged.
+    gw.wait_metric("crmproxy_gateway_folders_watched", 2);
+    for raw in &raws[..2] {
+        assert!(c.append("Projects", raw).ok());
+    }
+    wait_tracked(dv, &o, "Projects", 2);
+    let (st, log) = gw.terminate();
+    assert!(st.success(), "{log}");
+
+    // The folder made again: a new UIDVALIDITY, the two old messages and a new one.
+    assert!(c.cmd("DELETE Projects").ok());
+    assert!(c.cmd("CREATE Projects").ok());
+    for raw in &raws {
+        assert!(c.append("Projects", raw).ok());
+    }
+    let admin = admin_addr();
+    let config = setup.config(dv, admin, "", &mailbox(&o, rules));
+    let gw = Gateway::start(&config, admin, &[]);
+    wait_tracked(dv, &o, "Projects", 3);
+    let (st, log) = gw.terminate();
+    assert!(st.success(), "{log}");
+    let store = setup.store();
+    for n in 0..3 {
+        let mid = MessageId::parse(&format!("uv-{n}@gw.example")).unwrap();
+        assert_eq!(
+            store.activities_by_message_id(&mid).unwrap().len(),
+            1,
+            "uv-{n}"
+        );
+    }
+}
