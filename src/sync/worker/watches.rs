@@ -202,7 +202,7 @@ async fn watch_once(
             last: 0,
             modseq,
         };
-        start_after(inner, plan, owner, &mut c, &mut cursor).await?;
+        Box::pin(start_after(inner, plan, owner, &mut c, &mut cursor)).await?;
         folders.push(cursor);
     }
     if folders.is_empty() {
@@ -213,7 +213,9 @@ async fn watch_once(
     let mut next_sweep = tokio::time::Instant::now();
     loop {
         if sweeps && tokio::time::Instant::now() >= next_sweep {
-            sweep_folders(inner, plan, owner, &mut c, &folders).await?;
+            // Boxed, as is the catch-up below: an idle connection (IDLE is most
+            // of its life) then holds a small future, not the largest of these.
+            Box::pin(sweep_folders(inner, plan, owner, &mut c, &folders)).await?;
             next_sweep = tokio::time::Instant::now() + interval;
         }
         // The IDLE folder last: it stays selected, and mail that arrives after
@@ -222,7 +224,7 @@ async fn watch_once(
             if *shutdown.borrow() {
                 return Ok(());
             }
-            catch_up(inner, plan, owner, &mut c, f, shutdown).await?;
+            Box::pin(catch_up(inner, plan, owner, &mut c, f, shutdown)).await?;
         }
         plan.status.synced();
         tokio::select! {
@@ -344,4 +346,26 @@ async fn sweep_folders(
         do_job(inner, c, &plan.key, job).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The size of the future an async fn of five arguments returns.
+    fn future_size<A, B, C, D, E, F: std::future::Future>(_: fn(A, B, C, D, E) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+    fn future_size3<A, B, C, F: std::future::Future>(_: fn(A, B, C) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// A gateway holds one `run` and two `watch` tasks per mailbox for as long
+    /// as it runs, mostly idle: their futures must not carry the largest of
+    /// their rare steps inline (catching up, sweeping, jobs were 12 KB each).
+    #[test]
+    fn a_mailbox_s_long_lived_futures_stay_small() {
+        let watch = future_size(super::watch as fn(_, _, _, _, _) -> _);
+        let run = future_size3(super::super::user::run as fn(_, _, _) -> _);
+        assert!(watch < 6 * 1024, "watch future: {watch} bytes");
+        assert!(run < 6 * 1024, "run future: {run} bytes");
+    }
 }
