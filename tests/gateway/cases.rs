@@ -1,5 +1,7 @@
 //! The cases issue 13 names beyond the big rules test: a gateway and a user's
 //! `serve` proxy tracking the same mail on one PostgreSQL CRM make one activity;
+//! bulk and automatic mail (Auto-Submitted, Precedence, List-*, auto-replies) is
+//! skipped on the gateway path while ordinary mail from the same sender is not;
 //! mail delivered over LMTP is tracked by the rules; a mailbox added by SIGHUP
 //! judges only mail that arrives after it starts watching.
 
@@ -117,6 +119,110 @@ fn a_gateway_and_a_proxy_tracking_the_same_mail_on_one_postgresql_crm_make_one_a
         assert_one_activity(store.as_ref(), &o, id);
     }
     assert_eq!(flags_by_imaplib(dv, &o, "INBOX").len(), 2 * EACH);
+}
+
+/// Bulk and automatic mail, each kind from the contact a mailbox tracking "all"
+/// would otherwise track: skipped on the gateway's path; ordinary mail from the
+/// same sender (and `Auto-Submitted: no`, which says it is not automatic) is
+/// tracked. `gateway test` names each skip's reason.
+#[test]
+fn bulk_and_automatic_mail_is_skipped_while_ordinary_mail_from_the_sender_is_tracked() {
+    let dv = dovecot();
+    let o = owner("bulk");
+    let setup = Setup::new(std::slice::from_ref(&o), None);
+    let admin = admin_addr();
+    let config = setup.config(dv, admin, "", &mailbox(&o, "auto_track = \"all\""));
+    let gw = Gateway::start(&config, admin, &[]);
+    gw.wait_metric("crmproxy_gateway_folders_watched", 2);
+
+    // (header, why `gateway test` says it is skipped); None: tracked.
+    let cases: &[(&str, Option<&str>)] = &[
+        ("", None),
+        ("Auto-Submitted: no\r\n", None),
+        (
+            "Auto-Submitted: auto-replied\r\n",
+            Some("Auto-Submitted: auto-replied"),
+        ),
+        (
+            "Auto-Submitted: auto-generated\r\n",
+            Some("Auto-Submitted: auto-generated"),
+        ),
+        ("Precedence: bulk\r\n", Some("Precedence: bulk")),
+        ("Precedence: list\r\n", Some("Precedence: list")),
+        ("Precedence: junk\r\n", Some("Precedence: junk")),
+        (
+            "List-Unsubscribe: <mailto:leave@customer.example>\r\n",
+            Some("List-Unsubscribe"),
+        ),
+        (
+            "List-Id: Customer news <news.customer.example>\r\n",
+            Some("List-Id"),
+        ),
+        // Vacation programs that predate RFC 3834's Auto-Submitted.
+        ("X-Autoreply: yes\r\n", Some("X-Autoreply: yes")),
+        ("X-Autorespond: vacation\r\n", Some("X-Autorespond")),
+        ("Precedence: auto_reply\r\n", Some("Precedence: auto_reply")),
+        // Any RFC 2369 list header marks list mail, not only List-Id.
+        (
+            "List-Post: <mailto:team@lists.customer.example>\r\n",
+            Some("List-Post"),
+        ),
+    ];
+    let from = format!("Dana <{CONTACT}>");
+    for (n, (header, _)) in cases.iter().enumerate() {
+        let raw = message(&format!("auto-{n}@gw.example"), &from, "Re: Order", header);
+        deliver(dv, &o, "INBOX", &raw);
+    }
+    let tracked_count = cases.iter().filter(|(_, why)| why.is_none()).count();
+    gw.wait_judged(cases.len() as u64);
+    assert_eq!(
+        gw.metric("crmproxy_gateway_tracked_total"),
+        tracked_count as u64,
+        "{}",
+        gw.stderr()
+    );
+    let (st, log) = gw.terminate();
+    assert!(st.success(), "{log}");
+
+    let flags = flags_by_imaplib(dv, &o, "INBOX");
+    assert_eq!(flags.len(), cases.len(), "{flags:?}");
+    let store = setup.store();
+    for ((uid, f), (n, (header, why))) in flags.iter().zip(cases.iter().enumerate()) {
+        let want = if why.is_none() { "$CRM_Tracked" } else { "" };
+        assert_eq!(f.trim(), want, "uid {uid} with {header:?}");
+        let mid = format!("auto-{n}@gw.example");
+        assert_eq!(
+            tracked(store.as_ref(), &o, &mid).is_some(),
+            why.is_none(),
+            "{header:?}"
+        );
+    }
+
+    // The dry run says why, message by message (it opens the store itself).
+    drop(store);
+    let out = crmproxy(&config)
+        .args(["gateway", "test", &o, "--last", "20"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (n, (header, why)) in cases.iter().enumerate() {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("uid {} ", n + 1)))
+            .unwrap_or_else(|| panic!("uid {} not in:\n{text}", n + 1));
+        match why {
+            None => assert!(line.contains(": TRACK"), "{header:?}: {line}"),
+            Some(why) => assert!(
+                line.contains("skip (bulk mail (") && line.contains(why),
+                "{header:?}: {line}"
+            ),
+        }
+    }
 }
 
 /// Mail delivered over LMTP (as a mail server delivers it) while the gateway
