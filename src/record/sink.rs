@@ -123,6 +123,11 @@ impl Sink {
         }
     }
 
+    /// A burst is over: its spare buffers are not kept by an idle connection.
+    pub fn release(&self) {
+        self.lock().spare = Vec::new();
+    }
+
     /// Whether nothing is waiting or being written (a write now would not wait).
     pub fn is_idle(&self) -> bool {
         !self.lock().writing
@@ -156,6 +161,12 @@ impl Sink {
     /// The transcript's file.
     pub fn path(&self) -> PathBuf {
         self.lock().path.clone()
+    }
+
+    /// Bytes held in spare buffers.
+    #[cfg(test)]
+    pub fn spare_capacity(&self) -> usize {
+        self.lock().spare.iter().map(Vec::capacity).sum()
     }
 
     /// `write`/`writev` calls so far.

@@ -203,6 +203,9 @@ impl Transcript {
         i.after_feed();
         if i.tracker.server_answered() {
             i.write_out(bytes);
+            // A burst's buffers are not kept by a connection that waits.
+            i.chunk = Vec::new();
+            i.sink.release();
         } else {
             i.stage(bytes);
         }
@@ -496,6 +499,9 @@ mod tests {
             rest = &rest[end + 1 + n..];
         }
         assert!(literal == body, "{} of {size} literal bytes", literal.len());
+        // Waiting for the next command, the connection keeps no burst buffers.
+        let i = lock(&t.inner);
+        assert_eq!(i.chunk.capacity() + i.sink.spare_capacity(), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
