@@ -1,7 +1,8 @@
 //! The headless gateway (issue 13) against the private Dovecot: rules over 50
 //! mailboxes, bad credentials beside good ones, exactly once across kill -9,
-//! Dovecot restarted under it, `gateway test`, SIGHUP, JSON logs, and two
-//! gateways on one PostgreSQL CRM. One test binary; its parts in tests/gateway/.
+//! Dovecot restarted under it, `gateway test`, SIGHUP, JSON logs, two gateways
+//! (or a gateway and a proxy) on one PostgreSQL CRM, bulk and automatic mail,
+//! LMTP delivery. One test binary; its parts in tests/gateway/.
 
 mod common;
 #[allow(unused_imports)]
@@ -18,3 +19,6 @@ mod restarts;
 
 #[path = "gateway/operations.rs"]
 mod operations;
+
+#[path = "gateway/cases.rs"]
+mod cases;

@@ -245,7 +245,88 @@ fn folder_checkpoints_persist_per_mailbox_and_folder(b: Backend) {
     );
 }
 
+/// A checkpoint written with tracked activities commits with them or not at all
+/// (the gateway resumes exactly after what was written), and replaces the one
+/// before like `put_checkpoint`.
+fn a_checkpoint_commits_with_the_activities_it_covers(b: Backend) {
+    let mut s = TestStore::new(b);
+    let alice = UserId::from_uuid(
+        s.put_record(Record::User(user("Alice", "alice@example.test")))
+            .unwrap()
+            .id(),
+    );
+    let mallory = UserId::from_uuid(
+        s.put_record(Record::User(user("Mallory", "mallory@example.test")))
+            .unwrap()
+            .id(),
+    );
+    let at = |last: u32| MailboxCheckpoint {
+        owner: alice,
+        mailbox: "alice".into(),
+        folder: "INBOX".into(),
+        at: FolderCheckpoint {
+            uid_validity: 9,
+            last_uid: last,
+            highest_modseq: None,
+            updated: chrono::Utc::now(),
+        },
+    };
+    let tracked = |by: UserId, a: &Activity, m: &MessageId| TrackingRecord {
+        status: TrackStatus::Tracked,
+        activity: Some(a.id),
+        ..TrackingRecord::pending(alice, m.clone(), by)
+    };
+    let first = email(alice, "<c1@x.example>", "First", None, 2);
+    let m1 = MessageId::parse("<c1@x.example>").unwrap();
+    s.put_tracked_with_checkpoint(
+        vec![first.clone()],
+        vec![tracked(alice, &first, &m1)],
+        &at(4),
+    )
+    .unwrap();
+    assert_eq!(
+        s.checkpoint(alice, "alice", "INBOX")
+            .unwrap()
+            .unwrap()
+            .last_uid,
+        4
+    );
+    assert!(s.activity(first.id).unwrap().is_some());
+
+    // A refused tracking record (Mallory is no delegate): no activity, and the
+    // checkpoint stays where it was.
+    let second = email(alice, "<c2@x.example>", "Second", None, 3);
+    let m2 = MessageId::parse("<c2@x.example>").unwrap();
+    assert!(s
+        .put_tracked_with_checkpoint(
+            vec![second.clone()],
+            vec![tracked(mallory, &second, &m2)],
+            &at(8)
+        )
+        .is_err());
+    assert!(s.activity(second.id).unwrap().is_none());
+    assert_eq!(
+        s.checkpoint(alice, "alice", "INBOX")
+            .unwrap()
+            .unwrap()
+            .last_uid,
+        4
+    );
+
+    // Nothing tracked in a batch: the checkpoint alone moves on, and stays.
+    s.put_tracked_with_checkpoint(vec![], vec![], &at(12))
+        .unwrap();
+    s.reopen();
+    let cp = s.checkpoint(alice, "alice", "INBOX").unwrap().unwrap();
+    assert_eq!((cp.uid_validity, cp.last_uid), (9, 12));
+    assert_eq!(
+        s.tracking(alice, &m1).unwrap().unwrap().activity,
+        Some(first.id)
+    );
+}
+
 on_both_backends!(
+    a_checkpoint_commits_with_the_activities_it_covers,
     folder_checkpoints_persist_per_mailbox_and_folder,
     tracking_records_share_one_activity_and_check_delegation,
     track_writes_activity_and_tracking_together_or_not_at_all,

@@ -57,6 +57,7 @@ fn serve(cfg: crate::config::Config, global: &GlobalOpts) -> anyhow::Result<Exit
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(crate::gateway::BLOCKING_THREADS)
         .build()
         .context("cannot start the async runtime")?;
     let global = global.clone();

@@ -38,6 +38,12 @@ pub use status::MailboxReport;
 /// How long SIGTERM waits for the mailboxes' in-flight work.
 pub const STOP_WAIT: Duration = Duration::from_secs(30);
 
+/// Threads for store calls (and name lookups). Every mailbox's connections call
+/// the store; unbounded (tokio's 512), a backlog over 200 mailboxes grew ~200
+/// threads that mostly waited on the store's one writer, each with its stack
+/// and allocator cache. Calls beyond this wait in tokio's queue instead.
+pub const BLOCKING_THREADS: usize = 16;
+
 /// One running mailbox.
 struct Running {
     config: MailboxConfig,

@@ -8,6 +8,7 @@
 //! checks passwords with it.
 
 pub mod append;
+pub mod batch;
 pub mod client;
 pub mod connect;
 mod credential;

@@ -31,9 +31,26 @@ pub struct Mailbox {
 pub enum BulkMarker {
     ListUnsubscribe,
     ListId(String),
+    /// Another RFC 2369 list header (List-Post, List-Help, …), by its name.
+    ListHeader(String),
     Precedence(String),
     AutoSubmitted(String),
+    /// A vacation program's own mark, older than RFC 3834's Auto-Submitted
+    /// (`X-Autoreply: yes`, `X-Autorespond: …`), as written.
+    AutoReply(String),
 }
+
+/// RFC 2369's list headers besides List-Unsubscribe: any of them marks list mail.
+const LIST_HEADERS: [&str; 5] = [
+    "List-Help",
+    "List-Subscribe",
+    "List-Post",
+    "List-Owner",
+    "List-Archive",
+];
+
+/// Headers vacation programs put on their auto-replies.
+const AUTO_REPLY_HEADERS: [&str; 2] = ["X-Autoreply", "X-Autorespond"];
 
 /// An attachment as the activity lists it (the bytes stay in the raw message).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,9 +138,15 @@ pub fn parse(raw: &[u8]) -> Result<EmailFacts, MessageError> {
     if let Some(id) = header_text(&msg, "List-Id") {
         bulk.push(BulkMarker::ListId(id));
     }
+    if let Some(name) = LIST_HEADERS
+        .into_iter()
+        .find(|name| header_text(&msg, name).is_some())
+    {
+        bulk.push(BulkMarker::ListHeader(name.to_string()));
+    }
     if let Some(p) = header_text(&msg, "Precedence") {
         let p = p.trim().to_ascii_lowercase();
-        if matches!(p.as_str(), "bulk" | "list" | "junk") {
+        if matches!(p.as_str(), "bulk" | "list" | "junk" | "auto_reply") {
             bulk.push(BulkMarker::Precedence(p));
         }
     }
@@ -131,6 +154,13 @@ pub fn parse(raw: &[u8]) -> Result<EmailFacts, MessageError> {
         let a = a.trim().to_ascii_lowercase();
         if !a.is_empty() && a != "no" {
             bulk.push(BulkMarker::AutoSubmitted(a));
+        }
+    }
+    for name in AUTO_REPLY_HEADERS {
+        if let Some(v) = header_text(&msg, name) {
+            if !v.eq_ignore_ascii_case("no") {
+                bulk.push(BulkMarker::AutoReply(format!("{name}: {v}")));
+            }
         }
     }
 
@@ -312,6 +342,32 @@ Subject: Offers\r\n\r\nBuy.\r\n";
         assert!(f.bulk.iter().any(|b| matches!(b, BulkMarker::ListId(_))));
         let not_bulk = b"From: a@b.example\r\nAuto-Submitted: no\r\nSubject: x\r\n\r\nx\r\n";
         assert!(!parse(not_bulk).unwrap().is_bulk());
+    }
+
+    #[test]
+    fn auto_replies_and_other_list_headers_are_bulk_markers() {
+        let marker = |header: &str| {
+            let raw = format!("From: a@b.example\r\n{header}\r\nSubject: Away\r\n\r\nx\r\n");
+            parse(raw.as_bytes()).unwrap().bulk
+        };
+        assert_eq!(
+            marker("X-AutoReply: yes"),
+            [BulkMarker::AutoReply("X-Autoreply: yes".into())]
+        );
+        assert_eq!(
+            marker("X-Autorespond: I am away"),
+            [BulkMarker::AutoReply("X-Autorespond: I am away".into())]
+        );
+        assert_eq!(
+            marker("Precedence: auto_reply"),
+            [BulkMarker::Precedence("auto_reply".into())]
+        );
+        assert_eq!(
+            marker("List-Post: <mailto:team@lists.example>"),
+            [BulkMarker::ListHeader("List-Post".into())]
+        );
+        assert!(marker("X-Autoreply: no").is_empty());
+        assert!(marker("Precedence: first-class").is_empty());
     }
 
     #[test]

@@ -455,3 +455,15 @@ pub struct FolderCheckpoint {
     pub highest_modseq: Option<u64>,
     pub updated: DateTime<Utc>,
 }
+
+/// A folder checkpoint with the place it belongs to: written in the same atomic
+/// change as the activities it covers
+/// ([`put_tracked_with_checkpoint`](crate::store::CrmStore::put_tracked_with_checkpoint)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxCheckpoint {
+    pub owner: crate::store::UserId,
+    /// The gateway's name for the mailbox.
+    pub mailbox: String,
+    pub folder: String,
+    pub at: FolderCheckpoint,
+}

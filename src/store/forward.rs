@@ -269,6 +269,20 @@ macro_rules! forward_crm_store {
         )> {
             self.around(|| self.$inner.put_tracked(activities, tracking))
         }
+        fn put_tracked_with_checkpoint(
+            &self,
+            activities: Vec<$crate::store::forward::Activity>,
+            tracking: Vec<$crate::store::forward::TrackingRecord>,
+            checkpoint: &$crate::store::forward::MailboxCheckpoint,
+        ) -> $crate::store::forward::Result<(
+            Vec<$crate::store::forward::Activity>,
+            Vec<$crate::store::forward::TrackingRecord>,
+        )> {
+            self.around(|| {
+                self.$inner
+                    .put_tracked_with_checkpoint(activities, tracking, checkpoint)
+            })
+        }
         fn delete_tracking(
             &self,
             owner: $crate::store::forward::UserId,

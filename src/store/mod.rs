@@ -223,6 +223,15 @@ pub trait CrmStore: Send + Sync {
         activities: Vec<Activity>,
         tracking: Vec<TrackingRecord>,
     ) -> Result<(Vec<Activity>, Vec<TrackingRecord>)>;
+    /// [`put_tracked`](CrmStore::put_tracked) and a folder's checkpoint in ONE
+    /// atomic change (the gateway: a restart resumes exactly after what was
+    /// written, never before or after it).
+    fn put_tracked_with_checkpoint(
+        &self,
+        activities: Vec<Activity>,
+        tracking: Vec<TrackingRecord>,
+        checkpoint: &MailboxCheckpoint,
+    ) -> Result<(Vec<Activity>, Vec<TrackingRecord>)>;
     /// Untrack in one mailbox; the activity stays. Returns whether there was one.
     fn delete_tracking(&self, owner: UserId, message_id: &MessageId) -> Result<bool>;
     /// Pending requests, oldest request first: every mailbox's, or `owner`'s only.

@@ -253,6 +253,17 @@ pub(crate) fn bundle(b: &super::export::ExportBundle) -> Result<Vec<Record>> {
 }
 
 /// How a tracking record's errors name it.
+/// Every row of a tracking write (`put_tracked` on any backend).
+pub(crate) fn tracked(activities: &[Activity], tracking: &[TrackingRecord]) -> Result<()> {
+    for a in activities {
+        activity(a)?;
+    }
+    for t in tracking {
+        self::tracking(t)?;
+    }
+    Ok(())
+}
+
 pub fn tracking_what(t: &TrackingRecord) -> String {
     format!("tracking of {} in the mailbox of {}", t.message_id, t.owner)
 }

@@ -62,6 +62,8 @@ impl Engine {
                 crate::message::BulkMarker::ListId(v) => format!("List-Id {v}"),
                 crate::message::BulkMarker::Precedence(v) => format!("Precedence: {v}"),
                 crate::message::BulkMarker::AutoSubmitted(v) => format!("Auto-Submitted: {v}"),
+                crate::message::BulkMarker::ListHeader(name) => name.clone(),
+                crate::message::BulkMarker::AutoReply(v) => v.clone(),
             };
             return skip(SkipReason::Bulk(what));
         }

@@ -11,11 +11,10 @@ use crate::store::{
     TrackStatus, TrackingRecord, UserId,
 };
 
-use super::auto::MailboxRules;
 use super::email;
 use super::ingest::merge_resolution;
 use super::regarding::Resolution;
-use super::request::{Actor, AutoDecision, TrackRequest, TrackSource, Tracked};
+use super::request::{Actor, TrackRequest, TrackSource, Tracked};
 use super::{Engine, TrackError, MAX_ATTEMPTS};
 
 impl Engine {
@@ -374,46 +373,8 @@ impl Engine {
             .map(Some)
     }
 
-    /// New INBOX mail: tracked when [`Engine::auto_decision`] says so (and not
-    /// tracked in this mailbox already). The caller passes only new INBOX mail.
-    pub fn on_new_inbox_mail(
-        &self,
-        owner: UserId,
-        raw: &[u8],
-        location: Option<MessageLocation>,
-    ) -> Result<Option<Tracked>, TrackError> {
-        self.on_new_mail(owner, raw, location, &MailboxRules::default(), None)
-            .map(|(t, _)| t)
-    }
-
-    /// New mail in a watched folder, judged by the owner's options under the
-    /// mailbox's `rules`; `folder_regarding` is the folder's mapping (never
-    /// replacing a regarding chosen by hand). The decision comes back too.
-    pub fn on_new_mail(
-        &self,
-        owner: UserId,
-        raw: &[u8],
-        location: Option<MessageLocation>,
-        rules: &MailboxRules,
-        folder_regarding: Option<crate::store::RecordRef>,
-    ) -> Result<(Option<Tracked>, AutoDecision), TrackError> {
-        let facts = message::parse(raw).map_err(|e| TrackError::NotAMessage(e.to_string()))?;
-        let decision = self.auto_decision_with(owner, &facts, rules)?;
-        if decision != AutoDecision::Track {
-            return Ok((None, decision));
-        }
-        let actor = self.actor_by_id(owner, owner)?;
-        if self.tracked_here(&actor, &facts, raw)? {
-            return Ok((None, decision));
-        }
-        let mut req = TrackRequest::new(TrackSource::Automatic);
-        req.location = location;
-        req.rule_regarding = folder_regarding;
-        req.headers_only = rules.headers_only;
-        self.track(&actor, raw, req).map(|t| (Some(t), decision))
-    }
-
-    fn tracked_here(
+    /// Whether this message is tracked (not pending) in the actor's mailbox.
+    pub(super) fn tracked_here(
         &self,
         actor: &Actor,
         facts: &EmailFacts,

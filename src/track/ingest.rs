@@ -14,7 +14,7 @@ use chrono::Utc;
 use crate::message;
 use crate::store::{
     content_digest, subject_token, thread_conversation, Activity, ActivityDetails, BlobRef,
-    Correlation, MessageId, OrgSettings, TrackStatus, TrackingRecord,
+    Correlation, MailboxCheckpoint, MessageId, OrgSettings, TrackStatus, TrackingRecord,
 };
 
 use super::appointment::{self, meeting_request};
@@ -172,31 +172,68 @@ impl Engine {
         raws: &[&[u8]],
         req: &TrackRequest,
     ) -> Result<Vec<Result<Tracked, TrackError>>, TrackError> {
+        self.check_regarding(actor, req.regarding, req.regarding_is_new_contact)?;
+        let items: Vec<(&[u8], &TrackRequest)> = raws.iter().map(|r| (*r, req)).collect();
+        self.track_each(actor, &items, None)
+    }
+
+    /// [`Engine::track_batch`] with a request per message (each at its own
+    /// place in the mailbox) and, when given, a folder checkpoint written in
+    /// the same atomic change (the gateway's batches).
+    pub fn track_each(
+        &self,
+        actor: &Actor,
+        items: &[(&[u8], &TrackRequest)],
+        checkpoint: Option<&MailboxCheckpoint>,
+    ) -> Result<Vec<Result<Tracked, TrackError>>, TrackError> {
         let actor = self.refresh(actor)?;
-        self.check_regarding(&actor, req.regarding, req.regarding_is_new_contact)?;
         let settings = self.store.settings()?;
-        let mut view = BatchView::default();
-        let mut prepared = Vec::with_capacity(raws.len());
-        for raw in raws {
-            let p = self.prepare(&actor, raw, req, None, &settings, Some(&view));
-            if let Ok(p) = &p {
-                view.add(p);
+        let mut attempt = 0;
+        let (prepared, stored) = loop {
+            attempt += 1;
+            let mut view = BatchView::default();
+            let mut prepared = Vec::with_capacity(items.len());
+            for (raw, req) in items {
+                let p = self.prepare(&actor, raw, req, None, &settings, Some(&view));
+                if let Ok(p) = &p {
+                    view.add(p);
+                }
+                prepared.push(p);
             }
-            prepared.push(p);
-        }
-        let blobs: Vec<&[u8]> = prepared
-            .iter()
-            .flatten()
-            .flat_map(|p| p.blobs.iter().map(|b| b.as_ref()))
-            .collect();
-        self.store.put_blobs(&blobs)?;
-        let mut writes = Vec::new();
-        let mut records = Vec::new();
-        for p in prepared.iter_mut().flatten() {
-            writes.append(&mut p.writes);
-            records.push(p.record.clone());
-        }
-        let (stored, _) = self.store.put_tracked(writes, records)?;
+            // A store that failed while a message was prepared fails the whole
+            // batch (nothing written): only refusals leave a message out.
+            if let Some(i) = prepared
+                .iter()
+                .position(|p| p.as_ref().is_err_and(|e| !e.is_refusal()))
+            {
+                return Err(prepared.swap_remove(i).err().expect("an error"));
+            }
+            let blobs: Vec<&[u8]> = prepared
+                .iter()
+                .flatten()
+                .flat_map(|p| p.blobs.iter().map(|b| b.as_ref()))
+                .collect();
+            self.store.put_blobs(&blobs)?;
+            let mut writes = Vec::new();
+            let mut records = Vec::new();
+            for p in prepared.iter_mut().flatten() {
+                writes.append(&mut p.writes);
+                records.push(p.record.clone());
+            }
+            let written = match checkpoint {
+                Some(c) => self.store.put_tracked_with_checkpoint(writes, records, c),
+                None if records.is_empty() => Ok((Vec::new(), Vec::new())),
+                None => self.store.put_tracked(writes, records),
+            };
+            match written {
+                Ok((stored, _)) => break (prepared, stored),
+                // Another process (a proxy or gateway on the same team store)
+                // wrote one of these messages' activities since `prepare`
+                // looked: prepare again, which now links that one.
+                Err(crate::store::StoreError::Duplicate(_)) if attempt < 3 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
         // The last version of each activity written is the one stored.
         let mut latest: HashMap<_, Activity> = HashMap::with_capacity(stored.len());
         for a in stored {

@@ -37,6 +37,7 @@ mod email;
 mod engine;
 mod error;
 mod ingest;
+mod new_mail;
 mod regarding;
 mod request;
 pub mod tz;
@@ -45,6 +46,7 @@ pub use append::{starts_with_block, AppendBlock};
 pub use auto::MailboxRules;
 pub use email::{message_id_lenient, synthetic_message_id};
 pub use error::TrackError;
+pub use new_mail::{Judged, NewMail};
 pub use regarding::Resolution;
 pub use request::{Actor, AutoDecision, SkipReason, TrackRequest, TrackSource, Tracked};
 

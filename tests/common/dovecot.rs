@@ -1,6 +1,7 @@
 //! A private Dovecot (Debian's dovecot-imapd 2.3) for one test binary: its own
 //! config, base_dir, state, log, Maildirs and TLS certificate in a temp dir, an IMAP
-//! listener (STARTTLS offered) and an IMAPS listener on free loopback ports.
+//! listener (STARTTLS offered) and an IMAPS listener on free loopback ports, and an
+//! LMTP listener for delivery when dovecot-lmtpd is installed.
 //!
 //! Any user name logs in with [`PASSWORD`]; each test uses its own user name, so its
 //! mailbox starts empty with INBOX, Drafts, Sent and Trash (SPECIAL-USE).
@@ -27,6 +28,9 @@ fn dovecot_bin() -> PathBuf {
         PathBuf::from("dovecot")
     }
 }
+
+/// Dovecot's LMTP server (package dovecot-lmtpd), when installed.
+const LMTP_BIN: &str = "/usr/lib/dovecot/lmtp";
 
 fn doveadm_bin() -> PathBuf {
     let bin = PathBuf::from("/usr/bin/doveadm");
@@ -156,10 +160,16 @@ impl Dovecot {
             .map_err(|e| format!("test certificate: {e}"))?;
         let imap_port = super::free_port();
         let imaps_port = super::free_port();
+        let lmtp_port = Path::new(LMTP_BIN).exists().then(super::free_port);
         let conf = dir.join("dovecot.conf");
+        let ports = Ports {
+            imap: imap_port,
+            imaps: imaps_port,
+            lmtp: lmtp_port,
+        };
         std::fs::write(
             &conf,
-            config_text(&dir, imap_port, imaps_port, &certs.cert, &certs.key) + extra,
+            config_text(&dir, &ports, &certs.cert, &certs.key) + extra,
         )
         .map_err(|e| e.to_string())?;
 
@@ -270,6 +280,22 @@ impl Dovecot {
         SocketAddr::from(([127, 0, 0, 1], self.imaps_port))
     }
 
+    /// The LMTP listener's address, as the config it runs with says (there only
+    /// when dovecot-lmtpd is installed; its process starts on the first
+    /// connection, so it costs the start nothing). Panics, saying what to
+    /// install, without it.
+    pub fn lmtp_addr(&self) -> SocketAddr {
+        let conf = std::fs::read_to_string(&self.conf).unwrap_or_default();
+        let port = conf
+            .split_once("inet_listener lmtp {")
+            .and_then(|(_, rest)| rest.lines().find_map(|l| l.trim().strip_prefix("port = ")))
+            .and_then(|p| p.trim().parse::<u16>().ok())
+            .unwrap_or_else(|| {
+                panic!("no LMTP: {LMTP_BIN} is missing (apt-get install dovecot-lmtpd)")
+            });
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
     /// The Maildir of `user` (exists once the user has logged in).
     pub fn maildir(&self, user: &str) -> PathBuf {
         self.dir.join("mail").join(user).join("Maildir")
@@ -342,14 +368,33 @@ impl Dovecot {
     }
 }
 
-fn config_text(dir: &Path, imap_port: u16, imaps_port: u16, cert: &Path, key: &Path) -> String {
+/// The listeners' ports of one Dovecot.
+struct Ports {
+    imap: u16,
+    imaps: u16,
+    lmtp: Option<u16>,
+}
+
+fn config_text(dir: &Path, ports: &Ports, cert: &Path, key: &Path) -> String {
     let d = dir.display();
-    format!(
+    let (imap_port, imaps_port) = (ports.imap, ports.imaps);
+    // LMTP only when its binary is there: Dovecot refuses to start a protocol it
+    // cannot run, and every other test needs no LMTP.
+    let (protocols, lmtp) = match ports.lmtp {
+        Some(port) => (
+            "imap lmtp",
+            format!(
+                "service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n}}\n"
+            ),
+        ),
+        None => ("imap", String::new()),
+    };
+    let text = format!(
         r#"# Private Dovecot of the crmproxy test harness.
 base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
-protocols = imap
+protocols = {protocols}
 listen = 127.0.0.1
 ssl = yes
 ssl_cert = <{cert}
@@ -381,7 +426,8 @@ passdb {{
 }}
 userdb {{
   driver = static
-  args = uid=dovecot gid=dovecot home={d}/mail/%u
+  # allow_all_users: LMTP may deliver to any user name, as IMAP may log in with any.
+  args = uid=dovecot gid=dovecot home={d}/mail/%u allow_all_users=yes
 }}
 namespace inbox {{
   inbox = yes
@@ -429,7 +475,8 @@ service anvil {{
 "#,
         cert = cert.display(),
         key = key.display(),
-    )
+    );
+    text + &lmtp
 }
 
 fn set_mode(p: &Path, mode: u32) {

@@ -1,6 +1,7 @@
 //! Test harness shared by the real-server integration tests: a private Dovecot per
 //! test binary, a `crmproxy serve` child per test, a raw IMAP client that reads exact
-//! bytes, and runners for the Python, curl and mbsync clients.
+//! bytes, an LMTP client for delivery, and runners for the Python, curl and mbsync
+//! clients.
 //!
 //! Every program listens on loopback only; every child process dies with the test
 //! process (PR_SET_PDEATHSIG), so `cargo test` leaves nothing running.
@@ -10,6 +11,7 @@
 pub mod clients;
 pub mod dovecot;
 pub mod imap;
+pub mod lmtp;
 pub mod proxy;
 
 pub use dovecot::{dovecot, Dovecot, PASSWORD};

@@ -245,6 +245,25 @@ impl Gateway {
         }
     }
 
+    /// Wait until it has judged `count` messages: tracked, found tracked
+    /// already, or skipped.
+    pub fn wait_judged(&self, count: u64) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let judged = self.metric("crmproxy_gateway_tracked_total")
+                + self.metric("crmproxy_gateway_skipped_total");
+            if judged >= count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "judged {judged} of {count}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// `crmproxy gateway status`: (success, stdout).
     pub fn status(&self) -> (bool, String) {
         let out = crmproxy(&self.config)

@@ -3,7 +3,10 @@
 
 use uuid::Uuid;
 
-use super::db::{decode, json};
+use postgres::GenericClient;
+
+use super::db::{decode, json, Db};
+use super::PgError;
 use super::PgStore;
 use crate::store::activity::FolderCheckpoint;
 use crate::store::model::UserId;
@@ -33,16 +36,7 @@ impl PgStore {
         folder: &str,
         cp: &FolderCheckpoint,
     ) -> Result<()> {
-        let id: Uuid = owner.uuid();
-        let doc = json(cp);
-        self.write(|db| {
-            db.exec(
-                "INSERT INTO gateway_checkpoints (owner, mailbox, folder, doc) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (owner, mailbox, folder) DO UPDATE SET doc = $4",
-                &[&id, &mailbox, &folder, &doc],
-            )
-            .map(|_| ())
-        })
+        self.write(|db| upsert(db, owner, mailbox, folder, cp))
     }
 
     pub(super) fn read_checkpoints(
@@ -61,4 +55,23 @@ impl PgStore {
             .collect()
         })
     }
+}
+
+/// Write a checkpoint inside the caller's transaction (alone, or with the
+/// activities it covers).
+pub(super) fn upsert<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    owner: UserId,
+    mailbox: &str,
+    folder: &str,
+    cp: &FolderCheckpoint,
+) -> Result<(), PgError> {
+    let id: Uuid = owner.uuid();
+    let doc = json(cp);
+    db.exec(
+        "INSERT INTO gateway_checkpoints (owner, mailbox, folder, doc) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (owner, mailbox, folder) DO UPDATE SET doc = $4",
+        &[&id, &mailbox, &folder, &doc],
+    )
+    .map(|_| ())
 }

@@ -53,6 +53,29 @@ impl PgStore {
     fn activities_where(&self, sql: &'static str, key: &str, limit: i64) -> Result<Vec<Activity>> {
         self.read(|db| db.docs("activity", sql, &[&key, &limit]))
     }
+
+    /// Activities, then tracking records, then a checkpoint, in one transaction.
+    fn write_tracked(
+        &self,
+        activities: Vec<Activity>,
+        tracking: Vec<TrackingRecord>,
+        checkpoint: Option<&crate::store::MailboxCheckpoint>,
+    ) -> Result<(Vec<Activity>, Vec<TrackingRecord>)> {
+        validate::tracked(&activities, &tracking)?;
+        let ops: Vec<Op<'_>> = activities
+            .iter()
+            .map(Op::Activity)
+            .chain(tracking.iter().map(Op::Tracking))
+            .collect();
+        let stored = self.write(|db| {
+            let stored = track::write(db, &ops)?;
+            if let Some(c) = checkpoint {
+                super::checkpoints::upsert(db, c.owner, &c.mailbox, &c.folder, &c.at)?;
+            }
+            Ok(stored)
+        })?;
+        Ok((stored, tracking))
+    }
 }
 
 impl CrmStore for PgStore {
@@ -358,19 +381,16 @@ impl CrmStore for PgStore {
         activities: Vec<Activity>,
         tracking: Vec<TrackingRecord>,
     ) -> Result<(Vec<Activity>, Vec<TrackingRecord>)> {
-        for a in &activities {
-            validate::activity(a)?;
-        }
-        for t in &tracking {
-            validate::tracking(t)?;
-        }
-        let ops: Vec<Op<'_>> = activities
-            .iter()
-            .map(Op::Activity)
-            .chain(tracking.iter().map(Op::Tracking))
-            .collect();
-        let stored = self.write(|db| track::write(db, &ops))?;
-        Ok((stored, tracking))
+        self.write_tracked(activities, tracking, None)
+    }
+
+    fn put_tracked_with_checkpoint(
+        &self,
+        activities: Vec<Activity>,
+        tracking: Vec<TrackingRecord>,
+        checkpoint: &crate::store::MailboxCheckpoint,
+    ) -> Result<(Vec<Activity>, Vec<TrackingRecord>)> {
+        self.write_tracked(activities, tracking, Some(checkpoint))
     }
 
     fn delete_tracking(&self, owner: UserId, message_id: &MessageId) -> Result<bool> {

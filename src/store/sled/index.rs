@@ -65,7 +65,7 @@ pub(crate) fn msgid_key(message_id: &str, digest: Option<&str>, id: Uuid) -> Vec
     k
 }
 
-pub(crate) const TREES: [&str; 25] = [
+pub(crate) const TREES: [&str; 26] = [
     "records",
     "activities",
     "emails",
@@ -91,6 +91,9 @@ pub(crate) const TREES: [&str; 25] = [
     "book",
     "book_order",
     "book_emails",
+    // The gateway's folder checkpoints (see `checkpoints`): in the transaction
+    // set, so a checkpoint commits with the activities it covers.
+    "gateway_checkpoints",
 ];
 pub(crate) const RECORDS: usize = 0;
 pub(crate) const ACTIVITIES: usize = 1;
@@ -117,6 +120,7 @@ pub(crate) const KIND_ORDER: usize = 21;
 pub(crate) const BOOK: usize = 22;
 pub(crate) const BOOK_ORDER: usize = 23;
 pub(crate) const BOOK_EMAILS: usize = 24;
+pub(crate) const CHECKPOINTS: usize = 25;
 
 pub(crate) type TxResult<T> = ConflictableTransactionResult<T, StoreError>;
 

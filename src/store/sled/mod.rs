@@ -167,6 +167,31 @@ impl SledStore {
         Ok(out)
     }
 
+    /// Activities, then tracking records, then a checkpoint entry (key, value),
+    /// as one atomic, durable change.
+    fn write_tracked(
+        &self,
+        activities: Vec<Activity>,
+        tracking: Vec<TrackingRecord>,
+        checkpoint: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(Vec<Activity>, Vec<TrackingRecord>)> {
+        validate::tracked(&activities, &tracking)?;
+        let stored = self.write(|tx| {
+            let mut out = Vec::with_capacity(activities.len());
+            for a in &activities {
+                out.push(tx.write_activity(a, false, true)?.0);
+            }
+            for t in &tracking {
+                tx.write_tracking(t, true)?;
+            }
+            if let Some((k, v)) = &checkpoint {
+                tx.t(ix::CHECKPOINTS).insert(k.as_slice(), v.as_slice())?;
+            }
+            Ok(out)
+        })?;
+        Ok((stored, tracking))
+    }
+
     /// Forget the in-memory search index and its snapshot (after the rows were
     /// rewritten by a migration): the next use rebuilds it.
     pub(crate) fn reset_search_index(&self) -> Result<()> {
@@ -540,23 +565,18 @@ impl CrmStore for SledStore {
         activities: Vec<Activity>,
         tracking: Vec<TrackingRecord>,
     ) -> Result<(Vec<Activity>, Vec<TrackingRecord>)> {
-        for a in &activities {
-            validate::activity(a)?;
-        }
-        for t in &tracking {
-            validate::tracking(t)?;
-        }
-        let stored = self.write(|tx| {
-            let mut out = Vec::with_capacity(activities.len());
-            for a in &activities {
-                out.push(tx.write_activity(a, false, true)?.0);
-            }
-            for t in &tracking {
-                tx.write_tracking(t, true)?;
-            }
-            Ok(out)
-        })?;
-        Ok((stored, tracking))
+        self.write_tracked(activities, tracking, None)
+    }
+
+    fn put_tracked_with_checkpoint(
+        &self,
+        activities: Vec<Activity>,
+        tracking: Vec<TrackingRecord>,
+        checkpoint: &crate::store::MailboxCheckpoint,
+    ) -> Result<(Vec<Activity>, Vec<TrackingRecord>)> {
+        let c = checkpoint;
+        let entry = checkpoints::entry(c.owner, &c.mailbox, &c.folder, &c.at)?;
+        self.write_tracked(activities, tracking, Some(entry))
     }
 
     fn track(

@@ -10,6 +10,7 @@
 //! LOGIN or AUTHENTICATE PLAIN session.
 
 mod folders;
+mod judge;
 pub mod plan;
 mod replace;
 mod sweep;

@@ -102,10 +102,10 @@ pub(super) async fn run(inner: Arc<Inner>, plan: Arc<MailboxPlan>, mut jobs: mps
                     _ = tokio::time::sleep(RECONNECT_PAUSE) => continue,
                 }
             };
-            match ImapClient::connect(&plan.connector, &login).await {
+            match Box::pin(ImapClient::connect(&plan.connector, &login)).await {
                 Ok(mut c) => {
                     if !folders_ready {
-                        match super::folders::prepare(&inner, &mut c, &owner).await {
+                        match Box::pin(super::folders::prepare(&inner, &mut c, &owner)).await {
                             Ok(()) => folders_ready = true,
                             Err(e) => {
                                 tracing::warn!(error = %e, "folder set-up failed; tried again on the next connection")
@@ -142,9 +142,11 @@ pub(super) async fn run(inner: Arc<Inner>, plan: Arc<MailboxPlan>, mut jobs: mps
             },
         };
         let c = conn.as_mut().expect("connected above");
+        // Boxed: the task's own future stays small while it waits (a gateway
+        // keeps one such task per mailbox).
         let result = match &job {
-            Some(job) => do_job(&inner, c, &owner, job.clone()).await,
-            None => sweep(&inner, c, &owner, owner_id).await,
+            Some(job) => Box::pin(do_job(&inner, c, &owner, job.clone())).await,
+            None => Box::pin(sweep(&inner, c, &owner, owner_id)).await,
         };
         if let Err(e) = result {
             if matches!(e, JobError::Imap(_)) {

@@ -12,20 +12,15 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::plan::MailboxStatus;
-use super::plan::{
-    CredentialSource, FolderName, FolderRole, MailboxPlan, MailboxState, WatchedFolder,
-};
+use super::judge::{judge, save_checkpoint, Cursor};
+use super::plan::{CredentialSource, FolderName, MailboxPlan, MailboxState, WatchedFolder};
 use super::replace::replace_with_block;
 use super::user::{blocking, bump, do_job, next_login, JobError};
 use super::{Inner, Job, Uids};
 use crate::imap_client::Credential;
 use crate::imap_client::{ClientError, ImapClient, Search};
-use crate::store::{FolderCheckpoint, MessageLocation, TrackStatus, UserId};
-use crate::track::{AutoDecision, TrackRequest, TrackSource};
-
-/// Checkpoints are written at least every this many messages judged.
-const CHECKPOINT_EVERY: usize = 64;
+use crate::store::{MessageLocation, TrackStatus, UserId};
+use crate::track::{TrackRequest, TrackSource};
 
 /// A message in the owner's Sent folder: tracked (correlated) when it replies to
 /// tracked email, then marked `$CRM_Tracked` where the folder allows keywords.
@@ -130,16 +125,6 @@ pub(super) async fn watch(
     }
 }
 
-/// One folder of a group on its connection: where it stands.
-struct Cursor {
-    name: String,
-    role: FolderRole,
-    validity: u32,
-    last: u32,
-    /// HIGHESTMODSEQ at the last SELECT (CONDSTORE servers), kept in the checkpoint.
-    modseq: Option<u64>,
-}
-
 /// Adds `n` to a status counter while it lives (connections, folders watched).
 struct Counted<'a>(&'a AtomicU64, u64);
 
@@ -210,14 +195,15 @@ async fn watch_once(
             Err(e) => return Err(e.into()),
         };
         plan.status.folder_problem(&name, None);
-        let last = start_after(inner, plan, owner, &mut c, &name, validity, modseq).await?;
-        folders.push(Cursor {
+        let mut cursor = Cursor {
             name,
             role: f.role,
             validity,
-            last,
+            last: 0,
             modseq,
-        });
+        };
+        Box::pin(start_after(inner, plan, owner, &mut c, &mut cursor)).await?;
+        folders.push(cursor);
     }
     if folders.is_empty() {
         return Ok(());
@@ -227,7 +213,9 @@ async fn watch_once(
     let mut next_sweep = tokio::time::Instant::now();
     loop {
         if sweeps && tokio::time::Instant::now() >= next_sweep {
-            sweep_folders(inner, plan, owner, &mut c, &folders).await?;
+            // Boxed, as is the catch-up below: an idle connection (IDLE is most
+            // of its life) then holds a small future, not the largest of these.
+            Box::pin(sweep_folders(inner, plan, owner, &mut c, &folders)).await?;
             next_sweep = tokio::time::Instant::now() + interval;
         }
         // The IDLE folder last: it stays selected, and mail that arrives after
@@ -236,7 +224,7 @@ async fn watch_once(
             if *shutdown.borrow() {
                 return Ok(());
             }
-            catch_up(inner, plan, owner, &mut c, f, shutdown).await?;
+            Box::pin(catch_up(inner, plan, owner, &mut c, f, shutdown)).await?;
         }
         plan.status.synced();
         tokio::select! {
@@ -246,65 +234,48 @@ async fn watch_once(
     }
 }
 
-/// The UID after which a folder's new mail starts: its checkpoint's (same
-/// UIDVALIDITY), none (a folder recreated: all of it again), else its newest.
+/// Where a folder's new mail starts (`f.last`): after its checkpoint's UID
+/// (same UIDVALIDITY), at the start (a folder recreated: all of it again), else
+/// after its newest message.
 async fn start_after(
     inner: &Arc<Inner>,
     plan: &Arc<MailboxPlan>,
     owner: UserId,
     c: &mut ImapClient,
-    folder: &str,
-    validity: u32,
-    modseq: Option<u64>,
-) -> Result<u32, JobError> {
+    f: &mut Cursor,
+) -> Result<(), JobError> {
     if plan.checkpoints {
         let engine = inner.engine.clone();
-        let (key, f) = (plan.key.clone(), folder.to_string());
-        let cp = blocking(move || Ok(engine.store().checkpoint(owner, &key, &f)?)).await?;
+        let (key, name) = (plan.key.clone(), f.name.clone());
+        let cp = blocking(move || Ok(engine.store().checkpoint(owner, &key, &name)?)).await?;
         match cp {
-            Some(cp) if cp.uid_validity == validity => return Ok(cp.last_uid),
+            Some(cp) if cp.uid_validity == f.validity => {
+                f.last = cp.last_uid;
+                return Ok(());
+            }
             Some(cp) => {
                 tracing::warn!(
-                    folder,
+                    folder = %f.name,
                     old = cp.uid_validity,
-                    new = validity,
+                    new = f.validity,
                     "UIDVALIDITY changed: the folder is judged again by Message-ID"
                 );
-                return Ok(0);
+                f.last = 0;
+                return Ok(());
             }
             None => {}
         }
     }
-    let last = c
+    f.last = c
         .uid_search(Search::All)
         .await?
         .into_iter()
         .max()
         .unwrap_or(0);
     if plan.checkpoints {
-        save_checkpoint(inner, plan, owner, folder, validity, last, modseq).await?;
+        save_checkpoint(inner, owner, f.checkpoint(owner, &plan.key)).await?;
     }
-    Ok(last)
-}
-
-async fn save_checkpoint(
-    inner: &Arc<Inner>,
-    plan: &Arc<MailboxPlan>,
-    owner: UserId,
-    folder: &str,
-    validity: u32,
-    last: u32,
-    modseq: Option<u64>,
-) -> Result<(), JobError> {
-    let engine = inner.engine.clone();
-    let (key, f) = (plan.key.clone(), folder.to_string());
-    let cp = FolderCheckpoint {
-        uid_validity: validity,
-        last_uid: last,
-        highest_modseq: modseq,
-        updated: chrono::Utc::now(),
-    };
-    blocking(move || Ok(engine.store().put_checkpoint(owner, &key, &f, &cp)?)).await
+    Ok(())
 }
 
 /// Judge a folder's mail that arrived after its cursor.
@@ -349,48 +320,6 @@ async fn catch_up(
     }
 }
 
-/// Judge new UIDs of a folder, storing the checkpoint as it goes.
-async fn judge(
-    inner: &Arc<Inner>,
-    plan: &Arc<MailboxPlan>,
-    owner: UserId,
-    c: &mut ImapClient,
-    f: &mut Cursor,
-    new: &[u32],
-    shutdown: &watch::Receiver<bool>,
-) -> Result<(), JobError> {
-    plan.status.set_state(MailboxState::Syncing);
-    plan.status.backlog(new.len() as u64);
-    let mut since_saved = 0;
-    for (i, uid) in new.iter().copied().enumerate() {
-        // In-flight work finishes; the next message waits for the next start.
-        if *shutdown.borrow() {
-            break;
-        }
-        match f.role {
-            FolderRole::Incoming => {
-                new_message(inner, plan, c, owner, &f.name, f.validity, uid).await?
-            }
-            FolderRole::Sent => {
-                let engine = inner.engine.clone();
-                let actor = blocking(move || engine.actor_by_id(owner, owner)).await?;
-                sent_message(inner, c, actor, &plan.key, &f.name, uid).await?;
-            }
-        }
-        f.last = f.last.max(uid);
-        plan.status.backlog((new.len() - i - 1) as u64);
-        since_saved += 1;
-        if plan.checkpoints && since_saved >= CHECKPOINT_EVERY {
-            save_checkpoint(inner, plan, owner, &f.name, f.validity, f.last, f.modseq).await?;
-            since_saved = 0;
-        }
-    }
-    if plan.checkpoints && since_saved > 0 {
-        save_checkpoint(inner, plan, owner, &f.name, f.validity, f.last, f.modseq).await?;
-    }
-    Ok(())
-}
-
 /// Request keywords in every watched folder (set by a client that talked to
 /// the server directly) and, for the group of INBOX, the mailbox's sweep.
 async fn sweep_folders(
@@ -419,66 +348,24 @@ async fn sweep_folders(
     Ok(())
 }
 
-/// New mail in an incoming folder: tracked when the rules say so.
-async fn new_message(
-    inner: &Arc<Inner>,
-    plan: &Arc<MailboxPlan>,
-    c: &mut ImapClient,
-    owner: UserId,
-    folder: &str,
-    validity: u32,
-    uid: u32,
-) -> Result<(), JobError> {
-    let Some(raw) = c.fetch_raw(uid).await? else {
-        return Ok(());
-    };
-    // Shared with the blocking task without a copy (a message may be large).
-    let raw = Arc::new(raw);
-    let engine = inner.engine.clone();
-    let location = MessageLocation {
-        folder: folder.to_string(),
-        uid_validity: validity,
-        uid,
-    };
-    let (at, r) = (location.clone(), raw.clone());
-    let regarding = plan.folder_regarding.get(folder).copied();
-    let rules = plan.rules.clone();
-    let judged =
-        blocking(move || engine.on_new_mail(owner, &r, Some(location), &rules, regarding)).await;
-    let cfg = inner.engine.config();
-    match judged {
-        Ok((Some(t), _)) => {
-            bump(inner);
-            MailboxStatus::count(&plan.status.tracked);
-            tracing::info!(uid, folder, activity = %t.activity.id, "tracked automatically");
-            if c.keywords_allowed {
-                let kw = if t.record.status == TrackStatus::Pending {
-                    &cfg.pending_keyword
-                } else {
-                    &cfg.tracked_keyword
-                };
-                c.store_keywords(uid, &[kw], &[]).await?;
-            }
-            if t.record.status == TrackStatus::Tracked {
-                replace_with_block(inner, c, owner, &plan.key, &at, &raw).await?;
-            }
-        }
-        Ok((None, AutoDecision::Track)) => {
-            MailboxStatus::count(&plan.status.skipped);
-            // Tracked here before (a restart after the activity was written but
-            // before its keyword was): the keyword is set now.
-            if plan.checkpoints && c.keywords_allowed {
-                c.store_keywords(uid, &[&cfg.tracked_keyword], &[]).await?;
-            }
-        }
-        Ok((None, AutoDecision::Skip(why))) => {
-            MailboxStatus::count(&plan.status.skipped);
-            tracing::debug!(uid, folder, reason = %why, "not tracked");
-        }
-        Err(e) => {
-            MailboxStatus::count(&plan.status.failed);
-            tracing::warn!(uid, folder, error = %e, "automatic tracking failed");
-        }
+#[cfg(test)]
+mod tests {
+    /// The size of the future an async fn of five arguments returns.
+    fn future_size<A, B, C, D, E, F: std::future::Future>(_: fn(A, B, C, D, E) -> F) -> usize {
+        std::mem::size_of::<F>()
     }
-    Ok(())
+    fn future_size3<A, B, C, F: std::future::Future>(_: fn(A, B, C) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// A gateway holds one `run` and two `watch` tasks per mailbox for as long
+    /// as it runs, mostly idle: their futures must not carry the largest of
+    /// their rare steps inline (catching up, sweeping, jobs were 12 KB each).
+    #[test]
+    fn a_mailbox_s_long_lived_futures_stay_small() {
+        let watch = future_size(super::watch as fn(_, _, _, _, _) -> _);
+        let run = future_size3(super::super::user::run as fn(_, _, _) -> _);
+        assert!(watch < 6 * 1024, "watch future: {watch} bytes");
+        assert!(run < 6 * 1024, "run future: {run} bytes");
+    }
 }
