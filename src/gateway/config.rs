@@ -34,6 +34,9 @@ pub struct GatewayConfig {
     pub backoff_max_secs: u64,
     /// How long one IDLE lasts before every watched folder is looked at again.
     pub idle_secs: u64,
+    /// Use NOTIFY (RFC 5465) where the server has it: one connection watches
+    /// every folder of a mailbox. `false` keeps IDLE per connection.
+    pub notify: bool,
     /// Org-wide rules; each mailbox may override them.
     #[serde(flatten)]
     pub rules: RulesConfig,
@@ -55,6 +58,7 @@ impl Default for GatewayConfig {
             backoff_first_secs: 1,
             backoff_max_secs: 300,
             idle_secs: 25 * 60,
+            notify: true,
             rules: RulesConfig::default(),
             servers: BTreeMap::new(),
             server_connections: BTreeMap::new(),

@@ -112,6 +112,7 @@ pub fn plan_for(
         },
         job_connection: false,
         idle_for: Duration::from_secs(g.idle_secs.clamp(1, 29 * 60)),
+        notify: g.notify,
         status,
     })
 }

@@ -110,6 +110,11 @@ impl RawResponse {
         self.tag() == Some(tag.as_bytes())
     }
 
+    /// `* STATUS …`: with NOTIFY, news of a folder that is not selected.
+    pub(super) fn is_status(&self) -> bool {
+        self.bytes.len() >= 9 && self.bytes[..9].eq_ignore_ascii_case(b"* STATUS ")
+    }
+
     pub(super) fn is_continuation(&self) -> bool {
         self.bytes.first() == Some(&b'+')
     }
@@ -152,6 +157,9 @@ pub struct ImapClient {
     pub replace_refusal_said: bool,
     /// The server's folder layout, once asked for.
     pub(super) layout: Option<FolderLayout>,
+    /// A NOTIFY `STATUS` (new mail in a folder not selected) came in a reply
+    /// since [`ImapClient::take_notified`] was last asked.
+    pub(super) notified: bool,
 }
 
 impl ImapClient {
@@ -180,6 +188,7 @@ impl ImapClient {
             capabilities: None,
             replace_refusal_said: false,
             layout: None,
+            notified: false,
         })
     }
 
@@ -197,6 +206,7 @@ impl ImapClient {
             capabilities: None,
             replace_refusal_said: false,
             layout: None,
+            notified: false,
         }
     }
 
@@ -329,7 +339,7 @@ impl ImapClient {
 
     /// A command imap-codec has no type for (XLIST): `line` is a whole
     /// command without tag and CRLF, made of constants only.
-    pub(super) async fn run_line(&mut self, line: &'static str) -> Result<Reply, ClientError> {
+    pub(super) async fn run_line(&mut self, line: &str) -> Result<Reply, ClientError> {
         let tag = self.tag();
         self.writer
             .write_all(format!("{tag} {line}\r\n").as_bytes())
@@ -419,6 +429,7 @@ impl ImapClient {
             if r.bytes.len() >= 5 && r.bytes[..5].eq_ignore_ascii_case(b"* BYE") {
                 return Err(ClientError::Closed);
             }
+            self.notified |= r.is_status();
             untagged.push(r);
         }
     }

@@ -362,8 +362,46 @@ impl ImapClient {
         Ok(())
     }
 
+    /// NOTIFY (RFC 5465): from now on the server tells of new and expunged
+    /// mail in the selected folder and in `others` (as `STATUS`), also while
+    /// no IDLE runs ([`ImapClient::take_notified`]). Refused (`Unsendable`) for
+    /// a folder name that is not printable ASCII (IMAP's modified UTF-7 names
+    /// are); the caller then keeps plain IDLE.
+    pub async fn notify_new_mail(&mut self, others: &[&str]) -> Result<(), ClientError> {
+        let mut line = String::from("NOTIFY SET (selected (MessageNew MessageExpunge))");
+        if !others.is_empty() {
+            // RFC 5465: `mailboxes` takes one name or a parenthesised list.
+            line.push_str(" (mailboxes (");
+            for (i, name) in others.iter().enumerate() {
+                if name.is_empty() || !name.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                    return Err(ClientError::Unsendable("a folder name for NOTIFY"));
+                }
+                if i > 0 {
+                    line.push(' ');
+                }
+                line.push_str(&super::quoted(name));
+            }
+            line.push_str(") (MessageNew MessageExpunge))");
+        }
+        let r = self.run_line(&line).await?;
+        if !r.ok {
+            return Err(ClientError::Refused {
+                command: "NOTIFY",
+                text: r.text(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether a NOTIFY `STATUS` (new mail in a folder not selected) came since
+    /// the last time this was asked.
+    pub fn take_notified(&mut self) -> bool {
+        std::mem::take(&mut self.notified)
+    }
+
     /// IDLE for at most `wait`; true when the server announced new mail
-    /// (EXISTS) — a recent, expunge or flag change only ends the wait at its end.
+    /// (EXISTS, or with NOTIFY a `STATUS` of another folder) — a recent,
+    /// expunge or flag change only ends the wait at its end.
     pub async fn idle(&mut self, wait: std::time::Duration) -> Result<bool, ClientError> {
         let tag = self.send(CommandBody::Idle).await?;
         // An EXISTS the server sends before its `+` (mail that arrived since the
@@ -380,12 +418,13 @@ impl ImapClient {
                     text: r.first_line(),
                 });
             }
-            exists |= is_exists(&r);
+            exists |= is_exists(&r) || r.is_status();
         }
         if !exists {
             let deadline = tokio::time::Instant::now() + wait;
             while let Ok(r) = tokio::time::timeout_at(deadline, self.read_response()).await {
-                if is_exists(&r?) {
+                let r = r?;
+                if is_exists(&r) || r.is_status() {
                     exists = true;
                     break;
                 }

@@ -353,3 +353,50 @@ fn a_mailbox_added_by_sighup_judges_only_mail_that_arrives_after_it_starts_watch
         assert!(tracked(store.as_ref(), &added, &id).is_none(), "{id}");
     }
 }
+
+/// With NOTIFY (Dovecot has it) one connection watches a mailbox's three
+/// folders and hears of new mail in each: mail in a folder that is not the one
+/// IDLE runs on is judged at once, not when the 10-minute IDLE ends. With
+/// `notify = false` the folders are split over two connections again.
+#[test]
+fn with_notify_one_connection_watches_every_folder_and_hears_of_each() {
+    let dv = dovecot();
+    let o = owner("notify");
+    let setup = Setup::new(std::slice::from_ref(&o), None);
+    let mut c = RawImap::login(dv.imap_addr(), &o, PASSWORD);
+    assert!(c.cmd("CREATE Projects").ok());
+    let rules = "auto_track = \"all\"\nwatch = [\"INBOX\", \"Projects\", \"Archive\"]";
+    assert!(c.cmd("CREATE Archive").ok());
+    let admin = admin_addr();
+    let config = setup.config(dv, admin, "idle_secs = 600", &mailbox(&o, rules));
+    let gw = Gateway::start(&config, admin, &[]);
+    gw.wait_metric("crmproxy_gateway_folders_watched", 3);
+    assert_eq!(gw.metric("crmproxy_gateway_connections"), 1);
+    for (n, folder) in ["Projects", "Archive", "INBOX"].iter().enumerate() {
+        let raw = message(&format!("notify-{n}@gw.example"), CONTACT, "Notified", "");
+        assert!(c.append(folder, &raw).ok());
+        wait_tracked(dv, &o, folder, 1);
+    }
+    let sessions = dv.sessions(&o);
+    let (st, log) = gw.terminate();
+    assert!(st.success(), "{log}");
+    // The gateway's one connection and this test's.
+    assert_eq!(sessions, 2, "{log}");
+    let store = setup.store();
+    for n in 0..3 {
+        assert_one_activity(&*store, &o, &format!("notify-{n}@gw.example"));
+    }
+    drop(store);
+
+    let config = setup.config(
+        dv,
+        admin,
+        "idle_secs = 600\nnotify = false",
+        &mailbox(&o, rules),
+    );
+    let gw = Gateway::start(&config, admin, &[]);
+    gw.wait_metric("crmproxy_gateway_folders_watched", 3);
+    gw.wait_metric("crmproxy_gateway_connections", 2);
+    let (st, log) = gw.terminate();
+    assert!(st.success(), "{log}");
+}

@@ -143,7 +143,8 @@ pub fn crmproxy(config: &Path) -> Command {
     c.arg("--config")
         .arg(config)
         .env("GW_TEST_PASSWORD", PASSWORD)
-        .env("RUST_LOG", "info");
+        // GW_LOG=debug shows what the gateway did, when a test needs looking into.
+        .env("RUST_LOG", std::env::var("GW_LOG").unwrap_or("info".into()));
     c
 }
 

@@ -37,6 +37,7 @@ use sled::transaction::{
 };
 use uuid::Uuid;
 
+use super::compact::compact;
 use super::search_index::PostingChange;
 use crate::store::activity::{
     subject_token, thread_conversation, Activity, ActivityDetails, HeaderFacts, MessageLocation,
@@ -378,7 +379,7 @@ impl<'a> Tx<'a> {
         if check_links {
             self.check_record_links(&r)?;
         }
-        self.t(RECORDS).insert(r.id().as_bytes(), json(&r))?;
+        self.t(RECORDS).insert(r.id().as_bytes(), compact(&r))?;
         Ok((r, outcome))
     }
 
@@ -508,9 +509,9 @@ impl<'a> Tx<'a> {
         if check_links {
             self.check_activity_links(&a)?;
         }
-        self.t(ACTIVITIES).insert(id.as_bytes(), json(&a))?;
+        self.t(ACTIVITIES).insert(id.as_bytes(), compact(&a))?;
         self.t(FACTS)
-            .insert(id.as_bytes(), json(&HeaderFacts::from(&a)))?;
+            .insert(id.as_bytes(), compact(&HeaderFacts::from(&a)))?;
         Ok((a, outcome))
     }
 
@@ -602,7 +603,7 @@ impl<'a> Tx<'a> {
         if check_links {
             self.check_tracking(t)?;
         }
-        self.t(TRACKING).insert(key, json(t))?;
+        self.t(TRACKING).insert(key, compact(t))?;
         // Its people join the owner's address book once, when it becomes tracked.
         let was_tracked = old
             .as_ref()

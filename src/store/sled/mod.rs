@@ -4,6 +4,7 @@
 
 mod book;
 mod checkpoints;
+mod compact;
 mod export;
 pub(crate) mod index;
 mod kind_index;
@@ -264,6 +265,22 @@ impl SledStore {
     /// Bytes on disk of the database and blobs (for benchmarks and `doctor`).
     pub fn size_on_disk(&self) -> Result<u64> {
         Ok(self.db.size_on_disk()? + dir_size(&self.dir.join("blobs")))
+    }
+
+    /// Per tree: its name, entries and the bytes of their keys and values (for
+    /// the store benchmark: where the bytes on disk come from).
+    pub fn tree_sizes(&self) -> Result<Vec<(&'static str, u64, u64)>> {
+        let mut out = Vec::with_capacity(ix::TREES.len());
+        for (name, tree) in ix::TREES.iter().zip(&self.trees) {
+            let (mut n, mut bytes) = (0u64, 0u64);
+            for item in tree.iter() {
+                let (k, v) = item?;
+                n = n.saturating_add(1);
+                bytes = bytes.saturating_add((k.len() + v.len()) as u64);
+            }
+            out.push((*name, n, bytes));
+        }
+        Ok(out)
     }
 
     fn get_json<T: serde::de::DeserializeOwned>(

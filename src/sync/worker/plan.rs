@@ -232,6 +232,9 @@ pub struct MailboxPlan {
     pub job_connection: bool,
     /// How long one IDLE lasts before the folders are looked at again.
     pub idle_for: Duration,
+    /// Where the server has NOTIFY (RFC 5465), watch every folder on one
+    /// connection told of new mail in all of them.
+    pub notify: bool,
     pub status: Arc<MailboxStatus>,
 }
 
@@ -263,6 +266,7 @@ impl MailboxPlan {
             idle_for: sync_interval
                 .min(Duration::from_secs(29 * 60))
                 .max(Duration::from_secs(1)),
+            notify: true,
             status: Arc::new(MailboxStatus::default()),
         }
     }
@@ -270,8 +274,16 @@ impl MailboxPlan {
     /// The folders split between the watch connections this mailbox may open:
     /// each group is watched on one connection (IDLE on its first folder).
     pub fn watch_groups(&self) -> Vec<Vec<WatchedFolder>> {
-        let spare = self
-            .max_connections
+        self.watch_groups_within(self.max_connections)
+    }
+
+    /// The folders all on one connection (the server has NOTIFY).
+    pub fn one_watch_group(&self) -> Vec<Vec<WatchedFolder>> {
+        self.watch_groups_within(usize::from(self.job_connection) + 1)
+    }
+
+    fn watch_groups_within(&self, max_connections: usize) -> Vec<Vec<WatchedFolder>> {
+        let spare = max_connections
             .saturating_sub(usize::from(self.job_connection))
             .max(1);
         let n = self.folders.len().min(spare).max(1);

@@ -66,7 +66,11 @@ pub(super) async fn run(inner: Arc<Inner>, plan: Arc<MailboxPlan>, mut jobs: mps
         }
     };
     let mut watchers = tokio::task::JoinSet::new();
-    for group in plan.watch_groups() {
+    let mut groups = plan.watch_groups();
+    if groups.len() > 1 && plan.notify && server_has_notify(&plan, &credential).await {
+        groups = plan.one_watch_group();
+    }
+    for group in groups {
         // Without a job connection the watchers sweep, each its own folders'
         // request keywords (the group holding INBOX also the pending requests).
         let sweeps = !plan.job_connection;
@@ -168,6 +172,25 @@ pub(super) async fn run(inner: Arc<Inner>, plan: Arc<MailboxPlan>, mut jobs: mps
     if let Some(c) = conn {
         c.logout().await;
     }
+}
+
+/// Whether the mailbox's server has NOTIFY (RFC 5465), asked on a connection
+/// of its own at the start; `false` when it cannot be asked (the watchers then
+/// keep one connection per group, and say why they cannot connect).
+async fn server_has_notify(plan: &MailboxPlan, credential: &Credential) -> bool {
+    let _permit = match &plan.budget {
+        Some(b) => match b.clone().acquire_owned().await {
+            Ok(p) => Some(p),
+            Err(_) => return false,
+        },
+        None => None,
+    };
+    let Ok(mut c) = ImapClient::connect(&plan.connector, credential).await else {
+        return false;
+    };
+    let has = c.has_capability("NOTIFY").await.unwrap_or(false);
+    c.logout().await;
+    has
 }
 
 pub(super) async fn blocking<T: Send + 'static>(

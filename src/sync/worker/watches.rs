@@ -209,6 +209,18 @@ async fn watch_once(
         return Ok(());
     }
     let _watching = Counted::new(&plan.status.folders_watched, folders.len() as u64);
+    if folders.len() > 1 && plan.notify && c.has_capability("NOTIFY").await? {
+        // The IDLE folder (the first) is the selected one; the others are told
+        // of by NOTIFY STATUS, while IDLE runs and between commands alike.
+        let others: Vec<&str> = folders[1..].iter().map(|f| f.name.as_str()).collect();
+        match c.notify_new_mail(&others).await {
+            Ok(()) => tracing::debug!(folders = folders.len(), "NOTIFY set"),
+            Err(e @ (ClientError::Refused { .. } | ClientError::Unsendable(_))) => {
+                tracing::info!(error = %e, "no NOTIFY; the other folders are looked at whenever IDLE ends");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     let interval = inner.sync_interval.max(std::time::Duration::from_secs(1));
     let mut next_sweep = tokio::time::Instant::now();
     loop {
@@ -225,6 +237,10 @@ async fn watch_once(
                 return Ok(());
             }
             Box::pin(catch_up(inner, plan, owner, &mut c, f, shutdown)).await?;
+        }
+        if c.take_notified() {
+            // NOTIFY told of mail in a folder while the others were looked at.
+            continue;
         }
         plan.status.synced();
         tokio::select! {
