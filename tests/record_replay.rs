@@ -19,6 +19,7 @@ use common::dovecot::MASTER_PASSWORD;
 use common::proxy::crmproxy_bin;
 use common::*;
 use record_replay_support::fixtures::*;
+use record_replay_support::thunderbird::*;
 use record_replay_support::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -604,7 +605,60 @@ fn regenerate_fixtures() {
         )
         .unwrap();
     }
+    // Thunderbird where it runs; asked for by name, it must.
+    let tb_missing = thunderbird_missing();
+    if only.split_whitespace().any(|o| o == THUNDERBIRD)
+        || (only.is_empty() && tb_missing.is_empty())
+    {
+        record_thunderbird();
+    } else if only.is_empty() {
+        eprintln!(
+            "{THUNDERBIRD} not re-recorded: {} not installed",
+            tb_missing.join(", ")
+        );
+    }
     assert_no_secrets(&fixture_dir());
+}
+
+/// Thunderbird is not needed: its transcript's client side is played by
+/// `replay --against` through a proxy whose upstream is the same transcript.
+#[test]
+fn thunderbird_fixture_replays_through_the_proxy_as_recorded() {
+    let file = fixture_dir().join(THUNDERBIRD);
+    let text = std::fs::read_to_string(&file).unwrap();
+    shows_the_mailbox(&text).unwrap();
+    let none = no_dovecot();
+    let against = |upstream: &std::path::Path| {
+        let replay = Replay::start(&[upstream.to_path_buf()]);
+        let proxy = proxy_to(&none, replay.addr, "");
+        let out = Command::new(crmproxy_bin())
+            .arg("replay")
+            .arg(&file)
+            .args(["--against", &proxy.imap.to_string(), "--user", "fixture"])
+            .env("IMAP_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), err, replay)
+    };
+    let (code, err, mut replay) = against(&file);
+    assert!(
+        code == Some(0) && err.contains("as recorded"),
+        "{err}\nreplay: {}",
+        replay.stderr()
+    );
+    replay_finishes(&mut replay);
+    // An upstream that says something else (one header byte) is reported.
+    let work = tempdir("rr-tb-");
+    let altered = work.path().join(THUNDERBIRD);
+    std::fs::write(
+        &altered,
+        text.replacen("Quarterly numbers 102", "Quarterly numbers 902", 1),
+    )
+    .unwrap();
+    let (code, err, _replay) = against(&altered);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(err.contains("differs"), "{err}");
 }
 
 #[test]

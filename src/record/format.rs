@@ -268,15 +268,18 @@ pub enum Normalise {
     Modseq,
     /// The human text after a status response's code.
     Text,
+    /// Capability lists (a proxy filters them: STARTTLS, COMPRESS, …).
+    Capability,
 }
 
 impl Normalise {
-    pub const ALL: [Normalise; 5] = [
+    pub const ALL: [Normalise; 6] = [
         Normalise::Tag,
         Normalise::Date,
         Normalise::UidValidity,
         Normalise::Modseq,
         Normalise::Text,
+        Normalise::Capability,
     ];
 
     pub fn name(self) -> &'static str {
@@ -286,6 +289,7 @@ impl Normalise {
             Normalise::UidValidity => "uidvalidity",
             Normalise::Modseq => "modseq",
             Normalise::Text => "text",
+            Normalise::Capability => "capability",
         }
     }
 

@@ -1,12 +1,14 @@
 //! Recording (SPEC section 9): each upstream connection written as a transcript
 //! a person can read and diff, secrets redacted, bodies optionally replaced by
 //! same-length filler. The format and the redaction are pure (`format`,
-//! `escape`, `tracker`, `redact`); `writer` does the file I/O and wraps streams.
+//! `escape`, `tracker`, `redact`); `writer` wraps streams and `sink` does the
+//! file I/O.
 //! `crate::replay` reads transcripts back.
 
 pub mod escape;
 pub mod format;
 pub mod redact;
+pub mod sink;
 pub mod tracker;
 pub mod writer;
 

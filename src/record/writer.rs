@@ -3,12 +3,13 @@
 //! wrapper that copies every byte read and written into the transcript. A
 //! connection that is not recorded is never wrapped (no cost when off).
 //!
-//! What the server sent is written before the client can see it (one `writev`
-//! per read: the records, with the literal text they hold taken from the read
-//! buffer itself, see [`Splice`]), so a killed proxy leaves a complete transcript.
+//! A server read that answers the client (ends a tagged response or a `+`) is
+//! written before the client can see it, from the read buffer itself (one
+//! `writev`, see [`Splice`]), so a killed proxy leaves a transcript with every
+//! answer its clients got. The reads of a burst in between (untagged responses,
+//! literals: a bulk fetch) are gathered into chunks of whole records that the
+//! sink's writer writes while the relay goes on (see `sink.rs`).
 
-use std::fs::File;
-use std::io::{IoSlice, Write};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +19,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::format::{Header, Normalise};
+use super::sink::{Sink, CHUNK};
 use super::tracker::{Redaction, Splice, Tracker};
 use super::RecordError;
 use crate::imap_client::BoxedIo;
@@ -123,14 +125,14 @@ impl Recorder {
         }
         Some(Arc::new(Transcript {
             inner: Mutex::new(Inner {
-                file: Some(file),
-                path,
+                sink: Sink::new(file, path),
                 header: Some(Header { fields }),
                 greeting: Vec::new(),
                 tracker: Tracker::new(self.settings.redaction),
                 start: Instant::now(),
                 out: Vec::new(),
                 splices: Vec::new(),
+                chunk: Vec::new(),
                 users: self.settings.users.clone(),
             }),
         }))
@@ -143,18 +145,19 @@ pub struct Transcript {
 }
 
 struct Inner {
-    /// `None` once closed, failed, or dropped for its user. Written in one call
-    /// per flush from `out` (no second buffer).
-    file: Option<File>,
-    path: PathBuf,
+    /// Where the records go; closed once failed, or dropped for its user.
+    sink: Arc<Sink>,
     /// Written once the greeting is known (its capabilities go in it).
     header: Option<Header>,
     greeting: Vec<u8>,
     tracker: Tracker,
     start: Instant,
+    /// Records not yet written, the blocks of the read being recorded left out.
     out: Vec<u8>,
     /// Blocks of the server read being recorded, to write from its buffer.
     splices: Vec<Splice>,
+    /// Whole records gathered for the sink's writer (a copy, blocks included).
+    chunk: Vec<u8>,
     users: Vec<String>,
 }
 
@@ -167,13 +170,16 @@ impl Transcript {
         tracker.client(ms, bytes, out);
         i.after_feed();
         if i.out.len() >= OUT_MAX {
-            i.write_out(&[]);
+            i.stage(&[]);
         }
     }
 
-    /// Bytes read from the server. Whatever the server said is on disk before
-    /// the client sees it (one `writev` per read, the blocks from the read
-    /// buffer): a proxy killed after a response leaves a transcript that has it.
+    /// Bytes read from the server. A read that ends a tagged response or a `+`
+    /// is on disk before the client sees it (one `writev`, the blocks from the
+    /// read buffer, after whatever the sink's writer still had): a proxy killed
+    /// after an answer leaves a transcript that has it. Other reads (a burst of
+    /// untagged responses and literals) are gathered and written by the sink's
+    /// writer while the relay goes on.
     pub fn server(&self, bytes: &[u8]) {
         let mut i = lock(&self.inner);
         let Some(ms) = i.elapsed_ms() else { return };
@@ -195,19 +201,54 @@ impl Transcript {
             tracker.server(ms, bytes, out);
         }
         i.after_feed();
-        i.write_out(bytes);
+        if i.tracker.server_answered() {
+            i.write_out(bytes);
+            // A burst's buffers are not kept by a connection that waits.
+            i.chunk = Vec::new();
+            i.sink.release();
+        } else {
+            i.stage(bytes);
+        }
     }
 
-    /// Push what is buffered to the file.
+    /// Nothing more to read for now: what is gathered goes to the writer.
+    pub fn idle(&self) {
+        let mut i = lock(&self.inner);
+        if !i.chunk.is_empty() {
+            i.hand_over();
+        }
+    }
+
+    /// Push what is buffered to the file: here when nothing is being written,
+    /// else after what is (without waiting for it).
     pub fn flush(&self) {
+        let mut i = lock(&self.inner);
+        if i.sink.is_idle() {
+            i.write_out(&[]);
+        } else {
+            i.stage(&[]);
+            i.hand_over();
+        }
+    }
+
+    /// Everything recorded so far written, whatever it waits for (the end of
+    /// the stream).
+    pub fn finish(&self) {
         lock(&self.inner).write_out(&[]);
+    }
+
+    #[cfg(test)]
+    fn writes(&self) -> u64 {
+        lock(&self.inner).sink.writes()
     }
 }
 
 impl Inner {
     /// Milliseconds since the connection started; `None` once not recording.
     fn elapsed_ms(&self) -> Option<u64> {
-        self.file.as_ref()?;
+        if !self.sink.is_open() {
+            return None;
+        }
         Some(self.start.elapsed().as_millis().min(u128::from(u64::MAX)) as u64)
     }
 
@@ -228,51 +269,68 @@ impl Inner {
             if let Some(caps) = capabilities(&self.greeting) {
                 h.fields.insert(5, ("capabilities".into(), caps));
             }
-            self.write(h.render().as_bytes());
+            self.sink.write_now(&[h.render().as_bytes()]);
         }
     }
 
-    /// Write the records held (once the header is out), with the blocks
-    /// [`Inner::splices`] place from `input`, the server read just fed.
-    fn write_out(&mut self, input: &[u8]) {
-        if self.header.is_some() || (self.out.is_empty() && self.splices.is_empty()) {
+    /// The records held, with the blocks [`Inner::splices`] place from `input`
+    /// (the server read just fed), copied into the chunk; a full chunk goes to
+    /// the writer.
+    fn stage(&mut self, input: &[u8]) {
+        if self.header.is_some() {
             self.splices.clear();
             return;
         }
+        if self.chunk.capacity() == 0 {
+            self.chunk = self.sink.buffer();
+        }
         let Inner {
-            file, out, splices, ..
+            out,
+            splices,
+            chunk,
+            ..
         } = self;
-        let result = match file.as_mut() {
-            Some(f) => write_spliced(f, out, splices, input),
-            None => Ok(()),
-        };
-        out.clear();
-        splices.clear();
-        if out.capacity() > 4 * OUT_MAX {
-            *out = Vec::new();
+        for part in spliced(out, splices, input) {
+            chunk.extend_from_slice(part);
         }
-        if let Err(e) = result {
-            self.fail(e);
+        self.clear_out();
+        if self.chunk.len() >= CHUNK {
+            self.hand_over();
         }
     }
 
-    fn write(&mut self, bytes: &[u8]) {
-        if let Some(f) = self.file.as_mut() {
-            if let Err(e) = f.write_all(bytes) {
-                self.fail(e);
-            }
-        }
+    fn hand_over(&mut self) {
+        let chunk = std::mem::take(&mut self.chunk);
+        self.sink.queue(chunk);
     }
 
-    fn fail(&mut self, e: std::io::Error) {
-        tracing::warn!(path = %self.path.display(), "recording stopped: {e}");
-        self.file = None;
+    /// Write the chunk and the records held (once the header is out), with the
+    /// blocks [`Inner::splices`] place from `input`, here and now.
+    fn write_out(&mut self, input: &[u8]) {
+        if self.header.is_some() {
+            self.splices.clear();
+            return;
+        }
+        if !(self.chunk.is_empty() && self.out.is_empty() && self.splices.is_empty()) {
+            let mut parts = vec![self.chunk.as_slice()];
+            parts.extend(spliced(&self.out, &self.splices, input));
+            self.sink.write_now(&parts);
+        }
+        self.chunk.clear();
+        self.clear_out();
+    }
+
+    fn clear_out(&mut self) {
+        self.out.clear();
+        self.splices.clear();
+        if self.out.capacity() > 4 * OUT_MAX {
+            self.out = Vec::new();
+        }
     }
 
     /// Not a user to record: the file goes.
     fn discard(&mut self) {
-        self.file = None;
-        let _ = std::fs::remove_file(&self.path);
+        self.sink.close(true);
     }
 }
 
@@ -287,40 +345,23 @@ impl Drop for Inner {
             self.after_feed();
         }
         self.write_out(&[]);
-        self.file = None;
+        self.sink.close(false);
     }
 }
 
-/// `text` with `input[from..to]` of each splice inserted at its place, written
-/// in as few `writev` calls as the kernel allows.
-fn write_spliced(
-    file: &mut File,
-    text: &[u8],
-    splices: &[Splice],
-    input: &[u8],
-) -> std::io::Result<()> {
-    let mut parts: Vec<IoSlice<'_>> = Vec::with_capacity(2 * splices.len() + 1);
+/// `text` with `input[from..to]` of each splice inserted at its place, as the
+/// parts to write (a splice outside `input` is a bug: its part is left empty).
+fn spliced<'a>(text: &'a [u8], splices: &[Splice], input: &'a [u8]) -> Vec<&'a [u8]> {
+    let mut parts = Vec::with_capacity(2 * splices.len() + 1);
     let mut from = 0;
     for s in splices {
-        let content = input
-            .get(s.from..s.to)
-            .ok_or_else(|| std::io::Error::other("a block outside the read it came from"))?;
-        parts.push(IoSlice::new(&text[from..s.at]));
-        parts.push(IoSlice::new(content));
+        debug_assert!(s.to <= input.len(), "a block outside the read it came from");
+        parts.push(&text[from..s.at]);
+        parts.push(input.get(s.from..s.to).unwrap_or_default());
         from = s.at;
     }
-    parts.push(IoSlice::new(&text[from..]));
-    parts.retain(|p| !p.is_empty());
-    let mut rest = &mut parts[..];
-    while !rest.is_empty() {
-        match file.write_vectored(rest) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut rest, n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    parts.push(&text[from..]);
+    parts
 }
 
 /// Records held before they are written (a flush writes them sooner).
@@ -361,10 +402,12 @@ impl AsyncRead for RecordingIo {
         if let Poll::Ready(Ok(())) = &r {
             let new = &buf.filled()[before..];
             if new.is_empty() {
-                self.transcript.flush();
+                self.transcript.finish();
             } else {
                 self.transcript.server(new);
             }
+        } else if r.is_pending() {
+            self.transcript.idle();
         }
         r
     }
@@ -391,5 +434,88 @@ impl AsyncWrite for RecordingIo {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         self.transcript.flush();
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorder() -> (tempfile::TempDir, Arc<Recorder>) {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Recorder::new(RecordSettings {
+            dir: dir.path().join("rec"),
+            redaction: Redaction::default(),
+            users: Vec::new(),
+        })
+        .unwrap();
+        (dir, r)
+    }
+
+    fn text(t: &Transcript) -> String {
+        let path = lock(&t.inner).sink.path();
+        String::from_utf8(std::fs::read(path).unwrap()).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_is_written_in_chunks_and_an_answer_at_once() {
+        let (_d, r) = recorder();
+        let t = r
+            .open("session", Some("127.0.0.1:1"), "127.0.0.1:2")
+            .unwrap();
+        t.server(b"* OK [CAPABILITY IMAP4rev1] ready\r\n");
+        t.client(b"a1 UID FETCH 1 BODY.PEEK[]\r\n");
+        t.flush();
+        let size = 8 * 1024 * 1024;
+        t.server(format!("* 1 FETCH (UID 1 BODY[] {{{size}}}\r\n").as_bytes());
+        let line = b"Line of a big message, text only, as most mail is.....\r\n";
+        let body: Vec<u8> = line.iter().copied().cycle().take(size).collect();
+        let before = t.writes();
+        // 64 KB reads, as the relay makes them during a burst.
+        for read in body.chunks(64 * 1024) {
+            t.server(read);
+        }
+        t.server(b")\r\n");
+        let burst = t.writes() - before;
+        assert!(
+            burst <= (size / CHUNK) as u64,
+            "{burst} writes for the burst"
+        );
+        // The answer: on disk when `server` returns, with all that came before.
+        t.server(b"a1 OK Fetch completed.\r\n");
+        let got = text(&t);
+        let last = got.lines().last().unwrap();
+        assert!(last.ends_with(" a1 OK Fetch completed."), "{last}");
+        // The blocks hold the literal, whole and in order.
+        let mut literal = Vec::new();
+        let mut rest = got.as_bytes();
+        while let Some(at) = memchr::memmem::find(rest, b"S{ ") {
+            let end = at + memchr::memchr(b'\n', &rest[at..]).unwrap();
+            let n: usize = std::str::from_utf8(&rest[at + 3..end])
+                .unwrap()
+                .parse()
+                .unwrap();
+            literal.extend_from_slice(&rest[end + 1..end + 1 + n]);
+            rest = &rest[end + 1 + n..];
+        }
+        assert!(literal == body, "{} of {size} literal bytes", literal.len());
+        // Waiting for the next command, the connection keeps no burst buffers.
+        let i = lock(&t.inner);
+        assert_eq!(i.chunk.capacity() + i.sink.spare_capacity(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn untagged_responses_reach_the_file_once_the_relay_is_idle() {
+        let (_d, r) = recorder();
+        let t = r.open("session", None, "127.0.0.1:2").unwrap();
+        t.server(b"* OK ready\r\n");
+        t.client(b"a1 IDLE\r\n");
+        t.server(b"+ idling\r\n");
+        t.server(b"* 3 EXISTS\r\n");
+        t.idle();
+        // Handed to the writer, not held until the next answer.
+        lock(&t.inner).sink.settle();
+        let got = text(&t);
+        assert!(got.ends_with("* 3 EXISTS\n"), "{got}");
     }
 }

@@ -94,6 +94,10 @@ pub fn normalise(line: &[u8], rules: &[Normalise]) -> Vec<u8> {
                 number_after(&o, b"MODSEQ (")
             }
             Normalise::Text => drop_status_text(&out),
+            Normalise::Capability => match crate::wire::caps::capability_span(&out) {
+                Some((start, end)) => [&out[..start], b"<capabilities>", &out[end..]].concat(),
+                None => out,
+            },
         };
     }
     out
@@ -265,6 +269,14 @@ mod tests {
             "* 1 FETCH (ENVELOPE (\"Mon, <date>\" NIL))\r\n"
         );
         assert_eq!(n("* 3 EXISTS\r\n"), "* 3 EXISTS\r\n");
+        assert_eq!(
+            n("* OK [CAPABILITY IMAP4rev1 STARTTLS IDLE] Dovecot ready.\r\n"),
+            "* OK [CAPABILITY <capabilities>]\r\n"
+        );
+        assert_eq!(
+            n("* CAPABILITY IMAP4rev1 IDLE\r\n"),
+            "* CAPABILITY <capabilities>\r\n"
+        );
         assert_eq!(normalise(b"a1 OK text\r\n", &[]), b"a1 OK text\r\n");
     }
 }

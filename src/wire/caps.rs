@@ -97,7 +97,7 @@ fn atoms(list: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// Byte range of the capability atoms in `line` (after `CAPABILITY `), if any.
 /// Spaces and stray CRs after the last atom are not part of it: they stay as the
 /// server sent them, and a CR never becomes part of the line ending.
-fn capability_span(line: &[u8]) -> Option<(usize, usize)> {
+pub(crate) fn capability_span(line: &[u8]) -> Option<(usize, usize)> {
     let (start, mut end) = capability_list(line)?;
     while end > start && matches!(line[end - 1], b' ' | b'\r') {
         end -= 1;

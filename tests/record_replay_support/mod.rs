@@ -5,6 +5,7 @@
 
 pub mod fixtures;
 pub mod neomutt;
+pub mod thunderbird;
 
 use crate::common::dovecot::MASTER_PASSWORD;
 use crate::common::proxy::{crmproxy_bin, proc_status_kib};
