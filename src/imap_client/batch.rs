@@ -94,7 +94,8 @@ impl ImapClient {
                         _ => {}
                     }
                 }
-                if let (Some(uid), Some(size)) = (uid, size) {
+                // Only what was asked: a server may add FETCH responses of its own.
+                if let (Some(uid), Some(size)) = (uid.filter(|u| uids.contains(u)), size) {
                     out.push((uid, size));
                 }
             }
@@ -197,6 +198,46 @@ mod tests {
         );
         assert!(uid_set(&[]).is_err());
         assert!(uid_set(&[0, 1]).is_err());
+    }
+
+    /// A server's answer to one batch FETCH, with a FETCH of its own (a flag
+    /// change of another message) in between: only the messages asked for come
+    /// back, in UID order; sizes likewise.
+    #[tokio::test]
+    async fn only_the_messages_asked_for_come_back() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let (client_io, server_io) = tokio::io::duplex(4096);
+        let server = tokio::spawn(async move {
+            let (r, mut w) = tokio::io::split(server_io);
+            let mut lines = BufReader::new(r).lines();
+            let line = lines.next_line().await.unwrap().unwrap();
+            assert!(
+                line.contains("UID FETCH 5:6 ") && line.contains("RFC822.SIZE"),
+                "{line}"
+            );
+            w.write_all(
+                b"* 1 FETCH (UID 9 RFC822.SIZE 40)\r\n* 3 FETCH (UID 6 RFC822.SIZE 3)\r\n\
+                  * 2 FETCH (UID 5 RFC822.SIZE 2)\r\nW1 OK done\r\n",
+            )
+            .await
+            .unwrap();
+            let line = lines.next_line().await.unwrap().unwrap();
+            assert!(
+                line.starts_with("W2 UID FETCH 5:6 ") && line.contains("BODY.PEEK[]"),
+                "{line}"
+            );
+            w.write_all(
+                b"* 3 FETCH (UID 6 BODY[] {3}\r\nbye)\r\n* 1 FETCH (FLAGS (\\Seen) UID 9)\r\n\
+                  * 2 FETCH (UID 5 BODY[] {2}\r\nhi)\r\nW2 OK done\r\n",
+            )
+            .await
+            .unwrap();
+        });
+        let mut c = ImapClient::over(Box::new(client_io), b"* OK ready\r\n");
+        assert_eq!(c.fetch_sizes(&[6, 5]).await.unwrap(), vec![(5, 2), (6, 3)]);
+        let got = c.fetch_raw_many(&[5, 6]).await.unwrap();
+        assert_eq!(got, vec![(5, b"hi".to_vec()), (6, b"bye".to_vec())]);
+        server.await.unwrap();
     }
 
     #[test]
