@@ -540,6 +540,9 @@ fn self_signed_dovecot() -> SelfSignedDovecot {
             format!("state_dir = {d}/state")
         } else if l.starts_with("log_path =") {
             format!("log_path = {d}/dovecot.log")
+        } else if l.starts_with("protocols =") {
+            // IMAP only: the base's LMTP listener holds its port already.
+            "protocols = imap".to_owned()
         } else if l == format!("port = {}", base.imap_port) {
             format!("    port = {imap_port}")
         } else if l == format!("port = {}", base.imaps_port) {
