@@ -19,8 +19,14 @@ use crate::store::error::StoreError;
 use crate::store::model::{Kind, Record};
 use crate::store::text::Document;
 
-/// The first bytes of a snapshot file (format version 1).
-const MAGIC: &[u8] = b"crmproxy-search-1\n";
+/// The first bytes of a snapshot file (format version 2: postings name their
+/// document by number, from a table of documents written first). A version 1
+/// file (16-byte ids in every posting) is not read: the index is rebuilt from
+/// the rows once and saved in this format.
+const MAGIC: &[u8] = b"crmproxy-search-2\n";
+/// Bytes of a document in the table (id, kind code) and of a posting (number, weight).
+const DOC_BYTES: usize = 17;
+const POSTING_BYTES: usize = 5;
 
 /// Reads a snapshot front to back; `None` when fewer bytes are left than asked.
 struct Reader<'a>(&'a [u8]);
@@ -114,15 +120,25 @@ impl MemIndex {
     }
 
     /// The snapshot file's bytes: `MAGIC`, the 16-byte stamp that the store's
-    /// `meta` tree must hold for the snapshot to be current, the number of tokens
+    /// `meta` tree must hold for the snapshot to be current, the documents (their
+    /// count as u32, then each id and kind code, by number), the number of tokens
     /// (u32, so a file cut short at a token's end is not taken for a whole one),
     /// then per token its length (u16), its bytes, its posting count (u32) and the
-    /// postings (id, kind code, weight).
+    /// postings (document number as u32, weight). Loading it is a table read,
+    /// not an id lookup per posting.
     pub fn snapshot(&self, stamp: &[u8; 16]) -> Vec<u8> {
         let postings: usize = self.postings.values().map(Vec::len).sum();
-        let mut out = Vec::with_capacity(24 + self.postings.len() * 16 + postings * 18);
+        let mut out = Vec::with_capacity(
+            28 + self.docs.len() * DOC_BYTES + self.postings.len() * 16 + postings * POSTING_BYTES,
+        );
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(stamp);
+        // `number` never lets the table grow past u32.
+        out.extend_from_slice(&(self.docs.len() as u32).to_be_bytes());
+        for (id, kind) in &self.docs {
+            out.extend_from_slice(id.as_bytes());
+            out.push(kind.code());
+        }
         // Tokens are cut to a few dozen bytes by `text::tokens`; a longer one could
         // not be written, so it is left out rather than corrupting the file.
         let written: Vec<_> = self
@@ -137,9 +153,7 @@ impl MemIndex {
             out.extend_from_slice(token.as_bytes());
             out.extend_from_slice(&(list.len() as u32).to_be_bytes());
             for p in list {
-                let (id, kind) = self.docs[p.doc as usize];
-                out.extend_from_slice(id.as_bytes());
-                out.push(kind.code());
+                out.extend_from_slice(&p.doc.to_be_bytes());
                 out.push(p.weight);
             }
         }
@@ -147,26 +161,40 @@ impl MemIndex {
     }
 
     /// Read a snapshot written by [`MemIndex::snapshot`] with this `stamp`; `None`
-    /// for any other file (another stamp, truncated, damaged): then the caller
-    /// rebuilds.
+    /// for any other file (another stamp or format, truncated, damaged): then the
+    /// caller rebuilds.
     pub fn from_snapshot(bytes: &[u8], stamp: &[u8; 16]) -> Option<MemIndex> {
         let mut r = Reader(bytes);
         if r.take(MAGIC.len())? != MAGIC || r.take(16)? != stamp {
             return None;
         }
-        let tokens = u32::from_be_bytes(r.take(4)?.try_into().ok()?);
         let mut index = MemIndex::default();
+        let docs = u32::from_be_bytes(r.take(4)?.try_into().ok()?) as usize;
+        // A count the file cannot hold is damage (checked before allocating).
+        let table = r.take(docs.checked_mul(DOC_BYTES)?)?;
+        index.docs.reserve_exact(docs);
+        index.numbers.reserve(docs);
+        for (n, d) in table.chunks_exact(DOC_BYTES).enumerate() {
+            let id = Uuid::from_slice(&d[..16]).ok()?;
+            index.docs.push((id, Kind::from_code(d[16])?));
+            // An id twice in the table: not a file this code wrote.
+            if index.numbers.insert(id, n as u32).is_some() {
+                return None;
+            }
+        }
+        let tokens = u32::from_be_bytes(r.take(4)?.try_into().ok()?);
         for _ in 0..tokens {
             let len = u16::from_be_bytes(r.take(2)?.try_into().ok()?) as usize;
             let token = std::str::from_utf8(r.take(len)?).ok()?;
             let count = u32::from_be_bytes(r.take(4)?.try_into().ok()?) as usize;
-            // Each posting is 18 bytes: a count the file cannot hold is damage.
-            let body = r.take(count.checked_mul(18)?)?;
+            let body = r.take(count.checked_mul(POSTING_BYTES)?)?;
             let mut list = Vec::with_capacity(count);
-            for c in body.chunks_exact(18) {
-                let id = Uuid::from_slice(&c[..16]).ok()?;
-                let doc = index.number(id, Kind::from_code(c[16])?)?;
-                list.push(Posting { doc, weight: c[17] });
+            for c in body.chunks_exact(POSTING_BYTES) {
+                let doc = u32::from_be_bytes(c[..4].try_into().ok()?);
+                if doc as usize >= docs {
+                    return None;
+                }
+                list.push(Posting { doc, weight: c[4] });
             }
             if !list.is_empty() {
                 index.postings.insert(token.into(), list);
@@ -438,18 +466,34 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(MemIndex::from_snapshot(&longer, &stamp).is_none());
-        // A posting count far beyond the file (and beyond usize when multiplied).
+        // A document count, and a posting count, far beyond the file.
         let mut huge = bytes[..MAGIC.len() + 16].to_vec();
+        huge.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(MemIndex::from_snapshot(&huge, &stamp).is_none());
+        let mut huge = bytes[..MAGIC.len() + 16].to_vec();
+        huge.extend_from_slice(&0u32.to_be_bytes());
         huge.extend_from_slice(&1u32.to_be_bytes());
         huge.extend_from_slice(&3u16.to_be_bytes());
         huge.extend_from_slice(b"zoe");
         huge.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(MemIndex::from_snapshot(&huge, &stamp).is_none());
-        // An unknown kind code.
+        // An unknown kind code in the document table.
         let mut bad = bytes.clone();
-        let kind_at = MAGIC.len() + 16 + 4 + 2 + "muller".len() + 4 + 16;
+        let kind_at = MAGIC.len() + 16 + 4 + 16;
         bad[kind_at] = 0xEE;
         assert!(MemIndex::from_snapshot(&bad, &stamp).is_none());
+        // A posting naming a document past the table.
+        let docs = index.docs.len();
+        let first_posting = MAGIC.len() + 16 + 4 + docs * DOC_BYTES + 4 + 2;
+        let token_len = u16::from_be_bytes([bytes[first_posting - 2], bytes[first_posting - 1]]);
+        let at = first_posting + token_len as usize + 4;
+        let mut bad = bytes.clone();
+        bad[at..at + 4].copy_from_slice(&(docs as u32).to_be_bytes());
+        assert!(MemIndex::from_snapshot(&bad, &stamp).is_none());
+        // A version 1 file (the magic of the earlier format) is rebuilt, not read.
+        let mut v1 = bytes.clone();
+        v1[..MAGIC.len()].copy_from_slice(b"crmproxy-search-1\n");
+        assert!(MemIndex::from_snapshot(&v1, &stamp).is_none());
     }
 
     mod store {
