@@ -161,8 +161,15 @@ impl MailboxStatus {
     pub fn fields(&self) -> StatusFields {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+    /// While a folder stays wrong the mailbox shows in error, whatever the
+    /// rest is doing: an administrator reading the status must see it.
     pub fn set_state(&self, state: MailboxState) {
-        self.with(|s| s.state = state)
+        self.with(|s| {
+            s.state = match (&s.problem, state) {
+                (Some(_), MailboxState::Stopped) | (None, _) => state,
+                (Some(_), _) => MailboxState::Error,
+            }
+        })
     }
     /// Something failed: the error is kept until the next successful sync.
     pub fn error(&self, text: String) {
@@ -183,7 +190,12 @@ impl MailboxStatus {
         };
         let all = (!p.is_empty()).then(|| p.values().cloned().collect::<Vec<_>>().join("; "));
         drop(p);
-        self.with(|s| s.problem = all)
+        self.with(|s| {
+            if all.is_some() && s.state != MailboxState::Stopped {
+                s.state = MailboxState::Error;
+            }
+            s.problem = all
+        })
     }
     /// A folder was caught up.
     pub fn synced(&self) {
@@ -330,5 +342,23 @@ mod tests {
             max: Duration::from_secs(5),
         };
         assert_eq!(fixed.pause(7), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_folder_s_problem_keeps_the_mailbox_in_error_while_the_rest_syncs() {
+        let status = MailboxStatus::default();
+        status.folder_problem("Gone", Some("cannot watch folder Gone".into()));
+        assert_eq!(status.fields().state, MailboxState::Error);
+        status.set_state(MailboxState::Syncing);
+        assert_eq!(status.fields().state, MailboxState::Error);
+        status.synced();
+        assert_eq!(status.fields().state, MailboxState::Error);
+        status.set_state(MailboxState::Stopped);
+        assert_eq!(status.fields().state, MailboxState::Stopped);
+        status.folder_problem("Gone", None);
+        status.set_state(MailboxState::Syncing);
+        assert_eq!(status.fields().state, MailboxState::Syncing);
+        status.synced();
+        assert_eq!(status.fields().state, MailboxState::Idle);
     }
 }
