@@ -14,12 +14,14 @@ use std::io::{IoSlice, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-/// Records gathered before they are handed to the writer.
-pub const CHUNK: usize = 256 * 1024;
+/// Records gathered before they are handed to the writer: large, because each
+/// hand-over may wake a thread (a futex call and a task switch each way, which
+/// cost more than the write itself at 256 KB).
+pub const CHUNK: usize = 1024 * 1024;
 /// Bytes handed over and not yet written, at most (then the relay waits).
 pub const QUEUE_MAX: usize = 4 * CHUNK;
 /// Emptied chunks kept for reuse (no fresh pages per chunk).
-const SPARE_MAX: usize = 4;
+const SPARE_MAX: usize = 3;
 /// Chunks written in one `writev` at most.
 const BATCH_MAX: usize = 64;
 
@@ -41,6 +43,9 @@ struct State {
     spare: Vec<Vec<u8>>,
     /// `write`/`writev` calls made, for the tests.
     writes: u64,
+    /// Threads waiting on `progress` (a notification nobody waits for is a
+    /// system call for nothing).
+    waiting: usize,
 }
 
 impl Sink {
@@ -55,6 +60,7 @@ impl Sink {
                 writing: false,
                 spare: Vec::new(),
                 writes: 0,
+                waiting: 0,
             }),
             progress: Condvar::new(),
         })
@@ -104,7 +110,22 @@ impl Sink {
             }
         }
         while s.writing && s.queued > QUEUE_MAX {
-            s = self.progress.wait(s).unwrap_or_else(|e| e.into_inner());
+            s = self.wait(s);
+        }
+    }
+
+    /// Wait for the writer's progress.
+    fn wait<'a>(&self, mut s: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        s.waiting += 1;
+        let mut s = self.progress.wait(s).unwrap_or_else(|e| e.into_inner());
+        s.waiting -= 1;
+        s
+    }
+
+    /// Tell those waiting that the writer moved on.
+    fn notify(&self, s: &State) {
+        if s.waiting > 0 {
+            self.progress.notify_all();
         }
     }
 
@@ -142,7 +163,7 @@ impl Sink {
     fn settled(&self) -> MutexGuard<'_, State> {
         let mut s = self.lock();
         while s.writing {
-            s = self.progress.wait(s).unwrap_or_else(|e| e.into_inner());
+            s = self.wait(s);
         }
         s
     }
@@ -185,7 +206,7 @@ impl Sink {
                     s.queue.clear();
                     s.queued = 0;
                     s.writing = false;
-                    self.progress.notify_all();
+                    self.notify(&s);
                     return;
                 }
             };
@@ -209,7 +230,7 @@ impl Sink {
                 Ok(()) => {}
                 Err(e) => s.fail(e),
             }
-            self.progress.notify_all();
+            self.notify(&s);
         }
     }
 }
