@@ -3,7 +3,7 @@
 //! these functions inside one multi-tree transaction.
 //!
 //! Trees and keys (`id` = 16 UUID bytes, `0` = a NUL separator):
-//! - `records`   id → JSON record;  `activities` id → JSON activity
+//! - `records`   id → record;  `activities` id → activity (rows: see `compact`)
 //! - `emails`    address key 0 id → kind code      (address → records)
 //! - `logins`    address key → user id              (unique among users)
 //! - `text`      unused since v5 (full-text postings moved to `search_index`)
@@ -27,7 +27,7 @@
 //!   of a tracked message reads, without the activity's body text (absent for
 //!   activities written before it existed: read from `activities` then)
 //! - `kind_order` kind code, name key 0 id → ()  (records in name order, see `paging`)
-//! - `book` owner id, entry id → JSON address-book entry; `book_order` owner id, view,
+//! - `book` owner id, entry id → address-book entry (a row); `book_order` owner id, view,
 //!   name key 0 entry id → (); `book_emails` owner id, address key → entry id
 //!   (see `address_book`)
 
@@ -137,7 +137,7 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     what: &str,
     bytes: &[u8],
 ) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes)
+    super::compact::read(bytes)
         .map_err(|e| StoreError::Corrupt(format!("{what} row does not decode: {e}")))
 }
 

@@ -9,9 +9,13 @@
 //!   rows get `content_digest` (computed from their original, when kept) and
 //!   `msgids` is keyed by Message-ID and digest; v3 → v4 fills the digests, then
 //!   rebuilds the indexes.
-//! - v5 (current): the full-text postings leave sled (see `search_index`: they are
+//! - v5: the full-text postings leave sled (see `search_index`: they are
 //!   rebuilt from the rows in memory and saved as a snapshot file); v4 → v5 empties
 //!   the `text` tree.
+//! - v6 (current): rows are written in a binary form (see `compact`; JSON rows
+//!   still read, so none is rewritten, and v5 → v6 has nothing to do). The
+//!   version bump keeps an older crmproxy from opening a store whose rows it
+//!   cannot read.
 //!
 //! A migration is restartable: rows are converted in place (idempotently), every
 //! derived index is rebuilt from the rows, and only then is the new version
@@ -25,7 +29,7 @@ use super::Result;
 use super::SledStore;
 use crate::store::error::StoreError;
 
-pub const CURRENT_VERSION: u32 = 5;
+pub const CURRENT_VERSION: u32 = 6;
 const VERSION_KEY: &[u8] = b"schema_version";
 /// Trees that hold nothing but what can be rebuilt from the rows.
 const DERIVED: [usize; 18] = [
@@ -98,13 +102,15 @@ pub(crate) fn bring_up_to_date(store: &SledStore) -> Result<()> {
         );
         v3_to_v4_rows(store)?;
     }
-    if found == 4 {
-        tracing::info!(
-            from = 4,
-            to = 5,
-            "moving the search index out of the database"
-        );
-        store.tree(ix::TEXT).clear()?;
+    if found == 4 || found == 5 {
+        if found == 4 {
+            tracing::info!(
+                from = 4,
+                to = 5,
+                "moving the search index out of the database"
+            );
+            store.tree(ix::TEXT).clear()?;
+        }
         return set_version(store, CURRENT_VERSION);
     }
     if found < CURRENT_VERSION {
