@@ -21,7 +21,8 @@
 //! - `tokens`    subject tracking token 0 activity id → ()          (v3)
 //! - `appt_uids` iCalendar UID 0 appointment id → ()                 (v3)
 //! - `locations` owner id, folder 0, UIDVALIDITY (4), UID (4) → Message-ID (v3)
-//! - `by_kind`, `backlinks`: records per kind and who links to whom (see `kind_index`)
+//! - `by_kind`, `backlinks`: how many records of each kind, and who links to whom
+//!   (see `kind_index`)
 //! - `user_lists` user id, list code → JSON entries (see `user_lists`; not derived)
 //! - `facts`     activity id → JSON header facts (regarding, S/MIME): what a fetch
 //!   of a tracked message reads, without the activity's body text (absent for
@@ -329,11 +330,11 @@ impl<'a> Tx<'a> {
             }
         }
         self.postings(&Document::of_record(r), r.kind(), id, add)?;
-        super::paging::index_kind_order(self, r, add)?;
+        let joined_or_left = super::paging::index_kind_order(self, r, add)?;
         for l in r.links() {
             self.adjust_ref(l.id, add)?;
         }
-        super::kind_index::index_record(self, r, add)
+        super::kind_index::index_record(self, r, add, joined_or_left)
     }
 
     /// Create or replace a record with its index entries. `keep_stamps` keeps the
