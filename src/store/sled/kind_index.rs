@@ -138,10 +138,11 @@ impl SledStore {
     }
 
     /// The newest `n` records of `kind`, newest first (by id: creation order).
-    /// From whichever is cheaper by the counts: walking `records` from the newest
-    /// until `n` of the kind are found (≈ n · all / count rows), or reading the
-    /// kind's keys in `kind_order` (count keys) and keeping the `n` highest ids.
-    /// Either way at most ≈ √(10 · n · all) rows' worth of work.
+    /// Reading the kind's keys in `kind_order` (count keys) and keeping the `n`
+    /// highest ids always works; when the counts say the kind is common enough,
+    /// walking `records` from the newest end first is cheaper (≈ n · all / count
+    /// rows if the kinds are mixed), but only for as many rows as the keys would
+    /// cost: kinds imported in turn are not mixed, and then the keys answer.
     pub fn recent_records_indexed(&self, kind: Kind, n: usize) -> Result<Vec<Record>> {
         let count = self.count_records_indexed(kind)?;
         if count == 0 || n == 0 {
@@ -152,19 +153,18 @@ impl SledStore {
             let (_, v) = item?;
             all = all.saturating_add(usize::try_from(read_count(Some(v))).unwrap_or(usize::MAX));
         }
-        let walk = n.saturating_mul(all) / count;
-        if walk.saturating_mul(ROW_COST) <= count {
+        let budget = count / ROW_COST;
+        if n.saturating_mul(all) / count <= budget {
             let mut out = Vec::with_capacity(n.min(256));
-            for item in self.tree(ix::RECORDS).iter().values().rev() {
-                if out.len() >= n {
-                    break;
-                }
+            for item in self.tree(ix::RECORDS).iter().values().rev().take(budget) {
                 let r: Record = decode("record", &item?)?;
                 if r.kind() == kind {
                     out.push(r);
+                    if out.len() == n {
+                        return Ok(out);
+                    }
                 }
             }
-            return Ok(out);
         }
         // The n highest ids of the kind, in a min-heap.
         let mut newest: BinaryHeap<Reverse<Uuid>> = BinaryHeap::with_capacity(n.min(4096) + 1);
@@ -318,11 +318,10 @@ pub(super) mod tests {
     fn the_newest_come_the_same_by_either_path() {
         let dir = tempfile::tempdir().unwrap();
         let s = SledStore::open(dir.path()).unwrap();
-        let acc = s.put_record(account("Contoso")).unwrap();
         let mut ids: Vec<Uuid> = (0..12)
             .map(|i| s.put_record(contact(&format!("c{i}"), None)).unwrap().id())
             .collect();
-        ids.reverse();
+        let acc = s.put_record(account("Contoso")).unwrap();
         let newest = |kind, n| -> Vec<Uuid> {
             s.recent_records(kind, n)
                 .unwrap()
@@ -330,9 +329,14 @@ pub(super) mod tests {
                 .map(Record::id)
                 .collect()
         };
-        // 1 of 12 contacts among 13 records: walking `records` (≈ 1 row to read,
-        // against 12 keys); 3 of them: the keys of `kind_order` (≈ 3 rows).
+        // 1 of 12 contacts among 13 records: walking `records` for one row (the
+        // account: not enough), then the keys of `kind_order`.
+        assert_eq!(newest(Kind::Contact, 1), [ids[11]]);
+        // Now the newest row is a contact: the walk answers.
+        ids.push(s.put_record(contact("c12", None)).unwrap().id());
+        ids.reverse();
         assert_eq!(newest(Kind::Contact, 1), ids[..1]);
+        // 3 of them: the keys of `kind_order` (≈ 3 rows to walk, against 13 keys).
         assert_eq!(newest(Kind::Contact, 3), ids[..3]);
         assert_eq!(newest(Kind::Contact, 50), ids);
         assert_eq!(newest(Kind::Account, 5), [acc.id()]);
