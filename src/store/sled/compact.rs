@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::binrow;
+mod binrow;
 
 /// The bytes to store for `row`: binary, and checked to read back as `row`.
 pub(crate) fn compact<T: Serialize + DeserializeOwned + PartialEq>(row: &T) -> Vec<u8> {

@@ -21,8 +21,7 @@
 //! - `tokens`    subject tracking token 0 activity id → ()          (v3)
 //! - `appt_uids` iCalendar UID 0 appointment id → ()                 (v3)
 //! - `locations` owner id, folder 0, UIDVALIDITY (4), UID (4) → Message-ID (v3)
-//! - `by_kind`, `backlinks`: how many records of each kind, and who links to whom
-//!   (see `kind_index`)
+//! - `by_kind`, `backlinks`: records per kind (counts), who links to whom (`kind_index`)
 //! - `user_lists` user id, list code → JSON entries (see `user_lists`; not derived)
 //! - `facts`     activity id → JSON header facts (regarding, S/MIME): what a fetch
 //!   of a tracked message reads, without the activity's body text (absent for

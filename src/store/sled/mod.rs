@@ -2,7 +2,6 @@
 //! is one multi-tree sled transaction over the row and its index entries, and the
 //! database is flushed before the call returns.
 
-mod binrow;
 mod book;
 mod checkpoints;
 mod compact;
