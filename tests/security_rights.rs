@@ -383,7 +383,7 @@ fn a_version_3_store_is_migrated_to_one_activity_per_message() {
 
     let dir = tempfile::tempdir().unwrap();
     let real = mail("old-1@customer.example", "Old quote", "Price 4711.");
-    let old_id = {
+    let (old_id, mut row) = {
         let engine = engine_with_users(
             dir.path(),
             &["ann@crm-test.example", "ben@crm-test.example"],
@@ -392,15 +392,14 @@ fn a_version_3_store_is_migrated_to_one_activity_per_message() {
         let t = engine
             .track(&ann, &real, TrackRequest::new(TrackSource::Cli))
             .unwrap();
-        t.activity.id
+        (t.activity.id, serde_json::to_value(&t.activity).unwrap())
     };
     {
-        // Make it look like version 3: no digest in the row, the old index key.
+        // Make it look like version 3: a JSON row without the digest, the old
+        // index key.
         let db = sled::open(dir.path().join("db")).unwrap();
         let acts = db.open_tree("activities").unwrap();
         let key = old_id.uuid();
-        let mut row: serde_json::Value =
-            serde_json::from_slice(&acts.get(key.as_bytes()).unwrap().unwrap()).unwrap();
         assert!(row["details"]["content_digest"].is_string());
         row["details"]
             .as_object_mut()

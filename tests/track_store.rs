@@ -143,7 +143,7 @@ fn a_version_2_store_gets_the_new_indexes_on_open() {
     }
     let reopened = Arc::new(SledStore::open(&dir).unwrap());
     assert_eq!(stored_version(&reopened).unwrap(), Some(CURRENT_VERSION));
-    assert_eq!(CURRENT_VERSION, 5);
+    assert_eq!(CURRENT_VERSION, 6);
     let ti = World::email(&email).thread_index.clone().unwrap();
     assert_eq!(
         reopened.emails_by_thread_index(&ti, 10).unwrap()[0].id,

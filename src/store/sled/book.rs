@@ -257,8 +257,8 @@ pub(crate) fn write_entry(tx: &Tx, e: &AddressBookEntry) -> TxResult<()> {
         index_entry(tx, &old, false)?;
     }
     index_entry(tx, e, true)?;
-    let json = serde_json::to_vec(e).expect("entries serialise");
-    tx.t(ix::BOOK).insert(book_key(e.owner, e.id), json)?;
+    tx.t(ix::BOOK)
+        .insert(book_key(e.owner, e.id), super::compact::compact(e))?;
     Ok(())
 }
 

@@ -1,25 +1,45 @@
-//! Rows as sled stores them: JSON without the empty fields (`""`, `null`, `[]`,
-//! `{}`) when the row reads back the same without them (the model's
-//! `#[serde(default)]` fills them in), else whole. A contact's empty address
-//! parts, phone and links were a fifth of its bytes, and sled keeps each byte
-//! about twice over on disk (rewritten pages it has not reclaimed yet). A row
-//! written whole, before this, reads the same: nothing to migrate.
+//! Rows as sled stores them. Since schema v6: the binary form of `binrow`, made
+//! from the row's JSON value without its empty fields (`""`, `null`, `[]`, `{}`)
+//! when the row reads back the same without them (the model's `#[serde(default)]`
+//! fills them in), else whole. Rows written before (JSON, whole or without the
+//! empty fields) read as they were: the first byte tells which (see [`read`]).
+//! A contact's empty address parts, phone and links were a fifth of its JSON, its
+//! field names and quoted ids and times most of the rest, and sled keeps each
+//! byte about twice over on disk (rewritten pages it has not reclaimed yet).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-/// The bytes to store for `row`.
+mod binrow;
+
+/// The bytes to store for `row`: binary, and checked to read back as `row`.
 pub(crate) fn compact<T: Serialize + DeserializeOwned + PartialEq>(row: &T) -> Vec<u8> {
-    let whole = serde_json::to_vec(row).expect("store rows serialise");
-    let Ok(mut value) = serde_json::from_slice::<Value>(&whole) else {
-        return whole;
-    };
-    drop_empty(&mut value);
-    let short = serde_json::to_vec(&value).expect("JSON values serialise");
-    match serde_json::from_slice::<T>(&short) {
-        Ok(back) if back == *row => short,
-        _ => whole,
+    let reads_back = |bytes: &[u8]| read::<T>(bytes).is_ok_and(|back| back == *row);
+    if let Ok(mut value) = serde_json::to_value(row) {
+        drop_empty(&mut value);
+        let short = binrow::encode(&value);
+        if reads_back(&short) {
+            return short;
+        }
+        if let Ok(value) = serde_json::to_value(row) {
+            let whole = binrow::encode(&value);
+            if reads_back(&whole) {
+                return whole;
+            }
+        }
+    }
+    // A row whose JSON does not read back as itself: kept as it always was.
+    serde_json::to_vec(row).expect("store rows serialise")
+}
+
+/// A stored row: binary (v6) or JSON (any older row).
+pub(crate) fn read<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    if bytes.first() == Some(&binrow::TAG) {
+        let value = binrow::decode(bytes).map_err(|e| e.to_string())?;
+        serde_json::from_value(value).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
     }
 }
 
@@ -75,8 +95,11 @@ mod tests {
             }],
         };
         let bytes = compact(&row);
-        assert_eq!(bytes, br#"{"b":"x","d":[{"a":"y","b":"z","c":0}]}"#);
-        assert_eq!(serde_json::from_slice::<Row>(&bytes).unwrap(), row);
+        assert_eq!(
+            binrow::decode(&bytes).unwrap(),
+            serde_json::json!({"b":"x","d":[{"a":"y","b":"z","c":0}]})
+        );
+        assert_eq!(read::<Row>(&bytes).unwrap(), row);
         // An empty `b` would come back as "-": the row is kept whole.
         let row = Row {
             a: String::new(),
@@ -84,7 +107,12 @@ mod tests {
             c: None,
             d: vec![],
         };
-        assert_eq!(compact(&row), serde_json::to_vec(&row).unwrap());
+        let bytes = compact(&row);
+        assert_eq!(
+            binrow::decode(&bytes).unwrap(),
+            serde_json::to_value(&row).unwrap()
+        );
+        assert_eq!(read::<Row>(&bytes).unwrap(), row);
     }
 
     #[test]
@@ -102,10 +130,43 @@ mod tests {
         .unwrap();
         let c = s.put_record(contact).unwrap();
         let raw = s.tree(ix::RECORDS).get(c.id().as_bytes()).unwrap().unwrap();
-        let text = std::str::from_utf8(&raw).unwrap();
+        assert_eq!(raw[0], binrow::TAG);
+        let value = binrow::decode(&raw).unwrap();
         for gone in ["mobile_phone", "address", "account", "job_title"] {
-            assert!(!text.contains(gone), "{gone} in {text}");
+            assert!(value.get(gone).is_none(), "{gone} in {value}");
         }
+        assert!(raw.len() < 120, "{} bytes", raw.len());
         assert_eq!(s.record(c.id()).unwrap(), Some(c));
+    }
+
+    #[test]
+    fn rows_written_as_json_before_v6_still_read() {
+        use crate::store::sled::{index as ix, SledStore};
+        use crate::store::*;
+        let d = tempfile::tempdir().unwrap();
+        let s = SledStore::open(d.path()).unwrap();
+        let now = chrono::Utc::now();
+        let id = uuid::Uuid::now_v7();
+        // Rows as v5 wrote them: JSON without the empty fields, and JSON whole.
+        let short = serde_json::json!({
+            "type": "contact", "id": id, "created": now, "modified": now,
+            "first_name": "Zoë", "last_name": "Müller",
+        });
+        let contact: Record = serde_json::from_value(short.clone()).unwrap();
+        let whole = serde_json::to_vec(&contact).unwrap();
+        for raw in [serde_json::to_vec(&short).unwrap(), whole] {
+            assert_eq!(read::<Record>(&raw).unwrap(), contact);
+            s.tree(ix::RECORDS).insert(id.as_bytes(), raw).unwrap();
+            assert_eq!(s.record(id).unwrap(), Some(contact.clone()));
+        }
+        // And a change to such a row writes it in the binary form.
+        let Record::Contact(mut c) = contact else {
+            unreachable!()
+        };
+        c.job_title = "CFO".into();
+        let c = s.put_record(Record::Contact(c)).unwrap();
+        let raw = s.tree(ix::RECORDS).get(id.as_bytes()).unwrap().unwrap();
+        assert_eq!(raw[0], binrow::TAG);
+        assert_eq!(s.record(id).unwrap(), Some(c));
     }
 }

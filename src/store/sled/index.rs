@@ -3,7 +3,7 @@
 //! these functions inside one multi-tree transaction.
 //!
 //! Trees and keys (`id` = 16 UUID bytes, `0` = a NUL separator):
-//! - `records`   id → JSON record;  `activities` id → JSON activity
+//! - `records`   id → record;  `activities` id → activity (rows: see `compact`)
 //! - `emails`    address key 0 id → kind code      (address → records)
 //! - `logins`    address key → user id              (unique among users)
 //! - `text`      unused since v5 (full-text postings moved to `search_index`)
@@ -21,13 +21,13 @@
 //! - `tokens`    subject tracking token 0 activity id → ()          (v3)
 //! - `appt_uids` iCalendar UID 0 appointment id → ()                 (v3)
 //! - `locations` owner id, folder 0, UIDVALIDITY (4), UID (4) → Message-ID (v3)
-//! - `by_kind`, `backlinks`: records per kind and who links to whom (see `kind_index`)
+//! - `by_kind`, `backlinks`: records per kind (counts), who links to whom (`kind_index`)
 //! - `user_lists` user id, list code → JSON entries (see `user_lists`; not derived)
 //! - `facts`     activity id → JSON header facts (regarding, S/MIME): what a fetch
 //!   of a tracked message reads, without the activity's body text (absent for
 //!   activities written before it existed: read from `activities` then)
 //! - `kind_order` kind code, name key 0 id → ()  (records in name order, see `paging`)
-//! - `book` owner id, entry id → JSON address-book entry; `book_order` owner id, view,
+//! - `book` owner id, entry id → address-book entry (a row); `book_order` owner id, view,
 //!   name key 0 entry id → (); `book_emails` owner id, address key → entry id
 //!   (see `address_book`)
 
@@ -137,7 +137,7 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     what: &str,
     bytes: &[u8],
 ) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes)
+    super::compact::read(bytes)
         .map_err(|e| StoreError::Corrupt(format!("{what} row does not decode: {e}")))
 }
 
@@ -329,11 +329,11 @@ impl<'a> Tx<'a> {
             }
         }
         self.postings(&Document::of_record(r), r.kind(), id, add)?;
-        super::paging::index_kind_order(self, r, add)?;
+        let joined_or_left = super::paging::index_kind_order(self, r, add)?;
         for l in r.links() {
             self.adjust_ref(l.id, add)?;
         }
-        super::kind_index::index_record(self, r, add)
+        super::kind_index::index_record(self, r, add, joined_or_left)
     }
 
     /// Create or replace a record with its index entries. `keep_stamps` keeps the

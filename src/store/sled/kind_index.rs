@@ -3,12 +3,18 @@
 //! one (an account's contacts and opportunities). Two derived trees, kept in
 //! step with every record write by [`index_record`] (called from `index`):
 //!
-//! - `by_kind`   kind code, id → ()   (id order is creation order for v7 ids);
-//!   `0xFF`, kind code → u64 count (big-endian)
+//! - `by_kind`   `0xFF`, kind code → u64 count (big-endian). Until v6 it also held
+//!   kind code, id → () for every record (a fifth of the store's entries, and
+//!   sled keeps ≈ 120 bytes of its own per entry); `kind_order` has one entry per
+//!   record too, so its membership drives the counts now, and v5 → v6 removes
+//!   those entries once ([`drop_members`]).
 //! - `backlinks` target id, source kind code, source id → ()
 //!
 //! Stores made before these trees existed get them built once on open
 //! ([`ensure_indexes`]); a full index rebuild (migration) rebuilds them too.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
 use uuid::Uuid;
 
@@ -22,10 +28,8 @@ const COUNT_TAG: u8 = 0xFF;
 /// Set in `meta` once `by_kind` and `backlinks` hold every record.
 const BUILT_KEY: &[u8] = b"paging_indexes";
 const BUILD_CHUNK: usize = 2_000;
-
-fn kind_key(kind: Kind, id: Uuid) -> Vec<u8> {
-    [&[kind.code()][..], id.as_bytes()].concat()
-}
+/// Reading a key of `kind_order` costs about a tenth of decoding a row.
+const ROW_COST: usize = 10;
 
 fn count_key(kind: Kind) -> [u8; 2] {
     [COUNT_TAG, kind.code()]
@@ -41,25 +45,23 @@ fn read_count(v: Option<sled::IVec>) -> u64 {
         .unwrap_or(0)
 }
 
-/// Add (or remove) a record's entries in `by_kind` and `backlinks`. The count
-/// changes only when the membership does, so a replace (remove old, add new) in
-/// one transaction leaves it as it was.
-pub(crate) fn index_record(tx: &Tx, r: &Record, add: bool) -> TxResult<()> {
-    let (kind, id) = (r.kind(), r.id());
-    let tree = tx.t(ix::BY_KIND);
-    let key = kind_key(kind, id);
-    let changed = if add {
-        tree.insert(key, &[])?.is_none()
-    } else {
-        tree.remove(key)?.is_some()
-    };
-    if changed {
+/// Add (or remove) a record's entries in `backlinks`, and count it in (or out)
+/// when its membership of `kind_order` changed (`joined_or_left`), so a replace
+/// (remove old, add new) in one transaction leaves the count as it was.
+pub(crate) fn index_record(tx: &Tx, r: &Record, add: bool, joined_or_left: bool) -> TxResult<()> {
+    let kind = r.kind();
+    if joined_or_left {
+        let tree = tx.t(ix::BY_KIND);
         let n = read_count(tree.get(count_key(kind))?);
         let n = if add { n + 1 } else { n.saturating_sub(1) };
         tree.insert(count_key(kind).to_vec(), &n.to_be_bytes())?;
     }
+    index_backlinks(tx, r, add)
+}
+
+fn index_backlinks(tx: &Tx, r: &Record, add: bool) -> TxResult<()> {
     for l in r.links() {
-        let k = backlink_key(l.id, kind, id);
+        let k = backlink_key(l.id, r.kind(), r.id());
         if add {
             tx.t(ix::BACKLINKS).insert(k, &[])?;
         } else {
@@ -69,8 +71,8 @@ pub(crate) fn index_record(tx: &Tx, r: &Record, add: bool) -> TxResult<()> {
     Ok(())
 }
 
-/// Build `by_kind` and `backlinks` from the rows once, for a store written before
-/// they existed. Restartable: the marker is written last.
+/// Build the counts and `backlinks` from the rows once, for a store written
+/// before they existed. Restartable: the marker is written last.
 pub(crate) fn ensure_indexes(store: &SledStore) -> Result<()> {
     let meta = store.tree(ix::META);
     if meta.contains_key(BUILT_KEY)? {
@@ -85,15 +87,45 @@ pub(crate) fn ensure_indexes(store: &SledStore) -> Result<()> {
             .iter()
             .values()
             .collect::<sled::Result<Vec<_>>>()?;
+        let mut counts: HashMap<Kind, u64> = HashMap::new();
         for chunk in rows.chunks(BUILD_CHUNK) {
             let recs: Vec<Record> = chunk
                 .iter()
                 .map(|v| decode("record", v))
                 .collect::<Result<_>>()?;
-            store.write(|tx| recs.iter().try_for_each(|r| index_record(tx, r, true)))?;
+            for r in &recs {
+                *counts.entry(r.kind()).or_default() += 1;
+            }
+            store.write(|tx| recs.iter().try_for_each(|r| index_backlinks(tx, r, true)))?;
+        }
+        for (kind, n) in counts {
+            store
+                .tree(ix::BY_KIND)
+                .insert(count_key(kind), &n.to_be_bytes())?;
         }
     }
     meta.insert(BUILT_KEY, &[1])?;
+    store.db().flush()?;
+    Ok(())
+}
+
+/// v5 → v6: remove the per-record entries of `by_kind`, keeping its counts.
+/// Idempotent, so a migration cut short starts again safely.
+pub(crate) fn drop_members(store: &SledStore) -> Result<()> {
+    let tree = store.tree(ix::BY_KIND);
+    let mut batch = sled::Batch::default();
+    let mut n = 0usize;
+    for key in tree.iter().keys() {
+        let key = key?;
+        if key.first() != Some(&COUNT_TAG) {
+            batch.remove(key);
+            n += 1;
+            if n.is_multiple_of(BUILD_CHUNK) {
+                tree.apply_batch(std::mem::take(&mut batch))?;
+            }
+        }
+    }
+    tree.apply_batch(batch)?;
     store.db().flush()?;
     Ok(())
 }
@@ -106,15 +138,49 @@ impl SledStore {
     }
 
     /// The newest `n` records of `kind`, newest first (by id: creation order).
+    /// Reading the kind's keys in `kind_order` (count keys) and keeping the `n`
+    /// highest ids always works; when the counts say the kind is common enough,
+    /// walking `records` from the newest end first is cheaper (≈ n · all / count
+    /// rows if the kinds are mixed), but only for as many rows as the keys would
+    /// cost: kinds imported in turn are not mixed, and then the keys answer.
     pub fn recent_records_indexed(&self, kind: Kind, n: usize) -> Result<Vec<Record>> {
-        let mut out = Vec::with_capacity(n.min(256));
-        for item in self.tree(ix::BY_KIND).scan_prefix([kind.code()]).rev() {
-            if out.len() >= n {
-                break;
+        let count = self.count_records_indexed(kind)?;
+        if count == 0 || n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut all = 0usize;
+        for item in self.tree(ix::BY_KIND).scan_prefix([COUNT_TAG]) {
+            let (_, v) = item?;
+            all = all.saturating_add(usize::try_from(read_count(Some(v))).unwrap_or(usize::MAX));
+        }
+        let budget = count / ROW_COST;
+        if n.saturating_mul(all) / count <= budget {
+            let mut out = Vec::with_capacity(n.min(256));
+            for item in self.tree(ix::RECORDS).iter().values().rev().take(budget) {
+                let r: Record = decode("record", &item?)?;
+                if r.kind() == kind {
+                    out.push(r);
+                    if out.len() == n {
+                        return Ok(out);
+                    }
+                }
             }
-            let (k, _) = item?;
-            let id = Uuid::from_slice(&k[1..])
-                .map_err(|_| super::StoreError::Corrupt("bad by_kind key".into()))?;
+        }
+        // The n highest ids of the kind, in a min-heap.
+        let mut newest: BinaryHeap<Reverse<Uuid>> = BinaryHeap::with_capacity(n.min(4096) + 1);
+        for key in self.tree(ix::KIND_ORDER).scan_prefix([kind.code()]).keys() {
+            let id = super::paging::id_at_end(&key?)?;
+            if newest.len() < n {
+                newest.push(Reverse(id));
+            } else if newest.peek().is_some_and(|Reverse(low)| id > *low) {
+                newest.pop();
+                newest.push(Reverse(id));
+            }
+        }
+        let mut ids: Vec<Uuid> = newest.into_iter().map(|Reverse(id)| id).collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
             out.extend(self.record_row(id)?);
         }
         Ok(out)
@@ -151,12 +217,12 @@ impl SledStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::store::model::{Account, AccountId, Contact, ContactId, Stamps};
     use crate::store::CrmStore;
 
-    fn account(name: &str) -> Record {
+    pub(in crate::store::sled) fn account(name: &str) -> Record {
         Record::Account(Account {
             id: AccountId::new(),
             stamps: Stamps::default(),
@@ -169,7 +235,7 @@ mod tests {
         })
     }
 
-    fn contact(name: &str, account: Option<AccountId>) -> Record {
+    pub(in crate::store::sled) fn contact(name: &str, account: Option<AccountId>) -> Record {
         Record::Contact(Contact {
             id: ContactId::new(),
             stamps: Stamps::default(),
@@ -246,5 +312,35 @@ mod tests {
         crate::store::sled::migrate::rebuild_indexes(&s).unwrap();
         assert_eq!(s.count_records(Kind::Contact).unwrap(), 4);
         assert_eq!(s.linked_records(acc.id(), None, 10).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn the_newest_come_the_same_by_either_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let mut ids: Vec<Uuid> = (0..12)
+            .map(|i| s.put_record(contact(&format!("c{i}"), None)).unwrap().id())
+            .collect();
+        let acc = s.put_record(account("Contoso")).unwrap();
+        let newest = |kind, n| -> Vec<Uuid> {
+            s.recent_records(kind, n)
+                .unwrap()
+                .iter()
+                .map(Record::id)
+                .collect()
+        };
+        // 1 of 12 contacts among 13 records: walking `records` for one row (the
+        // account: not enough), then the keys of `kind_order`.
+        assert_eq!(newest(Kind::Contact, 1), [ids[11]]);
+        // Now the newest row is a contact: the walk answers.
+        ids.push(s.put_record(contact("c12", None)).unwrap().id());
+        ids.reverse();
+        assert_eq!(newest(Kind::Contact, 1), ids[..1]);
+        // 3 of them: the keys of `kind_order` (≈ 3 rows to walk, against 13 keys).
+        assert_eq!(newest(Kind::Contact, 3), ids[..3]);
+        assert_eq!(newest(Kind::Contact, 50), ids);
+        assert_eq!(newest(Kind::Account, 5), [acc.id()]);
+        assert!(newest(Kind::Lead, 5).is_empty());
+        assert!(newest(Kind::Contact, 0).is_empty());
     }
 }

@@ -9,9 +9,13 @@
 //!   rows get `content_digest` (computed from their original, when kept) and
 //!   `msgids` is keyed by Message-ID and digest; v3 → v4 fills the digests, then
 //!   rebuilds the indexes.
-//! - v5 (current): the full-text postings leave sled (see `search_index`: they are
+//! - v5: the full-text postings leave sled (see `search_index`: they are
 //!   rebuilt from the rows in memory and saved as a snapshot file); v4 → v5 empties
 //!   the `text` tree.
+//! - v6 (current): rows are written in a binary form (see `compact`; JSON rows
+//!   still read, so none is rewritten) and `by_kind` keeps only its counts (see
+//!   `kind_index`); v5 → v6 removes its per-record entries. The version bump
+//!   keeps an older crmproxy from opening a store whose rows it cannot read.
 //!
 //! A migration is restartable: rows are converted in place (idempotently), every
 //! derived index is rebuilt from the rows, and only then is the new version
@@ -25,7 +29,7 @@ use super::Result;
 use super::SledStore;
 use crate::store::error::StoreError;
 
-pub const CURRENT_VERSION: u32 = 5;
+pub const CURRENT_VERSION: u32 = 6;
 const VERSION_KEY: &[u8] = b"schema_version";
 /// Trees that hold nothing but what can be rebuilt from the rows.
 const DERIVED: [usize; 18] = [
@@ -98,13 +102,21 @@ pub(crate) fn bring_up_to_date(store: &SledStore) -> Result<()> {
         );
         v3_to_v4_rows(store)?;
     }
-    if found == 4 {
+    if found == 4 || found == 5 {
+        if found == 4 {
+            tracing::info!(
+                from = 4,
+                to = 5,
+                "moving the search index out of the database"
+            );
+            store.tree(ix::TEXT).clear()?;
+        }
         tracing::info!(
-            from = 4,
-            to = 5,
-            "moving the search index out of the database"
+            from = 5,
+            to = 6,
+            "dropping the per-record entries of the kind index"
         );
-        store.tree(ix::TEXT).clear()?;
+        super::kind_index::drop_members(store)?;
         return set_version(store, CURRENT_VERSION);
     }
     if found < CURRENT_VERSION {
@@ -217,4 +229,77 @@ pub fn rebuild_indexes(store: &SledStore) -> Result<()> {
     }
     super::book::reindex(store)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::model::{AccountId, Kind, Record};
+    use crate::store::sled::kind_index::tests::{account, contact};
+    use crate::store::{CrmStore, SearchQuery};
+
+    /// A store as v5 left it: JSON rows, and `by_kind` with an entry per record
+    /// (kind code, id) beside its counts.
+    #[test]
+    fn a_v5_store_loses_its_per_record_kind_entries_once_and_keeps_its_rows() {
+        let d = tempfile::tempdir().unwrap();
+        let mut contacts = Vec::new();
+        {
+            let s = SledStore::open(d.path()).unwrap();
+            let acc = s.put_record(account("Contoso")).unwrap();
+            let acc_id = AccountId::from_uuid(acc.id());
+            for last in ["Abbott", "Bauer", "Chen"] {
+                contacts.push(s.put_record(contact(last, Some(acc_id))).unwrap());
+            }
+            for r in contacts.iter().chain([&acc]) {
+                let id = r.id();
+                s.tree(ix::RECORDS)
+                    .insert(id.as_bytes(), serde_json::to_vec(r).unwrap())
+                    .unwrap();
+                s.tree(ix::BY_KIND)
+                    .insert([&[r.kind().code()][..], id.as_bytes()].concat(), &[])
+                    .unwrap();
+            }
+            set_version(&s, 5).unwrap();
+        }
+        let s = SledStore::open(d.path()).unwrap();
+        assert_eq!(stored_version(&s).unwrap(), Some(CURRENT_VERSION));
+        let kinds = s.tree(ix::BY_KIND);
+        assert_eq!(kinds.len(), 2, "only the two counts are left");
+        assert!(kinds.iter().keys().all(|k| k.unwrap()[0] == 0xFF));
+        assert_eq!(s.count_records(Kind::Contact).unwrap(), 3);
+        assert_eq!(s.count_records(Kind::Account).unwrap(), 1);
+        // The JSON rows are read as they are, not rewritten.
+        let first = &contacts[0];
+        let raw = s.tree(ix::RECORDS).get(first.id().as_bytes()).unwrap();
+        assert_eq!(raw.unwrap()[0], b'{');
+        assert_eq!(s.record(first.id()).unwrap().as_ref(), Some(first));
+        let newest: Vec<_> = s
+            .recent_records(Kind::Contact, 2)
+            .unwrap()
+            .iter()
+            .map(Record::id)
+            .collect();
+        assert_eq!(newest, [contacts[2].id(), contacts[1].id()]);
+        let hits = s
+            .search(&SearchQuery {
+                text: "bauer".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(hits[0].id, contacts[1].id());
+        // Writes after the migration keep the counts right.
+        s.delete_record(first.id()).unwrap();
+        let mut renamed = contacts[1].clone();
+        if let Record::Contact(c) = &mut renamed {
+            c.first_name = "Zimmermann".into();
+        }
+        s.put_record(renamed).unwrap();
+        assert_eq!(s.count_records(Kind::Contact).unwrap(), 2);
+        drop(s);
+        // Once: the next open finds nothing to do.
+        let s = SledStore::open(d.path()).unwrap();
+        assert_eq!(s.count_records(Kind::Contact).unwrap(), 2);
+        assert_eq!(s.tree(ix::BY_KIND).len(), 2);
+    }
 }

@@ -109,15 +109,15 @@ pub(crate) fn page_of<T>(
     })
 }
 
-/// Keep `kind_order` in step with one record (inside its write).
-pub(crate) fn index_kind_order(tx: &Tx, r: &Record, add: bool) -> TxResult<()> {
+/// Keep `kind_order` in step with one record (inside its write). Whether the
+/// record joined (or left) the index: what the per-kind counts follow.
+pub(crate) fn index_kind_order(tx: &Tx, r: &Record, add: bool) -> TxResult<bool> {
     let key = kind_order_key(r.kind(), &r.title(), r.id());
-    if add {
-        tx.t(ix::KIND_ORDER).insert(key, &[])?;
+    Ok(if add {
+        tx.t(ix::KIND_ORDER).insert(key, &[])?.is_none()
     } else {
-        tx.t(ix::KIND_ORDER).remove(key)?;
-    }
-    Ok(())
+        tx.t(ix::KIND_ORDER).remove(key)?.is_some()
+    })
 }
 
 /// A page of records of one kind in name order.
@@ -158,7 +158,10 @@ pub(crate) fn ensure_indexes(store: &SledStore) -> Result<()> {
                 .iter()
                 .map(|v| decode("record", v))
                 .collect::<Result<_>>()?;
-            store.write(|tx| recs.iter().try_for_each(|r| index_kind_order(tx, r, true)))?;
+            store.write(|tx| {
+                recs.iter()
+                    .try_for_each(|r| index_kind_order(tx, r, true).map(drop))
+            })?;
         }
     }
     super::book::backfill_seen(store)?;
