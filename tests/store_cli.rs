@@ -235,6 +235,39 @@ fn a_large_import_reports_its_count() {
     assert_eq!(hits.as_array().unwrap().len(), 1);
 }
 
+/// `crmproxy export | head -c 1`, `crmproxy search … | head -c 1`: the reader
+/// goes away, and the command stops quietly as a command killed by SIGPIPE
+/// would (no panic, no error message).
+#[test]
+fn output_into_a_closed_pipe_stops_quietly() {
+    use std::io::Read;
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("many.csv");
+    let mut csv = String::from("First Name,Last Name,E-mail Address,Company\n");
+    for i in 0..2000 {
+        csv.push_str(&format!("First{i},Last{i},p{i}@example.com,Company {i}\n"));
+    }
+    std::fs::write(&file, csv).unwrap();
+    ok(d.path(), &["import", file.to_str().unwrap()]);
+    for args in [&["export"][..], &["search", "first", "--limit", "2000"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_crmproxy"))
+            .arg("--data-dir")
+            .arg(d.path())
+            .args(args)
+            .env_remove("CRMPROXY_CONFIG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 1];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr, "", "{args:?}");
+        assert_eq!(out.status.code(), Some(141), "{args:?}");
+    }
+}
+
 /// With the store held by this process (as `serve` holds it), the CLI goes
 /// through the admin socket; without the socket it says why it cannot work.
 #[test]

@@ -135,6 +135,13 @@ struct Failure {
 
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
+        if super::broken_pipe(&e) {
+            // The reader of the output left: nothing to say (see `super::main`).
+            return Failure {
+                code: super::EXIT_BROKEN_PIPE,
+                message: String::new(),
+            };
+        }
         Failure {
             code: EXIT_USER_ERROR,
             message: format!("{e:#}"),
@@ -160,7 +167,9 @@ fn finish(r: Result<ExitCode, Failure>) -> anyhow::Result<ExitCode> {
     match r {
         Ok(c) => Ok(c),
         Err(f) => {
-            eprintln!("error: {}", f.message);
+            if !f.message.is_empty() {
+                eprintln!("error: {}", f.message);
+            }
             Ok(ExitCode::from(f.code))
         }
     }

@@ -161,6 +161,12 @@ pub fn main() -> ExitCode {
     crate::private_files::restrict_umask();
     let cli = Cli::parse();
     init_logging(cli.global.log_format);
+    if !matches!(
+        cli.command,
+        Command::Serve(_) | Command::Gateway(_) | Command::Replay(_)
+    ) {
+        quiet_when_the_reader_leaves();
+    }
     let result = match cli.command {
         Command::Init(a) => setup::init(a, &cli.global),
         Command::Setup(a) => thunderbird::setup(a, &cli.global),
@@ -180,9 +186,41 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(e) if broken_pipe(&e) => ExitCode::from(EXIT_BROKEN_PIPE),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_USER_ERROR)
         }
     }
+}
+
+/// What a shell reports for a command killed by SIGPIPE (128 + 13).
+const EXIT_BROKEN_PIPE: u8 = 141;
+
+/// Whether `e` comes from writing to a reader that has gone.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// `crmproxy search … | head`: Rust ignores SIGPIPE, so once the reader has
+/// gone `println!` panics; a one-shot command stops quietly instead, as one
+/// killed by the signal would. (The long-running commands keep the panic: their
+/// standard output is not a pipe someone reads to the end.)
+fn quiet_when_the_reader_leaves() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(EXIT_BROKEN_PIPE.into());
+        }
+        default(info)
+    }));
 }
