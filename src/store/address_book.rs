@@ -10,7 +10,7 @@
 //! be paged or filtered without doing so. Writing costs a few key look-ups per
 //! tracked email; reading a page costs one index range.
 //!
-//! The sled side of the `CrmStore` methods is in `sled::book`. Trees (see `sled::index`): `book` owner, entry id → JSON; `book_order` owner,
+//! The sled side of the `CrmStore` methods is in `sled::book`. Trees (see `sled::index`): `book` owner, entry id → the entry (a compact row, see `sled::compact`); `book_order` owner,
 //! view byte, name key 0 entry id → () (each entry is listed under "all" and under
 //! its status, so every filter view is a plain range in name order) and owner,
 //! 0xFF, view byte → u64 (each view's count, one read); `book_emails` owner,
