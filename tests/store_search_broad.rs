@@ -2,7 +2,8 @@
 //! prefixes: hundreds of ties at every score) answers exactly as sled's, with
 //! and without a kinds filter and at limits that cut through a tie, through
 //! updates, deletes and bulk tracking, and after the migration that builds the
-//! index it reads in a database an older crmproxy filled.
+//! index it reads in a database an older crmproxy filled; and a tie with the
+//! stopping bound is not taken for the best while smaller ids are unread.
 
 mod store_support;
 
@@ -197,4 +198,42 @@ fn broad_words_answer_as_on_sled_through_writes_and_the_migration() {
     pg.reopen();
     assert!(has_initial_index(&url));
     same_answers(&*sled, &*pg);
+}
+
+/// The one-letter search's stop on a tie: after the first read of "o" and "b"
+/// (64 postings each) the best full match seen ties the bound, yet rows of the
+/// same score with smaller ids are still unread. `K` scores 52 (first name "O"
+/// 42, title "Boss" 10) with the largest id; `U` rows score 52 too ("O B" in the
+/// company, 26 + 26) with smaller ids, past the 64 rows of "O" and of "B" alone
+/// that fill each list's first read; the best is the first `U`, not `K`.
+#[test]
+fn a_tie_with_the_bound_waits_for_the_smaller_ids_unread() {
+    let sled = TestStore::new(Backend::Sled);
+    let pg = TestStore::new(Backend::Postgres);
+    let mut n = 0u128;
+    let mut person = |first: &str, title: &str, company: &str| {
+        n += 1;
+        let mut c = contact(first, "Quist", "");
+        c.id = ContactId::from_uuid(Uuid::from_u128(n << 64));
+        c.job_title = title.into();
+        c.company = company.into();
+        let r = Record::Contact(c);
+        sled.put_record(r.clone()).unwrap();
+        pg.put_record(r).unwrap();
+    };
+    for _ in 0..70 {
+        person("Zed", "", "O");
+    }
+    for _ in 0..70 {
+        person("Zed", "", "B");
+    }
+    for _ in 0..5 {
+        person("Zed", "", "O B");
+    }
+    person("O", "Boss", "");
+    for limit in [1, 2, 5, 6, 20] {
+        let want = hits(&*sled, "o b", &[], limit);
+        assert_eq!(want[0].2, 52);
+        assert_eq!(hits(&*pg, "o b", &[], limit), want, "limit {limit}");
+    }
 }
