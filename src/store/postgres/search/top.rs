@@ -4,12 +4,13 @@
 //! postings are read in the result's own order, best score first, then id
 //! (`postings_initial` for a one-letter word; for a longer one the postings of
 //! the word itself and those of longer tokens, from `postings_cover`, the best
-//! of each picked up to the depth), to a depth; every row read gets its score for every word by one probe of
-//! `postings_id_token`; the search stops once the `limit`-th full match beats
-//! any row not yet read: such a row scores at most the sum of each word's last
-//! score read, and on a tie its id comes after every word's last id read
-//! (within a score a list is in id order). Else the depth doubles. A word whose
-//! lists run out has had every row it reaches read, so every match.
+//! of each picked up to the depth), to a depth; every row read gets its score
+//! for every word by one probe of `postings_id_token`; the search stops once the
+//! `limit`-th full match beats any row not yet read: such a row scores at most
+//! the sum of each word's last score read, and on a tie its id comes after every
+//! word's last id read (within a score a list is in id order). Else the depth
+//! doubles. A word whose lists run out has had every row it reaches read, so
+//! every match.
 //!
 //! Several words whose best scores are rarely met together would be read deep,
 //! each row probed: past [`GIVE_UP`] postings a word, the caller reads every
