@@ -216,18 +216,25 @@ fn bad_files_exit_1_and_change_nothing() {
     assert_eq!(ok(p, &["export"]), before);
 }
 
-#[test]
-fn a_large_import_reports_its_count() {
-    let d = tempfile::tempdir().unwrap();
-    let file = d.path().join("big.csv");
+/// A CSV of `n` generated contacts (`First{i}`, `Last{i}`, `person{i}@example.com`)
+/// written into `dir`.
+fn contacts_csv(dir: &Path, n: usize) -> std::path::PathBuf {
+    let file = dir.join("contacts.csv");
     let mut csv = String::from("First Name,Last Name,E-mail Address,Company\n");
-    for i in 0..3000 {
+    for i in 0..n {
         csv.push_str(&format!(
             "First{i},Last{i},person{i}@example.com,Company {}\n",
             i % 50
         ));
     }
     std::fs::write(&file, csv).unwrap();
+    file
+}
+
+#[test]
+fn a_large_import_reports_its_count() {
+    let d = tempfile::tempdir().unwrap();
+    let file = contacts_csv(d.path(), 3000);
     let out = ok(d.path(), &["import", file.to_str().unwrap()]);
     assert!(out.starts_with("created 3000,"), "{out}");
     let hits: serde_json::Value =
@@ -242,12 +249,7 @@ fn a_large_import_reports_its_count() {
 fn output_into_a_closed_pipe_stops_quietly() {
     use std::io::Read;
     let d = tempfile::tempdir().unwrap();
-    let file = d.path().join("many.csv");
-    let mut csv = String::from("First Name,Last Name,E-mail Address,Company\n");
-    for i in 0..2000 {
-        csv.push_str(&format!("First{i},Last{i},p{i}@example.com,Company {i}\n"));
-    }
-    std::fs::write(&file, csv).unwrap();
+    let file = contacts_csv(d.path(), 2000);
     ok(d.path(), &["import", file.to_str().unwrap()]);
     for args in [&["export"][..], &["search", "first", "--limit", "2000"]] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_crmproxy"))
