@@ -7,10 +7,21 @@
 //! up to its last whole chunk. At most [`QUEUE_MAX`] bytes wait to be written;
 //! past that the relay waits for the writer (bounded memory, backpressure into
 //! the relay, which then reads nothing more from the server).
+//!
+//! The writer sends a chunk's whole pages to the disk with `O_DIRECT` where the
+//! file system allows it (Linux): the page cache's copy and its write-back cost
+//! more CPU than the relay itself, and on a machine with few cores that CPU is
+//! the relay's. A [`Chunk`] is laid out in memory at the offset modulo [`ALIGN`]
+//! that its bytes take in the file, so its whole pages go to the disk from where
+//! the relay put them; the partial pages at either end (and everything written
+//! by the relay itself) go through the page cache. Any file, any layout: a write
+//! the kernel refuses direct is written the ordinary way. And only while the
+//! disk keeps up: with more than half of [`QUEUE_MAX`] waiting, chunks go
+//! through the page cache (CPU, where the disk would keep the relay waiting).
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{IoSlice, Write};
+use std::io::IoSlice;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -22,8 +33,56 @@ pub const CHUNK: usize = 1024 * 1024;
 pub const QUEUE_MAX: usize = 4 * CHUNK;
 /// Emptied chunks kept for reuse (no fresh pages per chunk).
 const SPARE_MAX: usize = 3;
-/// Chunks written in one `writev` at most.
-const BATCH_MAX: usize = 64;
+/// The alignment of direct writes (file offset, length and memory): the page
+/// size, which no common device's logical block exceeds.
+pub const ALIGN: usize = 4096;
+
+/// Whole records for the writer, placed in memory at the offset modulo
+/// [`ALIGN`] they take in the file (see the module's text).
+#[derive(Default)]
+pub struct Chunk {
+    buf: Vec<u8>,
+    /// Where the records start in `buf` (before: padding).
+    start: usize,
+}
+
+impl Chunk {
+    /// An empty chunk whose bytes go at `offset` in the file.
+    fn placed(mut buf: Vec<u8>, offset: u64) -> Chunk {
+        buf.clear();
+        if buf.capacity() < CHUNK_CAPACITY {
+            buf = Vec::with_capacity(CHUNK_CAPACITY);
+        }
+        let aligned = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
+        let start = aligned + (offset % ALIGN as u64) as usize;
+        buf.resize(start, 0);
+        Chunk { buf, start }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held, padding included (0: no buffer yet).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+}
+
+/// A chunk's buffer: [`CHUNK`], the last read that crosses it, and the padding.
+const CHUNK_CAPACITY: usize = CHUNK + CHUNK / 4 + 2 * ALIGN;
 
 pub struct Sink {
     state: Mutex<State>,
@@ -33,15 +92,18 @@ pub struct Sink {
 
 struct State {
     /// `None` once closed or failed, and while the writer holds it.
-    file: Option<File>,
+    file: Option<Files>,
     path: PathBuf,
     open: bool,
-    queue: VecDeque<Vec<u8>>,
+    /// The file's length once everything handed over is written: where the
+    /// next chunk goes.
+    end: u64,
+    queue: VecDeque<Chunk>,
     queued: usize,
     /// A writer task runs (it holds the file).
     writing: bool,
     spare: Vec<Vec<u8>>,
-    /// `write`/`writev` calls made, for the tests.
+    /// Chunks and immediate writes written, for the tests.
     writes: u64,
     /// Threads waiting on `progress` (a notification nobody waits for is a
     /// system call for nothing).
@@ -50,11 +112,18 @@ struct State {
 
 impl Sink {
     pub fn new(file: File, path: PathBuf) -> Arc<Sink> {
+        let direct = open_direct(&file, &path);
         Arc::new(Sink {
             state: Mutex::new(State {
-                file: Some(file),
+                file: Some(Files {
+                    buffered: file,
+                    direct,
+                    written: 0,
+                    direct_bytes: 0,
+                }),
                 path,
                 open: true,
+                end: 0,
                 queue: VecDeque::new(),
                 queued: 0,
                 writing: false,
@@ -75,25 +144,33 @@ impl Sink {
         self.lock().open
     }
 
-    /// An empty buffer for a chunk (a reused one when there is one).
-    pub fn buffer(&self) -> Vec<u8> {
-        self.lock()
-            .spare
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(CHUNK + CHUNK / 4))
+    /// An empty chunk for what goes next in the file (a reused buffer when
+    /// there is one). Nothing may be written between this and handing the
+    /// chunk over (or writing it with [`Sink::write_now`]).
+    pub fn buffer(&self) -> Chunk {
+        let mut s = self.lock();
+        let buf = s.spare.pop().unwrap_or_default();
+        Chunk::placed(buf, s.end)
+    }
+
+    /// A chunk no longer needed: its buffer is kept for the next.
+    pub fn recycle(&self, chunk: Chunk) {
+        let mut s = self.lock();
+        s.keep(chunk.buf);
     }
 
     /// Hand `chunk` (whole records) to the writer; waits while more than
     /// [`QUEUE_MAX`] bytes are waiting.
-    pub fn queue(self: &Arc<Self>, chunk: Vec<u8>) {
+    pub fn queue(self: &Arc<Self>, chunk: Chunk) {
         if chunk.is_empty() {
-            return;
+            return self.recycle(chunk);
         }
         let mut s = self.lock();
         if !s.open {
             return;
         }
         s.queued += chunk.len();
+        s.end += chunk.len() as u64;
         s.queue.push_back(chunk);
         if !s.writing {
             s.writing = true;
@@ -137,7 +214,8 @@ impl Sink {
             return;
         }
         let Some(file) = s.file.as_mut() else { return };
-        let result = write_all_vectored(file, parts);
+        let result = file.write_parts(parts);
+        s.end = file.written;
         s.writes += 1;
         if let Err(e) = result {
             s.fail(e);
@@ -190,18 +268,28 @@ impl Sink {
         self.lock().spare.iter().map(Vec::capacity).sum()
     }
 
-    /// `write`/`writev` calls so far.
+    /// Bytes written direct so far, and whether direct writes are on; `None`
+    /// while the writer holds the file.
+    #[cfg(test)]
+    fn direct(&self) -> Option<(u64, bool)> {
+        let s = self.settled();
+        s.file
+            .as_ref()
+            .map(|f| (f.direct_bytes, f.direct.is_some()))
+    }
+
+    /// Chunks and immediate writes written so far.
     pub fn writes(&self) -> u64 {
         self.lock().writes
     }
 
-    /// The writer: everything queued, in order, a batch per `writev`.
+    /// The writer: everything queued, in order.
     fn drain(&self) {
         let mut s = self.lock();
         loop {
-            let file = match (s.queue.is_empty(), s.file.take()) {
-                (false, Some(f)) => f,
-                (_, file) => {
+            let (file, chunk) = match (s.file.take(), s.queue.pop_front()) {
+                (Some(f), Some(c)) => (f, c),
+                (file, _) => {
                     s.file = file;
                     s.queue.clear();
                     s.queued = 0;
@@ -210,21 +298,16 @@ impl Sink {
                     return;
                 }
             };
-            let n = s.queue.len().min(BATCH_MAX);
-            let batch: Vec<Vec<u8>> = s.queue.drain(..n).collect();
+            // Direct while the disk keeps up; behind, through the page cache,
+            // which costs CPU but never keeps the relay waiting for the disk.
+            let direct = s.queued <= QUEUE_MAX / 2;
             drop(s);
             let mut file = file;
-            let parts: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
-            let result = write_all_vectored(&mut file, &parts);
+            let result = file.write_chunk(chunk.as_slice(), direct);
             s = self.lock();
             s.writes += 1;
-            s.queued -= batch.iter().map(Vec::len).sum::<usize>();
-            for mut b in batch {
-                if s.spare.len() < SPARE_MAX && b.capacity() <= 2 * CHUNK {
-                    b.clear();
-                    s.spare.push(b);
-                }
-            }
+            s.queued -= chunk.len();
+            s.keep(chunk.buf);
             match result {
                 Ok(()) if s.open => s.file = Some(file),
                 Ok(()) => {}
@@ -249,6 +332,13 @@ impl Drop for Drain {
 }
 
 impl State {
+    /// Keep an emptied chunk's buffer for reuse, a few at most.
+    fn keep(&mut self, buf: Vec<u8>) {
+        if self.spare.len() < SPARE_MAX && (CHUNK_CAPACITY..=2 * CHUNK).contains(&buf.capacity()) {
+            self.spare.push(buf);
+        }
+    }
+
     fn fail(&mut self, e: std::io::Error) {
         tracing::warn!(path = %self.path.display(), "recording stopped: {e}");
         self.open = false;
@@ -256,23 +346,96 @@ impl State {
     }
 }
 
-/// All of `parts`, in as few `writev` calls as the kernel allows.
-fn write_all_vectored(file: &mut File, parts: &[&[u8]]) -> std::io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = parts
-        .iter()
-        .filter(|p| !p.is_empty())
-        .map(|p| IoSlice::new(p))
-        .collect();
-    let mut rest = &mut slices[..];
-    while !rest.is_empty() {
-        match file.write_vectored(rest) {
+/// The transcript file, written at explicit offsets: through the page cache,
+/// and (when the file system takes it) direct to the disk.
+struct Files {
+    buffered: File,
+    /// The same file opened with `O_DIRECT`; `None` where it cannot be.
+    direct: Option<File>,
+    /// The file's length: where the next bytes go.
+    written: u64,
+    /// Of which written direct (for the tests).
+    direct_bytes: u64,
+}
+
+impl Files {
+    /// All of `parts` through the page cache, in as few `pwritev` calls as the
+    /// kernel allows.
+    fn write_parts(&mut self, parts: &[&[u8]]) -> std::io::Result<()> {
+        let mut slices: Vec<IoSlice<'_>> = parts
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| IoSlice::new(p))
+            .collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let n = retry(|| rustix::io::pwritev(&self.buffered, rest, self.written))?;
+            self.written += n as u64;
+            IoSlice::advance_slices(&mut rest, n);
+        }
+        Ok(())
+    }
+
+    /// A chunk: its whole pages direct when asked and it is placed for that,
+    /// the rest through the page cache.
+    fn write_chunk(&mut self, data: &[u8], direct: bool) -> std::io::Result<()> {
+        let at = (self.written % ALIGN as u64) as usize;
+        let head = (ALIGN - at) % ALIGN;
+        let placed = data.as_ptr() as usize % ALIGN == at;
+        let whole = data.len().saturating_sub(head) / ALIGN * ALIGN;
+        if !direct || self.direct.is_none() || !placed || whole == 0 {
+            return self.write_parts(&[data]);
+        }
+        self.write_parts(&[&data[..head]])?;
+        let mut middle = &data[head..head + whole];
+        while !middle.is_empty() && middle.len().is_multiple_of(ALIGN) {
+            let Some(direct) = &self.direct else { break };
+            match retry(|| rustix::io::pwrite(direct, middle, self.written)) {
+                Ok(n) => {
+                    self.written += n as u64;
+                    self.direct_bytes += n as u64;
+                    middle = &middle[n..];
+                }
+                Err(e) => {
+                    // Not for this file after all (EINVAL): the ordinary way from now on.
+                    tracing::debug!("direct writes refused ({e}); writing through the page cache");
+                    self.direct = None;
+                }
+            }
+        }
+        self.write_parts(&[middle, &data[head + whole..]])
+    }
+}
+
+/// A write call again while it is interrupted; nothing written is an error.
+fn retry(mut call: impl FnMut() -> rustix::io::Result<usize>) -> std::io::Result<usize> {
+    loop {
+        match call() {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut rest, n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Ok(n) => return Ok(n),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+}
+
+/// `path` opened again with `O_DIRECT`, if it is still `file` and its file
+/// system takes direct writes.
+#[cfg(target_os = "linux")]
+fn open_direct(file: &File, path: &std::path::Path) -> Option<File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let direct = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+        .open(path)
+        .ok()?;
+    let (a, b) = (file.metadata().ok()?, direct.metadata().ok()?);
+    (a.dev() == b.dev() && a.ino() == b.ino()).then_some(direct)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_direct(_: &File, _: &std::path::Path) -> Option<File> {
+    None
 }
 
 #[cfg(test)]
@@ -288,13 +451,13 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn chunks_and_direct_writes_land_in_order() {
+    async fn chunks_and_immediate_writes_land_in_order() {
         let (_d, path, s) = sink();
         let mut want = Vec::new();
         for i in 0..40u8 {
             let mut c = s.buffer();
-            c.extend(std::iter::repeat_n(b'a' + i % 26, 100_000));
-            want.extend_from_slice(&c);
+            c.extend_from_slice(&[b'a' + i % 26; 100_000]);
+            want.extend_from_slice(c.as_slice());
             s.queue(c);
             if i % 10 == 9 {
                 s.write_now(&[b"line\n", b"more\n"]);
@@ -304,27 +467,107 @@ mod tests {
         s.close(false);
         assert_eq!(std::fs::read(&path).unwrap(), want);
         // Handed over after closing: dropped, nothing written.
-        s.queue(b"late".to_vec());
+        let mut late = s.buffer();
+        late.extend_from_slice(b"late");
+        s.queue(late);
         s.write_now(&[b"late"]);
         assert_eq!(std::fs::read(&path).unwrap().len(), want.len());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn what_waits_to_be_written_is_bounded() {
-        let (_d, _p, s) = sink();
+        let (_d, path, s) = sink();
         let mut peak = 0;
-        for _ in 0..200 {
-            s.queue(vec![b'x'; CHUNK]);
+        let mut want = Vec::new();
+        for i in 0..200usize {
+            let mut c = s.buffer();
+            // Odd sizes: chunks start anywhere in a page.
+            let len = CHUNK - 1 + i % 3;
+            c.extend_from_slice(&vec![b'a' + (i % 26) as u8; len]);
+            want.extend_from_slice(c.as_slice());
+            s.queue(c);
             peak = peak.max(s.lock().queued);
         }
         assert!(peak <= QUEUE_MAX + CHUNK, "{peak} bytes waited");
         s.close(false);
+        // The writer fell behind (direct or not, all of it is there, in order).
+        assert!(std::fs::read(&path).unwrap() == want);
+    }
+
+    /// Chunks of every size and place, between writes of the relay: the same
+    /// bytes, whole pages direct where the file system takes them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn whole_pages_go_direct_and_the_file_is_the_same() {
+        let (_d, path, s) = sink();
+        let (_, on) = s.direct().unwrap();
+        let mut want = Vec::new();
+        let sizes = [
+            1,
+            ALIGN - 1,
+            ALIGN,
+            ALIGN + 1,
+            3 * ALIGN + 17,
+            100_000,
+            CHUNK + 3,
+            7,
+        ];
+        for (i, &len) in sizes.iter().cycle().take(40).enumerate() {
+            let fill = b'A' + (i % 26) as u8;
+            let mut c = s.buffer();
+            c.extend_from_slice(&vec![fill; len]);
+            if i % 5 == 4 {
+                // Written before the chunk is handed over: it is out of place
+                // (its bytes no longer go where it was laid out for).
+                s.write_now(&[b"\nanswer\n"]);
+                want.extend_from_slice(b"\nanswer\n");
+            }
+            want.extend_from_slice(c.as_slice());
+            s.queue(c);
+            if i % 7 == 6 {
+                s.settle();
+            }
+        }
+        let (direct, still) = s.direct().unwrap();
+        s.close(false);
+        assert!(std::fs::read(&path).unwrap() == want, "the file differs");
+        if on {
+            let big: usize = sizes.iter().filter(|&&n| n >= 2 * ALIGN).sum();
+            assert!(still && direct >= big as u64, "only {direct} bytes direct");
+        } else {
+            eprintln!("this file system takes no direct writes: not tested here");
+        }
+    }
+
+    /// A direct write the kernel refuses: that part, and all that follows,
+    /// through the page cache.
+    #[test]
+    fn a_refused_direct_write_is_written_the_ordinary_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        let mut files = Files {
+            buffered: File::create(&path).unwrap(),
+            // Read-only: every write to it fails (as EINVAL would).
+            direct: Some(File::open(&path).unwrap()),
+            written: 0,
+            direct_bytes: 0,
+        };
+        let mut chunk = Chunk::placed(Vec::new(), 0);
+        chunk.extend_from_slice(&vec![b'x'; 5 * ALIGN + 3]);
+        files.write_chunk(chunk.as_slice(), true).unwrap();
+        files.write_parts(&[b"end"]).unwrap();
+        assert!(files.direct.is_none());
+        assert_eq!(files.direct_bytes, 0);
+        let mut want = vec![b'x'; 5 * ALIGN + 3];
+        want.extend_from_slice(b"end");
+        assert!(std::fs::read(&path).unwrap() == want);
     }
 
     #[test]
     fn without_a_runtime_it_writes_in_place() {
         let (_d, path, s) = sink();
-        s.queue(b"abc".to_vec());
+        let mut c = s.buffer();
+        c.extend_from_slice(b"abc");
+        s.queue(c);
         assert!(s.is_idle());
         assert_eq!(std::fs::read(&path).unwrap(), b"abc");
         s.close(true);

@@ -19,7 +19,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::format::{Header, Normalise};
-use super::sink::{Sink, CHUNK};
+use super::sink::{Chunk, Sink, CHUNK};
 use super::tracker::{Redaction, Splice, Tracker};
 use super::RecordError;
 use crate::imap_client::BoxedIo;
@@ -132,7 +132,7 @@ impl Recorder {
                 start: Instant::now(),
                 out: Vec::new(),
                 splices: Vec::new(),
-                chunk: Vec::new(),
+                chunk: Chunk::default(),
                 users: self.settings.users.clone(),
             }),
         }))
@@ -157,7 +157,7 @@ struct Inner {
     /// Blocks of the server read being recorded, to write from its buffer.
     splices: Vec<Splice>,
     /// Whole records gathered for the sink's writer (a copy, blocks included).
-    chunk: Vec<u8>,
+    chunk: Chunk,
     users: Vec<String>,
 }
 
@@ -204,7 +204,7 @@ impl Transcript {
         if i.tracker.server_answered() {
             i.write_out(bytes);
             // A burst's buffers are not kept by a connection that waits.
-            i.chunk = Vec::new();
+            i.chunk = Chunk::default();
             i.sink.release();
         } else {
             i.stage(bytes);
@@ -316,7 +316,9 @@ impl Inner {
             parts.extend(spliced(&self.out, &self.splices, input));
             self.sink.write_now(&parts);
         }
-        self.chunk.clear();
+        // Placed for where it was to go: written, it is placed for nowhere.
+        let chunk = std::mem::take(&mut self.chunk);
+        self.sink.recycle(chunk);
         self.clear_out();
     }
 
