@@ -1,8 +1,8 @@
 //! Byte escaping for transcripts: printable ASCII stays as it is, `\` becomes
 //! `\\`, CR, LF and TAB become `\r`, `\n`, `\t`, every other byte `\xHH`. Pure
 //! functions; a transcript is untrusted input, so unescaping checks every escape.
-//! [`block_prefix`] says how much of a literal can be written unescaped instead
-//! (a `{` block: text a person can read as it is).
+//! [`copy_text_prefix`] copies as much of a literal as can be written unescaped
+//! instead (a `{` block: text a person can read as it is).
 
 use super::FormatError;
 
@@ -41,34 +41,51 @@ pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&bytes[plain_from..]);
 }
 
-/// How many leading bytes of `bytes` are text that a `{` block may hold as
-/// they are: printable ASCII, TAB, CR, LF and valid UTF-8 (no other control
-/// byte, no DEL). Checked 32 bytes at a time without branches (the compiler
-/// vectorises it): this runs over every literal byte a recording proxy relays.
-pub fn block_prefix(bytes: &[u8]) -> usize {
-    const LANES: usize = 32;
-    let control = |b: u8| (b < 0x20 && b != b'\t' && b != b'\r' && b != b'\n') | (b == 0x7f);
-    let mut end = bytes.len();
+/// Append to `out` the leading bytes of `bytes` that are text a `{` block may
+/// hold as they are (printable ASCII, TAB, CR, LF and valid UTF-8; no other
+/// control byte, no DEL), and return how many. This runs over every literal
+/// byte a recording proxy relays, so it checks and copies in one pass, a cache-
+/// sized piece at a time (the piece is copied from the cache it was just read
+/// into), 32 bytes at a time without branches (the compiler vectorises it).
+pub fn copy_text_prefix(bytes: &[u8], out: &mut Vec<u8>) -> usize {
+    const PIECE: usize = 512;
+    let start = out.len();
+    out.reserve(bytes.len());
     let mut eight_bit = false;
-    for (k, chunk) in bytes.chunks(LANES).enumerate() {
-        let (mut bad, mut high) = (false, false);
-        for &b in chunk {
-            bad |= control(b);
-            high |= b >= 0x80;
-        }
-        eight_bit |= high;
-        if bad {
-            end = k * LANES + chunk.iter().position(|&b| control(b)).unwrap_or(0);
+    for piece in bytes.chunks(PIECE) {
+        let n = text_prefix(piece, &mut eight_bit);
+        out.extend_from_slice(&piece[..n]);
+        if n < piece.len() {
             break;
         }
     }
-    if !eight_bit {
-        return end;
+    if eight_bit {
+        if let Err(e) = std::str::from_utf8(&out[start..]) {
+            out.truncate(start + e.valid_up_to());
+        }
     }
-    match std::str::from_utf8(&bytes[..end]) {
-        Ok(_) => end,
-        Err(e) => e.valid_up_to(),
+    out.len() - start
+}
+
+/// How many leading bytes of `bytes` hold no control byte (UTF-8 unchecked;
+/// `eight_bit` is set when one of them has its high bit).
+fn text_prefix(bytes: &[u8], eight_bit: &mut bool) -> usize {
+    const LANES: usize = 32;
+    let control = |b: u8| (b < 0x20 && b != b'\t' && b != b'\r' && b != b'\n') | (b == 0x7f);
+    for (k, lane) in bytes.chunks(LANES).enumerate() {
+        let (mut bad, mut high) = (false, false);
+        for &b in lane {
+            bad |= control(b);
+            high |= b >= 0x80;
+        }
+        if bad {
+            let at = lane.iter().position(|&b| control(b)).unwrap_or(0);
+            *eight_bit |= lane[..at].iter().any(|&b| b >= 0x80);
+            return k * LANES + at;
+        }
+        *eight_bit |= high;
     }
+    bytes.len()
 }
 
 /// The bytes an escaped text stands for, appended to `out`.
@@ -135,24 +152,47 @@ mod tests {
         assert_eq!(esc(b"a\\b\r\n\0\xff"), b"a\\\\b\\r\\n\\x00\\xff");
     }
 
+    /// The text prefix, copied after what `out` held.
+    fn text_of(bytes: &[u8]) -> usize {
+        let mut out = b"before".to_vec();
+        let n = copy_text_prefix(bytes, &mut out);
+        assert_eq!(&out[..6], b"before");
+        assert_eq!(&out[6..], &bytes[..n]);
+        n
+    }
+
     #[test]
-    fn block_prefix_stops_at_binary() {
-        assert_eq!(block_prefix(b""), 0);
-        assert_eq!(block_prefix(b"From: a\r\n\tb\\c\r\n"), 15);
+    fn the_text_prefix_stops_at_binary() {
+        assert_eq!(text_of(b""), 0);
+        assert_eq!(text_of(b"From: a\r\n\tb\\c\r\n"), 15);
         let mut long = vec![b'a'; 100];
         long[70] = 0;
-        assert_eq!(block_prefix(&long), 70);
+        assert_eq!(text_of(&long), 70);
         long[70] = 0x7f;
-        assert_eq!(block_prefix(&long), 70);
+        assert_eq!(text_of(&long), 70);
         long[70] = 0x1b;
-        assert_eq!(block_prefix(&long), 70);
+        assert_eq!(text_of(&long), 70);
         // UTF-8 is text; a character cut by the end of a read is not (yet).
-        assert_eq!(block_prefix("grüße\r\n".as_bytes()), 9);
-        assert_eq!(block_prefix(&"grüße".as_bytes()[..3]), 2);
-        assert_eq!(block_prefix(b"ab\xffcd"), 2);
+        assert_eq!(text_of("grüße\r\n".as_bytes()), 9);
+        assert_eq!(text_of(&"grüße".as_bytes()[..3]), 2);
+        assert_eq!(text_of(b"ab\xffcd"), 2);
         let mut mixed = "ü".repeat(40).into_bytes();
         mixed.push(0);
-        assert_eq!(block_prefix(&mixed), 80);
+        assert_eq!(text_of(&mixed), 80);
+        // Across pieces: a control byte or a bad sequence far in, or none.
+        let mut big = "text, and grüße\r\n".repeat(300).into_bytes();
+        assert_eq!(text_of(&big), big.len());
+        big[4000] = 0x08;
+        assert_eq!(text_of(&big), 4000);
+        big[4000] = b'x';
+        big[2999] = 0xc3;
+        big[3000] = b'x';
+        assert_eq!(text_of(&big), 2999);
+        // A high byte after the control byte is not text that was copied.
+        let mut after = vec![b'a'; 600];
+        after[513] = 0;
+        after[520] = 0xff;
+        assert_eq!(text_of(&after), 513);
     }
 
     #[test]

@@ -10,11 +10,10 @@
 //! RFC822…, APPEND) go through [`BodyRedactor`].
 //!
 //! Literal bytes kept as they are become `{` blocks when they are text (see
-//! [`block_prefix`]): no per-line records, no escaping. With
-//! [`Tracker::server_in_place`] a block's bytes are not even copied: the caller
-//! gets [`Splice`]s and writes them from the bytes it fed.
+//! [`copy_text_prefix`]): no per-line records, no escaping, one pass that
+//! checks and copies.
 
-use super::escape::block_prefix;
+use super::escape::copy_text_prefix;
 use super::format::{render, render_block_line, render_piece, Dir, Kind};
 use super::redact::{login_user, sasl_user, BodyRedactor, Start};
 use crate::wire::token::first_token;
@@ -31,15 +30,6 @@ pub const BLOCK_MAX: usize = 64 * 1024;
 /// A run of text shorter than this that stops before a binary byte is written
 /// escaped with its line instead (no block for a few bytes).
 const BLOCK_MIN: usize = 256;
-
-/// Bytes `from..to` of what was fed belong at byte `at` of the records written
-/// (a block's content, left in the caller's buffer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Splice {
-    pub at: usize,
-    pub from: usize,
-    pub to: usize,
-}
 
 /// What to redact besides credentials (always).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -131,24 +121,12 @@ impl Tracker {
 
     /// Bytes the client side sent, at `ms`: records appended to `out`.
     pub fn client(&mut self, ms: u64, bytes: &[u8], out: &mut Vec<u8>) {
-        self.feed(Dir::Client, ms, bytes, out, None)
+        self.feed(Dir::Client, ms, bytes, out)
     }
 
     /// Bytes the server sent, at `ms`.
     pub fn server(&mut self, ms: u64, bytes: &[u8], out: &mut Vec<u8>) {
-        self.feed(Dir::Server, ms, bytes, out, None)
-    }
-
-    /// [`Tracker::server`], but blocks' contents are left in `bytes`: `splices`
-    /// (appended to) say where they go in `out`.
-    pub fn server_in_place(
-        &mut self,
-        ms: u64,
-        bytes: &[u8],
-        out: &mut Vec<u8>,
-        splices: &mut Vec<Splice>,
-    ) {
-        self.feed(Dir::Server, ms, bytes, out, Some(splices))
+        self.feed(Dir::Server, ms, bytes, out)
     }
 
     fn side(&mut self, dir: Dir) -> &mut Side {
@@ -158,21 +136,13 @@ impl Tracker {
         }
     }
 
-    fn feed(
-        &mut self,
-        dir: Dir,
-        ms: u64,
-        input: &[u8],
-        out: &mut Vec<u8>,
-        mut splices: Option<&mut Vec<Splice>>,
-    ) {
+    fn feed(&mut self, dir: Dir, ms: u64, input: &[u8], out: &mut Vec<u8>) {
         let mut bytes = input;
         while !bytes.is_empty() {
             let side = self.side(dir);
             if side.lit_remaining > 0 {
                 let n = (bytes.len() as u64).min(side.lit_remaining) as usize;
-                let at = input.len() - bytes.len();
-                self.literal_bytes(dir, &bytes[..n], at, out, splices.as_deref_mut());
+                self.literal_bytes(dir, &bytes[..n], out);
                 bytes = &bytes[n..];
                 continue;
             }
@@ -350,34 +320,28 @@ impl Tracker {
         render(out, Dir::Client, Kind::Redacted, ms, text);
     }
 
-    /// Literal bytes (`at`: where they start in what was fed).
-    fn literal_bytes(
-        &mut self,
-        dir: Dir,
-        mut bytes: &[u8],
-        mut at: usize,
-        out: &mut Vec<u8>,
-        mut splices: Option<&mut Vec<Splice>>,
-    ) {
+    /// Literal bytes.
+    fn literal_bytes(&mut self, dir: Dir, mut bytes: &[u8], out: &mut Vec<u8>) {
         while !bytes.is_empty() {
             let side = self.side(dir);
             if side.piece.is_empty() && matches!(side.lit_mode, LitMode::Keep) {
+                // Text, as literals mostly are: the block's line for all of it,
+                // then its bytes, checked as they are copied.
                 let run = bytes.len().min(BLOCK_MAX);
-                let n = block_prefix(&bytes[..run]);
-                if n > 0 && (n == run || n >= BLOCK_MIN) {
-                    side.lit_remaining -= n as u64;
-                    render_block_line(out, dir, n);
-                    match splices.as_deref_mut() {
-                        Some(s) => s.push(Splice {
-                            at: out.len(),
-                            from: at,
-                            to: at + n,
-                        }),
-                        None => out.extend_from_slice(&bytes[..n]),
+                let mark = out.len();
+                render_block_line(out, dir, run);
+                let n = copy_text_prefix(&bytes[..run], out);
+                if n < run {
+                    out.truncate(mark);
+                    if n >= BLOCK_MIN {
+                        render_block_line(out, dir, n);
+                        out.extend_from_slice(&bytes[..n]);
                     }
+                }
+                if n == run || n >= BLOCK_MIN {
+                    side.lit_remaining -= n as u64;
                     out.push(b'\n');
                     bytes = &bytes[n..];
-                    at += n;
                     continue;
                 }
             }
@@ -401,7 +365,6 @@ impl Tracker {
                 }
             }
             bytes = &bytes[take..];
-            at += take;
         }
     }
 

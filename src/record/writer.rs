@@ -3,12 +3,13 @@
 //! wrapper that copies every byte read and written into the transcript. A
 //! connection that is not recorded is never wrapped (no cost when off).
 //!
-//! A server read that answers the client (ends a tagged response or a `+`) is
-//! written before the client can see it, from the read buffer itself (one
-//! `writev`, see [`Splice`]), so a killed proxy leaves a transcript with every
-//! answer its clients got. The reads of a burst in between (untagged responses,
-//! literals: a bulk fetch) are gathered into chunks of whole records that the
-//! sink's writer writes while the relay goes on (see `sink.rs`).
+//! Records are made straight into a chunk laid out for the file (one copy of
+//! each byte relayed, checked as it is copied). A server read that answers the
+//! client (ends a tagged response or a `+`) is written before the client can
+//! see it, so a killed proxy leaves a transcript with every answer its clients
+//! got. The reads of a burst in between (untagged responses, literals: a bulk
+//! fetch) fill chunks that the sink's writer writes while the relay goes on
+//! (see `sink.rs`).
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -20,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::format::{Header, Normalise};
 use super::sink::{Chunk, Sink, CHUNK};
-use super::tracker::{Redaction, Splice, Tracker};
+use super::tracker::{Redaction, Tracker};
 use super::RecordError;
 use crate::imap_client::BoxedIo;
 
@@ -130,8 +131,7 @@ impl Recorder {
                 greeting: Vec::new(),
                 tracker: Tracker::new(self.settings.redaction),
                 start: Instant::now(),
-                out: Vec::new(),
-                splices: Vec::new(),
+                early: Vec::new(),
                 chunk: Chunk::default(),
                 users: self.settings.users.clone(),
             }),
@@ -152,11 +152,9 @@ struct Inner {
     greeting: Vec<u8>,
     tracker: Tracker,
     start: Instant,
-    /// Records not yet written, the blocks of the read being recorded left out.
-    out: Vec<u8>,
-    /// Blocks of the server read being recorded, to write from its buffer.
-    splices: Vec<Splice>,
-    /// Whole records gathered for the sink's writer (a copy, blocks included).
+    /// Records made before the header is written.
+    early: Vec<u8>,
+    /// Records not yet written, laid out for where they go in the file.
     chunk: Chunk,
     users: Vec<String>,
 }
@@ -166,20 +164,19 @@ impl Transcript {
     pub fn client(&self, bytes: &[u8]) {
         let mut i = lock(&self.inner);
         let Some(ms) = i.elapsed_ms() else { return };
-        let Inner { tracker, out, .. } = &mut *i;
-        tracker.client(ms, bytes, out);
+        i.feed(|tracker, out| tracker.client(ms, bytes, out));
         i.after_feed();
-        if i.out.len() >= OUT_MAX {
-            i.stage(&[]);
+        if i.chunk.len() >= CHUNK {
+            i.hand_over();
         }
     }
 
     /// Bytes read from the server. A read that ends a tagged response or a `+`
-    /// is on disk before the client sees it (one `writev`, the blocks from the
-    /// read buffer, after whatever the sink's writer still had): a proxy killed
-    /// after an answer leaves a transcript that has it. Other reads (a burst of
-    /// untagged responses and literals) are gathered and written by the sink's
-    /// writer while the relay goes on.
+    /// is on disk before the client sees it (written by the relay, after
+    /// whatever the sink's writer still had): a proxy killed after an answer
+    /// leaves a transcript that has it. Other reads (a burst of untagged
+    /// responses and literals) are gathered and written by the sink's writer
+    /// while the relay goes on.
     pub fn server(&self, bytes: &[u8]) {
         let mut i = lock(&self.inner);
         let Some(ms) = i.elapsed_ms() else { return };
@@ -187,27 +184,14 @@ impl Transcript {
             let end = memchr::memchr(b'\n', bytes).map_or(bytes.len(), |n| n + 1);
             i.greeting.extend_from_slice(&bytes[..end]);
         }
-        let Inner {
-            tracker,
-            out,
-            splices,
-            header,
-            ..
-        } = &mut *i;
-        if header.is_none() {
-            tracker.server_in_place(ms, bytes, out, splices);
-        } else {
-            // Nothing is written before the header: copy.
-            tracker.server(ms, bytes, out);
-        }
+        i.feed(|tracker, out| tracker.server(ms, bytes, out));
         i.after_feed();
         if i.tracker.server_answered() {
-            i.write_out(bytes);
+            i.write_out();
             // A burst's buffers are not kept by a connection that waits.
-            i.chunk = Chunk::default();
             i.sink.release();
-        } else {
-            i.stage(bytes);
+        } else if i.chunk.len() >= CHUNK {
+            i.hand_over();
         }
     }
 
@@ -224,9 +208,8 @@ impl Transcript {
     pub fn flush(&self) {
         let mut i = lock(&self.inner);
         if i.sink.is_idle() {
-            i.write_out(&[]);
-        } else {
-            i.stage(&[]);
+            i.write_out();
+        } else if !i.chunk.is_empty() {
             i.hand_over();
         }
     }
@@ -234,7 +217,7 @@ impl Transcript {
     /// Everything recorded so far written, whatever it waits for (the end of
     /// the stream).
     pub fn finish(&self) {
-        lock(&self.inner).write_out(&[]);
+        lock(&self.inner).write_out();
     }
 
     #[cfg(test)]
@@ -250,6 +233,25 @@ impl Inner {
             return None;
         }
         Some(self.start.elapsed().as_millis().min(u128::from(u64::MAX)) as u64)
+    }
+
+    /// Run the tracker with the buffer its records go to: the chunk, or before
+    /// the header is written, `early`.
+    fn feed(&mut self, f: impl FnOnce(&mut Tracker, &mut Vec<u8>)) {
+        if self.header.is_none() && self.chunk.capacity() == 0 {
+            self.chunk = self.sink.buffer();
+        }
+        let Inner {
+            tracker,
+            early,
+            chunk,
+            header,
+            ..
+        } = self;
+        match header {
+            Some(_) => f(tracker, early),
+            None => f(tracker, chunk.records()),
+        }
     }
 
     fn after_feed(&mut self) {
@@ -270,32 +272,10 @@ impl Inner {
                 h.fields.insert(5, ("capabilities".into(), caps));
             }
             self.sink.write_now(&[h.render().as_bytes()]);
-        }
-    }
-
-    /// The records held, with the blocks [`Inner::splices`] place from `input`
-    /// (the server read just fed), copied into the chunk; a full chunk goes to
-    /// the writer.
-    fn stage(&mut self, input: &[u8]) {
-        if self.header.is_some() {
-            self.splices.clear();
-            return;
-        }
-        if self.chunk.capacity() == 0 {
+            // What came before goes after it, in a chunk laid out for that.
             self.chunk = self.sink.buffer();
-        }
-        let Inner {
-            out,
-            splices,
-            chunk,
-            ..
-        } = self;
-        for part in spliced(out, splices, input) {
-            chunk.extend_from_slice(part);
-        }
-        self.clear_out();
-        if self.chunk.len() >= CHUNK {
-            self.hand_over();
+            self.chunk
+                .extend_from_slice(&std::mem::take(&mut self.early));
         }
     }
 
@@ -304,30 +284,16 @@ impl Inner {
         self.sink.queue(chunk);
     }
 
-    /// Write the chunk and the records held (once the header is out), with the
-    /// blocks [`Inner::splices`] place from `input`, here and now.
-    fn write_out(&mut self, input: &[u8]) {
+    /// Write the records held (once the header is out), here and now.
+    fn write_out(&mut self) {
         if self.header.is_some() {
-            self.splices.clear();
             return;
         }
-        if !(self.chunk.is_empty() && self.out.is_empty() && self.splices.is_empty()) {
-            let mut parts = vec![self.chunk.as_slice()];
-            parts.extend(spliced(&self.out, &self.splices, input));
-            self.sink.write_now(&parts);
-        }
-        // Placed for where it was to go: written, it is placed for nowhere.
         let chunk = std::mem::take(&mut self.chunk);
-        self.sink.recycle(chunk);
-        self.clear_out();
-    }
-
-    fn clear_out(&mut self) {
-        self.out.clear();
-        self.splices.clear();
-        if self.out.capacity() > 4 * OUT_MAX {
-            self.out = Vec::new();
+        if !chunk.is_empty() {
+            self.sink.write_now(&[chunk.as_slice()]);
         }
+        self.sink.recycle(chunk);
     }
 
     /// Not a user to record: the file goes.
@@ -346,28 +312,10 @@ impl Drop for Inner {
             self.greeting.push(b'\n');
             self.after_feed();
         }
-        self.write_out(&[]);
+        self.write_out();
         self.sink.close(false);
     }
 }
-
-/// `text` with `input[from..to]` of each splice inserted at its place, as the
-/// parts to write (a splice outside `input` is a bug: its part is left empty).
-fn spliced<'a>(text: &'a [u8], splices: &[Splice], input: &'a [u8]) -> Vec<&'a [u8]> {
-    let mut parts = Vec::with_capacity(2 * splices.len() + 1);
-    let mut from = 0;
-    for s in splices {
-        debug_assert!(s.to <= input.len(), "a block outside the read it came from");
-        parts.push(&text[from..s.at]);
-        parts.push(input.get(s.from..s.to).unwrap_or_default());
-        from = s.at;
-    }
-    parts.push(&text[from..]);
-    parts
-}
-
-/// Records held before they are written (a flush writes them sooner).
-const OUT_MAX: usize = 256 * 1024;
 
 /// `IMAP4rev1 …` from a greeting's `[CAPABILITY …]` code.
 fn capabilities(greeting: &[u8]) -> Option<String> {
@@ -483,6 +431,10 @@ mod tests {
             burst <= (size / CHUNK) as u64,
             "{burst} writes for the burst"
         );
+        // The burst's chunks were laid out for their place in the file (the
+        // writer, behind, may still have written them through the page cache).
+        let (_, misplaced, _) = lock(&t.inner).sink.direct();
+        assert_eq!(misplaced, 0, "chunks not laid out for the file");
         // The answer: on disk when `server` returns, with all that came before.
         t.server(b"a1 OK Fetch completed.\r\n");
         let got = text(&t);
