@@ -180,17 +180,18 @@ impl Sink {
         s.queue.push_back(chunk);
         if !s.writing {
             s.writing = true;
+            // Unlocked: a runtime shutting down drops the job at once, here,
+            // and the job then drains on this thread.
+            drop(s);
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
                     let job = Drain(Some(self.clone()));
                     drop(rt.spawn_blocking(move || drop(job)));
                 }
-                Err(_) => {
-                    // No runtime to lend a thread: write here.
-                    drop(s);
-                    return self.drain();
-                }
+                // No runtime to lend a thread: write here.
+                Err(_) => return self.drain(),
             }
+            s = self.lock();
         }
         while s.writing && s.queued > QUEUE_MAX {
             s = self.wait(s);
@@ -573,6 +574,31 @@ mod tests {
         let mut want = vec![b'x'; 5 * ALIGN + 3];
         want.extend_from_slice(b"end");
         assert!(std::fs::read(&path).unwrap() == want);
+    }
+
+    /// A runtime shutting down refuses the writer's job and drops it on the
+    /// caller's thread: the job writes there, and the relay does not hang.
+    #[test]
+    fn handing_over_while_the_runtime_shuts_down_writes_and_returns() {
+        let (_d, path, s) = sink();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let handle = rt.handle().clone();
+        rt.shutdown_background();
+        let (done, returned) = std::sync::mpsc::channel();
+        let sink = s.clone();
+        std::thread::spawn(move || {
+            let _in = handle.enter();
+            let mut c = sink.buffer();
+            c.extend_from_slice(b"abc");
+            sink.queue(c);
+            let _ = done.send(());
+        });
+        let waited = returned.recv_timeout(std::time::Duration::from_secs(10));
+        assert!(waited.is_ok(), "queue() hung");
+        assert_eq!(std::fs::read(&path).unwrap(), b"abc");
     }
 
     #[test]
