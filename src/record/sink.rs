@@ -11,7 +11,7 @@
 //! The writer sends a chunk's whole pages to the disk with `O_DIRECT` where the
 //! file system allows it (Linux): the page cache's copy and its write-back cost
 //! more CPU than the relay itself, and on a machine with few cores that CPU is
-//! the relay's. A [`Chunk`] is laid out in memory at the offset modulo [`ALIGN`]
+//! the relay's. A [`Chunk`] is laid out in memory at the offset modulo [`align`]
 //! that its bytes take in the file, so its whole pages go to the disk from where
 //! the relay put them; the partial pages at either end (and everything written
 //! by the relay itself) go through the page cache. Any file, any layout: a write
@@ -34,11 +34,15 @@ pub const QUEUE_MAX: usize = 4 * CHUNK;
 /// Emptied chunks kept for reuse (no fresh pages per chunk).
 const SPARE_MAX: usize = 3;
 /// The alignment of direct writes (file offset, length and memory): the page
-/// size, which no common device's logical block exceeds.
-pub const ALIGN: usize = 4096;
+/// size, at least 4096 (no common device's logical block is larger). Never
+/// less than a page, so that no page of the page cache holds both bytes
+/// written direct and bytes written through it (64 KB pages on some arm64).
+pub fn align() -> usize {
+    rustix::param::page_size().max(4096)
+}
 
 /// Whole records for the writer, placed in memory at the offset modulo
-/// [`ALIGN`] they take in the file (see the module's text).
+/// [`align`] they take in the file (see the module's text).
 #[derive(Default)]
 pub struct Chunk {
     buf: Vec<u8>,
@@ -50,11 +54,12 @@ impl Chunk {
     /// An empty chunk whose bytes go at `offset` in the file.
     fn placed(mut buf: Vec<u8>, offset: u64) -> Chunk {
         buf.clear();
-        if buf.capacity() < CHUNK_CAPACITY {
-            buf = Vec::with_capacity(CHUNK_CAPACITY);
+        let align = align();
+        if buf.capacity() < chunk_capacity() {
+            buf = Vec::with_capacity(chunk_capacity());
         }
-        let aligned = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
-        let start = aligned + (offset % ALIGN as u64) as usize;
+        let aligned = buf.as_ptr().align_offset(align).min(align);
+        let start = aligned + (offset % align as u64) as usize;
         buf.resize(start, 0);
         Chunk { buf, start }
     }
@@ -87,7 +92,9 @@ impl Chunk {
 }
 
 /// A chunk's buffer: [`CHUNK`], the last read that crosses it, and the padding.
-const CHUNK_CAPACITY: usize = CHUNK + CHUNK / 4 + 2 * ALIGN;
+fn chunk_capacity() -> usize {
+    CHUNK + CHUNK / 4 + 2 * align()
+}
 
 pub struct Sink {
     state: Mutex<State>,
@@ -342,7 +349,8 @@ impl Drop for Drain {
 impl State {
     /// Keep an emptied chunk's buffer for reuse, a few at most.
     fn keep(&mut self, buf: Vec<u8>) {
-        if self.spare.len() < SPARE_MAX && (CHUNK_CAPACITY..=2 * CHUNK).contains(&buf.capacity()) {
+        if self.spare.len() < SPARE_MAX && (chunk_capacity()..=2 * CHUNK).contains(&buf.capacity())
+        {
             self.spare.push(buf);
         }
     }
@@ -389,17 +397,18 @@ impl Files {
     /// A chunk: its whole pages direct when asked and it is placed for that,
     /// the rest through the page cache.
     fn write_chunk(&mut self, data: &[u8], direct: bool) -> std::io::Result<()> {
-        let at = (self.written % ALIGN as u64) as usize;
-        let head = (ALIGN - at) % ALIGN;
-        let placed = data.as_ptr() as usize % ALIGN == at;
-        let whole = data.len().saturating_sub(head) / ALIGN * ALIGN;
+        let align = align();
+        let at = (self.written % align as u64) as usize;
+        let head = (align - at) % align;
+        let placed = data.as_ptr() as usize % align == at;
+        let whole = data.len().saturating_sub(head) / align * align;
         self.misplaced += u64::from(!placed && whole > 0);
         if !direct || self.direct.is_none() || !placed || whole == 0 {
             return self.write_parts(&[data]);
         }
         self.write_parts(&[&data[..head]])?;
         let mut middle = &data[head..head + whole];
-        while !middle.is_empty() && middle.len().is_multiple_of(ALIGN) {
+        while !middle.is_empty() && middle.len().is_multiple_of(align) {
             let Some(direct) = &self.direct else { break };
             match retry(|| rustix::io::pwrite(direct, middle, self.written)) {
                 Ok(n) => {
@@ -408,7 +417,8 @@ impl Files {
                     middle = &middle[n..];
                 }
                 Err(e) => {
-                    // Not for this file after all (EINVAL): the ordinary way from now on.
+                    // Not for this file after all (EINVAL), or failing: the ordinary
+                    // way from now on (which reports a real failure).
                     tracing::debug!("direct writes refused ({e}); writing through the page cache");
                     self.direct = None;
                 }
@@ -512,12 +522,13 @@ mod tests {
         let (_d, path, s) = sink();
         let (_, _, on) = s.direct();
         let mut want = Vec::new();
+        let page = align();
         let sizes = [
             1,
-            ALIGN - 1,
-            ALIGN,
-            ALIGN + 1,
-            3 * ALIGN + 17,
+            page - 1,
+            page,
+            page + 1,
+            3 * page + 17,
             100_000,
             CHUNK + 3,
             7,
@@ -542,7 +553,7 @@ mod tests {
         s.close(false);
         assert!(std::fs::read(&path).unwrap() == want, "the file differs");
         if on {
-            let big: usize = sizes.iter().filter(|&&n| n >= 2 * ALIGN).sum();
+            let big: usize = sizes.iter().filter(|&&n| n >= 2 * page).sum();
             assert!(still && direct >= big as u64, "only {direct} bytes direct");
             // Each fifth chunk was out of place; the rest were laid out right.
             assert!(misplaced <= 8, "{misplaced} chunks out of place");
@@ -566,12 +577,12 @@ mod tests {
             misplaced: 0,
         };
         let mut chunk = Chunk::placed(Vec::new(), 0);
-        chunk.extend_from_slice(&vec![b'x'; 5 * ALIGN + 3]);
+        chunk.extend_from_slice(&vec![b'x'; 5 * align() + 3]);
         files.write_chunk(chunk.as_slice(), true).unwrap();
         files.write_parts(&[b"end"]).unwrap();
         assert!(files.direct.is_none());
         assert_eq!(files.direct_bytes, 0);
-        let mut want = vec![b'x'; 5 * ALIGN + 3];
+        let mut want = vec![b'x'; 5 * align() + 3];
         want.extend_from_slice(b"end");
         assert!(std::fs::read(&path).unwrap() == want);
     }
