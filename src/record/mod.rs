@@ -1,11 +1,12 @@
 //! Recording (SPEC section 9): each upstream connection written as a transcript
 //! a person can read and diff, secrets redacted, bodies optionally replaced by
 //! same-length filler. The format and the redaction are pure (`format`,
-//! `escape`, `tracker`, `redact`); `writer` wraps streams and `sink` does the
-//! file I/O.
+//! `escape`, `tracker`, `redact`); `writer` wraps streams, `sink` queues what
+//! is written and `file` writes it.
 //! `crate::replay` reads transcripts back.
 
 pub mod escape;
+mod file;
 pub mod format;
 pub mod redact;
 pub mod sink;

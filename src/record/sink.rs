@@ -21,9 +21,10 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::IoSlice;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use super::file::{align, Files};
 
 /// Records gathered before they are handed to the writer: large, because each
 /// hand-over may wake a thread (a futex call and a task switch each way, which
@@ -33,14 +34,6 @@ pub const CHUNK: usize = 1024 * 1024;
 pub const QUEUE_MAX: usize = 4 * CHUNK;
 /// Emptied chunks kept for reuse (no fresh pages per chunk).
 const SPARE_MAX: usize = 3;
-/// The alignment of direct writes (file offset, length and memory): the page
-/// size, at least 4096 (no common device's logical block is larger). Never
-/// less than a page, so that no page of the page cache holds both bytes
-/// written direct and bytes written through it (64 KB pages on some arm64).
-pub fn align() -> usize {
-    rustix::param::page_size().max(4096)
-}
-
 /// Whole records for the writer, placed in memory at the offset modulo
 /// [`align`] they take in the file (see the module's text).
 #[derive(Default)]
@@ -124,16 +117,9 @@ struct State {
 
 impl Sink {
     pub fn new(file: File, path: PathBuf) -> Arc<Sink> {
-        let direct = open_direct(&file, &path);
         Arc::new(Sink {
             state: Mutex::new(State {
-                file: Some(Files {
-                    buffered: file,
-                    direct,
-                    written: 0,
-                    direct_bytes: 0,
-                    misplaced: 0,
-                }),
+                file: Some(Files::new(file, &path)),
                 path,
                 open: true,
                 end: 0,
@@ -229,7 +215,7 @@ impl Sink {
         }
         let Some(file) = s.file.as_mut() else { return };
         let result = file.write_parts(parts);
-        s.end = file.written;
+        s.end = file.written();
         s.writes += 1;
         if let Err(e) = result {
             s.fail(e);
@@ -288,9 +274,7 @@ impl Sink {
     #[cfg(test)]
     pub(super) fn direct(&self) -> (u64, u64, bool) {
         let s = self.settled();
-        s.file.as_ref().map_or((0, 0, false), |f| {
-            (f.direct_bytes, f.misplaced, f.direct.is_some())
-        })
+        s.file.as_ref().map_or((0, 0, false), Files::stats)
     }
 
     /// Chunks and immediate writes written so far.
@@ -362,265 +346,6 @@ impl State {
     }
 }
 
-/// The transcript file, written at explicit offsets: through the page cache,
-/// and (when the file system takes it) direct to the disk.
-struct Files {
-    buffered: File,
-    /// The same file opened with `O_DIRECT`; `None` where it cannot be.
-    direct: Option<File>,
-    /// The file's length: where the next bytes go.
-    written: u64,
-    /// Of which written direct (for the tests).
-    direct_bytes: u64,
-    /// Chunks that could have gone direct but for their layout (for the tests).
-    misplaced: u64,
-}
-
-impl Files {
-    /// All of `parts` through the page cache, in as few `pwritev` calls as the
-    /// kernel allows.
-    fn write_parts(&mut self, parts: &[&[u8]]) -> std::io::Result<()> {
-        let mut slices: Vec<IoSlice<'_>> = parts
-            .iter()
-            .filter(|p| !p.is_empty())
-            .map(|p| IoSlice::new(p))
-            .collect();
-        let mut rest = &mut slices[..];
-        while !rest.is_empty() {
-            let n = retry(|| rustix::io::pwritev(&self.buffered, rest, self.written))?;
-            self.written += n as u64;
-            IoSlice::advance_slices(&mut rest, n);
-        }
-        Ok(())
-    }
-
-    /// A chunk: its whole pages direct when asked and it is placed for that,
-    /// the rest through the page cache.
-    fn write_chunk(&mut self, data: &[u8], direct: bool) -> std::io::Result<()> {
-        let align = align();
-        let at = (self.written % align as u64) as usize;
-        let head = (align - at) % align;
-        let placed = data.as_ptr() as usize % align == at;
-        let whole = data.len().saturating_sub(head) / align * align;
-        self.misplaced += u64::from(!placed && whole > 0);
-        if !direct || self.direct.is_none() || !placed || whole == 0 {
-            return self.write_parts(&[data]);
-        }
-        self.write_parts(&[&data[..head]])?;
-        let mut middle = &data[head..head + whole];
-        while !middle.is_empty() && middle.len().is_multiple_of(align) {
-            let Some(direct) = &self.direct else { break };
-            match retry(|| rustix::io::pwrite(direct, middle, self.written)) {
-                Ok(n) => {
-                    self.written += n as u64;
-                    self.direct_bytes += n as u64;
-                    middle = &middle[n..];
-                }
-                Err(e) => {
-                    // Not for this file after all (EINVAL), or failing: the ordinary
-                    // way from now on (which reports a real failure).
-                    tracing::debug!("direct writes refused ({e}); writing through the page cache");
-                    self.direct = None;
-                }
-            }
-        }
-        self.write_parts(&[middle, &data[head + whole..]])
-    }
-}
-
-/// A write call again while it is interrupted; nothing written is an error.
-fn retry(mut call: impl FnMut() -> rustix::io::Result<usize>) -> std::io::Result<usize> {
-    loop {
-        match call() {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => return Ok(n),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// `path` opened again with `O_DIRECT`, if it is still `file` and its file
-/// system takes direct writes.
-#[cfg(target_os = "linux")]
-fn open_direct(file: &File, path: &std::path::Path) -> Option<File> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let direct = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-        .open(path)
-        .ok()?;
-    let (a, b) = (file.metadata().ok()?, direct.metadata().ok()?);
-    (a.dev() == b.dev() && a.ino() == b.ino()).then_some(direct)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn open_direct(_: &File, _: &std::path::Path) -> Option<File> {
-    None
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sink() -> (tempfile::TempDir, PathBuf, Arc<Sink>) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t");
-        let file = File::create(&path).unwrap();
-        let s = Sink::new(file, path.clone());
-        (dir, path, s)
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn chunks_and_immediate_writes_land_in_order() {
-        let (_d, path, s) = sink();
-        let mut want = Vec::new();
-        for i in 0..40u8 {
-            let mut c = s.buffer();
-            c.extend_from_slice(&[b'a' + i % 26; 100_000]);
-            want.extend_from_slice(c.as_slice());
-            s.queue(c);
-            if i % 10 == 9 {
-                s.write_now(&[b"line\n", b"more\n"]);
-                want.extend_from_slice(b"line\nmore\n");
-            }
-        }
-        s.close(false);
-        assert_eq!(std::fs::read(&path).unwrap(), want);
-        // Handed over after closing: dropped, nothing written.
-        let mut late = s.buffer();
-        late.extend_from_slice(b"late");
-        s.queue(late);
-        s.write_now(&[b"late"]);
-        assert_eq!(std::fs::read(&path).unwrap().len(), want.len());
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn what_waits_to_be_written_is_bounded() {
-        let (_d, path, s) = sink();
-        let mut peak = 0;
-        let mut want = Vec::new();
-        for i in 0..200usize {
-            let mut c = s.buffer();
-            // Odd sizes: chunks start anywhere in a page.
-            let len = CHUNK - 1 + i % 3;
-            c.extend_from_slice(&vec![b'a' + (i % 26) as u8; len]);
-            want.extend_from_slice(c.as_slice());
-            s.queue(c);
-            peak = peak.max(s.lock().queued);
-        }
-        assert!(peak <= QUEUE_MAX + CHUNK, "{peak} bytes waited");
-        s.close(false);
-        // The writer fell behind (direct or not, all of it is there, in order).
-        assert!(std::fs::read(&path).unwrap() == want);
-    }
-
-    /// Chunks of every size and place, between writes of the relay: the same
-    /// bytes, whole pages direct where the file system takes them.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn whole_pages_go_direct_and_the_file_is_the_same() {
-        let (_d, path, s) = sink();
-        let (_, _, on) = s.direct();
-        let mut want = Vec::new();
-        let page = align();
-        let sizes = [
-            1,
-            page - 1,
-            page,
-            page + 1,
-            3 * page + 17,
-            100_000,
-            CHUNK + 3,
-            7,
-        ];
-        for (i, &len) in sizes.iter().cycle().take(40).enumerate() {
-            let fill = b'A' + (i % 26) as u8;
-            let mut c = s.buffer();
-            c.extend_from_slice(&vec![fill; len]);
-            if i % 5 == 4 {
-                // Written before the chunk is handed over: it is out of place
-                // (its bytes no longer go where it was laid out for).
-                s.write_now(&[b"\nanswer\n"]);
-                want.extend_from_slice(b"\nanswer\n");
-            }
-            want.extend_from_slice(c.as_slice());
-            s.queue(c);
-            if i % 7 == 6 {
-                s.settle();
-            }
-        }
-        let (direct, misplaced, still) = s.direct();
-        s.close(false);
-        assert!(std::fs::read(&path).unwrap() == want, "the file differs");
-        if on {
-            let big: usize = sizes.iter().filter(|&&n| n >= 2 * page).sum();
-            assert!(still && direct >= big as u64, "only {direct} bytes direct");
-            // Each fifth chunk was out of place; the rest were laid out right.
-            assert!(misplaced <= 8, "{misplaced} chunks out of place");
-        } else {
-            eprintln!("this file system takes no direct writes: not tested here");
-        }
-    }
-
-    /// A direct write the kernel refuses: that part, and all that follows,
-    /// through the page cache.
-    #[test]
-    fn a_refused_direct_write_is_written_the_ordinary_way() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t");
-        let mut files = Files {
-            buffered: File::create(&path).unwrap(),
-            // Read-only: every write to it fails (as EINVAL would).
-            direct: Some(File::open(&path).unwrap()),
-            written: 0,
-            direct_bytes: 0,
-            misplaced: 0,
-        };
-        let mut chunk = Chunk::placed(Vec::new(), 0);
-        chunk.extend_from_slice(&vec![b'x'; 5 * align() + 3]);
-        files.write_chunk(chunk.as_slice(), true).unwrap();
-        files.write_parts(&[b"end"]).unwrap();
-        assert!(files.direct.is_none());
-        assert_eq!(files.direct_bytes, 0);
-        let mut want = vec![b'x'; 5 * align() + 3];
-        want.extend_from_slice(b"end");
-        assert!(std::fs::read(&path).unwrap() == want);
-    }
-
-    /// A runtime shutting down refuses the writer's job and drops it on the
-    /// caller's thread: the job writes there, and the relay does not hang.
-    #[test]
-    fn handing_over_while_the_runtime_shuts_down_writes_and_returns() {
-        let (_d, path, s) = sink();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .build()
-            .unwrap();
-        let handle = rt.handle().clone();
-        rt.shutdown_background();
-        let (done, returned) = std::sync::mpsc::channel();
-        let sink = s.clone();
-        std::thread::spawn(move || {
-            let _in = handle.enter();
-            let mut c = sink.buffer();
-            c.extend_from_slice(b"abc");
-            sink.queue(c);
-            let _ = done.send(());
-        });
-        let waited = returned.recv_timeout(std::time::Duration::from_secs(10));
-        assert!(waited.is_ok(), "queue() hung");
-        assert_eq!(std::fs::read(&path).unwrap(), b"abc");
-    }
-
-    #[test]
-    fn without_a_runtime_it_writes_in_place() {
-        let (_d, path, s) = sink();
-        let mut c = s.buffer();
-        c.extend_from_slice(b"abc");
-        s.queue(c);
-        assert!(s.is_idle());
-        assert_eq!(std::fs::read(&path).unwrap(), b"abc");
-        s.close(true);
-        assert!(!path.exists());
-    }
-}
+#[path = "sink_tests.rs"]
+mod tests;
