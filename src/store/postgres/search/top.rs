@@ -58,7 +58,7 @@ pub(super) fn best(
     let mut seen: HashMap<Uuid, (i16, Option<i64>)> = HashMap::new();
     let mut probed: HashSet<Uuid> = HashSet::new();
     loop {
-        let rows = sorted(db, words, ends, &vec![depth; n], kinds)?;
+        let rows = sorted(db, words, ends, depth, kinds)?;
         // Per word and list: postings read, and the last in the list's order.
         let mut got: HashMap<(usize, i32), (i64, (i64, Uuid))> = HashMap::new();
         let mut kind_of: HashMap<Uuid, i16> = HashMap::new();
@@ -134,40 +134,40 @@ fn later(a: (i64, Uuid), b: (i64, Uuid)) -> bool {
     a.0 < b.0 || (a.0 == b.0 && a.1 > b.1)
 }
 
-/// Each word's first `depths[i]` postings of each of its lists, best first:
+/// Each word's first `depth` postings of each of its lists, best first:
 /// (word, list, id, kind, score). The first-letter expressions are the index's,
 /// spelled alike (the planner matches them as text).
 fn sorted(
     db: &mut Db<'_, postgres::Client>,
     words: &[String],
     ends: &[String],
-    depths: &[i64],
+    depth: i64,
     kinds: &[i16],
 ) -> R<Vec<Read>> {
     let rows = db.query(
-        "WITH w AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
-                    WITH ORDINALITY AS w(word, wend, depth, i) WHERE depth > 0)
+        "WITH w AS (SELECT * FROM unnest($1::text[], $2::text[])
+                    WITH ORDINALITY AS w(word, wend, i))
          SELECT w.i, 0, p.id, p.kind, p.score::bigint FROM w CROSS JOIN LATERAL (
              SELECT id, kind, CASE WHEN length(token) = 1 THEN weight * 4 + 2 ELSE weight * 2 END AS score
              FROM postings
              WHERE left(token, 1) = w.word AND (cardinality($4::smallint[]) = 0 OR kind = ANY($4))
              ORDER BY CASE WHEN length(token) = 1 THEN weight * 4 + 2 ELSE weight * 2 END DESC, id
-             LIMIT w.depth) p
+             LIMIT $3) p
          WHERE length(w.word) = 1
          UNION ALL
          SELECT w.i, 1, p.id, p.kind, (p.weight * 4 + 2)::bigint FROM w CROSS JOIN LATERAL (
              SELECT id, kind, weight FROM postings
              WHERE token = w.word AND (cardinality($4::smallint[]) = 0 OR kind = ANY($4))
-             ORDER BY weight DESC, id LIMIT w.depth) p
+             ORDER BY weight DESC, id LIMIT $3) p
          WHERE length(w.word) > 1
          UNION ALL
          SELECT w.i, 2, p.id, p.kind, (p.weight * 2)::bigint FROM w CROSS JOIN LATERAL (
              SELECT id, kind, weight FROM postings
              WHERE token > w.word AND token < w.wend
                AND (cardinality($4::smallint[]) = 0 OR kind = ANY($4))
-             ORDER BY weight DESC, id LIMIT w.depth) p
+             ORDER BY weight DESC, id LIMIT $3) p
          WHERE length(w.word) > 1",
-        &[&words, &ends, &depths, &kinds],
+        &[&words, &ends, &depth, &kinds],
     )?;
     Ok(rows
         .iter()
