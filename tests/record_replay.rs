@@ -704,16 +704,21 @@ fn record_users_limits_recording_to_those_users() {
     let dv = dovecot();
     let (wanted, other) = (unique_user("rr-who"), unique_user("rr-who"));
     let rec = tempdir("rr-rec-");
-    let proxy = recording_proxy(dv, rec.path(), &format!("users = [\"{wanted}\"]\n"));
+    // A directory the proxy makes: private to its user, as each transcript is.
+    let dir = rec.path().join("transcripts");
+    let proxy = recording_proxy(dv, &dir, &format!("users = [\"{wanted}\"]\n"));
     session(proxy.imap, &other, &["NOOP"]);
     session(proxy.imap, &wanted, &["EXAMINE INBOX"]);
     // A connection that never logs in is not recorded either.
     drop(RawImap::connect(proxy.imap).unwrap());
     std::thread::sleep(Duration::from_millis(300));
     drop(proxy);
-    assert_no_secrets(rec.path());
-    let files = transcripts(rec.path());
+    assert_no_secrets(&dir);
+    let files = transcripts(&dir);
     assert_eq!(files.len(), 1, "{files:?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!((mode(&dir), mode(&files[0])), (0o700, 0o600));
     let text = std::fs::read_to_string(&files[0]).unwrap();
     assert!(
         text.contains("EXAMINE INBOX") && !text.contains("NOOP"),
