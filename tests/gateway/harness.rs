@@ -276,6 +276,22 @@ impl Gateway {
             String::from_utf8_lossy(&out.stdout).into_owned(),
         )
     }
+
+    /// Wait until `gateway status` succeeds and its table satisfies `settled`;
+    /// returns that table. A mailbox's counts move before its state does (the
+    /// keywords are stored and the folder is caught up after a message is
+    /// counted), so a test that reads states waits for them here.
+    pub fn wait_status(&self, settled: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let (ok, status) = self.status();
+            if ok && settled(&status) {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{status}\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {

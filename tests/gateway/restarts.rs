@@ -187,15 +187,7 @@ fn dovecot_stopped_and_started_under_it_it_reconnects_and_misses_nothing() {
     wait_tracked(dv, &o, "INBOX", 6);
     // Every connection comes back (the Sent one may still be in its back-off
     // when INBOX's has tracked everything).
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let (ok, status) = gw.status();
-        if ok && status.contains(" ok ") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{status}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    gw.wait_status(|s| s.contains(" ok "));
     let (st, log) = gw.terminate();
     assert!(st.success(), "{log}");
     for (uid, f) in flags_by_imaplib(dv, &o, "INBOX") {
