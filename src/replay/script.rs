@@ -83,6 +83,9 @@ impl Step {
 pub struct Script {
     pub header: Header,
     pub steps: Vec<Step>,
+    /// The transcript's line where its last record was cut short (a recording
+    /// proxy killed while writing it): the records before it are the script.
+    pub torn: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +110,8 @@ pub struct Indexer {
     /// The last line was a `{` block's: its bytes (and a `\n`) come next in
     /// the file, for the caller to skip ([`Indexer::take_block`]).
     block: Option<u64>,
+    /// What the last block changed: its step's last literal's file range before it.
+    before_block: Option<(usize, u64, u64)>,
 }
 
 impl Default for Indexer {
@@ -121,6 +126,7 @@ impl Default for Indexer {
             pending_start: [(0, 0), (0, 0)],
             client_steps: 0,
             block: None,
+            before_block: None,
         }
     }
 }
@@ -163,6 +169,11 @@ impl Indexer {
                 .block_len()
                 .map_err(|cause| ScriptError::Format { line: n, cause })?;
             self.block = Some(count);
+            self.before_block =
+                self.open[s].and_then(|step| match self.script.steps[step].parts.last() {
+                    Some(Part::Literal(l)) => Some((step, l.start, l.end)),
+                    _ => None,
+                });
             // The block's bytes and its `\n` belong to the record's file range.
             return self.literal_bytes(rec.dir, count, offset, len + count + 1);
         }
@@ -246,6 +257,26 @@ impl Indexer {
     /// [`Indexer::skipped`] with the lines they held).
     pub fn take_block(&mut self) -> Option<u64> {
         self.block.take()
+    }
+
+    /// The file ended inside the record at `line_no` (inside its line, or
+    /// `in_block`, inside the block it announced): a record cut short, which
+    /// the script leaves out (a recording proxy killed mid-write leaves a
+    /// transcript that replays up to there).
+    pub fn torn(&mut self, line_no: usize, in_block: bool) {
+        if in_block {
+            if let Some((step, start, end)) = self.before_block.take() {
+                if let Some(Part::Literal(l)) = self.script.steps[step].parts.last_mut() {
+                    (l.start, l.end) = (start, end);
+                }
+            }
+        }
+        self.script.torn = Some(line_no);
+    }
+
+    /// The current line of the transcript.
+    pub fn line_no(&self) -> usize {
+        self.line_no
     }
 
     /// `lines` transcript lines went by inside a block (line numbers stay
@@ -401,23 +432,37 @@ pub fn index_from(mut r: impl std::io::BufRead) -> Result<Script, IndexError> {
         if n == 0 {
             break;
         }
-        let body = line.strip_suffix(b"\n").unwrap_or(&line);
+        let Some(body) = line.strip_suffix(b"\n") else {
+            if line.len() > MAX_LINE {
+                ix.line(offset, n as u64, &line)?;
+            }
+            // The file ends inside this line.
+            ix.torn(ix.line_no() + 1, false);
+            break;
+        };
         ix.line(offset, n as u64, body)?;
         offset += n as u64;
         if let Some(mut left) = ix.take_block() {
+            let block_line = ix.line_no();
             let mut lines = 0;
             while left > 0 {
                 let want = skip.len().min(usize::try_from(left).unwrap_or(usize::MAX));
                 let got = r.read(&mut skip[..want])?;
                 if got == 0 {
-                    return Err(ix.error("a block cut short").into());
+                    break;
                 }
                 lines += memchr::memchr_iter(b'\n', &skip[..got]).count();
                 left -= got as u64;
                 offset += got as u64;
             }
             let mut end = [0u8];
-            if r.read(&mut end)? != 1 || end[0] != b'\n' {
+            let ended = left == 0 && r.read(&mut end)? == 1;
+            if !ended {
+                // The file ends inside the block.
+                ix.torn(block_line, true);
+                break;
+            }
+            if end[0] != b'\n' {
                 return Err(ix.error("a block must end with a line break").into());
             }
             offset += 1;
@@ -509,12 +554,72 @@ S: 0.003 a1 OK\n";
         );
         for bad in [
             "# crmproxy transcript 1\nS: 0.000 * 1 FETCH (BODY[] {2}\nS{ 3\nefg\n",
-            "# crmproxy transcript 1\nS: 0.000 * 1 FETCH (BODY[] {9}\nS{ 4\nab\n",
             "# crmproxy transcript 1\nS: 0.000 * 1 FETCH (BODY[] {9}\nS{ 2\nab!",
             "# crmproxy transcript 1\nS{ 2\nab\n",
         ] {
             assert!(index(bad.as_bytes()).is_err(), "{bad}");
         }
+    }
+
+    /// A transcript cut anywhere (a recording proxy killed mid-write) indexes
+    /// as the records before the cut; only a cut between records is whole.
+    #[test]
+    fn a_transcript_cut_anywhere_is_its_records_before_the_cut() {
+        let t = "# crmproxy transcript 1\n\
+S: 0.000 * OK ready\n\
+C: 0.001 a1 UID FETCH 1:2 BODY.PEEK[]\n\
+S: 0.002 * 1 FETCH (UID 1 BODY[] {12}\n\
+S{ 12\nHello\nworld!\n\
+S: 0.002 )\n\
+S: 0.002 * 2 FETCH (UID 2 BODY[] {10}\n\
+S{ 4\nabcd\n\
+S~ ef\n\
+S{ 4\nghij\n\
+S: 0.003 )\n\
+S: 0.003 a1 OK done\n";
+        let full = index(t.as_bytes()).unwrap();
+        assert_eq!(full.torn, None);
+        // Where records end: after each line, or after a block's bytes and `\n`.
+        let mut whole = vec![0];
+        let mut at = 0;
+        while at < t.len() {
+            let end = at + t[at..].find('\n').unwrap() + 1;
+            let line = &t[at..end - 1];
+            at = match line.strip_prefix("S{ ") {
+                Some(n) => end + n.parse::<usize>().unwrap() + 1,
+                None => end,
+            };
+            whole.push(at);
+        }
+        let header = t.find('\n').unwrap() + 1;
+        for cut in header..=t.len() {
+            let part = index(&t.as_bytes()[..cut]).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+            assert_eq!(part.torn.is_none(), whole.contains(&cut), "cut at {cut}");
+            assert!(part.steps.len() <= full.steps.len(), "cut at {cut}");
+            for (i, step) in part.steps.iter().enumerate() {
+                assert_eq!(
+                    step.first_line(),
+                    full.steps[i].first_line(),
+                    "cut at {cut}"
+                );
+                for (p, q) in step.parts.iter().zip(&full.steps[i].parts) {
+                    // A literal's pieces that are in the file are whole records.
+                    if let (Part::Literal(p), Part::Literal(q)) = (p, q) {
+                        assert!(p.end as usize <= cut && p.end <= q.end, "cut at {cut}");
+                        assert!(p.start == q.start || p.start == p.end, "cut at {cut}");
+                    }
+                }
+            }
+        }
+        // A cut inside the first block of the second message (file line 10,
+        // lines inside blocks counted): none of its literal is in the script.
+        let cut = t.find("S{ 4").unwrap() + 7;
+        let part = index(&t.as_bytes()[..cut]).unwrap();
+        assert_eq!(part.torn, Some(10));
+        let Part::Literal(l) = &part.steps[3].parts[1] else {
+            panic!("{:?}", part.steps[3])
+        };
+        assert_eq!((l.start, l.end), (0, 0), "no piece of it is whole");
     }
 
     #[test]

@@ -30,6 +30,13 @@ pub fn load(path: &Path) -> Result<Loaded, ReplayError> {
             cause,
         },
     })?;
+    if let Some(line) = script.torn {
+        tracing::warn!(
+            "{}: line {line}: the last record is cut short (the recording proxy stopped \
+             while writing it); replaying the records before it",
+            path.display()
+        );
+    }
     Ok(Loaded {
         path: path.to_owned(),
         script,
