@@ -27,6 +27,23 @@ pub(super) struct Files {
     direct_bytes: u64,
     /// Chunks that could have gone direct but for their layout (for the tests).
     misplaced: u64,
+    /// Partial pages of chunks written direct, written through the page cache
+    /// (for the tests).
+    edges: u64,
+}
+
+/// What went direct, for the tests.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DirectStats {
+    /// Direct writes are on (the file system takes them).
+    pub on: bool,
+    /// Bytes written direct.
+    pub bytes: u64,
+    /// Chunks of a page or more that were not laid out for their place.
+    pub misplaced: u64,
+    /// Partial pages at the ends of chunks written direct.
+    pub edges: u64,
 }
 
 impl Files {
@@ -39,6 +56,7 @@ impl Files {
             written: 0,
             direct_bytes: 0,
             misplaced: 0,
+            edges: 0,
         }
     }
 
@@ -47,11 +65,14 @@ impl Files {
         self.written
     }
 
-    /// Bytes written direct, chunks of a page or more that were not laid out
-    /// for their place, and whether direct writes are on.
     #[cfg(test)]
-    pub(super) fn stats(&self) -> (u64, u64, bool) {
-        (self.direct_bytes, self.misplaced, self.direct.is_some())
+    pub(super) fn stats(&self) -> DirectStats {
+        DirectStats {
+            on: self.direct.is_some(),
+            bytes: self.direct_bytes,
+            misplaced: self.misplaced,
+            edges: self.edges,
+        }
     }
 
     /// All of `parts` through the page cache, in as few `pwritev` calls as the
@@ -83,6 +104,8 @@ impl Files {
         if !direct || self.direct.is_none() || !placed || whole == 0 {
             return self.write_parts(&[data]);
         }
+        let tail = data.len() - head - whole;
+        self.edges += u64::from(head > 0) + u64::from(tail > 0);
         self.write_parts(&[&data[..head]])?;
         let mut middle = &data[head..head + whole];
         while !middle.is_empty() && middle.len().is_multiple_of(align) {
@@ -153,6 +176,7 @@ mod tests {
             written: 0,
             direct_bytes: 0,
             misplaced: 0,
+            edges: 0,
         };
         // Whole pages, laid out for offset 0.
         let buf = vec![b'x'; 7 * align()];

@@ -1,23 +1,25 @@
-//! The file side of a transcript: whole records, written in order, either by
+//! The file side of a transcript: records, written in order, either by
 //! the relay itself or, while a burst of literal bytes goes on, by a task of
 //! the blocking pool so that the kernel's file writes overlap the relaying.
 //!
-//! What is handed over is a chunk of whole records (a copy: the read buffer is
-//! the relay's), so a proxy killed at any moment leaves a transcript that parses
-//! up to its last whole chunk. At most [`QUEUE_MAX`] bytes wait to be written;
-//! past that the relay waits for the writer (bounded memory, backpressure into
-//! the relay, which then reads nothing more from the server).
+//! What is handed over is a chunk of records (a copy: the read buffer is the
+//! relay's), so a proxy killed at any moment leaves a transcript that replays
+//! up to the last record of its last chunk written. At most [`QUEUE_MAX`]
+//! bytes wait to be written; past that the relay waits for the writer (bounded
+//! memory, backpressure into the relay, which then reads nothing more from the
+//! server).
 //!
 //! The writer sends a chunk's whole pages to the disk with `O_DIRECT` where the
 //! file system allows it (Linux): the page cache's copy and its write-back cost
 //! more CPU than the relay itself, and on a machine with few cores that CPU is
 //! the relay's. A [`Chunk`] is laid out in memory at the offset modulo [`align`]
 //! that its bytes take in the file, so its whole pages go to the disk from where
-//! the relay put them; the partial pages at either end (and everything written
-//! by the relay itself) go through the page cache. Any file, any layout: a write
-//! the kernel refuses direct is written the ordinary way. And only while the
-//! disk keeps up: with more than half of [`QUEUE_MAX`] waiting, chunks go
-//! through the page cache (CPU, where the disk would keep the relay waiting).
+//! the relay put them; partial pages at its ends (a burst's first and last)
+//! and everything written by the relay itself go through the page cache. Any
+//! file, any layout: a write the kernel refuses direct is written the ordinary
+//! way. And only while the disk keeps up: with more than half of [`QUEUE_MAX`]
+//! waiting, chunks go through the page cache (CPU, where the disk would keep
+//! the relay waiting).
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -76,6 +78,24 @@ impl Chunk {
 
     pub fn extend_from_slice(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// How many bytes at the end lie past the chunk's last page boundary in
+    /// the file; all of them when the chunk does not cross one.
+    pub fn partial_tail(&self) -> usize {
+        let tail = (self.buf.as_ptr() as usize + self.buf.len()) % align();
+        if self.buf.len() - tail <= self.start {
+            return self.len();
+        }
+        tail
+    }
+
+    /// Cut the last `n` bytes off into `to`.
+    pub fn cut_tail(&mut self, n: usize, to: &mut Vec<u8>) {
+        let at = self.buf.len() - n;
+        to.clear();
+        to.extend_from_slice(&self.buf[at..]);
+        self.buf.truncate(at);
     }
 
     /// The buffer to append records to. Only append: what it holds is laid out.
@@ -268,13 +288,11 @@ impl Sink {
         self.lock().spare.iter().map(Vec::capacity).sum()
     }
 
-    /// Once everything handed over is written: bytes written direct so far,
-    /// chunks of a page or more that were not laid out for their place, and
-    /// whether direct writes are on.
+    /// What went direct, once everything handed over is written.
     #[cfg(test)]
-    pub(super) fn direct(&self) -> (u64, u64, bool) {
+    pub(super) fn direct(&self) -> super::file::DirectStats {
         let s = self.settled();
-        s.file.as_ref().map_or((0, 0, false), Files::stats)
+        s.file.as_ref().map(Files::stats).expect("recording")
     }
 
     /// Chunks and immediate writes written so far.

@@ -60,7 +60,7 @@ async fn what_waits_to_be_written_is_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_pages_go_direct_and_the_file_is_the_same() {
     let (_d, path, s) = sink();
-    let (_, _, on) = s.direct();
+    let on = s.direct().on;
     let mut want = Vec::new();
     let page = align();
     let sizes = [
@@ -89,14 +89,14 @@ async fn whole_pages_go_direct_and_the_file_is_the_same() {
             s.settle();
         }
     }
-    let (direct, misplaced, still) = s.direct();
+    let stats = s.direct();
     s.close(false);
     assert!(std::fs::read(&path).unwrap() == want, "the file differs");
     if on {
         let big: usize = sizes.iter().filter(|&&n| n >= 2 * page).sum();
-        assert!(still && direct >= big as u64, "only {direct} bytes direct");
+        assert!(stats.on && stats.bytes >= big as u64, "{stats:?}");
         // Each fifth chunk was out of place; the rest were laid out right.
-        assert!(misplaced <= 8, "{misplaced} chunks out of place");
+        assert!(stats.misplaced <= 8, "{stats:?}");
     } else {
         eprintln!("this file system takes no direct writes: not tested here");
     }
