@@ -96,6 +96,9 @@ fn team() -> Team {
     let url = pg::fresh_db();
     let a = proxy_on(&url, false);
     let b = proxy_on(&url, true);
+    // Each proxy hears the other's changes once its listener runs (it starts
+    // beside the listeners the proxy reports, not before them).
+    pg::postgres().wait_listeners(&url, "crm_changes", 2);
     let (alice, bob) = (login("alice"), login("bob"));
     add_user(&a.data_dir, &alice, true);
     add_user(&b.data_dir, &bob, true);
