@@ -212,13 +212,15 @@ async fn bobs_record_page_in_chromium_shows_alices_activity_by_itself() {
     let link = crm(&t.b.data_dir, &["pane-url", "--user", &t.bob]);
     let pin = spki_pin(&t.b.data_dir.join("certs").join("localhost.pem"));
     let driver = Driver::start(&pin).await;
+    driver.note_live_open().await;
     driver.goto(link.trim()).await;
     driver
         .goto(&format!("{}/record/{}", pane_base(&t.b), t.carol))
         .await;
     driver.wait_for_text("main", "No activity yet").await;
-    // Let the page's live connection open before the change.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The page's live connection open before the change (a change made before
+    // it is not heard).
+    driver.wait_live_open().await;
     let t = tokio::task::spawn_blocking(move || {
         t.alice_tracks("Chromium quote");
         t
