@@ -479,8 +479,9 @@ fn changes_by_another_process_reach_the_right_panes() {
     // The other process.
     let there = open(&url);
     let alice = alice_and_bob(&there)[0];
-    // Let the listener start (it LISTENs on its own connection).
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The listener LISTENs on its own connection, on its own thread: a change
+    // committed before that is not heard.
+    pg::postgres().wait_listeners(&url, "crm_changes", 1);
     let mut c = contact("Carol", "Fabré", "");
     c.job_title = "Buyer".into();
     let carol = there.put_record(Record::Contact(c)).unwrap().id();

@@ -210,6 +210,9 @@ fn a_recurring_invitation_goes_through_pending_and_is_completed_at_once() {
     let r = c.cmd("UID STORE 2 +FLAGS.SILENT ($CRM_Track)");
     assert!(r.ok(), "{}", r.tagged);
     wait_keyword(&mut direct, "INBOX", 2, "$CRM_Tracked", true);
+    // The state keyword is added before the pending one goes (two STOREs: IMAP
+    // has no atomic swap), so wait for the second too.
+    wait_keyword(&mut direct, "INBOX", 2, "$CRM_Pending", false);
     let f = flags(&mut direct, "INBOX", 2);
     assert!(!f.contains("$CRM_Pending"), "{f}");
     let shown = appointment(env.data()).expect("an appointment for the recurring meeting");

@@ -297,6 +297,33 @@ impl Driver {
         self.script(js).await.as_str().unwrap_or("").to_owned()
     }
 
+    /// Have every page this session loads from now on note when its live
+    /// connection (`EventSource`, pane.js) is open, in `window.__crmLiveOpen`:
+    /// the pane subscribes it before it answers, so a change made after that
+    /// reaches the page. See [`Driver::wait_live_open`].
+    pub async fn note_live_open(&self) {
+        let js = "(function () { var E = window.EventSource; if (!E) { return; } \
+                  window.EventSource = function (url, opts) { var s = new E(url, opts); \
+                  s.addEventListener('open', function () { window.__crmLiveOpen = true; }); \
+                  return s; }; window.EventSource.prototype = E.prototype; })();";
+        let v = self
+            .cmd(
+                "POST",
+                "/goog/cdp/execute",
+                Some(json!({
+                    "cmd": "Page.addScriptToEvaluateOnNewDocument",
+                    "params": { "source": js }
+                })),
+            )
+            .await;
+        assert!(v.get("identifier").is_some(), "{v}");
+    }
+
+    /// Wait until the page's live connection is open (after [`Driver::note_live_open`]).
+    pub async fn wait_live_open(&self) {
+        self.wait_until("window.__crmLiveOpen === true").await;
+    }
+
     /// Wait (15 s at most) until the JavaScript expression is truthy.
     pub async fn wait_until(&self, condition: &str) {
         for _ in 0..300 {

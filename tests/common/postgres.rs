@@ -277,6 +277,44 @@ impl Postgres {
         name
     }
 
+    /// Sessions on the database of `url` waiting for notifications on
+    /// `channel`: their last statement, done, was `LISTEN channel`.
+    pub fn listeners(&self, url: &str, channel: &str) -> i64 {
+        let db = url
+            .rsplit('/')
+            .next()
+            .and_then(|d| d.split('?').next())
+            .unwrap_or_default();
+        self.admin
+            .lock()
+            .unwrap()
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = $1 AND state = 'idle' AND query = $2",
+                &[&db, &format!("LISTEN {channel}")],
+            )
+            .unwrap()
+            .get(0)
+    }
+
+    /// Wait until `count` sessions listen on `channel` in the database of `url`
+    /// (a LISTEN is asynchronous to whoever starts the listener: a change
+    /// committed before it misses it).
+    pub fn wait_listeners(&self, url: &str, channel: &str, count: i64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let n = self.listeners(url, channel);
+            if n >= count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{n} of {count} sessions listen on {channel}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Run SQL as the superuser in the maintenance database.
     pub fn admin_sql(&self, sql: &str) -> Result<(), postgres::Error> {
         self.admin.lock().unwrap().batch_execute(sql)

@@ -18,6 +18,12 @@ use std::time::Duration;
 
 use crate::common::{dovecot, unique_user};
 
+/// How long the worker may take to make its first tries.
+const PATIENCE: Duration = Duration::from_secs(60);
+/// Its connections' first tries: the NOTIFY probe, INBOX's and Sent's
+/// watches, and the job connection.
+const FIRST_TRIES: usize = 4;
+
 /// Relays loopback connections to `target`, counting them.
 fn counting_relay(target: std::net::SocketAddr) -> (u16, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -89,14 +95,26 @@ fn a_refused_login_is_not_tried_again_until_a_new_one_comes() {
                 password: b"not the password any more".to_vec(),
             },
         );
-        // Each of its connections (jobs, the watched folders) tries once.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Each of its connections tries once: the NOTIFY probe, the two watched
+        // folders' (INBOX, Sent; started after the probe failed) and the jobs'.
+        // Waited for, not slept on: the watches start only after the probe
+        // failed, and a first try that comes after a fixed pause was taken
+        // for a retry.
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while connections.load(Ordering::SeqCst) < FIRST_TRIES {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the worker tried {} of {FIRST_TRIES} connections",
+                connections.load(Ordering::SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let first = connections.load(Ordering::SeqCst);
         // The worker pauses 5 s between attempts: two pauses would show a retry.
         tokio::time::sleep(Duration::from_secs(11)).await;
         first
     });
-    assert!(first >= 1, "the worker never tried");
+    assert_eq!(first, FIRST_TRIES, "one try per connection");
     assert_eq!(
         connections.load(Ordering::SeqCst),
         first,

@@ -59,10 +59,13 @@ fn sign_in(p: &Proxy, user: &str) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
-/// The pane's live events, line by line, from a `curl -N` child.
+/// The pane's live events, line by line, from a `curl -N` child; returns once
+/// the stream is open (its response head came: the pane subscribes before it
+/// answers), so that no change made after this is missed.
 fn events(p: &Proxy) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     let mut child = curl(p)
         .arg("-N")
+        .arg("-i")
         .arg(format!("{}/events", pane_base(p)))
         .stdout(Stdio::piped())
         .spawn()
@@ -76,8 +79,25 @@ fn events(p: &Proxy) -> (std::process::Child, std::sync::mpsc::Receiver<String>)
             }
         }
     });
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut head = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.trim().is_empty() => break,
+            Ok(l) => head.push(l),
+            Err(e) => panic!("/events did not answer ({e}): {head:?}"),
+        }
+    }
+    assert!(
+        head.first().is_some_and(|l| l.contains(" 200")),
+        "/events: {head:?}"
+    );
     (child, rx)
 }
+
+/// How long what the proxies do may take before a test fails.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// alice's proxy tracks a message by keyword; bob's pane (alice's delegate),
 /// on another proxy, hears that carol's record changed and its page shows the
@@ -96,6 +116,9 @@ fn team() -> Team {
     let url = pg::fresh_db();
     let a = proxy_on(&url, false);
     let b = proxy_on(&url, true);
+    // Each proxy hears the other's changes once its listener runs (it starts
+    // beside the listeners the proxy reports, not before them).
+    pg::postgres().wait_listeners(&url, "crm_changes", 2);
     let (alice, bob) = (login("alice"), login("bob"));
     add_user(&a.data_dir, &alice, true);
     add_user(&b.data_dir, &bob, true);
@@ -166,7 +189,7 @@ fn a_message_alices_proxy_tracks_shows_on_bobs_pane() {
     t.alice_tracks("Team quote");
 
     // bob's pane hears it live, from the other process.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + PATIENCE;
     let mut heard = false;
     while std::time::Instant::now() < deadline && !heard {
         if let Ok(l) = lines.recv_timeout(std::time::Duration::from_millis(200)) {
@@ -189,13 +212,15 @@ async fn bobs_record_page_in_chromium_shows_alices_activity_by_itself() {
     let link = crm(&t.b.data_dir, &["pane-url", "--user", &t.bob]);
     let pin = spki_pin(&t.b.data_dir.join("certs").join("localhost.pem"));
     let driver = Driver::start(&pin).await;
+    driver.note_live_open().await;
     driver.goto(link.trim()).await;
     driver
         .goto(&format!("{}/record/{}", pane_base(&t.b), t.carol))
         .await;
     driver.wait_for_text("main", "No activity yet").await;
-    // Let the page's live connection open before the change.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The page's live connection open before the change (a change made before
+    // it is not heard).
+    driver.wait_live_open().await;
     let t = tokio::task::spawn_blocking(move || {
         t.alice_tracks("Chromium quote");
         t

@@ -142,9 +142,19 @@ pub fn flags(c: &mut RawImap, mailbox: &str, uid: u32) -> String {
     assert!(r.ok(), "{}", r.tagged);
     let r = c.cmd(&format!("UID FETCH {uid} (FLAGS)"));
     assert!(r.ok(), "{}", r.tagged);
+    // The line of this UID: the answer may also carry a `* FLAGS (…)` (a new
+    // keyword in the mailbox) and FETCHes of other messages whose flags
+    // another session (the sync worker) changed since the EXAMINE.
     let t = r.text();
-    t.split("FLAGS (")
-        .nth(1)
+    t.lines()
+        .filter(|l| l.starts_with("* ") && l.contains(" FETCH ("))
+        .find(|l| {
+            let words: Vec<&str> = l.split([' ', '(', ')']).filter(|w| !w.is_empty()).collect();
+            words
+                .windows(2)
+                .any(|w| w[0].eq_ignore_ascii_case("UID") && w[1] == uid.to_string())
+        })
+        .and_then(|l| l.split("FLAGS (").nth(1))
         .and_then(|f| f.split(')').next())
         .unwrap_or_default()
         .to_string()
