@@ -36,6 +36,8 @@ pub struct ProxyOptions {
     pub without_upstream_ca: bool,
     /// Start the pane too (on a free loopback port; its address in `Proxy::pane`).
     pub pane: bool,
+    /// More arguments for `crmproxy serve`.
+    pub args: Vec<String>,
 }
 
 impl Default for ProxyOptions {
@@ -49,6 +51,7 @@ impl Default for ProxyOptions {
             without_upstream_ca: false,
             config_toml: None,
             pane: false,
+            args: Vec::new(),
         }
     }
 }
@@ -113,6 +116,7 @@ impl Proxy {
         if !opts.without_upstream_ca {
             cmd.arg("--upstream-ca").arg(&dv.ca_file);
         }
+        cmd.args(&opts.args);
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }

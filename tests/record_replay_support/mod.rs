@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+mod flags;
 mod killed;
 pub mod neomutt;
 pub mod thunderbird;
