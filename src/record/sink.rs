@@ -90,12 +90,9 @@ impl Chunk {
         tail
     }
 
-    /// Cut the last `n` bytes off into `to`.
-    pub fn cut_tail(&mut self, n: usize, to: &mut Vec<u8>) {
-        let at = self.buf.len() - n;
-        to.clear();
-        to.extend_from_slice(&self.buf[at..]);
-        self.buf.truncate(at);
+    /// The last `n` bytes, cut off.
+    pub fn split_tail(&mut self, n: usize) -> Vec<u8> {
+        self.buf.split_off(self.buf.len() - n)
     }
 
     /// The buffer to append records to. Only append: what it holds is laid out.

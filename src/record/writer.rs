@@ -135,7 +135,6 @@ impl Recorder {
                 start: Instant::now(),
                 early: Vec::new(),
                 chunk: Chunk::default(),
-                carried: Vec::new(),
                 users: self.settings.users.clone(),
             }),
         }))
@@ -159,8 +158,6 @@ struct Inner {
     early: Vec<u8>,
     /// Records not yet written, laid out for where they go in the file.
     chunk: Chunk,
-    /// The part of a page a handed-over chunk ended in (reused buffer).
-    carried: Vec<u8>,
     users: Vec<String>,
 }
 
@@ -298,12 +295,10 @@ impl Inner {
         if !keep_partial_page || tail == 0 || tail == chunk.len() {
             return self.sink.queue(chunk);
         }
-        let mut carried = std::mem::take(&mut self.carried);
-        chunk.cut_tail(tail, &mut carried);
+        let carried = chunk.split_tail(tail);
         self.sink.queue(chunk);
         self.chunk = self.sink.buffer();
         self.chunk.extend_from_slice(&carried);
-        self.carried = carried;
     }
 
     /// Write the records held (once the header is out), here and now.
